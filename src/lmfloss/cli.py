@@ -1,0 +1,76 @@
+"""The ``lmfloss`` command line: one entry point, one module per subcommand.
+
+Each module in :mod:`lmfloss.commands` exposes ``register(subparsers)``, which adds
+its parser(s) and sets ``func`` (a callable taking the parsed namespace and
+returning an exit code). Heavy imports (torch, sklearn) happen inside ``func``
+so that ``lmfloss --help`` stays instant.
+
+User mistakes (``ValueError``, ``FileNotFoundError``, ...) become one line on
+stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from lmfloss import __version__
+from lmfloss.errors import USER_ERRORS
+
+# Order is the order shown by ``lmfloss --help``.
+COMMAND_MODULES = (
+    "lmfloss.commands.losses",
+    "lmfloss.commands.data",
+    "lmfloss.commands.train",
+    "lmfloss.commands.cam",
+    "lmfloss.commands.sweep",
+    "lmfloss.commands.report",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmfloss",
+        description="Imbalanced medical image classification with the LMF loss and its baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"lmfloss {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    _configure_logging(getattr(args, "quiet", False))
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"lmfloss {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lmfloss {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``lmfloss`` command line, one module per area."""
