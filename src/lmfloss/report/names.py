@@ -1,0 +1,63 @@
+"""Display names: the paper's spelling of datasets, architectures and losses.
+
+Anything not listed is shown under its own name, so runs of other datasets, models
+or losses (``retinamnist``, ``resnet18``, ``cb``...) still get rows and columns.
+"""
+
+from __future__ import annotations
+
+DATASET_NAMES = {
+    "odir5k": "ODIR-5K",
+    "ham10000": "HAM-10K",
+    "isic2019": "ISIC-2019",
+    "covid19": "Covid-19",
+}
+MODEL_NAMES = {
+    "efficientnet_v2_s": "EfficientNetV2",
+    "resnet50": "ResNet-50",
+    "densenet121": "DenseNet-121",
+}
+LOSS_NAMES = {"ce": "CCE", "bwcce": "BWCCE", "focal": "Focal", "ldam": "LDAM", "lmf": "LMF"}
+
+# The paper's order: datasets as in Tables 2-4, models as Tables 2, 3, 4, losses as rows.
+_DATASET_ORDER = list(DATASET_NAMES)
+_MODEL_ORDER = list(MODEL_NAMES)
+_LOSS_ORDER = ["ce", "focal", "ldam", "bwcce", "lmf"]
+
+
+def dataset_name(name: str) -> str:
+    """``ham10000`` -> ``HAM-10K``; unknown names unchanged."""
+    return DATASET_NAMES.get(name, name)
+
+
+def model_name(name: str) -> str:
+    """``efficientnet_v2_s`` -> ``EfficientNetV2``; unknown names unchanged."""
+    return MODEL_NAMES.get(name, name)
+
+
+def loss_name(name: str) -> str:
+    """``ce`` -> ``CCE``; unknown names unchanged."""
+    return LOSS_NAMES.get(name, name)
+
+
+def _ordered(names: set[str] | list[str], known: list[str]) -> list[str]:
+    names = set(names)
+    return [n for n in known if n in names] + sorted(names - set(known))
+
+
+def order_datasets(names: set[str] | list[str]) -> list[str]:
+    """The paper's datasets first in its order, then the others alphabetically."""
+    return _ordered(names, _DATASET_ORDER)
+
+
+def order_models(names: set[str] | list[str]) -> list[str]:
+    """The paper's architectures first (Tables 2, 3, 4 order), then the others."""
+    return _ordered(names, _MODEL_ORDER)
+
+
+def order_losses(names: set[str] | list[str]) -> list[str]:
+    """CCE, Focal, LDAM, BWCCE, then other losses alphabetically, LMF last (as in the paper)."""
+    names = set(names)
+    baselines = [n for n in _LOSS_ORDER[:-1] if n in names]
+    others = sorted(names - set(_LOSS_ORDER))
+    return baselines + others + (["lmf"] if "lmf" in names else [])
