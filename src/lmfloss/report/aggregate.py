@@ -1,0 +1,213 @@
+"""Group runs into the cells of the paper's tables: dataset x model x loss.
+
+The grid is the one implied by the runs present (every dataset x model x loss seen
+in any run); a grid point with no run is *missing*, one whose runs have not finished
+is *unfinished*. Inside a cell, runs that differ only by seed are repeats; when a
+cell holds several configurations (e.g. the LMF hyperparameter study), the one with
+the best mean **validation** macro-F1 is reported — never chosen on test.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lmfloss.report.collect import Run
+from lmfloss.report.names import order_datasets, order_losses, order_models
+from lmfloss.report.stats import PairedTest, mean_std, paired_bootstrap_test
+
+logger = logging.getLogger(__name__)
+
+MAIN_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+OK, MISSING, UNFINISHED = "ok", "missing", "unfinished"
+
+
+@dataclass
+class Cell:
+    """One dataset x model x loss grid point.
+
+    Attributes:
+        status: ``ok`` (at least one finished run), ``missing`` or ``unfinished``.
+        runs: Finished runs of the reported configuration, sorted by seed.
+        unfinished: Unfinished runs of that configuration (not averaged).
+        n_configs: Distinct configurations found (1 unless a study was run).
+    """
+
+    dataset: str
+    model: str
+    loss: str
+    status: str = MISSING
+    runs: list[Run] = field(default_factory=list)
+    unfinished: list[Run] = field(default_factory=list)
+    n_configs: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+    def values(self, metric: str) -> list[float]:
+        """The finished runs' test values of ``metric`` (runs lacking it are skipped)."""
+        return [v for v in (r.test(metric) for r in self.runs) if v is not None]
+
+    def mean_std(self, metric: str) -> tuple[float, float | None] | None:
+        values = self.values(metric)
+        return mean_std(values) if values else None
+
+    def per_class_f1(self, class_name: str) -> list[float]:
+        out = []
+        for run in self.runs:
+            per_class = ((run.report or {}).get("test") or {}).get("f1_per_class") or {}
+            if class_name in per_class:
+                out.append(float(per_class[class_name]))
+        return out
+
+
+@dataclass
+class Grid:
+    """All cells plus the axes in display order."""
+
+    datasets: list[str]
+    models: list[str]
+    losses: list[str]
+    cells: dict[tuple[str, str, str], Cell]
+    expected_n: int  # the largest seed count of any cell: fewer is flagged with n=...
+
+    def cell(self, dataset: str, model: str, loss: str) -> Cell:
+        return self.cells[(dataset, model, loss)]
+
+
+def _config_score(runs: list[Run]) -> float:
+    values = [v for v in (r.val("f1_macro") for r in runs) if v is not None]
+    return float(np.mean(values)) if values else float("-inf")
+
+
+def build_grid(runs: Sequence[Run]) -> Grid:
+    """Group runs into cells of the dataset x model x loss grid they imply.
+
+    Args:
+        runs: Runs from :func:`lmfloss.report.collect.find_runs`.
+
+    Returns:
+        The :class:`Grid`; every grid point has a cell, possibly ``missing``.
+    """
+    datasets = order_datasets({r.dataset for r in runs})
+    models = order_models({r.model for r in runs})
+    losses = order_losses({r.loss for r in runs})
+    by_cell: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        by_cell[(run.dataset, run.model, run.loss)].append(run)
+    cells = {}
+    for d in datasets:
+        for m in models:
+            for loss in losses:
+                cells[(d, m, loss)] = _make_cell(d, m, loss, by_cell.get((d, m, loss), []))
+    expected = max((c.n + len(c.unfinished) for c in cells.values()), default=0)
+    return Grid(datasets, models, losses, cells, expected)
+
+
+def _make_cell(dataset: str, model: str, loss: str, runs: list[Run]) -> Cell:
+    cell = Cell(dataset, model, loss)
+    if not runs:
+        return cell
+    configs: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        configs[run.experiment_key].append(run)
+    cell.n_configs = len(configs)
+    finished = {k: [r for r in v if r.finished] for k, v in configs.items()}
+    candidates = [k for k, v in finished.items() if v]
+    if not candidates:
+        cell.status = UNFINISHED
+        cell.unfinished = sorted(runs, key=_seed_key)
+        return cell
+    best = max(candidates, key=lambda k: (_config_score(finished[k]), len(finished[k])))
+    if len(candidates) > 1:
+        logger.info(
+            "%s/%s/%s: %d configurations; reporting the best by validation macro-F1",
+            dataset, model, loss, len(candidates),
+        )
+    cell.status = OK
+    cell.runs = sorted(finished[best], key=_seed_key)
+    cell.unfinished = sorted((r for r in configs[best] if not r.finished), key=_seed_key)
+    return cell
+
+
+def _seed_key(run: Run) -> tuple[int, str]:
+    return (run.seed if run.seed is not None else -1, str(run.run_dir))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired bootstrap test of LMF against one baseline in one dataset x model."""
+
+    dataset: str
+    model: str
+    baseline: str
+    seeds: list[int | None]
+    test: PairedTest
+
+
+def paired_tests(
+    grid: Grid, *, reference: str = "lmf", n_boot: int = 1000, seed: int = 0
+) -> list[Comparison]:
+    """Paired bootstrap test of ``reference`` vs every other loss, per dataset x model.
+
+    Runs are paired by seed; predictions are aligned by record id, so both systems
+    are scored on the same resampled test images. Pairs without predictions or with
+    different test sets are skipped with a warning.
+    """
+    out: list[Comparison] = []
+    if reference not in grid.losses:
+        return out
+    for d in grid.datasets:
+        for m in grid.models:
+            ref = grid.cell(d, m, reference)
+            if ref.status != OK:
+                continue
+            for loss in grid.losses:
+                base = grid.cell(d, m, loss)
+                if loss == reference or base.status != OK:
+                    continue
+                result = _paired(ref, base, n_boot=n_boot, seed=seed)
+                if result is not None:
+                    out.append(Comparison(d, m, loss, result[0], result[1]))
+    return out
+
+
+def _paired(ref: Cell, base: Cell, *, n_boot: int, seed: int) -> tuple[list, PairedTest] | None:
+    by_seed = {r.seed: r for r in base.runs}
+    pairs = [(r, by_seed[r.seed]) for r in ref.runs if r.seed in by_seed]
+    if not pairs:
+        logger.warning(
+            "%s/%s: no common seed between %s and %s; no paired test",
+            ref.dataset, ref.model, ref.loss, base.loss,
+        )
+        return None
+    try:
+        first = pairs[0][0].predictions()
+        order = np.argsort(first.ids)
+        ids = first.ids[order]
+        labels = first.labels[order]
+        preds_a, preds_b = [], []
+        for run_a, run_b in pairs:
+            for run, sink in ((run_a, preds_a), (run_b, preds_b)):
+                p = run.predictions()
+                o = np.argsort(p.ids)
+                if not np.array_equal(p.ids[o], ids) or not np.array_equal(p.labels[o], labels):
+                    raise ValueError(f"{run.run_dir}: test set differs from {pairs[0][0].run_dir}")
+                sink.append(p.preds[o])
+    except (OSError, ValueError) as exc:
+        logger.warning("%s/%s %s vs %s: no paired test (%s)", ref.dataset, ref.model, ref.loss, base.loss, exc)
+        return None
+    k = max(len(first.class_names), int(labels.max()) + 1)
+    test = paired_bootstrap_test(
+        labels, np.stack(preds_a), np.stack(preds_b), num_classes=k, n_boot=n_boot, seed=seed
+    )
+    return [a.seed for a, _ in pairs], test

@@ -1,0 +1,304 @@
+"""``build_report``: read run directories and write every table, figure and summary.
+
+Output folder layout::
+
+    results.csv                 one row per run (finished or not)
+    paired_tests.csv            LMF vs each baseline: ΔF1, 95% CI, p-value
+    report.md                   everything below, tied together
+    tables/<name>.{md,csv,tex}  Tables 2-6 (and *_vs_paper with compare_paper)
+    figures/fig{1,2,4}_*.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.report.aggregate import (
+    MISSING,
+    OK,
+    UNFINISHED,
+    Comparison,
+    Grid,
+    build_grid,
+    paired_tests,
+)
+from lmfloss.report.collect import Run, find_runs, read_cam_summary
+from lmfloss.report.figures import figure1, figure2, figure4
+from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.render import Table
+from lmfloss.report.tables import compare_main_table, hparam_table, main_table, per_class_table
+
+logger = logging.getLogger(__name__)
+
+RESULT_COLUMNS = (
+    "dataset", "model", "loss", "seed", "alpha", "beta", "setting", "status",
+    "accuracy", "precision_macro", "recall_macro", "f1_macro",
+    "f1_macro_ci95_lo", "f1_macro_ci95_hi", "balanced_accuracy", "f1_weighted",
+    "auc_macro_ovr", "val_f1_macro", "best_epoch", "epochs_done", "run_dir",
+)
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        out_dir: The output folder.
+        runs: Every run found.
+        grid: The dataset x model x loss cells.
+        comparisons: Paired bootstrap tests of LMF vs each baseline.
+        tables: The tables written.
+        files: Every file written.
+    """
+
+    out_dir: Path
+    runs: list[Run]
+    grid: Grid
+    comparisons: list[Comparison]
+    tables: list[Table] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def result_rows(runs: Sequence[Run]) -> list[dict[str, object]]:
+    """One mapping per run with :data:`RESULT_COLUMNS`; values straight from ``report.json``."""
+    rows = []
+    for run in runs:
+        ci = ((run.report or {}).get("test") or {}).get("f1_macro_ci95") or [None, None]
+        rows.append({
+            "dataset": run.dataset, "model": run.model, "loss": run.loss, "seed": run.seed,
+            "alpha": run.alpha, "beta": run.beta, "setting": "+".join(run.settings) if run.loss == "lmf" else "",
+            "status": run.status,
+            **{m: run.test(m) for m in ("accuracy", "precision_macro", "recall_macro", "f1_macro")},
+            "f1_macro_ci95_lo": ci[0], "f1_macro_ci95_hi": ci[1],
+            **{m: run.test(m) for m in ("balanced_accuracy", "f1_weighted", "auc_macro_ovr")},
+            "val_f1_macro": run.val("f1_macro"),
+            "best_epoch": (run.report or {}).get("best_epoch"),
+            "epochs_done": run.epochs_done,
+            "run_dir": str(run.run_dir),
+        })
+    return rows
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, object]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    return path
+
+
+def build_report(
+    roots: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    compare_paper: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    figures: bool = True,
+) -> ReportResult:
+    """Read runs under ``roots`` (never re-training) and write the report into ``out_dir``.
+
+    Args:
+        roots: Folders searched recursively for run directories.
+        out_dir: Output folder (created; existing files of the same names are replaced).
+        compare_paper: Also write the paper's Tables 2-6 numbers beside the measured ones.
+        n_boot: Bootstrap resamples for intervals and paired tests.
+        seed: Bootstrap seed (the report is reproducible).
+        figures: Write Figs. 1, 2, 4 (PNG + PDF).
+
+    Returns:
+        A :class:`ReportResult`.
+
+    Raises:
+        FileNotFoundError: A root does not exist.
+        LmflossError: No run directory under the roots.
+        ValueError: ``n_boot < 1``.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = find_runs(roots)
+    grid = build_grid(runs)
+    comparisons = paired_tests(grid, n_boot=n_boot, seed=seed)
+    result = ReportResult(out, runs, grid, comparisons)
+
+    result.files.append(_write_csv(out / "results.csv", RESULT_COLUMNS, result_rows(runs)))
+    result.files.append(_write_csv(out / "paired_tests.csv", PAIRED_COLUMNS, paired_rows(comparisons)))
+
+    tables = [main_table(grid, m, comparisons, n_boot=n_boot) for m in grid.models]
+    tables += [per_class_table(grid, m) for m in grid.models]
+    table6 = hparam_table(grid, compare_paper=compare_paper)
+    if table6 is not None:
+        tables.append(table6)
+    compare_tables: list[Table] = []
+    if compare_paper:
+        compare_tables = [t for t in (compare_main_table(grid, m) for m in grid.models) if t is not None]
+        if "efficientnet_v2_s" in grid.models:
+            compare_tables.append(per_class_table(grid, "efficientnet_v2_s", compare_paper=True))
+    result.tables = tables + compare_tables
+    for table in result.tables:
+        result.files += table.write(out / "tables")
+
+    figure_files: dict[str, list[Path]] = {}
+    if figures:
+        figure_files["Fig. 1"] = figure1(grid, out / "figures")
+        figure_files["Fig. 2"] = figure2(grid, runs, out / "figures")
+        figure_files["Fig. 4"] = figure4(runs, out / "figures")
+        for paths in figure_files.values():
+            result.files += paths
+
+    report_md = out / "report.md"
+    report_md.write_text(
+        _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot)
+    )
+    result.files.append(report_md)
+    logger.info("report written to %s (%d files)", out, len(result.files))
+    return result
+
+
+PAIRED_COLUMNS = (
+    "dataset", "model", "reference", "baseline", "n_pairs", "seeds", "n_images",
+    "delta_f1_macro", "ci95_lo", "ci95_hi", "p_value", "n_boot",
+)
+
+
+def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
+    """One mapping per comparison with :data:`PAIRED_COLUMNS` (differences as fractions)."""
+    return [
+        {
+            "dataset": c.dataset, "model": c.model, "reference": "lmf", "baseline": c.baseline,
+            "n_pairs": c.test.n_pairs, "seeds": " ".join(str(s) for s in c.seeds),
+            "n_images": c.test.n_items, "delta_f1_macro": c.test.delta,
+            "ci95_lo": c.test.ci95[0], "ci95_hi": c.test.ci95[1],
+            "p_value": c.test.p_value, "n_boot": c.test.n_boot,
+        }
+        for c in comparisons
+    ]
+
+
+def _status_section(result: ReportResult) -> list[str]:
+    grid = result.grid
+    finished = sum(r.finished for r in result.runs)
+    lines = [
+        f"{len(result.runs)} run directories: {finished} finished, "
+        f"{len(result.runs) - finished} unfinished or unreadable. "
+        f"Grid implied by the runs: {len(grid.datasets)} dataset(s) × {len(grid.models)} "
+        f"model(s) × {len(grid.losses)} loss(es); up to {grid.expected_n} seed(s) per cell.",
+        "",
+    ]
+    gaps = [c for c in grid.cells.values() if c.status in (MISSING, UNFINISHED)]
+    short = [c for c in grid.cells.values() if c.status == OK and (c.n != grid.expected_n or c.unfinished)]
+    if gaps or short:
+        lines.append("Incomplete cells (never averaged silently):")
+        lines.append("")
+        for c in gaps:
+            what = "missing (no run)" if c.status == MISSING else f"unfinished ({len(c.unfinished)} run(s) without report.json)"
+            lines.append(f"- {dataset_name(c.dataset)} / {model_name(c.model)} / {loss_name(c.loss)}: {what}")
+        for c in short:
+            lines.append(
+                f"- {dataset_name(c.dataset)} / {model_name(c.model)} / {loss_name(c.loss)}: "
+                f"n={c.n} finished of {grid.expected_n}" + (f", {len(c.unfinished)} unfinished" if c.unfinished else "")
+            )
+    else:
+        lines.append("Every grid cell is complete.")
+    return lines + [""]
+
+
+def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
+    if not comparisons:
+        return ["No paired test: no LMF run shares a dataset, model and seed with a baseline "
+                "(or predictions.csv is missing).", ""]
+    lines = [
+        "LMF minus each baseline in test macro-F1 (percentage points), runs paired by seed and "
+        "scored on the same bootstrap resamples of the test images; p is two-sided.",
+        "",
+        "| Dataset | Model | Baseline | seeds | ΔF1 | 95% CI | p |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for c in comparisons:
+        t = c.test
+        lines.append(
+            f"| {dataset_name(c.dataset)} | {model_name(c.model)} | {loss_name(c.baseline)} | {t.n_pairs} | "
+            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {t.p_value:.3f} |"
+        )
+    return lines + [""]
+
+
+def _cam_section(runs: Sequence[Run]) -> list[str]:
+    rows = []
+    columns: list[str] = []
+    for run in runs:
+        summary = read_cam_summary(run.run_dir) if run.finished else None
+        if not summary:
+            continue
+        numeric: dict[str, list[float]] = {}
+        for record in summary:
+            for key, value in record.items():
+                try:
+                    numeric.setdefault(key, []).append(float(value))
+                except (TypeError, ValueError):
+                    continue
+        for key in numeric:
+            if key not in columns:
+                columns.append(key)
+        rows.append((run, {k: float(np.mean(v)) for k, v in numeric.items()}))
+    if not rows:
+        return []
+    lines = ["## Grad-CAM (mean of each run's cam_summary.csv)", "",
+             "| Dataset | Model | Loss | seed | " + " | ".join(columns) + " |",
+             "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |"]
+    for run, values in rows:
+        cells = [f"{values[c]:.4g}" if c in values else "—" for c in columns]
+        lines.append(f"| {dataset_name(run.dataset)} | {model_name(run.model)} | {loss_name(run.loss)} | "
+                     f"{run.seed} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _report_markdown(
+    result: ReportResult,
+    tables: list[Table],
+    compare_tables: list[Table],
+    figure_files: dict[str, list[Path]],
+    roots: Sequence[str | Path],
+    n_boot: int,
+) -> str:
+    lines = ["# lmfloss report", "", f"Runs read from: {', '.join(str(r) for r in roots)}. "
+             f"Bootstrap: {n_boot} resamples. Numbers are test-split percentages unless stated.", ""]
+    lines += ["## Runs", ""] + _status_section(result)
+    lines += ["## Tables", ""]
+    for table in tables:
+        lines += [table.to_markdown(), ""]
+    lines += ["## Is LMF's difference real? Paired bootstrap tests", ""]
+    lines += _paired_section(result.comparisons)
+    if compare_tables:
+        lines += ["## Beside the paper", "",
+                  "The paper's published numbers (Sadi et al., Tables 2-5) beside the measured ones; "
+                  "Δ = measured − paper, percentage points.", ""]
+        for table in compare_tables:
+            lines += [table.to_markdown(), ""]
+    lines += _cam_section(result.runs)
+    if any(figure_files.values()):
+        lines += ["## Figures", ""]
+        captions = {
+            "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
+            "Fig. 2": "per-class image counts of each dataset",
+            "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
+        }
+        for label, paths in figure_files.items():
+            png = [p for p in paths if p.suffix == ".png"]
+            if png:
+                rel = os.path.relpath(png[0], result.out_dir)
+                lines += [f"![{label}: {captions[label]}]({rel})", "", f"{label}: {captions[label]}.", ""]
+    lines += ["## Files", "", "- `results.csv`: one row per run (values as in each run's report.json)",
+              "- `paired_tests.csv`: every paired bootstrap test",
+              "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG and PDF", ""]
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""The paper's Figs. 1, 2 and 4 from runs, as PNG and PDF (matplotlib, Agg backend).
+
+- Fig. 1: macro-F1 per dataset and loss, mean across architectures, error bar = mean
+  absolute deviation across architectures (the paper's "average deviation").
+- Fig. 2: per-class image counts of each dataset (train + val + test of the runs' split).
+- Fig. 4: mean macro-F1 per LMF hyperparameter setting, error bar = mean absolute deviation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.report.aggregate import OK, Grid
+from lmfloss.report.collect import Run
+from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.stats import mean_absolute_deviation
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = ("setting-1", "setting-2", "setting-3")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    _pyplot().close(fig)
+    return paths
+
+
+def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """``(dataset, loss) -> (mean, mean abs. deviation, n models)`` of macro-F1.
+
+    Each architecture contributes its cell's seed-mean test macro-F1; architectures
+    whose cell is missing or unfinished are left out (``n models`` says how many count).
+    """
+    data = {}
+    for dataset in grid.datasets:
+        for loss in grid.losses:
+            values = []
+            for model in grid.models:
+                cell = grid.cell(dataset, model, loss)
+                stats = cell.mean_std("f1_macro") if cell.status == OK else None
+                if stats is not None:
+                    values.append(stats[0])
+            if values:
+                data[(dataset, loss)] = (float(np.mean(values)), mean_absolute_deviation(values), len(values))
+    return data
+
+
+def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
+    """Fig. 1: grouped bars of mean macro-F1 per dataset and loss; returns the files."""
+    plt = _pyplot()
+    data = fig1_data(grid)
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(grid.datasets)), 4))
+    width = 0.8 / max(len(grid.losses), 1)
+    x = np.arange(len(grid.datasets))
+    for k, loss in enumerate(grid.losses):
+        heights = [100 * data.get((d, loss), (np.nan, 0, 0))[0] for d in grid.datasets]
+        errors = [100 * data.get((d, loss), (0, 0, 0))[1] for d in grid.datasets]
+        ax.bar(x + (k - (len(grid.losses) - 1) / 2) * width, heights, width, yerr=errors,
+               capsize=3, label=loss_name(loss))
+    ax.set_xticks(x, [dataset_name(d) for d in grid.datasets])
+    ax.set_ylabel("Macro F1 (%)")
+    n_models = len(grid.models)
+    ax.set_title(f"Macro-F1, mean over {n_models} architecture{'s' if n_models > 1 else ''} "
+                 "± mean absolute deviation")
+    ax.legend(ncols=min(len(grid.losses), 6), fontsize="small", loc="lower right")
+    return _save(fig, Path(out_dir), "fig1_macro_f1")
+
+
+def class_distribution(runs: Sequence[Run]) -> dict[str, dict[str, int]]:
+    """``dataset -> {class: images}`` over train + val + test, from finished runs' reports.
+
+    Train counts are ``train_class_counts``; val/test counts the splits' ``support``
+    (a list in class order or a ``{class: n}`` mapping). Falls back to train counts only.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for run in runs:
+        if not run.finished or run.dataset in out or not run.class_names:
+            continue
+        report = run.report or {}
+        names = run.class_names
+        totals = np.zeros(len(names), dtype=np.int64)
+        train = report.get("train_class_counts")
+        if train is None or len(train) != len(names):
+            continue
+        totals += np.asarray(train, dtype=np.int64)
+        for split in ("val", "test"):
+            support = (report.get(split) or {}).get("support")
+            if isinstance(support, dict):
+                totals += np.asarray([int(support.get(c, 0)) for c in names])
+            elif isinstance(support, list) and len(support) == len(names):
+                totals += np.asarray(support, dtype=np.int64)
+        out[run.dataset] = {c: int(n) for c, n in zip(names, totals)}
+    return out
+
+
+def figure2(grid: Grid, runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
+    """Fig. 2: one bar chart of per-class image counts per dataset; returns the files."""
+    plt = _pyplot()
+    dist = class_distribution(runs)
+    datasets = [d for d in grid.datasets if d in dist]
+    if not datasets:
+        logger.warning("no finished run with class counts; Fig. 2 skipped")
+        return []
+    cols = min(len(datasets), 2)
+    rows = int(np.ceil(len(datasets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False)
+    for k, dataset in enumerate(datasets):
+        ax = axes[k // cols][k % cols]
+        counts = dist[dataset]
+        ax.bar(list(counts), list(counts.values()), color="tab:blue")
+        ax.set_title(f"({chr(ord('a') + k)}) {dataset_name(dataset)}")
+        ax.set_ylabel("Images")
+        ax.tick_params(axis="x", labelrotation=45)
+    for k in range(len(datasets), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), "fig2_class_distribution")
+
+
+def fig4_data(runs: Sequence[Run]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
+    """``(dataset, model) -> {setting: (mean, mean abs. deviation, n configs)}``.
+
+    Each distinct ``(alpha, beta)`` of finished LMF runs contributes its seed-mean
+    test macro-F1 to each setting it belongs to (the sweep's recorded setting, else
+    inferred; ``alpha = beta = 1`` belongs to all three). Only dataset x model pairs
+    with at least two distinct ``(alpha, beta)`` form a study.
+    """
+    by_config: dict[tuple[str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    settings_of: dict[tuple, set[str]] = defaultdict(set)
+    for run in runs:
+        if run.loss != "lmf" or not run.finished or run.test("f1_macro") is None:
+            continue
+        if run.alpha is None or run.beta is None:
+            continue
+        key = (run.alpha, run.beta)
+        by_config[(run.dataset, run.model)][key].append(run.test("f1_macro"))
+        settings_of[(run.dataset, run.model, *key)].update(run.settings)
+    out = {}
+    for (dataset, model), configs in by_config.items():
+        if len(configs) < 2:
+            continue
+        per_setting: dict[str, list[float]] = defaultdict(list)
+        for key, values in configs.items():
+            for setting in settings_of[(dataset, model, *key)]:
+                per_setting[setting].append(float(np.mean(values)))
+        if per_setting:
+            out[(dataset, model)] = {
+                s: (float(np.mean(v)), mean_absolute_deviation(v), len(v))
+                for s, v in sorted(per_setting.items())
+            }
+    return out
+
+
+def figure4(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
+    """Fig. 4: mean macro-F1 ± mean absolute deviation per setting; returns the files."""
+    plt = _pyplot()
+    data = fig4_data(runs)
+    if not data:
+        logger.info("no LMF hyperparameter study among the runs; Fig. 4 skipped")
+        return []
+    fig, axes = plt.subplots(1, len(data), figsize=(4.5 * len(data), 3.6), squeeze=False)
+    for ax, ((dataset, model), settings) in zip(axes[0], sorted(data.items())):
+        names = list(settings)
+        means = [100 * settings[s][0] for s in names]
+        errors = [100 * settings[s][1] for s in names]
+        ax.bar(names, means, yerr=errors, capsize=4, color="tab:green")
+        ax.set_ylim(max(0.0, min(means) - 3 * max(errors + [1.0])), min(100.0, max(means) + 3 * max(errors + [1.0])))
+        ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}")
+        ax.set_ylabel("Mean macro F1 (%)")
+        for i, s in enumerate(names):
+            ax.annotate(f"n={settings[s][2]}", (i, means[i]), ha="center", va="bottom", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), "fig4_hparam_settings")

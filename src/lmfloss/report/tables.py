@@ -1,0 +1,335 @@
+"""The paper's Tables 2-6 built from runs (and, on request, beside the paper's numbers).
+
+Numbers are percentages with two decimals, as in the paper; ``mean ± std`` (sample
+standard deviation) where a cell has several seeds, with ``n=k`` whenever a cell has
+fewer seeds than the fullest cell, so nothing is averaged over a partial set silently.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from lmfloss.report.aggregate import MISSING, OK, UNFINISHED, Cell, Comparison, Grid
+from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.paper import (
+    paper_best_hparams,
+    paper_main,
+    paper_per_class,
+    paper_train_samples,
+)
+from lmfloss.report.render import Table
+from lmfloss.report.stats import bootstrap_ci
+
+logger = logging.getLogger(__name__)
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "precision_macro": "Precision",
+    "recall_macro": "Recall",
+    "f1_macro": "Macro F1",
+}
+# The paper's table number of each architecture (Tables 2-4) — others get their own name.
+PAPER_TABLE_OF_MODEL = {"efficientnet_v2_s": 2, "resnet50": 3, "densenet121": 4}
+DASH = "—"
+
+
+def pct(value: float | None) -> str:
+    """``0.84614`` -> ``"84.61"``; ``None`` -> an em dash."""
+    return DASH if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+
+
+def status_text(cell: Cell, expected_n: int) -> str | None:
+    """``missing``/``unfinished`` for a cell without finished runs, else ``None``."""
+    if cell.status == MISSING:
+        return "missing"
+    if cell.status == UNFINISHED:
+        return f"unfinished ({len(cell.unfinished)} run{'s' if len(cell.unfinished) > 1 else ''})"
+    return None
+
+
+def seeds_note(cell: Cell, expected_n: int) -> str:
+    """`` (n=2)``/`` (n=2; 1 unfinished)`` when a cell is short of seeds, else empty."""
+    parts = []
+    if cell.n != expected_n:
+        parts.append(f"n={cell.n}")
+    if cell.unfinished:
+        parts.append(f"{len(cell.unfinished)} unfinished")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def metric_text(cell: Cell, metric: str, expected_n: int) -> str:
+    """The display text of one metric of one cell."""
+    status = status_text(cell, expected_n)
+    if status:
+        return status
+    stats = cell.mean_std(metric)
+    if stats is None:
+        return DASH
+    mean, std = stats
+    text = pct(mean) if std is None else f"{pct(mean)} ± {100 * std:.2f}"
+    return text + seeds_note(cell, expected_n)
+
+
+def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of the cell's macro-F1 over test images.
+
+    One run: its ``report.json`` ``f1_macro_ci95``. Several seeds: the interval of the
+    seed-mean macro-F1, resampling the shared test images (needs ``predictions.csv``).
+    """
+    if cell.status != OK:
+        return None
+    if cell.n == 1:
+        ci = ((cell.runs[0].report or {}).get("test") or {}).get("f1_macro_ci95")
+        if ci and len(ci) == 2:
+            return float(ci[0]), float(ci[1])
+    try:
+        preds = [r.predictions() for r in cell.runs]
+    except (OSError, ValueError) as exc:
+        logger.warning("%s/%s/%s: no macro-F1 interval (%s)", cell.dataset, cell.model, cell.loss, exc)
+        return None
+    order0 = np.argsort(preds[0].ids)
+    stacked = []
+    for p in preds:
+        order = np.argsort(p.ids)
+        if not np.array_equal(p.ids[order], preds[0].ids[order0]):
+            logger.warning("%s/%s/%s: seeds differ in test set; no interval", cell.dataset, cell.model, cell.loss)
+            return None
+        stacked.append(p.preds[order])
+    labels = preds[0].labels[order0]
+    k = max(len(preds[0].class_names), int(max(labels.max(), np.max(stacked))) + 1)
+    return bootstrap_ci(labels, np.stack(stacked), num_classes=k, n_boot=n_boot, seed=seed)
+
+
+def _mark_best(table: Table, row_block: list[int], columns: list[int], scores: dict) -> None:
+    for j in columns:
+        values = {i: scores[(i, j)] for i in row_block if (i, j) in scores}
+        if not values:
+            continue
+        top = max(values.values())
+        table.best.update((i, j) for i, v in values.items() if np.isclose(v, top, rtol=0, atol=1e-12))
+
+
+def main_table(
+    grid: Grid, model: str, comparisons: list[Comparison] | None = None, n_boot: int = 1000
+) -> Table:
+    """Tables 2-4: dataset x loss with accuracy, precision, recall, macro-F1 for one model.
+
+    Extra columns beyond the paper: the macro-F1 95% bootstrap interval and, for each
+    baseline, LMF's macro-F1 advantage over it with the paired bootstrap p-value.
+    The best value per column within each dataset is bold.
+    """
+    number = PAPER_TABLE_OF_MODEL.get(model)
+    name = f"table{number}_{model}" if number else f"table_main_{model}"
+    title = (
+        f"Table {number if number else ''}{'. ' if number else ''}Test performance of each loss "
+        f"on {model_name(model)} (percent)"
+    ).replace("Table . ", "")
+    columns = ["Dataset", "Loss", *METRIC_LABELS.values(), "Macro F1 95% CI"]
+    has_tests = bool(comparisons) and "lmf" in grid.losses
+    if has_tests:
+        columns.append("LMF − loss ΔF1 (p)")
+    table = Table(name=name, title=title, columns=columns)
+    tests = {(c.dataset, c.baseline): c for c in (comparisons or []) if c.model == model}
+    scores: dict[tuple[int, int], float] = {}
+    for dataset in grid.datasets:
+        block = []
+        for k, loss in enumerate(grid.losses):
+            cell = grid.cell(dataset, model, loss)
+            i = len(table.rows)
+            row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
+            for j, metric in enumerate(METRIC_LABELS, start=2):
+                row.append(metric_text(cell, metric, grid.expected_n))
+                stats = cell.mean_std(metric) if cell.status == OK else None
+                if stats is not None:
+                    scores[(i, j)] = stats[0]
+            ci = f1_interval(cell, n_boot=n_boot)
+            row.append(DASH if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]")
+            if has_tests:
+                comp = tests.get((dataset, loss))
+                if loss == "lmf" or comp is None:
+                    row.append(DASH)
+                else:
+                    t = comp.test
+                    row.append(f"{100 * t.delta:+.2f} (p={t.p_value:.3f})")
+            table.rows.append(row)
+            block.append(i)
+        _mark_best(table, block, [2, 3, 4, 5], scores)
+    table.notes.append(
+        "Bold: best per column within a dataset. ± is the standard deviation over seeds; "
+        "n=k marks a cell with fewer seeds than the others."
+    )
+    table.notes.append("95% CI: percentile bootstrap over test images (of the seed mean where n>1).")
+    if has_tests:
+        table.notes.append(
+            "ΔF1: LMF macro-F1 minus this loss's, percentage points, seeds paired; p: two-sided "
+            "paired bootstrap over the same test images."
+        )
+    table.notes.extend(_config_notes(grid, model))
+    return table
+
+
+def _config_notes(grid: Grid, model: str) -> list[str]:
+    notes = []
+    for dataset in grid.datasets:
+        for loss in grid.losses:
+            cell = grid.cell(dataset, model, loss)
+            if cell.status == OK and cell.n_configs > 1:
+                params = cell.runs[0].loss_params
+                notes.append(
+                    f"{dataset_name(dataset)} / {loss_name(loss)}: {cell.n_configs} configurations "
+                    f"ran; shown is the best by validation macro-F1 (loss_params {params})."
+                )
+    return notes
+
+
+def compare_main_table(grid: Grid, model: str) -> Table | None:
+    """Tables 2-4 beside the paper: measured, published and difference per metric.
+
+    Returns ``None`` for an architecture the paper did not use.
+    """
+    number = PAPER_TABLE_OF_MODEL.get(model)
+    if number is None:
+        return None
+    columns = ["Dataset", "Loss"]
+    for label in METRIC_LABELS.values():
+        columns += [label, f"{label} (paper)", "Δ"]
+    table = Table(
+        name=f"table{number}_{model}_vs_paper",
+        title=f"Table {number} vs the paper: {model_name(model)} (percent; Δ = measured − paper)",
+        columns=columns,
+    )
+    for dataset in grid.datasets:
+        for k, loss in enumerate(grid.losses):
+            cell = grid.cell(dataset, model, loss)
+            published = paper_main(dataset, model, loss)
+            row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
+            for metric in METRIC_LABELS:
+                row.append(metric_text(cell, metric, grid.expected_n))
+                paper_value = None if published is None else published[metric]
+                row.append(DASH if paper_value is None else f"{paper_value:.2f}")
+                stats = cell.mean_std(metric) if cell.status == OK else None
+                if stats is None or paper_value is None:
+                    row.append(DASH)
+                else:
+                    row.append(f"{100 * stats[0] - paper_value:+.2f}")
+            table.rows.append(row)
+    table.notes.append("Paper: Sadi et al., Tables 2-4 (single runs at 224 px, 100 epochs).")
+    return table
+
+
+def train_counts(grid: Grid, dataset: str) -> dict[str, int]:
+    """Training-sample count per class name, from any finished run of ``dataset``."""
+    for cell in grid.cells.values():
+        if cell.dataset == dataset and cell.status == OK:
+            for run in cell.runs:
+                counts = (run.report or {}).get("train_class_counts")
+                if counts is not None and len(counts) == len(run.class_names):
+                    return {c: int(n) for c, n in zip(run.class_names, counts)}
+    return {}
+
+
+def _class_names(grid: Grid, dataset: str) -> list[str]:
+    for cell in grid.cells.values():
+        if cell.dataset == dataset and cell.status == OK and cell.runs[0].class_names:
+            return cell.runs[0].class_names
+    return []
+
+
+def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Table:
+    """Table 5: per-class test F1 of each loss with training-sample counts, for one model.
+
+    Bold: best loss per class. With ``compare_paper`` (EfficientNetV2 only, the paper's
+    Table 5 model) each loss also gets the published value and the difference.
+    """
+    compare = compare_paper and model == "efficientnet_v2_s"
+    columns = ["Dataset", "Class", "Train samples"]
+    for loss in grid.losses:
+        columns.append(loss_name(loss))
+        if compare:
+            columns += [f"{loss_name(loss)} (paper)", "Δ"]
+    suffix = "_vs_paper" if compare else ""
+    table = Table(
+        name=f"table5_{model}{suffix}",
+        title=f"Table 5. Per-class test F1 on {model_name(model)} (percent)"
+        + (" beside the paper's" if compare else ""),
+        columns=columns,
+    )
+    for dataset in grid.datasets:
+        counts = train_counts(grid, dataset)
+        for c, class_name in enumerate(_class_names(grid, dataset)):
+            i = len(table.rows)
+            row = [dataset_name(dataset) if c == 0 else "", class_name]
+            row.append(str(counts[class_name]) if class_name in counts else DASH)
+            scores = {}
+            for loss in grid.losses:
+                cell = grid.cell(dataset, model, loss)
+                values = cell.per_class_f1(class_name) if cell.status == OK else []
+                status = status_text(cell, grid.expected_n)
+                if status:
+                    row.append(status)
+                elif not values:
+                    row.append(DASH)
+                else:
+                    mean = float(np.mean(values))
+                    std = f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+                    row.append(pct(mean) + std + seeds_note(cell, grid.expected_n))
+                    scores[(i, len(row) - 1)] = mean
+                if compare:
+                    published = paper_per_class(dataset, class_name, loss)
+                    row.append(DASH if published is None else f"{published:.2f}")
+                    row.append(
+                        DASH if published is None or not values
+                        else f"{100 * float(np.mean(values)) - published:+.2f}"
+                    )
+            table.rows.append(row)
+            _mark_best(table, [i], [j for (_, j) in scores], scores)
+    table.notes.append("Bold: best loss per class. Train samples: the runs' training split.")
+    if compare:
+        counts_differ = [
+            f"{dataset_name(d)} {c}: {n} vs paper {paper_train_samples(d, c)}"
+            for d in grid.datasets
+            for c, n in train_counts(grid, d).items()
+            if paper_train_samples(d, c) not in (None, n)
+        ]
+        if counts_differ:
+            table.notes.append("Training counts differ from the paper's: " + "; ".join(counts_differ))
+    return table
+
+
+def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
+    """Table 6: the LMF ``alpha``, ``beta`` with the best validation macro-F1 per dataset x model.
+
+    Chosen among the LMF configurations present by mean validation macro-F1 over seeds
+    (never test). ``None`` when there are no LMF runs.
+    """
+    if "lmf" not in grid.losses:
+        return None
+    columns = ["Dataset", "Hyper-parameter", *(model_name(m) for m in grid.models)]
+    table = Table(
+        name="table6_lmf_hparams",
+        title="Table 6. LMF α and β with the best validation macro-F1"
+        + (" (paper's value in brackets)" if compare_paper else ""),
+        columns=columns,
+    )
+    for dataset in grid.datasets:
+        for k, (symbol, attr) in enumerate((("α", "alpha"), ("β", "beta"))):
+            row = [dataset_name(dataset) if k == 0 else "", symbol]
+            for model in grid.models:
+                cell = grid.cell(dataset, model, "lmf")
+                status = status_text(cell, grid.expected_n)
+                if status:
+                    text = status
+                else:
+                    value = getattr(cell.runs[0], attr)
+                    text = "default" if value is None else f"{value:g}"
+                    if cell.n_configs == 1:
+                        text += " (only one tried)"
+                if compare_paper:
+                    published = paper_best_hparams(dataset, model)
+                    if published is not None:
+                        text += f" [paper {published[k]:g}]"
+                row.append(text)
+            table.rows.append(row)
+    return table
