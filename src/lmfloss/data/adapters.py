@@ -1,0 +1,140 @@
+"""The registry of dataset adapters: name -> how to index a root, what layout it expects.
+
+Every adapter is a function ``index(root, csv, download) -> DatasetIndex``; the registry
+holds it with the layout it expects and where the data is published (``lmfloss datasets``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmfloss.data import medmnist
+from lmfloss.data.records import DatasetIndex
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One dataset adapter.
+
+    Attributes:
+        name: registry name (``--dataset``).
+        index: ``(root, csv, download) -> DatasetIndex``.
+        layout: the folder/file layout expected under ``--root``.
+        source: where the data is published.
+        group_kind: ``"lesion"`` / ``"patient"`` when images can be grouped, else ``None``.
+        needs_root: False only for ``synthetic``.
+    """
+
+    name: str
+    index: Callable[[Path | None, Path | None, bool], DatasetIndex]
+    layout: str
+    source: str
+    group_kind: str | None = None
+    needs_root: bool = True
+
+
+def _synthetic(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
+    from lmfloss.data.synthetic import index_synthetic
+
+    return index_synthetic()
+
+
+def _files(function_name: str) -> Callable[[Path | None, Path | None, bool], DatasetIndex]:
+    def index(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
+        from lmfloss.data import files
+
+        return getattr(files, function_name)(root, csv)
+
+    index.__name__ = function_name
+    return index
+
+
+def _medmnist(name: str) -> Callable[[Path | None, Path | None, bool], DatasetIndex]:
+    def index(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
+        return medmnist.index_medmnist(name, root, download_missing=download)
+
+    return index
+
+
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(adapter: Adapter) -> Adapter:
+    ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+register(Adapter(
+    "synthetic", _synthetic,
+    layout="(none: generated in memory, deterministic; 3,100 RGB images of 64 px, 7 classes, imbalance 50)",
+    source="embedded in lmfloss", needs_root=False,
+))
+register(Adapter(
+    "ham10000", _files("index_ham10000"),
+    layout="Kaggle 'ham1000-segmentation-and-classification': GroundTruth.csv (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC), "
+    "images/<id>.jpg, masks/<id>_segmentation.png; or Harvard Dataverse/ISIC: HAM10000_metadata.csv "
+    "(lesion_id,image_id,dx,...), HAM10000_images_part_1/, HAM10000_images_part_2/",
+    source="https://doi.org/10.7910/DVN/DBW86T ; https://www.kaggle.com/datasets/surajghuwalewala/ham1000-segmentation-and-classification",
+    group_kind="lesion",
+))
+register(Adapter(
+    "isic2019", _files("index_isic2019"),
+    layout="ISIC_2019_Training_GroundTruth.csv (image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK), images <id>.jpg anywhere "
+    "under the root (e.g. ISIC_2019_Training_Input/); optional ISIC_2019_Training_Metadata.csv for lesion_id",
+    source="https://challenge.isic-archive.com/data/#2019 ; https://www.kaggle.com/datasets/andrewmvd/isic-2019",
+    group_kind="lesion",
+))
+register(Adapter(
+    "odir5k", _files("index_odir5k"),
+    layout="full_df.csv (one row per eye image: ID,...,labels,filename), images in preprocessed_images/ or anywhere under the root",
+    source="https://www.kaggle.com/datasets/andrewmvd/ocular-disease-recognition-odir5k",
+    group_kind="patient",
+))
+register(Adapter(
+    "covid19", _files("index_covid19"),
+    layout="class folders COVID/, Lung_Opacity/, Normal/, Viral Pneumonia/ (each with images/ or images directly), "
+    "in the root or one folder below it (COVID-19_Radiography_Dataset/)",
+    source="https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
+))
+register(Adapter(
+    "imagefolder", _files("index_imagefolder"),
+    layout="<root>/<class>/<image> (class names: the sorted folder names)",
+    source="your own data",
+))
+register(Adapter(
+    "csv", _files("index_csv"),
+    layout="--csv FILE with columns path,label[,split] (split: train/val/test); paths relative to --root or to the CSV's folder",
+    source="your own data",
+))
+for _flag in medmnist.FLAGS:
+    register(Adapter(
+        _flag, _medmnist(_flag),
+        layout=f"{_flag}.npz (or {_flag}_64/_128/_224.npz via --dataset {_flag}_224) in the root or root/{_flag}/; "
+        "official train/val/test splits",
+        source=medmnist.HOMEPAGE, needs_root=False,
+    ))
+
+
+def get_adapter(name: str) -> Adapter:
+    """The adapter called ``name``; MedMNIST names may carry a size (``dermamnist_224``).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name in ADAPTERS:
+        return ADAPTERS[name]
+    parsed = medmnist.parse_name(name)
+    if parsed is not None:
+        base = ADAPTERS[parsed[0]]
+        return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False)
+    raise ValueError(
+        f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)} "
+        "(MedMNIST names may end in _64, _128 or _224)"
+    )
+
+
+def list_adapters() -> list[Adapter]:
+    """Every registered adapter, in registration order."""
+    return list(ADAPTERS.values())

@@ -1,0 +1,141 @@
+"""The on-disk image cache: decoded, resized ``uint8 [N, S, S, 3]`` arrays, memory-mapped.
+
+Decoding a 600x450 JPEG and resizing it every epoch starves a GPU, so every image of a
+split is decoded and resized once (the paper: 224x224) into a ``.npy`` file that later
+epochs and runs memory-map. The file name carries a hash of the split's records (ids,
+paths, file sizes and modification times) and the image size, so a changed manifest or
+image gets a new cache. Building writes to a temporary file in the same folder and
+renames it atomically, so concurrent runs never read a half-written cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.data.images import read_image
+from lmfloss.data.records import Record
+from lmfloss.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the decoding/resizing changes
+
+
+def default_cache_dir(root: Path | None) -> Path:
+    """``$LMFLOSS_CACHE_DIR``, else ``<root>/.lmfloss-cache`` if writable, else ``~/.cache/lmfloss``."""
+    env = os.environ.get("LMFLOSS_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if root is not None and root.is_dir() and os.access(root, os.W_OK):
+        return root / ".lmfloss-cache"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lmfloss"
+
+
+def cache_key(name: str, records: Sequence[Record], image_size: int) -> str:
+    """A hash of everything the cached pixels depend on."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{name}|{image_size}".encode())
+    for record in records:
+        stat = os.stat(record.path) if record.path else None
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "-"
+        digest.update(f"\n{record.id}|{record.path}|{stamp}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_paths(cache_dir: Path, name: str, split: str, image_size: int, key: str) -> tuple[Path, Path]:
+    """``(images .npy, list of skipped ids .txt)`` for one split."""
+    stem = f"{name}-{split}-{image_size}px-{key}"
+    return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.skipped.txt"
+
+
+def build_cache(
+    records: Sequence[Record],
+    image_size: int,
+    images_path: Path,
+    skipped_path: Path,
+    *,
+    skip_bad_images: bool = False,
+    progress: bool = False,
+) -> list[str]:
+    """Decode and resize every record's image into ``images_path`` (``uint8 [N, S, S, 3]``).
+
+    Args:
+        records: file records (``record.path`` set) in item order.
+        image_size: side ``S`` of the square output.
+        images_path, skipped_path: destination files (see :func:`cache_paths`).
+        skip_bad_images: leave an undecodable image's row black and list its id in
+            ``skipped_path`` instead of raising.
+        progress: show a tqdm progress bar (images/s) on stderr.
+
+    Returns:
+        The ids of the skipped records.
+
+    Raises:
+        DataError: an image cannot be decoded and ``skip_bad_images`` is False.
+    """
+    images_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=images_path.parent, prefix=f".{images_path.stem}.", suffix=".npy.part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    skipped: list[str] = []
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), image_size, image_size, 3))
+        iterator = enumerate(records)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, total=len(records), desc=f"caching {images_path.stem}", unit="img")
+        for i, record in iterator:
+            try:
+                array[i] = read_image(record.path, image_size)
+            except DataError:
+                if not skip_bad_images:
+                    raise
+                logger.warning("skipping undecodable image %s", record.path)
+                array[i] = 0
+                skipped.append(record.id)
+        array.flush()
+        del array
+        if skipped:
+            skipped_path.write_text("".join(f"{s}\n" for s in skipped))
+        else:
+            skipped_path.unlink(missing_ok=True)
+        os.replace(tmp, images_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("cached %d images of %d px in %s", len(records), image_size, images_path)
+    return skipped
+
+
+def open_cache(
+    records: Sequence[Record],
+    name: str,
+    split: str,
+    image_size: int,
+    cache_dir: Path,
+    *,
+    skip_bad_images: bool = False,
+    progress: bool = False,
+) -> tuple[Path, list[str]]:
+    """Return ``(images .npy path, skipped ids)``, building the cache on first use."""
+    key = cache_key(name, records, image_size)
+    images_path, skipped_path = cache_paths(cache_dir, name, split, image_size, key)
+    if images_path.is_file():
+        skipped = skipped_path.read_text().split() if skipped_path.is_file() else []
+        if skipped and not skip_bad_images:
+            raise DataError(
+                f"the cache {str(images_path)!r} was built skipping {len(skipped)} undecodable images "
+                f"(first: {skipped[:3]}); pass --skip-bad-images or fix the files"
+            )
+        return images_path, skipped
+    skipped = build_cache(
+        records, image_size, images_path, skipped_path, skip_bad_images=skip_bad_images, progress=progress
+    )
+    return images_path, skipped

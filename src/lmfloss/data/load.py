@@ -1,0 +1,114 @@
+"""``load_splits``: adapter index -> the paper's (or the official, or a group) split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lmfloss.data.adapters import get_adapter
+from lmfloss.data.images import image_header_ok
+from lmfloss.data.records import SPLIT_NAMES, DatasetIndex, check_class_names
+from lmfloss.data.splits import (
+    GROUP_KINDS,
+    Splits,
+    check_split_classes,
+    group_split,
+    paper_split,
+)
+from lmfloss.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def _drop_bad_images(index: DatasetIndex) -> list[str]:
+    """Remove records whose file does not even parse as an image; return their paths."""
+    kept, skipped = [], []
+    official = [] if index.official_split is not None else None
+    for i, record in enumerate(index.records):
+        if record.path is not None and not image_header_ok(record.path):
+            logger.warning("skipping undecodable image %s", record.path)
+            skipped.append(record.path)
+            continue
+        kept.append(record)
+        if official is not None:
+            official.append(index.official_split[i])
+    index.records = kept
+    index.official_split = official
+    return skipped
+
+
+def load_splits(
+    dataset: str,
+    root: str | Path | None = None,
+    csv: str | Path | None = None,
+    seed: int = 23,
+    group_by: str | None = None,
+    download: bool = False,
+    skip_bad_images: bool = False,
+) -> Splits:
+    """Index a dataset and split it into train/val/test.
+
+    Datasets with official splits (MedMNIST, ``csv`` with a ``split`` column) keep them.
+    Otherwise the paper's stratified split is used (per class ``val = test =
+    round_half_up(0.15 n_c)``, seeded shuffle), or, with ``group_by``, a split that keeps
+    every lesion/patient in one split. Image files are checked for existence, not decoded.
+
+    Args:
+        dataset: adapter name (see :func:`lmfloss.data.list_adapters`).
+        root: dataset root folder (not needed for ``synthetic``).
+        csv: CSV file for the ``csv`` adapter.
+        seed: seed of the split shuffle (the paper: 23).
+        group_by: ``None`` (the paper), ``"lesion"`` or ``"patient"``.
+        download: fetch downloadable datasets (MedMNIST) when missing.
+        skip_bad_images: leave out image files that do not parse (recorded in
+            ``splits.skipped``) instead of failing later when they are decoded.
+
+    Returns:
+        The :class:`Splits`.
+
+    Raises:
+        ValueError: unknown dataset, group kind or split seed.
+        FileNotFoundError: missing root, metadata or image files.
+        DataError: malformed metadata, labels outside the classes, an empty class.
+    """
+    adapter = get_adapter(dataset)
+    if group_by is not None and group_by not in GROUP_KINDS:
+        raise ValueError(f"group_by must be None or one of {list(GROUP_KINDS)}, got {group_by!r}")
+    if group_by is not None and adapter.group_kind != group_by:
+        supported = f"only by {adapter.group_kind!r}" if adapter.group_kind else "not at all"
+        raise ValueError(f"dataset {dataset!r} can be grouped {supported}, got group_by={group_by!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if adapter.needs_root and root is None:
+        raise ValueError(f"dataset {dataset!r} needs --root; expected layout: {adapter.layout}")
+    root_path = Path(root).expanduser() if root is not None else None
+    csv_path = Path(csv).expanduser() if csv is not None else None
+    index = adapter.index(root_path, csv_path, download)
+    check_class_names(index.class_names)
+    index.group_kind = index.group_kind or adapter.group_kind
+    skipped = _drop_bad_images(index) if skip_bad_images else []
+    if index.official_split is not None:
+        bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
+        if bad:
+            raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
+        if group_by is not None:
+            raise ValueError(f"dataset {dataset!r} comes with its own split; group_by={group_by!r} does not apply")
+        assignment, official = index.official_split, True
+    else:
+        labels = [r.label for r in index.records]
+        if group_by is None:
+            assignment = paper_split(labels, len(index.class_names), seed)
+        else:
+            assignment = group_split(index.records, len(index.class_names), seed)
+        official = False
+    splits = Splits(
+        index, assignment, seed=seed, group_by=group_by, official=official,
+        skip_bad_images=skip_bad_images, skipped=skipped,
+    )
+    check_split_classes(splits)
+    if group_by is None and splits.straddling_groups:
+        logger.info(
+            "%d %s groups have images in more than one split (use --group-by %s to avoid the leak)",
+            splits.straddling_groups, index.group_kind or "", index.group_kind,
+        )
+    return splits

@@ -1,0 +1,201 @@
+"""MedMNIST v2/v3 2D datasets read from the official ``.npz`` files, official splits kept.
+
+Dataset names are the MedMNIST flags (``dermamnist``, ``retinamnist``, ``breastmnist``,
+``pneumoniamnist``, ``bloodmnist``...), optionally with a size suffix for MedMNIST+
+(``dermamnist_64``, ``_128``, ``_224``). The file ``<flag>.npz`` / ``<flag>_<size>.npz`` is
+looked up in ``root`` and ``root/<flag>``. With ``download=True`` it is fetched using the
+``medmnist`` package's own URLs and MD5 checksums (``pip install lmfloss[medmnist]``).
+
+Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D biomedical
+image classification", Scientific Data 10, 41 (2023). https://medmnist.com/
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.data.records import DatasetIndex, Record
+from lmfloss.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HOMEPAGE = "https://medmnist.com/ (files: https://zenodo.org/records/10519652)"
+SIZES = (28, 64, 128, 224)
+
+# Short class names per 2D flag, in label order (MedMNIST's INFO[flag]["label"] holds the
+# long ones; these are used when the optional ``medmnist`` package is not installed).
+# ``chestmnist`` is multi-label and therefore not offered.
+CLASS_NAMES: dict[str, list[str]] = {
+    "pathmnist": ["adipose", "background", "debris", "lymphocytes", "mucus", "smooth_muscle",
+                  "normal_mucosa", "stroma", "adenocarcinoma"],
+    "dermamnist": ["AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"],
+    "octmnist": ["CNV", "DME", "drusen", "normal"],
+    "pneumoniamnist": ["normal", "pneumonia"],
+    "retinamnist": ["grade0", "grade1", "grade2", "grade3", "grade4"],
+    "breastmnist": ["malignant", "normal_benign"],
+    "bloodmnist": ["basophil", "eosinophil", "erythroblast", "immature_granulocytes",
+                   "lymphocyte", "monocyte", "neutrophil", "platelet"],
+    "tissuemnist": ["CD_CT", "DCT", "GEC", "IEC", "leukocytes", "podocytes", "PT", "TAL"],
+    "organamnist": ["bladder", "femur_left", "femur_right", "heart", "kidney_left",
+                    "kidney_right", "liver", "lung_left", "lung_right", "pancreas", "spleen"],
+}
+CLASS_NAMES["organcmnist"] = CLASS_NAMES["organamnist"]
+CLASS_NAMES["organsmnist"] = CLASS_NAMES["organamnist"]
+
+FLAGS = tuple(CLASS_NAMES)
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """``"dermamnist_64"`` -> ``("dermamnist", 64)``; ``None`` if not a 2D MedMNIST name."""
+    flag, _, suffix = name.partition("_")
+    if flag not in CLASS_NAMES:
+        return None
+    if not suffix:
+        return flag, 28
+    if suffix.isdigit() and int(suffix) in SIZES:
+        return flag, int(suffix)
+    return None
+
+
+def file_name(flag: str, size: int) -> str:
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def _find_file(root: Path, flag: str, size: int) -> Path | None:
+    for folder in (root, root / flag):
+        candidate = folder / file_name(flag, size)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(flag: str, size: int, root: Path) -> Path:
+    """Fetch ``<flag>[_<size>].npz`` into ``root`` with the ``medmnist`` package's URL and MD5.
+
+    The file is written to a temporary name and renamed once its MD5 matches, so
+    concurrent runs never see a partial file.
+
+    Raises:
+        DataError: ``medmnist`` is not installed, the URL is unknown, the download fails
+            (offline) or the checksum does not match.
+    """
+    target = root / file_name(flag, size)
+    manual = (
+        f"download {file_name(flag, size)} from {HOMEPAGE} and put it at {str(target)!r}"
+    )
+    try:
+        from medmnist import INFO  # optional extra: pip install lmfloss[medmnist]
+    except ImportError:
+        raise DataError(
+            f"--download needs the optional 'medmnist' package (pip install 'lmfloss[medmnist]'); "
+            f"or {manual}"
+        ) from None
+    info = INFO.get(flag, {})
+    suffix = "" if size == 28 else f"_{size}"
+    url, md5 = info.get(f"url{suffix}"), info.get(f"MD5{suffix}")
+    if not url or not md5:
+        raise DataError(f"the installed medmnist package has no URL for {flag!r} at {size} px; {manual}")
+    root.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s from %s", target.name, url)
+    fd, tmp_name = tempfile.mkstemp(dir=root, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        actual = _md5(tmp)
+        if actual != md5:
+            raise DataError(f"downloaded {target.name} has MD5 {actual}, expected {md5}; {manual}")
+        os.replace(tmp, target)
+    except OSError as exc:  # URLError is an OSError: offline, DNS, HTTP errors
+        raise DataError(f"could not download {target.name} from {url} ({exc}); {manual}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _class_names(flag: str) -> list[str]:
+    return list(CLASS_NAMES[flag])
+
+
+def index_medmnist(name: str, root: str | Path | None, download_missing: bool = False) -> DatasetIndex:
+    """Read a MedMNIST 2D ``.npz`` into a :class:`DatasetIndex` with its official split.
+
+    Grayscale images (``[N, H, W]``) are repeated into 3 channels for ImageNet networks.
+    Record ids are ``<flag>-<split>-<row within split>``.
+
+    Raises:
+        FileNotFoundError: the file is missing and ``download_missing`` is False.
+        DataError: the file lacks the ``{split}_images``/``{split}_labels`` arrays or holds
+            labels outside the flag's classes.
+    """
+    parsed = parse_name(name)
+    if parsed is None:
+        raise ValueError(f"{name!r} is not a MedMNIST 2D name; expected one of {list(FLAGS)} with optional _64/_128/_224")
+    flag, size = parsed
+    if root is None:
+        root = Path(os.environ.get("MEDMNIST_ROOT", Path.home() / ".medmnist"))
+    root = Path(root).expanduser()
+    path = _find_file(root, flag, size)
+    if path is None:
+        if not download_missing:
+            raise FileNotFoundError(
+                f"MedMNIST file {file_name(flag, size)!r} not found in {str(root)!r} or {str(root / flag)!r}; "
+                f"put it there (from {HOMEPAGE}) or pass --download (needs pip install 'lmfloss[medmnist]')"
+            )
+        path = download(flag, size, root)
+    class_names = _class_names(flag)
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read MedMNIST file {str(path)!r}: {exc}") from None
+    with data:
+        images, labels, official = [], [], []
+        for split in ("train", "val", "test"):
+            needed = (f"{split}_images", f"{split}_labels")
+            missing = [key for key in needed if key not in data.files]
+            if missing:
+                raise DataError(f"MedMNIST file {str(path)!r} lacks arrays {missing}; found {data.files}")
+            split_images = data[f"{split}_images"]
+            split_labels = np.asarray(data[f"{split}_labels"]).reshape(len(split_images), -1)
+            if split_labels.shape[1] != 1:
+                raise DataError(f"{str(path)!r} holds multi-label targets; only single-label datasets are supported")
+            images.append(split_images)
+            labels.append(split_labels[:, 0].astype(np.int64))
+            official += [split] * len(split_images)
+    array = np.concatenate(images)
+    if array.ndim == 3:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.dtype != np.uint8:
+        raise DataError(f"{str(path)!r}: expected uint8 images [N, H, W] or [N, H, W, 3], got {array.dtype} {array.shape}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    all_labels = np.concatenate(labels)
+    bad = np.flatnonzero((all_labels < 0) | (all_labels >= len(class_names)))
+    if bad.size:
+        raise DataError(
+            f"{str(path)!r}: label {int(all_labels[bad[0]])} outside 0..{len(class_names) - 1} ({flag} classes {class_names})"
+        )
+    array.setflags(write=False)
+    records, counters = [], {"train": 0, "val": 0, "test": 0}
+    for row, (label, split) in enumerate(zip(all_labels, official)):
+        records.append(Record(id=f"{flag}-{split}-{counters[split]}", label=int(label), row=row))
+        counters[split] += 1
+    return DatasetIndex(
+        name=name, class_names=class_names, records=records, root=root, official_split=official, images=array
+    )

@@ -1,0 +1,269 @@
+"""The paper's stratified 70:15:15 split, group-aware splits, and the :class:`Splits` object.
+
+The paper (Sadi et al., "Datasets") splits every dataset 70:15:15 keeping each class's
+proportion in every set. Per class ``c`` with ``n_c`` images::
+
+    n_val = n_test = round_half_up(0.15 * n_c)
+    n_train = n_c - 2 * n_val
+
+Members are chosen by a seeded shuffle (default seed 23). On the full metadata this
+reproduces Table 1 (e.g. HAM10000 7011/1502/1502) and every per-class training count
+of Table 5 (e.g. HAM10000 DF: 115 - 2 * 17 = 81).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.data.images import read_image
+from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record
+from lmfloss.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+GROUP_KINDS = ("lesion", "patient")
+
+
+def round_half_up_15_percent(n: int) -> int:
+    """``round_half_up(0.15 * n)`` in exact integer arithmetic (no float ties to worry about)."""
+    return (15 * n + 50) // 100
+
+
+def paper_split_sizes(n: int) -> tuple[int, int, int]:
+    """``(train, val, test)`` sizes of a class with ``n`` images in the paper's split."""
+    held_out = round_half_up_15_percent(n)
+    return n - 2 * held_out, held_out, held_out
+
+
+def paper_split(labels: Sequence[int], num_classes: int, seed: int = 23) -> list[str]:
+    """Assign each item to ``"train" | "val" | "test"``, stratified per class.
+
+    Args:
+        labels: class index of each item, in metadata order.
+        num_classes: number of classes.
+        seed: seed of the per-class shuffle (``numpy.random.default_rng``); classes are
+            shuffled in class-index order from one generator, so the result depends only
+            on the seed and the metadata order.
+
+    Returns:
+        One split name per item.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(labels), dtype=object)
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        _, n_val, n_test = paper_split_sizes(len(members))
+        assignment[members[:n_val]] = "val"
+        assignment[members[n_val : n_val + n_test]] = "test"
+        assignment[members[n_val + n_test :]] = "train"
+    return assignment.tolist()
+
+
+def group_split(records: Sequence[Record], num_classes: int, seed: int = 23) -> list[str]:
+    """Like :func:`paper_split` but whole groups (lesions, patients) go to one split.
+
+    Each group is stratified by its most common label (ties: the smallest class index).
+    Per class, groups are shuffled with the seed and filled into val until it holds
+    ``round_half_up(0.15 * n_c)`` images, then into test likewise, the rest into train,
+    so the per-class counts come close to the paper's while no group straddles splits.
+    A record without a group is a group of its own.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[record.group if record.group else f"\0{record.id}"].append(i)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for key, members in groups.items():
+        counts = Counter(records[i].label for i in members)
+        label = min(counts, key=lambda c: (-counts[c], c))
+        by_class[label].append(key)
+    rng = np.random.default_rng(seed)
+    assignment: list[str] = [""] * len(records)
+    for c in range(num_classes):
+        keys = sorted(by_class.get(c, []), key=lambda k: min(groups[k]))  # metadata order
+        keys = [keys[j] for j in rng.permutation(len(keys))]
+        n_c = sum(len(groups[k]) for k in keys)
+        _, target, _ = paper_split_sizes(n_c)
+        filled = {"val": 0, "test": 0}
+        for key in keys:
+            size = len(groups[key])
+            if filled["val"] < target:
+                split = "val"
+            elif filled["test"] < target:
+                split = "test"
+            else:
+                split = "train"
+            if split != "train":
+                filled[split] += size
+            for i in groups[key]:
+                assignment[i] = split
+    return assignment
+
+
+def count_straddling_groups(records: Sequence[Record], assignment: Sequence[str]) -> int:
+    """Number of groups (lesions/patients) whose images fall into more than one split."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for record, split in zip(records, assignment):
+        if record.group:
+            seen[record.group].add(split)
+    return sum(1 for splits in seen.values() if len(splits) > 1)
+
+
+class Splits:
+    """A dataset divided into train/val/test (see ``docs/ARCHITECTURE.md``).
+
+    Attributes:
+        name: adapter name.
+        class_names: class names; their order is the class index used everywhere.
+        root: dataset root or ``None``.
+        seed: split seed; ``group_by``: ``None | "lesion" | "patient"``.
+        official: True when the dataset's own split was kept (MedMNIST, csv ``split`` column).
+        straddling_groups: groups whose images fall into more than one split (0 with group_by).
+        skipped: paths (or ids) of undecodable images left out (``skip_bad_images=True``).
+    """
+
+    def __init__(
+        self,
+        index: DatasetIndex,
+        assignment: Sequence[str],
+        *,
+        seed: int,
+        group_by: str | None,
+        official: bool,
+        skip_bad_images: bool = False,
+        skipped: Sequence[str] = (),
+    ) -> None:
+        self.index = index
+        self.name = index.name
+        self.class_names = list(index.class_names)
+        self.root = index.root
+        self.seed = seed
+        self.group_by = group_by
+        self.official = official
+        self.skip_bad_images = skip_bad_images
+        self.skipped: list[str] = list(skipped)
+        self._by_split: dict[str, list[Record]] = {s: [] for s in SPLIT_NAMES}
+        for record, split in zip(index.records, assignment):
+            self._by_split[split].append(record)
+        self.straddling_groups = count_straddling_groups(index.records, assignment)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _check_split(self, split: str) -> str:
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"split must be one of {list(SPLIT_NAMES)}, got {split!r}")
+        return split
+
+    def records(self, split: str) -> list[Record]:
+        """The records of ``split`` (``"train" | "val" | "test"``), in metadata order."""
+        return list(self._by_split[self._check_split(split)])
+
+    def class_counts(self, split: str) -> list[int]:
+        """Images per class in ``split``, in class-index order."""
+        counts = [0] * self.num_classes
+        for record in self._by_split[self._check_split(split)]:
+            counts[record.label] += 1
+        return counts
+
+    def load_image(self, record: Record) -> np.ndarray:
+        """The image of ``record`` as ``uint8 [H, W, 3]`` at its original resolution."""
+        if record.row is not None and self.index.images is not None:
+            return np.asarray(self.index.images[record.row])
+        if record.path is None:
+            raise ValueError(f"record {record.id!r} has neither an image path nor an array row")
+        return read_image(record.path)
+
+    def boxes(self, record: Record) -> list[Box] | None:
+        """Lesion boxes ``[(x0, y0, x1, y1)]`` in original pixels, or ``None`` if unknown.
+
+        ``x1``/``y1`` are exclusive (the box covers columns ``x0 .. x1-1``).
+        """
+        if self.index.boxes is not None:
+            return self.index.boxes.get(record.id)
+        if self.index.box_loader is not None:
+            return self.index.box_loader(record)
+        return None
+
+    def relative_path(self, record: Record) -> str:
+        """The manifest path of ``record``: relative to the root, or the record id."""
+        if record.path is None:
+            return record.id
+        if self.root is None:
+            return record.path
+        return Path(os.path.relpath(record.path, self.root)).as_posix()
+
+    def manifest_rows(self) -> list[dict[str, str]]:
+        """``{"path", "label", "split", "id"}`` for every record, train then val then test."""
+        return [
+            {
+                "path": self.relative_path(r),
+                "label": self.class_names[r.label],
+                "split": split,
+                "id": r.id,
+            }
+            for split in SPLIT_NAMES
+            for r in self._by_split[split]
+        ]
+
+    def write_manifest(self, path: str | Path) -> Path:
+        """Write ``path,label,split`` (paths relative to the root) as CSV."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "label", "split"], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.manifest_rows())
+        return path
+
+    def write_boxes(self, path: str | Path) -> Path | None:
+        """Write ``id,x0,y0,x1,y1`` (one row per box) when the dataset knows its boxes."""
+        if self.index.boxes is None and self.index.box_loader is None:
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "x0", "y0", "x1", "y1"])
+            for split in SPLIT_NAMES:
+                for record in self._by_split[split]:
+                    for box in self.boxes(record) or []:
+                        writer.writerow([record.id, *box])
+        return path
+
+    def count_table(self) -> list[tuple[str, int, int, int]]:
+        """``(class, train, val, test)`` rows in class-index order."""
+        columns = [self.class_counts(s) for s in SPLIT_NAMES]
+        return [(name, *(col[c] for col in columns)) for c, name in enumerate(self.class_names)]
+
+    def __repr__(self) -> str:
+        sizes = "/".join(str(len(self._by_split[s])) for s in SPLIT_NAMES)
+        return f"Splits({self.name!r}, classes={self.num_classes}, train/val/test={sizes})"
+
+
+def check_split_classes(splits: Splits) -> None:
+    """Every class needs training images; an empty val/test class is only a warning."""
+    for c, name in enumerate(splits.class_names):
+        total = sum(splits.class_counts(s)[c] for s in SPLIT_NAMES)
+        if total == 0:
+            raise DataError(
+                f"class {name!r} of dataset {splits.name!r} has no images; "
+                f"expected at least one image of every class in {splits.class_names}"
+            )
+        if splits.class_counts("train")[c] == 0:
+            raise DataError(
+                f"class {name!r} has 0 training images after splitting ({total} in all); "
+                "every class needs at least one training image"
+            )
+        for split in ("val", "test"):
+            if splits.class_counts(split)[c] == 0:
+                logger.warning("class %r has no %s images (%d in all)", name, split, total)

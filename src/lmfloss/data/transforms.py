@@ -1,0 +1,58 @@
+"""Per-item transforms applied on top of the cached ``uint8 [3, S, S]`` images.
+
+The paper preset is ``normalize="none", augment="none"``: images resized to 224x224 and
+scaled to [0, 1], nothing else, as in the authors' code. ImageNet normalisation and
+augmentation are offered for users who want them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+NORMALIZE_CHOICES = ("none", "imagenet")
+AUGMENT_CHOICES = ("none", "flip", "randaugment")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def build_transform(normalize: str = "none", augment: str = "none") -> Callable[[torch.Tensor], torch.Tensor]:
+    """``uint8 [3, S, S]`` -> ``float32 [3, S, S]`` in [0, 1] (or ImageNet-normalised).
+
+    Args:
+        normalize: ``"none"`` (the paper) or ``"imagenet"`` (``(x - mean) / std``).
+        augment: ``"none"`` (the paper), ``"flip"`` (random horizontal and vertical flips,
+            each with probability 0.5) or
+            ``"randaugment"`` (torchvision's RandAugment, Cubuk et al. 2020, on uint8).
+    """
+    check_choice("normalize", normalize, NORMALIZE_CHOICES)
+    check_choice("augment", augment, AUGMENT_CHOICES)
+    augmenter: Callable[[torch.Tensor], torch.Tensor] | None = None
+    if augment == "randaugment":
+        from torchvision.transforms import RandAugment
+
+        augmenter = RandAugment()
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        if augment == "flip":
+            if torch.rand(()) < 0.5:
+                image = image.flip(-1)
+            if torch.rand(()) < 0.5:
+                image = image.flip(-2)
+        elif augmenter is not None:
+            image = augmenter(image)
+        out = image.to(torch.float32).div_(255.0)
+        if normalize == "imagenet":
+            out = out.sub_(mean).div_(std)
+        return out
+
+    return transform
