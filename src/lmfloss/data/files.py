@@ -1,0 +1,348 @@
+"""Adapters for datasets stored as image files: the paper's four datasets, folders, CSVs.
+
+Each ``index_*`` function reads the published label file(s) of one layout, finds every
+image by id, and returns a :class:`DatasetIndex` in metadata order. Nothing is decoded
+here (``lmfloss split`` is instant on 25,000 images); missing files are reported by
+count with the first few names, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lmfloss.data.images import IMAGE_EXTENSIONS
+from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record
+from lmfloss.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HAM_CLASSES = ["AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
+ISIC_CLASSES = ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC"]
+ODIR_CLASSES = ["A", "C", "D", "G", "H", "M", "N", "O"]
+COVID_CLASSES = ["COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
+
+
+# --- shared helpers -------------------------------------------------------------------
+
+
+def require_root(root: Path | None, name: str, layout: str) -> Path:
+    """Check that ``root`` is an existing folder; the error names the expected layout."""
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs --root; expected layout: {layout}")
+    if not root.exists():
+        raise FileNotFoundError(f"{name} root {str(root)!r} does not exist; expected layout: {layout}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{name} root {str(root)!r} is not a folder; expected layout: {layout}")
+    return root
+
+
+def find_metadata(root: Path, names: Sequence[str], depth: int = 2) -> Path | None:
+    """The first of ``names`` found in ``root`` or up to ``depth`` folders below it."""
+    for level in range(depth + 1):
+        pattern = "/".join(["*"] * level)
+        for name in names:
+            hits = sorted(root.glob(f"{pattern}/{name}" if pattern else name))
+            if hits:
+                return hits[0]
+    return None
+
+
+def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV as dicts; missing ``required`` columns raise a DataError naming them."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DataError(f"{str(path)!r} lacks column(s) {missing}; found columns {columns}")
+        reader.fieldnames = columns
+        return list(reader)
+
+
+def image_files(root: Path) -> dict[str, Path]:
+    """Map file stem -> path for every image under ``root`` (hidden folders skipped)."""
+    found: dict[str, Path] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for file in sorted(files):
+            stem, ext = os.path.splitext(file)
+            if ext.lower() in IMAGE_EXTENSIONS and stem not in found:
+                found[stem] = Path(folder) / file
+    return found
+
+
+def missing_error(what: str, missing: Sequence[str], where: Path) -> FileNotFoundError:
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return FileNotFoundError(
+        f"{len(missing)} {what} listed in the metadata are missing under {str(where)!r} (first: {shown})"
+    )
+
+
+def lookup_images(ids: Iterable[str], images: dict[str, Path], root: Path) -> list[str]:
+    """Absolute paths of ``ids`` in ``images``; every missing one is reported at once."""
+    ids = list(ids)
+    missing = [i for i in ids if i not in images]
+    if missing:
+        raise missing_error("image files", missing, root)
+    return [str(images[i].resolve()) for i in ids]
+
+
+def one_hot_label(row: dict[str, str], columns: Sequence[str], path: Path, id_column: str = "image") -> str:
+    """The one column of ``columns`` set to 1 in ``row``; anything else is a DataError."""
+    try:
+        hot = [c for c in columns if float(row[c] or 0) == 1.0]
+    except ValueError:
+        raise DataError(f"{str(path)!r}: row {row.get(id_column)!r} has a non-numeric class column") from None
+    if len(hot) != 1:
+        raise DataError(
+            f"{str(path)!r}: row {row.get(id_column)!r} has {len(hot)} classes set ({hot}); expected exactly one of {list(columns)}"
+        )
+    return hot[0]
+
+
+def check_labels(labels: Sequence[str], class_names: Sequence[str], source: Path, ids: Sequence[str]) -> list[int]:
+    position = {name: i for i, name in enumerate(class_names)}
+    for label, item in zip(labels, ids):
+        if label not in position:
+            raise DataError(
+                f"{str(source)!r}: label {label!r} of {item!r} is not one of the classes {list(class_names)}"
+            )
+    return [position[label] for label in labels]
+
+
+def mask_boxes(mask_path: Path) -> list[Box] | None:
+    """The bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of a binary lesion mask's foreground."""
+    if not mask_path.is_file():
+        return None
+    from PIL import Image
+
+    with Image.open(mask_path) as image:
+        mask = np.asarray(image.convert("L")) > 127
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return []
+    return [(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)]
+
+
+# --- HAM10000 -------------------------------------------------------------------------
+
+HAM_LAYOUT = (
+    "GroundTruth.csv + images/ + masks/ (Kaggle ham1000-segmentation-and-classification) or "
+    "HAM10000_metadata.csv + HAM10000_images_part_1/ + HAM10000_images_part_2/ (Harvard Dataverse)"
+)
+
+
+def _ham_lesions(root: Path) -> dict[str, str]:
+    path = find_metadata(root, ["HAM10000_metadata.csv", "HAM10000_metadata"])
+    if path is None:
+        return {}
+    return {row["image_id"]: row["lesion_id"] for row in read_csv(path, ["lesion_id", "image_id"])}
+
+
+def index_ham10000(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
+    """HAM10000 (Tschandl et al. 2018) in either published layout; groups are lesion ids."""
+    root = require_root(root, "ham10000", HAM_LAYOUT)
+    kaggle = find_metadata(root, ["GroundTruth.csv"])
+    dataverse = find_metadata(root, ["HAM10000_metadata.csv", "HAM10000_metadata"])
+    if kaggle is None and dataverse is None:
+        raise FileNotFoundError(
+            f"no HAM10000 label file under {str(root)!r}; expected {HAM_LAYOUT}"
+        )
+    lesions = _ham_lesions(root)
+    if kaggle is not None:
+        rows = read_csv(kaggle, ["image", *HAM_CLASSES])
+        ids = [r["image"] for r in rows]
+        names = [one_hot_label(r, HAM_CLASSES, kaggle) for r in rows]
+        source = kaggle
+    else:
+        rows = read_csv(dataverse, ["lesion_id", "image_id", "dx"])
+        ids = [r["image_id"] for r in rows]
+        names = [r["dx"].strip().upper() for r in rows]
+        source = dataverse
+    labels = check_labels(names, HAM_CLASSES, source, ids)
+    paths = lookup_images(ids, image_files(source.parent), source.parent)
+    records = [
+        Record(id=i, label=y, path=p, group=lesions.get(i) or None) for i, y, p in zip(ids, labels, paths)
+    ]
+    mask_dir = source.parent / "masks"
+    box_loader = None
+    if kaggle is not None and mask_dir.is_dir():
+        def box_loader(record: Record) -> list[Box] | None:
+            return mask_boxes(mask_dir / f"{record.id}_segmentation.png")
+
+    return DatasetIndex(
+        name="ham10000", class_names=list(HAM_CLASSES), records=records, root=source.parent,
+        group_kind="lesion", box_loader=box_loader,
+    )
+
+
+# --- ISIC 2019 ------------------------------------------------------------------------
+
+
+def index_isic2019(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
+    """ISIC 2019 training set (8 classes; the UNK column is empty in training and dropped)."""
+    layout = "ISIC_2019_Training_GroundTruth.csv and the <id>.jpg images anywhere under the root"
+    root = require_root(root, "isic2019", layout)
+    truth = find_metadata(root, ["ISIC_2019_Training_GroundTruth.csv"])
+    if truth is None:
+        raise FileNotFoundError(f"ISIC_2019_Training_GroundTruth.csv not found under {str(root)!r}; expected {layout}")
+    rows = read_csv(truth, ["image", *ISIC_CLASSES])
+    has_unknown = "UNK" in (rows[0] if rows else {})
+    columns = [*ISIC_CLASSES, "UNK"] if has_unknown else ISIC_CLASSES
+    ids = [r["image"] for r in rows]
+    names = [one_hot_label(r, columns, truth) for r in rows]
+    labels = check_labels(names, ISIC_CLASSES, truth, ids)
+    meta = find_metadata(root, ["ISIC_2019_Training_Metadata.csv"])
+    lesions: dict[str, str] = {}
+    if meta is not None:
+        lesions = {r["image"]: r.get("lesion_id", "") for r in read_csv(meta, ["image"])}
+    paths = lookup_images(ids, image_files(root), root)
+    records = [Record(id=i, label=y, path=p, group=lesions.get(i) or None) for i, y, p in zip(ids, labels, paths)]
+    return DatasetIndex(name="isic2019", class_names=list(ISIC_CLASSES), records=records, root=root, group_kind="lesion")
+
+
+# --- ODIR-5K --------------------------------------------------------------------------
+
+
+def _odir_label(raw: str, filename: str, path: Path) -> str:
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise DataError(f"{str(path)!r}: image {filename!r} has labels {raw!r}; expected exactly one")
+        value = value[0]
+    return str(value).strip()
+
+
+def index_odir5k(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
+    """ODIR-5K as preprocessed on Kaggle (``full_df.csv``, one row per eye); groups are patient ids."""
+    layout = "full_df.csv with images in preprocessed_images/ (or anywhere under the root)"
+    root = require_root(root, "odir5k", layout)
+    table = find_metadata(root, ["full_df.csv"])
+    if table is None:
+        raise FileNotFoundError(f"full_df.csv not found under {str(root)!r}; expected {layout}")
+    rows = read_csv(table, ["ID", "labels", "filename"])
+    files = [r["filename"].strip() for r in rows]
+    names = [_odir_label(r["labels"], f, table) for r, f in zip(rows, files)]
+    labels = check_labels(names, ODIR_CLASSES, table, files)
+    images = image_files(root)
+    stems = [os.path.splitext(f)[0] for f in files]
+    paths = lookup_images(stems, images, root)
+    records = [
+        Record(id=stem, label=y, path=p, group=f"patient-{r['ID'].strip()}")
+        for stem, y, p, r in zip(stems, labels, paths, rows)
+    ]
+    return DatasetIndex(name="odir5k", class_names=list(ODIR_CLASSES), records=records, root=root, group_kind="patient")
+
+
+# --- COVID-19 Radiography Database ----------------------------------------------------
+
+
+def _covid_folder(root: Path) -> Path | None:
+    for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if any((candidate / name).is_dir() for name in COVID_CLASSES):
+            return candidate
+    return None
+
+
+def index_covid19(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
+    """COVID-19 Radiography Database: one folder per class, images in ``images/`` or directly."""
+    layout = "class folders " + ", ".join(COVID_CLASSES) + " (each with images/ or the images directly)"
+    root = require_root(root, "covid19", layout)
+    folder = _covid_folder(root)
+    if folder is None:
+        raise FileNotFoundError(f"no COVID-19 class folder in {str(root)!r} or the folders below it; expected {layout}")
+    records = []
+    for label, name in enumerate(COVID_CLASSES):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            logger.warning("COVID-19 class folder %s is missing", class_dir)
+            continue
+        image_dir = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
+        for path in sorted(image_dir.iterdir(), key=lambda p: _natural_key(p.name)):
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                records.append(Record(id=path.stem, label=label, path=str(path.resolve())))
+    return DatasetIndex(name="covid19", class_names=list(COVID_CLASSES), records=records, root=folder)
+
+
+def _natural_key(name: str) -> list[object]:
+    """``COVID-2`` before ``COVID-10`` (the database's own numbering order)."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+# --- your own data --------------------------------------------------------------------
+
+
+def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
+    """``root/<class>/<image>`` (images may sit in sub-folders of a class folder)."""
+    layout = "<root>/<class>/<image>"
+    root = require_root(root, "imagefolder", layout)
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_names:
+        raise FileNotFoundError(f"no class folders in {str(root)!r}; expected {layout}")
+    records = []
+    for label, name in enumerate(class_names):
+        for path in image_files(root / name).values():
+            rel = path.relative_to(root).as_posix()
+            records.append(Record(id=rel, label=label, path=str(path.resolve())))
+    return DatasetIndex(name="imagefolder", class_names=class_names, records=records, root=root)
+
+
+def _sorted_labels(labels: Iterable[str]) -> list[str]:
+    unique = set(labels)
+    if all(label.lstrip("-").isdigit() for label in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
+    """A CSV with ``path,label`` and optional ``split``; class names are the sorted labels.
+
+    Paths are relative to ``root`` when given, else to the CSV's folder (absolute paths
+    are kept). A ``split`` column (``train``/``val``/``test``) replaces the paper's split.
+    """
+    if csv_path is None:
+        raise ValueError("dataset 'csv' needs --csv FILE with columns path,label[,split]")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"CSV file {str(csv_path)!r} does not exist")
+    base = require_root(root, "csv", "a folder the CSV's paths are relative to") if root is not None else csv_path.parent
+    rows = read_csv(csv_path, ["path", "label"])
+    if not rows:
+        raise DataError(f"{str(csv_path)!r} has no rows")
+    labels = [r["label"].strip() for r in rows]
+    empty = [n + 2 for n, label in enumerate(labels) if not label]
+    if empty:
+        raise DataError(f"{str(csv_path)!r}: empty label on line(s) {empty[:5]}")
+    class_names = _sorted_labels(labels)
+    position = {name: i for i, name in enumerate(class_names)}
+    paths = [(base / r["path"].strip()) for r in rows]
+    missing = [r["path"] for r, p in zip(rows, paths) if not p.is_file()]
+    if missing:
+        raise missing_error("image files", missing, base)
+    official = None
+    if "split" in rows[0]:
+        official = [(r.get("split") or "").strip().lower() for r in rows]
+        bad = sorted({s for s in official if s not in SPLIT_NAMES})
+        if bad:
+            raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
+    ids = [r["path"].strip() for r in rows]
+    if len(set(ids)) != len(ids):
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise DataError(f"{str(csv_path)!r} lists the same path more than once: {dupes[:5]}")
+    records = [
+        Record(id=i, label=position[y], path=str(p.resolve()))
+        for i, y, p in zip(ids, labels, paths)
+    ]
+    return DatasetIndex(name="csv", class_names=class_names, records=records, root=base, official_split=official)
