@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmfloss.metrics import bootstrap_indices, macro_f1_from_indices
+
 BOOTSTRAP_METRICS = ("f1_macro", "accuracy")
-_CHUNK = 256  # resamples evaluated at once (memory: CHUNK x N int64 indices)
+_CHUNK = 256  # resamples scored at once (bounds the confusion-count arrays)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -71,7 +73,8 @@ def resampled_metric(
 
     Macro-F1 averages ``F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k)`` over *all* ``K``
     classes, 0 where a class is neither present nor predicted (scikit-learn's
-    ``f1_score(..., labels=range(K), average="macro", zero_division=0)``).
+    ``f1_score(..., labels=range(K), average="macro", zero_division=0)``), computed by
+    :func:`lmfloss.metrics.macro_f1_from_indices` like the runs' own ``report.json``.
 
     Args:
         labels: ``[N]`` int true classes.
@@ -85,20 +88,12 @@ def resampled_metric(
     """
     if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"unknown bootstrap metric {metric!r}; expected one of {BOOTSTRAP_METRICS}")
-    y, p = labels[indices], preds[indices]
-    hit = y == p
     if metric == "accuracy":
-        return hit.mean(axis=1)
-    n_resamples = indices.shape[0]
-    offset = (np.arange(n_resamples) * num_classes)[:, None]
-    size = n_resamples * num_classes
-    tp = np.bincount((y + offset).ravel(), weights=hit.ravel(), minlength=size)
-    true = np.bincount((y + offset).ravel(), minlength=size)
-    pred = np.bincount((p + offset).ravel(), minlength=size)
-    denom = (true + pred).reshape(n_resamples, num_classes)
-    tp = tp.reshape(n_resamples, num_classes)
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=1)
+        return (labels[indices] == preds[indices]).mean(axis=1)
+    return np.concatenate([
+        macro_f1_from_indices(labels, preds, indices[start : start + _CHUNK], num_classes)
+        for start in range(0, indices.shape[0], _CHUNK)
+    ])
 
 
 def bootstrap_ci(
@@ -136,12 +131,8 @@ def bootstrap_ci(
     y = np.asarray(labels, dtype=np.int64)
     p = np.atleast_2d(np.asarray(preds, dtype=np.int64))
     k = _check_labels(y, p, num_classes)
-    rng = np.random.default_rng(seed)
-    values = []
-    for start in range(0, n_boot, _CHUNK):
-        idx = rng.integers(0, y.size, size=(min(_CHUNK, n_boot - start), y.size))
-        values.append(np.mean([resampled_metric(y, row, idx, k, metric) for row in p], axis=0))
-    stats = np.concatenate(values)
+    idx = bootstrap_indices(y.size, n_boot, seed)
+    stats = np.mean([resampled_metric(y, row, idx, k, metric) for row in p], axis=0)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -218,12 +209,7 @@ def paired_bootstrap_test(
         )
 
     observed = float(diff(full)[0])
-    rng = np.random.default_rng(seed)
-    chunks = []
-    for start in range(0, n_boot, _CHUNK):
-        idx = rng.integers(0, y.size, size=(min(_CHUNK, n_boot - start), y.size))
-        chunks.append(diff(idx))
-    deltas = np.concatenate(chunks)
+    deltas = diff(bootstrap_indices(y.size, n_boot, seed))
     if math.isclose(observed, 0.0, abs_tol=1e-12):
         p_value = 1.0
     else:
