@@ -1,9 +1,137 @@
-"""``lmfloss`` subcommands of this area (filled in by its issue)."""
+"""``lmfloss split``, ``lmfloss datasets`` and ``lmfloss prepare`` (issue 3: datasets and splits)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="adapter name (see `lmfloss datasets`)")
+    parser.add_argument("--root", default=None, help="dataset root folder (not needed for synthetic)")
+    parser.add_argument("--csv", default=None, help="CSV file with path,label[,split] for --dataset csv")
+    parser.add_argument("--seed", type=int, default=23, help="split seed (the paper: 23)")
+    parser.add_argument(
+        "--group-by", choices=["lesion", "patient"], default=None,
+        help="keep every lesion (HAM10000, ISIC 2019) or patient (ODIR-5K) in one split",
+    )
+    parser.add_argument("--download", action="store_true", help="fetch MedMNIST files when missing")
+    parser.add_argument(
+        "--skip-bad-images", action="store_true",
+        help="skip undecodable images with a warning instead of failing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def _load(args: argparse.Namespace):
+    from lmfloss.data import load_splits
+
+    return load_splits(
+        args.dataset, root=args.root, csv=args.csv, seed=args.seed, group_by=args.group_by,
+        download=args.download, skip_bad_images=args.skip_bad_images,
+    )
+
+
+def format_count_table(splits) -> str:
+    """A Markdown table of per-class train/val/test counts with a total row."""
+    rows = splits.count_table()
+    width = max([len("class"), len("total"), *(len(name) for name, *_ in rows)])
+    lines = [
+        f"| {'class':<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
+        f"|{'-' * (width + 2)}|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|",
+    ]
+    totals = [0, 0, 0]
+    for name, *counts in rows:
+        totals = [t + c for t, c in zip(totals, counts)]
+        lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:>6}" for c in [*counts, sum(counts)]) + " |")
+    lines.append(f"| {'total':<{width}} | " + " | ".join(f"{c:>6}" for c in [*totals, sum(totals)]) + " |")
+    return "\n".join(lines)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    splits = _load(args)
+    kind = "official" if splits.official else (f"{splits.group_by}-grouped" if splits.group_by else "paper 70:15:15")
+    print(f"{splits.name}: {kind} split, seed {splits.seed}")
+    print(format_count_table(splits))
+    if splits.index.group_kind and not splits.official:
+        print(f"{splits.index.group_kind} groups straddling splits: {splits.straddling_groups}")
+    if splits.skipped:
+        print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
+    if args.out:
+        path = splits.write_manifest(args.out)
+        print(f"manifest: {path}")
+    boxes_out = args.boxes_out
+    if boxes_out is None and args.out and splits.index.boxes is not None:
+        out = Path(args.out)
+        boxes_out = out.with_name(f"{out.stem}_boxes.csv")
+    if boxes_out:
+        written = splits.write_boxes(boxes_out)
+        if written is None:
+            raise ValueError(f"dataset {splits.name!r} has no known lesion boxes; drop --boxes-out")
+        print(f"boxes: {written}")
+    return 0
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from lmfloss.data import list_adapters
+    from lmfloss.data.medmnist import FLAGS, HOMEPAGE
+
+    for adapter in list_adapters():
+        if adapter.name in FLAGS:
+            continue
+        print(f"{adapter.name}")
+        print(f"  layout: {adapter.layout}")
+        print(f"  source: {adapter.source}")
+        if adapter.group_kind:
+            print(f"  --group-by {adapter.group_kind}")
+    print("MedMNIST 2D: " + ", ".join(FLAGS))
+    print("  layout: <flag>.npz or <flag>_64/_128/_224.npz (--dataset <flag>_224) in the root or root/<flag>/; "
+          "official splits; --download needs pip install 'lmfloss[medmnist]'")
+    print(f"  source: {HOMEPAGE}")
+    return 0
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from lmfloss.data import make_dataset
+
+    splits = _load(args)
+    if splits.index.images is not None:
+        print(f"{splits.name} is an array dataset: it is resized in memory, nothing to cache")
+        return 0
+    for split in args.splits:
+        dataset = make_dataset(splits, split, args.image_size, cache_dir=args.cache_dir, progress=not args.quiet)
+        print(f"{split}: {len(dataset)} images of {args.image_size} px in {dataset.images_path}")
+    if splits.skipped:
+        print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the lmfloss parser."""
+    split = subparsers.add_parser(
+        "split", help="split a dataset (the paper's 70:15:15) and write the manifest",
+        description="Index a dataset, split it and print per-class train/val/test counts. "
+        "Checks that image files exist; never decodes them.",
+    )
+    _add_data_arguments(split)
+    split.add_argument("--out", default=None, help="manifest CSV to write (path,label,split; paths relative to the root)")
+    split.add_argument(
+        "--boxes-out", default=None,
+        help="CSV of lesion boxes id,x0,y0,x1,y1 (default for synthetic: <out>_boxes.csv next to --out)",
+    )
+    split.set_defaults(func=_run_split)
+
+    datasets = subparsers.add_parser("datasets", help="list the dataset adapters, their layouts and sources")
+    datasets.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    datasets.set_defaults(func=_run_datasets)
+
+    prepare = subparsers.add_parser(
+        "prepare", help="build the decoded, resized uint8 image cache of a dataset",
+        description="Decode and resize every image once into a memory-mapped uint8 cache "
+        "(training builds it on first use otherwise).",
+    )
+    _add_data_arguments(prepare)
+    prepare.add_argument("--image-size", type=int, default=224, help="side of the square images (the paper: 224)")
+    prepare.add_argument("--cache-dir", default=None, help="cache folder (default: <root>/.lmfloss-cache or ~/.cache/lmfloss)")
+    prepare.add_argument("--splits", nargs="+", choices=["train", "val", "test"], default=["train", "val", "test"])
+    prepare.set_defaults(func=_run_prepare)
