@@ -1,0 +1,65 @@
+"""Sweeps: grids and searches over training configs on an Optuna study (SQLite/PostgreSQL).
+
+::
+
+    from lmfloss.sweep import load_sweep, run_sweep
+
+    spec = load_sweep("configs/demo-sweep.yaml")
+    result = run_sweep(spec, "sweeps/demo", workers=2)
+    result.best["run_dir"], result.best["val_f1_macro"]
+
+Modules: :mod:`~lmfloss.sweep.spec` (the sweep file), :mod:`~lmfloss.sweep.engine`
+(storage, claims, heartbeat, the worker loop), :mod:`~lmfloss.sweep.runners` (training one
+trial in-process or under torchrun), :mod:`~lmfloss.sweep.launch` (local workers, summary).
+"""
+
+from lmfloss.sweep.engine import (
+    GridPointSampler,
+    default_storage,
+    make_storage,
+    next_action,
+    open_study,
+    point_status,
+    redact,
+    run_worker,
+)
+from lmfloss.sweep.launch import SweepResult, run_sweep, summarize, trial_rows, write_trials_csv
+from lmfloss.sweep.runners import TorchrunRunner, TrialRunner, default_runner, read_report
+from lmfloss.sweep.spec import (
+    Override,
+    Range,
+    SweepSpec,
+    load_sweep,
+    parse_sets,
+    parse_sweep,
+    point_key,
+    run_name,
+)
+
+__all__ = [
+    "GridPointSampler",
+    "Override",
+    "Range",
+    "SweepResult",
+    "SweepSpec",
+    "TorchrunRunner",
+    "TrialRunner",
+    "default_runner",
+    "default_storage",
+    "load_sweep",
+    "make_storage",
+    "next_action",
+    "open_study",
+    "parse_sets",
+    "parse_sweep",
+    "point_key",
+    "point_status",
+    "read_report",
+    "redact",
+    "run_name",
+    "run_sweep",
+    "run_worker",
+    "summarize",
+    "trial_rows",
+    "write_trials_csv",
+]

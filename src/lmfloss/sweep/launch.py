@@ -1,0 +1,204 @@
+"""Run a sweep with N local worker processes and summarise the study.
+
+Several machines join one study by each running ``lmfloss sweep`` with the same sweep file,
+``--storage`` URL and ``--study`` name; ``--workers N`` starts N such workers on this
+machine (each its own process, sharing the CPU threads between them).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna.study import Study
+from optuna.trial import TrialState
+
+from lmfloss.sweep.engine import (
+    TEST_METRICS,
+    default_storage,
+    make_sampler,
+    make_storage,
+    open_study,
+    redact,
+    run_worker,
+)
+from lmfloss.sweep.runners import TrialRunner
+from lmfloss.sweep.spec import SweepSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    """What a sweep left in its study.
+
+    Attributes:
+        study_name, storage: the study (storage URL with the password hidden).
+        out_dir: the sweep folder.
+        rows: one mapping per trial (see :func:`trial_rows`).
+        counts: trials per state (``COMPLETE``, ``FAIL``, ``PRUNED``, ``RUNNING``, ``WAITING``).
+        best: the row of the best complete trial (highest validation macro-F1), or ``None``.
+        failed_points: run names of grid points that failed for good (error or too many kills).
+        trials_csv: where :func:`write_trials_csv` put the table.
+    """
+
+    study_name: str
+    storage: str
+    out_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
+    failed_points: list[str] = field(default_factory=list)
+    trials_csv: Path | None = None
+
+
+def trial_rows(study: Study) -> list[dict[str, Any]]:
+    """One row per trial: number, state, value (val macro-F1), run name and folder, params,
+    tags, test metrics, duration and the bookkeeping of retries and duplicates."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row: dict[str, Any] = {
+            "trial": t.number,
+            "state": t.state.name,
+            "val_f1_macro": t.value if t.state == TrialState.COMPLETE else None,
+            "run_name": attrs.get("run_name"),
+            "params": dict(t.params),
+            "tags": attrs.get("tags") or {},
+            "reused": attrs.get("reused"),
+            "seconds": attrs.get("seconds"),
+            "retry_of": t.system_attrs.get("failed_trial"),
+            "duplicate_of": attrs.get("duplicate_of"),
+            "error": attrs.get("error") or attrs.get("skipped"),
+            "worker": attrs.get("worker"),
+            "run_dir": attrs.get("run_dir"),
+        }
+        for metric in TEST_METRICS:
+            row[f"test_{metric}"] = attrs.get(f"test_{metric}")
+        rows.append(row)
+    return rows
+
+
+def write_trials_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    """The trial table as CSV (params and tags as ``key=value;...``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["trial", "state", "val_f1_macro", "run_name", "params", "tags",
+               *[f"test_{m}" for m in TEST_METRICS], "reused", "seconds", "retry_of",
+               "duplicate_of", "error", "worker", "run_dir"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            out = dict(row)
+            for key in ("params", "tags"):
+                out[key] = ";".join(f"{k}={v}" for k, v in row[key].items())
+            writer.writerow({c: "" if out.get(c) is None else out[c] for c in columns})
+    return path
+
+
+def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
+              max_retry: int = 3) -> SweepResult:
+    """Read the study back (no training) and write ``<out_dir>/trials.csv``."""
+    from lmfloss.sweep.engine import point_status
+    from lmfloss.sweep.spec import point_key, run_name
+
+    storage_obj = make_storage(storage, max_retry=max_retry)
+    study = open_study(spec, storage_obj, study_name, sampler=make_sampler(spec))
+    rows = trial_rows(study)
+    counts = dict(Counter(r["state"] for r in rows))
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    best = max(complete, key=lambda r: r["val_f1_macro"]) if complete else None
+    failed: list[str] = []
+    if spec.sampler == "grid":
+        status = point_status(spec, study.get_trials(deepcopy=False), max_retry)
+        names = {point_key(p): run_name(p) for p in spec.grid_points()}
+        failed = [names[k] for k, s in status.items() if s == "failed"]
+    result = SweepResult(study_name=study_name, storage=redact(storage), out_dir=out_dir, rows=rows,
+                         counts=counts, best=best, failed_points=failed)
+    result.trials_csv = write_trials_csv(rows, out_dir / "trials.csv")
+    return result
+
+
+def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int | None) -> None:
+    logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+    run_worker(**kwargs)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    runner: TrialRunner | None = None,
+    heartbeat: int = 60,
+    grace: int | None = None,
+    max_retry: int = 3,
+) -> SweepResult:
+    """Run ``workers`` local workers on the study until it is done, then summarise it.
+
+    Args:
+        spec: the sweep.
+        out_dir: the sweep folder.
+        storage: database URL (default: SQLite ``<out_dir>/study.db``).
+        study_name: default ``spec.name``.
+        workers: local worker processes (1: run in this process). With several, each gets
+            ``cpu_count // workers`` torch threads.
+        runner: trains one trial (must be picklable, i.e. a module-level function, when
+            ``workers > 1``); default: in-process ``fit`` or torchrun.
+        heartbeat, grace, max_retry: see :func:`lmfloss.sweep.engine.make_storage`.
+
+    Raises:
+        ValueError: ``workers < 1``.
+        LmflossError: the storage cannot be opened or holds another sweep.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or default_storage(out_dir)
+    study_name = study_name or spec.name
+    # Create the study (and its tables) once before the workers race to do it.
+    open_study(spec, make_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry),
+               study_name, sampler=make_sampler(spec))
+    kwargs: dict[str, Any] = dict(spec=spec, out_dir=out_dir, storage=url, study_name=study_name,
+                                  runner=runner, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
+    if workers == 1:
+        run_worker(**kwargs)
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked torch/DB state
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        level = logging.getLogger("lmfloss").getEffectiveLevel()
+        processes = [
+            context.Process(target=_worker_process, name=f"worker-{i}",
+                            args=({**kwargs, "worker_index": i}, level, threads))
+            for i in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:
+                process.terminate()
+            raise
+        for process in processes:
+            if process.exitcode:
+                logger.warning("%s exited with status %s; its trials are re-run by the others "
+                               "or the next `lmfloss sweep`", process.name, process.exitcode)
+    return summarize(spec, out_dir, url, study_name, max_retry=max_retry)

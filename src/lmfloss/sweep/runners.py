@@ -1,0 +1,95 @@
+"""How one trial is trained: in this process with ``lmfloss.train.fit``, or under torchrun.
+
+A *trial runner* is any callable ``runner(config: TrainConfig, run_dir: Path) -> report``
+that trains ``config`` into ``run_dir`` (the training issue's run-directory format) and
+returns ``report.json`` as a mapping (``{"val": {...}, "test": {...}, ...}``). The sweep
+never looks at anything else, so tests inject cheap runners and other trainers plug in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmfloss.config import TrainConfig, save_config
+from lmfloss.errors import LmflossError
+
+logger = logging.getLogger(__name__)
+
+TrialRunner = Callable[[TrainConfig, Path], Mapping[str, Any]]
+
+
+def read_report(run_dir: str | Path) -> dict[str, Any] | None:
+    """``report.json`` of a finished run, or ``None`` when the run is not finished.
+
+    Raises:
+        LmflossError: the file exists but is not a JSON mapping with a ``val`` split.
+    """
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); delete it to re-run the trial") from None
+    if not isinstance(report, dict) or not isinstance(report.get("val"), dict):
+        raise LmflossError(f"{str(path)!r} has no 'val' metrics; expected the training report format")
+    return report
+
+
+def train_in_process(config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
+    """Train with :func:`lmfloss.train.fit`, resuming from ``last.pt`` when a killed
+    worker left one (so a re-run trial continues instead of starting over)."""
+    from lmfloss.train import fit
+
+    resume = (run_dir / "last.pt").is_file()
+    result = fit(config, run_dir, resume=resume, overwrite=False, quiet=True)
+    return result.report
+
+
+@dataclass(frozen=True)
+class TorchrunRunner:
+    """Train each trial as ``torchrun --standalone --nproc_per_node N -m lmfloss train``.
+
+    The trial's config is written to ``<run_dir>.config.yaml`` beside the run folder; the
+    worker waits for torchrun and reads ``report.json``. Picklable, so local worker
+    processes can carry it.
+
+    Attributes:
+        nproc_per_node: processes (GPUs) per trial.
+    """
+
+    nproc_per_node: int
+
+    def __call__(self, config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
+        config_path = run_dir.parent / f"{run_dir.name}.config.yaml"
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        save_config(config, config_path)
+        torchrun = shutil.which("torchrun")
+        launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
+        command = [*launcher, "--standalone", f"--nproc_per_node={self.nproc_per_node}",
+                   "-m", "lmfloss", "train", "--config", str(config_path), "--out", str(run_dir),
+                   "--quiet"]
+        if (run_dir / "last.pt").is_file():
+            command.append("--resume")
+        logger.info("launching %s", " ".join(command))
+        completed = subprocess.run(command, env=dict(os.environ), check=False)
+        if completed.returncode != 0:
+            raise LmflossError(f"torchrun exited with status {completed.returncode} for {str(run_dir)!r}")
+        report = read_report(run_dir)
+        if report is None:
+            raise LmflossError(f"torchrun finished but {str(run_dir / 'report.json')!r} was not written")
+        return report
+
+
+def default_runner(nproc_per_node: int = 1) -> TrialRunner:
+    """In-process training for one process per trial, torchrun for several."""
+    return train_in_process if nproc_per_node <= 1 else TorchrunRunner(nproc_per_node)

@@ -1,0 +1,491 @@
+"""The sweep file: a base training config, a search space over its keys, a sampler.
+
+A sweep file is YAML::
+
+    name: demo                      # default study name (``--study`` overrides it)
+    sampler: grid                   # grid | random | tpe
+    trials: 20                      # budget of completed trials (random/tpe; grid: every point)
+    seed: 0                         # sampler seed
+    base:                           # a TrainConfig mapping, or the path of a train YAML file
+      dataset: synthetic            #   (relative to the sweep file)
+      epochs: 1
+    space:                          # key -> values; keys are TrainConfig fields,
+      loss: [ce, lmf]               #   ``loss_params.<name>`` for a loss parameter and
+      seed: [1, 2]                  #   ``tags.<name>`` for a label recorded with the trial
+      lr: {low: 1.0e-5, high: 1.0e-3, log: true}   # a range (random/tpe only)
+    overrides:                      # per-cell settings, applied in order where ``when`` matches
+      - when: {dataset: ham10000, model: resnet50, loss: lmf}
+        set: {loss_params.alpha: 0.5, loss_params.beta: 1.0}
+    launcher: {nproc_per_node: 1}   # > 1: every trial runs under torchrun
+
+``space`` may also be a *list* of such mappings: the grid is then the union of their
+Cartesian products (scikit-learn's ``ParameterGrid`` convention), and within one mapping
+``{same_as: KEY}`` ties a key to another (the paper's setting-1, ``alpha == beta``).
+
+Values are YAML scalars (str, int, float, bool, null). Relative ``root``, ``csv`` and
+``cache_dir`` paths are taken relative to the current directory, as for ``lmfloss train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmfloss.config import TrainConfig, load_config_file
+
+SAMPLERS = ("grid", "random", "tpe")
+TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
+                  "launcher")
+PATH_KEYS = ("root", "csv", "cache_dir")
+# Keys that say where and how fast a run happens, not what it measures: they may differ
+# between the machines of one study (each has its own data folder and hardware).
+MACHINE_KEYS = frozenset({"root", "csv", "cache_dir", "device", "workers", "amp", "compile",
+                          "channels_last", "tensorboard", "download"})
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_SCALAR = (str, int, float, bool, type(None))
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric range of a random/TPE search: ``low <= x <= high``.
+
+    Attributes:
+        low, high: the bounds (inclusive).
+        log: sample uniformly in log space (``low > 0``).
+        step: discretisation step (not with ``log``).
+        integer: an integer parameter (``suggest_int``), else a float.
+    """
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Override:
+    """``set`` is applied to every trial whose resolved values match all of ``when``."""
+
+    when: dict[str, Scalar]
+    set: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, validated sweep file.
+
+    Attributes:
+        name: default study name.
+        sampler: ``grid`` | ``random`` | ``tpe``.
+        trials: completed trials wanted (``None`` for grid: every point once).
+        seed: sampler seed.
+        base: the base training config as a flat mapping (TrainConfig fields).
+        subspaces: the search space; a list of mappings key -> list of choices | Range |
+            ``("same_as", KEY)``. One mapping unless the file gave a list (a union of grids).
+        overrides: per-cell settings.
+        nproc_per_node: processes per trial (``> 1``: launched with torchrun).
+        source: the file it came from (``None`` when built in code).
+    """
+
+    name: str
+    sampler: str
+    base: dict[str, Any]
+    subspaces: list[dict[str, Any]]
+    trials: int | None = None
+    seed: int = 0
+    overrides: list[Override] = field(default_factory=list)
+    nproc_per_node: int = 1
+    source: str | None = None
+
+    # ---- the grid -------------------------------------------------------------------
+    @property
+    def keys(self) -> list[str]:
+        """Every key of the space, in first-seen order."""
+        seen: dict[str, None] = {}
+        for sub in self.subspaces:
+            seen.update(dict.fromkeys(sub))
+        return list(seen)
+
+    def grid_points(self) -> list[dict[str, Scalar]]:
+        """Every point of a grid, in file order, duplicates removed.
+
+        Returns:
+            One mapping key -> value per point (the trial's parameters).
+
+        Raises:
+            ValueError: the space holds a range (only random/TPE can sample one).
+        """
+        points: list[dict[str, Scalar]] = []
+        seen: set[str] = set()
+        for sub in self.subspaces:
+            free = [k for k, v in sub.items() if isinstance(v, list)]
+            ranged = [k for k, v in sub.items() if isinstance(v, Range)]
+            if ranged:
+                raise ValueError(f"the grid sampler needs a list of values for {ranged}, got a range")
+            for combo in itertools.product(*(sub[k] for k in free)):
+                values = dict(zip(free, combo))
+                point = {k: values[k] if k in values else values[sub[k][1]] for k in sub}
+                key = point_key(point)
+                if key not in seen:
+                    seen.add(key)
+                    points.append(point)
+        return points
+
+    def choices(self) -> dict[str, list[Scalar]]:
+        """Categorical choices of each grid key: the values over all points, first-seen order.
+
+        Optuna requires one distribution per parameter name across a study, so every trial
+        suggests a key with these same choices.
+        """
+        out: dict[str, list[Scalar]] = {}
+        for point in self.grid_points():
+            for k, v in point.items():
+                bucket = out.setdefault(k, [])
+                if not any(_same(v, b) for b in bucket):
+                    bucket.append(v)
+        return out
+
+    # ---- configs --------------------------------------------------------------------
+    def resolve(self, params: Mapping[str, Scalar]) -> tuple[TrainConfig, dict[str, Scalar]]:
+        """The training config and the tags of one trial.
+
+        ``base``, then ``params``, then every matching override, in order.
+
+        Returns:
+            ``(config, tags)``; ``tags`` maps ``<name>`` of each ``tags.<name>`` key.
+
+        Raises:
+            ValueError: a key or value TrainConfig rejects.
+        """
+        values = dict(self.base)
+        values["loss_params"] = dict(values.get("loss_params") or {})
+        tags: dict[str, Scalar] = {}
+        _apply(values, tags, params)
+        for override in self.overrides:
+            flat = flatten(values, tags)
+            if all(k in flat and _same(flat[k], v) for k, v in override.when.items()):
+                _apply(values, tags, override.set)
+        for key in PATH_KEYS:
+            if isinstance(values.get(key), str):
+                values[key] = str(Path(values[key]).expanduser().absolute())
+        return TrainConfig.from_dict(values), tags
+
+    def fingerprint(self) -> str:
+        """A hash of what the study measures: sampler, space, base and overrides.
+
+        Machine-specific keys (data folders, device, ...) are left out, so workers on
+        machines with different data paths join the same study.
+        """
+        base = {k: v for k, v in self.base.items() if k not in MACHINE_KEYS}
+        data = {
+            "sampler": self.sampler,
+            "space": [{k: _jsonable(v) for k, v in sub.items()} for sub in self.subspaces],
+            "base": base,
+            "overrides": [[o.when, {k: v for k, v in o.set.items() if k not in MACHINE_KEYS}]
+                          for o in self.overrides],
+            "trials": self.trials,
+        }
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---- naming -------------------------------------------------------------------------
+def point_key(params: Mapping[str, Scalar]) -> str:
+    """Canonical JSON of a point (sorted keys): equal points give equal keys."""
+    return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
+
+
+def format_value(value: Scalar) -> str:
+    if isinstance(value, float):
+        return format(value, ".6g")
+    return str(value)
+
+
+def run_name(params: Mapping[str, Scalar], max_length: int = 120) -> str:
+    """A folder name for a trial, from its parameters: ``loss=lmf_seed=1``.
+
+    Keys are shortened to their last dotted part (``loss_params.beta`` -> ``beta``) unless
+    two keys would then clash. Characters outside ``[A-Za-z0-9._=-]`` become ``-``. When the
+    printed values lose information (a float with more than 6 significant digits) or the name
+    would exceed ``max_length``, a hash of the exact parameters is appended so that two
+    different points never share a folder.
+    """
+    if not params:
+        return "default"
+    short = {k: k.rsplit(".", 1)[-1] for k in params}
+    if len(set(short.values())) < len(short):
+        short = {k: k for k in params}
+    parts = [f"{short[k]}={format_value(v)}" for k, v in params.items()]
+    name = re.sub(r"[^A-Za-z0-9._=-]+", "-", "_".join(parts))
+    lossy = any(isinstance(v, float) and math.isfinite(v) and float(format_value(v)) != v
+                for v in params.values())
+    if lossy or len(name) > max_length:
+        digest = hashlib.sha1(point_key(params).encode()).hexdigest()[:8]
+        name = f"{name[: max_length - 9]}-{digest}"
+    return name
+
+
+def flatten(values: Mapping[str, Any], tags: Mapping[str, Scalar]) -> dict[str, Any]:
+    """Config values with ``loss_params.<k>`` and ``tags.<k>`` keys, for matching ``when``."""
+    flat = {k: v for k, v in values.items() if k != "loss_params"}
+    flat.update({f"loss_params.{k}": v for k, v in (values.get("loss_params") or {}).items()})
+    flat.update({f"tags.{k}": v for k, v in tags.items()})
+    return flat
+
+
+def _apply(values: dict[str, Any], tags: dict[str, Scalar], changes: Mapping[str, Any]) -> None:
+    for key, value in changes.items():
+        if key.startswith("loss_params."):
+            values["loss_params"][key.split(".", 1)[1]] = value
+        elif key.startswith("tags."):
+            tags[key.split(".", 1)[1]] = value
+        elif key == "loss_params":
+            values["loss_params"].update(value)
+        else:
+            values[key] = value
+
+
+def _same(a: Any, b: Any) -> bool:
+    # 1 and 1.0 match, True and 1 do not (YAML gives bools and ints distinct types).
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Range):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+# ---- parsing ------------------------------------------------------------------------
+def check_key(key: Any, where: str) -> str:
+    """A valid space/override key, else ``ValueError`` naming it and the valid ones."""
+    if not isinstance(key, str):
+        raise ValueError(f"{where}: keys must be strings, got {key!r}")
+    if key.startswith(("loss_params.", "tags.")) and key.split(".", 1)[1]:
+        return key
+    if key in _CONFIG_FIELDS and key != "loss_params":
+        return key
+    raise ValueError(
+        f"{where}: unknown key {key!r}; expected a TrainConfig field "
+        f"({', '.join(f for f in _CONFIG_FIELDS if f != 'loss_params')}), "
+        "'loss_params.<name>' or 'tags.<name>'"
+    )
+
+
+def _check_scalar(value: Any, where: str) -> Scalar:
+    if not isinstance(value, _SCALAR):
+        raise ValueError(f"{where}: values must be str, int, float, bool or null, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: values must be finite, got {value!r}")
+    return value
+
+
+def _parse_values(key: str, spec: Any, where: str) -> Any:
+    where = f"{where} key {key!r}"
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"{where}: empty list of values")
+        return [_check_scalar(v, where) for v in spec]
+    if isinstance(spec, Mapping):
+        if set(spec) == {"same_as"}:
+            return ("same_as", check_key(spec["same_as"], where))
+        if "choices" in spec:
+            if set(spec) != {"choices"}:
+                raise ValueError(f"{where}: 'choices' takes no other options, got {sorted(spec)}")
+            return _parse_values(key, spec["choices"], where.rsplit(" key ", 1)[0])
+        allowed = {"low", "high", "log", "step", "type"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown or not {"low", "high"} <= set(spec):
+            raise ValueError(
+                f"{where}: a range needs 'low' and 'high' (optional 'log', 'step', 'type'), "
+                f"got {dict(spec)!r}"
+            )
+        kind = spec.get("type", "int" if all(isinstance(spec[b], int) and not isinstance(spec[b], bool)
+                                             for b in ("low", "high")) else "float")
+        if kind not in ("int", "float"):
+            raise ValueError(f"{where}: range type must be 'int' or 'float', got {kind!r}")
+        try:
+            low, high = float(spec["low"]), float(spec["high"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: low/high must be numbers, got {spec['low']!r}, {spec['high']!r}") from None
+        log = bool(spec.get("log", False))
+        step = spec.get("step")
+        if not low < high:
+            raise ValueError(f"{where}: need low < high, got low={low}, high={high}")
+        if log and low <= 0:
+            raise ValueError(f"{where}: a log range needs low > 0, got {low}")
+        if log and step is not None:
+            raise ValueError(f"{where}: 'step' cannot be combined with 'log'")
+        if step is not None and (not isinstance(step, (int, float)) or step <= 0):
+            raise ValueError(f"{where}: step must be a positive number, got {step!r}")
+        return Range(low, high, log=log, step=None if step is None else float(step),
+                     integer=kind == "int")
+    # A single scalar is a one-value axis (handy for tags).
+    return [_check_scalar(spec, where)]
+
+
+def _parse_subspace(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError(f"{where} must be a non-empty mapping of key -> values, got {raw!r}")
+    sub = {check_key(k, where): _parse_values(k, v, where) for k, v in raw.items()}
+    for key, value in sub.items():
+        if isinstance(value, tuple):
+            target = value[1]
+            if target not in sub or not isinstance(sub[target], list):
+                raise ValueError(
+                    f"{where} key {key!r}: same_as {target!r} must name a key with a list of "
+                    "values in the same mapping"
+                )
+    return sub
+
+
+def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
+                sets: Mapping[str, Any] | None = None, source: str | None = None) -> SweepSpec:
+    """Validate a sweep mapping (the YAML's content) into a :class:`SweepSpec`.
+
+    Args:
+        data: the mapping.
+        base_dir: folder that a ``base: FILE`` path is relative to (the sweep file's).
+        sets: ``KEY -> value`` applied to the base config (``--set``), same keys as ``space``.
+        source: where it came from, for messages.
+
+    Raises:
+        ValueError: an unknown key, a bad value, an empty space... naming what was received.
+    """
+    where = f"sweep file {source!r}" if source else "sweep"
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {list(TOP_LEVEL_KEYS)}")
+
+    sampler = str(data.get("sampler", "grid")).lower()
+    if sampler not in SAMPLERS:
+        raise ValueError(f"{where}: sampler must be one of {list(SAMPLERS)}, got {data.get('sampler')!r}")
+
+    base_raw = data.get("base") or {}
+    if isinstance(base_raw, str):
+        path = Path(base_raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        base_raw = load_config_file(path)
+    if not isinstance(base_raw, Mapping):
+        raise ValueError(f"{where}: base must be a training config mapping or a file path, got {base_raw!r}")
+    base = dict(TrainConfig.from_dict(dict(base_raw)).to_dict())  # validates the keys
+    for key, value in (sets or {}).items():
+        _apply_set(base, check_key(key, "--set"), value)
+    TrainConfig.from_dict(base)
+
+    raw_space = data.get("space")
+    if raw_space is None:
+        raise ValueError(f"{where}: 'space' is missing; give at least one key with its values")
+    if isinstance(raw_space, list):
+        if not raw_space:
+            raise ValueError(f"{where}: 'space' is an empty list")
+        subspaces = [_parse_subspace(s, f"{where} space[{i}]") for i, s in enumerate(raw_space)]
+    else:
+        subspaces = [_parse_subspace(raw_space, f"{where} space")]
+
+    if sampler != "grid":
+        if len(subspaces) > 1:
+            raise ValueError(f"{where}: a list of spaces (a union of grids) needs sampler: grid, got {sampler!r}")
+        tied = [k for k, v in subspaces[0].items() if isinstance(v, tuple)]
+        if tied:
+            raise ValueError(f"{where}: same_as ({tied}) needs sampler: grid, got {sampler!r}")
+
+    trials = data.get("trials")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise ValueError(f"{where}: trials must be a positive integer, got {trials!r}")
+    if sampler != "grid" and trials is None:
+        raise ValueError(f"{where}: sampler {sampler!r} needs a trial budget ('trials: N')")
+
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{where}: seed must be an integer, got {seed!r}")
+
+    overrides = []
+    for i, item in enumerate(data.get("overrides") or []):
+        w = f"{where} overrides[{i}]"
+        if not isinstance(item, Mapping) or set(item) - {"when", "set"} or "set" not in item:
+            raise ValueError(f"{w}: expected a mapping with 'when' and 'set', got {item!r}")
+        when = item.get("when") or {}
+        changes = item["set"]
+        if not isinstance(when, Mapping) or not isinstance(changes, Mapping):
+            raise ValueError(f"{w}: 'when' and 'set' must be mappings, got {item!r}")
+        overrides.append(Override(
+            when={check_key(k, w): _check_scalar(v, w) for k, v in when.items()},
+            set={check_key(k, w) if k != "loss_params" else k: v for k, v in changes.items()},
+        ))
+
+    launcher = data.get("launcher") or {}
+    if not isinstance(launcher, Mapping) or set(launcher) - {"nproc_per_node"}:
+        raise ValueError(f"{where}: launcher takes only 'nproc_per_node', got {launcher!r}")
+    nproc = launcher.get("nproc_per_node", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"{where}: launcher.nproc_per_node must be a positive integer, got {nproc!r}")
+
+    name = data.get("name") or (Path(source).stem if source else "sweep")
+    spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
+                     trials=trials, seed=seed, overrides=overrides, nproc_per_node=nproc,
+                     source=source)
+    if sampler == "grid":
+        points = spec.grid_points()
+        for point in points:  # every cell must give a valid training config
+            spec.resolve(point)
+    return spec
+
+
+def _apply_set(base: dict[str, Any], key: str, value: Any) -> None:
+    if key.startswith("tags."):
+        raise ValueError(f"--set {key}: tags belong to the search space, not the base config")
+    if key.startswith("loss_params."):
+        base.setdefault("loss_params", {})[key.split(".", 1)[1]] = value
+    else:
+        base[key] = value
+
+
+def parse_sets(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["epochs=2", "root=/data"]`` -> ``{"epochs": 2, "root": "/data"}`` (YAML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key = key.strip()
+        if key.startswith("base."):  # accept the spelling `--set base.root=...`
+            key = key[len("base."):]
+        out[key] = yaml.safe_load(raw) if raw else None
+    return out
+
+
+def load_sweep(path: str | Path, sets: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read and validate a sweep file.
+
+    Args:
+        path: the YAML file.
+        sets: ``--set`` values applied to its base config.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid content (the message names the key and value).
+    """
+    path = Path(path)
+    data = load_config_file(path)
+    return parse_sweep(data, base_dir=path.parent, sets=sets, source=str(path))
