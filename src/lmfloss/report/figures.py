@@ -80,7 +80,7 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     n_models = len(grid.models)
     ax.set_title(f"Macro-F1, mean over {n_models} architecture{'s' if n_models > 1 else ''} "
                  "± mean absolute deviation")
-    ax.legend(ncols=min(len(grid.losses), 6), fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Loss")
     return _save(fig, Path(out_dir), "fig1_macro_f1")
 
 
@@ -181,11 +181,10 @@ def figure4(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
         names = list(settings)
         means = [100 * settings[s][0] for s in names]
         errors = [100 * settings[s][1] for s in names]
-        ax.bar(names, means, yerr=errors, capsize=4, color="tab:green")
+        labels = [f"{s}\n(n={settings[s][2]})" for s in names]
+        ax.bar(labels, means, yerr=errors, capsize=4, color="tab:green")
         ax.set_ylim(max(0.0, min(means) - 3 * max(errors + [1.0])), min(100.0, max(means) + 3 * max(errors + [1.0])))
         ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}")
         ax.set_ylabel("Mean macro F1 (%)")
-        for i, s in enumerate(names):
-            ax.annotate(f"n={settings[s][2]}", (i, means[i]), ha="center", va="bottom", fontsize="small")
     fig.tight_layout()
     return _save(fig, Path(out_dir), "fig4_hparam_settings")

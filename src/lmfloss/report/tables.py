@@ -284,7 +284,9 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
                         else f"{100 * float(np.mean(values)) - published:+.2f}"
                     )
             table.rows.append(row)
-            _mark_best(table, [i], [j for (_, j) in scores], scores)
+            if scores:  # best loss of this class: a row-wise maximum
+                top = max(scores.values())
+                table.best.update(key for key, v in scores.items() if np.isclose(v, top, rtol=0, atol=1e-12))
     table.notes.append("Bold: best loss per class. Train samples: the runs' training split.")
     if compare:
         counts_differ = [
@@ -296,6 +298,12 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
         if counts_differ:
             table.notes.append("Training counts differ from the paper's: " + "; ".join(counts_differ))
     return table
+
+
+def _hparam(value: float) -> str:
+    """``1`` -> ``1.0``, ``0.65`` -> ``0.65`` (the paper prints one decimal at least)."""
+    text = f"{value:g}"
+    return text if "." in text or "e" in text else f"{text}.0"
 
 
 def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
@@ -323,13 +331,13 @@ def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
                     text = status
                 else:
                     value = getattr(cell.runs[0], attr)
-                    text = "default" if value is None else f"{value:g}"
+                    text = "default" if value is None else _hparam(value)
                     if cell.n_configs == 1:
                         text += " (only one tried)"
                 if compare_paper:
                     published = paper_best_hparams(dataset, model)
                     if published is not None:
-                        text += f" [paper {published[k]:g}]"
+                        text += f" [paper {_hparam(published[k])}]"
                 row.append(text)
             table.rows.append(row)
     return table

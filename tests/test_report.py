@@ -1,0 +1,253 @@
+"""``lmfloss report`` on crafted run directories: numbers equal report.json, gaps shown."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from lmfloss.cli import main
+from lmfloss.errors import LmflossError
+from lmfloss.report import build_report, find_runs, infer_settings, read_predictions
+from lmfloss.report.aggregate import build_grid
+from lmfloss.report.figures import fig1_data, fig4_data
+from lmfloss.report.tables import hparam_table, main_table, per_class_table
+from report_helpers import CLASSES, LABELS, make_run, noisy_preds
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture()
+def grid_runs(tmp_path: Path) -> Path:
+    """HAM x {effnet, resnet50} x {ce, lmf} x 2 seeds, nested like sweep folders, with gaps:
+    resnet50/ce seed 2 unfinished, ISIC only has effnet/ce (so ISIC's lmf is missing)."""
+    root = tmp_path / "runs"
+    for model in ("efficientnet_v2_s", "resnet50"):
+        for loss, err in (("ce", 0.35), ("lmf", 0.15)):
+            for seed in (1, 2):
+                finished = not (model == "resnet50" and loss == "ce" and seed == 2)
+                make_run(root / f"sweep-{model}" / "trials", model=model, loss=loss, seed=seed,
+                         preds=noisy_preds(LABELS, err, seed + 10 * len(loss)), finished=finished)
+    make_run(root / "isic", dataset="isic2019", loss="ce", seed=1)
+    (root / "sweep-resnet50" / "config.yaml").write_text("sampler: grid\nspace: {}\n")  # not a run
+    return root
+
+
+def test_find_runs_nested_and_unfinished(grid_runs: Path):
+    runs = find_runs([grid_runs])
+    assert len(runs) == 9
+    unfinished = [r for r in runs if not r.finished]
+    assert [(r.model, r.loss, r.seed) for r in unfinished] == [("resnet50", "ce", 2)]
+    assert unfinished[0].epochs_done == 1
+    lmf = next(r for r in runs if r.loss == "lmf")
+    assert (lmf.alpha, lmf.beta) == (1.0, 1.0)
+
+
+def test_find_runs_errors(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_runs([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LmflossError, match="no run directories"):
+        find_runs([tmp_path / "empty"])
+
+
+def test_results_csv_equals_report_json(grid_runs: Path, tmp_path: Path):
+    result = build_report([grid_runs], tmp_path / "out", n_boot=50, figures=False)
+    rows = _read_csv(tmp_path / "out" / "results.csv")
+    assert len(rows) == len(result.runs) == 9
+    for row in rows:
+        report_path = Path(row["run_dir"]) / "report.json"
+        if row["status"] == "unfinished":
+            assert not report_path.exists() and row["f1_macro"] == ""
+            continue
+        test = json.loads(report_path.read_text())["test"]
+        for metric in ("accuracy", "precision_macro", "recall_macro", "f1_macro"):
+            assert float(row[metric]) == test[metric]
+        assert float(row["f1_macro_ci95_lo"]) == test["f1_macro_ci95"][0]
+        assert row["setting"] == ("setting-1+setting-2+setting-3" if row["loss"] == "lmf" else "")
+
+
+def test_main_table_values_best_and_gaps(grid_runs: Path):
+    grid = build_grid(find_runs([grid_runs]))
+    table = main_table(grid, "efficientnet_v2_s", n_boot=50)
+    ham_lmf = next(r for r in table.rows if r[1] == "LMF" and table.rows.index(r) < 3)
+    f1 = [json.loads(p.read_text())["test"]["f1_macro"]
+          for p in sorted(grid_runs.glob("sweep-efficientnet_v2_s/trials/*lmf*/report.json"))]
+    assert ham_lmf[5] == f"{100 * np.mean(f1):.2f} ± {100 * np.std(f1, ddof=1):.2f}"
+    # LMF (15% noise) beats CE (35%) in every metric column within HAM-10K: marked best.
+    i = table.rows.index(ham_lmf)
+    assert {(i, j) for j in (2, 3, 4, 5)} <= table.best
+    # ISIC-2019 has a CE run on EfficientNetV2 but no LMF run: missing, not averaged.
+    isic = [r for r in table.rows if r[0] == "ISIC-2019"][0]
+    isic_lmf = table.rows[table.rows.index(isic) + 1]
+    assert isic_lmf[1] == "LMF" and isic_lmf[2] == "missing"
+    assert "(n=1)" in isic[2]  # one seed where the others have two
+    md = table.to_markdown()
+    assert f"**{ham_lmf[5]}**" in md and "| missing |" in md
+
+
+def test_partial_seeds_and_unfinished_are_flagged(grid_runs: Path):
+    grid = build_grid(find_runs([grid_runs]))
+    table = main_table(grid, "resnet50", n_boot=50)
+    ce = next(r for r in table.rows if r[1] == "CCE")
+    report = json.loads(next(grid_runs.glob("sweep-resnet50/trials/*ce*s1/report.json")).read_text())
+    assert ce[2] == f"{100 * report['test']['accuracy']:.2f} (n=1; 1 unfinished)"
+    only_unfinished = grid_runs.parent / "u"
+    make_run(only_unfinished, model="resnet50", loss="focal", finished=False)
+    grid = build_grid(find_runs([grid_runs, only_unfinished]))
+    focal = next(r for r in main_table(grid, "resnet50", n_boot=20).rows if r[1] == "Focal")
+    assert focal[2] == "unfinished (1 run)"
+
+
+def test_latex_and_csv_render(grid_runs: Path, tmp_path: Path):
+    build_report([grid_runs], tmp_path / "out", n_boot=30, figures=False)
+    tex = (tmp_path / "out" / "tables" / "table2_efficientnet_v2_s.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 1 and r"\bottomrule" in tex
+    assert r"\textbf{" in tex and r"$\pm$" in tex and "±" not in tex
+    assert tex.count("{") == tex.count("}")
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    for line in body.strip().splitlines():
+        assert line.endswith(r"\\") and line.count(" & ") == 7  # 8 columns incl. the p column
+    rows = list(csv.reader((tmp_path / "out" / "tables" / "table2_efficientnet_v2_s.csv").open()))
+    assert rows[0][:6] == ["Dataset", "Loss", "Accuracy", "Precision", "Recall", "Macro F1"]
+    assert not any("**" in cell for row in rows for cell in row)
+
+
+def test_paired_tests_in_report(grid_runs: Path, tmp_path: Path):
+    result = build_report([grid_runs], tmp_path / "out", n_boot=200, figures=False)
+    tests = _read_csv(tmp_path / "out" / "paired_tests.csv")
+    by_model = {t["model"]: t for t in tests}
+    assert set(by_model) == {"efficientnet_v2_s", "resnet50"}
+    # resnet50: only seed 1 has both CE and LMF finished; effnet pairs both seeds.
+    assert by_model["resnet50"]["n_pairs"] == "1" and by_model["efficientnet_v2_s"]["n_pairs"] == "2"
+    runs = {(r.model, r.loss, r.seed): r for r in result.runs}
+    expected = np.mean([
+        f1_score(LABELS, runs[("efficientnet_v2_s", "lmf", s)].predictions().preds, average="macro")
+        - f1_score(LABELS, runs[("efficientnet_v2_s", "ce", s)].predictions().preds, average="macro")
+        for s in (1, 2)
+    ])
+    assert float(by_model["efficientnet_v2_s"]["delta_f1_macro"]) == pytest.approx(expected, abs=1e-12)
+    # 15% vs 35% label noise on 200 images: a real difference.
+    assert float(by_model["efficientnet_v2_s"]["p_value"]) < 0.01
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Paired bootstrap" in md and "missing (no run)" in md and "unfinished" in md
+
+
+def test_index_labels_read_like_names(tmp_path: Path):
+    preds = noisy_preds(LABELS, 0.2, 0)
+    a = read_predictions(make_run(tmp_path, preds=preds, name="a") / "predictions.csv", CLASSES)
+    b = read_predictions(make_run(tmp_path, preds=preds, index_labels=True, name="b") / "predictions.csv", CLASSES)
+    assert np.array_equal(a.preds, preds) and np.array_equal(b.preds, preds)
+    assert np.array_equal(a.labels, b.labels)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,label,pred\nx,zebra,nv\n")
+    with pytest.raises(ValueError, match="'zebra' is neither a class name"):
+        read_predictions(bad, CLASSES)
+
+
+def test_table6_selects_on_validation_not_test(tmp_path: Path):
+    root = tmp_path / "runs"
+    # (1.0, 2.0): better on test, worse on validation; (1.0, 0.5): the reverse.
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 2.0},
+             preds=noisy_preds(LABELS, 0.05, 1), val_f1=0.60)
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 0.5},
+             preds=noisy_preds(LABELS, 0.30, 2), val_f1=0.70)
+    grid = build_grid(find_runs([root]))
+    table = hparam_table(grid, compare_paper=True)
+    assert table.rows[0][2] == "1.0 [paper 1.0]"
+    assert table.rows[1][2] == "0.5 [paper 2.0]"
+    # Tables 2-4 report the same validation-selected configuration, and say so.
+    main = main_table(grid, "efficientnet_v2_s", n_boot=20)
+    report = json.loads(next(root.glob("*beta0.5*/report.json")).read_text())
+    assert main.rows[0][5] == f"{100 * report['test']['f1_macro']:.2f}"
+    assert any("2 configurations" in note for note in main.notes)
+
+
+def test_hparam_settings_and_fig4(tmp_path: Path):
+    assert infer_settings(0.7, 0.7) == ["setting-1"]
+    assert infer_settings(1.0, 1.5) == ["setting-2"]
+    assert infer_settings(0.5, 1.0) == ["setting-3"]
+    assert infer_settings(1.0, 1.0) == ["setting-1", "setting-2", "setting-3"]
+    assert infer_settings(0.5, 2.0) == []
+    root = tmp_path / "runs"
+    f1 = {}
+    for k, (a, b) in enumerate([(0.5, 0.5), (2.0, 2.0), (1.0, 0.5), (1.0, 2.0), (1.0, 1.0)]):
+        run = make_run(root, loss="lmf", loss_params={"alpha": a, "beta": b},
+                       preds=noisy_preds(LABELS, 0.1 + 0.05 * k, k))
+        f1[(a, b)] = json.loads((run / "report.json").read_text())["test"]["f1_macro"]
+    data = fig4_data(find_runs([root]))[("ham10000", "efficientnet_v2_s")]
+    s1 = [f1[(0.5, 0.5)], f1[(2.0, 2.0)], f1[(1.0, 1.0)]]
+    assert data["setting-1"][0] == pytest.approx(np.mean(s1), abs=1e-12)
+    assert data["setting-1"][1] == pytest.approx(np.mean(np.abs(np.array(s1) - np.mean(s1))), abs=1e-12)
+    assert data["setting-2"][2] == 3 and data["setting-3"][2] == 1
+
+
+def test_compare_paper_and_figures(tmp_path: Path):
+    root = tmp_path / "runs"
+    for model in ("efficientnet_v2_s", "resnet50"):
+        for loss in ("ce", "lmf"):
+            make_run(root, model=model, loss=loss, preds=noisy_preds(LABELS, 0.2, len(model + loss)))
+    result = build_report([root], tmp_path / "out", compare_paper=True, n_boot=30)
+    out = tmp_path / "out"
+    table = (out / "tables" / "table2_efficientnet_v2_s_vs_paper.csv").open()
+    rows = list(csv.reader(table))
+    ham_lmf = next(r for r in rows if r[1] == "LMF")
+    run = next(r for r in result.runs if (r.model, r.loss) == ("efficientnet_v2_s", "lmf"))
+    measured = run.test("f1_macro")
+    j = rows[0].index("Macro F1")
+    assert ham_lmf[j] == f"{100 * measured:.2f}" and ham_lmf[j + 1] == "84.61"
+    assert ham_lmf[j + 2] == f"{100 * measured - 84.61:+.2f}"
+    per_class = list(csv.reader((out / "tables" / "table5_efficientnet_v2_s_vs_paper.csv").open()))
+    akiec = next(r for r in per_class if r[1] == "akiec")
+    assert akiec[2] == "229" and akiec[per_class[0].index("LMF (paper)")] == "79.57"
+    for stem in ("fig1_macro_f1", "fig2_class_distribution"):
+        for suffix in (".png", ".pdf"):
+            assert (out / "figures" / f"{stem}{suffix}").stat().st_size > 1000
+    assert (out / "figures" / "fig2_class_distribution.png").read_bytes()[:4] == b"\x89PNG"
+    data = fig1_data(result.grid)
+    values = [r.test("f1_macro") for r in result.runs if r.loss == "ce"]
+    assert data[("ham10000", "ce")][0] == pytest.approx(np.mean(values), abs=1e-12)
+    assert data[("ham10000", "ce")][1] == pytest.approx(abs(values[0] - values[1]) / 2, abs=1e-12)
+    md = (out / "report.md").read_text()
+    assert "Beside the paper" in md and "figures/fig1_macro_f1.png" in md
+    assert re.search(r"\| HAM-10K \| CCE \| .* \| 81\.85 \|", md)
+
+
+def test_cli_report(grid_runs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cli-out"
+    assert main(["report", str(grid_runs), "--out", str(out), "--bootstrap", "20", "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "9 runs (8 finished)" in printed and (out / "report.md").is_file()
+    assert main(["report", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmfloss report: error: runs folder") and "absent" in err
+    assert main(["report", str(grid_runs), "--out", str(out), "--bootstrap", "0"]) == 2
+    assert "n_boot must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_per_class_table_values_and_row_best(grid_runs: Path):
+    grid = build_grid(find_runs([grid_runs]))
+    table = per_class_table(grid, "efficientnet_v2_s")
+    ham = [r for r in table.rows[:3]]
+    assert [r[1] for r in ham] == CLASSES and [r[2] for r in ham] == ["229", "360", "4693"]
+    reports = {
+        loss: [json.loads(p.read_text())["test"]["f1_per_class"]
+               for p in sorted(grid_runs.glob(f"sweep-efficientnet_v2_s/trials/*-{loss}-*/report.json"))]
+        for loss in ("ce", "lmf")
+    }
+    for i, row in enumerate(ham):
+        means = {}
+        for loss, column in (("ce", 3), ("lmf", 4)):
+            values = [r[row[1]] for r in reports[loss]]
+            means[column] = np.mean(values)
+            assert row[column] == f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}"
+        best = max(means, key=means.get)
+        assert (i, best) in table.best and (i, 7 - best) not in table.best  # one winner per class
