@@ -1,0 +1,188 @@
+"""Class activation maps through pytorch-grad-cam, leaving the model as it was found.
+
+The CAM methods are the ``grad-cam`` package's (Gildenblat et al.), not re-implemented:
+
+=============  ==================================================================
+``gradcam``    Selvaraju et al., ICCV 2017: ``relu(sum_k mean_ij(dy_c/dA_k) A_k)``
+``gradcam++``  Chattopadhay et al., WACV 2018
+``hirescam``   Draelos & Carin 2020: element-wise gradient x activation
+``scorecam``   Wang et al., CVPRW 2020 (gradient-free, one forward per channel)
+``eigencam``   Muhammad & Yeasin 2020 (first principal component; class-agnostic)
+``layercam``   Jiang et al., TIP 2021
+=============  ==================================================================
+
+Every map is upsampled (bilinear) to the input's ``H x W`` and min-max scaled to
+``[0, 1]`` per image by the package.
+
+Guarantees of :func:`compute_cams`, whatever happens inside (errors included): every hook
+it or the package registered is removed; every module's train/eval flag is restored
+(pytorch-grad-cam switches the model to eval); parameter ``.grad`` fields are restored
+(the package calls ``zero_grad`` and ``backward``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmfloss.cam.layers import TargetLayer, choose_target_layer
+
+logger = logging.getLogger(__name__)
+
+METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "scorecam": "ScoreCAM",
+    "eigencam": "EigenCAM",
+    "layercam": "LayerCAM",
+}
+
+
+@dataclass(frozen=True)
+class CamResult:
+    """Maps and the network's outputs for a batch of images.
+
+    Attributes:
+        maps: ``float32 [N, H, W]`` in ``[0, 1]``, at the input's resolution.
+        probabilities: ``float32 [N, K]`` softmax of the logits.
+        predicted: ``int64 [N]`` argmax class.
+        target_classes: ``int64 [N]`` the class each map explains.
+        layer: dotted name of the target layer.
+        method: the CAM method's name (a key of :data:`METHODS`).
+    """
+
+    maps: np.ndarray
+    probabilities: np.ndarray
+    predicted: np.ndarray
+    target_classes: np.ndarray
+    layer: str
+    method: str
+
+
+def _cam_class(method: str) -> type:
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, METHODS[method])
+
+
+def _clone_output(_module: nn.Module, _inputs: object, output: object) -> object:
+    # The network continues with a copy, so an in-place op further on (DenseNet's
+    # F.relu(..., inplace=True)) cannot overwrite the activation the CAM saved.
+    return output.clone() if isinstance(output, torch.Tensor) else None
+
+
+def compute_cams(
+    model: nn.Module,
+    images: torch.Tensor,
+    target_classes: Sequence[int] | None = None,
+    *,
+    method: str = "gradcam",
+    target_layer: str | TargetLayer | None = None,
+    batch_size: int = 16,
+) -> CamResult:
+    """Compute one CAM per image.
+
+    Args:
+        model: classifier returning logits ``[N, K]``; any train/eval state.
+        images: ``float [N, C, H, W]`` preprocessed as the model was trained.
+        target_classes: class index per image for the map, or ``None`` for the predicted
+            class. Ignored by ``eigencam`` (class-agnostic).
+        method: a key of :data:`METHODS`.
+        target_layer: dotted module name, a :class:`TargetLayer`, or ``None`` for the
+            architecture's default (:func:`lmfloss.cam.layers.choose_target_layer`).
+        batch_size: images per CAM call.
+
+    Returns:
+        A :class:`CamResult`.
+
+    Raises:
+        ValueError: unknown method or layer, bad shapes, or a target class out of range.
+    """
+    cam_class = _cam_class(method)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor [N, C, H, W], got {shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = images.shape[0]
+    if target_classes is not None:
+        target_classes = [int(c) for c in target_classes]
+        if len(target_classes) != n:
+            raise ValueError(
+                f"got {len(target_classes)} target classes for {n} images; expected one each"
+            )
+    layer = (
+        target_layer
+        if isinstance(target_layer, TargetLayer)
+        else choose_target_layer(model, target_layer)
+    )
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    training = {m: m.training for m in model.modules()}
+    saved_grads = {p: p.grad for p in model.parameters()}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    cam = None
+    maps: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    try:
+        with torch.enable_grad():
+            cam = cam_class(model=model, target_layers=[layer.module])
+            if layer.transform is not None:
+                transform = layer.transform
+                handles.append(
+                    layer.module.register_forward_hook(
+                        lambda _m, _i, out: transform(out), prepend=True
+                    )
+                )
+            handles.append(layer.module.register_forward_hook(_clone_output))
+            for start in range(0, n, batch_size):
+                batch = images[start : start + batch_size]
+                targets = None
+                if target_classes is not None:
+                    targets = [
+                        ClassifierOutputTarget(c) for c in target_classes[start : start + batch_size]
+                    ]
+                maps.append(np.asarray(cam(input_tensor=batch, targets=targets), dtype=np.float32))
+                logits = cam.outputs.detach().float().cpu()
+                cam.outputs = None
+                num_classes = logits.shape[1]
+                if targets is not None:
+                    bad = [c for c in target_classes if not 0 <= c < num_classes]
+                    if bad:
+                        raise ValueError(
+                            f"target class {bad[0]} out of range for {num_classes} classes"
+                        )
+                probs.append(torch.softmax(logits, dim=1).numpy())
+    except IndexError as exc:
+        # pytorch-grad-cam reports an out-of-range target as a bare IndexError.
+        raise ValueError(f"CAM target out of range: {exc}") from None
+    finally:
+        if cam is not None:
+            cam.outputs = None
+            cam.activations_and_grads.release()
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+        for param, grad in saved_grads.items():
+            param.grad = grad
+    probabilities = np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
+    predicted = probabilities.argmax(axis=1).astype(np.int64)
+    chosen = predicted if target_classes is None else np.asarray(target_classes, np.int64)
+    return CamResult(
+        maps=np.concatenate(maps) if maps else np.zeros((0, *images.shape[2:]), np.float32),
+        probabilities=probabilities.astype(np.float32),
+        predicted=predicted,
+        target_classes=chosen,
+        layer=layer.name,
+        method=method,
+    )
