@@ -100,7 +100,9 @@ def _prepare(
             f"got shape {tuple(target.shape)}"
         )
     if n:
-        lo, hi = torch.aminmax(target)  # one host sync; F.cross_entropy would assert on CUDA
+        # One host sync (on CUDA): without it a bad target is a device-side assert that
+        # kills the CUDA context instead of a ValueError naming the value.
+        lo, hi = torch.aminmax(target)
         lo_i, hi_i = int(lo), int(hi)
         if lo_i < 0 or hi_i >= k:
             bad = lo_i if lo_i < 0 else hi_i
@@ -152,7 +154,7 @@ def cross_entropy(
         A scalar, or ``[N]`` for ``"none"``.
     """
     check_reduction(reduction)
-    z, t = _prepare(logits, target, None if weight is None else len(weight))
+    z, t = _prepare(logits, target, None if weight is None else weight.shape[0])
     return F.cross_entropy(z, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
 
@@ -182,7 +184,7 @@ def ldam_loss(
     """
     check_reduction(reduction)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, len(margins))
+    z, t = _prepare(logits, target, margins.shape[0])
     m = _per_class(margins, z, "margins")
     return F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
@@ -241,7 +243,7 @@ def focal_loss(
     """
     check_reduction(reduction)
     gamma = check_non_negative("gamma", gamma)
-    z, t = _prepare(logits, target, None if alpha is None else len(alpha))
+    z, t = _prepare(logits, target, None if alpha is None else alpha.shape[0])
     return _reduce(_focal_terms(z, t, gamma, _per_class(alpha, z, "alpha")), reduction)
 
 
@@ -282,13 +284,16 @@ def lmf_loss(
     beta = check_non_negative("beta", beta)
     gamma = check_non_negative("gamma", gamma)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, len(margins))
+    z, t = _prepare(logits, target, margins.shape[0])
     m = _per_class(margins, z, "margins")
     ldam = F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
     )
     focal = _reduce(_focal_terms(z, t, gamma, _per_class(focal_alpha, z, "focal_alpha")), reduction)
-    return alpha * ldam + beta * focal
+    # Skip the multiplications by 1 (the paper's setting): two fewer kernels per direction.
+    ldam = ldam if alpha == 1.0 else alpha * ldam
+    focal = focal if beta == 1.0 else beta * focal
+    return ldam + focal
 
 
 def logit_adjusted_loss(
@@ -316,7 +321,7 @@ def logit_adjusted_loss(
     """
     check_reduction(reduction)
     tau = check_non_negative("tau", tau)
-    z, t = _prepare(logits, target, len(log_prior))
+    z, t = _prepare(logits, target, log_prior.shape[0])
     adjusted = z + tau * _per_class(log_prior, z, "log_prior")
     return F.cross_entropy(adjusted, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
@@ -348,5 +353,5 @@ def class_balanced_loss(
     if base not in ("ce", "focal"):
         raise ValueError(f"base must be 'ce' or 'focal', got {base!r}")
     gamma = check_non_negative("gamma", gamma) if base == "focal" else 0.0
-    z, t = _prepare(logits, target, len(weight))
+    z, t = _prepare(logits, target, weight.shape[0])
     return _reduce(_focal_terms(z, t, gamma, _per_class(weight, z, "weight")), reduction)
