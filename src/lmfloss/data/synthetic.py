@@ -78,79 +78,102 @@ def _upsample_matrix(low: int, high: int) -> np.ndarray:
     return matrix
 
 
-def _smooth_noise(rng: np.random.Generator, upsample: np.ndarray) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, n: int, upsample: np.ndarray) -> np.ndarray:
+    """``[n, S, S]`` smooth noise: low-resolution Gaussian noise, bilinearly upsampled."""
     low = upsample.shape[1]
-    return upsample @ rng.standard_normal((low, low)) @ upsample.T
+    return upsample @ rng.standard_normal((n, low, low)).astype(np.float32) @ upsample.T
 
 
-def _render(
-    rng: np.random.Generator, spec: LesionClass, yy: np.ndarray, xx: np.ndarray, up8: np.ndarray, up16: np.ndarray
-) -> tuple[np.ndarray, Box]:
-    size = yy.shape[0]
+def _render_class(
+    rng: np.random.Generator, spec: LesionClass, n: int, grid: tuple[np.ndarray, np.ndarray],
+    up8: np.ndarray, up16: np.ndarray,
+) -> tuple[np.ndarray, list[Box]]:
+    """Render ``n`` lesions of one class at once: ``uint8 [n, S, S, 3]`` and their boxes."""
+    yy, xx = grid  # [1, S, S]
+    size = yy.shape[-1]
+
+    def uniform(low: float, high: float, *shape: int) -> np.ndarray:
+        return rng.uniform(low, high, (n, *shape)).astype(np.float32)
+
+    def per_item(values: np.ndarray) -> np.ndarray:  # [n] -> [n, 1, 1] for broadcasting
+        return values[:, None, None]
+
     # --- background: skin tone, illumination gradient, blotches -------------------------
-    tone = np.array([0.86, 0.68, 0.58]) + rng.normal(0, 0.05, 3) + rng.normal(0, 0.06)
-    angle = rng.uniform(0, 2 * np.pi)
-    gradient = (np.cos(angle) * (xx - size / 2) + np.sin(angle) * (yy - size / 2)) / size
-    light = 1 + rng.uniform(0.0, 0.35) * gradient + 0.03 * _smooth_noise(rng, up8)
-    image = tone[None, None, :] * light[..., None]
+    tone = np.array([0.86, 0.68, 0.58], np.float32) + rng.normal(0, 0.03, (n, 3)) + rng.normal(0, 0.06, (n, 1))
+    angle = uniform(0, 2 * np.pi)
+    gradient = (per_item(np.cos(angle)) * (xx - size / 2) + per_item(np.sin(angle)) * (yy - size / 2)) / size
+    light = 1 + per_item(uniform(0.0, 0.35)) * gradient + 0.03 * _smooth_noise(rng, n, up8)
+    image = tone[:, None, None, :].astype(np.float32) * light[..., None]
     # --- lesion geometry ------------------------------------------------------------------
-    cx, cy = rng.uniform(0.32, 0.68, 2) * size
-    radius = rng.uniform(*spec.radius)
-    aspect = rng.uniform(*spec.aspect)
-    theta = rng.uniform(0, np.pi)
-    dx, dy = xx - cx, yy - cy
-    u = np.cos(theta) * dx + np.sin(theta) * dy
-    v = (-np.sin(theta) * dx + np.cos(theta) * dy) / aspect
-    dist = np.hypot(u, v)
+    cx, cy = uniform(0.32, 0.68) * size, uniform(0.32, 0.68) * size
+    radius, aspect, theta = uniform(*spec.radius), uniform(*spec.aspect), uniform(0, np.pi)
+    dx, dy = xx - per_item(cx), yy - per_item(cy)
+    cos, sin = per_item(np.cos(theta)), per_item(np.sin(theta))
+    u = cos * dx + sin * dy
+    v = (-sin * dx + cos * dy) / per_item(aspect)
     phi = np.arctan2(v, u)
-    # How strongly this lesion shows its class's cues: weak cases look like their neighbours.
-    expression = rng.uniform(0.15, 1.0)
+    # How strongly each lesion shows its class's cues: weak cases look like their neighbours.
+    expression = uniform(0.15, 1.0)
     wobble = np.ones_like(phi)
     for k in (2, 3, 5):
-        wobble += spec.irregularity * expression * rng.uniform(0.3, 1.0) * np.sin(k * phi + rng.uniform(0, 2 * np.pi))
-    rel = dist / (radius * wobble)  # < 1 inside the lesion
-    edge = spec.edge * rng.uniform(0.7, 1.3)
-    mask = 1 / (1 + np.exp(np.clip((rel - 1) * edge * 4, -30, 30)))
+        amplitude = spec.irregularity * expression * uniform(0.3, 1.0)
+        wobble += per_item(amplitude) * np.sin(k * phi + per_item(uniform(0, 2 * np.pi)))
+    rel = np.hypot(u, v) / (per_item(radius) * wobble)  # < 1 inside the lesion
+    edge = spec.edge * uniform(0.7, 1.3)
+    mask = 1 / (1 + np.exp(np.clip((rel - 1) * per_item(edge) * 4, -30, 30)))
     # --- lesion colour and texture ------------------------------------------------------
-    colour = np.clip(np.array(spec.colour) + rng.normal(0, 0.07, 3) + rng.normal(0, 0.06), 0.05, 0.95)
+    colour = np.clip(
+        np.array(spec.colour) + rng.normal(0, 0.035, (n, 3)) + rng.normal(0, 0.07, (n, 1)), 0.05, 0.95
+    ).astype(np.float32)
+    strength = per_item(expression)
     shade = np.ones_like(mask)
-    tint = np.zeros((size, size, 3))
+    tint = np.zeros_like(image)
     if spec.texture == "mottled":
-        shade += 0.35 * expression * _smooth_noise(rng, up16)
+        shade += 0.35 * strength * _smooth_noise(rng, n, up16)
     elif spec.texture == "dotted":
-        period = rng.uniform(3.0, 4.5)
-        phase = rng.uniform(0, 2 * np.pi, 2)
-        dots = (np.sin(2 * np.pi * xx / period + phase[0]) * np.sin(2 * np.pi * yy / period + phase[1])) > 0.55
-        shade -= 0.30 * expression * dots
+        period = per_item(uniform(3.0, 4.5))
+        phase_x, phase_y = per_item(uniform(0, 2 * np.pi)), per_item(uniform(0, 2 * np.pi))
+        dots = (np.sin(2 * np.pi * xx / period + phase_x) * np.sin(2 * np.pi * yy / period + phase_y)) > 0.55
+        shade -= 0.30 * strength * dots
     elif spec.texture == "rim":
-        shade += 0.45 * expression * np.exp(-(((rel - 0.85) / 0.12) ** 2))
+        shade += 0.45 * strength * np.exp(-(((rel - 0.85) / 0.12) ** 2))
     elif spec.texture == "centre":
-        shade += 0.55 * expression * np.exp(-((rel / 0.35) ** 2))
+        shade += 0.55 * strength * np.exp(-((rel / 0.35) ** 2))
     elif spec.texture == "lacunae":
-        for _ in range(rng.integers(1, 7)):
-            lx, ly = cx + rng.normal(0, radius / 2.5), cy + rng.normal(0, radius / 2.5)
-            blob = np.exp(-(((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * rng.uniform(0.8, 1.8) ** 2)))
-            tint += expression * blob[..., None] * np.array([0.10, -0.12, -0.02])
-    lesion = colour[None, None, :] * shade[..., None] + tint
-    opacity = rng.uniform(0.75, 1.0)
-    alpha = (opacity * mask)[..., None]
+        blobs = rng.integers(1, 7, n)
+        for slot in range(6):
+            lx = per_item(cx + rng.normal(0, 1, n) * radius / 2.5)
+            ly = per_item(cy + rng.normal(0, 1, n) * radius / 2.5)
+            width = per_item(uniform(0.8, 1.8))
+            present = per_item((slot < blobs).astype(np.float32))
+            blob = present * strength * np.exp(-((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * width**2))
+            tint += blob[..., None] * np.array([0.10, -0.12, -0.02], np.float32)
+    lesion = colour[:, None, None, :] * shade[..., None] + tint
+    alpha = (per_item(uniform(0.75, 1.0)) * mask)[..., None]
     image = image * (1 - alpha) + lesion * light[..., None] * alpha
     # --- nuisance: hairs and sensor noise ------------------------------------------------
-    for _ in range(rng.poisson(0.7)):
-        hx, hy = rng.uniform(0, size, 2)
-        ha = rng.uniform(0, np.pi)
-        distance = np.abs(np.sin(ha) * (xx - hx) - np.cos(ha) * (yy - hy))
-        hair = np.exp(-((distance / 0.6) ** 2))[..., None]
-        image = image * (1 - 0.7 * hair) + 0.12 * 0.7 * hair
-    image = image + rng.normal(0, 0.025, image.shape)
+    hairs = np.minimum(rng.poisson(0.7, n), 3)
+    for slot in range(3):
+        hx, hy, ha = uniform(0, size), uniform(0, size), uniform(0, np.pi)
+        hairy = np.flatnonzero(slot < hairs)  # only the images that have this hair
+        if hairy.size == 0:
+            continue
+        sin_a, cos_a = per_item(np.sin(ha[hairy])), per_item(np.cos(ha[hairy]))
+        distance = np.abs(sin_a * (xx - per_item(hx[hairy])) - cos_a * (yy - per_item(hy[hairy])))
+        hair = 0.7 * np.exp(-((distance / 0.6) ** 2))[..., None]
+        image[hairy] = image[hairy] * (1 - hair) + 0.12 * hair
+    image += 0.025 * rng.standard_normal(image.shape, dtype=np.float32)
     pixels = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
     inside = mask >= 0.5
-    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    if rows.size == 0:  # cannot happen with the radius ranges above; keep the box defined
-        box = (int(cx), int(cy), int(cx) + 1, int(cy) + 1)
-    else:
-        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-    return pixels, box
+    boxes: list[Box] = []
+    for i in range(n):
+        rows, cols = np.flatnonzero(inside[i].any(axis=1)), np.flatnonzero(inside[i].any(axis=0))
+        if rows.size == 0:  # cannot happen with the radius ranges above; keep the box defined
+            x, y = int(cx[i]), int(cy[i])
+            boxes.append((x, y, x + 1, y + 1))
+        else:
+            boxes.append((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    return pixels, boxes
 
 
 @functools.lru_cache(maxsize=2)
@@ -166,13 +189,19 @@ def generate(
     rng = np.random.default_rng(GENERATOR_SEED)
     labels = np.repeat(np.arange(len(sizes)), sizes)
     labels = labels[rng.permutation(len(labels))]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    up8, up16 = _upsample_matrix(8, size), _upsample_matrix(16, size)
+    yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5)[:, None]
+    up8 = _upsample_matrix(8, size).astype(np.float32)
+    up16 = _upsample_matrix(16, size).astype(np.float32)
     images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
-    boxes: list[Box] = []
-    for i, label in enumerate(labels):
-        images[i], box = _render(rng, CLASSES[label], yy, xx, up8, up16)
-        boxes.append(box)
+    boxes: list[Box] = [(0, 0, 0, 0)] * len(labels)
+    for c, spec in enumerate(CLASSES):
+        rows = np.flatnonzero(labels == c)
+        for start in range(0, len(rows), 256):  # bounded memory: 256 x S x S float32 arrays
+            chunk = rows[start : start + 256]
+            pixels, chunk_boxes = _render_class(rng, spec, len(chunk), (yy, xx), up8, up16)
+            images[chunk] = pixels
+            for row, box in zip(chunk, chunk_boxes):
+                boxes[row] = box
     images.setflags(write=False)
     labels.setflags(write=False)
     logger.debug("generated %d synthetic images of %d px", len(labels), size)
