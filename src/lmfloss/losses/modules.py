@@ -179,7 +179,9 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
             or ``K`` numbers.
         drw_epoch: deferred re-weighting (LDAM-DRW): from ``set_epoch(e)`` with
             ``e >= drw_epoch`` the class weights become class-balanced weights (β = ``drw_beta``).
-            ``None`` (default) disables it.
+            Epochs are 0-based, as ``lmfloss.train`` passes them (``set_epoch(0)`` before the
+            first epoch) and as in Cao et al.'s code: ``drw_epoch=160`` re-weights from the
+            161st epoch on. ``None`` (default) disables it.
         drw_beta: β of the DRW class-balanced weights (0.9999).
         reduction: ``"mean" | "sum" | "none"``.
     """
@@ -287,8 +289,9 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
         class_weight: LDAM class weights: ``"margins"`` (the paper), ``None``, ``"inverse"``,
             ``"bwcce"``, ``"cb"`` or ``K`` numbers.
         focal_alpha: focal class factors, same choices (the paper: ``"margins"``).
-        drw_epoch: deferred re-weighting: from ``set_epoch(e)`` with ``e >= drw_epoch`` both the
-            LDAM class weights and the focal α become class-balanced weights (β = ``drw_beta``).
+        drw_epoch: deferred re-weighting: from ``set_epoch(e)`` with ``e >= drw_epoch`` (0-based
+            epochs, as :class:`LDAMLoss`) both the LDAM class weights and the focal α become
+            class-balanced weights (β = ``drw_beta``). ``None`` (default) disables it.
         drw_beta: β of the DRW weights (0.9999).
         reduction: ``"mean" | "sum" | "none"``.
     """
