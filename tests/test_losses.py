@@ -394,6 +394,8 @@ def test_no_cuda_calls_in_source():
         ("ldam", [10, -1], {}, "class 1 has -1 training samples"),
         ("ce", [10], {}, "at least 2 classes"),
         ("ce", [10, 2.5], {}, "class 1 has count 2.5"),
+        ("ce", [float("nan"), 2], {}, "class 0 has count nan"),
+        ("ce", "12", {}, "got the string '12'"),
         ("lmf", {"a": 3, "b": 4}, {}, "got a mapping"),
         ("focal", COUNTS, {"gamma": -1.0}, "gamma must be >= 0, got -1.0"),
         ("lmf", COUNTS, {"alpha": -0.5}, "alpha must be >= 0, got -0.5"),

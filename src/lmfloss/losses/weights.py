@@ -103,7 +103,12 @@ def check_class_counts(counts: Any, *, min_classes: int = 2) -> list[int]:
         )
     out: list[int] = []
     for j, n in enumerate(values):
-        if isinstance(n, bool) or not isinstance(n, numbers.Real) or float(n) != int(n):
+        if (
+            isinstance(n, bool)
+            or not isinstance(n, numbers.Real)
+            or not math.isfinite(float(n))
+            or float(n) != int(n)
+        ):
             raise ValueError(f"class {j} has count {n!r}; class counts must be whole numbers")
         if n <= 0:
             raise ValueError(
