@@ -92,7 +92,7 @@ def lookup_images(ids: Iterable[str], images: dict[str, Path], root: Path) -> li
     missing = [i for i in ids if i not in images]
     if missing:
         raise missing_error("image files", missing, root)
-    return [str(images[i].resolve()) for i in ids]
+    return [os.path.abspath(images[i]) for i in ids]
 
 
 def one_hot_label(row: dict[str, str], columns: Sequence[str], path: Path, id_column: str = "image") -> str:
@@ -271,7 +271,7 @@ def index_covid19(root: Path | None, csv_path: Path | None = None) -> DatasetInd
         image_dir = class_dir / "images" if (class_dir / "images").is_dir() else class_dir
         for path in sorted(image_dir.iterdir(), key=lambda p: _natural_key(p.name)):
             if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                records.append(Record(id=path.stem, label=label, path=str(path.resolve())))
+                records.append(Record(id=path.stem, label=label, path=os.path.abspath(path)))
     return DatasetIndex(name="covid19", class_names=list(COVID_CLASSES), records=records, root=folder)
 
 
@@ -296,7 +296,7 @@ def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> Datase
     for label, name in enumerate(class_names):
         for path in image_files(root / name).values():
             rel = path.relative_to(root).as_posix()
-            records.append(Record(id=rel, label=label, path=str(path.resolve())))
+            records.append(Record(id=rel, label=label, path=os.path.abspath(path)))
     return DatasetIndex(name="imagefolder", class_names=class_names, records=records, root=root)
 
 
@@ -342,7 +342,7 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
         dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
         raise DataError(f"{str(csv_path)!r} lists the same path more than once: {dupes[:5]}")
     records = [
-        Record(id=i, label=position[y], path=str(p.resolve()))
+        Record(id=i, label=position[y], path=os.path.abspath(p))
         for i, y, p in zip(ids, labels, paths)
     ]
     return DatasetIndex(name="csv", class_names=class_names, records=records, root=base, official_split=official)
