@@ -104,7 +104,7 @@ register(Adapter(
     source="your own data",
 ))
 register(Adapter(
-    "csv", _files("index_csv"),
+    "csv", _files("index_csv"), needs_root=False,
     layout="--csv FILE with columns path,label[,split] (split: train/val/test); paths relative to --root or to the CSV's folder",
     source="your own data",
 ))

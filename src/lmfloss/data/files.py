@@ -70,7 +70,7 @@ def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 def image_files(root: Path) -> dict[str, Path]:
     """Map file stem -> path for every image under ``root`` (hidden folders skipped)."""
     found: dict[str, Path] = {}
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for file in sorted(files):
             stem, ext = os.path.splitext(file)
@@ -156,14 +156,15 @@ def index_ham10000(root: Path | None, csv_path: Path | None = None) -> DatasetIn
         raise FileNotFoundError(
             f"no HAM10000 label file under {str(root)!r}; expected {HAM_LAYOUT}"
         )
-    lesions = _ham_lesions(root)
     if kaggle is not None:
+        lesions = _ham_lesions(root)  # the Dataverse metadata, if also present, gives lesion ids
         rows = read_csv(kaggle, ["image", *HAM_CLASSES])
         ids = [r["image"] for r in rows]
         names = [one_hot_label(r, HAM_CLASSES, kaggle) for r in rows]
         source = kaggle
     else:
         rows = read_csv(dataverse, ["lesion_id", "image_id", "dx"])
+        lesions = {r["image_id"]: r["lesion_id"] for r in rows}
         ids = [r["image_id"] for r in rows]
         names = [r["dx"].strip().upper() for r in rows]
         source = dataverse
