@@ -215,6 +215,12 @@ def resolve_class_weight(
         return None
     if isinstance(spec, str):
         if spec == "margins":
+            if max_margin == 0:
+                # All-zero weights make a weighted mean 0/0 = NaN and a focal term vanish.
+                raise ValueError(
+                    f"{what}='margins' with max_margin=0 gives all-zero weights; "
+                    f"pass {what}=None for an unweighted loss"
+                )
             return compute_margins(counts, max_margin)
         if spec == "inverse":
             return inverse_frequency_weights(counts)
@@ -237,6 +243,8 @@ def resolve_class_weight(
         )
     if not torch.isfinite(w).all() or (w < 0).any():
         raise ValueError(f"{what} must be finite and >= 0, got {w.tolist()!r}")
+    if not (w > 0).any():
+        raise ValueError(f"{what} is all zeros ({w.tolist()!r}); pass {what}=None for no weighting")
     return w
 
 
