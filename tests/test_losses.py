@@ -474,3 +474,16 @@ def test_losses_source_imports_only_torch_and_stdlib():
             else:
                 continue
             assert set(roots) <= allowed, f"{path.name} imports {roots}"
+
+
+def test_functional_accepts_sequences_and_checks_per_class_length():
+    logits, target = _batch(seed=29)
+    m = compute_margins(COUNTS)
+    torch.testing.assert_close(
+        functional.ldam_loss(logits, target, margins=m.tolist(), weight=m.tolist()),
+        build_loss("ldam", COUNTS)(logits, target),
+    )
+    with pytest.raises(ValueError, match="logits have 5 classes .* class_counts has 3"):
+        functional.focal_loss(logits, target, alpha=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"weight must have shape \[K\] = \[5\], got shape \(\)"):
+        functional.cross_entropy(logits, target, weight=torch.tensor(1.0))

@@ -112,6 +112,15 @@ def _prepare(
     return logits, target.long()
 
 
+def _length(t: torch.Tensor | None) -> int | None:
+    """``K`` of a per-class tensor (or sequence), ``None`` for ``None``."""
+    if t is None:
+        return None
+    if isinstance(t, torch.Tensor):
+        return t.shape[0] if t.ndim else None  # a 0-d tensor fails the [K] check later
+    return len(t)
+
+
 def _per_class(t: torch.Tensor | None, like: torch.Tensor, name: str) -> torch.Tensor | None:
     if t is None:
         return None
@@ -154,7 +163,7 @@ def cross_entropy(
         A scalar, or ``[N]`` for ``"none"``.
     """
     check_reduction(reduction)
-    z, t = _prepare(logits, target, None if weight is None else weight.shape[0])
+    z, t = _prepare(logits, target, _length(weight))
     return F.cross_entropy(z, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
 
@@ -184,7 +193,7 @@ def ldam_loss(
     """
     check_reduction(reduction)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, margins.shape[0])
+    z, t = _prepare(logits, target, _length(margins))
     m = _per_class(margins, z, "margins")
     return F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
@@ -243,7 +252,7 @@ def focal_loss(
     """
     check_reduction(reduction)
     gamma = check_non_negative("gamma", gamma)
-    z, t = _prepare(logits, target, None if alpha is None else alpha.shape[0])
+    z, t = _prepare(logits, target, _length(alpha))
     return _reduce(_focal_terms(z, t, gamma, _per_class(alpha, z, "alpha")), reduction)
 
 
@@ -284,7 +293,7 @@ def lmf_loss(
     beta = check_non_negative("beta", beta)
     gamma = check_non_negative("gamma", gamma)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, margins.shape[0])
+    z, t = _prepare(logits, target, _length(margins))
     m = _per_class(margins, z, "margins")
     ldam = F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
@@ -321,7 +330,7 @@ def logit_adjusted_loss(
     """
     check_reduction(reduction)
     tau = check_non_negative("tau", tau)
-    z, t = _prepare(logits, target, log_prior.shape[0])
+    z, t = _prepare(logits, target, _length(log_prior))
     adjusted = z + tau * _per_class(log_prior, z, "log_prior")
     return F.cross_entropy(adjusted, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
@@ -353,5 +362,5 @@ def class_balanced_loss(
     if base not in ("ce", "focal"):
         raise ValueError(f"base must be 'ce' or 'focal', got {base!r}")
     gamma = check_non_negative("gamma", gamma) if base == "focal" else 0.0
-    z, t = _prepare(logits, target, weight.shape[0])
+    z, t = _prepare(logits, target, _length(weight))
     return _reduce(_focal_terms(z, t, gamma, _per_class(weight, z, "weight")), reduction)
