@@ -178,7 +178,7 @@ class Splits:
     def load_image(self, record: Record) -> np.ndarray:
         """The image of ``record`` as ``uint8 [H, W, 3]`` at its original resolution."""
         if record.row is not None and self.index.images is not None:
-            return np.asarray(self.index.images[record.row])
+            return np.array(self.index.images[record.row])  # a writable copy
         if record.path is None:
             raise ValueError(f"record {record.id!r} has neither an image path nor an array row")
         return read_image(record.path)

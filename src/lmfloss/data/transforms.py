@@ -23,36 +23,48 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def build_transform(normalize: str = "none", augment: str = "none") -> Callable[[torch.Tensor], torch.Tensor]:
+class ImageTransform:
     """``uint8 [3, S, S]`` -> ``float32 [3, S, S]`` in [0, 1] (or ImageNet-normalised).
+
+    A class rather than a closure so that DataLoader workers can pickle it.
 
     Args:
         normalize: ``"none"`` (the paper) or ``"imagenet"`` (``(x - mean) / std``).
         augment: ``"none"`` (the paper), ``"flip"`` (random horizontal and vertical flips,
-            each with probability 0.5) or
-            ``"randaugment"`` (torchvision's RandAugment, Cubuk et al. 2020, on uint8).
+            each with probability 0.5) or ``"randaugment"`` (torchvision's RandAugment,
+            Cubuk et al. 2020, applied to the uint8 image).
     """
-    check_choice("normalize", normalize, NORMALIZE_CHOICES)
-    check_choice("augment", augment, AUGMENT_CHOICES)
-    augmenter: Callable[[torch.Tensor], torch.Tensor] | None = None
-    if augment == "randaugment":
-        from torchvision.transforms import RandAugment
 
-        augmenter = RandAugment()
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    def __init__(self, normalize: str = "none", augment: str = "none") -> None:
+        check_choice("normalize", normalize, NORMALIZE_CHOICES)
+        check_choice("augment", augment, AUGMENT_CHOICES)
+        self.normalize = normalize
+        self.augment = augment
+        self._randaugment: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if augment == "randaugment":
+            from torchvision.transforms import RandAugment
 
-    def transform(image: torch.Tensor) -> torch.Tensor:
-        if augment == "flip":
+            self._randaugment = RandAugment()
+        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if self.augment == "flip":
             if torch.rand(()) < 0.5:
                 image = image.flip(-1)
             if torch.rand(()) < 0.5:
                 image = image.flip(-2)
-        elif augmenter is not None:
-            image = augmenter(image)
+        elif self._randaugment is not None:
+            image = self._randaugment(image)
         out = image.to(torch.float32).div_(255.0)
-        if normalize == "imagenet":
-            out = out.sub_(mean).div_(std)
+        if self.normalize == "imagenet":
+            out = out.sub_(self._mean).div_(self._std)
         return out
 
-    return transform
+    def __repr__(self) -> str:
+        return f"ImageTransform(normalize={self.normalize!r}, augment={self.augment!r})"
+
+
+def build_transform(normalize: str = "none", augment: str = "none") -> ImageTransform:
+    """The per-item transform for ``normalize`` and ``augment`` (see :class:`ImageTransform`)."""
+    return ImageTransform(normalize, augment)
