@@ -1,0 +1,199 @@
+"""``lmfloss cam`` end to end on tiny runs trained on the synthetic set."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from lmfloss.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    """A real run: resnet18, random init, 28 px, one epoch of ``fit`` on ``synthetic``."""
+    from lmfloss.config import TrainConfig
+    from lmfloss.train import fit
+
+    run_dir = tmp_path_factory.mktemp("runs") / "ce"
+    config = TrainConfig(dataset="synthetic", model="resnet18", weights="none", image_size=28,
+                         epochs=1, batch_size=256, lr=1e-3, device="cpu", bootstrap=10, seed=1)
+    fit(config, run_dir, quiet=True)
+    return run_dir
+
+
+def _family_run(resnet_run: Path, model_name: str, image_size: int) -> Path:
+    """A run of another architecture: the resnet run's data and config with one Adam step
+    of ``model_name`` (a full epoch of DenseNet/EfficientNet on CPU would blow the budget)."""
+    from lmfloss.models import build_model
+    from lmfloss.train import load_run
+
+    run_dir = resnet_run.parent / model_name
+    if run_dir.exists():
+        return run_dir
+    run_dir.mkdir()
+    config = yaml.safe_load((resnet_run / "config.yaml").read_text())
+    config.update(model=model_name, image_size=image_size)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    state = torch.load(resnet_run / "best.pt", map_location="cpu", weights_only=False)
+    torch.manual_seed(0)
+    model = build_model(model_name, len(state["class_names"]), weights="none")
+    ds = load_run(resnet_run).dataset("train")
+    images = torch.stack([ds[i][0] for i in range(8)])
+    images = torch.nn.functional.interpolate(images, size=image_size, mode="bilinear")
+    labels = torch.stack([ds[i][1] for i in range(8)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+    state.update(model=model.state_dict(), config=config)
+    torch.save(state, run_dir / "best.pt")
+    return run_dir
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
+    from lmfloss.cam import box_metrics, compute_cams, rescale_boxes
+    from lmfloss.train import load_run
+
+    twin = tmp_path / "lmf"
+    shutil.copytree(resnet_run, twin)
+    out = tmp_path / "cam"
+    code = main(["cam", "--run", str(resnet_run), "--run", str(twin), "--n", "7",
+                 "--target", "both", "--target-layer", "layer3", "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pointing" in printed and "fig_attention.png" in printed
+    rows = _read(out / "cam_metrics.csv")
+    assert len(rows) == 7 * 2 * 2
+    # --n spreads over classes: 7 images, one of each synthetic class.
+    assert len({r["true_class"] for r in rows}) == 7
+    assert {r["layer"] for r in rows} == {"layer3"}
+    assert (out / "fig_attention.png").stat().st_size > 10_000
+    assert (out / "fig_attention.pdf").read_bytes().startswith(b"%PDF")
+    assert len(list((out / "overlays" / "lmf").glob("*_true.png"))) == 7
+
+    # Recompute two rows from scratch: the map of the true class and the box rescaled
+    # from 64 px originals to the 28 px map.
+    run = load_run(resnet_run)
+    ds = run.dataset("test")
+    position = {rec.id: i for i, rec in enumerate(ds.records)}
+    for row in [r for r in rows if r["run"] == "ce" and r["target"] == "true"][:2]:
+        record = ds.records[position[row["id"]]]
+        image = ds[position[row["id"]]][0][None]
+        cam = compute_cams(run.model, image, [record.label], target_layer="layer3").maps[0]
+        original = run.splits.load_image(record).shape[:2]
+        boxes = rescale_boxes(run.splits.boxes(record), original, cam.shape)
+        expected = box_metrics(cam, boxes)
+        for key, value in expected.items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-5, abs=1e-6)
+        assert row["target_class"] == row["true_class"]
+
+    summary = _read(out / "cam_summary.csv")
+    all_ce = next(s for s in summary if s["run"] == "ce" and s["target"] == "pred"
+                  and s["class"] == "all")
+    ce_rows = [r for r in rows if r["run"] == "ce" and r["target"] == "pred"]
+    assert float(all_ce["pointing_hit_rate"]) == pytest.approx(
+        np.mean([float(r["pointing_hit"]) for r in ce_rows]), rel=1e-4)
+    assert float(all_ce["chance"]) == pytest.approx(
+        np.mean([float(r["box_area_fraction"]) for r in ce_rows]), rel=1e-4)
+    assert int(all_ce["n_scored"]) == 7
+
+
+@pytest.mark.parametrize(("model_name", "layer"), [
+    ("densenet121", "features"),
+    ("efficientnet_v2_s", "features.7"),
+])
+def test_architecture_families(resnet_run, tmp_path, model_name, layer):
+    from lmfloss.cam.run import run_cam
+
+    family = _family_run(resnet_run, model_name, 64)
+    outputs = run_cam([resnet_run, family], tmp_path / "cam", n=3, overlays=False)
+    layers = {r["run"]: r["layer"] for r in outputs.metrics}
+    assert layers == {"ce": "layer4.1", model_name: layer}
+    family_rows = [r for r in outputs.metrics if r["run"] == model_name]
+    assert len(family_rows) == 3
+    assert all(0.0 <= r["energy_in_box"] <= 1.0 for r in family_rows)
+    assert (tmp_path / "cam" / "fig_attention.png").is_file()
+
+
+def test_boxes_csv_selects_and_clips(resnet_run, tmp_path, caplog):
+    from lmfloss.cam.run import run_cam
+    from lmfloss.train import load_run
+
+    records = load_run(resnet_run).splits.records("test")
+    a, b = records[3].id, records[10].id
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"id,x0,y0,x1,y1\n{a},10,10,40,40\n{b},50,50,90,90\n")
+    with caplog.at_level("WARNING"):
+        outputs = run_cam([resnet_run], tmp_path / "cam", boxes_csv=boxes, n=2,
+                          target_layer="layer3")
+    assert "clipped to (50, 50, 64, 64)" in caplog.text
+    assert sorted(r["id"] for r in outputs.metrics) == sorted([a, b])
+    row_b = next(r for r in outputs.metrics if r["id"] == b)
+    # (50..64) of 64 px -> floor(50 * 28 / 64) = 21 .. 28 of the 28 px map: 7x7 of 28x28.
+    assert row_b["box_area_fraction"] == pytest.approx(49 / 784)
+    assert all(r["annotation"] == "boxes" for r in outputs.metrics)
+
+
+def test_masks_folder_scores_the_mask(resnet_run, tmp_path):
+    from lmfloss.cam.run import run_cam
+    from lmfloss.train import load_run
+
+    record = load_run(resnet_run).splits.records("test")[0]
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[8:24, 8:40] = 255  # a 32x16 px lesion -> 14x7 on the 28 px map (nearest)
+    Image.fromarray(mask).save(masks / f"{record.id}_segmentation.png")
+    outputs = run_cam([resnet_run], tmp_path / "cam", masks_dir=masks, n=1,
+                      target_layer="layer3", overlays=False)
+    (row,) = outputs.metrics
+    assert row["id"] == record.id and row["annotation"] == "masks" and row["n_boxes"] == 1
+    assert row["box_area_fraction"] == pytest.approx(14 * 7 / 784)
+
+
+def test_misclassified_only(resnet_run, tmp_path):
+    from lmfloss.cam.run import run_cam
+
+    predictions = _read(resnet_run / "predictions.csv")
+    wrong = [p["id"] for p in predictions if p["label"] != p["pred"]]
+    assert wrong, "a one-epoch run should get some test images wrong"
+    outputs = run_cam([resnet_run], tmp_path / "cam", misclassified=True, n=4, overlays=False)
+    assert [r["id"] for r in outputs.metrics] == wrong[:4]
+    assert not any(r["correct"] for r in outputs.metrics)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--ids", "syn-99999"], "syn-99999"),
+    (["--target-layer", "layer9"], "candidate layers"),
+    (["--masks", "/nonexistent/masks"], "/nonexistent/masks"),
+])
+def test_user_errors_are_one_line(resnet_run, tmp_path, capsys, extra, message):
+    code = main(["cam", "--run", str(resnet_run), "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.startswith("lmfloss cam: error:")
+    assert "Traceback" not in err
+
+
+def test_unknown_box_id_is_an_error(resnet_run, tmp_path, capsys):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("id,x0,y0,x1,y1\nnot-an-image,1,1,5,5\n")
+    code = main(["cam", "--run", str(resnet_run), "--boxes", str(boxes),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "'not-an-image'" in capsys.readouterr().err
