@@ -115,7 +115,9 @@ def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
 
 @pytest.mark.parametrize(("model_name", "layer"), [
     ("densenet121", "features"),
-    ("efficientnet_v2_s", "features.7"),
+    # EfficientNet family at its smallest (the paper's V2-S layer choice is covered in
+    # test_cam_compute.py); same torchvision class, same rule: the last feature block.
+    ("efficientnet_b0", "features.8"),
 ])
 def test_architecture_families(resnet_run, tmp_path, model_name, layer):
     from lmfloss.cam.run import run_cam

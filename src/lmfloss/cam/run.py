@@ -325,6 +325,8 @@ def run_cam(
         annotated = set(source.paths)
     chosen = _select(records, split, ids=ids, n=n, misclassified_by=misclassified_by,
                      annotated=annotated)
+    if not chosen:
+        raise ValueError(f"the {split} split of {splits.name!r} has no images to explain")
     logger.info("cam: %d image(s) x %d run(s), method %s", len(chosen), len(runs), method)
 
     images: dict[str, np.ndarray] = {}
