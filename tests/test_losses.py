@@ -112,9 +112,10 @@ def test_class_counts_on_retinamnist():
         pytest.skip(f"shared data not found at {path}")
     import numpy as np
 
-    labels = np.load(path)["train_labels"].reshape(-1).astype(np.int64)
-    counts = class_counts(torch.from_numpy(labels), 5)
+    labels = np.load(path)["train_labels"]  # uint8 [1080, 1]
+    counts = class_counts(labels, 5)
     assert counts == [486, 128, 206, 194, 66]  # the official MedMNIST v2 train counts
+    assert class_counts(torch.from_numpy(labels.reshape(-1).astype(np.int64)), 5) == counts
     margins = compute_margins(counts)
     assert margins[4].item() == pytest.approx(0.5, abs=1e-12)  # rarest class (66) gets 0.5
     assert margins.argmin().item() == 0  # most frequent class gets the smallest margin

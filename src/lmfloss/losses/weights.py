@@ -46,7 +46,8 @@ def class_counts(targets: Iterable[int] | torch.Tensor, num_classes: int) -> lis
     ``j`` by construction.
 
     Args:
-        targets: integer class indices, shape ``[N]`` (list, tuple, tensor or array).
+        targets: integer class indices, shape ``[N]`` (list, tuple, tensor or array; an
+            ``[N, 1]`` array such as MedMNIST's labels is flattened).
         num_classes: ``K``; every target must lie in ``[0, K)``.
 
     Returns:
@@ -59,7 +60,12 @@ def class_counts(targets: Iterable[int] | torch.Tensor, num_classes: int) -> lis
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    t = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(list(targets))
+    if isinstance(targets, torch.Tensor):
+        t = targets
+    elif hasattr(targets, "__array__"):  # a NumPy array, without importing NumPy here
+        t = torch.as_tensor(targets)
+    else:
+        t = torch.as_tensor(list(targets))
     if t.numel() == 0:
         return [0] * int(num_classes)
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
