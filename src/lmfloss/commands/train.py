@@ -1,9 +1,265 @@
-"""``lmfloss`` subcommands of this area (filled in by its issue)."""
+"""``lmfloss train``, ``evaluate``, ``predict`` and ``demo``.
+
+``train`` takes every :class:`~lmfloss.config.TrainConfig` field as a flag
+(``--batch-size`` for ``batch_size``...), or ``--config FILE.yaml`` with the same keys
+(flags override the file), or ``--resume RUN_DIR``. It also runs under
+``torchrun --nproc_per_node N -m lmfloss train ...`` (DistributedDataParallel).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+# Help for each TrainConfig field (defaults are the paper's protocol).
+_FIELD_HELP = {
+    "dataset": "dataset adapter name (lmfloss data list), e.g. synthetic, ham10000, retinamnist",
+    "root": "dataset root folder",
+    "csv": "CSV file for the csv adapter",
+    "split_seed": "seed of the paper's 70:15:15 split (default 23)",
+    "group_by": "keep whole lesions/patients in one split: lesion | patient",
+    "image_size": "image side in pixels (default 224)",
+    "normalize": "none (the paper) | imagenet",
+    "augment": "none (the paper) | flip | randaugment",
+    "cache_dir": "image cache folder",
+    "skip_bad_images": "skip undecodable images instead of failing",
+    "download": "download MedMNIST files when missing",
+    "model": "torchvision classifier: resnet50 (default), efficientnet_v2_s, densenet121, resnet18...",
+    "weights": "imagenet (default; torchvision cache) | none | PATH to a state dict",
+    "loss": "loss name (lmfloss losses), default lmf",
+    "epochs": "epochs (default 100)",
+    "batch_size": "batch size (default 32)",
+    "lr": "Adam learning rate (default 1e-4)",
+    "weight_decay": "Adam weight decay (default 5e-4)",
+    "lr_step": "StepLR period in epochs (default 30)",
+    "lr_gamma": "StepLR factor (default 0.1)",
+    "seed": "seed of model init and shuffling (default 23)",
+    "device": "auto | cpu | cuda | cuda:N | mps (default auto)",
+    "amp": "mixed precision on CUDA: bf16 (default) | fp16 | off",
+    "compile": "torch.compile the model",
+    "channels_last": "channels-last memory format on CUDA (default on)",
+    "workers": "DataLoader worker processes (default 0)",
+    "tensorboard": "also write TensorBoard event files (needs lmfloss[tensorboard])",
+    "bootstrap": "bootstrap resamples of the macro-F1 95%% interval (default 1000)",
+}
+
+
+def _config_fields() -> list[dataclasses.Field]:
+    from lmfloss.config import TrainConfig
+
+    return [f for f in dataclasses.fields(TrainConfig) if f.name != "loss_params"]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; default None means "not given" (file/default wins)."""
+    from lmfloss.config import TrainConfig
+
+    defaults = TrainConfig()
+    for f in _config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        help_text = _FIELD_HELP.get(f.name, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        elif isinstance(default, int):
+            parser.add_argument(flag, dest=f.name, type=int, default=None, metavar="N", help=help_text)
+        elif isinstance(default, float):
+            parser.add_argument(flag, dest=f.name, type=float, default=None, metavar="X", help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+    parser.add_argument("--loss-param", dest="loss_param", action="append", metavar="KEY=VALUE",
+                        help="loss parameter, repeatable (e.g. --loss-param beta=2)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to the lmfloss parser."""
+    """Add ``train``, ``evaluate``, ``predict`` and ``demo``."""
+    train = subparsers.add_parser(
+        "train", help="train a model into a run directory",
+        description="Train with the paper's protocol (flags override --config FILE.yaml).",
+    )
+    _add_config_flags(train)
+    train.add_argument("--config", dest="config_file", metavar="FILE.yaml", help="YAML file of config keys")
+    train.add_argument("--out", help="run directory to write")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from last.pt")
+    train.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    train.set_defaults(func=_run_train)
+
+    ev = subparsers.add_parser("evaluate", help="recompute a run's report from a checkpoint")
+    ev.add_argument("--run", required=True, metavar="RUN_DIR")
+    ev.add_argument("--split", choices=("val", "test"), default="test")
+    ev.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", metavar="FILE.json", help="where to write the report "
+                    "(default RUN_DIR/eval-<split>-<checkpoint>.json)")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=_run_evaluate)
+
+    pr = subparsers.add_parser("predict", help="classify new images with a run's best model")
+    pr.add_argument("--run", required=True, metavar="RUN_DIR")
+    pr.add_argument("images", nargs="*", metavar="IMAGE")
+    pr.add_argument("--csv", metavar="FILE", help="CSV with a 'path' (or 'image') column of image files")
+    pr.add_argument("--out", metavar="FILE.csv", help="write the predictions here (default: stdout)")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_run_predict)
+
+    demo = subparsers.add_parser(
+        "demo", help="train CE and LMF on the embedded synthetic set and compare (~1-2 min on CPU)"
+    )
+    demo.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    demo.add_argument("--losses", default=None,
+                      help="comma-separated losses (default: ce,lmf plus the other paper losses if time allows)")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per loss")
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=_run_demo)
+
+
+def build_config(args: argparse.Namespace):
+    """The TrainConfig of ``lmfloss train``: defaults < --config file < flags."""
+    from lmfloss.config import TrainConfig, load_config_file, parse_loss_params
+
+    values: dict[str, Any] = {}
+    if args.config_file:
+        values.update(load_config_file(args.config_file))
+    for f in _config_fields():
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    if args.loss_param:
+        params = dict(values.get("loss_params") or {})
+        params.update(parse_loss_params(args.loss_param))
+        values["loss_params"] = params
+    return TrainConfig.from_dict(values)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from lmfloss.train import TrainingInterrupted, fit
+    from lmfloss.train.fit import config_from_run
+
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different directories")
+        saved = config_from_run(args.resume)
+        # Flags may still change how the resumed run executes (device, workers, epochs...).
+        overrides = {f.name: getattr(args, f.name) for f in _config_fields() if getattr(args, f.name) is not None}
+        config = saved.replace(**overrides)
+        out = args.resume
+    else:
+        if not args.out:
+            raise ValueError("lmfloss train needs --out RUN_DIR (or --resume RUN_DIR)")
+        config = build_config(args)
+        out = args.out
+    try:
+        result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    except TrainingInterrupted as exc:
+        print(f"lmfloss train: {exc}", file=sys.stderr)
+        return 130
+    test = result.report["test"]
+    if _is_main_process():
+        print(
+            f"{result.run_dir}: best epoch {result.best_epoch} (val macro-F1 {result.best_val_f1_macro:.4f}); "
+            f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} "
+            f"[{test['f1_macro_ci95'][0]:.4f}, {test['f1_macro_ci95'][1]:.4f}]"
+            if test.get("f1_macro_ci95") else
+            f"{result.run_dir}: best epoch {result.best_epoch}; test macro-F1 {test['f1_macro']:.4f}"
+        )
+    return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
+            "balanced_accuracy", "auc_macro_ovr")
+    lines = [f"{k:<18} {report[k]:.4f}" if report[k] is not None else f"{k:<18} n/a" for k in keys]
+    if report.get("f1_macro_ci95"):
+        lo, hi = report["f1_macro_ci95"]
+        lines.append(f"{'f1_macro_ci95':<18} [{lo:.4f}, {hi:.4f}]")
+    lines.append("per class F1: " + ", ".join(f"{n} {v:.3f}" for n, v in report["f1_per_class"].items()))
+    return "\n".join(lines)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from lmfloss.train import evaluate_run, load_run
+    from lmfloss.train.checkpoint import atomic_write_text
+
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    result = evaluate_run(run, args.split)
+    out = Path(args.out) if args.out else Path(args.run) / f"eval-{args.split}-{args.checkpoint}.json"
+    payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
+               "class_names": run.class_names, **result["report"]}
+    atomic_write_text(json.dumps(payload, indent=2) + "\n", out)
+    print(f"{args.run} ({args.checkpoint}.pt, epoch {result['checkpoint_epoch']}), {args.split} split, "
+          f"{result['report']['n']} images:")
+    print(_format_report(result["report"]))
+    print(f"written: {out}")
+    return 0
+
+
+def _read_image_list(csv_path: str) -> list[str]:
+    import csv
+
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--csv {csv_path!r} does not exist")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        column = next((c for c in ("path", "image", "file", "filename") if c in columns), None)
+        if column is None:
+            raise ValueError(f"--csv {csv_path!r} needs a 'path' column of image files; it has {columns}")
+        base = path.parent
+        return [str(p if Path(p).is_absolute() else base / p) for p in (row[column] for row in reader) if p]
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from lmfloss.train import load_run, predict
+    from lmfloss.train.checkpoint import atomic_write_text
+
+    images = list(args.images)
+    if args.csv:
+        images += _read_image_list(args.csv)
+    if not images:
+        raise ValueError("lmfloss predict needs image files or --csv FILE")
+    for image in images:
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image file {image!r} does not exist")
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    probs = predict(run, images)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "pred"] + [f"prob_{c}" for c in run.class_names])
+    for image, row in zip(images, probs):
+        writer.writerow([image, run.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row)])
+    if args.out:
+        atomic_write_text(buffer.getvalue(), args.out)
+        print(f"{len(images)} predictions written to {args.out}")
+    else:
+        sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from lmfloss.train.demo import run_demo
+
+    losses = [s.strip() for s in args.losses.split(",") if s.strip()] if args.losses else None
+    summary = run_demo(args.out, losses=losses, epochs=args.epochs, device=args.device, quiet=args.quiet)
+    print(summary.markdown)
+    print(f"written: {summary.out_dir}/summary.md, summary.csv, f1_per_class.png and one run per loss")
+    return 0

@@ -1,0 +1,170 @@
+"""Classification networks: any torchvision classifier with its head resized to K classes.
+
+The paper (Sadi et al., "Models") fine-tunes three ImageNet-pretrained torchvision
+networks: ResNet-50, EfficientNetV2-S and DenseNet-121. :func:`build_model` builds those
+and every other torchvision classifier by name (``resnet18`` is the CPU-friendly choice
+of the tests and the demo), then replaces the final linear layer by a fresh
+``nn.Linear(in_features, num_classes)``.
+
+Weights:
+    ``"imagenet"`` — torchvision's own weights enum and download cache
+    (``torch.hub.get_dir()/checkpoints``). The paper's models use the weights below
+    (:data:`PAPER_WEIGHTS`); any other model uses its ``DEFAULT`` weights.
+    ``"none"`` — random initialisation (offline; what the tests and the demo use).
+    ``PATH`` — a state dict (or a checkpoint holding one under ``"model"``) saved from
+    the same architecture, either with the ImageNet 1000-class head or with K classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from lmfloss.errors import LmflossError
+
+logger = logging.getLogger(__name__)
+
+# The weights the paper's authors used (torchvision names). resnet50's V2 recipe is the
+# one the authors' code loads; the two others have a single ImageNet enum value.
+PAPER_WEIGHTS: dict[str, str] = {
+    "resnet50": "IMAGENET1K_V2",
+    "densenet121": "IMAGENET1K_V1",
+    "efficientnet_v2_s": "IMAGENET1K_V1",
+}
+
+
+def list_models() -> list[str]:
+    """Names of the torchvision image classifiers :func:`build_model` accepts."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _check_name(name: str) -> None:
+    valid = list_models()
+    if name not in valid:
+        raise ValueError(
+            f"unknown model {name!r}; expected a torchvision classifier such as "
+            f"'resnet50', 'efficientnet_v2_s', 'densenet121' or 'resnet18' "
+            f"(all: {', '.join(valid)})"
+        )
+
+
+def _imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
+    enum = torchvision.models.get_model_weights(name)
+    return enum[PAPER_WEIGHTS[name]] if name in PAPER_WEIGHTS else enum.DEFAULT
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Replace the last ``nn.Linear`` of ``model`` by a fresh ``Linear(in, num_classes)``.
+
+    The last linear layer in registration order is the classifier in every torchvision
+    classifier with a linear head (``fc``, ``classifier[-1]``, ``heads.head``...).
+    Inception-style auxiliary heads (``AuxLogits.fc``, ``aux1/aux2``) are resized too.
+
+    Raises:
+        ValueError: if the model has no linear layer (e.g. SqueezeNet's conv head).
+    """
+    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linear_names:
+        raise ValueError(
+            f"model {type(model).__name__} has no nn.Linear classifier head to resize; "
+            "choose a model with a linear head (e.g. resnet50, densenet121, efficientnet_v2_s)"
+        )
+    targets = {linear_names[-1]}
+    for prefix in ("AuxLogits.", "aux1.", "aux2."):
+        under = [n for n in linear_names if n.startswith(prefix)]
+        if under:
+            targets.add(under[-1])
+    for name in sorted(targets):
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = getattr(parent, attr)
+        setattr(parent, attr, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    return model
+
+
+def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a non-checkpoint file
+        raise ValueError(f"weights file {str(path)!r} is not a PyTorch state dict: {exc}") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {str(path)!r} holds a {type(state).__name__}, expected a state dict")
+    # Checkpoints of DistributedDataParallel or torch.compile models carry a prefix.
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def build_model(name: str, num_classes: int, weights: str | Path | None = "imagenet") -> nn.Module:
+    """Build a torchvision classifier with a ``num_classes``-way head.
+
+    Args:
+        name: torchvision model name (``torchvision.models.list_models()``), e.g.
+            ``"resnet50"``, ``"efficientnet_v2_s"``, ``"densenet121"``, ``"resnet18"``.
+        num_classes: K, the size of the new head; output logits are ``[N, K]``.
+        weights: ``"imagenet"`` (torchvision download/cache; the paper), ``"none"``/``None``
+            (random init) or a path to a state dict of the same architecture.
+
+    Returns:
+        The model in train mode, on the CPU, float32.
+
+    Raises:
+        ValueError: unknown name, ``num_classes < 2``, unknown weights value, or a weights
+            file that does not fit the architecture.
+        FileNotFoundError: ``weights`` looks like a path but does not exist.
+        LmflossError: ImageNet weights are not cached and cannot be downloaded; the
+            message names the file to place in torch.hub's checkpoint folder.
+    """
+    _check_name(name)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    choice = "none" if weights is None else str(weights)
+    if choice.lower() == "none":
+        model = torchvision.models.get_model(name, weights=None)
+        return replace_head(model, num_classes)
+    if choice.lower() == "imagenet":
+        enum_value = _imagenet_weights(name)
+        try:
+            model = torchvision.models.get_model(name, weights=enum_value)
+        except (urllib.error.URLError, OSError) as exc:  # URLError is an OSError; kept for clarity
+            file_name = enum_value.url.rsplit("/", 1)[-1]
+            folder = Path(torch.hub.get_dir()) / "checkpoints"
+            raise LmflossError(
+                f"could not download the ImageNet weights of {name!r} ({enum_value}): {exc}. "
+                f"Offline, place {file_name} (from {enum_value.url}) in {folder}, "
+                "or pass --weights none to train from scratch"
+            ) from None
+        logger.info("loaded %s ImageNet weights %s", name, enum_value)
+        return replace_head(model, num_classes)
+    path = Path(choice)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"weights {choice!r} is neither 'imagenet', 'none' nor an existing state-dict file"
+        )
+    state = _load_state_file(path)
+    model = replace_head(torchvision.models.get_model(name, weights=None), num_classes)
+    try:
+        model.load_state_dict(state)
+        return model
+    except RuntimeError:
+        pass
+    # A backbone saved with another head (e.g. ImageNet's 1000 classes): load it with its
+    # own head size, then resize the head.
+    model = torchvision.models.get_model(name, weights=None)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise ValueError(
+            f"weights file {str(path)!r} does not fit model {name!r}: {' '.join(first)}"
+        ) from None
+    logger.info("loaded %s backbone weights from %s", name, path)
+    return replace_head(model, num_classes)

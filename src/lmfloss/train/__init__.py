@@ -1,0 +1,40 @@
+"""Training and evaluation (issue 4): ``fit`` a config into a run directory, read it back.
+
+```python
+from lmfloss.config import TrainConfig
+from lmfloss.train import fit, load_run
+
+result = fit(TrainConfig(dataset="synthetic", model="resnet18", weights="none",
+                         image_size=32, epochs=2), "runs/demo")
+run = load_run("runs/demo", checkpoint="best", device="cpu")
+```
+Modules: ``engine`` (train_one_epoch, evaluate, devices, signals), ``fit`` (the run),
+``checkpoint`` (atomic writes, RNG state), ``distributed`` (torchrun/DDP), ``outputs``
+(CSV/JSON/PNG files), ``run`` (load_run, evaluate_run, predict), ``demo``.
+"""
+
+from lmfloss.train.engine import (
+    NonFiniteLossError,
+    TrainingInterrupted,
+    evaluate,
+    resolve_device,
+    train_one_epoch,
+)
+from lmfloss.train.fit import RunResult, check_config, config_from_run, fit
+from lmfloss.train.run import Run, evaluate_run, load_run, predict
+
+__all__ = [
+    "NonFiniteLossError",
+    "Run",
+    "RunResult",
+    "TrainingInterrupted",
+    "check_config",
+    "config_from_run",
+    "evaluate",
+    "evaluate_run",
+    "fit",
+    "load_run",
+    "predict",
+    "resolve_device",
+    "train_one_epoch",
+]

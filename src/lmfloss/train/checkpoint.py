@@ -1,0 +1,97 @@
+"""Checkpoints: atomic writes and the random-number state needed for an exact resume.
+
+``last.pt`` is rewritten at the end of every finished epoch with everything a resume
+needs (model, optimizer, scheduler, grad scaler, epoch, the metrics history, the best
+epoch so far, the RNG states of Python, NumPy and torch, the config). ``best.pt`` holds
+the model state of the epoch with the best validation macro-F1.
+
+Writes are atomic: the file is written next to its destination, flushed to disk and
+``os.replace``-d over it, so a SIGKILL at any moment leaves either the old or the new
+checkpoint, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write a text file atomically (same scheme as :func:`atomic_save`)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every generator a training step may draw from."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the legacy global generator is what user code may draw from
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002 - see capture_rng_state
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`atomic_save`.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable lmfloss checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        # RNG states hold numpy arrays and tuples, so the full unpickler is needed; the
+        # file is one lmfloss wrote itself into the run directory.
+        data = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"checkpoint {str(path)!r} is not an lmfloss checkpoint (no 'model' key)")
+    return data

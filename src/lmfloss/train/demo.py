@@ -1,0 +1,163 @@
+"""``lmfloss demo``: the paper's comparison in miniature, on the embedded synthetic set.
+
+Trains the same small network (ResNet-18 from scratch at 32 px) with each loss on the
+``synthetic`` long-tailed dataset (7 classes, imbalance ratio 50), evaluates every run on
+the same test split and writes ``summary.md``, ``summary.csv`` and a per-class F1 bar chart
+(``f1_per_class.png``) next to one run directory per loss. Sized to finish in well under
+3 minutes on 2 CPU cores.
+
+Differences from the paper's protocol, for speed only: 32 px instead of 224, random
+initialisation instead of ImageNet weights (no download), a few epochs at Adam lr 1e-3
+instead of 100 at 1e-4, bootstrap of 200 resamples.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmfloss.config import TrainConfig
+from lmfloss.train.checkpoint import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+# The paper's five methods (CCE, focal, LDAM, BWCCE, LMF), in the paper's table order.
+DEMO_LOSSES = ("ce", "focal", "ldam", "bwcce", "lmf")
+DEMO_EPOCHS = 4  # enough for every loss to clearly beat the majority-class baseline
+SUMMARY_COLUMNS = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
+
+
+def demo_config(loss: str, epochs: int = DEMO_EPOCHS, device: str = "cpu") -> TrainConfig:
+    """The demo's run config for one loss (see the module docstring for the choices)."""
+    return TrainConfig(
+        dataset="synthetic",
+        model="resnet18",
+        weights="none",  # offline and fast; the paper fine-tunes ImageNet weights
+        image_size=32,  # synthetic images are 64 px; 32 keeps an epoch to seconds on a CPU
+        epochs=epochs,
+        batch_size=32,  # the paper's batch
+        lr=1e-3,  # from scratch and few epochs: 10x the paper's fine-tuning rate
+        lr_step=30,
+        device=device,
+        loss=loss,
+        bootstrap=200,
+    )
+
+
+@dataclass
+class DemoSummary:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    markdown: str
+    seconds: float
+
+
+def run_demo(
+    out_dir: str | Path,
+    losses: Sequence[str] | None = None,
+    epochs: int | None = None,
+    device: str = "cpu",
+    quiet: bool = False,
+) -> DemoSummary:
+    """Train one run per loss into ``out_dir/<loss>`` and summarise them.
+
+    Existing runs in ``out_dir`` are replaced.
+
+    Returns:
+        :class:`DemoSummary` with one row per loss (``SUMMARY_COLUMNS``) and the Markdown table.
+    """
+    from lmfloss.losses import LOSSES
+    from lmfloss.train.fit import fit
+
+    losses = list(losses or DEMO_LOSSES)
+    unknown = [name for name in losses if name not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown loss(es) {unknown} for the demo; expected names from {sorted(LOSSES)}")
+    epochs = DEMO_EPOCHS if epochs is None else epochs
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    rows, reports = [], {}
+    for loss in losses:
+        start = time.perf_counter()
+        result = fit(demo_config(loss, epochs, device), out / loss, overwrite=True, quiet=quiet)
+        test = result.report["test"]
+        reports[loss] = test
+        rows.append({"loss": loss, **{k: test[k] for k in SUMMARY_COLUMNS[1:]}})
+        logger.info("demo: %s done in %.1fs, test macro-F1 %.4f", loss, time.perf_counter() - start,
+                    test["f1_macro"])
+    class_names = result.report["class_names"]
+    train_counts = result.report["train_class_counts"]
+    seconds = time.perf_counter() - began
+    markdown = _markdown(rows, reports, class_names, train_counts, epochs, seconds)
+    atomic_write_text(markdown, out / "summary.md")
+    atomic_write_text(_csv(rows), out / "summary.csv")
+    _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png")
+    return DemoSummary(out, rows, markdown, seconds)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in rows:
+        writer.writerow([row["loss"]] + [f"{row[k]:.4f}" for k in SUMMARY_COLUMNS[1:]])
+    return buffer.getvalue()
+
+
+def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
+    head = "| loss | accuracy | precision (macro) | recall (macro) | F1 (macro) | 95% CI F1 | balanced acc. |"
+    lines = [
+        "# lmfloss demo: synthetic long-tailed lesions, ResNet-18 from scratch at 32 px",
+        "",
+        f"{epochs} epochs per loss, Adam lr 1e-3, batch 32, best epoch by validation macro-F1, "
+        f"test split; {seconds:.0f} s in all.",
+        "",
+        head,
+        "|" + "---|" * 7,
+    ]
+    best = max(r["f1_macro"] for r in rows)
+    for row in rows:
+        lo, hi = reports[row["loss"]]["f1_macro_ci95"] or (float("nan"), float("nan"))
+        f1 = f"**{row['f1_macro']:.4f}**" if row["f1_macro"] == best else f"{row['f1_macro']:.4f}"
+        lines.append(
+            f"| {row['loss']} | {row['accuracy']:.4f} | {row['precision_macro']:.4f} | "
+            f"{row['recall_macro']:.4f} | {f1} | [{lo:.3f}, {hi:.3f}] | {row['balanced_accuracy']:.4f} |"
+        )
+    lines += ["", "Per-class test F1 (training images per class in brackets):", ""]
+    lines.append("| loss | " + " | ".join(f"{n} ({c})" for n, c in zip(class_names, train_counts)) + " |")
+    lines.append("|" + "---|" * (len(class_names) + 1))
+    for row in rows:
+        f1s = reports[row["loss"]]["f1_per_class"]
+        lines.append(f"| {row['loss']} | " + " | ".join(f"{f1s[n]:.3f}" for n in class_names) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    losses = list(reports)
+    width = 0.8 / len(losses)
+    fig = Figure(figsize=(max(6.0, 1.2 * len(class_names)), 4))
+    ax = fig.subplots()
+    x = np.arange(len(class_names))
+    for i, loss in enumerate(losses):
+        ax.bar(x + (i - (len(losses) - 1) / 2) * width, [reports[loss]["f1_per_class"][n] for n in class_names],
+               width, label=loss)
+    ax.set_xticks(x, [f"{n}\n({c})" for n, c in zip(class_names, train_counts)], fontsize=8)
+    ax.set_ylabel("test F1")
+    ax.set_ylim(0, 1)
+    ax.set_title("Per-class test F1 (training images per class)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,287 @@
+"""The training and evaluation loops: plain functions, state in arguments.
+
+Shaped like torchvision's ``references/classification/train.py``: :func:`train_one_epoch`
+runs one pass over a loader and returns a dict, :func:`evaluate` returns every logit of a
+split (gathered across ranks under DDP). :func:`lmfloss.train.fit` strings them together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmfloss.errors import LmflossError
+from lmfloss.train.distributed import DistContext, all_reduce_sum, gather_predictions
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+
+
+class NonFiniteLossError(LmflossError):
+    """The training loss became NaN or infinite; the run stops, the last good checkpoint stays."""
+
+
+class TrainingInterrupted(LmflossError):
+    """SIGINT/SIGTERM stopped the run after the current step; ``last.pt`` holds the last finished epoch."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA, else MPS, else CPU; an explicit device must be available.
+
+    Raises:
+        ValueError: unknown name, or CUDA/MPS asked for but not available.
+    """
+    name = str(name).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but CUDA is not available; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} asked for but MPS is not available; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def amp_dtype_for(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16/fp16 on CUDA only (CPU and MPS train in float32)."""
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"unknown amp {amp!r}; expected one of {sorted(AMP_DTYPES)}")
+    return AMP_DTYPES[amp] if device.type == "cuda" else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _logits(output: Any) -> torch.Tensor:
+    # Inception-style models return (logits, aux_logits) in train mode; the aux head is
+    # an auxiliary classifier the paper's models do not have, so it is not trained here.
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
+def _progress(loader: Any, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, total=len(loader), leave=False, unit="batch", dynamic_ncols=True)
+
+
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device, channels_last: bool):
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=non_blocking)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    epoch: int,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    channels_last: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    check_every: int = 10,
+) -> dict[str, Any]:
+    """One pass over ``loader``: forward, loss, backward, optimizer step.
+
+    The loss values stay on the device and are checked (finite?) and shown every
+    ``check_every`` steps, so the GPU is not synchronised after every step.
+
+    Args:
+        model: the network (possibly DDP-wrapped), in any mode; set to train mode here.
+        loader: yields ``(images [B, 3, S, S] float32, labels [B] int64, index [B])``.
+        loss_fn: ``loss_fn(logits [B, K], labels [B]) -> scalar`` (reduction ``"mean"``).
+        optimizer: stepped once per batch.
+        device: where the model lives.
+        epoch: 1-based epoch number (for messages).
+        amp_dtype: autocast dtype on CUDA, or None for float32.
+        scaler: a ``GradScaler`` for fp16, else None.
+        channels_last: move images to channels-last memory format.
+        ctx: the distributed context (train loss is averaged over all ranks' images).
+        progress: show a tqdm bar with the running loss and images/s.
+        should_stop: polled at each check; True stops after the current step.
+        check_every: steps between finiteness checks / progress updates.
+
+    Returns:
+        ``{"loss": mean loss per image over all ranks, "images": images seen by this rank,
+        "steps": steps run, "seconds": wall time, "stopped": bool, "step": last step}``.
+
+    Raises:
+        NonFiniteLossError: a NaN/inf loss, naming the epoch and the first bad step.
+    """
+    ctx = ctx or DistContext()
+    model.train()
+    start = time.perf_counter()
+    pending: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, batch size) not yet checked
+    loss_sum = 0.0
+    images_seen = 0
+    step = 0
+    stopped = False
+    bar = _progress(loader, f"epoch {epoch}", progress)
+    for step, (images, labels, _index) in enumerate(bar, start=1):
+        images, labels = _to_device(images, labels, device, channels_last)
+        with _autocast(device, amp_dtype):
+            loss = loss_fn(_logits(model(images)).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        pending.append((step, loss.detach(), len(labels)))
+        images_seen += len(labels)
+        if step % check_every == 0 or step == len(loader):
+            loss_sum += _check_pending(pending, epoch)
+            pending.clear()
+            if progress:
+                rate = images_seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", img_s=f"{rate:.0f}")
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+    if pending:
+        loss_sum += _check_pending(pending, epoch)
+    if progress:
+        bar.close()
+    total_loss, total_images = all_reduce_sum(ctx, [loss_sum, float(images_seen)])
+    return {
+        "loss": total_loss / max(total_images, 1.0),
+        "images": images_seen,
+        "steps": step,
+        "seconds": time.perf_counter() - start,
+        "stopped": stopped,
+        "step": step,
+    }
+
+
+def _check_pending(pending: list[tuple[int, torch.Tensor, int]], epoch: int) -> float:
+    """Sum of ``loss * batch`` over the pending steps; raise at the first non-finite one."""
+    values = torch.stack([p[1] for p in pending]).float().cpu()
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        step, value = pending[bad][0], float(values[bad])
+        raise NonFiniteLossError(
+            f"the training loss became {value} at epoch {epoch}, step {step}; stopping. "
+            "The last good checkpoint (last.pt, previous epoch) is kept; try a lower --lr, "
+            "--amp off, or check the loss parameters"
+        )
+    sizes = torch.tensor([p[2] for p in pending], dtype=torch.float64)
+    return float((values.double() * sizes).sum())
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    *,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict[str, torch.Tensor]:
+    """Logits of every item of ``loader``'s dataset, gathered over ranks.
+
+    Args:
+        model: the network (eval mode is set here).
+        loader: yields ``(images, labels, index)``; under DDP a ``DistributedSampler``
+            (shuffle off) splits the items, and the padding it adds is removed again.
+
+    Returns:
+        ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] int64}`` on the CPU,
+        sorted by dataset index, each item exactly once (on every rank).
+    """
+    ctx = ctx or DistContext()
+    model.eval()
+    indices, logits, labels = [], [], []
+    for images, target, index in _progress(loader, desc, progress):
+        images, _ = _to_device(images, target, device, channels_last)
+        with _autocast(device, amp_dtype):
+            out = _logits(model(images))
+        logits.append(out.float().cpu())
+        labels.append(torch.as_tensor(target).cpu())
+        indices.append(torch.as_tensor(index).cpu())
+    if logits:
+        idx, lg, lb = torch.cat(indices), torch.cat(logits), torch.cat(labels)
+    else:  # a rank can get no items of a tiny split
+        idx, lg, lb = torch.empty(0, dtype=torch.int64), torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
+    if ctx.enabled:
+        idx, lg, lb = gather_predictions(ctx, idx, lg, lb)
+    else:
+        order = torch.argsort(idx, stable=True)
+        idx, lg, lb = idx[order], lg[order], lb[order]
+    return {"indices": idx.long(), "logits": lg, "labels": lb.long()}
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM while :func:`stop_on_signals` is active."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """Turn SIGINT/SIGTERM into a flag the loop polls; restore the old handlers on exit.
+
+    Outside the main thread (where handlers cannot be installed) the flag never fires.
+    A second Ctrl-C while stopping raises ``KeyboardInterrupt`` at once.
+    """
+    import signal
+    import threading
+
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if flag.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signal_name = signal.Signals(signum).name
+        logger.warning("%s received: stopping after the current step", flag.signal_name)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,477 @@
+"""``fit(config, out_dir)``: one training run, start to finish, into a run directory.
+
+The protocol is the paper's ("Training parameters"): Adam (lr 1e-4, weight decay 5e-4),
+StepLR x0.1 every 30 epochs, 100 epochs, batch 32; the model state with the best
+**validation** macro-F1 is kept (``best.pt``) and evaluated once on the test split.
+
+Reliability:
+    * ``last.pt`` is written atomically after every finished epoch with everything a resume
+      needs; ``fit(..., resume=True)`` continues from it and ends bit-for-bit where an
+      uninterrupted run ends (the shuffle of epoch e depends only on ``seed`` and e, the
+      RNG states are restored, ``metrics.csv`` is rebuilt from the checkpoint's history).
+    * SIGINT/SIGTERM finish the current step and raise :class:`TrainingInterrupted`.
+    * A NaN/inf loss raises :class:`NonFiniteLossError` naming the epoch and step.
+
+``fit`` keeps no global state: signal handlers are restored, logging is not configured,
+a process group it created is destroyed, so it can be called many times in one process
+(the sweep does). It does seed Python's, NumPy's and torch's global generators, as any
+reproducible training script must.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lmfloss.config import TrainConfig, save_config
+from lmfloss.errors import LmflossError
+from lmfloss.train import outputs
+from lmfloss.train.checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from lmfloss.train.distributed import (
+    DistContext,
+    all_gather_objects,
+    barrier,
+    close_distributed,
+    init_distributed,
+)
+from lmfloss.train.engine import (
+    TrainingInterrupted,
+    amp_dtype_for,
+    evaluate,
+    resolve_device,
+    stop_on_signals,
+    train_one_epoch,
+)
+
+logger = logging.getLogger(__name__)
+
+# Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
+RUN_FILES = (
+    "config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
+    "per_class.csv", "confusion.png", "curves.png",
+)
+RUN_FOLDERS = ("tensorboard",)
+# Fields that may change when a run is resumed: they change where/how fast it runs, not
+# what it computes (epochs: a finished run may be extended).
+RESUMABLE_CHANGES = frozenset(
+    {"device", "amp", "compile", "channels_last", "workers", "tensorboard", "epochs", "cache_dir",
+     "download", "root", "bootstrap"}
+)
+
+
+@dataclass
+class RunResult:
+    """What :func:`fit` returns; ``report`` is the content of ``report.json``."""
+
+    run_dir: Path
+    best_epoch: int
+    best_val_f1_macro: float
+    report: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Reject values no run can use, naming the field, the value and what is expected."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"fit expects a lmfloss.config.TrainConfig, got {type(config).__name__}")
+    rules = {
+        "epochs": (config.epochs, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "batch_size": (config.batch_size, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "lr": (config.lr, lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+        "weight_decay": (config.weight_decay, lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
+        "lr_step": (config.lr_step, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "lr_gamma": (config.lr_gamma, lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "a number in (0, 1]"),
+        "image_size": (config.image_size, lambda v: isinstance(v, int) and v >= 8, "an integer >= 8 (pixels)"),
+        "seed": (config.seed, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        "workers": (config.workers, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        "bootstrap": (config.bootstrap, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        "amp": (config.amp, lambda v: v in ("bf16", "fp16", "off"), "one of bf16, fp16, off"),
+    }
+    for name, (value, ok, expected) in rules.items():
+        if isinstance(value, bool) or not ok(value):
+            raise ValueError(f"config {name}={value!r} is invalid; expected {expected}")
+
+
+def _set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the global generator user code may use
+    torch.manual_seed(seed)
+
+
+def _prepare_run_dir(out: Path, resume: bool, overwrite: bool, ctx: DistContext) -> dict | None:
+    """Check what ``out`` holds; return the checkpoint to resume from, or None."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"run directory {str(out)!r} exists and is not a directory")
+    finished = (out / "report.json").is_file()
+    last = out / "last.pt"
+    if resume and overwrite:
+        raise ValueError("pass either resume or overwrite, not both")
+    if resume:
+        if last.is_file():
+            return load_checkpoint(last)
+        logger.info("nothing to resume in %s (no last.pt): starting a new run", out)
+    elif overwrite:
+        if ctx.is_main and out.is_dir():
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+            for name in RUN_FOLDERS:
+                shutil.rmtree(out / name, ignore_errors=True)
+    elif finished:
+        raise LmflossError(
+            f"run directory {str(out)!r} already holds a finished run (report.json); "
+            "pass --resume to reuse it, --overwrite to replace it, or choose another --out"
+        )
+    elif last.is_file():
+        raise LmflossError(
+            f"run directory {str(out)!r} holds an unfinished run (last.pt); "
+            "pass --resume to continue it or --overwrite to start again"
+        )
+    barrier(ctx)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    barrier(ctx)
+    return None
+
+
+def _check_resume_config(config: TrainConfig, saved: dict[str, Any]) -> None:
+    current = config.to_dict()
+    diffs = sorted(
+        k for k in set(current) | set(saved)
+        if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k)
+    )
+    if diffs:
+        detail = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {current.get(k)!r}" for k in diffs)
+        raise ValueError(
+            f"cannot resume with a different configuration ({detail}); "
+            "resume with the run's config.yaml or start a new run"
+        )
+
+
+def load_data(config: TrainConfig, ctx: DistContext | None = None):
+    """``(splits, {"train": ds, "val": ds, "test": ds})`` with the run's preprocessing.
+
+    Under DDP rank 0 loads first (it may download or fill the image cache), then the others.
+    """
+    from lmfloss.data import load_splits, make_dataset
+
+    ctx = ctx or DistContext()
+
+    def load():
+        splits = load_splits(
+            dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
+            group_by=config.group_by, download=config.download,
+            skip_bad_images=config.skip_bad_images,
+        )
+        datasets = {
+            split: make_dataset(
+                splits, split, image_size=config.image_size, normalize=config.normalize,
+                augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
+            )
+            for split in ("train", "val", "test")
+        }
+        return splits, datasets
+
+    if ctx.is_main:
+        result = load()
+    barrier(ctx)
+    if not ctx.is_main:
+        result = load()
+    return result
+
+
+def _loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.device, train: bool):
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    # DistributedSampler also for one process: its shuffle depends only on (seed, epoch),
+    # which is what makes a resumed run see the same batches as an uninterrupted one.
+    sampler = DistributedSampler(
+        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train, seed=config.seed,
+        drop_last=False,
+    )
+    per_rank = len(sampler)
+    # BatchNorm cannot train on a batch of one image: drop such a last batch only.
+    drop_last = train and per_rank % config.batch_size == 1 and per_rank > 1
+    if drop_last:
+        logger.info("dropping the last training batch of 1 image each epoch (BatchNorm needs >= 2)")
+    return DataLoader(
+        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+        pin_memory=device.type == "cuda", drop_last=drop_last,
+        persistent_workers=config.workers > 0,
+    )
+
+
+def _any_rank(ctx: DistContext, flag: Any) -> Any:
+    """A stop check that fires on every rank at the same step (collectives stay matched)."""
+    if not ctx.enabled:
+        return flag
+    return lambda: any(all_gather_objects(ctx, bool(flag())))
+
+
+def _quick_scores(labels: torch.Tensor, logits: torch.Tensor, num_classes: int) -> tuple[float, float]:
+    from sklearn.metrics import f1_score
+
+    preds = logits.argmax(dim=1).numpy()
+    y = labels.numpy()
+    acc = float((preds == y).mean())
+    f1 = float(f1_score(y, preds, labels=list(range(num_classes)), average="macro", zero_division=0))
+    return acc, f1
+
+
+def fit(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> RunResult:
+    """Train ``config`` into ``out_dir`` and write the complete run directory.
+
+    Args:
+        config: the run's :class:`~lmfloss.config.TrainConfig`.
+        out_dir: the run directory (created if missing).
+        resume: continue from ``out_dir/last.pt`` if present (a finished run with as many
+            epochs as ``config.epochs`` is returned as is); else start a new run.
+        overwrite: remove the files of a previous run in ``out_dir`` first.
+        quiet: no progress bars (the per-epoch summary still goes to the log at INFO).
+
+    Returns:
+        :class:`RunResult` with the best epoch, its validation macro-F1 and ``report.json``.
+
+    Raises:
+        ValueError: invalid config values, unknown model/loss/dataset, resume with a
+            different configuration.
+        LmflossError: ``out_dir`` holds a finished or unfinished run and neither
+            ``resume`` nor ``overwrite`` was given; :class:`TrainingInterrupted`;
+            :class:`NonFiniteLossError`.
+    """
+    check_config(config)
+    device = resolve_device(config.device)
+    ctx = init_distributed(device.type)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    try:
+        with stop_on_signals() as stop:
+            return _fit(config, Path(out_dir), resume, overwrite, quiet, device, ctx, _any_rank(ctx, stop))
+    finally:
+        close_distributed(ctx)
+
+
+def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> RunResult:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lmfloss.losses import build_loss
+    from lmfloss.metrics import classification_report
+    from lmfloss.models import build_model
+
+    ckpt = _prepare_run_dir(out, resume, overwrite, ctx)
+    if ckpt is not None:
+        _check_resume_config(config, ckpt["config"])
+        if (out / "report.json").is_file() and ckpt["epoch"] >= config.epochs:
+            logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
+            report = json.loads((out / "report.json").read_text())
+            return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
+                             report, list(ckpt["history"]))
+        # A finished run extended to more epochs gets a new report at the end.
+        if ctx.is_main:
+            (out / "report.json").unlink(missing_ok=True)
+
+    _set_seed(config.seed)
+    splits, datasets = load_data(config, ctx)
+    class_names = list(splits.class_names)
+    num_classes = len(class_names)
+    train_counts = [int(c) for c in splits.class_counts("train")]
+    for split in ("train", "val", "test"):
+        if len(datasets[split]) == 0:
+            raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
+
+    # On resume the weights come from last.pt: no need to download ImageNet weights again.
+    model = build_model(config.model, num_classes, "none" if ckpt is not None else config.weights)
+    loss_fn = build_loss(config.loss, train_counts, **config.loss_params)
+    model.to(device)
+    loss_fn.to(device)
+    channels_last = device.type == "cuda" and config.channels_last
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    amp_dtype = amp_dtype_for(config.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    history: list[dict[str, Any]] = []
+    best_epoch, best_f1 = 0, -1.0
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        history = list(ckpt["history"])
+        best_epoch, best_f1 = int(ckpt["best_epoch"]), float(ckpt["best_val_f1_macro"])
+        start_epoch = int(ckpt["epoch"])
+        rng = ckpt["rng"]
+        if len(rng) == ctx.world_size:
+            restore_rng_state(rng[ctx.rank])
+        else:
+            logger.warning("resuming on %d processes, checkpoint has %d: RNG streams reseeded",
+                           ctx.world_size, len(rng))
+            _set_seed(config.seed + start_epoch)
+        if best_epoch > 0:
+            best_state = load_checkpoint(out / "best.pt")["model"]
+        logger.info("resuming %s after epoch %d (best epoch %d)", out, start_epoch, best_epoch)
+
+    raw_model = model
+    if ctx.enabled:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = torch.compile(model) if config.compile else model
+
+    loaders = {s: _loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
+    if ctx.is_main:
+        save_config(config, out / "config.yaml")
+    writer = _tensorboard(config, out, ctx)
+    show = ctx.is_main and not quiet
+
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            began = time.perf_counter()
+            loaders["train"].sampler.set_epoch(epoch - 1)
+            loss_fn.set_epoch(epoch - 1)
+            lr = float(optimizer.param_groups[0]["lr"])
+            stats = train_one_epoch(
+                train_model, loaders["train"], loss_fn, optimizer, device=device, epoch=epoch,
+                amp_dtype=amp_dtype, scaler=scaler, channels_last=channels_last, ctx=ctx,
+                progress=show, should_stop=should_stop,
+            )
+            if stats["stopped"]:
+                raise TrainingInterrupted(_stop_message(out, epoch, stats["step"], start_epoch, history))
+            val = evaluate(model, loaders["val"], device=device, amp_dtype=amp_dtype,
+                           channels_last=channels_last, ctx=ctx)
+            with torch.no_grad():
+                val_loss = float(loss_fn(val["logits"].to(device), val["labels"].to(device)))
+            val_acc, val_f1 = _quick_scores(val["labels"], val["logits"], num_classes)
+            scheduler.step()
+            row = {
+                "epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
+                "val_accuracy": val_acc, "val_f1_macro": val_f1, "lr": lr,
+                "seconds": round(time.perf_counter() - began, 3),
+            }
+            history.append(row)
+            improved = val_f1 > best_f1
+            if improved:  # strictly better: on ties the earlier epoch stays
+                best_epoch, best_f1 = epoch, val_f1
+                best_state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
+            rng = all_gather_objects(ctx, capture_rng_state())
+            if ctx.is_main:
+                if improved:
+                    atomic_save({"model": best_state, "epoch": epoch, "val_f1_macro": val_f1,
+                                 "config": config.to_dict(), "class_names": class_names}, out / "best.pt")
+                atomic_save({
+                    "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "epoch": epoch, "rng": rng, "history": history, "best_epoch": best_epoch,
+                    "best_val_f1_macro": best_f1, "config": config.to_dict(),
+                    "class_names": class_names, "world_size": ctx.world_size,
+                }, out / "last.pt")
+                outputs.write_metrics_csv(history, out / "metrics.csv")
+                if writer is not None:
+                    for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr"):
+                        writer.add_scalar(key, row[key], epoch)
+                    writer.flush()
+            logger.info(
+                "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  "
+                "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, val_acc,
+                val_f1, lr, row["seconds"], "  *best" if improved else "",
+            )
+            if should_stop():
+                raise TrainingInterrupted(_stop_message(out, epoch + 1, 0, start_epoch, history + [row]))
+    finally:
+        if writer is not None:
+            writer.close()
+
+    # The best model by validation macro-F1, evaluated once on validation and test.
+    if best_state is None:
+        raise LmflossError(f"no epoch finished in {out}; nothing to evaluate")
+    raw_model.load_state_dict(best_state)
+    results = {
+        split: evaluate(model, loaders[split], device=device, amp_dtype=amp_dtype,
+                        channels_last=channels_last, ctx=ctx)
+        for split in ("val", "test")
+    }
+    report: dict[str, Any] = {"best_epoch": best_epoch, "class_names": class_names,
+                              "train_class_counts": train_counts}
+    for split, res in results.items():
+        probs = torch.softmax(res["logits"], dim=1).numpy()
+        report[split] = classification_report(
+            res["labels"].numpy(), probs.argmax(axis=1), probs, class_names,
+            n_bootstrap=config.bootstrap, seed=config.seed,
+        )
+    report["config"] = config.to_dict()
+    if ctx.is_main:
+        write_outputs(out, report, results["test"], datasets["test"], history, train_counts)
+    barrier(ctx)
+    return RunResult(out, best_epoch, best_f1, report, history)
+
+
+def write_outputs(out: Path, report: dict[str, Any], test: dict[str, torch.Tensor], test_dataset,
+                  history: list[dict[str, Any]], train_counts: list[int]) -> None:
+    """Write predictions.csv, per_class.csv, confusion.png, curves.png, then report.json.
+
+    ``report.json`` comes last: its presence marks the run as finished.
+    """
+    class_names = report["class_names"]
+    probs = torch.softmax(test["logits"], dim=1).numpy()
+    ids = [test_dataset.records[int(i)].id for i in test["indices"]]
+    outputs.write_predictions(ids, test["labels"].numpy(), probs, class_names, out / "predictions.csv")
+    outputs.write_per_class(report["test"], class_names, train_counts, out / "per_class.csv")
+    outputs.plot_confusion(report["test"]["confusion_matrix"], class_names, out / "confusion.png",
+                           f"test, best epoch {report['best_epoch']}")
+    outputs.plot_curves(history, report["best_epoch"], out / "curves.png")
+    outputs.write_report(report, out / "report.json")
+
+
+def _stop_message(out: Path, epoch: int, step: int, start_epoch: int, history: list) -> str:
+    done = history[-1]["epoch"] if history else start_epoch
+    where = f"during epoch {epoch} (step {step})" if step else f"before epoch {epoch}"
+    saved = f"last.pt holds epoch {done}" if done else "no epoch finished yet"
+    return f"stopped {where}; {saved}. Continue with: lmfloss train --resume {out}"
+
+
+def _tensorboard(config: TrainConfig, out: Path, ctx: DistContext):
+    if not (config.tensorboard and ctx.is_main):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError(
+            "tensorboard=True needs the tensorboard package: pip install 'lmfloss[tensorboard]'"
+        ) from None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+def config_from_run(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` stored in ``run_dir/config.yaml``."""
+    from lmfloss.config import load_config_file
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    return TrainConfig.from_dict(load_config_file(path))
+
+
+__all__ = ["RunResult", "fit", "check_config", "config_from_run", "load_data", "write_outputs"]
