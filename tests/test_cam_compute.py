@@ -154,6 +154,8 @@ def test_errors_name_the_value(resnet18, images):
         compute_cams(resnet18, images[0])
     with pytest.raises(ValueError, match="out of range"):
         compute_cams(resnet18, images[:1], [7])
+    with pytest.raises(ValueError, match="target class -1 out of range"):
+        compute_cams(resnet18, images[:1], [-1])
     _assert_clean(resnet18)
 
 

@@ -115,6 +115,9 @@ def compute_cams(
     n = images.shape[0]
     if target_classes is not None:
         target_classes = [int(c) for c in target_classes]
+        negative = [c for c in target_classes if c < 0]
+        if negative:
+            raise ValueError(f"target class {negative[0]} out of range; expected 0 <= class < K")
         if len(target_classes) != n:
             raise ValueError(
                 f"got {len(target_classes)} target classes for {n} images; expected one each"

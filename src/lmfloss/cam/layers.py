@@ -18,6 +18,9 @@ activation silently becomes post-ReLU while the gradient is the pre-ReLU one, on
 both are pre-ReLU. :class:`TargetLayer.transform` makes the hooked output an out-of-place
 ``relu`` so activation and gradient are both the post-ReLU "final features", on every
 device, and :mod:`lmfloss.cam.compute` clones the output the network continues with.
+(The gradient is the one of the network as written: its in-place ReLU runs again on the
+already rectified features, so the gradient is zero where a feature is zero -- the same as
+the gradient at ``norm5`` that a pre-ReLU hook would see.)
 """
 
 from __future__ import annotations
