@@ -251,3 +251,17 @@ def test_per_class_table_values_and_row_best(grid_runs: Path):
             assert row[column] == f"{100 * np.mean(values):.2f} ± {100 * np.std(values, ddof=1):.2f}"
         best = max(means, key=means.get)
         assert (i, best) in table.best and (i, 7 - best) not in table.best  # one winner per class
+
+
+def test_sweep_setting_tag_and_duplicate_seeds(tmp_path: Path):
+    root = tmp_path / "runs"
+    run = make_run(root / "a", loss="lmf", loss_params={"alpha": 1.0, "beta": 1.0}, seed=1)
+    # lmfloss sweep writes the trial's tags into sweep.json; a recorded setting wins.
+    (run / "sweep.json").write_text(json.dumps({"study": "hp", "trial": 3, "params": {},
+                                                "tags": {"setting": "setting-2"}, "setting": "setting-2"}))
+    # The same run copied into a second sweep folder counts once, not as n=2.
+    make_run(root / "b", loss="lmf", loss_params={"alpha": 1.0, "beta": 1.0}, seed=1)
+    runs = find_runs([root])
+    assert sorted(r.settings for r in runs) == [["setting-1", "setting-2", "setting-3"], ["setting-2"]]
+    cell = build_grid(runs).cell("ham10000", "efficientnet_v2_s", "lmf")
+    assert cell.n == 1 and cell.seeds == [1]

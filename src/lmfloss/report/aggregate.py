@@ -134,9 +134,23 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[Run]) -> Cell:
             dataset, model, loss, len(candidates),
         )
     cell.status = OK
-    cell.runs = sorted(finished[best], key=_seed_key)
+    cell.runs = _one_per_seed(sorted(finished[best], key=_seed_key))
     cell.unfinished = sorted((r for r in configs[best] if not r.finished), key=_seed_key)
     return cell
+
+
+def _one_per_seed(runs: list[Run]) -> list[Run]:
+    """Drop repeats of a seed (the same run in two sweep folders): one vote per seed."""
+    kept: dict[int | None, Run] = {}
+    for run in runs:
+        if run.seed in kept:
+            logger.warning(
+                "%s repeats seed %s of %s with the same config; counted once",
+                run.run_dir, run.seed, kept[run.seed].run_dir,
+            )
+            continue
+        kept[run.seed] = run
+    return list(kept.values())
 
 
 def _seed_key(run: Run) -> tuple[int, str]:

@@ -45,8 +45,9 @@ _NON_EXPERIMENT_KEYS = frozenset(
         "channels_last",
     }
 )
-# Where a sweep may record the hyperparameter-study setting of a trial.
-_SETTING_FILES = ("trial.json", "sweep.json", "sweep_trial.json")
+# Where a sweep records the hyperparameter-study setting of a trial: ``lmfloss sweep``
+# writes ``sweep.json`` with the trial's ``tags`` (``tags.setting`` in the sweep file).
+_SETTING_FILES = ("sweep.json", "trial.json")
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _read_setting(run_dir: Path, config: dict[str, Any]) -> str | None:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(data, dict):
-            for source in (data, data.get("user_attrs") or {}, data.get("params") or {}):
+            for source in (data, data.get("tags"), data.get("user_attrs"), data.get("params")):
                 if isinstance(source, dict) and source.get("setting"):
                     return str(source["setting"])
     setting = (config.get("loss_params") or {}).get("setting")
