@@ -265,3 +265,20 @@ def test_sweep_setting_tag_and_duplicate_seeds(tmp_path: Path):
     assert sorted(r.settings for r in runs) == [["setting-1", "setting-2", "setting-3"], ["setting-2"]]
     cell = build_grid(runs).cell("ham10000", "efficientnet_v2_s", "lmf")
     assert cell.n == 1 and cell.seeds == [1]
+
+
+def test_cam_summary_joined_to_its_run(tmp_path: Path):
+    root = tmp_path / "runs"
+    make_run(root, loss="lmf", seed=4, name="lmf-s4")
+    cam = root / "cam-out"
+    cam.mkdir()
+    (cam / "cam_summary.csv").write_text(
+        "run,target,class,n_images,n_scored,accuracy,pointing_hit_rate,energy_in_box,chance,"
+        "energy_over_chance,iou_at_half_max,best_iou\n"
+        "lmf-s4,pred,akiec,4,4,0.5,0.25,0.3,0.1,3.0,0.2,0.4\n"
+        "lmf-s4,pred,all,8,8,0.5,0.625,0.41,0.1,4.1,0.2,0.45\n"
+    )
+    build_report([root], tmp_path / "out", n_boot=20, figures=False)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| HAM-10K | EfficientNetV2 | LMF | 4 | pred | 8 | 0.625 | 0.41 | 4.1 | 0.45 |" in md
+    assert "| 0.25 |" not in md  # per-class rows stay in the cam output

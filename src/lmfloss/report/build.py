@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from lmfloss.report.aggregate import (
     MISSING,
     OK,
@@ -29,7 +27,7 @@ from lmfloss.report.aggregate import (
     build_grid,
     paired_tests,
 )
-from lmfloss.report.collect import Run, find_runs, read_cam_summary
+from lmfloss.report.collect import Run, find_cam_summaries, find_runs, match_run
 from lmfloss.report.figures import figure1, figure2, figure4
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
@@ -233,34 +231,32 @@ def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
     return lines + [""]
 
 
-def _cam_section(runs: Sequence[Run]) -> list[str]:
-    rows = []
-    columns: list[str] = []
-    for run in runs:
-        summary = read_cam_summary(run.run_dir) if run.finished else None
-        if not summary:
-            continue
-        numeric: dict[str, list[float]] = {}
-        for record in summary:
-            for key, value in record.items():
+CAM_COLUMNS = ("n_scored", "pointing_hit_rate", "energy_in_box", "energy_over_chance", "best_iou")
+
+
+def _cam_section(runs: Sequence[Run], roots: Sequence[str | Path]) -> list[str]:
+    """Grad-CAM agreement with annotations, from ``lmfloss cam``'s ``cam_summary.csv`` files."""
+    lines = []
+    for _path, rows in find_cam_summaries(roots):
+        for row in rows:
+            if row.get("class") != "all":
+                continue
+            run = match_run(row.get("run", ""), runs)
+            label = (f"{dataset_name(run.dataset)} | {model_name(run.model)} | {loss_name(run.loss)} | {run.seed}"
+                     if run else f"{row.get('run', '?')} | | | ")
+            cells = []
+            for column in CAM_COLUMNS:
                 try:
-                    numeric.setdefault(key, []).append(float(value))
-                except (TypeError, ValueError):
-                    continue
-        for key in numeric:
-            if key not in columns:
-                columns.append(key)
-        rows.append((run, {k: float(np.mean(v)) for k, v in numeric.items()}))
-    if not rows:
+                    cells.append(f"{float(row[column]):.3g}")
+                except (KeyError, TypeError, ValueError):
+                    cells.append("—")
+            lines.append(f"| {label} | {row.get('target', '')} | " + " | ".join(cells) + " |")
+    if not lines:
         return []
-    lines = ["## Grad-CAM (mean of each run's cam_summary.csv)", "",
-             "| Dataset | Model | Loss | seed | " + " | ".join(columns) + " |",
-             "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " |"]
-    for run, values in rows:
-        cells = [f"{values[c]:.4g}" if c in values else "—" for c in columns]
-        lines.append(f"| {dataset_name(run.dataset)} | {model_name(run.model)} | {loss_name(run.loss)} | "
-                     f"{run.seed} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    header = ["## Grad-CAM against the annotations (lmfloss cam, all classes)", "",
+              "| Dataset | Model | Loss | seed | target | " + " | ".join(CAM_COLUMNS) + " |",
+              "| --- | --- | --- | ---: | --- | " + " | ".join("---:" for _ in CAM_COLUMNS) + " |"]
+    return header + lines + [""]
 
 
 def _report_markdown(
@@ -285,7 +281,7 @@ def _report_markdown(
                   "Δ = measured − paper, percentage points.", ""]
         for table in compare_tables:
             lines += [table.to_markdown(), ""]
-    lines += _cam_section(result.runs)
+    lines += _cam_section(result.runs, roots)
     if any(figure_files.values()):
         lines += ["## Figures", ""]
         captions = {

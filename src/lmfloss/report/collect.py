@@ -329,13 +329,30 @@ def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predi
     )
 
 
-def read_cam_summary(run_dir: str | Path) -> list[dict[str, str]] | None:
-    """Rows of the Grad-CAM issue's optional ``cam_summary.csv``, or ``None`` if absent."""
-    path = Path(run_dir) / "cam_summary.csv"
-    if not path.is_file():
+def find_cam_summaries(roots: Sequence[str | Path]) -> list[tuple[Path, list[dict[str, str]]]]:
+    """Every ``cam_summary.csv`` (written by ``lmfloss cam``) at or below the roots.
+
+    Returns:
+        ``(path, rows)`` pairs; rows as read (``run, target, class, n_images, ...``).
+    """
+    found = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("cam_summary.csv")):
+            with path.open(newline="") as handle:
+                found.append((path, list(csv.DictReader(handle))))
+    return found
+
+
+def match_run(label: str, runs: Sequence[Run]) -> Run | None:
+    """The run whose directory path ends with ``label`` (``lmfloss cam``'s run names)."""
+    parts = tuple(Path(label).parts)
+    if not parts:
         return None
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    matches = [r for r in runs if r.run_dir.parts[-len(parts) :] == parts]
+    return matches[0] if len(matches) == 1 else None
 
 
 def infer_settings(alpha: float | None, beta: float | None) -> list[str]:
