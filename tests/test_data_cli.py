@@ -100,7 +100,7 @@ def test_prepare_builds_the_cache(tmp_path, capsys):
     assert "train: 15 images of 32 px" in text
     files = sorted(cache.glob("*.npy"))
     assert len(files) == 3
-    assert {np.load(f, mmap_mode="r").shape for f in files} == {(15, 32, 32, 3), (3, 32, 32, 3)}
+    assert {np.load(f, mmap_mode="r").shape for f in files} == {(15, 3, 32, 32), (3, 3, 32, 32)}
 
 
 def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys):

@@ -127,11 +127,11 @@ def test_cache_matches_pil_resize_and_is_reused(tmp_path, monkeypatch):
     files = sorted(cache_dir.glob("*.npy"))
     assert len(files) == 1 and not list(cache_dir.glob("*.part"))
     cached = np.load(files[0], mmap_mode="r")
-    assert cached.shape == (len(ds), 24, 24, 3) and cached.dtype == np.uint8
+    assert cached.shape == (len(ds), 3, 24, 24) and cached.dtype == np.uint8  # channels-first
     for i, record in enumerate(ds.records):
         with Image.open(record.path) as image:
             expected = np.asarray(image.convert("RGB").resize((24, 24), Image.Resampling.BILINEAR))
-        np.testing.assert_array_equal(cached[i], expected)
+        np.testing.assert_array_equal(cached[i], expected.transpose(2, 0, 1))
         torch.testing.assert_close(ds[i][0], torch.from_numpy(expected.astype(np.float32) / 255).permute(2, 0, 1))
     # a second dataset reads the cache and decodes nothing
     monkeypatch.setattr(cache_module, "read_image", lambda *a, **k: pytest.fail("decoded again"))

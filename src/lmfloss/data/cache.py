@@ -1,11 +1,12 @@
-"""The on-disk image cache: decoded, resized ``uint8 [N, S, S, 3]`` arrays, memory-mapped.
+"""The on-disk image cache: decoded, resized ``uint8 [N, 3, S, S]`` arrays, memory-mapped.
 
 Decoding a 600x450 JPEG and resizing it every epoch starves a GPU, so every image of a
 split is decoded and resized once (the paper: 224x224) into a ``.npy`` file that later
 epochs and runs memory-map. The file name carries a hash of the split's records (ids,
 paths, file sizes and modification times) and the image size, so a changed manifest or
 image gets a new cache. Building writes to a temporary file in the same folder and
-renames it atomically, so concurrent runs never read a half-written cache.
+renames it atomically, so concurrent runs never read a half-written cache. Images are
+stored channels-first so that one item is one contiguous block, ready for ``torch``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lmfloss.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the decoding/resizing changes
+CACHE_VERSION = 2  # bump when the decoding/resizing/layout changes
 
 
 def default_cache_dir(root: Path | None) -> Path:
@@ -64,7 +65,7 @@ def build_cache(
     skip_bad_images: bool = False,
     progress: bool = False,
 ) -> list[str]:
-    """Decode and resize every record's image into ``images_path`` (``uint8 [N, S, S, 3]``).
+    """Decode and resize every record's image into ``images_path`` (``uint8 [N, 3, S, S]``).
 
     Args:
         records: file records (``record.path`` set) in item order.
@@ -86,7 +87,7 @@ def build_cache(
     tmp = Path(tmp_name)
     skipped: list[str] = []
     try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), image_size, image_size, 3))
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
         iterator = enumerate(records)
         if progress:
             from tqdm import tqdm
@@ -94,7 +95,7 @@ def build_cache(
             iterator = tqdm(iterator, total=len(records), desc=f"caching {images_path.stem}", unit="img")
         for i, record in iterator:
             try:
-                array[i] = read_image(record.path, image_size)
+                array[i] = read_image(record.path, image_size).transpose(2, 0, 1)
             except DataError:
                 if not skip_bad_images:
                     raise

@@ -26,7 +26,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         image = Image.fromarray((array >> shift).clip(0, 255).astype(np.uint8))
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy, unlike np.asarray
 
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
