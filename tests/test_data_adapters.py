@@ -79,6 +79,12 @@ def test_ham10000_kaggle_layout_on_real_samples(ham_kaggle):
 
 
 @needs_shared
+def test_ham10000_kaggle_layout_without_lesion_ids_cannot_group(ham_kaggle):
+    with pytest.raises(DataError, match="no lesion ids.*HAM10000_metadata.csv"):
+        load_splits("ham10000", root=ham_kaggle, group_by="lesion")
+
+
+@needs_shared
 def test_ham10000_boxes_from_masks_match_pil_getbbox(ham_kaggle):
     splits = _all_train(adapters_files.index_ham10000(ham_kaggle))
     by_id = {r.id: r for r in splits.records("train")}

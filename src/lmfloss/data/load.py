@@ -86,6 +86,12 @@ def load_splits(
     index = adapter.index(root_path, csv_path, download)
     check_class_names(index.class_names)
     index.group_kind = index.group_kind or adapter.group_kind
+    if group_by is not None and not any(r.group for r in index.records):
+        raise DataError(
+            f"dataset {dataset!r} under {str(root_path)!r} has no {group_by} ids to group by; "
+            + ("put HAM10000_metadata.csv (lesion_id,image_id,...) next to GroundTruth.csv"
+               if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
+        )
     skipped = _drop_bad_images(index) if skip_bad_images else []
     if index.official_split is not None:
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
