@@ -282,3 +282,13 @@ def test_cam_summary_joined_to_its_run(tmp_path: Path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| HAM-10K | EfficientNetV2 | LMF | 4 | pred | 8 | 0.625 | 0.41 | 4.1 | 0.45 |" in md
     assert "| 0.25 |" not in md  # per-class rows stay in the cam output
+
+
+def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
+    root = tmp_path / "runs"
+    make_run(root, dataset="retinamnist", model="resnet18", loss="cb")
+    result = build_report([root], tmp_path / "out", n_boot=20, figures=False)
+    table = next(t for t in result.tables if t.name == "table_main_resnet18")
+    assert table.title == "Test performance of each loss on resnet18 (percent)"
+    assert table.rows[0][:2] == ["retinamnist", "cb"]
+    assert (tmp_path / "out" / "tables" / "table_main_resnet18.tex").is_file()

@@ -38,6 +38,7 @@ _NON_EXPERIMENT_KEYS = frozenset(
         "skip_bad_images",
         "download",
         "device",
+        "amp",
         "workers",
         "tensorboard",
         "bootstrap",

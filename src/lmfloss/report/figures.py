@@ -73,8 +73,12 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     for k, loss in enumerate(grid.losses):
         heights = [100 * data.get((d, loss), (np.nan, 0, 0))[0] for d in grid.datasets]
         errors = [100 * data.get((d, loss), (0, 0, 0))[1] for d in grid.datasets]
-        ax.bar(x + (k - (len(grid.losses) - 1) / 2) * width, heights, width, yerr=errors,
-               capsize=3, label=loss_name(loss))
+        positions = x + (k - (len(grid.losses) - 1) / 2) * width
+        ax.bar(positions, heights, width, yerr=errors, capsize=3, label=loss_name(loss))
+        for pos, d, h in zip(positions, grid.datasets, heights):
+            n = data.get((d, loss), (0, 0, 0))[2]
+            if 0 < n < len(grid.models):  # say so when fewer architectures count
+                ax.annotate(f"n={n}", (pos, h), ha="center", va="bottom", fontsize="x-small")
     ax.set_xticks(x, [dataset_name(d) for d in grid.datasets])
     ax.set_ylabel("Macro F1 (%)")
     n_models = len(grid.models)

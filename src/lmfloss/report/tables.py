@@ -122,10 +122,9 @@ def main_table(
     """
     number = PAPER_TABLE_OF_MODEL.get(model)
     name = f"table{number}_{model}" if number else f"table_main_{model}"
-    title = (
-        f"Table {number if number else ''}{'. ' if number else ''}Test performance of each loss "
-        f"on {model_name(model)} (percent)"
-    ).replace("Table . ", "")
+    title = f"Test performance of each loss on {model_name(model)} (percent)"
+    if number:
+        title = f"Table {number}. {title}"
     columns = ["Dataset", "Loss", *METRIC_LABELS.values(), "Macro F1 95% CI"]
     has_tests = bool(comparisons) and "lmf" in grid.losses
     if has_tests:
