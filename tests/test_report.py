@@ -292,3 +292,14 @@ def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
     assert table.title == "Test performance of each loss on resnet18 (percent)"
     assert table.rows[0][:2] == ["retinamnist", "cb"]
     assert (tmp_path / "out" / "tables" / "table_main_resnet18.tex").is_file()
+
+
+def test_fig1_with_one_architecture_spreads_over_seeds(tmp_path: Path):
+    root = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        make_run(root, dataset="breastmnist", model="resnet18", loss="ce", seed=seed)
+    runs = find_runs([root])
+    values = [r.test("f1_macro") for r in runs]
+    mean, mad, n = fig1_data(build_grid(runs))[("breastmnist", "ce")]
+    assert mean == pytest.approx(np.mean(values), abs=1e-12) and n == 3
+    assert mad == pytest.approx(np.mean(np.abs(np.array(values) - np.mean(values))), abs=1e-12)

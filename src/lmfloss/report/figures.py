@@ -48,6 +48,8 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
 
     Each architecture contributes its cell's seed-mean test macro-F1; architectures
     whose cell is missing or unfinished are left out (``n models`` says how many count).
+    With a single architecture the spread across architectures is 0 by definition, so
+    the seeds take their place: mean and mean absolute deviation over seeds, ``n`` seeds.
     """
     data = {}
     for dataset in grid.datasets:
@@ -55,9 +57,12 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
             values = []
             for model in grid.models:
                 cell = grid.cell(dataset, model, loss)
-                stats = cell.mean_std("f1_macro") if cell.status == OK else None
-                if stats is not None:
-                    values.append(stats[0])
+                if cell.status != OK:
+                    continue
+                if len(grid.models) == 1:
+                    values = cell.values("f1_macro")
+                elif cell.values("f1_macro"):
+                    values.append(float(np.mean(cell.values("f1_macro"))))
             if values:
                 data[(dataset, loss)] = (float(np.mean(values)), mean_absolute_deviation(values), len(values))
     return data
@@ -77,13 +82,16 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
         ax.bar(positions, heights, width, yerr=errors, capsize=3, label=loss_name(loss))
         for pos, d, h in zip(positions, grid.datasets, heights):
             n = data.get((d, loss), (0, 0, 0))[2]
-            if 0 < n < len(grid.models):  # say so when fewer architectures count
+            if 0 < n < len(grid.models) or (len(grid.models) == 1 and n != grid.expected_n):
                 ax.annotate(f"n={n}", (pos, h), ha="center", va="bottom", fontsize="x-small")
     ax.set_xticks(x, [dataset_name(d) for d in grid.datasets])
     ax.set_ylabel("Macro F1 (%)")
-    n_models = len(grid.models)
-    ax.set_title(f"Macro-F1, mean over {n_models} architecture{'s' if n_models > 1 else ''} "
-                 "± mean absolute deviation")
+    if len(grid.models) == 1:
+        ax.set_title(f"Macro-F1 of {model_name(grid.models[0])}, mean over seeds "
+                     "± mean absolute deviation")
+    else:
+        ax.set_title(f"Macro-F1, mean over {len(grid.models)} architectures "
+                     "± mean absolute deviation")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Loss")
     return _save(fig, Path(out_dir), "fig1_macro_f1")
 
