@@ -219,6 +219,9 @@ def test_compare_paper_and_figures(tmp_path: Path):
     md = (out / "report.md").read_text()
     assert "Beside the paper" in md and "figures/fig1_macro_f1.png" in md
     assert re.search(r"\| HAM-10K \| CCE \| .* \| 81\.85 \|", md)
+    # The headline row: LMF vs the best baseline, with the paired p-value and seed counts.
+    lmf = run.test("f1_macro")
+    assert f"| HAM-10K | EfficientNetV2 | {100 * lmf:.2f} | CCE " in md
 
 
 def test_cli_report(grid_runs: Path, tmp_path: Path, capsys):
@@ -291,6 +294,8 @@ def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
     table = next(t for t in result.tables if t.name == "table_main_resnet18")
     assert table.title == "Test performance of each loss on resnet18 (percent)"
     assert table.rows[0][:2] == ["retinamnist", "cb"]
+    build_report([root], tmp_path / "cmp", n_boot=20, figures=False, compare_paper=True)
+    assert "nothing to compare" in (tmp_path / "cmp" / "report.md").read_text()
     assert (tmp_path / "out" / "tables" / "table_main_resnet18.tex").is_file()
 
 

@@ -186,10 +186,12 @@ def _config_notes(grid: Grid, model: str) -> list[str]:
 def compare_main_table(grid: Grid, model: str) -> Table | None:
     """Tables 2-4 beside the paper: measured, published and difference per metric.
 
-    Returns ``None`` for an architecture the paper did not use.
+    Only the paper's datasets get rows. Returns ``None`` when the architecture or every
+    dataset is not the paper's.
     """
     number = PAPER_TABLE_OF_MODEL.get(model)
-    if number is None:
+    datasets = [d for d in grid.datasets if any(paper_main(d, model, loss) for loss in grid.losses)]
+    if number is None or not datasets:
         return None
     columns = ["Dataset", "Loss"]
     for label in METRIC_LABELS.values():
@@ -199,7 +201,7 @@ def compare_main_table(grid: Grid, model: str) -> Table | None:
         title=f"Table {number} vs the paper: {model_name(model)} (percent; Δ = measured − paper)",
         columns=columns,
     )
-    for dataset in grid.datasets:
+    for dataset in datasets:
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(dataset, model, loss)
             published = paper_main(dataset, model, loss)
