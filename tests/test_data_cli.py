@@ -101,6 +101,9 @@ def test_prepare_builds_the_cache(tmp_path, capsys):
     files = sorted(cache.glob("*.npy"))
     assert len(files) == 3
     assert {np.load(f, mmap_mode="r").shape for f in files} == {(15, 3, 32, 32), (3, 3, 32, 32)}
+    assert main(["prepare", "--dataset", "synthetic", "--cache-dir", str(cache)]) == 0
+    assert "resized in memory, nothing to cache" in capsys.readouterr().out
+    assert len(list(cache.glob("*.npy"))) == 3
 
 
 def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
