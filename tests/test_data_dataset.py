@@ -208,3 +208,18 @@ def test_real_jpeg_samples_through_the_cache(tmp_path):
     with Image.open(ds.records[0].path) as image:
         expected = np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
     np.testing.assert_array_equal((ds[0][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), expected)
+
+
+def test_parallel_cache_build_equals_serial_and_reports_bad_files(tmp_path):
+    root = _folder_dataset(tmp_path / "data", n=40, ext="jpg")
+    splits = load_splits("imagefolder", root=root)
+    serial = make_dataset(splits, "train", image_size=16, cache_dir=tmp_path / "serial")
+    parallel = make_dataset(splits, "train", image_size=16, cache_dir=tmp_path / "parallel", cache_workers=2)
+    np.testing.assert_array_equal(
+        np.load(serial.images_path, mmap_mode="r"), np.load(parallel.images_path, mmap_mode="r")
+    )
+    bad = Path(splits.records("train")[-1].path)
+    bad.write_bytes(bad.read_bytes()[:1200])
+    with pytest.raises(DataError, match=f"cannot decode image .*{bad.name}"):
+        make_dataset(splits, "train", image_size=16, cache_dir=tmp_path / "broken", cache_workers=2)
+    assert not list((tmp_path / "broken").iterdir())  # the temporary file is gone too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -99,7 +100,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
         print(f"{splits.name} is an array dataset: it is resized in memory, nothing to cache")
         return 0
     for split in args.splits:
-        dataset = make_dataset(splits, split, args.image_size, cache_dir=args.cache_dir, progress=not args.quiet)
+        dataset = make_dataset(
+            splits, split, args.image_size, cache_dir=args.cache_dir, progress=not args.quiet,
+            cache_workers=args.workers,
+        )
         print(f"{split}: {len(dataset)} images of {args.image_size} px in {dataset.images_path}")
     if splits.skipped:
         print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
@@ -133,5 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_data_arguments(prepare)
     prepare.add_argument("--image-size", type=int, default=224, help="side of the square images (the paper: 224)")
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default: <root>/.lmfloss-cache or ~/.cache/lmfloss)")
+    prepare.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1),
+        help="processes decoding images (default: min(8, CPU count))",
+    )
     prepare.add_argument("--splits", nargs="+", choices=["train", "val", "test"], default=["train", "val", "test"])
     prepare.set_defaults(func=_run_prepare)

@@ -56,6 +56,26 @@ def cache_paths(cache_dir: Path, name: str, split: str, image_size: int, key: st
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.skipped.txt"
 
 
+def _fill_rows(
+    array_path: str, rows: Sequence[tuple[int, str]], image_size: int
+) -> list[tuple[int, str]]:
+    """Decode ``(row, image path)`` pairs into the ``.npy`` at ``array_path``.
+
+    Runs in the main process or in a worker process (it opens its own memory map).
+    Returns ``(row, error message)`` for every image that could not be decoded.
+    """
+    array = np.load(array_path, mmap_mode="r+")
+    failures = []
+    for row, path in rows:
+        try:
+            array[row] = read_image(path, image_size).transpose(2, 0, 1)
+        except DataError as exc:
+            array[row] = 0
+            failures.append((row, str(exc)))
+    array.flush()
+    return failures
+
+
 def build_cache(
     records: Sequence[Record],
     image_size: int,
@@ -64,6 +84,7 @@ def build_cache(
     *,
     skip_bad_images: bool = False,
     progress: bool = False,
+    workers: int = 1,
 ) -> list[str]:
     """Decode and resize every record's image into ``images_path`` (``uint8 [N, 3, S, S]``).
 
@@ -74,6 +95,7 @@ def build_cache(
         skip_bad_images: leave an undecodable image's row black and list its id in
             ``skipped_path`` instead of raising.
         progress: show a tqdm progress bar (images/s) on stderr.
+        workers: decoding processes (JPEG decoding is CPU-bound; 1 decodes in this process).
 
     Returns:
         The ids of the skipped records.
@@ -81,35 +103,56 @@ def build_cache(
     Raises:
         DataError: an image cannot be decoded and ``skip_bad_images`` is False.
     """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     images_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=images_path.parent, prefix=f".{images_path.stem}.", suffix=".npy.part")
     os.close(fd)
     tmp = Path(tmp_name)
-    skipped: list[str] = []
+    chunk = 64
+    tasks = [
+        [(i, str(r.path)) for i, r in enumerate(records[start : start + chunk], start)]
+        for start in range(0, len(records), chunk)
+    ]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(records), desc=f"caching {images_path.stem}", unit="img")
+    failures: list[tuple[int, str]] = []
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
-        iterator = enumerate(records)
-        if progress:
-            from tqdm import tqdm
+        del array  # header written; the rows are filled through fresh memory maps
+        if workers == 1 or len(tasks) < 2:
+            results = (_fill_rows(str(tmp), task, image_size) for task in tasks)
+            for task, result in zip(tasks, results):
+                failures += result
+                if result and not skip_bad_images:
+                    break
+                if bar is not None:
+                    bar.update(len(task))
+        else:
+            from concurrent.futures import ProcessPoolExecutor
 
-            iterator = tqdm(iterator, total=len(records), desc=f"caching {images_path.stem}", unit="img")
-        for i, record in iterator:
-            try:
-                array[i] = read_image(record.path, image_size).transpose(2, 0, 1)
-            except DataError:
-                if not skip_bad_images:
-                    raise
-                logger.warning("skipping undecodable image %s", record.path)
-                array[i] = 0
-                skipped.append(record.id)
-        array.flush()
-        del array
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for task, result in zip(tasks, pool.map(_fill_rows, [str(tmp)] * len(tasks), tasks, [image_size] * len(tasks))):
+                    failures += result
+                    if bar is not None:
+                        bar.update(len(task))
+        failures.sort()
+        if failures and not skip_bad_images:
+            raise DataError(failures[0][1])
+        skipped = [records[row].id for row, _ in failures]
+        for row, _ in failures:
+            logger.warning("skipping undecodable image %s", records[row].path)
         if skipped:
             skipped_path.write_text("".join(f"{s}\n" for s in skipped))
         else:
             skipped_path.unlink(missing_ok=True)
         os.replace(tmp, images_path)
     finally:
+        if bar is not None:
+            bar.close()
         tmp.unlink(missing_ok=True)
     logger.info("cached %d images of %d px in %s", len(records), image_size, images_path)
     return skipped
@@ -124,6 +167,7 @@ def open_cache(
     *,
     skip_bad_images: bool = False,
     progress: bool = False,
+    workers: int = 1,
 ) -> tuple[Path, list[str]]:
     """Return ``(images .npy path, skipped ids)``, building the cache on first use."""
     key = cache_key(name, records, image_size)
@@ -137,6 +181,7 @@ def open_cache(
             )
         return images_path, skipped
     skipped = build_cache(
-        records, image_size, images_path, skipped_path, skip_bad_images=skip_bad_images, progress=progress
+        records, image_size, images_path, skipped_path,
+        skip_bad_images=skip_bad_images, progress=progress, workers=workers,
     )
     return images_path, skipped

@@ -99,6 +99,7 @@ def make_dataset(
     augment: str = "none",
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    cache_workers: int = 1,
 ) -> ImageDataset:
     """A torch Dataset over ``split`` at ``image_size x image_size``.
 
@@ -116,6 +117,7 @@ def make_dataset(
         augment: ``"none"`` (the paper), ``"flip"`` or ``"randaugment"``.
         cache_dir: cache folder (default: :func:`lmfloss.data.cache.default_cache_dir`).
         progress: show a progress bar while building the cache.
+        cache_workers: processes decoding images while the cache is built.
 
     Returns:
         :class:`ImageDataset` yielding ``(float32 [3, S, S], int64 label, index)``.
@@ -131,7 +133,7 @@ def make_dataset(
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(splits.root)
     images_path, skipped = open_cache(
         records, splits.name, split, image_size, folder,
-        skip_bad_images=splits.skip_bad_images, progress=progress,
+        skip_bad_images=splits.skip_bad_images, progress=progress, workers=cache_workers,
     )
     dataset = ImageDataset(None, records, splits.class_names, transform, images_path=images_path)
     if skipped:
