@@ -51,8 +51,11 @@ def format_count_table(splits) -> str:
 
 def _run_split(args: argparse.Namespace) -> int:
     splits = _load(args)
-    kind = "official" if splits.official else (f"{splits.group_by}-grouped" if splits.group_by else "paper 70:15:15")
-    print(f"{splits.name}: {kind} split, seed {splits.seed}")
+    if splits.official:
+        print(f"{splits.name}: the dataset's own train/val/test split")
+    else:
+        kind = f"{splits.group_by}-grouped 70:15:15" if splits.group_by else "the paper's 70:15:15"
+        print(f"{splits.name}: {kind} split, seed {splits.seed}")
     print(format_count_table(splits))
     if splits.index.group_kind and not splits.official:
         print(f"{splits.index.group_kind} groups straddling splits: {splits.straddling_groups}")
