@@ -141,6 +141,8 @@ class Splits:
         skip_bad_images: bool = False,
         skipped: Sequence[str] = (),
     ) -> None:
+        if len(assignment) != len(index.records):
+            raise ValueError(f"{len(assignment)} split assignments for {len(index.records)} records")
         self.index = index
         self.name = index.name
         self.class_names = list(index.class_names)
