@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,34 +25,34 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _temp_path(path: Path) -> Path:
+    # Same folder (os.replace is atomic only within a file system); opened with "x" so the
+    # file gets the user's umask permissions, unlike tempfile.mkstemp's 0600.
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _atomic_write(path: Path, mode: str, write: Any) -> None:
+    tmp = _temp_path(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+        kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
+        with open(tmp, mode, **kwargs) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+    _atomic_write(Path(path), "xb", lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write a text file atomically (same scheme as :func:`atomic_save`)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(Path(path), "x", lambda handle: handle.write(text))
 
 
 def capture_rng_state() -> dict[str, Any]:

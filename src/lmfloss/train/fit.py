@@ -393,7 +393,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
                     for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr"):
                         writer.add_scalar(key, row[key], epoch)
                     writer.flush()
-            logger.info(
+            (logger.info if ctx.is_main else logger.debug)(
                 "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  "
                 "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, val_acc,
                 val_f1, lr, row["seconds"], "  *best" if improved else "",
