@@ -290,10 +290,13 @@ def test_cam_summary_joined_to_its_run(tmp_path: Path):
 def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
     root = tmp_path / "runs"
     make_run(root, dataset="retinamnist", model="resnet18", loss="cb")
+    make_run(root, dataset="retinamnist", model="resnet18", loss="focal")  # alpha="margins"
     result = build_report([root], tmp_path / "out", n_boot=20, figures=False)
     table = next(t for t in result.tables if t.name == "table_main_resnet18")
     assert table.title == "Test performance of each loss on resnet18 (percent)"
-    assert table.rows[0][:2] == ["retinamnist", "cb"]
+    assert [row[1] for row in table.rows] == ["Focal", "cb"]
+    focal = next(r for r in _read_csv(tmp_path / "out" / "results.csv") if r["loss"] == "focal")
+    assert focal["alpha"] == "" and focal["setting"] == ""
     build_report([root], tmp_path / "cmp", n_boot=20, figures=False, compare_paper=True)
     assert "nothing to compare" in (tmp_path / "cmp" / "report.md").read_text()
     assert (tmp_path / "out" / "tables" / "table_main_resnet18.tex").is_file()

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -95,22 +96,24 @@ class Run:
 
     @property
     def loss_params(self) -> dict[str, Any]:
-        return dict(self.config.get("loss_params") or {})
+        """The run's loss parameters, with the loss's defaults for those not given."""
+        return {**loss_defaults(self.loss), **(self.config.get("loss_params") or {})}
 
     @property
     def alpha(self) -> float | None:
-        value = self.loss_params.get("alpha")
-        return None if value is None else float(value)
+        """LMF's ``alpha`` (numeric ``alpha`` of any loss; ``None`` if absent or not a number)."""
+        return _number(self.loss_params.get("alpha"))
 
     @property
     def beta(self) -> float | None:
-        value = self.loss_params.get("beta")
-        return None if value is None else float(value)
+        """LMF's ``beta`` (``None`` if absent or not a number)."""
+        return _number(self.loss_params.get("beta"))
 
     @property
     def experiment_key(self) -> str:
         """The config without seed and hardware keys: runs sharing it are repeats."""
         kept = {k: v for k, v in self.config.items() if k not in _NON_EXPERIMENT_KEYS}
+        kept["loss_params"] = self.loss_params  # {} and the explicit defaults are one experiment
         return json.dumps(kept, sort_keys=True, default=str)
 
     @property
@@ -156,6 +159,31 @@ class Predictions:
     labels: np.ndarray
     preds: np.ndarray
     class_names: list[str]
+
+
+def _number(value: Any) -> float | None:
+    # focal's ``alpha`` may be the string "margins": not a hyperparameter value to tabulate.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@cache
+def _loss_defaults(name: str) -> tuple[tuple[str, Any], ...]:
+    try:
+        from lmfloss.losses import loss_parameters
+    except ImportError:  # pragma: no cover - the loss library is part of the package
+        return ()
+    try:
+        params = loss_parameters(name)
+    except ValueError:  # a loss this installation does not know: no defaults to fill in
+        return ()
+    return tuple((k, v) for k, v in params.items() if k != "reduction")
+
+
+def loss_defaults(name: str) -> dict[str, Any]:
+    """Default parameters of loss ``name`` (``{}`` for a loss lmfloss does not know)."""
+    return dict(_loss_defaults(name))
 
 
 def _metric(report: dict[str, Any] | None, split: str, metric: str) -> float | None:
