@@ -1,0 +1,172 @@
+"""``lmfloss train / evaluate / predict / demo`` through lmfloss.cli.main: outputs and every error path."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmfloss.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+BREAST = SHARED / "breastmnist" / "breastmnist.npz"
+HAM_IMAGES = SHARED / "samples" / "ham10000" / "images"
+needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}")
+
+TINY = ["--dataset", "breastmnist", "--root", str(SHARED), "--model", "shufflenet_v2_x0_5",
+        "--weights", "none", "--image-size", "16", "--epochs", "1", "--device", "cpu",
+        "--bootstrap", "50", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A run trained from a YAML config with a flag overriding it."""
+    if not BREAST.is_file():
+        pytest.skip(f"real data not found: {BREAST}")
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "dataset": "breastmnist", "root": str(SHARED), "model": "shufflenet_v2_x0_5",
+        "weights": "none", "image_size": 16, "epochs": 3, "device": "cpu", "loss": "focal",
+        "loss_params": {"gamma": 1.0}, "bootstrap": 50,
+    }))
+    out = folder / "run"
+    code = main(["train", "--config", str(config), "--epochs", "1", "--loss-param", "gamma=2",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def _one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"lmfloss {command}: error: ")
+    return err[0]
+
+
+@needs_breast
+def test_train_config_file_with_flag_overrides(cli_run, capsys):
+    saved = yaml.safe_load((cli_run / "config.yaml").read_text())
+    assert saved["epochs"] == 1  # the flag beat the file's 3
+    assert saved["loss"] == "focal"  # from the file
+    assert saved["loss_params"] == {"gamma": 2}  # --loss-param overrides the file's value
+    assert saved["lr"] == 1e-4 and saved["lr_step"] == 30  # the paper's defaults
+    assert (cli_run / "report.json").is_file()
+
+
+@needs_breast
+def test_evaluate_writes_and_prints_report(cli_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(cli_run), "--split", "test", "--checkpoint", "last"]) == 0
+    out = capsys.readouterr().out
+    assert "f1_macro" in out and "156 images" in out
+    again = json.loads((cli_run / "eval-test-last.json").read_text())
+    report = json.loads((cli_run / "report.json").read_text())
+    # one epoch: best.pt and last.pt hold the same model, so the numbers agree
+    assert again["f1_macro"] == pytest.approx(report["test"]["f1_macro"])
+    assert again["confusion_matrix"] == report["test"]["confusion_matrix"]
+
+
+@needs_breast
+@pytest.mark.skipif(not HAM_IMAGES.is_dir(), reason=f"sample images not found: {HAM_IMAGES}")
+def test_predict_images_and_csv(cli_run, tmp_path, capsys):
+    images = sorted(HAM_IMAGES.glob("*.jpg"))[:3]
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\n" + "".join(f"{p}\n" for p in images[1:]))
+    target = tmp_path / "preds.csv"
+    code = main(["predict", "--run", str(cli_run), str(images[0]), "--csv", str(listing), "--out", str(target)])
+    assert code == 0
+    with open(target, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["image"] for r in rows] == [str(p) for p in images]
+    names = ["malignant", "normal_benign"]
+    for row in rows:
+        probs = [float(row[f"prob_{n}"]) for n in names]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert row["pred"] == names[probs.index(max(probs))]
+
+
+@needs_breast
+def test_existing_run_refused_then_overwrite(cli_run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["train", *TINY, "--out", str(cli_run)]) == 2
+    line = _one_error_line(capsys, "train")
+    assert "already holds a finished run" in line and "--overwrite" in line
+    copy = tmp_path / "again"
+    assert main(["train", *TINY, "--loss", "ce", "--out", str(copy)]) == 0
+    first = (copy / "metrics.csv").read_text()
+    assert main(["train", *TINY, "--loss", "ce", "--out", str(copy), "--overwrite"]) == 0
+    assert (copy / "metrics.csv").read_text().splitlines()[1].split(",")[:-1] == first.splitlines()[1].split(",")[:-1]
+
+
+@needs_breast
+def test_resume_cli_continues_a_run(cli_run, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--loss", "ce", "--out", str(out)]) == 0
+    # extend the finished 1-epoch run to 2 epochs
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--model", "resnet5"], "unknown model 'resnet5'"),
+        (["--loss", "lmff"], "lmff"),
+        (["--dataset", "no-such-set"], "unknown dataset 'no-such-set'"),
+        (["--dataset", "ham10000", "--root", "/nonexistent/ham"], "/nonexistent/ham"),
+        (["--weights", "/nonexistent/w.pt"], "/nonexistent/w.pt"),
+        (["--epochs", "0"], "epochs=0 is invalid"),
+        (["--device", "cuda:7"], "cuda:7"),
+        (["--loss-param", "beta"], "--loss-param expects key=value, got 'beta'"),
+    ],
+)
+@needs_breast
+def test_train_user_errors_are_one_line(argv, expected, tmp_path, capsys):
+    code = main(["train", *TINY, *argv, "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert expected in _one_error_line(capsys, "train")
+
+
+def test_train_needs_out(capsys):
+    assert main(["train", "--dataset", "synthetic"]) == 2
+    assert "--out RUN_DIR" in _one_error_line(capsys, "train")
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.yaml" in _one_error_line(capsys, "train")
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("modle: resnet18\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown config key(s) ['modle']" in _one_error_line(capsys, "train")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "--run", "/nonexistent/run"], "/nonexistent/run"),
+        (["predict", "--run", "/nonexistent/run", "x.png"], "x.png"),
+        (["train", "--resume", "/nonexistent/run"], "/nonexistent/run"),
+    ],
+)
+def test_bad_run_directory(argv, expected, capsys):
+    assert main(argv) == 2
+    assert expected in _one_error_line(capsys, argv[0])
+
+
+@needs_breast
+def test_predict_errors(cli_run, tmp_path, capsys):
+    listing = tmp_path / "bad.csv"
+    listing.write_text("file_name\nx.png\n")
+    assert main(["predict", "--run", str(cli_run), "--csv", str(listing)]) == 2
+    assert "needs a 'path' column" in _one_error_line(capsys, "predict")
+    assert main(["predict", "--run", str(cli_run)]) == 2
+    assert "needs image files or --csv" in _one_error_line(capsys, "predict")
