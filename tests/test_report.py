@@ -137,6 +137,10 @@ def test_paired_tests_in_report(grid_runs: Path, tmp_path: Path):
     assert float(by_model["efficientnet_v2_s"]["delta_f1_macro"]) == pytest.approx(expected, abs=1e-12)
     # 15% vs 35% label noise on 200 images: a real difference.
     assert float(by_model["efficientnet_v2_s"]["p_value"]) < 0.01
+    seed_deltas = [float(d) for d in by_model["efficientnet_v2_s"]["seed_deltas"].split()]
+    assert np.mean(seed_deltas) == pytest.approx(expected, abs=1e-12)
+    assert 0 < float(by_model["efficientnet_v2_s"]["p_value_seeds"]) <= 1
+    assert by_model["resnet50"]["p_value_seeds"] == ""  # one pair: no seed resampling
     md = (tmp_path / "out" / "report.md").read_text()
     assert "Paired bootstrap" in md and "missing (no run)" in md and "unfinished" in md
 

@@ -175,7 +175,7 @@ def build_report(
 
 PAIRED_COLUMNS = (
     "dataset", "model", "reference", "baseline", "n_pairs", "seeds", "n_images",
-    "delta_f1_macro", "ci95_lo", "ci95_hi", "p_value", "n_boot",
+    "delta_f1_macro", "ci95_lo", "ci95_hi", "p_value", "p_value_seeds", "seed_deltas", "n_boot",
 )
 
 
@@ -187,7 +187,8 @@ def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
             "n_pairs": c.test.n_pairs, "seeds": " ".join(str(s) for s in c.seeds),
             "n_images": c.test.n_items, "delta_f1_macro": c.test.delta,
             "ci95_lo": c.test.ci95[0], "ci95_hi": c.test.ci95[1],
-            "p_value": c.test.p_value, "n_boot": c.test.n_boot,
+            "p_value": c.test.p_value, "p_value_seeds": c.test.p_value_seeds,
+            "seed_deltas": " ".join(repr(d) for d in c.test.seed_deltas), "n_boot": c.test.n_boot,
         }
         for c in comparisons
     ]
@@ -251,7 +252,9 @@ def _summary_section(grid: Grid, comparisons: Sequence[Comparison]) -> list[str]
                 f"| {dataset_name(d)} | {model_name(m)} | {pct(float(np.mean(lmf.values('f1_macro'))))} "
                 f"| {loss_name(best.loss)} {pct(float(np.mean(best.values('f1_macro'))))} "
                 f"| {DASH if test is None else f'{100 * test.delta:+.2f}'} "
-                f"| {DASH if test is None else f'{test.p_value:.3f}'} | {spread} | {lmf.n}/{best.n} "
+                f"| {DASH if test is None else f'{test.p_value:.3f}'} "
+                f"| {DASH if test is None or test.p_value_seeds is None else f'{test.p_value_seeds:.3f}'} "
+                f"| {spread} | {lmf.n}/{best.n} "
                 f"| {minority_text} |"
             )
     if not lines:
@@ -259,11 +262,11 @@ def _summary_section(grid: Grid, comparisons: Sequence[Comparison]) -> list[str]
     return [
         "## Summary: LMF against the best baseline", "",
         "Macro-F1 (test, percent, mean over seeds); ΔF1 and p from the paired bootstrap over "
-        "the same test images; seed std: standard deviation over seeds (LMF/baseline), the "
+        "the same test images (and over seeds too, where there are several); seed std: standard deviation over seeds (LMF/baseline), the "
         "seed-to-seed spread a difference should exceed; minority class: the smallest training "
         "class, F1 of LMF vs the best baseline.", "",
-        "| Dataset | Model | LMF | best baseline | ΔF1 | p | seed std | seeds | minority-class F1 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| Dataset | Model | LMF | best baseline | ΔF1 | p (images) | p (seeds + images) | seed std | seeds | minority-class F1 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *lines, "",
     ]
 
@@ -274,16 +277,22 @@ def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
                 "(or predictions.csv is missing).", ""]
     lines = [
         "LMF minus each baseline in test macro-F1 (percentage points), runs paired by seed and "
-        "scored on the same bootstrap resamples of the test images; p is two-sided.",
+        "scored on the same bootstrap resamples of the test images; p is two-sided. "
+        "p (images) asks whether the difference could come from the choice of test images; "
+        "p (seeds + images) also resamples the paired seeds (two-level bootstrap), so a "
+        "difference that changes sign between seeds is not called real.",
         "",
-        "| Dataset | Model | Baseline | seeds | ΔF1 | 95% CI | p |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| Dataset | Model | Baseline | seeds | ΔF1 | 95% CI (images) | p (images) | ΔF1 per seed | p (seeds + images) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in comparisons:
         t = c.test
+        per_seed = ", ".join(f"{100 * d:+.2f}" for d in t.seed_deltas)
+        p_seeds = DASH if t.p_value_seeds is None else f"{t.p_value_seeds:.3f}"
         lines.append(
             f"| {dataset_name(c.dataset)} | {model_name(c.model)} | {loss_name(c.baseline)} | {t.n_pairs} | "
-            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {t.p_value:.3f} |"
+            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {t.p_value:.3f} | "
+            f"{per_seed} | {p_seeds} |"
         )
     return lines + [""]
 

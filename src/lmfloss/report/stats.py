@@ -143,11 +143,14 @@ class PairedTest:
 
     Attributes:
         delta: Observed ``metric(A) - metric(B)``, averaged over paired runs (seeds).
-        ci95: Percentile 95% interval of the resampled difference.
-        p_value: Two-sided p-value of "no difference".
+        ci95: Percentile 95% interval of the resampled difference (images resampled).
+        p_value: Two-sided p-value of "no difference", test images resampled.
         n_boot: Resamples.
         n_items: Test images.
         n_pairs: Paired runs (seeds) averaged.
+        seed_deltas: The observed difference of each pair (seed), in order.
+        p_value_seeds: Two-sided p-value with seeds *and* images resampled (two-level
+            bootstrap), so the seed-to-seed spread counts too; ``None`` for one pair.
     """
 
     delta: float
@@ -156,6 +159,16 @@ class PairedTest:
     n_boot: int
     n_items: int
     n_pairs: int
+    seed_deltas: tuple[float, ...] = ()
+    p_value_seeds: float | None = None
+
+
+def _shifted_p(deltas: np.ndarray, observed: float) -> float:
+    """``(1 + #{|d*_b - d| >= |d|}) / (B + 1)``; 1 when the observed difference is 0."""
+    if math.isclose(observed, 0.0, abs_tol=1e-12):
+        return 1.0
+    extreme = int(np.sum(np.abs(deltas - observed) >= abs(observed) - 1e-12))
+    return (1 + extreme) / (deltas.size + 1)
 
 
 def paired_bootstrap_test(
@@ -175,6 +188,11 @@ def paired_bootstrap_test(
     ``preds_a``/``preds_b``, e.g. seeds) ``d`` is their mean. The two-sided p-value
     shifts the bootstrap distribution to the null (Berg-Kirkpatrick et al. 2012):
     ``p = (1 + #{|d*_b - d| >= |d|}) / (B + 1)``; ``p = 1`` when ``d = 0``.
+
+    With ``S > 1`` pairs, a second p-value also resamples the pairs: resample ``b``
+    draws ``S`` pair indices with replacement and averages their differences on the
+    same image resample (a two-level bootstrap), so a difference that flips sign from
+    seed to seed is not called real just because the test set is large.
 
     Args:
         labels: ``[N]`` true classes (the same images, same order, for both systems).
@@ -199,28 +217,31 @@ def paired_bootstrap_test(
     if a.shape != b.shape:
         raise ValueError(f"paired predictions must have one shape; got {a.shape} and {b.shape}")
     k = _check_labels(y, np.concatenate([a, b]), num_classes)
-    full = np.arange(y.size)[None, :]
 
-    def diff(idx: np.ndarray) -> np.ndarray:
-        return np.mean(
-            [resampled_metric(y, a[s], idx, k, metric) - resampled_metric(y, b[s], idx, k, metric)
-             for s in range(a.shape[0])],
-            axis=0,
-        )
+    def per_pair(idx: np.ndarray) -> np.ndarray:  # [S, R] differences
+        return np.stack([
+            resampled_metric(y, a[s], idx, k, metric) - resampled_metric(y, b[s], idx, k, metric)
+            for s in range(a.shape[0])
+        ])
 
-    observed = float(diff(full)[0])
-    deltas = diff(bootstrap_indices(y.size, n_boot, seed))
-    if math.isclose(observed, 0.0, abs_tol=1e-12):
-        p_value = 1.0
-    else:
-        extreme = int(np.sum(np.abs(deltas - observed) >= abs(observed)))
-        p_value = (1 + extreme) / (n_boot + 1)
+    seed_deltas = per_pair(np.arange(y.size)[None, :])[:, 0]
+    observed = float(seed_deltas.mean())
+    matrix = per_pair(bootstrap_indices(y.size, n_boot, seed))
+    deltas = matrix.mean(axis=0)
+    p_seeds = None
+    n_pairs = a.shape[0]
+    if n_pairs > 1:
+        draws = np.random.default_rng(seed + 1).integers(0, n_pairs, size=(n_boot, n_pairs))
+        two_level = matrix[draws, np.arange(n_boot)[:, None]].mean(axis=1)
+        p_seeds = _shifted_p(two_level, observed)
     lo, hi = np.quantile(deltas, [0.025, 0.975])
     return PairedTest(
         delta=observed,
         ci95=(float(lo), float(hi)),
-        p_value=float(p_value),
+        p_value=float(_shifted_p(deltas, observed)),
         n_boot=n_boot,
         n_items=int(y.size),
-        n_pairs=int(a.shape[0]),
+        n_pairs=int(n_pairs),
+        seed_deltas=tuple(float(d) for d in seed_deltas),
+        p_value_seeds=None if p_seeds is None else float(p_seeds),
     )

@@ -151,7 +151,8 @@ def main_table(
                     row.append(DASH)
                 else:
                     t = comp.test
-                    row.append(f"{100 * t.delta:+.2f} (p={t.p_value:.3f})")
+                    seeds = "" if t.p_value_seeds is None else f"; {t.p_value_seeds:.3f} with seeds"
+                    row.append(f"{100 * t.delta:+.2f} (p={t.p_value:.3f}{seeds})")
             table.rows.append(row)
             block.append(i)
         _mark_best(table, block, [2, 3, 4, 5], scores)
@@ -163,7 +164,7 @@ def main_table(
     if has_tests:
         table.notes.append(
             "ΔF1: LMF macro-F1 minus this loss's, percentage points, seeds paired; p: two-sided "
-            "paired bootstrap over the same test images."
+            "paired bootstrap over the same test images (\"with seeds\": seeds resampled too)."
         )
     table.notes.extend(_config_notes(grid, model))
     return table
