@@ -16,6 +16,7 @@ from lmfloss.errors import LmflossError
 from lmfloss.report import build_report, find_runs, infer_settings, read_predictions
 from lmfloss.report.aggregate import build_grid
 from lmfloss.report.figures import fig1_data, fig4_data
+from lmfloss.report.render import latex_escape
 from lmfloss.report.tables import hparam_table, main_table, per_class_table
 from report_helpers import CLASSES, LABELS, make_run, noisy_preds
 
@@ -113,6 +114,8 @@ def test_latex_and_csv_render(grid_runs: Path, tmp_path: Path):
     assert tex.count(r"\begin{tabular}") == 1 and r"\bottomrule" in tex
     assert r"\textbf{" in tex and r"$\pm$" in tex and "±" not in tex
     assert tex.count("{") == tex.count("}")
+    assert r"\caption{Test performance" in tex and r"\label{tab:table2_efficientnet_v2_s}" in tex
+    assert latex_escape("a_b & 50% — p<0.001 ±") == r"a\_b \& 50\% --- p$<$0.001 $\pm$"
     body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
     for line in body.strip().splitlines():
         assert line.endswith(r"\\") and line.count(" & ") == 7  # 8 columns incl. the p column

@@ -36,6 +36,7 @@ from lmfloss.report.render import Table
 from lmfloss.report.tables import (
     DASH,
     compare_main_table,
+    fmt_p,
     hparam_table,
     main_table,
     pct,
@@ -252,8 +253,8 @@ def _summary_section(grid: Grid, comparisons: Sequence[Comparison]) -> list[str]
                 f"| {dataset_name(d)} | {model_name(m)} | {pct(float(np.mean(lmf.values('f1_macro'))))} "
                 f"| {loss_name(best.loss)} {pct(float(np.mean(best.values('f1_macro'))))} "
                 f"| {DASH if test is None else f'{100 * test.delta:+.2f}'} "
-                f"| {DASH if test is None else f'{test.p_value:.3f}'} "
-                f"| {DASH if test is None or test.p_value_seeds is None else f'{test.p_value_seeds:.3f}'} "
+                f"| {DASH if test is None else fmt_p(test.p_value)} "
+                f"| {DASH if test is None or test.p_value_seeds is None else fmt_p(test.p_value_seeds)} "
                 f"| {spread} | {lmf.n}/{best.n} "
                 f"| {minority_text} |"
             )
@@ -288,10 +289,10 @@ def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
     for c in comparisons:
         t = c.test
         per_seed = ", ".join(f"{100 * d:+.2f}" for d in t.seed_deltas)
-        p_seeds = DASH if t.p_value_seeds is None else f"{t.p_value_seeds:.3f}"
+        p_seeds = DASH if t.p_value_seeds is None else fmt_p(t.p_value_seeds)
         lines.append(
             f"| {dataset_name(c.dataset)} | {model_name(c.model)} | {loss_name(c.baseline)} | {t.n_pairs} | "
-            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {t.p_value:.3f} | "
+            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {fmt_p(t.p_value)} | "
             f"{per_seed} | {p_seeds} |"
         )
     return lines + [""]

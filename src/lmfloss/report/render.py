@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,10 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-_LATEX_TEXT = {"±": r"$\pm$", "Δ": r"$\Delta$", "α": r"$\alpha$", "β": r"$\beta$", "−": "-"}
+_LATEX_TEXT = {
+    "±": r"$\pm$", "Δ": r"$\Delta$", "α": r"$\alpha$", "β": r"$\beta$", "−": "-", "—": "---",
+    "<": r"$<$", ">": r"$>$",
+}
 
 
 @dataclass
@@ -78,8 +82,9 @@ class Table:
         lines = [
             r"\begin{table}[htbp]",
             r"\centering",
-            rf"\caption{{{latex_escape(self.title)}}}",
-            rf"\label{{tab:{latex_escape(self.name)}}}",
+            # LaTeX numbers tables itself: drop a leading "Table 2." from the caption.
+            rf"\caption{{{latex_escape(re.sub(r'^Table [0-9]+[.] *', '', self.title))}}}",
+            rf"\label{{tab:{self.name}}}",  # underscores are fine in labels
             rf"\begin{{tabular}}{{{spec}}}",
             r"\toprule",
             " & ".join(latex_escape(c) for c in self.columns) + r" \\",

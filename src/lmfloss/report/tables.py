@@ -40,6 +40,11 @@ def pct(value: float | None) -> str:
     return DASH if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
 
 
+def fmt_p(p_value: float) -> str:
+    """Three decimals; ``<0.001`` below that (the bootstrap's floor is ``1/(B+1)``)."""
+    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
 def status_text(cell: Cell, expected_n: int) -> str | None:
     """``missing``/``unfinished`` for a cell without finished runs, else ``None``."""
     if cell.status == MISSING:
@@ -151,8 +156,9 @@ def main_table(
                     row.append(DASH)
                 else:
                     t = comp.test
-                    seeds = "" if t.p_value_seeds is None else f"; {t.p_value_seeds:.3f} with seeds"
-                    row.append(f"{100 * t.delta:+.2f} (p={t.p_value:.3f}{seeds})")
+                    seeds = "" if t.p_value_seeds is None else f"; {fmt_p(t.p_value_seeds)} with seeds"
+                    p = fmt_p(t.p_value)
+                    row.append(f"{100 * t.delta:+.2f} (p{'' if p.startswith('<') else '='}{p}{seeds})")
             table.rows.append(row)
             block.append(i)
         _mark_best(table, block, [2, 3, 4, 5], scores)
