@@ -9,6 +9,7 @@ the best mean **validation** macro-F1 is reported — never chosen on test.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ class Cell:
         runs: Finished runs of the reported configuration, sorted by seed.
         unfinished: Unfinished runs of that configuration (not averaged).
         n_configs: Distinct configurations found (1 unless a study was run).
+        varied: Config keys whose values differ between those configurations, with the
+            reported configuration's value (``loss_params.beta``, ``epochs``...).
     """
 
     dataset: str
@@ -44,6 +47,7 @@ class Cell:
     runs: list[Run] = field(default_factory=list)
     unfinished: list[Run] = field(default_factory=list)
     n_configs: int = 0
+    varied: dict[str, object] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -135,8 +139,23 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[Run]) -> Cell:
         )
     cell.status = OK
     cell.runs = _one_per_seed(sorted(finished[best], key=_seed_key))
+    cell.varied = _varied_keys(cell.runs[0], [v[0] for v in configs.values()])
     cell.unfinished = sorted((r for r in configs[best] if not r.finished), key=_seed_key)
     return cell
+
+
+def _flat_config(run: Run) -> dict[str, object]:
+    flat = {k: v for k, v in json.loads(run.experiment_key).items() if k != "loss_params"}
+    flat.update({f"loss_params.{k}": v for k, v in run.loss_params.items()})
+    return flat
+
+
+def _varied_keys(chosen: Run, representatives: list[Run]) -> dict[str, object]:
+    """Keys that differ between configurations, with the chosen run's value."""
+    flats = [_flat_config(r) for r in representatives]
+    mine = _flat_config(chosen)
+    keys = sorted({k for f in flats for k in f})
+    return {k: mine.get(k) for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
 
 
 def _one_per_seed(runs: list[Run]) -> list[Run]:

@@ -182,10 +182,10 @@ def _config_notes(grid: Grid, model: str) -> list[str]:
         for loss in grid.losses:
             cell = grid.cell(dataset, model, loss)
             if cell.status == OK and cell.n_configs > 1:
-                params = cell.runs[0].loss_params
+                chosen = ", ".join(f"{k}={v}" for k, v in cell.varied.items())
                 notes.append(
                     f"{dataset_name(dataset)} / {loss_name(loss)}: {cell.n_configs} configurations "
-                    f"ran; shown is the best by validation macro-F1 (loss_params {params})."
+                    f"ran; shown is the best by validation macro-F1 ({chosen})."
                 )
     return notes
 
