@@ -1,4 +1,15 @@
-"""``lmfloss`` subcommands of this area (filled in by its issue)."""
+"""``lmfloss sweep``: run a grid or a search over training configs on an Optuna study.
+
+Examples::
+
+    lmfloss sweep --config configs/demo-sweep.yaml --out sweeps/demo --workers 2
+    lmfloss sweep --config configs/paper-grid.yaml \\
+        --storage postgresql+psycopg2://user:pass@db-host/lmfloss --study paper-grid
+
+Start the same command on every machine (same file, ``--storage`` and ``--study``): each
+worker takes the next trial; finished trials are never run twice and a killed worker's
+trial is re-run by another worker.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +17,81 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to the lmfloss parser."""
+    """Add ``lmfloss sweep`` to the lmfloss parser."""
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a grid/random/TPE sweep of training runs on an Optuna study (SQLite or PostgreSQL)",
+        description=(
+            "Run a sweep file's trials: every trial is one training run directory under "
+            "OUT/runs/, named from its parameters; the objective is validation macro-F1. "
+            "Start the same command on several machines with a shared --storage to share the work."
+        ),
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="sweep YAML file (see configs/)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="study database URL (default: sqlite:///OUT/study.db); "
+                        "e.g. postgresql+psycopg2://user:pass@host:5432/db")
+    parser.add_argument("--study", metavar="NAME", help="study name (default: the sweep file's name)")
+    parser.add_argument("--out", metavar="DIR", help="sweep folder for run directories (default: sweeps/NAME)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes on this machine (default 1)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the base config, e.g. --set root=/data/medmnist "
+                        "--set epochs=2 (repeatable)")
+    parser.add_argument("--nproc-per-trial", type=int, metavar="N",
+                        help="run each trial under torchrun with N processes (default: the file's "
+                        "launcher.nproc_per_node, else 1 = in-process)")
+    parser.add_argument("--heartbeat", type=int, default=60, metavar="S",
+                        help="seconds between a running trial's heartbeats (default 60)")
+    parser.add_argument("--grace", type=int, metavar="S",
+                        help="seconds without heartbeat before a trial counts as dead and is "
+                        "re-queued (default 2 x heartbeat)")
+    parser.add_argument("--max-retry", type=int, default=3, metavar="N",
+                        help="times a killed trial is re-queued (default 3)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials (grid points and run names) and exit")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    parser.set_defaults(func=_run_sweep)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from lmfloss.sweep import load_sweep, parse_sets, run_name, run_sweep
+
+    spec = load_sweep(args.config, sets=parse_sets(args.sets))
+    if args.nproc_per_trial is not None:
+        if args.nproc_per_trial < 1:
+            raise ValueError(f"--nproc-per-trial must be >= 1, got {args.nproc_per_trial}")
+        spec = dataclasses.replace(spec, nproc_per_node=args.nproc_per_trial)
+    study_name = args.study or spec.name
+    out_dir = Path(args.out) if args.out else Path("sweeps") / study_name
+
+    if args.dry_run:
+        if spec.sampler == "grid":
+            points = spec.grid_points()
+            print(f"{len(points)} grid point(s) of sweep {spec.name!r}:")
+            for point in points:
+                print(f"  {out_dir / 'runs' / run_name(point)}")
+        else:
+            print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
+        return 0
+
+    result = run_sweep(spec, out_dir, storage=args.storage, study_name=study_name,
+                       workers=args.workers, heartbeat=args.heartbeat, grace=args.grace,
+                       max_retry=args.max_retry)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
+    print(f"study {result.study_name!r} in {result.storage}: {counts or 'no trials'}")
+    if result.best is not None:
+        best = result.best
+        test = best.get("test_f1_macro")
+        test_text = "" if test is None else f", test macro-F1 {test:.4f}"
+        print(f"best: {best['run_name']} (trial {best['trial']}): val macro-F1 "
+              f"{best['val_f1_macro']:.4f}{test_text}")
+        print(f"  {best['run_dir']}")
+    print(f"trials: {result.trials_csv}")
+    if result.failed_points:
+        print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)}")
+        return 1
+    return 0

@@ -44,9 +44,10 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from lmfloss.config import TrainConfig, load_config_file
 from lmfloss.errors import LmflossError
 from lmfloss.sweep.runners import TrialRunner, default_runner, read_report
-from lmfloss.sweep.spec import Range, Scalar, SweepSpec, point_key, run_name
+from lmfloss.sweep.spec import MACHINE_KEYS, Range, Scalar, SweepSpec, point_key, run_name
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +99,24 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-            )
+        for attempt in range(4):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                    )
+            except Exception as exc:
+                # Workers starting together on a fresh database race to create its tables
+                # ("table studies already exists"); the loser simply opens it again.
+                if attempt == 3 or "already exists" not in str(exc):
+                    raise
+                time.sleep(0.2 + random.random())
+        raise AssertionError("unreachable")  # pragma: no cover
     except ImportError as exc:
         raise LmflossError(f"storage {redact(url)!r} needs a database driver: {exc} "
                            "(PostgreSQL: pip install 'lmfloss[postgres]')") from None
@@ -286,6 +296,8 @@ class Objective:
         try:
             report = read_report(run_dir)
             reused = report is not None
+            if reused:
+                _check_same_config(run_dir, config)
             if report is None:
                 logger.info("trial %d: training %s", trial.number, name)
                 report = dict(self.runner(config, run_dir))
@@ -361,6 +373,22 @@ class Objective:
             trial.set_user_attr("duplicate_of", min(busy))
             raise optuna.TrialPruned(f"the same parameters are being trained by trial {min(busy)}")
         return params
+
+
+def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to reuse a finished run trained with another config (an edited sweep file)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    saved = load_config_file(path)
+    wanted = config.to_dict()
+    ignore = MACHINE_KEYS | {"bootstrap"}
+    diffs = sorted(k for k in set(saved) | set(wanted)
+                   if k not in ignore and saved.get(k) != wanted.get(k))
+    if diffs:
+        detail = ", ".join(f"{k}: run has {saved.get(k)!r}, sweep asks {wanted.get(k)!r}" for k in diffs)
+        raise LmflossError(f"{str(run_dir)!r} holds a finished run of another config ({detail}); "
+                           "delete it or use another --out")
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

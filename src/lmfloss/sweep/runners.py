@@ -50,17 +50,18 @@ def train_in_process(config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
     worker left one (so a re-run trial continues instead of starting over)."""
     from lmfloss.train import fit
 
-    resume = (run_dir / "last.pt").is_file()
-    result = fit(config, run_dir, resume=resume, overwrite=False, quiet=True)
+    # resume=True starts a new run when there is no last.pt and continues one otherwise.
+    result = fit(config, run_dir, resume=True, overwrite=False, quiet=True)
     return result.report
 
 
 @dataclass(frozen=True)
 class TorchrunRunner:
-    """Train each trial as ``torchrun --standalone --nproc_per_node N -m lmfloss train``.
+    """Train each trial as ``torchrun --standalone --nproc_per_node N -m lmfloss.sweep.runners``.
 
-    The trial's config is written to ``<run_dir>.config.yaml`` beside the run folder; the
-    worker waits for torchrun and reads ``report.json``. Picklable, so local worker
+    The trial's config is written to ``<run_dir>.config.yaml`` beside the run folder; every
+    rank calls :func:`train_in_process` (``fit`` sets up DDP from torchrun's environment);
+    the worker waits for torchrun and reads ``report.json``. Picklable, so local worker
     processes can carry it.
 
     Attributes:
@@ -76,10 +77,7 @@ class TorchrunRunner:
         torchrun = shutil.which("torchrun")
         launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
         command = [*launcher, "--standalone", f"--nproc_per_node={self.nproc_per_node}",
-                   "-m", "lmfloss", "train", "--config", str(config_path), "--out", str(run_dir),
-                   "--quiet"]
-        if (run_dir / "last.pt").is_file():
-            command.append("--resume")
+                   "-m", "lmfloss.sweep.runners", str(config_path), str(run_dir)]
         logger.info("launching %s", " ".join(command))
         completed = subprocess.run(command, env=dict(os.environ), check=False)
         if completed.returncode != 0:
@@ -93,3 +91,20 @@ class TorchrunRunner:
 def default_runner(nproc_per_node: int = 1) -> TrialRunner:
     """In-process training for one process per trial, torchrun for several."""
     return train_in_process if nproc_per_node <= 1 else TorchrunRunner(nproc_per_node)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m lmfloss.sweep.runners CONFIG.yaml RUN_DIR``: one rank of a torchrun trial."""
+    from lmfloss.config import load_config_file
+
+    if len(argv) != 2:
+        print("usage: python -m lmfloss.sweep.runners CONFIG.yaml RUN_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = TrainConfig.from_dict(load_config_file(argv[0]))
+    train_in_process(config, Path(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - runs under torchrun
+    sys.exit(_main(sys.argv[1:]))

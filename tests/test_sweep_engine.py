@@ -1,0 +1,295 @@
+"""The study machinery with cheap injected trial runners: claims, concurrency, kill + retry.
+
+Concurrency is real: worker processes share one study in SQLite or PostgreSQL (the latter
+when ``LMFLOSS_TEST_POSTGRES_URL`` is set, e.g. by ``.ci/start-postgres.sh``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lmfloss.cli import main
+from lmfloss.sweep import (
+    load_sweep,
+    make_storage,
+    parse_sweep,
+    point_key,
+    run_name,
+    run_sweep,
+    run_worker,
+    summarize,
+)
+
+POSTGRES_URL = os.environ.get("LMFLOSS_TEST_POSTGRES_URL")
+GRID = {
+    "name": "engine-test",
+    "base": {"dataset": "synthetic", "epochs": 1},
+    "space": {"loss": ["ce", "lmf"], "seed": [1, 2, 3]},
+}
+
+# A worker process: the sweep's own run_worker with a runner that logs every call and
+# sleeps, so that workers overlap (each waits for a second worker before its first trial).
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    from lmfloss.sweep import parse_sweep, run_worker
+
+    cfg = json.loads(sys.argv[1])
+    log = Path(cfg["log"])
+
+    def note(event, name):
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()} {event} {name}\\n")
+
+    def runner(config, run_dir):
+        note("start", run_dir.name)
+        deadline = time.time() + 60
+        while cfg["wait_for"] > 1 and time.time() < deadline:
+            pids = {line.split()[0] for line in log.read_text().splitlines()}
+            if len(pids) >= cfg["wait_for"]:
+                break
+            time.sleep(0.05)
+        time.sleep(cfg["sleep"])
+        value = config.seed / 10 + (0.5 if config.loss == "lmf" else 0.0)
+        report = {"val": {"f1_macro": value}, "test": {"f1_macro": value / 2, "accuracy": 0.25}}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "report.json").write_text(json.dumps(report))
+        note("end", run_dir.name)
+        return report
+
+    run_worker(parse_sweep(cfg["sweep"]), cfg["out"], storage=cfg["storage"],
+               study_name=cfg["study"], runner=runner, heartbeat=1, grace=3, poll=0.2)
+    """
+)
+
+
+def expected_val(params: dict) -> float:
+    return params["seed"] / 10 + (0.5 if params["loss"] == "lmf" else 0.0)
+
+
+def fast_runner(config, run_dir: Path) -> dict:
+    """Module level, so spawned local workers can unpickle it."""
+    value = expected_val({"seed": config.seed, "loss": config.loss})
+    report = {"val": {"f1_macro": value}, "test": {"f1_macro": value / 2, "accuracy": 0.25}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "report.json").write_text(json.dumps(report))
+    with open(run_dir.parent.parent / "calls.log", "a") as handle:
+        handle.write(f"{os.getpid()} {run_dir.name}\n")
+    return report
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    if not POSTGRES_URL:
+        pytest.skip("LMFLOSS_TEST_POSTGRES_URL is not set (start a server with .ci/start-postgres.sh)")
+    return POSTGRES_URL
+
+
+def study_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=make_storage(url)).get_trials(deepcopy=False)
+
+
+def start_worker(tmp_path: Path, url: str, study: str, *, sleep: float, wait_for: int) -> subprocess.Popen:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    cfg = {"sweep": GRID, "out": str(tmp_path / "out"), "storage": url, "study": study,
+           "log": str(tmp_path / "calls.log"), "sleep": sleep, "wait_for": wait_for}
+    return subprocess.Popen([sys.executable, str(script), json.dumps(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def completed_once(trials, spec) -> None:
+    """Every grid point has exactly one COMPLETE trial whose value is the run's val macro-F1."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = Counter(point_key(t.params) for t in complete)
+    assert sorted(keys) == sorted(point_key(p) for p in spec.grid_points())
+    assert set(keys.values()) == {1}
+    for t in complete:
+        assert t.value == pytest.approx(expected_val(t.params))
+        report = json.loads((Path(t.user_attrs["run_dir"]) / "report.json").read_text())
+        assert t.value == report["val"]["f1_macro"] != report["test"]["f1_macro"]
+        assert Path(t.user_attrs["run_dir"]).name == run_name(t.params)
+
+
+def test_two_concurrent_workers_complete_every_grid_point_once(tmp_path, storage_url):
+    study = f"two-workers-{uuid.uuid4().hex[:8]}"
+    workers = [start_worker(tmp_path, storage_url, study, sleep=0.3, wait_for=2) for _ in range(2)]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0, output
+    spec = parse_sweep(GRID)
+    completed_once(study_trials(storage_url, study), spec)
+    starts = [line.split() for line in (tmp_path / "calls.log").read_text().splitlines()
+              if line.split()[1] == "start"]
+    assert Counter(name for _, _, name in starts) == Counter(run_name(p) for p in spec.grid_points())
+    assert len({pid for pid, _, _ in starts}) == 2, "both workers should have trained trials"
+
+
+def test_killed_worker_trial_is_rerun_by_another_worker(tmp_path, storage_url):
+    study = f"kill-{uuid.uuid4().hex[:8]}"
+    victim = start_worker(tmp_path, storage_url, study, sleep=300, wait_for=1)
+    log = tmp_path / "calls.log"
+    deadline = time.time() + 60
+    while not (log.is_file() and "start" in log.read_text()):
+        assert time.time() < deadline and victim.poll() is None, "the first worker never started a trial"
+        time.sleep(0.05)
+    killed_name = log.read_text().split()[2]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+
+    spec = parse_sweep(GRID)
+    calls_before = log.read_text()
+    ran = run_worker(spec, tmp_path / "out", storage=storage_url, study_name=study,
+                     runner=fast_runner, heartbeat=1, grace=2, poll=0.2)
+    trials = study_trials(storage_url, study)
+    completed_once(trials, spec)
+    assert ran == len(spec.grid_points())  # the killed point's retry plus the five others
+
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and killed[0].user_attrs["run_name"] == killed_name
+    assert "error" not in killed[0].user_attrs  # killed, not crashed
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == killed[0].params
+    # The killed worker never finished its trial; the survivor ran every point once.
+    assert "end" not in calls_before
+    survivor = Counter(line.split()[1] for line in (tmp_path / "out" / "calls.log").read_text().splitlines())
+    assert survivor == Counter(run_name(p) for p in spec.grid_points())
+
+
+def test_local_worker_processes_share_the_grid(tmp_path):
+    spec = parse_sweep(GRID)
+    result = run_sweep(spec, tmp_path / "out", workers=2, runner=fast_runner, heartbeat=1)
+    completed_once(study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name), spec)
+    assert result.counts == {"COMPLETE": 6}
+    assert result.best["val_f1_macro"] == pytest.approx(0.8)  # lmf, seed 3
+    assert result.best["run_name"] == "loss=lmf_seed=3"
+    assert result.best["test_f1_macro"] == pytest.approx(0.4)
+    calls = (tmp_path / "out" / "calls.log").read_text().splitlines()
+    assert len(calls) == 6
+
+
+def test_finished_runs_are_reused_and_not_run_twice(tmp_path):
+    spec = parse_sweep(GRID)
+    out = tmp_path / "out"
+    # A run finished before the sweep started (e.g. by an earlier study): reused.
+    done = out / "runs" / "loss=ce_seed=1"
+    done.mkdir(parents=True)
+    (done / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.123}, "test": {}}))
+    assert run_worker(spec, out, runner=fast_runner, heartbeat=1) == 6
+    calls = Counter(line.split()[1] for line in (out / "calls.log").read_text().splitlines())
+    assert "loss=ce_seed=1" not in calls and len(calls) == 5
+    trials = study_trials(f"sqlite:///{out / 'study.db'}", spec.name)
+    reused = [t for t in trials if t.user_attrs.get("reused")]
+    assert [t.value for t in reused] == [0.123]
+    # Running the sweep again trains nothing: every point is complete.
+    assert run_worker(spec, out, runner=fast_runner, heartbeat=1) == 0
+    assert len((out / "calls.log").read_text().splitlines()) == 5
+    json_file = json.loads((done / "sweep.json").read_text())
+    assert json_file["params"] == {"loss": "ce", "seed": 1} and json_file["study"] == spec.name
+
+
+def test_failing_trial_is_recorded_and_not_retried_forever(tmp_path):
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"]}})
+
+    calls = []
+
+    def runner(config, run_dir):
+        calls.append(config.loss)
+        if config.loss == "lmf":
+            raise RuntimeError("loss went NaN")
+        return fast_runner(config, run_dir)
+
+    run_worker(spec, tmp_path / "out", runner=runner, heartbeat=1)
+    assert sorted(calls) == ["ce", "lmf"]
+    result = summarize(spec, tmp_path / "out", f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    assert result.failed_points == ["loss=lmf"]
+    assert result.counts == {"COMPLETE": 1, "FAIL": 1}
+    failed = [r for r in result.rows if r["state"] == "FAIL"]
+    assert failed[0]["error"] == "RuntimeError: loss went NaN"
+    assert "loss went NaN" in (tmp_path / "out" / "trials.csv").read_text()
+
+
+def test_finished_run_of_another_config_is_not_reused(tmp_path):
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce"]}})
+    run_dir = tmp_path / "out" / "runs" / "loss=ce"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.5}}))
+    (run_dir / "config.yaml").write_text("dataset: synthetic\nloss: ce\nepochs: 7\n")
+    run_worker(spec, tmp_path / "out", runner=fast_runner, heartbeat=1)
+    trial = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)[0]
+    assert trial.state == TrialState.FAIL
+    assert "epochs: run has 7, sweep asks 1" in trial.user_attrs["error"]
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_search_samplers_stop_at_the_trial_budget(tmp_path, sampler):
+    spec = parse_sweep({
+        "sampler": sampler, "trials": 4, "seed": 3,
+        "base": {"dataset": "synthetic"},
+        "space": {"loss": ["ce", "lmf"], "lr": {"low": 1.0e-5, "high": 1.0e-2, "log": True},
+                  "seed": {"low": 1, "high": 3}},
+    })
+    seen = []
+
+    def runner(config, run_dir):
+        seen.append(config)
+        return {"val": {"f1_macro": config.lr * 10}, "test": {}}
+
+    run_worker(spec, tmp_path / "out", runner=runner, heartbeat=1)
+    trials = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4
+    for t in complete:
+        assert 1e-5 <= t.params["lr"] <= 1e-2 and t.params["seed"] in (1, 2, 3)
+        assert isinstance(t.params["seed"], int)
+        assert t.value == pytest.approx(t.params["lr"] * 10)
+    assert {c.dataset for c in seen} == {"synthetic"}
+
+
+def test_a_study_refuses_a_different_sweep(tmp_path):
+    out = tmp_path / "out"
+    run_worker(parse_sweep({**GRID, "space": {"loss": ["ce"]}}), out, runner=fast_runner, heartbeat=1)
+    other = parse_sweep({**GRID, "space": {"loss": ["ce", "focal"]}})
+    with pytest.raises(Exception, match="different sweep"):
+        run_worker(other, out, runner=fast_runner, heartbeat=1)
+    # Machine-specific keys (data folder, device) may differ between workers of one study.
+    same = parse_sweep({**GRID, "space": {"loss": ["ce"]}}, sets={"root": "/elsewhere", "device": "cpu"})
+    assert run_worker(same, out, runner=fast_runner, heartbeat=1) == 0
+
+
+def test_cli_reports_an_unreachable_storage_in_one_line(tmp_path, capsys):
+    config = tmp_path / "s.yaml"
+    config.write_text("base: {dataset: synthetic}\nspace: {loss: [ce]}\n")
+    code = main(["sweep", "--config", str(config), "--out", str(tmp_path / "o"),
+                 "--storage", "postgresql+psycopg2://u:secret@127.0.0.1:1/none"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot open study storage" in err and "secret" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    assert main(["sweep", "--config", str(repo / "configs" / "demo-sweep.yaml"),
+                 "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    spec = load_sweep(repo / "configs" / "demo-sweep.yaml")
+    assert f"{len(spec.grid_points())} grid point(s)" in out
+    for point in spec.grid_points():
+        assert str(tmp_path / "runs" / run_name(point)) in out
