@@ -52,6 +52,18 @@ def test_find_runs_nested_and_unfinished(grid_runs: Path):
     assert (lmf.alpha, lmf.beta) == (1.0, 1.0)
 
 
+def test_single_run_dir_and_broken_report(tmp_path: Path):
+    run = make_run(tmp_path / "runs", loss="ce", seed=1)
+    assert [r.run_dir for r in find_runs([run])] == [run.resolve()]
+    broken = make_run(tmp_path / "runs", loss="lmf", seed=1)
+    (broken / "report.json").write_text("{not json")
+    result = build_report([tmp_path / "runs"], tmp_path / "out", n_boot=20, figures=False)
+    assert sorted(r.status for r in result.runs) == ["finished", "invalid"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "cannot be read" in md and str(broken.resolve()) in md
+    assert result.grid.cell("ham10000", "efficientnet_v2_s", "lmf").status == "unfinished"
+
+
 def test_find_runs_errors(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_runs([tmp_path / "nope"])

@@ -29,7 +29,7 @@ from lmfloss.report.aggregate import (
     build_grid,
     paired_tests,
 )
-from lmfloss.report.collect import Run, find_cam_summaries, find_runs, match_run
+from lmfloss.report.collect import INVALID, Run, find_cam_summaries, find_runs, match_run
 from lmfloss.report.figures import figure1, figure2, figure4
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
@@ -220,6 +220,10 @@ def _status_section(result: ReportResult) -> list[str]:
             )
     else:
         lines.append("Every grid cell is complete.")
+    invalid = [r for r in result.runs if r.status == INVALID]
+    if invalid:
+        lines += ["", "Runs whose report.json cannot be read (counted as unfinished):", ""]
+        lines += [f"- `{r.run_dir}`" for r in invalid]
     return lines + [""]
 
 
