@@ -252,6 +252,8 @@ def test_cli_report(grid_runs: Path, tmp_path: Path, capsys):
     assert main(["report", str(tmp_path / "absent"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lmfloss report: error: runs folder") and "absent" in err
+    assert main(["report", str(tmp_path / "absent"), "--out", str(tmp_path / "never")]) == 2
+    assert not (tmp_path / "never").exists()
     assert main(["report", str(grid_runs), "--out", str(out), "--bootstrap", "0"]) == 2
     assert "n_boot must be >= 1, got 0" in capsys.readouterr().err
 

@@ -133,9 +133,9 @@ def build_report(
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    runs = find_runs(roots)  # first: a wrong RUNS_DIR leaves no empty output folder behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = find_runs(roots)
     grid = build_grid(runs)
     comparisons = paired_tests(grid, n_boot=n_boot, seed=seed)
     result = ReportResult(out, runs, grid, comparisons)
