@@ -113,22 +113,25 @@ def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
     assert int(all_ce["n_scored"]) == 7
 
 
-@pytest.mark.parametrize(("model_name", "layer"), [
-    ("densenet121", "features"),
-    # EfficientNet family at its smallest (the paper's V2-S layer choice is covered in
-    # test_cam_compute.py); same torchvision class, same rule: the last feature block.
-    ("efficientnet_b0", "features.8"),
-])
-def test_architecture_families(resnet_run, tmp_path, model_name, layer):
+def test_architecture_families(resnet_run, tmp_path):
+    """ResNet, DenseNet and EfficientNet runs side by side: one column each, default layers.
+
+    EfficientNet at its smallest (B0; the paper's V2-S layer choice is covered in
+    test_cam_compute.py): same torchvision class, same rule, the last feature block.
+    """
     from lmfloss.cam.run import run_cam
 
-    family = _family_run(resnet_run, model_name, 64)
-    outputs = run_cam([resnet_run, family], tmp_path / "cam", n=3, overlays=False)
+    dense = _family_run(resnet_run, "densenet121", 64)
+    eff = _family_run(resnet_run, "efficientnet_b0", 64)
+    outputs = run_cam([resnet_run, dense, eff], tmp_path / "cam", n=3, overlays=False)
     layers = {r["run"]: r["layer"] for r in outputs.metrics}
-    assert layers == {"ce": "layer4.1", model_name: layer}
-    family_rows = [r for r in outputs.metrics if r["run"] == model_name]
-    assert len(family_rows) == 3
-    assert all(0.0 <= r["energy_in_box"] <= 1.0 for r in family_rows)
+    assert layers == {"ce": "layer4.1", "densenet121": "features",
+                      "efficientnet_b0": "features.8"}
+    for name in ("densenet121", "efficientnet_b0"):
+        rows = [r for r in outputs.metrics if r["run"] == name]
+        assert len(rows) == 3
+        assert all(0.0 <= r["energy_in_box"] <= 1.0 for r in rows)
+        assert all(r["annotation"] == "dataset" for r in rows)
     assert (tmp_path / "cam" / "fig_attention.png").is_file()
 
 
@@ -199,3 +202,19 @@ def test_unknown_box_id_is_an_error(resnet_run, tmp_path, capsys):
                  "--out", str(tmp_path / "o")])
     assert code == 2
     assert "'not-an-image'" in capsys.readouterr().err
+
+
+def test_ids_keep_their_order_and_true_target(resnet_run, tmp_path, capsys):
+    from lmfloss.train import load_run
+
+    records = load_run(resnet_run).splits.records("test")
+    ids = [records[5].id, records[2].id]
+    out = tmp_path / "cam"
+    code = main(["cam", "--run", str(resnet_run), "--ids", *ids, "--target", "true",
+                 "--method", "gradcam++", "--no-overlays", "--out", str(out), "--quiet"])
+    assert code == 0
+    rows = _read(out / "cam_metrics.csv")
+    assert [r["id"] for r in rows] == ids
+    assert all(r["target_class"] == r["true_class"] for r in rows)
+    assert {r["method"] for r in rows} == {"gradcam++"}
+    assert not (out / "overlays").exists()
