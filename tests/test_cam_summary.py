@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from lmfloss.cam.run import _round_robin, run_labels, summarize, write_csv
+from lmfloss.cam.selection import round_robin, run_labels
+from lmfloss.cam.tables import summarize, write_csv
 
 
 def _row(run, cls, hit, energy, chance, correct=True):
@@ -52,5 +53,5 @@ def test_round_robin_spreads_over_classes():
             self.id, self.label = f"r{i}", label
 
     records = [R(i, 0) for i in range(10)] + [R(10, 1), R(11, 2), R(12, 2)]
-    chosen = _round_robin(records, 5)
+    chosen = round_robin(records, 5)
     assert [r.id for r in chosen] == ["r0", "r10", "r11", "r1", "r12"]

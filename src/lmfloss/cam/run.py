@@ -17,7 +17,6 @@ Outputs in ``out_dir``: ``cam_metrics.csv`` (one row per image x run x target),
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Sequence
@@ -29,19 +28,12 @@ import numpy as np
 
 from lmfloss.cam.annotations import Annotation, annotation_source
 from lmfloss.cam.metrics import METRIC_KEYS, region_metrics, rescale_boxes
+from lmfloss.cam.selection import predictions, run_labels, select_images
+from lmfloss.cam.tables import METRIC_COLUMNS, SUMMARY_COLUMNS, summarize, write_csv
 
 logger = logging.getLogger(__name__)
 
 TARGETS = ("pred", "true", "both")
-METRIC_COLUMNS = (
-    "run", "id", "label", "true_class", "pred", "pred_class", "correct", "prob_pred",
-    "target", "target_class", "method", "layer", "annotation", "n_boxes", *METRIC_KEYS,
-)
-SUMMARY_COLUMNS = (
-    "run", "target", "class", "n_images", "n_scored", "accuracy", "pointing_hit_rate",
-    "energy_in_box", "chance", "energy_over_chance", "iou_at_half_max", "best_iou",
-)
-DEFAULT_N = 8
 
 
 @dataclass
@@ -55,102 +47,6 @@ class CamOutputs:
     overlays: list[Path] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
-
-
-def run_labels(run_dirs: Sequence[Path]) -> list[str]:
-    """Short unique names for runs: the directory name, with parents added on clashes."""
-    paths = [Path(p).resolve() for p in run_dirs]
-    depth = 1
-    while True:
-        labels = ["/".join(p.parts[-depth:]) for p in paths]
-        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
-            return labels
-        depth += 1
-
-
-def _round_robin(records: Sequence[Any], n: int) -> list[Any]:
-    by_class: dict[int, list[Any]] = {}
-    for record in records:
-        by_class.setdefault(int(record.label), []).append(record)
-    queues = [by_class[c] for c in sorted(by_class)]
-    chosen: list[Any] = []
-    depth = 0
-    while len(chosen) < n and any(depth < len(q) for q in queues):
-        chosen.extend(q[depth] for q in queues if depth < len(q) and len(chosen) < n)
-        depth += 1
-    return chosen
-
-
-def _class_index(value: str, class_names: Sequence[str], path: Path) -> int:
-    if value in class_names:
-        return list(class_names).index(value)
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(
-            f"{str(path)!r}: prediction {value!r} is neither a class of {list(class_names)} "
-            "nor a class index"
-        ) from None
-
-
-def _predictions(run: Any, split: str, dataset: Any, batch_size: int) -> dict[str, int]:
-    """Predicted class per id: from ``predictions.csv`` (test split) or a forward pass."""
-    path = Path(run.run_dir) / "predictions.csv"
-    if split == "test" and path.is_file():
-        with path.open(newline="") as handle:
-            return {
-                row["id"]: _class_index(row["pred"], run.class_names, path)
-                for row in csv.DictReader(handle)
-            }
-    import torch
-
-    model = run.model
-    was_training = model.training
-    model.eval()
-    preds: dict[str, int] = {}
-    try:
-        with torch.no_grad():
-            for start in range(0, len(dataset), batch_size):
-                items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-                x = torch.stack([it[0] for it in items]).to(next(model.parameters()).device)
-                for it, p in zip(items, model(x).argmax(1).tolist()):
-                    preds[dataset.records[it[2]].id] = int(p)
-    finally:
-        model.train(was_training)
-    return preds
-
-
-def _select(
-    records: Sequence[Any],
-    split: str,
-    *,
-    ids: Sequence[str] | None,
-    n: int | None,
-    misclassified_by: list[dict[str, int]] | None,
-    annotated: set[str] | None,
-) -> list[Any]:
-    by_id = {r.id: r for r in records}
-    if ids:
-        unknown = [i for i in ids if i not in by_id]
-        if unknown:
-            example = ", ".join(repr(r.id) for r in records[:3])
-            raise ValueError(
-                f"image id(s) {unknown} are not in the {split} split; expected ids such as "
-                f"{example}"
-            )
-        chosen = [by_id[i] for i in dict.fromkeys(ids)]
-        return chosen[:n] if n else chosen
-    pool = list(records)
-    if misclassified_by is not None:
-        pool = [r for r in pool if any(p.get(r.id, r.label) != r.label for p in misclassified_by)]
-        if not pool:
-            raise ValueError(f"no image of the {split} split is misclassified by these runs")
-        return pool[:n] if n else pool
-    if annotated is not None:
-        with_ann = [r for r in pool if r.id in annotated]
-        if with_ann:
-            pool = with_ann
-    return _round_robin(pool, n or DEFAULT_N)
 
 
 def _score(annotation: Annotation, image_shape: tuple[int, int], cam: np.ndarray) -> dict:
@@ -171,63 +67,6 @@ def _score(annotation: Annotation, image_shape: tuple[int, int], cam: np.ndarray
     for x0, y0, x1, y1 in boxes:
         region[y0:y1, x0:x1] = True
     return region_metrics(cam, region)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
-def summarize(rows: Sequence[dict[str, Any]], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Per run and target: one row per true class present and an ``all`` row.
-
-    ``pointing_hit_rate``, ``energy_in_box``, ``chance`` (mean box area fraction),
-    ``iou_at_half_max`` and ``best_iou`` are means over the scored images;
-    ``energy_over_chance`` = mean energy / mean chance; ``accuracy`` over all images.
-    """
-    out: list[dict[str, Any]] = []
-    keys = list(dict.fromkeys((r["run"], r["target"]) for r in rows))
-    for run, target in keys:
-        group = [r for r in rows if r["run"] == run and r["target"] == target]
-        classes = [c for c in class_names if any(r["true_class"] == c for r in group)]
-        for name in [*classes, "all"]:
-            sel = group if name == "all" else [r for r in group if r["true_class"] == name]
-            scored = [r for r in sel if not math.isnan(r["energy_in_box"])]
-            energy = _mean([r["energy_in_box"] for r in scored])
-            chance = _mean([r["box_area_fraction"] for r in scored])
-            out.append({
-                "run": run,
-                "target": target,
-                "class": name,
-                "n_images": len(sel),
-                "n_scored": len(scored),
-                "accuracy": float(np.mean([r["correct"] for r in sel])),
-                "pointing_hit_rate": _mean([r["pointing_hit"] for r in scored]),
-                "energy_in_box": energy,
-                "chance": chance,
-                "energy_over_chance": energy / chance if chance and chance == chance else math.nan,
-                "iou_at_half_max": _mean([r["iou_at_half_max"] for r in scored]),
-                "best_iou": _mean([r["best_iou"] for r in scored]),
-            })
-    return out
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
-    """Write rows; floats with 6 significant digits, NaN as an empty cell."""
-
-    def fmt(v: Any) -> Any:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.6g}"
-        if isinstance(v, bool):
-            return int(v)
-        return v
-
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: fmt(row.get(c, "")) for c in columns})
-    return path
 
 
 def run_cam(
@@ -314,7 +153,7 @@ def run_cam(
     source = annotation_source(splits, boxes_csv=boxes_csv, masks_dir=masks_dir)
     datasets = [run.dataset(split) for run in runs]
     misclassified_by = (
-        [_predictions(run, split, ds, batch_size) for run, ds in zip(runs, datasets)]
+        [predictions(run, split, ds, batch_size) for run, ds in zip(runs, datasets)]
         if misclassified
         else None
     )
@@ -323,7 +162,7 @@ def run_cam(
         annotated = set(source.boxes)
     elif source is not None and hasattr(source, "paths"):
         annotated = set(source.paths)
-    chosen = _select(records, split, ids=ids, n=n, misclassified_by=misclassified_by,
+    chosen = select_images(records, split, ids=ids, n=n, misclassified_by=misclassified_by,
                      annotated=annotated)
     if not chosen:
         raise ValueError(f"the {split} split of {splits.name!r} has no images to explain")

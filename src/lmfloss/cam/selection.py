@@ -1,0 +1,112 @@
+"""Which images ``lmfloss cam`` explains, and short names for the runs."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_N = 8
+
+
+def run_labels(run_dirs: Sequence[Path]) -> list[str]:
+    """Short unique names for runs: the directory name, with parents added on clashes."""
+    paths = [Path(p).resolve() for p in run_dirs]
+    depth = 1
+    while True:
+        labels = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
+            return labels
+        depth += 1
+
+
+def round_robin(records: Sequence[Any], n: int) -> list[Any]:
+    """Up to ``n`` records, one per class in turn (record order within a class), so that
+    minority classes appear even among a few images of an imbalanced split."""
+    by_class: dict[int, list[Any]] = {}
+    for record in records:
+        by_class.setdefault(int(record.label), []).append(record)
+    queues = [by_class[c] for c in sorted(by_class)]
+    chosen: list[Any] = []
+    depth = 0
+    while len(chosen) < n and any(depth < len(q) for q in queues):
+        chosen.extend(q[depth] for q in queues if depth < len(q) and len(chosen) < n)
+        depth += 1
+    return chosen
+
+
+def class_index(value: str, class_names: Sequence[str], path: Path) -> int:
+    """A ``predictions.csv`` cell (class name, or index) as a class index."""
+    if value in class_names:
+        return list(class_names).index(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"{str(path)!r}: prediction {value!r} is neither a class of {list(class_names)} "
+            "nor a class index"
+        ) from None
+
+
+def predictions(run: Any, split: str, dataset: Any, batch_size: int) -> dict[str, int]:
+    """Predicted class per id: from ``predictions.csv`` (test split) or a forward pass."""
+    path = Path(run.run_dir) / "predictions.csv"
+    if split == "test" and path.is_file():
+        with path.open(newline="") as handle:
+            return {
+                row["id"]: class_index(row["pred"], run.class_names, path)
+                for row in csv.DictReader(handle)
+            }
+    import torch
+
+    model = run.model
+    was_training = model.training
+    model.eval()
+    preds: dict[str, int] = {}
+    try:
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+                x = torch.stack([it[0] for it in items]).to(next(model.parameters()).device)
+                for it, p in zip(items, model(x).argmax(1).tolist()):
+                    preds[dataset.records[it[2]].id] = int(p)
+    finally:
+        model.train(was_training)
+    return preds
+
+
+def select_images(
+    records: Sequence[Any],
+    split: str,
+    *,
+    ids: Sequence[str] | None,
+    n: int | None,
+    misclassified_by: list[dict[str, int]] | None,
+    annotated: set[str] | None,
+) -> list[Any]:
+    """The records to explain: ``ids`` (in the given order; unknown ids are an error),
+    else the images misclassified by any run, else ``n`` (default 8) round-robin over
+    classes, preferring annotated images. ``n`` caps ``ids``/misclassified selections."""
+    by_id = {r.id: r for r in records}
+    if ids:
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            example = ", ".join(repr(r.id) for r in records[:3])
+            raise ValueError(
+                f"image id(s) {unknown} are not in the {split} split; expected ids such as "
+                f"{example}"
+            )
+        chosen = [by_id[i] for i in dict.fromkeys(ids)]
+        return chosen[:n] if n else chosen
+    pool = list(records)
+    if misclassified_by is not None:
+        pool = [r for r in pool if any(p.get(r.id, r.label) != r.label for p in misclassified_by)]
+        if not pool:
+            raise ValueError(f"no image of the {split} split is misclassified by these runs")
+        return pool[:n] if n else pool
+    if annotated is not None:
+        with_ann = [r for r in pool if r.id in annotated]
+        if with_ann:
+            pool = with_ann
+    return round_robin(pool, n or DEFAULT_N)
