@@ -180,6 +180,10 @@ def test_misclassified_only(resnet_run, tmp_path):
     outputs = run_cam([resnet_run], tmp_path / "cam", misclassified=True, n=4, overlays=False)
     assert [r["id"] for r in outputs.metrics] == wrong[:4]
     assert not any(r["correct"] for r in outputs.metrics)
+    # No predictions.csv for the val split: the predictions come from a forward pass.
+    val = run_cam([resnet_run], tmp_path / "val", split="val", misclassified=True, n=3,
+                  overlays=False)
+    assert len(val.metrics) == 3 and not any(r["correct"] for r in val.metrics)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
