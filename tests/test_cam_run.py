@@ -17,6 +17,16 @@ from lmfloss.cli import main
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models at 28-64 px gain nothing from intra-op threads, and on a shared 2-core
+    # machine OpenMP threads waiting for a busy core make them 10-100x slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory):
     """A real run: resnet18, random init, 28 px, one epoch of ``fit`` on ``synthetic``."""
