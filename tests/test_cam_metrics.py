@@ -187,3 +187,25 @@ def test_mask_to_boxes_on_real_ham10000_masks():
         assert not np.any(mask & ~region)
         m = box_metrics(mask.astype(float), boxes)
         assert m["energy_in_box"] == pytest.approx(1.0)
+
+
+def test_scoring_api_needs_neither_torch_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from lmfloss.cam import box_metrics, mask_to_boxes; "
+        "box_metrics(np.ones((4, 4)), [(0, 0, 2, 2)]); mask_to_boxes(np.eye(3)); "
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_names_resolve():
+    import lmfloss.cam as cam
+
+    for name in cam.__all__:
+        assert getattr(cam, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cam.nope  # noqa: B018
