@@ -96,6 +96,10 @@ def test_negative_values_are_clipped_and_nan_rejected():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         box_metrics(bad, [(0, 0, 2, 2)])
+    with pytest.raises(ValueError, match="real numbers"):
+        box_metrics(np.full((3, 3), "a"), [(0, 0, 2, 2)])
+    # A boolean map counts as 0/1.
+    assert box_metrics(np.eye(4, dtype=bool), [(0, 0, 2, 2)])["energy_in_box"] == 0.5
 
 
 def test_bad_boxes_raise_with_the_value():

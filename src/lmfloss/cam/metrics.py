@@ -12,7 +12,8 @@ Scores (all floats):
   0.0 when not. When several pixels share the maximum (an upsampled low-resolution map
   has a plateau), the score is the share of those pixels inside the region, i.e. the
   expected hit of a random tie-break; a constant map therefore scores the region's area
-  share, like a random guess.
+  share, like a random guess. No tolerance margin is applied (Zhang et al. allow 15 px at
+  224 px); pass boxes grown by the margin to emulate it.
 - ``energy_in_box`` -- the share of the map's total mass inside the region,
   ``sum(cam * region) / sum(cam)`` (the energy-based pointing game of Wang et al.,
   "Score-CAM", CVPRW 2020). A map with zero mass is treated as uniform.
@@ -51,6 +52,8 @@ def _check_map(cam: np.ndarray) -> np.ndarray:
     cam = np.asarray(cam)
     if cam.ndim != 2 or cam.shape[0] == 0 or cam.shape[1] == 0:
         raise ValueError(f"cam must be a non-empty 2-D array [H, W], got shape {cam.shape}")
+    if cam.dtype == bool:
+        cam = cam.astype(np.float64)
     if not np.issubdtype(cam.dtype, np.number) or np.issubdtype(cam.dtype, np.complexfloating):
         raise ValueError(f"cam must hold real numbers, got dtype {cam.dtype}")
     cam = cam.astype(np.float64)
