@@ -49,6 +49,11 @@ class CamOutputs:
     summary: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _safe_name(image_id: str) -> str:
+    # Ids of folder datasets may hold path separators; overlays stay one file per image.
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
+
+
 def _score(annotation: Annotation, image_shape: tuple[int, int], cam: np.ndarray) -> dict:
     map_shape = cam.shape
     if annotation.mask is not None:
@@ -221,7 +226,7 @@ def run_cam(
                     figure_maps[(r_index, rec.id)] = (cam, pred)
                 if overlays:
                     overlay_paths.append(save_overlay(
-                        out / "overlays" / label / f"{rec.id}_{tgt}.png",
+                        out / "overlays" / label / f"{_safe_name(rec.id)}_{tgt}.png",
                         images[rec.id], cam, ann.boxes if ann else [],
                     ))
 
