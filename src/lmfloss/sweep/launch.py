@@ -7,11 +7,13 @@ machine (each its own process, sharing the CPU threads between them).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from lmfloss.sweep.engine import (
     default_storage,
     make_sampler,
     make_storage,
+    next_action,
     open_study,
     redact,
     run_worker,
@@ -125,16 +128,22 @@ def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
     return result
 
 
-def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int | None) -> None:
-    logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
-    if threads:
-        try:
-            import torch
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    import torch
 
-            torch.set_num_threads(threads)
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
-    run_worker(**kwargs)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int) -> None:
+    logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
+    with _torch_threads(threads):
+        run_worker(**kwargs)
 
 
 def run_sweep(
@@ -156,7 +165,7 @@ def run_sweep(
         out_dir: the sweep folder.
         storage: database URL (default: SQLite ``<out_dir>/study.db``).
         study_name: default ``spec.name``.
-        workers: local worker processes (1: run in this process). With several, each gets
+        workers: local workers: this process and ``workers - 1`` spawned ones, each with
             ``cpu_count // workers`` torch threads.
         runner: trains one trial (must be picklable, i.e. a module-level function, when
             ``workers > 1``); default: in-process ``fit`` or torchrun.
@@ -173,32 +182,37 @@ def run_sweep(
     url = storage or default_storage(out_dir)
     study_name = study_name or spec.name
     # Create the study (and its tables) once before the workers race to do it.
-    open_study(spec, make_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry),
-               study_name, sampler=make_sampler(spec))
+    study = open_study(spec, make_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry),
+                       study_name, sampler=make_sampler(spec))
     kwargs: dict[str, Any] = dict(spec=spec, out_dir=out_dir, storage=url, study_name=study_name,
                                   runner=runner, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
-    if workers == 1:
+    if workers == 1 or next_action(spec, study.get_trials(deepcopy=False), max_retry) == "done":
         run_worker(**kwargs)
-    else:
-        context = multiprocessing.get_context("spawn")  # no forked torch/DB state
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        level = logging.getLogger("lmfloss").getEffectiveLevel()
-        processes = [
-            context.Process(target=_worker_process, name=f"worker-{i}",
-                            args=({**kwargs, "worker_index": i}, level, threads))
-            for i in range(workers)
-        ]
+        return summarize(spec, out_dir, url, study_name, max_retry=max_retry)
+
+    # This process is worker 0; the others are spawned (no forked torch/DB state), and
+    # every worker gets an equal share of the CPU threads.
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    level = logging.getLogger("lmfloss").getEffectiveLevel()
+    processes = [
+        context.Process(target=_worker_process, name=f"worker-{i}",
+                        args=({**kwargs, "worker_index": i}, level, threads))
+        for i in range(1, workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        with _torch_threads(threads):
+            run_worker(**kwargs, worker_index=0)
         for process in processes:
-            process.start()
-        try:
-            for process in processes:
-                process.join()
-        except KeyboardInterrupt:
-            for process in processes:
-                process.terminate()
-            raise
+            process.join()
+    except BaseException:
         for process in processes:
-            if process.exitcode:
-                logger.warning("%s exited with status %s; its trials are re-run by the others "
-                               "or the next `lmfloss sweep`", process.name, process.exitcode)
+            process.terminate()
+        raise
+    for process in processes:
+        if process.exitcode:
+            logger.warning("%s exited with status %s; its trials are re-run by the others "
+                           "or the next `lmfloss sweep`", process.name, process.exitcode)
     return summarize(spec, out_dir, url, study_name, max_retry=max_retry)
