@@ -87,12 +87,12 @@ def data_path(model_name: str, batch: int, config, splits_and_data, device) -> f
     """Images/s of the second epoch of ``train_one_epoch`` over the lmfloss DataLoader."""
     from lmfloss.train.distributed import DistContext
     from lmfloss.train.engine import train_one_epoch
-    from lmfloss.train.fit import _loader
+    from lmfloss.train.loaders import make_loader
 
     splits, datasets = splits_and_data
     counts = splits.class_counts("train")
     model, loss_fn, optimizer = setup(model_name, "lmf", counts, device)
-    loader = _loader(datasets["train"], config.replace(batch_size=batch), DistContext(), device, train=True)
+    loader = make_loader(datasets["train"], config.replace(batch_size=batch), DistContext(), device, train=True)
     rates = []
     for epoch in (1, 2):
         loader.sampler.set_epoch(epoch)
@@ -113,7 +113,7 @@ def main() -> int:
         print("gpu_check: no CUDA device; run it on a GPU machine", file=sys.stderr)
         return 1
     from lmfloss.config import TrainConfig
-    from lmfloss.train.fit import load_data
+    from lmfloss.train.loaders import load_data
 
     torch.backends.cudnn.benchmark = True
     device = torch.device("cuda")

@@ -191,3 +191,31 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
     assert not (out / "report.json").exists()
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good checkpoint stays
     assert [r["epoch"] for r in read_metrics_csv(out / "metrics.csv")] == [1]
+
+
+@needs_breast
+def test_fit_leaves_no_global_state(finished_run):
+    import logging
+    import signal
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    fit(tiny_config(epochs=3), finished_run.run_dir, resume=True, quiet=True)
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert (list(root.handlers), root.level) == before
+    import torch.distributed as dist
+
+    assert not (dist.is_available() and dist.is_initialized())
+
+
+def test_tensorboard_without_package_is_a_clear_error(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match=r"pip install 'lmfloss\[tensorboard\]'"):
+        fit(tiny_config(tensorboard=True), tmp_path / "tb", quiet=True)
+    assert not (tmp_path / "tb").exists()

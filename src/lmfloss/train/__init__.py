@@ -9,8 +9,10 @@ result = fit(TrainConfig(dataset="synthetic", model="resnet18", weights="none",
 run = load_run("runs/demo", checkpoint="best", device="cpu")
 ```
 Modules: ``engine`` (train_one_epoch, evaluate, devices, signals), ``fit`` (the run),
-``checkpoint`` (atomic writes, RNG state), ``distributed`` (torchrun/DDP), ``outputs``
-(CSV/JSON/PNG files), ``run`` (load_run, evaluate_run, predict), ``demo``.
+``rundir`` (finished/unfinished run directories, config checks), ``loaders`` (datasets and
+DataLoaders per rank), ``checkpoint`` (atomic writes, RNG state), ``distributed``
+(torchrun/DDP), ``outputs`` (CSV/JSON/PNG files), ``run`` (load_run, evaluate_run,
+predict), ``demo``.
 """
 
 from lmfloss.train.engine import (
@@ -20,8 +22,9 @@ from lmfloss.train.engine import (
     resolve_device,
     train_one_epoch,
 )
-from lmfloss.train.fit import RunResult, check_config, config_from_run, fit
+from lmfloss.train.fit import RunResult, fit
 from lmfloss.train.run import Run, evaluate_run, load_run, predict
+from lmfloss.train.rundir import check_config, config_from_run
 
 __all__ = [
     "NonFiniteLossError",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,21 +55,10 @@ from lmfloss.train.engine import (
     stop_on_signals,
     train_one_epoch,
 )
+from lmfloss.train.loaders import load_data, make_loader
+from lmfloss.train.rundir import check_config, check_resume_config, config_from_run, prepare_run_dir
 
 logger = logging.getLogger(__name__)
-
-# Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
-RUN_FILES = (
-    "config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
-    "per_class.csv", "confusion.png", "curves.png",
-)
-RUN_FOLDERS = ("tensorboard",)
-# Fields that may change when a run is resumed: they change where/how fast it runs, not
-# what it computes (epochs: a finished run may be extended).
-RESUMABLE_CHANGES = frozenset(
-    {"device", "amp", "compile", "channels_last", "workers", "tensorboard", "epochs", "cache_dir",
-     "download", "root", "bootstrap"}
-)
 
 
 @dataclass
@@ -84,134 +72,10 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def check_config(config: TrainConfig) -> None:
-    """Reject values no run can use, naming the field, the value and what is expected."""
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"fit expects a lmfloss.config.TrainConfig, got {type(config).__name__}")
-    rules = {
-        "epochs": (config.epochs, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "batch_size": (config.batch_size, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "lr": (config.lr, lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        "weight_decay": (config.weight_decay, lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
-        "lr_step": (config.lr_step, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "lr_gamma": (config.lr_gamma, lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "a number in (0, 1]"),
-        "image_size": (config.image_size, lambda v: isinstance(v, int) and v >= 8, "an integer >= 8 (pixels)"),
-        "seed": (config.seed, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "workers": (config.workers, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "bootstrap": (config.bootstrap, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "amp": (config.amp, lambda v: v in ("bf16", "fp16", "off"), "one of bf16, fp16, off"),
-    }
-    for name, (value, ok, expected) in rules.items():
-        if isinstance(value, bool) or not ok(value):
-            raise ValueError(f"config {name}={value!r} is invalid; expected {expected}")
-
-
 def _set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the global generator user code may use
     torch.manual_seed(seed)
-
-
-def _prepare_run_dir(out: Path, resume: bool, overwrite: bool, ctx: DistContext) -> dict | None:
-    """Check what ``out`` holds; return the checkpoint to resume from, or None."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"run directory {str(out)!r} exists and is not a directory")
-    finished = (out / "report.json").is_file()
-    last = out / "last.pt"
-    if resume and overwrite:
-        raise ValueError("pass either resume or overwrite, not both")
-    if resume:
-        if last.is_file():
-            return load_checkpoint(last)
-        logger.info("nothing to resume in %s (no last.pt): starting a new run", out)
-    elif overwrite:
-        if ctx.is_main and out.is_dir():
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
-            for name in RUN_FOLDERS:
-                shutil.rmtree(out / name, ignore_errors=True)
-    elif finished:
-        raise LmflossError(
-            f"run directory {str(out)!r} already holds a finished run (report.json); "
-            "pass --resume to reuse it, --overwrite to replace it, or choose another --out"
-        )
-    elif last.is_file():
-        raise LmflossError(
-            f"run directory {str(out)!r} holds an unfinished run (last.pt); "
-            "pass --resume to continue it or --overwrite to start again"
-        )
-    barrier(ctx)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    barrier(ctx)
-    return None
-
-
-def _check_resume_config(config: TrainConfig, saved: dict[str, Any]) -> None:
-    current = config.to_dict()
-    diffs = sorted(
-        k for k in set(current) | set(saved)
-        if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k)
-    )
-    if diffs:
-        detail = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {current.get(k)!r}" for k in diffs)
-        raise ValueError(
-            f"cannot resume with a different configuration ({detail}); "
-            "resume with the run's config.yaml or start a new run"
-        )
-
-
-def load_data(config: TrainConfig, ctx: DistContext | None = None):
-    """``(splits, {"train": ds, "val": ds, "test": ds})`` with the run's preprocessing.
-
-    Under DDP rank 0 loads first (it may download or fill the image cache), then the others.
-    """
-    from lmfloss.data import load_splits, make_dataset
-
-    ctx = ctx or DistContext()
-
-    def load():
-        splits = load_splits(
-            dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
-            group_by=config.group_by, download=config.download,
-            skip_bad_images=config.skip_bad_images,
-        )
-        datasets = {
-            split: make_dataset(
-                splits, split, image_size=config.image_size, normalize=config.normalize,
-                augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
-            )
-            for split in ("train", "val", "test")
-        }
-        return splits, datasets
-
-    if ctx.is_main:
-        result = load()
-    barrier(ctx)
-    if not ctx.is_main:
-        result = load()
-    return result
-
-
-def _loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.device, train: bool):
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    # DistributedSampler also for one process: its shuffle depends only on (seed, epoch),
-    # which is what makes a resumed run see the same batches as an uninterrupted one.
-    sampler = DistributedSampler(
-        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train, seed=config.seed,
-        drop_last=False,
-    )
-    per_rank = len(sampler)
-    # BatchNorm cannot train on a batch of one image: drop such a last batch only.
-    drop_last = train and per_rank % config.batch_size == 1 and per_rank > 1
-    if drop_last:
-        logger.info("dropping the last training batch of 1 image each epoch (BatchNorm needs >= 2)")
-    return DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=device.type == "cuda", drop_last=drop_last,
-        persistent_workers=config.workers > 0,
-    )
 
 
 def _any_rank(ctx: DistContext, flag: Any) -> Any:
@@ -277,9 +141,11 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
     from lmfloss.metrics import classification_report
     from lmfloss.models import build_model
 
-    ckpt = _prepare_run_dir(out, resume, overwrite, ctx)
+    if config.tensorboard and ctx.is_main:
+        _require_tensorboard()
+    ckpt = prepare_run_dir(out, resume, overwrite, ctx)
     if ckpt is not None:
-        _check_resume_config(config, ckpt["config"])
+        check_resume_config(config, ckpt["config"])
         if (out / "report.json").is_file() and ckpt["epoch"] >= config.epochs:
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
             report = json.loads((out / "report.json").read_text())
@@ -340,7 +206,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_model = torch.compile(model) if config.compile else model
 
-    loaders = {s: _loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
+    loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     if ctx.is_main:
         save_config(config, out / "config.yaml")
     writer = _tensorboard(config, out, ctx)
@@ -359,7 +225,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
             )
             if stats["stopped"]:
                 raise TrainingInterrupted(_stop_message(out, epoch, stats["step"], start_epoch, history))
-            val = evaluate(model, loaders["val"], device=device, amp_dtype=amp_dtype,
+            val = evaluate(raw_model, loaders["val"], device=device, amp_dtype=amp_dtype,
                            channels_last=channels_last, ctx=ctx)
             with torch.no_grad():
                 val_loss = float(loss_fn(val["logits"].to(device), val["labels"].to(device)))
@@ -409,7 +275,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
         raise LmflossError(f"no epoch finished in {out}; nothing to evaluate")
     raw_model.load_state_dict(best_state)
     results = {
-        split: evaluate(model, loaders[split], device=device, amp_dtype=amp_dtype,
+        split: evaluate(raw_model, loaders[split], device=device, amp_dtype=amp_dtype,
                         channels_last=channels_last, ctx=ctx)
         for split in ("val", "test")
     }
@@ -455,23 +321,18 @@ def _stop_message(out: Path, epoch: int, step: int, start_epoch: int, history: l
 def _tensorboard(config: TrainConfig, out: Path, ctx: DistContext):
     if not (config.tensorboard and ctx.is_main):
         return None
+    return _require_tensorboard()(log_dir=str(out / "tensorboard"))
+
+
+def _require_tensorboard():
+    """``SummaryWriter``, or a ValueError saying how to install it."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ValueError(
-            "tensorboard=True needs the tensorboard package: pip install 'lmfloss[tensorboard]'"
+            "--tensorboard needs the tensorboard package: pip install 'lmfloss[tensorboard]'"
         ) from None
-    return SummaryWriter(log_dir=str(out / "tensorboard"))
-
-
-def config_from_run(run_dir: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` stored in ``run_dir/config.yaml``."""
-    from lmfloss.config import load_config_file
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    return TrainConfig.from_dict(load_config_file(path))
+    return SummaryWriter
 
 
 __all__ = ["RunResult", "fit", "check_config", "config_from_run", "load_data", "write_outputs"]

@@ -106,7 +106,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     from lmfloss.models import build_model
     from lmfloss.train.checkpoint import load_checkpoint
     from lmfloss.train.engine import resolve_device
-    from lmfloss.train.fit import config_from_run
+    from lmfloss.train.rundir import config_from_run
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
