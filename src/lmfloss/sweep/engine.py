@@ -424,7 +424,9 @@ def run_worker(
         runner: trains one trial (default: :func:`lmfloss.sweep.runners.default_runner`).
         heartbeat, grace, max_retry: see :func:`make_storage`.
         worker_index: this worker's index among local workers (sampler seeding, logs).
-        poll: seconds between looks while other workers' trials run (default: ``heartbeat``).
+        poll: seconds between looks while only other workers' trials run (default: the
+            smaller of ``heartbeat`` and 2 s: one cheap query, and a worker whose last
+            trial is left to others stops soon after they finish).
         max_trials: stop after this many trials even if work remains (``None``: no limit).
         on_trial: called with each finished trial of this worker.
 
@@ -440,7 +442,7 @@ def run_worker(
     study = open_study(spec, storage_obj, study_name, sampler=sampler)
     objective = Objective(spec, out_dir, runner or default_runner(spec.nproc_per_node), sampler,
                           max_retry, study_name)
-    poll = float(heartbeat if poll is None else poll)
+    poll = float(min(heartbeat, 2) if poll is None else poll)
     ran = 0
     logger.info("worker %d joined study %r in %s", worker_index, study_name, redact(url))
     while max_trials is None or ran < max_trials:
