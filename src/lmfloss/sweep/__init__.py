@@ -8,32 +8,23 @@
     result = run_sweep(spec, "sweeps/demo", workers=2)
     result.best["run_dir"], result.best["val_f1_macro"]
 
-Modules: :mod:`~lmfloss.sweep.spec` (the sweep file), :mod:`~lmfloss.sweep.engine`
-(storage, claims, heartbeat, the worker loop), :mod:`~lmfloss.sweep.runners` (training one
+Modules: :mod:`~lmfloss.sweep.spec` (the sweep file's model: grid, overrides, naming),
+:mod:`~lmfloss.sweep.parse` (reading and validating it), :mod:`~lmfloss.sweep.storage`
+(database, heartbeat, samplers), :mod:`~lmfloss.sweep.engine` (claims, the worker loop), :mod:`~lmfloss.sweep.runners` (training one
 trial in-process or under torchrun), :mod:`~lmfloss.sweep.launch` (local workers, summary).
 """
 
-from lmfloss.sweep.engine import (
+from lmfloss.sweep.engine import next_action, point_status, run_worker
+from lmfloss.sweep.launch import SweepResult, run_sweep, summarize, trial_rows, write_trials_csv
+from lmfloss.sweep.parse import load_sweep, parse_sets, parse_sweep
+from lmfloss.sweep.runners import TorchrunRunner, TrialRunner, default_runner, read_report
+from lmfloss.sweep.spec import Override, Range, SweepSpec, point_key, run_name
+from lmfloss.sweep.storage import (
     GridPointSampler,
     default_storage,
     make_storage,
-    next_action,
     open_study,
-    point_status,
     redact,
-    run_worker,
-)
-from lmfloss.sweep.launch import SweepResult, run_sweep, summarize, trial_rows, write_trials_csv
-from lmfloss.sweep.runners import TorchrunRunner, TrialRunner, default_runner, read_report
-from lmfloss.sweep.spec import (
-    Override,
-    Range,
-    SweepSpec,
-    load_sweep,
-    parse_sets,
-    parse_sweep,
-    point_key,
-    run_name,
 )
 
 __all__ = [

@@ -32,176 +32,32 @@ import random
 import socket
 import time
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.study import Study
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lmfloss.config import TrainConfig, load_config_file
 from lmfloss.errors import LmflossError
 from lmfloss.sweep.runners import TrialRunner, default_runner, read_report
 from lmfloss.sweep.spec import MACHINE_KEYS, Range, Scalar, SweepSpec, point_key, run_name
+from lmfloss.sweep.storage import (
+    GridPointSampler,
+    default_storage,
+    make_sampler,
+    make_storage,
+    open_study,
+    redact,
+)
 
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 TEST_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
-
-
-# ---- storage and study --------------------------------------------------------------
-def default_storage(out_dir: str | Path) -> str:
-    """SQLite file ``<out_dir>/study.db``: nothing to start, fine for one machine."""
-    return f"sqlite:///{(Path(out_dir) / 'study.db').absolute()}"
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is reported as given (it has no password to hide)
-        return url
-
-
-def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
-                 max_retry: int = 3) -> RDBStorage:
-    """An Optuna RDB storage with heartbeats and retry of stale trials.
-
-    Args:
-        url: SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg2://u:p@host/db``).
-        heartbeat: seconds between a running trial's heartbeats.
-        grace: seconds without heartbeat after which a running trial counts as dead
-            (default ``2 * heartbeat``).
-        max_retry: how many times a dead trial is re-queued.
-
-    Raises:
-        ValueError: bad numbers or an unusable URL.
-        LmflossError: the database cannot be reached.
-    """
-    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 1:
-        raise ValueError(f"heartbeat must be a whole number of seconds >= 1, got {heartbeat!r}")
-    grace = 2 * heartbeat if grace is None else grace
-    if isinstance(grace, bool) or not isinstance(grace, int) or grace <= heartbeat:
-        raise ValueError(f"grace must be a whole number of seconds > heartbeat ({heartbeat}), got {grace!r}")
-    if max_retry < 0:
-        raise ValueError(f"max_retry must be >= 0, got {max_retry}")
-    if url.startswith("sqlite"):
-        # Several processes share the file: wait for its lock instead of failing at once.
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-    try:
-        for attempt in range(4):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(
-                        url,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=heartbeat,
-                        grace_period=grace,
-                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-                    )
-            except Exception as exc:
-                # Workers starting together on a fresh database race to create its tables
-                # ("table studies already exists"); the loser simply opens it again.
-                if attempt == 3 or "already exists" not in str(exc):
-                    raise
-                time.sleep(0.2 + random.random())
-        raise AssertionError("unreachable")  # pragma: no cover
-    except ImportError as exc:
-        raise LmflossError(f"storage {redact(url)!r} needs a database driver: {exc} "
-                           "(PostgreSQL: pip install 'lmfloss[postgres]')") from None
-    except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError
-        name = type(exc).__name__
-        if name == "ArgumentError":
-            raise ValueError(f"--storage {redact(url)!r} is not a database URL; expected e.g. "
-                             "sqlite:///study.db or postgresql+psycopg2://user:pass@host/db") from None
-        raise LmflossError(f"cannot open study storage {redact(url)!r}: {name}: "
-                           f"{str(exc).splitlines()[0]}") from None
-
-
-def open_study(spec: SweepSpec, storage: RDBStorage, study_name: str, *,
-               sampler: optuna.samplers.BaseSampler | None = None) -> Study:
-    """Create or join the study, checking that it was made from the same sweep.
-
-    Raises:
-        LmflossError: the study exists but holds a different sweep (space, base or sampler).
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for attempt in range(3):  # two machines creating the tables at once may collide
-        try:
-            study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                        sampler=sampler, load_if_exists=True)
-            break
-        except optuna.exceptions.DuplicatedStudyError:
-            if attempt == 2:
-                raise
-            time.sleep(0.5 + random.random())
-    fingerprint = spec.fingerprint()
-    existing = study.user_attrs.get("sweep_fingerprint")
-    if existing is None:
-        study.set_user_attr("sweep_fingerprint", fingerprint)
-        study.set_user_attr("sweep_source", spec.source)
-        study.set_user_attr("sweep_sampler", spec.sampler)
-    elif existing != fingerprint:
-        raise LmflossError(
-            f"study {study_name!r} was created from a different sweep (fingerprint {existing}, "
-            f"this one {fingerprint}: space, base config or sampler differ); use another "
-            "--study or --out, or the sweep file it was created with"
-        )
-    return study
-
-
-# ---- sampling ------------------------------------------------------------------------
-class GridPointSampler(optuna.samplers.BaseSampler):
-    """Returns the values of the grid point the objective assigned to each trial.
-
-    The point is chosen by the objective (it has to claim it first), then every key is
-    suggested as a categorical with the study-wide choices; this sampler answers with the
-    assigned value. Trials re-queued for a dead worker carry their parameters already.
-    """
-
-    def __init__(self) -> None:
-        self._assigned: dict[int, dict[str, Scalar]] = {}
-
-    def assign(self, trial_number: int, point: Mapping[str, Scalar]) -> None:
-        self._assigned[trial_number] = dict(point)
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        try:
-            return self._assigned[trial.number][param_name]
-        except KeyError:
-            raise LmflossError(f"trial {trial.number} has no grid value for {param_name!r}") from None
-
-
-def make_sampler(spec: SweepSpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """Grid: :class:`GridPointSampler`; random/TPE: Optuna's, seeded per worker so that
-    workers do not all draw the same sequence (seed from the file, host and worker index)."""
-    if spec.sampler == "grid":
-        return GridPointSampler()
-    seed = zlib.crc32(f"{spec.seed}/{socket.gethostname()}/{worker_index}".encode())
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 # ---- the state of the study ------------------------------------------------------------

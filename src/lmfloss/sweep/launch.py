@@ -21,18 +21,10 @@ from typing import Any
 from optuna.study import Study
 from optuna.trial import TrialState
 
-from lmfloss.sweep.engine import (
-    TEST_METRICS,
-    default_storage,
-    make_sampler,
-    make_storage,
-    next_action,
-    open_study,
-    redact,
-    run_worker,
-)
+from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_worker
 from lmfloss.sweep.runners import TrialRunner
-from lmfloss.sweep.spec import SweepSpec
+from lmfloss.sweep.spec import SweepSpec, point_key, run_name
+from lmfloss.sweep.storage import default_storage, make_sampler, make_storage, open_study, redact
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +100,6 @@ def write_trials_csv(rows: list[dict[str, Any]], path: Path) -> Path:
 def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
               max_retry: int = 3) -> SweepResult:
     """Read the study back (no training) and write ``<out_dir>/trials.csv``."""
-    from lmfloss.sweep.engine import point_status
-    from lmfloss.sweep.spec import point_key, run_name
-
     storage_obj = make_storage(storage, max_retry=max_retry)
     study = open_study(spec, storage_obj, study_name, sampler=make_sampler(spec))
     rows = trial_rows(study)
