@@ -69,3 +69,25 @@ def test_two_workers_train_every_grid_point_once(tmp_path, capsys, backend):
     assert main(argv) == 0
     again = optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
     assert len(again) == 2
+
+
+def test_a_trial_can_run_under_torchrun(tmp_path, capsys):
+    """--nproc-per-trial 2: the trial is two DDP ranks (gloo on CPU) started by torchrun."""
+    sweep = {
+        "name": "torchrun",
+        "base": {"dataset": "synthetic", "model": "resnet18", "weights": "none", "image_size": 16,
+                 "epochs": 1, "batch_size": 64, "device": "cpu", "bootstrap": 20},
+        "space": {"loss": ["lmf"]},
+    }
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(sweep))
+    out = tmp_path / "out"
+    assert main(["sweep", "--config", str(config), "--out", str(out), "--nproc-per-trial", "2",
+                 "--quiet"]) == 0
+    run_dir = out / "runs" / "loss=lmf"
+    report = json.loads((run_dir / "report.json").read_text())
+    trial = optuna.load_study(study_name="torchrun", storage=make_storage(f"sqlite:///{out / 'study.db'}")).trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.value == pytest.approx(report["val"]["f1_macro"])
+    assert yaml.safe_load((run_dir / "trial-config.yaml").read_text())["loss"] == "lmf"
+    assert "1 complete" in capsys.readouterr().out

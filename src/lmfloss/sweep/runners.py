@@ -57,9 +57,9 @@ def train_in_process(config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class TorchrunRunner:
-    """Train each trial as ``torchrun --standalone --nproc_per_node N -m lmfloss.sweep.runners``.
+    """Train each trial as ``torchrun --standalone --nproc_per_node N -m lmfloss.sweep.trial``.
 
-    The trial's config is written to ``<run_dir>.config.yaml`` beside the run folder; every
+    The trial's config is written to ``<run_dir>/trial-config.yaml``; every
     rank calls :func:`train_in_process` (``fit`` sets up DDP from torchrun's environment);
     the worker waits for torchrun and reads ``report.json``. Picklable, so local worker
     processes can carry it.
@@ -71,13 +71,13 @@ class TorchrunRunner:
     nproc_per_node: int
 
     def __call__(self, config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
-        config_path = run_dir.parent / f"{run_dir.name}.config.yaml"
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        config_path = run_dir / "trial-config.yaml"
+        run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, config_path)
         torchrun = shutil.which("torchrun")
         launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
         command = [*launcher, "--standalone", f"--nproc_per_node={self.nproc_per_node}",
-                   "-m", "lmfloss.sweep.runners", str(config_path), str(run_dir)]
+                   "-m", "lmfloss.sweep.trial", str(config_path), str(run_dir)]
         logger.info("launching %s", " ".join(command))
         completed = subprocess.run(command, env=dict(os.environ), check=False)
         if completed.returncode != 0:
@@ -92,19 +92,3 @@ def default_runner(nproc_per_node: int = 1) -> TrialRunner:
     """In-process training for one process per trial, torchrun for several."""
     return train_in_process if nproc_per_node <= 1 else TorchrunRunner(nproc_per_node)
 
-
-def _main(argv: list[str]) -> int:
-    """``python -m lmfloss.sweep.runners CONFIG.yaml RUN_DIR``: one rank of a torchrun trial."""
-    from lmfloss.config import load_config_file
-
-    if len(argv) != 2:
-        print("usage: python -m lmfloss.sweep.runners CONFIG.yaml RUN_DIR", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = TrainConfig.from_dict(load_config_file(argv[0]))
-    train_in_process(config, Path(argv[1]))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - runs under torchrun
-    sys.exit(_main(sys.argv[1:]))
