@@ -141,5 +141,9 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
     right.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
