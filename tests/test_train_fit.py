@@ -219,3 +219,59 @@ def test_tensorboard_without_package_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"pip install 'lmfloss\[tensorboard\]'"):
         fit(tiny_config(tensorboard=True), tmp_path / "tb", quiet=True)
     assert not (tmp_path / "tb").exists()
+
+
+RETINA = SHARED / "retinamnist" / "retinamnist.npz"
+COVID = SHARED / "samples" / "covid19_radiography"
+
+
+@pytest.mark.skipif(not RETINA.is_file(), reason=f"real data not found: {RETINA}")
+@pytest.mark.slow
+def test_retinamnist_five_classes_auc_equals_sklearn(tmp_path):
+    result = fit(tiny_config(dataset="retinamnist", image_size=16, epochs=1, loss="ce"), tmp_path / "r", quiet=True)
+    test = result.report["test"]
+    names = result.report["class_names"]
+    assert len(names) == 5 and sum(test["support"].values()) == 400
+    with open(tmp_path / "r" / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    y = np.array([names.index(r["label"]) for r in rows])
+    probs = np.array([[float(r[f"prob_{n}"]) for n in names] for r in rows])
+    probs /= probs.sum(1, keepdims=True)
+    ref = roc_auc_score(y, probs, multi_class="ovr", average="macro")
+    assert test["auc_macro_ovr"] == pytest.approx(ref, abs=1e-5)
+    assert test["f1_macro"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro", labels=list(range(5)), zero_division=0))
+
+
+@pytest.mark.skipif(not (COVID / "labels.csv").is_file(), reason=f"sample images not found: {COVID}")
+@pytest.mark.slow
+def test_image_files_through_cache_and_predict_cli(tmp_path, capsys):
+    """Real PNG files via the csv adapter (on-disk cache); predict reproduces predictions.csv."""
+    from lmfloss.cli import main
+
+    with open(COVID / "labels.csv", newline="") as handle:
+        samples = list(csv.DictReader(handle))
+    seen: dict[str, int] = {}
+    lines = ["path,label,split"]
+    for row in samples:
+        k = seen[row["class"]] = seen.get(row["class"], 0) + 1
+        split = "train" if k <= 3 else ("val" if k == 4 else "test")
+        lines.append(f"{COVID / row['file']},{row['class']},{split}")
+    listing = tmp_path / "covid.csv"
+    listing.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    config = tiny_config(dataset="csv", root=None, csv=str(listing), image_size=32, batch_size=4,
+                         cache_dir=str(tmp_path / "cache"), loss="ce")
+    result = fit(config, out, quiet=True)
+    assert result.report["class_names"] == ["COVID", "Normal", "Viral Pneumonia"]
+    with open(out / "predictions.csv", newline="") as handle:
+        expected = list(csv.DictReader(handle))
+    assert len(expected) == 3
+    images = [r["id"] for r in expected]
+    target = tmp_path / "new.csv"
+    assert main(["predict", "--run", str(out), *images, "--out", str(target)]) == 0
+    with open(target, newline="") as handle:
+        got = list(csv.DictReader(handle))
+    for mine, ref in zip(got, expected):
+        assert mine["pred"] == ref["pred"]
+        for name in result.report["class_names"]:
+            assert float(mine[f"prob_{name}"]) == pytest.approx(float(ref[f"prob_{name}"]), abs=1e-4)

@@ -97,6 +97,8 @@ def run_demo(
     if jobs is None:
         jobs = min(len(losses), os.cpu_count() or 1) if device == "cpu" else 1
     began = time.perf_counter()
+    logger.info("demo: training %s on the synthetic set, %d epoch(s) each, %s", ", ".join(losses), epochs,
+                f"{jobs} processes in parallel" if jobs > 1 else "one after the other")
     results: dict[str, dict[str, Any]] = {}
     if jobs > 1:
         import multiprocessing
