@@ -275,6 +275,7 @@ def test_a_study_refuses_a_different_sweep(tmp_path):
 
 
 def test_cli_reports_an_unreachable_storage_in_one_line(tmp_path, capsys):
+    pytest.importorskip("psycopg2", reason="the PostgreSQL driver (lmfloss[postgres]) is not installed")
     config = tmp_path / "s.yaml"
     config.write_text("base: {dataset: synthetic}\nspace: {loss: [ce]}\n")
     code = main(["sweep", "--config", str(config), "--out", str(tmp_path / "o"),
