@@ -294,3 +294,21 @@ def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
     assert f"{len(spec.grid_points())} grid point(s)" in out
     for point in spec.grid_points():
         assert str(tmp_path / "runs" / run_name(point)) in out
+
+
+def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
+    from lmfloss.train.engine import TrainingInterrupted
+
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"], "seed": [4]}})
+
+    def interrupted(config, run_dir):
+        raise TrainingInterrupted("stopped after epoch 3; last.pt kept")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(spec, tmp_path / "out", runner=interrupted, heartbeat=1)
+    trials = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    assert len(trials) == 1 and trials[0].state == TrialState.FAIL
+    assert "error" not in trials[0].user_attrs and "last.pt kept" in trials[0].user_attrs["interrupted"]
+    # The next invocation runs both points, the interrupted one included.
+    assert run_worker(spec, tmp_path / "out", runner=fast_runner, heartbeat=1) == 2
+    completed_once(study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name), spec)

@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import time
 import warnings
 from collections import Counter
@@ -158,6 +159,11 @@ class Objective:
                 logger.info("trial %d: training %s", trial.number, name)
                 report = dict(self.runner(config, run_dir))
         except Exception as exc:
+            if _is_interruption(exc):
+                # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
+                # (it counts as killed, not failed), and this worker stops.
+                trial.set_user_attr("interrupted", str(exc))
+                raise KeyboardInterrupt(str(exc)) from exc
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             logger.warning("trial %d (%s) failed: %s: %s", trial.number, name, type(exc).__name__, exc)
             raise
@@ -229,6 +235,12 @@ class Objective:
             trial.set_user_attr("duplicate_of", min(busy))
             raise optuna.TrialPruned(f"the same parameters are being trained by trial {min(busy)}")
         return params
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    train_engine = sys.modules.get("lmfloss.train.engine")  # loaded iff fit ran here
+    interrupted = getattr(train_engine, "TrainingInterrupted", None)
+    return interrupted is not None and isinstance(exc, interrupted)
 
 
 def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
