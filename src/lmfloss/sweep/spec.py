@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ class SweepSpec:
                 _apply(values, tags, override.set)
         for key in PATH_KEYS:
             if isinstance(values.get(key), str):
-                values[key] = str(Path(values[key]).expanduser().absolute())
+                values[key] = os.path.abspath(Path(values[key]).expanduser())
         return TrainConfig.from_dict(values), tags
 
     def fingerprint(self) -> str:
