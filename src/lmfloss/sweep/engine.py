@@ -144,13 +144,13 @@ class Objective:
         params = self._grid_params(trial) if self.spec.sampler == "grid" else self._search_params(trial)
         name = run_name(params)
         run_dir = self.out_dir / RUNS_DIR / name
-        config, tags = self.spec.resolve(params)
         trial.set_user_attr("run_name", name)
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("tags", tags)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         started = time.perf_counter()
         try:
+            config, tags = self.spec.resolve(params)  # a sampled value TrainConfig rejects fails here
+            trial.set_user_attr("tags", tags)
             report = read_report(run_dir)
             reused = report is not None
             if reused:
