@@ -64,6 +64,19 @@ def test_imagenet_normalisation_matches_torchvision(synthetic):
     torch.testing.assert_close(normed[0][0], expected)
 
 
+@pytest.mark.parametrize("normalize", ["none", "imagenet"])
+def test_deferred_float_batches_equal_per_item_floats(synthetic, normalize):
+    eager = make_dataset(synthetic, "test", image_size=32, normalize=normalize)
+    deferred = make_dataset(synthetic, "test", image_size=32, normalize=normalize, defer_float=True)
+    raw = torch.stack([deferred[i][0] for i in range(5)])
+    assert raw.dtype == torch.uint8
+    batch = deferred.finish_batch(raw.contiguous(memory_format=torch.channels_last))
+    assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(batch, torch.stack([eager[i][0] for i in range(5)]))
+    floats = torch.stack([eager[i][0] for i in range(2)])
+    assert eager.finish_batch(floats) is floats  # already finished per item
+
+
 def test_in_memory_resize_matches_torch_antialiased_bilinear(synthetic):
     ds = make_dataset(synthetic, "train", image_size=28)
     original = torch.from_numpy(synthetic.load_image(ds.records[0])).permute(2, 0, 1)[None].double()

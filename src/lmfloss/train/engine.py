@@ -87,12 +87,21 @@ def _progress(loader: Any, desc: str, enabled: bool) -> Any:
     return tqdm(loader, desc=desc, total=len(loader), leave=False, unit="batch", dynamic_ncols=True)
 
 
-def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device, channels_last: bool):
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device, channels_last: bool,
+               finish: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    """Copy a batch to ``device``; ``finish`` turns uint8 images into the model's float input there."""
     non_blocking = device.type == "cuda"
     images = images.to(device, non_blocking=non_blocking)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+    if finish is not None:
+        images = finish(images)
     return images, labels.to(device, non_blocking=non_blocking)
+
+
+def _batch_finisher(loader: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The dataset's ``finish_batch`` (uint8 -> float on the device), if it has one."""
+    return getattr(getattr(loader, "dataset", None), "finish_batch", None)
 
 
 def train_one_epoch(
@@ -147,8 +156,9 @@ def train_one_epoch(
     step = 0
     stopped = False
     bar = _progress(loader, f"epoch {epoch}", progress)
+    finish = _batch_finisher(loader)
     for step, (images, labels, _index) in enumerate(bar, start=1):
-        images, labels = _to_device(images, labels, device, channels_last)
+        images, labels = _to_device(images, labels, device, channels_last, finish)
         with _autocast(device, amp_dtype):
             loss = loss_fn(_logits(model(images)).float(), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -227,8 +237,9 @@ def evaluate(
     ctx = ctx or DistContext()
     model.eval()
     indices, logits, labels = [], [], []
+    finish = _batch_finisher(loader)
     for images, target, index in _progress(loader, desc, progress):
-        images, _ = _to_device(images, target, device, channels_last)
+        images, _ = _to_device(images, target, device, channels_last, finish)
         with _autocast(device, amp_dtype):
             out = _logits(model(images))
         logits.append(out.float().cpu())

@@ -31,6 +31,7 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None):
             split: make_dataset(
                 splits, split, image_size=config.image_size, normalize=config.normalize,
                 augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
+                defer_float=True,  # uint8 through the DataLoader; the engine scales on the device
             )
             for split in ("train", "val", "test")
         }
