@@ -275,3 +275,18 @@ def test_image_files_through_cache_and_predict_cli(tmp_path, capsys):
         assert mine["pred"] == ref["pred"]
         for name in result.report["class_names"]:
             assert float(mine[f"prob_{name}"]) == pytest.approx(float(ref[f"prob_{name}"]), abs=1e-4)
+
+
+def test_best_state_copy_keeps_module_versions_for_load_state_dict():
+    # MNASNet reads its version from the state dict's metadata; a plain dict copy loses it.
+    from torchvision.models import mnasnet0_5
+
+    from lmfloss.train.fit import _cpu_state_dict
+
+    model = mnasnet0_5(weights=None, num_classes=3)
+    plain = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="version"):
+        model.load_state_dict(plain)
+    copy = _cpu_state_dict(model)
+    model.load_state_dict(copy)
+    assert all(torch.equal(copy[k], v) for k, v in model.state_dict().items())

@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
             improved = val_f1 > best_f1
             if improved:  # strictly better: on ties the earlier epoch stays
                 best_epoch, best_f1 = epoch, val_f1
-                best_state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
+                best_state = _cpu_state_dict(raw_model)
             rng = all_gather_objects(ctx, capture_rng_state())
             if ctx.is_main:
                 if improved:
@@ -336,3 +337,15 @@ def _require_tensorboard():
 
 
 __all__ = ["RunResult", "fit", "check_config", "config_from_run", "load_data", "write_outputs"]
+
+
+def _cpu_state_dict(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """A CPU copy of ``model.state_dict()`` that keeps its ``_metadata`` (module versions).
+
+    Some modules (e.g. MNASNet, BatchNorm of old checkpoints) read the version from the
+    metadata in ``load_state_dict``; a plain dict copy drops it and loading fails.
+    """
+    state = model.state_dict()
+    copy = OrderedDict((k, v.detach().cpu().clone()) for k, v in state.items())
+    copy._metadata = getattr(state, "_metadata", None)  # type: ignore[attr-defined]
+    return copy
