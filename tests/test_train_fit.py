@@ -290,3 +290,25 @@ def test_best_state_copy_keeps_module_versions_for_load_state_dict():
     copy = _cpu_state_dict(model)
     model.load_state_dict(copy)
     assert all(torch.equal(copy[k], v) for k, v in model.state_dict().items())
+
+
+def test_skipped_bad_image_is_recorded_and_not_counted(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in ("a", "b"):
+        for i in range(6):
+            path = tmp_path / f"{name}{i}.png"
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(path)
+            rows.append((path.name, name, ("train", "train", "train", "train", "val", "test")[i]))
+    (tmp_path / "a0.png").write_bytes(b"not an image")  # a training image of class 'a'
+    with (tmp_path / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "label", "split"), *rows])
+    config = tiny_config(dataset="csv", csv=str(tmp_path / "labels.csv"), root=None, epochs=1,
+                         image_size=16, batch_size=4, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="a0.png"):
+        fit(config, tmp_path / "strict", quiet=True)
+    report = fit(config.replace(skip_bad_images=True), tmp_path / "run", quiet=True).report
+    assert [Path(p).name for p in report["skipped_images"]] == ["a0.png"]
+    assert report["train_class_counts"] == [3, 4]

@@ -160,7 +160,12 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
     splits, datasets = load_data(config, ctx)
     class_names = list(splits.class_names)
     num_classes = len(class_names)
-    train_counts = [int(c) for c in splits.class_counts("train")]
+    # Counted from the training dataset itself: images skipped as undecodable
+    # (--skip-bad-images) are not trained on, so they must not count in the margins.
+    train_counts = [int(c) for c in np.bincount(datasets["train"].labels, minlength=num_classes)]
+    if splits.skipped:
+        logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
+                       len(splits.skipped), ", ".join(map(str, splits.skipped[:5])))
     for split in ("train", "val", "test"):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
@@ -281,7 +286,8 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
         for split in ("val", "test")
     }
     report: dict[str, Any] = {"best_epoch": best_epoch, "class_names": class_names,
-                              "train_class_counts": train_counts}
+                              "train_class_counts": train_counts,
+                              "skipped_images": [str(p) for p in splits.skipped]}
     for split, res in results.items():
         probs = torch.softmax(res["logits"], dim=1).numpy()
         report[split] = classification_report(
