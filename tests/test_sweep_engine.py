@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lmfloss.cli import main
+from lmfloss.errors import LmflossError
 from lmfloss.sweep import (
     load_sweep,
     make_storage,
@@ -312,3 +313,37 @@ def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
     # The next invocation runs both points, the interrupted one included.
     assert run_worker(spec, tmp_path / "out", runner=fast_runner, heartbeat=1) == 2
     completed_once(study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name), spec)
+
+
+@pytest.mark.parametrize("message", [
+    "(sqlite3.OperationalError) table studies already exists",
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num",
+    "(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint",
+])
+def test_storage_retries_the_race_of_workers_creating_one_database(tmp_path, monkeypatch, message):
+    # Two workers opening a fresh database at once: the loser of the schema race opens it again.
+    import lmfloss.sweep.storage as storage_module
+
+    real, calls = storage_module.RDBStorage, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError(message)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(storage_module, "RDBStorage", flaky)
+    monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and isinstance(storage, real)
+
+
+def test_storage_does_not_retry_other_errors(tmp_path, monkeypatch):
+    import lmfloss.sweep.storage as storage_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(storage_module, "RDBStorage", broken)
+    with pytest.raises(LmflossError, match="disk I/O error"):
+        make_storage(f"sqlite:///{tmp_path / 'study.db'}")

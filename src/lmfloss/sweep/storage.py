@@ -40,6 +40,11 @@ def redact(url: str) -> str:
         return url
 
 
+# Errors of two processes initialising one fresh database at once (SQLite and PostgreSQL).
+_INIT_RACE_MESSAGES = ("already exists", "UNIQUE constraint failed", "duplicate key value", "database is locked")
+_INIT_ATTEMPTS = 6
+
+
 def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
                  max_retry: int = 3) -> RDBStorage:
     """An Optuna RDB storage with heartbeats and retry of stale trials.
@@ -68,7 +73,7 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        for attempt in range(4):
+        for attempt in range(_INIT_ATTEMPTS):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -81,8 +86,9 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
                     )
             except Exception as exc:
                 # Workers starting together on a fresh database race to create its tables
-                # ("table studies already exists"); the loser simply opens it again.
-                if attempt == 3 or "already exists" not in str(exc):
+                # and to stamp its schema version ("table studies already exists", "UNIQUE
+                # constraint failed: alembic_version..."); the loser simply opens it again.
+                if attempt == _INIT_ATTEMPTS - 1 or not any(m in str(exc) for m in _INIT_RACE_MESSAGES):
                     raise
                 time.sleep(0.2 + random.random())
         raise AssertionError("unreachable")  # pragma: no cover
