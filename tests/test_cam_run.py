@@ -14,17 +14,7 @@ from PIL import Image
 
 from lmfloss.cli import main
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models at 28-64 px gain nothing from intra-op threads, and on a shared 2-core
-    # machine OpenMP threads waiting for a busy core make them 10-100x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
