@@ -64,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"lmfloss {args.command}: error: {message}", file=sys.stderr)
+        print(f"lmfloss {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lmfloss {args.command}: interrupted", file=sys.stderr)

@@ -156,7 +156,9 @@ class _DRWMixin:
         self.register_buffer("drw_weight", _f32(drw_weight) if drw_epoch is not None else None)
         self._drw_active = False
 
-    def _set_drw_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int) -> None:
+        """Switch DRW weights on once ``epoch >= drw_epoch`` (no-op without ``drw_epoch``)."""
+        super().set_epoch(epoch)  # type: ignore[misc]  # ImbalanceLoss validates the epoch
         self._drw_active = self.drw_epoch is not None and epoch >= self.drw_epoch
 
     @property
@@ -210,11 +212,6 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
             _f32(resolve_class_weight(class_weight, counts, max_margin=self.max_margin, cb_beta=drw_beta)),
         )
         self._init_drw(drw_epoch, drw_beta, counts)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Switch DRW weights on once ``epoch >= drw_epoch`` (no-op without ``drw_epoch``)."""
-        super().set_epoch(epoch)
-        self._set_drw_epoch(epoch)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.drw_weight if self._drw_active else self.weight
@@ -335,11 +332,6 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
             ),
         )
         self._init_drw(drw_epoch, drw_beta, counts)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Switch DRW weights on once ``epoch >= drw_epoch`` (no-op without ``drw_epoch``)."""
-        super().set_epoch(epoch)
-        self._set_drw_epoch(epoch)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self._drw_active:

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from lmfloss.losses.functional import check_non_negative
+
 __all__ = [
     "WeightSpec",
     "bwcce_weights",
@@ -142,7 +144,7 @@ def compute_margins(counts: Sequence[int], max_margin: float = 0.5) -> torch.Ten
     Returns:
         float64 tensor ``[K]``.
     """
-    _check_non_negative("max_margin", max_margin)
+    check_non_negative("max_margin", max_margin)
     n = _counts_tensor(counts)
     inv = n.pow(-0.25)
     return inv * (float(max_margin) / inv.max())
@@ -253,10 +255,3 @@ def resolve_class_weight(
         raise ValueError(f"{what} is all zeros ({w.tolist()!r}); pass {what}=None for no weighting")
     return w
 
-
-def _check_non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
