@@ -143,7 +143,7 @@ def build_report(
     result.files.append(_write_csv(out / "results.csv", RESULT_COLUMNS, result_rows(runs)))
     result.files.append(_write_csv(out / "paired_tests.csv", PAIRED_COLUMNS, paired_rows(comparisons)))
 
-    tables = [main_table(grid, m, comparisons, n_boot=n_boot) for m in grid.models]
+    tables = [main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models]
     tables += [per_class_table(grid, m) for m in grid.models]
     table6 = hparam_table(grid, compare_paper=compare_paper)
     if table6 is not None:

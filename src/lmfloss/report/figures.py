@@ -22,7 +22,6 @@ from lmfloss.report.stats import mean_absolute_deviation
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = ("setting-1", "setting-2", "setting-3")
 
 
 def _pyplot():

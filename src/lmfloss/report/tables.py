@@ -117,7 +117,8 @@ def _mark_best(table: Table, row_block: list[int], columns: list[int], scores: d
 
 
 def main_table(
-    grid: Grid, model: str, comparisons: list[Comparison] | None = None, n_boot: int = 1000
+    grid: Grid, model: str, comparisons: list[Comparison] | None = None, n_boot: int = 1000,
+    seed: int = 0,
 ) -> Table:
     """Tables 2-4: dataset x loss with accuracy, precision, recall, macro-F1 for one model.
 
@@ -148,7 +149,7 @@ def main_table(
                 stats = cell.mean_std(metric) if cell.status == OK else None
                 if stats is not None:
                     scores[(i, j)] = stats[0]
-            ci = f1_interval(cell, n_boot=n_boot)
+            ci = f1_interval(cell, n_boot=n_boot, seed=seed)
             row.append(DASH if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]")
             if has_tests:
                 comp = tests.get((dataset, loss))
