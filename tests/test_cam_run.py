@@ -184,6 +184,10 @@ def test_misclassified_only(resnet_run, tmp_path):
     val = run_cam([resnet_run], tmp_path / "val", split="val", misclassified=True, n=3,
                   overlays=False)
     assert len(val.metrics) == 3 and not any(r["correct"] for r in val.metrics)
+    # predictions.csv is the best checkpoint's: the last one is judged by its own forward pass.
+    last = run_cam([resnet_run], tmp_path / "last", checkpoint="last", misclassified=True, n=3,
+                   overlays=False)
+    assert len(last.metrics) == 3 and not any(r["correct"] for r in last.metrics)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

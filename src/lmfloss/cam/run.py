@@ -158,7 +158,7 @@ def run_cam(
     source = annotation_source(splits, boxes_csv=boxes_csv, masks_dir=masks_dir)
     datasets = [run.dataset(split) for run in runs]
     misclassified_by = (
-        [predictions(run, split, ds, batch_size) for run, ds in zip(runs, datasets)]
+        [predictions(run, split, ds, batch_size, checkpoint) for run, ds in zip(runs, datasets)]
         if misclassified
         else None
     )

@@ -49,31 +49,29 @@ def class_index(value: str, class_names: Sequence[str], path: Path) -> int:
         ) from None
 
 
-def predictions(run: Any, split: str, dataset: Any, batch_size: int) -> dict[str, int]:
-    """Predicted class per id: from ``predictions.csv`` (test split) or a forward pass."""
+def predictions(run: Any, split: str, dataset: Any, batch_size: int, checkpoint: str = "best") -> dict[str, int]:
+    """Predicted class per id of the loaded model.
+
+    ``predictions.csv`` holds the best checkpoint's test predictions, so it is used only for
+    ``split == "test"`` and ``checkpoint == "best"``; otherwise a forward pass
+    (:func:`lmfloss.train.engine.evaluate`) gives them.
+    """
     path = Path(run.run_dir) / "predictions.csv"
-    if split == "test" and path.is_file():
+    if split == "test" and checkpoint == "best" and path.is_file():
         with path.open(newline="") as handle:
             return {
                 row["id"]: class_index(row["pred"], run.class_names, path)
                 for row in csv.DictReader(handle)
             }
-    import torch
+    from torch.utils.data import DataLoader
 
-    model = run.model
-    was_training = model.training
-    model.eval()
-    preds: dict[str, int] = {}
-    try:
-        with torch.no_grad():
-            for start in range(0, len(dataset), batch_size):
-                items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-                x = torch.stack([it[0] for it in items]).to(next(model.parameters()).device)
-                for it, p in zip(items, model(x).argmax(1).tolist()):
-                    preds[dataset.records[it[2]].id] = int(p)
-    finally:
-        model.train(was_training)
-    return preds
+    from lmfloss.train.engine import evaluate
+
+    result = evaluate(run.model, DataLoader(dataset, batch_size=batch_size, shuffle=False), device=run.device)
+    return {
+        dataset.records[int(i)].id: int(p)
+        for i, p in zip(result["indices"].tolist(), result["logits"].argmax(1).tolist())
+    }
 
 
 def select_images(
