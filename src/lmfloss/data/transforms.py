@@ -52,8 +52,6 @@ class ImageTransform:
             from torchvision.transforms import RandAugment
 
             self._randaugment = RandAugment()
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.augment == "flip":
@@ -75,9 +73,9 @@ class ImageTransform:
             return images
         out = images.to(torch.float32).div_(255.0)
         if self.normalize == "imagenet":
-            mean = self._mean.to(out.device)
-            std = self._std.to(out.device)
-            out = out.sub_(mean).div_(std)
+            # Python scalars per channel: no host-to-device copy (and so no GPU sync) per batch.
+            for c, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
+                out[..., c, :, :].sub_(mean).div_(std)
         return out
 
     def __repr__(self) -> str:
