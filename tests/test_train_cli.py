@@ -110,6 +110,10 @@ def test_resume_cli_continues_a_run(cli_run, tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
     rows = (out / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    # what was trained cannot change on resume: refused by name, not silently ignored
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--loss-param", "beta=3"]) == 2
+    assert "loss_params" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -123,11 +123,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_run_demo)
 
 
-def build_config(args: argparse.Namespace):
-    """The TrainConfig of ``lmfloss train``: defaults < --config file < flags."""
+def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
+    """The TrainConfig of ``lmfloss train``: defaults (or ``base``) < --config file < flags."""
     from lmfloss.config import TrainConfig, load_config_file, parse_loss_params
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(base or {})
     if args.config_file:
         values.update(load_config_file(args.config_file))
     for f in _config_fields():
@@ -148,10 +148,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different directories")
-        saved = config_from_run(args.resume)
-        # Flags may still change how the resumed run executes (device, workers, epochs...).
-        overrides = {f.name: getattr(args, f.name) for f in _config_fields() if getattr(args, f.name) is not None}
-        config = saved.replace(**overrides)
+        # Flags may still change how the resumed run executes (device, workers, epochs...);
+        # fit refuses changes to what was trained (e.g. --loss-param) by name.
+        config = build_config(args, base=config_from_run(args.resume).to_dict())
         out = args.resume
     else:
         if not args.out:
