@@ -245,15 +245,11 @@ def evaluate(
         logits.append(out.float().cpu())
         labels.append(torch.as_tensor(target).cpu())
         indices.append(torch.as_tensor(index).cpu())
-    if logits:
-        idx, lg, lb = torch.cat(indices), torch.cat(logits), torch.cat(labels)
-    else:  # a rank can get no items of a tiny split
-        idx, lg, lb = torch.empty(0, dtype=torch.int64), torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
-    if ctx.enabled:
-        idx, lg, lb = gather_predictions(ctx, idx, lg, lb)
-    else:
-        order = torch.argsort(idx, stable=True)
-        idx, lg, lb = idx[order], lg[order], lb[order]
+    if not logits:  # DistributedSampler pads, so every rank of a non-empty split gets items
+        raise ValueError("evaluate: the loader yielded no batches (an empty split?)")
+    # One path for one process and many: gathering is the identity without DDP, and the
+    # sort (plus de-duplication of the sampler's padding) is what both need.
+    idx, lg, lb = gather_predictions(ctx, torch.cat(indices), torch.cat(logits), torch.cat(labels))
     return {"indices": idx.long(), "logits": lg, "labels": lb.long()}
 
 
