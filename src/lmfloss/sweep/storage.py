@@ -112,15 +112,9 @@ def open_study(spec: SweepSpec, storage: RDBStorage, study_name: str, *,
         LmflossError: the study exists but holds a different sweep (space, base or sampler).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for attempt in range(3):  # two machines creating the tables at once may collide
-        try:
-            study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                        sampler=sampler, load_if_exists=True)
-            break
-        except optuna.exceptions.DuplicatedStudyError:
-            if attempt == 2:
-                raise
-            time.sleep(0.5 + random.random())
+    # load_if_exists: optuna itself turns losing the creation race into loading the study.
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
+                                sampler=sampler, load_if_exists=True)
     fingerprint = spec.fingerprint()
     existing = study.user_attrs.get("sweep_fingerprint")
     if existing is None:
