@@ -140,8 +140,8 @@ HAM_LAYOUT = (
 )
 
 
-def _ham_lesions(root: Path) -> dict[str, str]:
-    path = find_metadata(root, ["HAM10000_metadata.csv", "HAM10000_metadata"])
+def _ham_lesions(path: Path | None) -> dict[str, str]:
+    """Lesion id per image id from ``HAM10000_metadata.csv`` (empty without the file)."""
     if path is None:
         return {}
     return {row["image_id"]: row["lesion_id"] for row in read_csv(path, ["lesion_id", "image_id"])}
@@ -157,7 +157,7 @@ def index_ham10000(root: Path | None, csv_path: Path | None = None) -> DatasetIn
             f"no HAM10000 label file under {str(root)!r}; expected {HAM_LAYOUT}"
         )
     if kaggle is not None:
-        lesions = _ham_lesions(root)  # the Dataverse metadata, if also present, gives lesion ids
+        lesions = _ham_lesions(dataverse)  # the Dataverse metadata, if also present, gives lesion ids
         rows = read_csv(kaggle, ["image", *HAM_CLASSES])
         ids = [r["image"] for r in rows]
         names = [one_hot_label(r, HAM_CLASSES, kaggle) for r in rows]
