@@ -126,7 +126,7 @@ def test_resume_cli_continues_a_run(cli_run, tmp_path, capsys):
         (["--weights", "/nonexistent/w.pt"], "/nonexistent/w.pt"),
         (["--epochs", "0"], "epochs=0 is invalid"),
         (["--device", "cuda:7"], "cuda:7"),
-        (["--loss-param", "beta"], "--loss-param expects key=value, got 'beta'"),
+        (["--loss-param", "beta"], "--loss-param expects KEY=VALUE, got 'beta'"),
     ],
 )
 @needs_breast

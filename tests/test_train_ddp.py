@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 RUN_FILES = {"config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
-             "per_class.csv", "confusion.png", "curves.png"}
+             "per_class.csv", "confusion.png", "curves.png", "calibration.png"}
 
 
 def test_torchrun_two_cpu_processes(tmp_path):

@@ -27,7 +27,7 @@ REPORT_KEYS = {
     "confusion_matrix", "f1_macro_ci95",
 }
 RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
-             "per_class.csv", "confusion.png", "curves.png")
+             "per_class.csv", "confusion.png", "curves.png", "calibration.png")
 
 
 def tiny_config(**changes) -> TrainConfig:

@@ -4,6 +4,22 @@ The defaults are the paper's protocol (Sadi et al., "Training parameters"): Imag
 pre-trained weights, Adam at 1e-4 with weight decay 5e-4, StepLR x0.1 every 30 epochs,
 100 epochs, batch 32, 224 px, no augmentation, no normalisation, seed 23.
 
+Everything lmfloss knows about a key is declared once, on the field (``metadata``):
+
+* ``role`` -- what a change of the key means:
+
+  - ``"experiment"``: it changes what a run measures. A resumed run refuses a change, a
+    sweep does not reuse a finished run of another value, and the report keeps runs that
+    differ in it apart (the ``seed`` is an experiment key too; the report treats runs
+    that differ *only* in it as repeats).
+  - ``"resumable"``: part of the experiment, but a resumed run may change it (``epochs``:
+    a finished run may be extended).
+  - ``"runtime"``: where and how fast a run happens (data folder, device, workers...);
+    it may differ between the machines of one study and on resume.
+* ``help`` -- the command-line help of ``lmfloss train --<key>``.
+* ``choices`` -- the valid values of a string key (checked by :func:`check_config`).
+* ``path`` -- a file or folder path; stored absolute in a run's ``config.yaml``.
+
 The resolved config is written as ``config.yaml`` into every run directory and is
 enough to rebuild the run's data, model and loss (``lmfloss evaluate``/``cam``/``predict``).
 """
@@ -11,51 +27,102 @@ enough to rebuild the run's data, model and loss (``lmfloss evaluate``/``cam``/`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+ROLES = ("experiment", "resumable", "runtime")
+
+
+def _key(default: Any = dataclasses.MISSING, *, role: str, help: str, choices: Sequence[Any] | None = None,
+         path: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its role, help text, choices and path flag (see the module docstring)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    metadata = {"role": role, "help": help, "choices": tuple(choices) if choices else None, "path": path}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+NORMALIZE_CHOICES = ("none", "imagenet", "half")
+AUGMENT_CHOICES = ("none", "flip", "randaugment")
+INTENSITY_CHOICES = ("dtype", "minmax")
+STEM_CHOICES = ("imagenet", "small")
+SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy")
+GROUP_CHOICES = ("lesion", "patient")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- data -------------------------------------------------------------------------
-    dataset: str = "synthetic"  # adapter name (lmfloss datasets)
-    root: str | None = None  # dataset root folder (None: the adapter's default, e.g. synthetic)
-    csv: str | None = None  # CSV file for the `csv` adapter
-    split_seed: int = 23  # the paper's split seed; the split never depends on `seed`
-    group_by: str | None = None  # None (the paper) | "lesion" | "patient"
-    image_size: int = 224  # the paper resizes every image to 224x224
-    normalize: str = "none"  # "none" (the authors' code) | "imagenet"
-    augment: str = "none"  # "none" (the paper) | "flip" | "randaugment"
-    cache_dir: str | None = None  # image cache folder (None: <root>/.lmfloss-cache or ~/.cache)
-    skip_bad_images: bool = False  # fail on an undecodable image unless asked to skip it
-    download: bool = False  # fetch downloadable datasets (MedMNIST) when missing
+    dataset: str = _key("synthetic", role="experiment",
+                        help="dataset adapter (lmfloss datasets), e.g. synthetic, ham10000, retinamnist, csv")
+    root: str | None = _key(None, role="runtime", path=True,
+                            help="dataset root folder (not needed for synthetic and MedMNIST's default folder)")
+    csv: str | None = _key(None, role="runtime", path=True, help="CSV file path,label[,split] of the csv adapter")
+    split_seed: int = _key(23, role="experiment",
+                           help="seed of the paper's 70:15:15 split (the paper: 23); never depends on --seed")
+    group_by: str | None = _key(None, role="experiment", choices=GROUP_CHOICES,
+                                help="keep every lesion or patient in one split: lesion | patient (default: the paper's split)")
+    image_size: int = _key(224, role="experiment", help="image side in pixels (the paper: 224)")
+    normalize: str = _key("none", role="experiment", choices=NORMALIZE_CHOICES,
+                          help="none (the authors' code) | imagenet (torchvision's mean/std) | half "
+                               "(mean 0.5, std 0.5: MedMNIST v2)")
+    augment: str = _key("none", role="experiment", choices=AUGMENT_CHOICES,
+                        help="none (the paper) | flip | randaugment")
+    intensity: str = _key("dtype", role="experiment", choices=INTENSITY_CHOICES,
+                          help="how 16-bit and float images become 8-bit: dtype (by the pixel type's range; "
+                               "floats as [0, 1]) | minmax (each image's own min..max)")
+    cache_dir: str | None = _key(None, role="runtime", path=True,
+                                 help="image cache folder (default: <root>/.lmfloss-cache or ~/.cache/lmfloss)")
+    skip_bad_images: bool = _key(False, role="experiment",
+                                 help="skip undecodable images (listed in report.json) instead of failing")
+    download: bool = _key(False, role="runtime", help="download MedMNIST files when missing")
     # --- model ------------------------------------------------------------------------
-    model: str = "resnet50"  # any torchvision classifier; the paper: resnet50, efficientnet_v2_s, densenet121
-    weights: str = "imagenet"  # "imagenet" (the paper) | "none" | path to a state dict
+    model: str = _key("resnet50", role="experiment",
+                      help="torchvision classifier: resnet50 (default), efficientnet_v2_s, densenet121, resnet18...")
+    weights: str = _key("imagenet", role="experiment",
+                        help="imagenet (the paper; torchvision's cache) | none | PATH to a state dict")
+    stem: str = _key("imagenet", role="experiment", choices=STEM_CHOICES,
+                     help="imagenet (torchvision's stem) | small (3x3 stride-1 first conv, no max-pool: "
+                          "the MedMNIST v2 / CIFAR form for 28-64 px; ResNet, DenseNet, EfficientNet)")
     # --- loss -------------------------------------------------------------------------
-    loss: str = "lmf"  # name in lmfloss.losses.LOSSES
-    loss_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"alpha": 1.0, "beta": 2.0}
+    loss: str = _key("lmf", role="experiment", help="loss name (lmfloss losses), default lmf")
+    loss_params: dict[str, Any] = _key(role="experiment", default_factory=dict,
+                                       help="loss parameters, e.g. {alpha: 1.0, beta: 2.0} (--loss-param KEY=VALUE)")
     # --- optimisation -----------------------------------------------------------------
-    epochs: int = 100  # the paper trains 100 epochs
-    batch_size: int = 32  # the paper's batch
-    lr: float = 1e-4  # the paper's Adam learning rate
-    weight_decay: float = 5e-4  # the paper's L2 regularisation
-    lr_step: int = 30  # StepLR period in epochs (the paper: 30)
-    lr_gamma: float = 0.1  # StepLR factor (the paper: 0.1)
-    seed: int = 23  # model init, shuffling, augmentation
+    epochs: int = _key(100, role="resumable", help="epochs (the paper: 100)")
+    batch_size: int = _key(32, role="experiment", help="batch size (the paper: 32)")
+    lr: float = _key(1e-4, role="experiment", help="Adam learning rate (the paper: 1e-4)")
+    weight_decay: float = _key(5e-4, role="experiment", help="Adam weight decay (the paper: 5e-4)")
+    lr_step: int = _key(30, role="experiment", help="StepLR period in epochs (the paper: 30)")
+    lr_milestones: list[int] | None = _key(None, role="experiment",
+                                           help="multi-step schedule instead of StepLR: epochs after which the "
+                                                "lr is multiplied by lr_gamma, e.g. 50,75 (MedMNIST v2)")
+    lr_gamma: float = _key(0.1, role="experiment", help="lr factor of each step (the paper: 0.1)")
+    seed: int = _key(23, role="experiment", help="seed of model init, shuffling and augmentation (default 23)")
+    select_metric: str = _key("f1_macro", role="experiment", choices=SELECT_METRICS,
+                              help="validation metric that picks the best epoch: f1_macro (the paper) | auc "
+                                   "(MedMNIST v2) | accuracy | balanced_accuracy")
+    positive_class: str | None = _key(None, role="experiment",
+                                      help="binary tasks: the class called positive for sensitivity, specificity "
+                                           "and the Youden threshold (default: the rarer training class)")
     # --- hardware ---------------------------------------------------------------------
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "bf16"  # mixed precision on CUDA: bf16 | fp16 | off (ignored on CPU)
-    compile: bool = False  # torch.compile the model
-    channels_last: bool = True  # on CUDA only
-    workers: int = 0  # DataLoader workers (0: load in the main process)
+    device: str = _key("auto", role="runtime", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    amp: str = _key("bf16", role="runtime", choices=("bf16", "fp16", "off"),
+                    help="mixed precision on CUDA: bf16 (default) | fp16 | off (ignored on CPU)")
+    compile: bool = _key(False, role="runtime", help="torch.compile the model")
+    channels_last: bool = _key(True, role="runtime", help="channels-last memory format on CUDA (default on)")
+    workers: int = _key(0, role="runtime", help="DataLoader worker processes (default 0: the main process)")
     # --- output -----------------------------------------------------------------------
-    tensorboard: bool = False  # also write TensorBoard event files
-    bootstrap: int = 1000  # resamples for the macro-F1 95% interval
+    tensorboard: bool = _key(False, role="runtime",
+                             help="also write TensorBoard event files (needs lmfloss[tensorboard])")
+    bootstrap: int = _key(1000, role="runtime", help="bootstrap resamples of the macro-F1 95%% interval (default 1000)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,12 +130,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build a config from a mapping, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = set(field_names())
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"unknown config key(s) {unknown}; valid keys are {sorted(known)}"
-            )
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys are {sorted(known)}")
         values = dict(data)
         if values.get("loss_params") is None:
             values["loss_params"] = {}
@@ -77,19 +142,173 @@ class TrainConfig:
                 f"loss_params must be a mapping such as {{beta: 2.0}}, got {values['loss_params']!r}"
             )
         values["loss_params"] = dict(values["loss_params"])
+        if isinstance(values.get("lr_milestones"), (list, tuple)):
+            values["lr_milestones"] = list(values["lr_milestones"])
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+    def with_absolute_paths(self, base: str | Path | None = None) -> TrainConfig:
+        """The same config with every path key made absolute (relative to ``base``, default
+        the current folder), so the run directory can be used from anywhere."""
+        changes = {}
+        for name in path_keys():
+            value = getattr(self, name)
+            if isinstance(value, str) and value:
+                path = Path(value).expanduser()
+                if not path.is_absolute():
+                    path = Path(base or os.getcwd()) / path
+                changes[name] = os.path.normpath(path)
+        return self.replace(**changes)
+
+
+# ---- what is declared on the fields ------------------------------------------------
+def field_names() -> list[str]:
+    """Every config key, in declaration order."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def field_info(name: str) -> Mapping[str, Any]:
+    """The metadata of key ``name`` (``role``, ``help``, ``choices``, ``path``)."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == name:
+            return f.metadata
+    raise ValueError(f"unknown config key {name!r}; valid keys are {field_names()}")
+
+
+def keys_with_role(*roles: str) -> frozenset[str]:
+    """The keys whose role is one of ``roles``."""
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise ValueError(f"unknown role(s) {bad}; expected {list(ROLES)}")
+    return frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] in roles)
+
+
+def path_keys() -> tuple[str, ...]:
+    """Keys that hold file or folder paths."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["path"])
+
+
+# ---- comparing, overriding, parsing ------------------------------------------------
+def diff_configs(
+    a: Mapping[str, Any] | TrainConfig, b: Mapping[str, Any] | TrainConfig, *, ignore_roles: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """``(key, value in a, value in b)`` for every key that differs, keys sorted.
+
+    Keys of the roles in ``ignore_roles`` are left out (e.g. ``("runtime",)`` to ask
+    "is this the same experiment?"; ``("runtime", "resumable")`` for "may it be resumed?").
+    Unknown keys (a newer or older lmfloss) are compared too.
+    """
+    a = a.to_dict() if isinstance(a, TrainConfig) else dict(a)
+    b = b.to_dict() if isinstance(b, TrainConfig) else dict(b)
+    ignored = keys_with_role(*ignore_roles) if ignore_roles else frozenset()
+    defaults = TrainConfig().to_dict()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in ignored:
+            continue
+        # A key missing from an older config.yaml had its default then.
+        va, vb = a.get(key, defaults.get(key)), b.get(key, defaults.get(key))
+        if va != vb:
+            out.append((key, va, vb))
+    return out
+
+
+def format_diff(diffs: Sequence[tuple[str, Any, Any]], a_name: str, b_name: str) -> str:
+    """``"lr: run has 0.001, asked 0.01"`` for each difference, comma-separated."""
+    return ", ".join(f"{k}: {a_name} {va!r}, {b_name} {vb!r}" for k, va, vb in diffs)
+
+
+def apply_overrides(values: dict[str, Any], changes: Mapping[str, Any], *, extra: dict[str, Any] | None = None,
+                    extra_prefix: str = "tags.") -> dict[str, Any]:
+    """Apply ``changes`` to a config mapping in place: dotted ``loss_params.<name>`` keys set
+    one loss parameter, ``loss_params`` itself merges a mapping; ``<extra_prefix><name>``
+    keys go to ``extra`` (the sweep's tags). Returns ``values``."""
+    for key, value in changes.items():
+        if key.startswith("loss_params."):
+            params = values.get("loss_params")
+            values["loss_params"] = params = dict(params or {})
+            params[key.split(".", 1)[1]] = value
+        elif key == "loss_params":
+            values["loss_params"] = {**(values.get("loss_params") or {}), **dict(value or {})}
+        elif extra is not None and key.startswith(extra_prefix):
+            extra[key[len(extra_prefix):]] = value
+        else:
+            values[key] = value
+    return values
+
+
+def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A config mapping with ``loss_params`` spread into ``loss_params.<name>`` keys."""
+    flat = {k: v for k, v in values.items() if k != "loss_params"}
+    flat.update({f"loss_params.{k}": v for k, v in (values.get("loss_params") or {}).items()})
+    return flat
+
+
+def parse_key_values(pairs: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``["beta=2", "class_weight=none", "root=/data"]`` -> ``{"beta": 2, "class_weight": None, ...}``.
+
+    Values are YAML scalars (numbers, booleans, lists such as ``[50, 75]``); ``none`` and
+    ``null`` (any case) and an empty value are ``None``. Dashes in keys become underscores.
+
+    Raises:
+        ValueError: a pair without ``=`` or with an empty key, naming ``option``.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE, got {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and value.strip().lower() == "none":
+            value = None
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
+    """``"50,75"`` / ``"[50, 75]"`` / ``[50, 75]`` -> ``[50, 75]``; ``""``/``"none"`` -> ``None``."""
+    if text is None or isinstance(text, list):
+        return text
+    if isinstance(text, tuple):
+        return list(text)
+    raw = str(text).strip().strip("[]")
+    if not raw or raw.lower() == "none":
+        return None
+    try:
+        return [int(part) for part in raw.replace(" ", ",").split(",") if part]
+    except ValueError:
+        raise ValueError(f"expected whole numbers separated by commas (e.g. 50,75), got {text!r}") from None
+
+
+# ---- files -------------------------------------------------------------------------
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); other encodings are a
+    ``ValueError`` naming the file and how to fix it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#x} at position {exc.start}); "
+            "save it as UTF-8 (Excel: 'CSV UTF-8'; or: iconv -f cp1252 -t utf-8 FILE > NEW)"
+        ) from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ``ValueError`` naming it."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"config file {str(path)!r} is a folder; expected a YAML file")
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if data is None:
@@ -99,23 +318,104 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def save_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def config_yaml(config: TrainConfig, typed: Mapping[str, Any] | None = None) -> str:
+    """``config.yaml`` text: the config's keys, with the paths as typed in a comment."""
+    lines = []
+    for key, value in (typed or {}).items():
+        if value is not None and value != getattr(config, key):
+            lines.append(f"# {key} as typed: {value} (relative to {os.getcwd()})")
+    return "".join(f"{line}\n" for line in lines) + yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-def parse_loss_params(pairs: list[str] | None) -> dict[str, Any]:
-    """Turn ``["beta=2", "class_weight=none"]`` into ``{"beta": 2, "class_weight": None}``.
+def save_config(config: TrainConfig, path: str | Path, typed: Mapping[str, Any] | None = None) -> None:
+    """Write ``config.yaml`` atomically (see :func:`config_yaml`)."""
+    from lmfloss.fileio import atomic_write_text
 
-    Values are parsed as YAML scalars (numbers, booleans, ``none``/``null``), so
-    ``drw_epoch=60`` gives an int and ``base=focal`` a string.
+    atomic_write_text(config_yaml(config, typed), path)
+
+
+# ---- validation --------------------------------------------------------------------
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_RULES: dict[str, tuple[Any, str]] = {
+    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "lr_step": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "lr_gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "image_size": (lambda v: _int(v) and 8 <= v <= 4096, "an integer between 8 and 4096 (pixels)"),
+    "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "split_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "bootstrap": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+}
+
+
+def check_config(config: TrainConfig) -> TrainConfig:
+    """Reject values no run can use, naming the key, the value and what is expected.
+
+    Returns:
+        ``config`` unchanged, for chaining.
     """
-    params: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--loss-param expects key=value, got {pair!r}")
-        value = yaml.safe_load(raw) if raw else None
-        if isinstance(value, str) and value.lower() == "none":
-            value = None
-        params[key.strip().replace("-", "_")] = value
-    return params
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"expected a lmfloss.config.TrainConfig, got {type(config).__name__}")
+    for name, (ok, expected) in _RULES.items():
+        value = getattr(config, name)
+        if not ok(value):
+            raise ValueError(f"config {name}={value!r} is invalid; expected {expected}")
+    for f in dataclasses.fields(TrainConfig):
+        choices = f.metadata["choices"]
+        value = getattr(config, f.name)
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"config {f.name}={value!r} is invalid; expected one of {list(choices)}")
+    milestones = config.lr_milestones
+    if milestones is not None:
+        if not isinstance(milestones, list) or not milestones or not all(_int(m) for m in milestones):
+            raise ValueError(f"config lr_milestones={milestones!r} is invalid; expected a list of epochs such as [50, 75]")
+        if any(b <= a for a, b in zip(milestones, milestones[1:])) or milestones[0] < 1:
+            raise ValueError(f"config lr_milestones={milestones!r} must be increasing epochs >= 1")
+        if milestones[-1] >= config.epochs:
+            raise ValueError(
+                f"config lr_milestones={milestones!r} reaches past the last epoch ({config.epochs}); "
+                "a milestone must be < epochs"
+            )
+    for name in ("dataset", "model", "loss", "weights", "device"):
+        value = getattr(config, name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"config {name}={value!r} is invalid; expected a non-empty string")
+    return config
+
+
+# ---- the command line's config ------------------------------------------------------
+def build_config(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    loss_param_pairs: Iterable[str] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """The config of ``lmfloss train``: defaults (or ``base``) < ``config_file`` < overrides.
+
+    Args:
+        config_file: a YAML file of config keys.
+        overrides: key -> value given on the command line (``None`` values are "not given").
+        loss_param_pairs: ``KEY=VALUE`` strings of ``--loss-param``, merged into ``loss_params``.
+        base: starting values (a resumed run's config), instead of the defaults.
+    """
+    values: dict[str, Any] = dict(base or {})
+    if config_file:
+        values.update(load_config_file(config_file))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    if loss_param_pairs:
+        apply_overrides(values, {"loss_params": parse_key_values(loss_param_pairs, "--loss-param")})
+    if isinstance(values.get("lr_milestones"), str):
+        values["lr_milestones"] = parse_int_list(values["lr_milestones"])
+    return TrainConfig.from_dict(values)

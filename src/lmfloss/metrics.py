@@ -11,12 +11,19 @@ Tibshirani 1993): resample the N (label, prediction) pairs with replacement
 :func:`bootstrap_indices` is the resampling; :func:`macro_f1_from_indices` scores all
 resamples at once from their confusion counts (the same formula as scikit-learn's
 ``f1_score(average="macro", labels=range(K), zero_division=0)``, checked in the tests).
+
+Beyond the paper, for every split: macro AUC one-vs-rest and one-vs-one, and calibration
+-- the top-label expected calibration error over 15 equal-width confidence bins (Guo et
+al., ICML 2017), the multi-class Brier score and the negative log-likelihood. LDAM and LMF
+train logits multiplied by a scale of 30, so their raw softmax is not calibrated like
+cross-entropy's; these numbers say by how much. For binary tasks: sensitivity and
+specificity of the positive class, and the metrics at a threshold chosen on validation
+(Youden's J), never on test.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +101,99 @@ def bootstrap_f1_ci(
     return [float(lo), float(hi)]
 
 
+def macro_rule_note() -> str:
+    """The one rule of every macro metric, as written into ``report.json``."""
+    return ("macro metrics average over all K classes (labels=range(K)); a class without test "
+            "images scores recall 0 and F1 0, so balanced_accuracy equals recall_macro")
+
+
+def positive_index(class_names: Sequence[str], train_counts: Sequence[int] | None = None,
+                   positive_class: str | None = None) -> int:
+    """The positive class of a binary task: ``positive_class`` by name, else the rarer training class
+    (in medical sets the disease; ties: index 1)."""
+    names = [str(c) for c in class_names]
+    if len(names) != 2:
+        raise ValueError(f"a positive class is defined for 2 classes, got {names}")
+    if positive_class is not None:
+        if str(positive_class) not in names:
+            raise ValueError(f"positive_class {positive_class!r} is not one of the classes {names}")
+        return names.index(str(positive_class))
+    if train_counts is not None and len(train_counts) == 2 and train_counts[0] < train_counts[1]:
+        return 0
+    return 1
+
+
+def youden_threshold(y_true: np.ndarray, probs: np.ndarray, positive: int) -> float | None:
+    """The probability threshold of the positive class that maximises Youden's J = TPR - FPR.
+
+    Chosen on validation (never test); ``None`` when validation lacks one of the two classes.
+    Ties keep the highest threshold (the most specific operating point).
+    """
+    from sklearn.metrics import roc_curve
+
+    y = (np.asarray(y_true) == positive).astype(int)
+    if y.min() == y.max():
+        return None
+    fpr, tpr, thresholds = roc_curve(y, np.asarray(probs, dtype=np.float64)[:, positive])
+    j = tpr - fpr
+    best = int(np.flatnonzero(j == j.max())[0])  # roc_curve orders thresholds decreasing
+    return float(min(thresholds[best], 1.0))
+
+
+def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Top-label reliability bins: equal-width confidence bins ``[i/M, (i+1)/M)`` (the last
+    closed), each with its count, mean confidence and accuracy (Guo et al., ICML 2017)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
+    index = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, weights=confidence, minlength=n_bins) / count
+        acc = np.bincount(index, weights=correct, minlength=n_bins) / count
+    return {"count": count, "confidence": conf, "accuracy": acc, "edges": np.linspace(0.0, 1.0, n_bins + 1)}
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label ECE: ``sum_b (n_b / N) |acc_b - conf_b|`` over :func:`calibration_bins`."""
+    bins = calibration_bins(y_true, probs, n_bins)
+    used = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][used] - bins["confidence"][used])
+    return float(np.sum(bins["count"][used] / bins["count"].sum() * gaps))
+
+
+def brier_score(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Multi-class Brier score: ``mean_i sum_k (p_ik - [y_i = k])^2`` (0 best, 2 worst)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    onehot = np.eye(probs.shape[1])[np.asarray(y_true)]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def negative_log_likelihood(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Mean ``-log p_{i, y_i}``, probabilities clipped at float64's epsilon (as scikit-learn's log_loss)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    p = np.clip(probs[np.arange(len(probs)), np.asarray(y_true)], np.finfo(np.float64).eps, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def selection_scores(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, float | None]:
+    """The validation scores one of which picks the best epoch (``TrainConfig.select_metric``):
+    ``f1_macro``, ``accuracy``, ``balanced_accuracy`` (macro recall over all K) and ``auc``
+    (macro one-vs-rest; ``None`` when a class is absent)."""
+    from sklearn.metrics import f1_score, recall_score, roc_auc_score
+
+    y = np.asarray(y_true, dtype=np.int64)
+    pred = np.asarray(probs).argmax(axis=1)
+    labels = list(range(num_classes))
+    return {
+        "f1_macro": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(np.mean(pred == y)),
+        "balanced_accuracy": float(recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "auc": _auc(y, probs, num_classes, roc_auc_score),
+    }
+
+
 def classification_report(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -101,27 +201,39 @@ def classification_report(
     class_names: Sequence[str],
     n_bootstrap: int = 1000,
     seed: int = 23,
+    *,
+    positive: int | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Every metric of a split, as plain JSON-ready Python values.
+
+    One rule for every macro metric (:func:`macro_rule_note`): the mean over all K classes,
+    a class without images in this split scoring 0; such classes are listed in
+    ``classes_without_support``.
 
     Args:
         y_true: ``[N]`` labels in ``[0, K)``.
         y_pred: ``[N]`` predicted labels (argmax of the logits).
-        probs: ``[N, K]`` softmax probabilities for ``auc_macro_ovr``, or None.
+        probs: ``[N, K]`` softmax probabilities (AUC, calibration), or None.
         class_names: K names in class-index order (keys of the per-class dicts).
         n_bootstrap: resamples of the macro-F1 interval (0 skips it: ``f1_macro_ci95`` None).
         seed: bootstrap seed.
+        positive: binary tasks: index of the positive class (:func:`positive_index`); adds
+            ``sensitivity`` and ``specificity``.
+        threshold: binary tasks: a positive-class probability threshold chosen on validation
+            (:func:`youden_threshold`); adds ``at_threshold`` with the metrics at it.
 
     Returns:
-        ``accuracy, precision_macro, recall_macro, f1_macro, f1_weighted,
-        balanced_accuracy, auc_macro_ovr`` (None where undefined: a class absent from
-        ``y_true``), ``f1_per_class, precision_per_class, recall_per_class, support``
-        (dicts name -> value), ``confusion_matrix`` (K x K list, rows = true class),
-        ``f1_macro_ci95`` ``[lo, hi]``, and ``n``.
+        ``n, accuracy, precision_macro, recall_macro, f1_macro, f1_weighted,
+        balanced_accuracy, auc_macro_ovr, auc_macro_ovo`` (AUCs None where a class is
+        absent), ``ece, brier, nll`` (None without probs), ``f1_per_class,
+        precision_per_class, recall_per_class, support`` (name -> value),
+        ``confusion_matrix`` (rows = true class), ``f1_macro_ci95`` ``[lo, hi]``,
+        ``classes_without_support``; binary: ``positive_class, sensitivity, specificity``
+        and, with ``threshold``, ``at_threshold``.
     """
     from sklearn.metrics import (
         accuracy_score,
-        balanced_accuracy_score,
         confusion_matrix,
         f1_score,
         precision_recall_fscore_support,
@@ -143,10 +255,6 @@ def classification_report(
     prec, rec, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    with warnings.catch_warnings():
-        # balanced_accuracy warns when a class of y_pred is absent from y_true.
-        warnings.simplefilter("ignore")
-        balanced = balanced_accuracy_score(y_true, y_pred)
     report: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -154,12 +262,19 @@ def classification_report(
         "recall_macro": float(rec.mean()),
         "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "f1_weighted": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
-        "balanced_accuracy": float(balanced),
+        # Over all K classes, like recall_macro (scikit-learn's balanced_accuracy_score drops
+        # classes absent from y_true, which would make the two disagree).
+        "balanced_accuracy": float(rec.mean()),
         "auc_macro_ovr": _auc(y_true, probs, k, roc_auc_score),
+        "auc_macro_ovo": _auc(y_true, probs, k, roc_auc_score, multi_class="ovo"),
+        "ece": None if probs is None else expected_calibration_error(y_true, probs),
+        "brier": None if probs is None else brier_score(y_true, probs),
+        "nll": None if probs is None else negative_log_likelihood(y_true, probs),
         "f1_per_class": dict(zip(names, map(float, f1))),
         "precision_per_class": dict(zip(names, map(float, prec))),
         "recall_per_class": dict(zip(names, map(float, rec))),
         "support": dict(zip(names, map(int, support))),
+        "classes_without_support": [n for n, s in zip(names, support) if s == 0],
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "f1_macro_ci95": (
             bootstrap_f1_ci(y_true, y_pred, k, n_resamples=n_bootstrap, seed=seed)
@@ -167,21 +282,37 @@ def classification_report(
             else None
         ),
     }
+    if k == 2 and positive is not None:
+        report["positive_class"] = names[positive]
+        report["sensitivity"] = float(rec[positive])
+        report["specificity"] = float(rec[1 - positive])
+        if threshold is not None and probs is not None:
+            pred_t = np.where(np.asarray(probs)[:, positive] >= threshold, positive, 1 - positive)
+            _, rec_t, f1_t, _ = precision_recall_fscore_support(y_true, pred_t, labels=labels, zero_division=0)
+            report["at_threshold"] = {
+                "threshold": float(threshold),
+                "accuracy": float(np.mean(pred_t == y_true)),
+                "sensitivity": float(rec_t[positive]),
+                "specificity": float(rec_t[1 - positive]),
+                "f1_macro": float(f1_t.mean()),
+                "balanced_accuracy": float(rec_t.mean()),
+            }
     return report
 
 
-def _auc(y_true: np.ndarray, probs: np.ndarray | None, k: int, roc_auc_score: Any) -> float | None:
-    """Macro one-vs-rest ROC AUC, or None where scikit-learn cannot define it."""
+def _auc(y_true: np.ndarray, probs: np.ndarray | None, k: int, roc_auc_score: Any,
+         multi_class: str = "ovr") -> float | None:
+    """Macro one-vs-rest (or one-vs-one) ROC AUC, or None where scikit-learn cannot define it."""
     if probs is None:
         return None
     probs = np.asarray(probs, dtype=np.float64)
     if probs.shape != (len(y_true), k):
         raise ValueError(f"probs must have shape [N, K] = [{len(y_true)}, {k}], got {list(probs.shape)}")
     if len(np.unique(y_true)) < k:
-        logger.debug("auc_macro_ovr undefined: not every class occurs in this split")
+        logger.debug("auc undefined: not every class occurs in this split")
         return None
     if k == 2:
         return float(roc_auc_score(y_true, probs[:, 1]))
     # Softmax rows sum to 1 up to float error; renormalise so scikit-learn's check passes.
     probs = probs / probs.sum(axis=1, keepdims=True)
-    return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=list(range(k))))
+    return float(roc_auc_score(y_true, probs, multi_class=multi_class, average="macro", labels=list(range(k))))

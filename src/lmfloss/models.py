@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -103,7 +104,71 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_model(name: str, num_classes: int, weights: str | Path | None = "imagenet") -> nn.Module:
+STEMS = ("imagenet", "small")
+
+
+def _small_resnet_stem(model: nn.Module) -> list[str]:
+    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return ["conv1"]
+
+
+def _small_densenet_stem(model: nn.Module) -> list[str]:
+    conv = model.features.conv0
+    model.features.conv0 = nn.Conv2d(3, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.features.pool0 = nn.Identity()
+    return ["features.conv0"]
+
+
+def _small_efficientnet_stem(model: nn.Module) -> list[str]:
+    # The first Conv2dNormActivation: 3x3 stride 2 -> stride 1 (EfficientNet has no max-pool).
+    conv = model.features[0][0]
+    model.features[0][0] = nn.Conv2d(3, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    return ["features.0.0"]
+
+
+def _small_stems() -> dict[type, Any]:
+    from torchvision.models import DenseNet, EfficientNet, ResNet
+
+    return {ResNet: _small_resnet_stem, DenseNet: _small_densenet_stem, EfficientNet: _small_efficientnet_stem}
+
+
+def apply_stem(model: nn.Module, stem: str, name: str = "") -> list[str]:
+    """Give ``model`` the ``stem`` (in place); return the names of the replaced (untrained) layers.
+
+    ``"imagenet"`` keeps torchvision's stem. ``"small"`` is the CIFAR / MedMNIST v2 form for
+    28-64 px inputs: the first convolution becomes 3x3 with stride 1 (padding 1) and the
+    max-pool after it (ResNet, DenseNet) is removed, so a 28 px image keeps 28x28 feature
+    maps in the first block instead of 7x7. Supported: the ResNet family (ResNet, ResNeXt,
+    Wide ResNet), DenseNet, EfficientNet and EfficientNetV2.
+
+    Raises:
+        ValueError: unknown stem, or ``"small"`` for an architecture without a known stem.
+    """
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
+    if stem == "imagenet":
+        return []
+    for cls, replace in _small_stems().items():
+        if isinstance(model, cls):
+            return replace(model)
+    raise ValueError(
+        f"stem 'small' is not available for model {name or type(model).__name__!r}; it exists for the "
+        "ResNet family (resnet18...resnet152, resnext, wide_resnet), densenet* and efficientnet*; "
+        "use --stem imagenet"
+    )
+
+
+def _architecture(name: str, num_classes: int, stem: str) -> nn.Module:
+    """A randomly initialised ``name`` with ``stem`` and a ``num_classes``-way head."""
+    model = torchvision.models.get_model(name, weights=None)
+    apply_stem(model, stem, name)
+    return replace_head(model, num_classes)
+
+
+def build_model(
+    name: str, num_classes: int, weights: str | Path | None = "imagenet", stem: str = "imagenet"
+) -> nn.Module:
     """Build a torchvision classifier with a ``num_classes``-way head.
 
     Args:
@@ -111,14 +176,17 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "image
             ``"resnet50"``, ``"efficientnet_v2_s"``, ``"densenet121"``, ``"resnet18"``.
         num_classes: K, the size of the new head; output logits are ``[N, K]``.
         weights: ``"imagenet"`` (torchvision download/cache; the paper), ``"none"``/``None``
-            (random init) or a path to a state dict of the same architecture.
+            (random init) or a path to a state dict of the same architecture (and stem).
+        stem: ``"imagenet"`` (torchvision's) or ``"small"`` (:func:`apply_stem`). With
+            pretrained weights and the small stem, every layer but the replaced first
+            convolution is loaded.
 
     Returns:
         The model in train mode, on the CPU, float32.
 
     Raises:
-        ValueError: unknown name, ``num_classes < 2``, unknown weights value, or a weights
-            file that does not fit the architecture.
+        ValueError: unknown name, ``num_classes < 2``, unknown weights value, a stem the
+            architecture lacks, or a weights file that does not fit the architecture.
         FileNotFoundError: ``weights`` looks like a path but does not exist.
         LmflossError: ImageNet weights are not cached and cannot be downloaded; the
             message names the file to place in torch.hub's checkpoint folder.
@@ -126,10 +194,11 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "image
     _check_name(name)
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
     choice = "none" if weights is None else str(weights)
     if choice.lower() == "none":
-        model = torchvision.models.get_model(name, weights=None)
-        return replace_head(model, num_classes)
+        return _architecture(name, num_classes, stem)
     if choice.lower() == "imagenet":
         enum_value = _imagenet_weights(name)
         try:
@@ -142,7 +211,9 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "image
                 f"Offline, place {file_name} (from {enum_value.url}) in {folder}, "
                 "or pass --weights none to train from scratch"
             ) from None
-        logger.info("loaded %s ImageNet weights %s", name, enum_value)
+        replaced = apply_stem(model, stem, name)
+        logger.info("loaded %s ImageNet weights %s%s", name, enum_value,
+                    f" (not into the new small stem: {', '.join(replaced)})" if replaced else "")
         return replace_head(model, num_classes)
     path = Path(choice)
     if not path.exists():
@@ -150,14 +221,14 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "image
             f"weights {choice!r} is neither 'imagenet', 'none' nor an existing state-dict file"
         )
     state = _load_state_file(path)
-    model = replace_head(torchvision.models.get_model(name, weights=None), num_classes)
+    model = _architecture(name, num_classes, stem)
     try:
         model.load_state_dict(state)
         return model
     except RuntimeError:
         pass
-    # A backbone saved with another head (e.g. ImageNet's 1000 classes): load it with its
-    # own head size, then resize the head.
+    # A backbone saved with another head (e.g. ImageNet's 1000 classes) or with
+    # torchvision's stem: load what fits, then give it this stem and head.
     model = torchvision.models.get_model(name, weights=None)
     try:
         model.load_state_dict(state)
@@ -166,5 +237,7 @@ def build_model(name: str, num_classes: int, weights: str | Path | None = "image
         raise ValueError(
             f"weights file {str(path)!r} does not fit model {name!r}: {' '.join(first)}"
         ) from None
-    logger.info("loaded %s backbone weights from %s", name, path)
+    replaced = apply_stem(model, stem, name)
+    logger.info("loaded %s backbone weights from %s%s", name, path,
+                f" (not into the new small stem: {', '.join(replaced)})" if replaced else "")
     return replace_head(model, num_classes)

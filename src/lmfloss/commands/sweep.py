@@ -38,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the base config, e.g. --set root=/data/medmnist "
                         "--set epochs=2 (repeatable)")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
+                        help="train only the grid points whose KEY is one of the values, e.g. "
+                        "--only dataset=breastmnist --only loss=ce,lmf (repeatable; the study is the "
+                        "same, so a later run without --only trains the rest)")
     parser.add_argument("--nproc-per-trial", type=int, metavar="N",
                         help="run each trial under torchrun with N processes (default: the file's "
                         "launcher.nproc_per_node, else 1 = in-process)")
@@ -61,6 +65,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from lmfloss.sweep import load_sweep, parse_sets, run_name, run_sweep
 
     spec = load_sweep(args.config, sets=parse_sets(args.sets))
+    if args.only:
+        from lmfloss.sweep.parse import parse_only
+
+        spec = dataclasses.replace(spec, only=parse_only(args.only))
+        if spec.sampler != "grid":
+            raise ValueError(f"--only selects grid points; sampler {spec.sampler!r} has none")
+        if not spec.wanted_points():
+            raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(spec.grid_points())} grid points")
     if args.nproc_per_trial is not None:
         if args.nproc_per_trial < 1:
             raise ValueError(f"--nproc-per-trial must be >= 1, got {args.nproc_per_trial}")
@@ -70,8 +82,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         if spec.sampler == "grid":
-            points = spec.grid_points()
-            print(f"{len(points)} grid point(s) of sweep {spec.name!r}:")
+            points = spec.wanted_points()
+            print(f"{len(points)} grid point(s) of sweep {spec.name!r}"
+                  + (f" (of {len(spec.grid_points())}, --only)" if spec.only else "") + ":")
             for point in points:
                 print(f"  {out_dir / 'runs' / run_name(point)}")
         else:

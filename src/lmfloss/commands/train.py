@@ -14,38 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Help for each TrainConfig field (defaults are the paper's protocol).
-_FIELD_HELP = {
-    "dataset": "dataset adapter name (lmfloss data list), e.g. synthetic, ham10000, retinamnist",
-    "root": "dataset root folder",
-    "csv": "CSV file for the csv adapter",
-    "split_seed": "seed of the paper's 70:15:15 split (default 23)",
-    "group_by": "keep whole lesions/patients in one split: lesion | patient",
-    "image_size": "image side in pixels (default 224)",
-    "normalize": "none (the paper) | imagenet",
-    "augment": "none (the paper) | flip | randaugment",
-    "cache_dir": "image cache folder",
-    "skip_bad_images": "skip undecodable images instead of failing",
-    "download": "download MedMNIST files when missing",
-    "model": "torchvision classifier: resnet50 (default), efficientnet_v2_s, densenet121, resnet18...",
-    "weights": "imagenet (default; torchvision cache) | none | PATH to a state dict",
-    "loss": "loss name (lmfloss losses), default lmf",
-    "epochs": "epochs (default 100)",
-    "batch_size": "batch size (default 32)",
-    "lr": "Adam learning rate (default 1e-4)",
-    "weight_decay": "Adam weight decay (default 5e-4)",
-    "lr_step": "StepLR period in epochs (default 30)",
-    "lr_gamma": "StepLR factor (default 0.1)",
-    "seed": "seed of model init and shuffling (default 23)",
-    "device": "auto | cpu | cuda | cuda:N | mps (default auto)",
-    "amp": "mixed precision on CUDA: bf16 (default) | fp16 | off",
-    "compile": "torch.compile the model",
-    "channels_last": "channels-last memory format on CUDA (default on)",
-    "workers": "DataLoader worker processes (default 0)",
-    "tensorboard": "also write TensorBoard event files (needs lmfloss[tensorboard])",
-    "bootstrap": "bootstrap resamples of the macro-F1 95%% interval (default 1000)",
-}
-
 
 def _config_fields() -> list[dataclasses.Field]:
     from lmfloss.config import TrainConfig
@@ -54,15 +22,19 @@ def _config_fields() -> list[dataclasses.Field]:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; default None means "not given" (file/default wins)."""
-    from lmfloss.config import TrainConfig
+    """One flag per TrainConfig field, its help declared on the field; default None means
+    "not given" (the --config file or the default wins)."""
+    from lmfloss.config import TrainConfig, parse_int_list
 
     defaults = TrainConfig()
     for f in _config_fields():
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        help_text = _FIELD_HELP.get(f.name, f.name)
-        if isinstance(default, bool):
+        help_text = f.metadata["help"]
+        if f.name == "lr_milestones":
+            parser.add_argument(flag, dest=f.name, type=parse_int_list, default=None, metavar="E1,E2",
+                                help=help_text)
+        elif isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         elif isinstance(default, int):
@@ -124,26 +96,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    """The TrainConfig of ``lmfloss train``: defaults (or ``base``) < --config file < flags."""
-    from lmfloss.config import TrainConfig, load_config_file, parse_loss_params
+    """The TrainConfig of ``lmfloss train`` (see :func:`lmfloss.config.build_config`)."""
+    from lmfloss.config import build_config as build
 
-    values: dict[str, Any] = dict(base or {})
-    if args.config_file:
-        values.update(load_config_file(args.config_file))
-    for f in _config_fields():
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
-    if args.loss_param:
-        params = dict(values.get("loss_params") or {})
-        params.update(parse_loss_params(args.loss_param))
-        values["loss_params"] = params
-    return TrainConfig.from_dict(values)
+    overrides = {f.name: getattr(args, f.name, None) for f in _config_fields()}
+    return build(args.config_file, overrides, args.loss_param, base)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lmfloss.train import TrainingInterrupted, fit
-    from lmfloss.train.fit import config_from_run
+    from lmfloss.train import TrainingInterrupted, config_from_run, fit
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -194,8 +155,8 @@ def _format_report(report: dict[str, Any]) -> str:
 def _run_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from lmfloss.fileio import atomic_write_text
     from lmfloss.train import evaluate_run, load_run
-    from lmfloss.train.checkpoint import atomic_write_text
 
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     result = evaluate_run(run, args.split)
@@ -230,8 +191,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     import csv
     import io
 
+    from lmfloss.fileio import atomic_write_text
     from lmfloss.train import load_run, predict
-    from lmfloss.train.checkpoint import atomic_write_text
 
     images = list(args.images)
     if args.csv:

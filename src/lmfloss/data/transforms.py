@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 import torch
 
-NORMALIZE_CHOICES = ("none", "imagenet")
-AUGMENT_CHOICES = ("none", "flip", "randaugment")
+from lmfloss.config import AUGMENT_CHOICES, NORMALIZE_CHOICES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Per-channel (mean, std) of each normalisation; "none" scales to [0, 1] only.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]] | None] = {
+    "none": None,  # the authors' code
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet statistics
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # MedMNIST v2's experiments: [0, 1] -> [-1, 1]
+}
+IMAGENET_MEAN, IMAGENET_STD = NORMALIZATIONS["imagenet"]
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -34,7 +38,8 @@ class ImageTransform:
     pin and copy, which is what kept the GPU waiting for the DataLoader at batch 128.
 
     Args:
-        normalize: ``"none"`` (the paper) or ``"imagenet"`` (``(x - mean) / std``).
+        normalize: ``"none"`` (the paper), ``"imagenet"`` (``(x - mean) / std`` with
+            torchvision's ImageNet statistics) or ``"half"`` (mean = std = 0.5, MedMNIST v2).
         augment: ``"none"`` (the paper), ``"flip"`` (random horizontal and vertical flips,
             each with probability 0.5) or ``"randaugment"`` (torchvision's RandAugment,
             Cubuk et al. 2020, applied to the uint8 image).
@@ -64,7 +69,7 @@ class ImageTransform:
         return image if self.defer_float else self.finish(image)
 
     def finish(self, images: torch.Tensor) -> torch.Tensor:
-        """``uint8 [..., 3, S, S]`` on any device -> float32 in [0, 1] (or ImageNet-normalised).
+        """``uint8 [..., 3, S, S]`` on any device -> float32 in [0, 1] (or normalised).
 
         Float input is returned unchanged (it was finished per item already). The memory
         format (e.g. channels-last) is kept.
@@ -72,9 +77,10 @@ class ImageTransform:
         if images.dtype != torch.uint8:
             return images
         out = images.to(torch.float32).div_(255.0)
-        if self.normalize == "imagenet":
+        stats = NORMALIZATIONS[self.normalize]
+        if stats is not None:
             # Python scalars per channel: no host-to-device copy (and so no GPU sync) per batch.
-            for c, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
+            for c, (mean, std) in enumerate(zip(*stats)):
                 out[..., c, :, :].sub_(mean).div_(std)
         return out
 

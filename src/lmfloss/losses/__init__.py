@@ -71,6 +71,7 @@ __all__ = [
     "log_prior",
     "loss_parameters",
     "resolve_class_weight",
+    "resolved_loss_params",
 ]
 
 LOSSES: dict[str, type[ImbalanceLoss]] = {
@@ -108,6 +109,25 @@ def loss_parameters(name: str) -> dict[str, Any]:
         for p in signature.parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+
+
+def resolved_loss_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every keyword parameter of loss ``name`` (``reduction`` aside): ``params`` where given,
+    the default otherwise -- what a run was trained with, written into its ``report.json``
+    so that readers need neither torch nor this library's version of the defaults.
+
+    Raises:
+        ValueError: unknown ``name`` or parameter.
+    """
+    params = dict(params or {})
+    defaults = loss_parameters(name)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for loss {name!r}; valid parameters are {sorted(defaults)}"
+        )
+    merged = {k: params.get(k, v) for k, v in defaults.items() if k != "reduction"}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
 
 
 def build_loss(name: str, class_counts: Sequence[int], **params: Any) -> nn.Module:

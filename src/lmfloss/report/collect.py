@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lmfloss.config import TrainConfig, keys_with_role
 from lmfloss.errors import LmflossError
 
 logger = logging.getLogger(__name__)
@@ -28,25 +29,10 @@ FINISHED = "finished"
 UNFINISHED = "unfinished"
 INVALID = "invalid"  # report.json exists but cannot be read
 
-# Config keys that do not change what a run measures: two runs differing only here
-# (and in the seed) are repeats of the same experiment.
-_NON_EXPERIMENT_KEYS = frozenset(
-    {
-        "seed",
-        "root",
-        "csv",
-        "cache_dir",
-        "skip_bad_images",
-        "download",
-        "device",
-        "amp",
-        "workers",
-        "tensorboard",
-        "bootstrap",
-        "compile",
-        "channels_last",
-    }
-)
+# Config keys that do not change what a run measures (the "runtime" role of lmfloss.config,
+# and the seed): two runs differing only here are repeats of the same experiment.
+_NON_EXPERIMENT_KEYS = keys_with_role("runtime") | {"seed"}
+_DEFAULT_CONFIG = TrainConfig().to_dict()
 # Where a sweep records the hyperparameter-study setting of a trial: ``lmfloss sweep``
 # writes ``sweep.json`` with the trial's ``tags`` (``tags.setting`` in the sweep file).
 _SETTING_FILES = ("sweep.json", "trial.json")
@@ -112,7 +98,9 @@ class Run:
     @property
     def experiment_key(self) -> str:
         """The config without seed and hardware keys: runs sharing it are repeats."""
-        kept = {k: v for k, v in self.config.items() if k not in _NON_EXPERIMENT_KEYS}
+        # Keys an older config.yaml lacks had their default value then.
+        full = {**_DEFAULT_CONFIG, **self.config}
+        kept = {k: v for k, v in full.items() if k not in _NON_EXPERIMENT_KEYS}
         kept["loss_params"] = self.loss_params  # {} and the explicit defaults are one experiment
         return json.dumps(kept, sort_keys=True, default=str)
 

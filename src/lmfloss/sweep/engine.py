@@ -42,10 +42,10 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from lmfloss.config import TrainConfig, load_config_file
+from lmfloss.config import TrainConfig, diff_configs, format_diff, load_config_file
 from lmfloss.errors import LmflossError
 from lmfloss.sweep.runners import TrialRunner, default_runner, read_report
-from lmfloss.sweep.spec import MACHINE_KEYS, Range, Scalar, SweepSpec, point_key, run_name
+from lmfloss.sweep.spec import Range, Scalar, SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import (
     GridPointSampler,
     default_storage,
@@ -64,13 +64,14 @@ TEST_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "bala
 # ---- the state of the study ------------------------------------------------------------
 def point_status(spec: SweepSpec, trials: Sequence[FrozenTrial], max_retry: int,
                  exclude: int | None = None) -> dict[str, str]:
-    """Status of every grid point: complete | failed | running | waiting | free.
+    """Status of every grid point (that ``spec.only`` lets through): complete | failed |
+    running | waiting | free.
 
     A point is *failed* when its training raised an error (``error`` user attribute) or it
     was killed more than ``max_retry`` times; both are left alone rather than retried forever.
     ``exclude`` is a trial number to ignore (the trial asking).
     """
-    keys = [point_key(p) for p in spec.grid_points()]
+    keys = [point_key(p) for p in spec.wanted_points()]
     seen: dict[str, set[str]] = {k: set() for k in keys}
     killed: Counter[str] = Counter()
     for t in trials:
@@ -248,15 +249,10 @@ def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
-    saved = load_config_file(path)
-    wanted = config.to_dict()
-    ignore = MACHINE_KEYS | {"bootstrap"}
-    diffs = sorted(k for k in set(saved) | set(wanted)
-                   if k not in ignore and saved.get(k) != wanted.get(k))
+    diffs = diff_configs(load_config_file(path), config, ignore_roles=("runtime",))
     if diffs:
-        detail = ", ".join(f"{k}: run has {saved.get(k)!r}, sweep asks {wanted.get(k)!r}" for k in diffs)
-        raise LmflossError(f"{str(run_dir)!r} holds a finished run of another config ({detail}); "
-                           "delete it or use another --out")
+        raise LmflossError(f"{str(run_dir)!r} holds a finished run of another config "
+                           f"({format_diff(diffs, 'run has', 'sweep asks')}); delete it or use another --out")
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

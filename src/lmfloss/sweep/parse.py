@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lmfloss.config import TrainConfig, load_config_file
+from lmfloss.config import TrainConfig, apply_overrides, load_config_file, parse_key_values
 from lmfloss.sweep.spec import (
     _CONFIG_FIELDS,
     SAMPLERS,
@@ -131,12 +129,14 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
 
     base_raw = data.get("base") or {}
     if isinstance(base_raw, str):
-        path = Path(base_raw)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        base_raw = load_config_file(path)
+        base_raw = {"from": base_raw}
     if not isinstance(base_raw, Mapping):
         raise ValueError(f"{where}: base must be a training config mapping or a file path, got {base_raw!r}")
+    if "from" in base_raw:  # a train YAML file's keys, then the mapping's own on top
+        path = Path(str(base_raw["from"]))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        base_raw = {**load_config_file(path), **{k: v for k, v in base_raw.items() if k != "from"}}
     base = dict(TrainConfig.from_dict(dict(base_raw)).to_dict())  # validates the keys
     for key, value in (sets or {}).items():
         _apply_set(base, check_key(key, "--set"), value)
@@ -204,24 +204,38 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
 def _apply_set(base: dict[str, Any], key: str, value: Any) -> None:
     if key.startswith("tags."):
         raise ValueError(f"--set {key}: tags belong to the search space, not the base config")
-    if key.startswith("loss_params."):
-        base.setdefault("loss_params", {})[key.split(".", 1)[1]] = value
-    else:
-        base[key] = value
+    apply_overrides(base, {key: value})
 
 
 def parse_sets(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``["epochs=2", "root=/data"]`` -> ``{"epochs": 2, "root": "/data"}`` (YAML scalars)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        key = key.strip()
-        if key.startswith("base."):  # accept the spelling `--set base.root=...`
-            key = key[len("base."):]
-        out[key] = yaml.safe_load(raw) if raw else None
+    """``["epochs=2", "root=/data"]`` -> ``{"epochs": 2, "root": "/data"}`` (YAML scalars);
+    ``base.root=...`` is accepted for ``root=...``."""
+    values = parse_key_values([p[len("base."):] if p.startswith("base.") else p for p in pairs or []],
+                              "--set")
+    return values
+
+
+def parse_only(pairs: Sequence[str] | None) -> dict[str, list[Scalar]]:
+    """``["dataset=breastmnist", "loss=ce,lmf"]`` -> ``{"dataset": ["breastmnist"], "loss": ["ce", "lmf"]}``."""
+    out: dict[str, list[Scalar]] = {}
+    for key, raw in parse_key_values(pairs, "--only").items():
+        key = check_key(key, "--only")
+        text = "" if raw is None else ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+        values = [_check_scalar(yaml_scalar(part), "--only") for part in text.split(",") if part.strip()]
+        if not values:
+            raise ValueError(f"--only {key}= needs at least one value, e.g. --only {key}=a,b")
+        out[key] = values
     return out
+
+
+def yaml_scalar(text: str) -> Scalar:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text.strip())
+    except yaml.YAMLError:
+        return text.strip()
+    return value if isinstance(value, _SCALAR) else text.strip()
 
 
 def load_sweep(path: str | Path, sets: Mapping[str, Any] | None = None) -> SweepSpec:

@@ -7,7 +7,8 @@ A sweep file is YAML::
     trials: 20                      # budget of completed trials (random/tpe; grid: every point)
     seed: 0                         # sampler seed
     base:                           # a TrainConfig mapping, or the path of a train YAML file
-      dataset: synthetic            #   (relative to the sweep file)
+      from: train.yaml              #   (relative to the sweep file); with `from:`, that
+      dataset: synthetic            #   file's keys and then the mapping's own
       epochs: 1
     space:                          # key -> values; keys are TrainConfig fields,
       loss: [ce, lmf]               #   ``loss_params.<name>`` for a loss parameter and
@@ -22,8 +23,8 @@ A sweep file is YAML::
 Cartesian products (scikit-learn's ``ParameterGrid`` convention), and within one mapping
 ``{same_as: KEY}`` ties a key to another (the paper's setting-1, ``alpha == beta``).
 
-Values are YAML scalars (str, int, float, bool, null). Relative ``root``, ``csv`` and
-``cache_dir`` paths are taken relative to the current directory, as for ``lmfloss train``.
+Values are YAML scalars (str, int, float, bool, null). Relative paths (``root``, ``csv``,
+``cache_dir``) are taken relative to the current directory, as for ``lmfloss train``.
 """
 
 from __future__ import annotations
@@ -33,24 +34,21 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from lmfloss.config import TrainConfig
+from lmfloss.config import TrainConfig, apply_overrides, field_names, keys_with_role
+from lmfloss.config import flatten as flatten_config
 
 SAMPLERS = ("grid", "random", "tpe")
 TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
                   "launcher")
-PATH_KEYS = ("root", "csv", "cache_dir")
-# Keys that say where and how fast a run happens, not what it measures: they may differ
-# between the machines of one study (each has its own data folder and hardware).
-MACHINE_KEYS = frozenset({"root", "csv", "cache_dir", "device", "workers", "amp", "compile",
-                          "channels_last", "tensorboard", "download"})
-_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# Keys that say where and how fast a run happens, not what it measures (the "runtime" role
+# of lmfloss.config): they may differ between the machines of one study.
+MACHINE_KEYS = keys_with_role("runtime")
+_CONFIG_FIELDS = tuple(field_names())
 
 Scalar = str | int | float | bool | None
 
@@ -96,6 +94,8 @@ class SweepSpec:
         overrides: per-cell settings.
         nproc_per_node: processes per trial (``> 1``: launched with torchrun).
         source: the file it came from (``None`` when built in code).
+        only: ``KEY -> values``: this worker takes only the grid points whose value of every
+            KEY is one of the values (``lmfloss sweep --only``); the study stays the same.
     """
 
     name: str
@@ -107,6 +107,7 @@ class SweepSpec:
     overrides: list[Override] = field(default_factory=list)
     nproc_per_node: int = 1
     source: str | None = None
+    only: dict[str, list[Scalar]] = field(default_factory=dict)
 
     # ---- the grid -------------------------------------------------------------------
     @property
@@ -142,6 +143,22 @@ class SweepSpec:
                     points.append(point)
         return points
 
+    def wanted(self, point: Mapping[str, Scalar]) -> bool:
+        """Whether ``point`` passes the ``only`` filter (a key outside the space is matched
+        against the base config)."""
+        for key, values in self.only.items():
+            if key in point:
+                value = point[key]
+            else:
+                value = flatten(self.base, {}).get(key)
+            if not any(_same(value, v) for v in values):
+                return False
+        return True
+
+    def wanted_points(self) -> list[dict[str, Scalar]]:
+        """The grid points this worker may train (:meth:`grid_points` through :meth:`wanted`)."""
+        return [p for p in self.grid_points() if self.wanted(p)]
+
     def choices(self) -> dict[str, list[Scalar]]:
         """Categorical choices of each grid key: the values over all points, first-seen order.
 
@@ -171,15 +188,12 @@ class SweepSpec:
         values = dict(self.base)
         values["loss_params"] = dict(values.get("loss_params") or {})
         tags: dict[str, Scalar] = {}
-        _apply(values, tags, params)
+        apply_overrides(values, params, extra=tags)
         for override in self.overrides:
             flat = flatten(values, tags)
             if all(k in flat and _same(flat[k], v) for k, v in override.when.items()):
-                _apply(values, tags, override.set)
-        for key in PATH_KEYS:
-            if isinstance(values.get(key), str):
-                values[key] = os.path.abspath(Path(values[key]).expanduser())
-        return TrainConfig.from_dict(values), tags
+                apply_overrides(values, override.set, extra=tags)
+        return TrainConfig.from_dict(values).with_absolute_paths(), tags
 
     def fingerprint(self) -> str:
         """A hash of what the study measures: sampler, space, base and overrides.
@@ -187,7 +201,10 @@ class SweepSpec:
         Machine-specific keys (data folders, device, ...) are left out, so workers on
         machines with different data paths join the same study.
         """
-        base = {k: v for k, v in self.base.items() if k not in MACHINE_KEYS}
+        # Keys at their default are left out too, so a newer lmfloss with more config keys
+        # (at their defaults) still joins a study an older one created.
+        defaults = TrainConfig().to_dict()
+        base = {k: v for k, v in self.base.items() if k not in MACHINE_KEYS and v != defaults.get(k)}
         data = {
             "sampler": self.sampler,
             "space": [{k: _jsonable(v) for k, v in sub.items()} for sub in self.subspaces],
@@ -238,22 +255,9 @@ def run_name(params: Mapping[str, Scalar], max_length: int = 120) -> str:
 
 def flatten(values: Mapping[str, Any], tags: Mapping[str, Scalar]) -> dict[str, Any]:
     """Config values with ``loss_params.<k>`` and ``tags.<k>`` keys, for matching ``when``."""
-    flat = {k: v for k, v in values.items() if k != "loss_params"}
-    flat.update({f"loss_params.{k}": v for k, v in (values.get("loss_params") or {}).items()})
+    flat = flatten_config(values)
     flat.update({f"tags.{k}": v for k, v in tags.items()})
     return flat
-
-
-def _apply(values: dict[str, Any], tags: dict[str, Scalar], changes: Mapping[str, Any]) -> None:
-    for key, value in changes.items():
-        if key.startswith("loss_params."):
-            values["loss_params"][key.split(".", 1)[1]] = value
-        elif key.startswith("tags."):
-            tags[key.split(".", 1)[1]] = value
-        elif key == "loss_params":
-            values["loss_params"].update(value)
-        else:
-            values[key] = value
 
 
 def _same(a: Any, b: Any) -> bool:

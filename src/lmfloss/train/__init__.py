@@ -15,6 +15,7 @@ DataLoaders per rank), ``checkpoint`` (atomic writes, RNG state), ``distributed`
 predict), ``demo``.
 """
 
+from lmfloss.config import check_config
 from lmfloss.train.engine import (
     NonFiniteLossError,
     TrainingInterrupted,
@@ -24,7 +25,7 @@ from lmfloss.train.engine import (
 )
 from lmfloss.train.fit import RunResult, fit
 from lmfloss.train.run import Run, evaluate_run, load_run, predict
-from lmfloss.train.rundir import check_config, config_from_run
+from lmfloss.train.rundir import config_from_run
 
 __all__ = [
     "NonFiniteLossError",

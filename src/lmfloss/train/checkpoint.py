@@ -13,46 +13,21 @@ checkpoint, never a truncated one.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lmfloss.fileio import atomic_write
+
 logger = logging.getLogger(__name__)
-
-
-def _temp_path(path: Path) -> Path:
-    # Same folder (os.replace is atomic only within a file system); opened with "x" so the
-    # file gets the user's umask permissions, unlike tempfile.mkstemp's 0600.
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _atomic_write(path: Path, mode: str, write: Any) -> None:
-    tmp = _temp_path(path)
-    try:
-        kwargs = {"encoding": "utf-8", "newline": ""} if "b" not in mode else {}
-        with open(tmp, mode, **kwargs) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
-    _atomic_write(Path(path), "xb", lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write a text file atomically (same scheme as :func:`atomic_save`)."""
-    _atomic_write(Path(path), "x", lambda handle: handle.write(text))
+    atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
 
 
 def capture_rng_state() -> dict[str, Any]:

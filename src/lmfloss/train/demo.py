@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss.config import TrainConfig
-from lmfloss.train.checkpoint import atomic_write_text
+from lmfloss.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """``fit(config, out_dir)``: one training run, start to finish, into a run directory.
 
 The protocol is the paper's ("Training parameters"): Adam (lr 1e-4, weight decay 5e-4),
-StepLR x0.1 every 30 epochs, 100 epochs, batch 32; the model state with the best
-**validation** macro-F1 is kept (``best.pt``) and evaluated once on the test split.
+StepLR x0.1 every 30 epochs (or ``lr_milestones``), 100 epochs, batch 32; the model state
+with the best **validation** score (``select_metric``: macro-F1 as the paper, or AUC as
+MedMNIST v2) is kept (``best.pt``) and evaluated once on the validation and test splits.
 
 Reliability:
     * ``last.pt`` is written atomically after every finished epoch with everything a resume
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmfloss.config import TrainConfig, save_config
+from lmfloss.config import TrainConfig, check_config, diff_configs, format_diff, save_config
 from lmfloss.errors import LmflossError
 from lmfloss.train import outputs
 from lmfloss.train.checkpoint import (
@@ -57,7 +58,7 @@ from lmfloss.train.engine import (
     train_one_epoch,
 )
 from lmfloss.train.loaders import load_data, make_loader
-from lmfloss.train.rundir import check_config, check_resume_config, config_from_run, prepare_run_dir
+from lmfloss.train.rundir import config_from_run, prepare_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class RunResult:
     best_val_f1_macro: float
     report: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    select_metric: str = "f1_macro"
+    best_val_score: float | None = None
 
 
 def _set_seed(seed: int) -> None:
@@ -86,14 +89,21 @@ def _any_rank(ctx: DistContext, flag: Any) -> Any:
     return lambda: any(all_gather_objects(ctx, bool(flag())))
 
 
-def _quick_scores(labels: torch.Tensor, logits: torch.Tensor, num_classes: int) -> tuple[float, float]:
-    from sklearn.metrics import f1_score
+def check_resume_config(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """Refuse to resume with a change to what the run computes (runtime and resumable keys may change)."""
+    diffs = diff_configs(saved, config, ignore_roles=("runtime", "resumable"))
+    if diffs:
+        raise ValueError(
+            f"cannot resume with a different configuration ({format_diff(diffs, 'run has', 'asked')}); "
+            "resume with the run's config.yaml or start a new run"
+        )
 
-    preds = logits.argmax(dim=1).numpy()
-    y = labels.numpy()
-    acc = float((preds == y).mean())
-    f1 = float(f1_score(y, preds, labels=list(range(num_classes)), average="macro", zero_division=0))
-    return acc, f1
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.lr_milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.lr_milestones),
+                                                    gamma=config.lr_gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
 
 
 def fit(
@@ -123,23 +133,24 @@ def fit(
             ``resume`` nor ``overwrite`` was given; :class:`TrainingInterrupted`;
             :class:`NonFiniteLossError`.
     """
-    check_config(config)
+    typed = {k: getattr(config, k) for k in ("root", "csv", "cache_dir")}
+    config = check_config(config).with_absolute_paths()
     device = resolve_device(config.device)
     ctx = init_distributed(device.type)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     try:
         with stop_on_signals() as stop:
-            return _fit(config, Path(out_dir), resume, overwrite, quiet, device, ctx, _any_rank(ctx, stop))
+            return _fit(config, Path(out_dir), resume, overwrite, quiet, device, ctx, _any_rank(ctx, stop), typed)
     finally:
         close_distributed(ctx)
 
 
-def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> RunResult:
+def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=None) -> RunResult:
     from torch.nn.parallel import DistributedDataParallel
 
     from lmfloss.losses import build_loss
-    from lmfloss.metrics import classification_report
+    from lmfloss.metrics import selection_scores
     from lmfloss.models import build_model
 
     if config.tensorboard and ctx.is_main:
@@ -151,7 +162,8 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
             report = json.loads((out / "report.json").read_text())
             return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
-                             report, list(ckpt["history"]))
+                             report, list(ckpt["history"]), config.select_metric,
+                             _best_score(ckpt))
         # A finished run extended to more epochs gets a new report at the end.
         if ctx.is_main:
             (out / "report.json").unlink(missing_ok=True)
@@ -169,9 +181,15 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
     for split in ("train", "val", "test"):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
+    if config.select_metric == "auc":
+        absent = [class_names[c] for c in range(num_classes) if c not in set(datasets["val"].labels.tolist())]
+        if absent:
+            raise LmflossError(f"select_metric 'auc' needs every class in the validation split; "
+                               f"{absent} have no validation images (use --select-metric f1_macro)")
 
     # On resume the weights come from last.pt: no need to download ImageNet weights again.
-    model = build_model(config.model, num_classes, "none" if ckpt is not None else config.weights)
+    model = build_model(config.model, num_classes, "none" if ckpt is not None else config.weights,
+                        stem=config.stem)
     loss_fn = build_loss(config.loss, train_counts, **config.loss_params)
     model.to(device)
     loss_fn.to(device)
@@ -179,12 +197,12 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    scheduler = _scheduler(optimizer, config)
     amp_dtype = amp_dtype_for(config.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     history: list[dict[str, Any]] = []
-    best_epoch, best_f1 = 0, -1.0
+    best_epoch, best_score = 0, -float("inf")
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     if ckpt is not None:
@@ -194,7 +212,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         history = list(ckpt["history"])
-        best_epoch, best_f1 = int(ckpt["best_epoch"]), float(ckpt["best_val_f1_macro"])
+        best_epoch, best_score = int(ckpt["best_epoch"]), _best_score(ckpt)
         start_epoch = int(ckpt["epoch"])
         rng = ckpt["rng"]
         if len(rng) == ctx.world_size:
@@ -214,7 +232,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
 
     loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     if ctx.is_main:
-        save_config(config, out / "config.yaml")
+        save_config(config, out / "config.yaml", typed)
     writer = _tensorboard(config, out, ctx)
     show = ctx.is_main and not quiet
 
@@ -235,40 +253,48 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
                            channels_last=channels_last, ctx=ctx)
             with torch.no_grad():
                 val_loss = float(loss_fn(val["logits"].to(device), val["labels"].to(device)))
-            val_acc, val_f1 = _quick_scores(val["labels"], val["logits"], num_classes)
+            scores = selection_scores(val["labels"].numpy(), torch.softmax(val["logits"], 1).numpy(),
+                                      num_classes)
+            score = scores[config.select_metric]
             scheduler.step()
             row = {
                 "epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
-                "val_accuracy": val_acc, "val_f1_macro": val_f1, "lr": lr,
-                "seconds": round(time.perf_counter() - began, 3),
+                "val_accuracy": scores["accuracy"], "val_f1_macro": scores["f1_macro"],
+                "val_balanced_accuracy": scores["balanced_accuracy"], "val_auc": scores["auc"],
+                "lr": lr, "seconds": round(time.perf_counter() - began, 3),
             }
             history.append(row)
-            improved = val_f1 > best_f1
+            improved = score is not None and score > best_score
             if improved:  # strictly better: on ties the earlier epoch stays
-                best_epoch, best_f1 = epoch, val_f1
+                best_epoch, best_score = epoch, score
                 best_state = _cpu_state_dict(raw_model)
             rng = all_gather_objects(ctx, capture_rng_state())
             if ctx.is_main:
                 if improved:
-                    atomic_save({"model": best_state, "epoch": epoch, "val_f1_macro": val_f1,
+                    atomic_save({"model": best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
+                                 "select_metric": config.select_metric, "val_score": score,
                                  "config": config.to_dict(), "class_names": class_names}, out / "best.pt")
                 atomic_save({
                     "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "epoch": epoch, "rng": rng, "history": history, "best_epoch": best_epoch,
-                    "best_val_f1_macro": best_f1, "config": config.to_dict(),
+                    "best_val_score": best_score, "select_metric": config.select_metric,
+                    "config": config.to_dict(),
                     "class_names": class_names, "world_size": ctx.world_size,
                 }, out / "last.pt")
                 outputs.write_metrics_csv(history, out / "metrics.csv")
                 if writer is not None:
-                    for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr"):
-                        writer.add_scalar(key, row[key], epoch)
+                    for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
+                        if row[key] is not None:
+                            writer.add_scalar(key, row[key], epoch)
                     writer.flush()
             (logger.info if ctx.is_main else logger.debug)(
                 "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  "
-                "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, val_acc,
-                val_f1, lr, row["seconds"], "  *best" if improved else "",
+                "val_auc %s  lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss,
+                scores["accuracy"], scores["f1_macro"],
+                "n/a" if scores["auc"] is None else f"{scores['auc']:.4f}", lr, row["seconds"],
+                "  *best" if improved else "",
             )
             if should_stop():
                 raise TrainingInterrupted(_stop_message(out, epoch + 1, 0, start_epoch, history + [row]))
@@ -276,7 +302,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
         if writer is not None:
             writer.close()
 
-    # The best model by validation macro-F1, evaluated once on validation and test.
+    # The best model by the validation score, evaluated once on validation and test.
     if best_state is None:
         raise LmflossError(f"no epoch finished in {out}; nothing to evaluate")
     raw_model.load_state_dict(best_state)
@@ -285,20 +311,57 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop) -> Run
                         channels_last=channels_last, ctx=ctx)
         for split in ("val", "test")
     }
-    report: dict[str, Any] = {"best_epoch": best_epoch, "class_names": class_names,
-                              "train_class_counts": train_counts,
-                              "skipped_images": [str(p) for p in splits.skipped]}
-    for split, res in results.items():
-        probs = torch.softmax(res["logits"], dim=1).numpy()
-        report[split] = classification_report(
-            res["labels"].numpy(), probs.argmax(axis=1), probs, class_names,
-            n_bootstrap=config.bootstrap, seed=config.seed,
-        )
-    report["config"] = config.to_dict()
+    report = final_report(config, class_names, train_counts, results, best_epoch)
+    report["skipped_images"] = [str(p) for p in splits.skipped]
     if ctx.is_main:
         write_outputs(out, report, results["test"], datasets["test"], history, train_counts)
     barrier(ctx)
-    return RunResult(out, best_epoch, best_f1, report, history)
+    return RunResult(out, best_epoch, float(report["val"]["f1_macro"]), report, history,
+                     config.select_metric, best_score)
+
+
+def _best_score(ckpt: dict[str, Any]) -> float:
+    # Checkpoints of lmfloss 0.1 kept only the best validation macro-F1 (the only metric then).
+    return float(ckpt.get("best_val_score", ckpt.get("best_val_f1_macro", -float("inf"))))
+
+
+def final_report(config: TrainConfig, class_names: list[str], train_counts: list[int],
+                 results: dict[str, dict[str, torch.Tensor]], best_epoch: int) -> dict[str, Any]:
+    """``report.json``'s content from the best model's validation and test logits.
+
+    Binary tasks get sensitivity/specificity of the positive class and the test metrics at
+    the Youden threshold chosen on validation.
+    """
+    from lmfloss.losses import resolved_loss_params
+    from lmfloss.metrics import (
+        classification_report,
+        macro_rule_note,
+        positive_index,
+        youden_threshold,
+    )
+
+    positive = None
+    if len(class_names) == 2:
+        positive = positive_index(class_names, train_counts, config.positive_class)
+    probs = {split: torch.softmax(res["logits"], dim=1).numpy() for split, res in results.items()}
+    labels = {split: res["labels"].numpy() for split, res in results.items()}
+    threshold = youden_threshold(labels["val"], probs["val"], positive) if positive is not None else None
+    report: dict[str, Any] = {
+        "best_epoch": best_epoch, "select_metric": config.select_metric,
+        "class_names": class_names, "train_class_counts": train_counts,
+        "macro_rule": macro_rule_note(),
+        "loss": {"name": config.loss, "params": resolved_loss_params(config.loss, config.loss_params)},
+    }
+    for split in ("val", "test"):
+        report[split] = classification_report(
+            labels[split], probs[split].argmax(axis=1), probs[split], class_names,
+            n_bootstrap=config.bootstrap, seed=config.seed, positive=positive,
+            threshold=threshold if split == "test" else None,
+        )
+    if threshold is not None:
+        report["val"]["threshold_youden"] = threshold
+    report["config"] = config.to_dict()
+    return report
 
 
 def write_outputs(out: Path, report: dict[str, Any], test: dict[str, torch.Tensor], test_dataset,
@@ -315,6 +378,8 @@ def write_outputs(out: Path, report: dict[str, Any], test: dict[str, torch.Tenso
     outputs.plot_confusion(report["test"]["confusion_matrix"], class_names, out / "confusion.png",
                            f"test, best epoch {report['best_epoch']}")
     outputs.plot_curves(history, report["best_epoch"], out / "curves.png")
+    outputs.plot_reliability(test["labels"].numpy(), probs, out / "calibration.png",
+                             f"test, best epoch {report['best_epoch']}")
     outputs.write_report(report, out / "report.json")
 
 
@@ -342,7 +407,7 @@ def _require_tensorboard():
     return SummaryWriter
 
 
-__all__ = ["RunResult", "fit", "check_config", "config_from_run", "load_data", "write_outputs"]
+__all__ = ["RunResult", "fit", "check_config", "config_from_run", "final_report", "load_data", "write_outputs"]
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ so a reader (the sweep, the report) never sees half a file.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 from collections.abc import Sequence
@@ -18,35 +17,32 @@ from typing import Any
 
 import numpy as np
 
-from lmfloss.train.checkpoint import atomic_write_text
+from lmfloss.fileio import atomic_write_text, csv_text
 
 logger = logging.getLogger(__name__)
 
-METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro", "lr", "seconds")
-
-
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
+                   "val_balanced_accuracy", "val_auc", "lr", "seconds")
 
 
 def write_metrics_csv(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Rewrite ``metrics.csv`` from the full history (one row per finished epoch)."""
-    rows = [[_fmt(row[c]) for c in METRICS_COLUMNS] for row in history]
-    atomic_write_text(_csv_text(METRICS_COLUMNS, rows), path)
+    """Rewrite ``metrics.csv`` from the full history (one row per finished epoch; a value
+    an older run did not record, or an undefined AUC, is an empty cell)."""
+    rows = [[_fmt(row.get(c)) for c in METRICS_COLUMNS] for row in history]
+    atomic_write_text(csv_text(METRICS_COLUMNS, rows), path)
 
 
-def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:
-    """Rows of ``metrics.csv`` as dicts of numbers (``epoch`` as int)."""
+def read_metrics_csv(path: str | Path) -> list[dict[str, float | None]]:
+    """Rows of ``metrics.csv`` as dicts of numbers (``epoch`` as int, empty cells ``None``)."""
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+    return [{k: (None if v == "" else int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in rows]
 
 
 def _fmt(value: Any) -> Any:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return repr(value)  # round-trips exactly
     return value
@@ -73,7 +69,7 @@ def write_predictions(
         [i, class_names[int(t)], class_names[int(p)], *(f"{float(x):.8g}" for x in row)]
         for i, t, p, row in zip(ids, labels, preds, probs)
     ]
-    atomic_write_text(_csv_text(header, rows), path)
+    atomic_write_text(csv_text(header, rows), path)
 
 
 def write_per_class(
@@ -92,7 +88,7 @@ def write_per_class(
         for k, name in enumerate(class_names)
     ]
     header = ("class", "train_count", "support", "precision", "recall", "f1")
-    atomic_write_text(_csv_text(header, rows), path)
+    atomic_write_text(csv_text(header, rows), path)
 
 
 def _new_figure(width: float, height: float):
@@ -136,6 +132,9 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
     left.legend()
     right.plot(epochs, [r["val_accuracy"] for r in history], marker="o", label="val accuracy")
     right.plot(epochs, [r["val_f1_macro"] for r in history], marker="o", label="val macro-F1")
+    if any(r.get("val_auc") is not None for r in history):
+        right.plot(epochs, [np.nan if r.get("val_auc") is None else r["val_auc"] for r in history],
+                   marker="o", label="val AUC")
     if best_epoch is not None:
         right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     right.set_xlabel("epoch")
@@ -145,5 +144,40 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
 
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, title: str, n_bins: int = 15) -> None:
+    """Reliability diagram: accuracy against confidence in 15 equal-width bins, with the
+    share of images per bin below and the ECE, Brier score and NLL in the title."""
+    from lmfloss.metrics import (
+        brier_score,
+        calibration_bins,
+        expected_calibration_error,
+        negative_log_likelihood,
+    )
+
+    bins = calibration_bins(y_true, probs, n_bins)
+    edges = bins["edges"]
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    used = bins["count"] > 0
+    fig = _new_figure(5, 6)
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    top.bar(centers[used], bins["accuracy"][used], width=width, edgecolor="black", alpha=0.7, label="accuracy")
+    top.bar(centers[used], bins["confidence"][used] - bins["accuracy"][used], bottom=bins["accuracy"][used],
+            width=width, color="red", alpha=0.25, label="gap to confidence")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"{title}\nECE {expected_calibration_error(y_true, probs, n_bins):.3f}, "
+                  f"Brier {brier_score(y_true, probs):.3f}, NLL {negative_log_likelihood(y_true, probs):.3f}",
+                  fontsize=9)
+    bottom.bar(centers, bins["count"] / max(bins["count"].sum(), 1), width=width, edgecolor="black")
+    bottom.set_xlabel("confidence (top-label softmax probability)")
+    bottom.set_ylabel("share of images")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

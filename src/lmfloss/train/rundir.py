@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
 
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
@@ -22,39 +21,9 @@ logger = logging.getLogger(__name__)
 # Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
 RUN_FILES = (
     "config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
-    "per_class.csv", "confusion.png", "curves.png",
+    "per_class.csv", "confusion.png", "curves.png", "calibration.png",
 )
 RUN_FOLDERS = ("tensorboard",)
-# Fields that may change when a run is resumed: they change where/how fast it runs, not
-# what it computes (epochs: a finished run may be extended).
-RESUMABLE_CHANGES = frozenset(
-    {"device", "amp", "compile", "channels_last", "workers", "tensorboard", "epochs", "cache_dir",
-     "download", "root", "bootstrap"}
-)
-
-
-def check_config(config: TrainConfig) -> None:
-    """Reject values no run can use, naming the field, the value and what is expected."""
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"fit expects a lmfloss.config.TrainConfig, got {type(config).__name__}")
-    rules = {
-        "epochs": (config.epochs, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "batch_size": (config.batch_size, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "lr": (config.lr, lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        "weight_decay": (config.weight_decay, lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
-        "lr_step": (config.lr_step, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "lr_gamma": (config.lr_gamma, lambda v: isinstance(v, (int, float)) and 0 < v <= 1, "a number in (0, 1]"),
-        "image_size": (config.image_size, lambda v: isinstance(v, int) and v >= 8, "an integer >= 8 (pixels)"),
-        "seed": (config.seed, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "workers": (config.workers, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "bootstrap": (config.bootstrap, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "amp": (config.amp, lambda v: v in ("bf16", "fp16", "off"), "one of bf16, fp16, off"),
-    }
-    for name, (value, ok, expected) in rules.items():
-        if isinstance(value, bool) or not ok(value):
-            raise ValueError(f"config {name}={value!r} is invalid; expected {expected}")
-
-
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool, ctx: DistContext) -> dict | None:
     """Check what ``out`` holds; return the checkpoint to resume from, or None."""
     if out.exists() and not out.is_dir():
@@ -88,20 +57,6 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, ctx: DistContext) 
         out.mkdir(parents=True, exist_ok=True)
     barrier(ctx)
     return None
-
-
-def check_resume_config(config: TrainConfig, saved: dict[str, Any]) -> None:
-    current = config.to_dict()
-    diffs = sorted(
-        k for k in set(current) | set(saved)
-        if k not in RESUMABLE_CHANGES and current.get(k) != saved.get(k)
-    )
-    if diffs:
-        detail = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {current.get(k)!r}" for k in diffs)
-        raise ValueError(
-            f"cannot resume with a different configuration ({detail}); "
-            "resume with the run's config.yaml or start a new run"
-        )
 
 
 def config_from_run(run_dir: str | Path) -> TrainConfig:
