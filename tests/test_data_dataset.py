@@ -201,7 +201,8 @@ def test_skip_bad_images_leaves_them_out_and_records_them(tmp_path):
     ds = make_dataset(splits, split, image_size=16, cache_dir=tmp_path / "cache")
     assert len(ds) == len(splits.records(split)) - 1
     assert all(not r.path.endswith("a0.jpg") for r in ds.records)
-    assert [Path(p).name for p in splits.skipped] == ["a0.jpg"]
+    assert [Path(p).name for p in ds.skipped] == ["a0.jpg"]
+    assert splits.skipped == []  # the splits are never changed by a dataset
     assert [int(ds[i][1]) for i in range(len(ds))] == [r.label for r in ds.records]
     # the skipped list travels with the cache: a strict run refuses it instead of reading zeros
     strict = load_splits("imagefolder", root=root)

@@ -316,7 +316,7 @@ def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
     result = build_report([root], tmp_path / "out", n_boot=20, figures=False)
     table = next(t for t in result.tables if t.name == "table_main_resnet18")
     assert table.title == "Test performance of each loss on resnet18 (percent)"
-    assert [row[1] for row in table.rows] == ["Focal", "cb"]
+    assert [row[1] for row in table.rows] == ["Focal", "CB"]
     focal = next(r for r in _read_csv(tmp_path / "out" / "results.csv") if r["loss"] == "focal")
     assert focal["alpha"] == "" and focal["setting"] == ""
     build_report([root], tmp_path / "cmp", n_boot=20, figures=False, compare_paper=True)

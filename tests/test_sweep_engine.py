@@ -231,7 +231,7 @@ def test_finished_run_of_another_config_is_not_reused(tmp_path):
     spec = parse_sweep({**GRID, "space": {"loss": ["ce"]}})
     run_dir = tmp_path / "out" / "runs" / "loss=ce"
     run_dir.mkdir(parents=True)
-    (run_dir / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.5}}))
+    (run_dir / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.5}, "test": {}}))
     (run_dir / "config.yaml").write_text("dataset: synthetic\nloss: ce\nepochs: 7\n")
     run_worker(spec, tmp_path / "out", runner=fast_runner, heartbeat=1)
     trial = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)[0]
@@ -298,15 +298,17 @@ def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
 
 
 def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
-    from lmfloss.train.engine import TrainingInterrupted
+    from lmfloss.errors import TrainingInterrupted
+    from lmfloss.sweep.engine import SweepInterrupted
 
     spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"], "seed": [4]}})
 
     def interrupted(config, run_dir):
-        raise TrainingInterrupted("stopped after epoch 3; last.pt kept")
+        raise TrainingInterrupted("stopped after epoch 3; last.pt kept", 15)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SweepInterrupted, match="run the same `lmfloss sweep` command again") as info:
         run_worker(spec, tmp_path / "out", runner=interrupted, heartbeat=1)
+    assert info.value.signal_number == 15
     trials = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
     assert len(trials) == 1 and trials[0].state == TrialState.FAIL
     assert "error" not in trials[0].user_attrs and "last.pt kept" in trials[0].user_attrs["interrupted"]

@@ -49,11 +49,11 @@ def test_union_of_grids_with_a_tied_key_and_no_duplicates():
 def test_resolve_applies_params_then_matching_overrides_in_order():
     spec = sweep(
         base={"dataset": "synthetic", "loss_params": {"gamma": 2.0}},
-        space={"loss": ["ce", "lmf"], "tags.setting": ["s1"]},
+        space={"loss": ["focal", "lmf"], "tags.setting": ["s1"]},
         overrides=[
             {"when": {"loss": "lmf"}, "set": {"loss_params.beta": 0.5, "epochs": 3}},
             {"when": {"loss": "lmf", "tags.setting": "s1"}, "set": {"loss_params.beta": 0.7}},
-            {"when": {"loss": "focal"}, "set": {"epochs": 99}},
+            {"when": {"loss": "ce"}, "set": {"epochs": 99}},
         ],
     )
     config, tags = spec.resolve({"loss": "lmf", "tags.setting": "s1"})
@@ -61,7 +61,7 @@ def test_resolve_applies_params_then_matching_overrides_in_order():
     assert config.loss == "lmf" and config.epochs == 3
     assert config.loss_params == {"gamma": 2.0, "beta": 0.7}
     assert tags == {"setting": "s1"}
-    config, _ = spec.resolve({"loss": "ce", "tags.setting": "s1"})
+    config, _ = spec.resolve({"loss": "focal", "tags.setting": "s1"})
     assert config.epochs == 100 and config.loss_params == {"gamma": 2.0}
 
 
@@ -70,7 +70,7 @@ def test_relative_data_paths_are_taken_from_the_current_directory(tmp_path, monk
     spec = sweep(base={"dataset": "retinamnist", "root": "../data"})
     config, _ = spec.resolve({"loss": "ce"})
     assert config.root == str(tmp_path.parent / "data")
-    spec = parse_sweep({"base": {"dataset": "synthetic"}, "space": {"loss": ["ce"]}},
+    spec = parse_sweep({"base": {"dataset": "synthetic"}, "space": {"loss": ["lmf"]}},
                        sets=parse_sets(["base.root=/srv/medmnist", "epochs=4", "loss_params.beta=2"]))
     config, _ = spec.resolve({"loss": "ce"})
     assert (config.root, config.epochs, config.loss_params) == ("/srv/medmnist", 4, {"beta": 2})

@@ -173,4 +173,4 @@ def test_predict_errors(cli_run, tmp_path, capsys):
     assert main(["predict", "--run", str(cli_run), "--csv", str(listing)]) == 2
     assert "needs a 'path' column" in _one_error_line(capsys, "predict")
     assert main(["predict", "--run", str(cli_run)]) == 2
-    assert "needs image files or --csv" in _one_error_line(capsys, "predict")
+    assert "needs image files, a folder of images or --csv" in _one_error_line(capsys, "predict")

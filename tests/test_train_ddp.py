@@ -41,7 +41,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     # rank 0 alone prints the summary and the per-epoch line
     assert proc.stdout.count(f"{out}: best epoch 1") == 1, proc.stdout
     assert proc.stderr.count("epoch 1/1") == 1, proc.stderr
-    assert {p.name for p in out.iterdir()} == RUN_FILES  # no second copy, no temporary file
+    assert {p.name for p in out.iterdir()} == RUN_FILES | {".lock"}  # no second copy, no temporary file
 
     report = json.loads((out / "report.json").read_text())
     # BreastMNIST val has 78 images and test 156: odd splits of 2 ranks get padded by the

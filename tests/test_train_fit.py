@@ -13,9 +13,9 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
+from lmfloss.rundir import METRICS_COLUMNS, read_metrics
 from lmfloss.train import NonFiniteLossError, evaluate_run, fit, load_run, predict
 from lmfloss.train.checkpoint import load_checkpoint
-from lmfloss.train.outputs import METRICS_COLUMNS, read_metrics_csv
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BREAST = SHARED / "breastmnist" / "breastmnist.npz"
@@ -65,7 +65,7 @@ def test_run_directory_is_complete(finished_run):
     assert report["config"] == finished_run.report["config"] == tiny_config(epochs=3).to_dict()
     with open(out / "metrics.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == METRICS_COLUMNS
-    assert [r["epoch"] for r in read_metrics_csv(out / "metrics.csv")] == [1, 2, 3]
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2, 3]
 
 
 @needs_breast
@@ -99,7 +99,7 @@ def test_report_equals_sklearn_on_predictions_csv(finished_run):
 @pytest.mark.slow
 def test_best_checkpoint_is_chosen_on_validation(finished_run):
     out = finished_run.run_dir
-    history = read_metrics_csv(out / "metrics.csv")
+    history = read_metrics(out)
     f1s = [r["val_f1_macro"] for r in history]
     expected = history[int(np.argmax(f1s))]["epoch"]  # first epoch with the highest val F1
     report = json.loads((out / "report.json").read_text())
@@ -190,7 +190,7 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
         fit(tiny_config(loss="ce", image_size=16), out, quiet=True)
     assert not (out / "report.json").exists()
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good checkpoint stays
-    assert [r["epoch"] for r in read_metrics_csv(out / "metrics.csv")] == [1]
+    assert [r["epoch"] for r in read_metrics(out)] == [1]
 
 
 @needs_breast

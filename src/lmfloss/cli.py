@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from lmfloss import __version__
-from lmfloss.errors import USER_ERRORS
+from lmfloss.errors import USER_ERRORS, Interrupted
 
 # Order is the order shown by ``lmfloss --help``.
 COMMAND_MODULES = (
@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(getattr(args, "quiet", False))
     try:
         return int(args.func(args) or 0)
+    except Interrupted as exc:  # Ctrl-C or SIGTERM stopped the work at a safe point
+        if args.debug:
+            raise
+        print(f"lmfloss {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signal_number
     except USER_ERRORS as exc:
         if args.debug:
             raise

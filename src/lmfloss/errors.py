@@ -16,6 +16,24 @@ class DataError(LmflossError, ValueError):
     """Data on disk does not match what an adapter expects (missing columns, corrupt images...)."""
 
 
+class Interrupted(LmflossError):
+    """SIGINT/SIGTERM stopped the work at a safe point; what was finished is kept.
+
+    Attributes:
+        signal_number: the signal that stopped it (``signal.SIGINT`` or ``SIGTERM``); the
+            command line exits with ``128 + signal_number`` (130, 143), as a shell does.
+    """
+
+    def __init__(self, message: str, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+class TrainingInterrupted(Interrupted):
+    """SIGINT/SIGTERM stopped a training run after the current step; ``last.pt`` holds the
+    last finished epoch."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     LmflossError,
     ValueError,

@@ -159,6 +159,27 @@ def apply_stem(model: nn.Module, stem: str, name: str = "") -> list[str]:
     )
 
 
+_SMALL_STEM_FAMILIES = ("resnet", "resnext", "wide_resnet", "densenet", "efficientnet")
+
+
+def check_model(name: str, stem: str = "imagenet") -> None:
+    """Check a model name and stem without building the network (cheap: for validating
+    sweeps before any training).
+
+    Raises:
+        ValueError: unknown model (listing the valid ones), unknown stem, or the small stem
+            for an architecture without one.
+    """
+    _check_name(name)
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
+    if stem == "small" and not name.startswith(_SMALL_STEM_FAMILIES):
+        raise ValueError(
+            f"stem 'small' is not available for model {name!r}; it exists for the ResNet family "
+            "(resnet18...resnet152, resnext, wide_resnet), densenet* and efficientnet*; use --stem imagenet"
+        )
+
+
 def _architecture(name: str, num_classes: int, stem: str) -> nn.Module:
     """A randomly initialised ``name`` with ``stem`` and a ``num_classes``-way head."""
     model = torchvision.models.get_model(name, weights=None)

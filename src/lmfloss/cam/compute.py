@@ -125,7 +125,7 @@ def compute_cams(
     layer = (
         target_layer
         if isinstance(target_layer, TargetLayer)
-        else choose_target_layer(model, target_layer)
+        else choose_target_layer(model, target_layer, tuple(images.shape[-2:]))
     )
 
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

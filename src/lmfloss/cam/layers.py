@@ -91,13 +91,53 @@ def _registry() -> dict[type, Callable[[nn.Module], TargetLayer]]:
     return {ResNet: _resnet, DenseNet: _densenet, EfficientNet: _efficientnet}
 
 
-def _candidates(model: nn.Module, limit: int = 40) -> str:
-    names = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
+def layer_map_sizes(model: nn.Module, image_size: int | tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """``{dotted name: (H, W)}`` of every module whose output is a feature map ``[N, C, H, W]``
+    for an input of ``image_size``, in forward order.
+
+    Measured with one dummy forward pass (a zero image, no gradient, eval mode); the hooks
+    are removed and the modules' train/eval flags restored, whatever happens.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    sizes: dict[str, tuple[int, int]] = {}
+    handles = []
+
+    def recorder(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and name not in sizes:
+                sizes[name] = (int(output.shape[-2]), int(output.shape[-1]))
+        return hook
+
+    training = {m: m.training for m in model.modules()}
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(recorder(name)))
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width, device=device, dtype=dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+    return sizes
+
+
+def _candidates(model: nn.Module, limit: int = 40, spatial: dict[str, tuple[int, int]] | None = None) -> str:
+    if spatial is not None:
+        names = [f"{n} ({h}x{w})" for n, (h, w) in spatial.items() if n.count(".") <= 1]
+    else:
+        names = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
     shown = ", ".join(names[-limit:])
     return ("..., " if len(names) > limit else "") + shown
 
 
-def choose_target_layer(model: nn.Module, name: str | None = None) -> TargetLayer:
+def choose_target_layer(model: nn.Module, name: str | None = None,
+                        image_size: int | tuple[int, int] | None = None) -> TargetLayer:
     """The layer to compute the CAM on: ``name`` if given, else the architecture's default.
 
     Args:
@@ -114,22 +154,24 @@ def choose_target_layer(model: nn.Module, name: str | None = None) -> TargetLaye
             model without convolutions.
     """
     if name is not None:
-        return resolve_layer(model, name)
+        return resolve_layer(model, name, image_size)
     for cls, choose in _registry().items():
         if isinstance(model, cls):
             return choose(model)
     return _last_conv(model)
 
 
-def resolve_layer(model: nn.Module, name: str) -> TargetLayer:
+def resolve_layer(model: nn.Module, name: str, image_size: int | tuple[int, int] | None = None) -> TargetLayer:
     """Resolve a dotted layer name with ``model.get_submodule``.
 
     DenseNet's ``features`` / ``features.norm5`` get the closing ReLU (see the module
-    docstring); any other name is hooked as is.
+    docstring); any other name is hooked as is. With ``image_size``, a layer whose output
+    is not a feature map (``fc``, ``avgpool``'s flattened successors...) is refused: a CAM
+    needs ``[N, C, H, W]`` activations.
 
     Raises:
-        ValueError: the name matches no submodule; the message names it and lists the
-            closest names and the model's layers (two levels deep).
+        ValueError: the name matches no submodule, or (with ``image_size``) it has no
+            spatial output; the message lists the layers that have one, with their sizes.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"target layer must be a dotted module name, got {name!r}")
@@ -144,6 +186,13 @@ def resolve_layer(model: nn.Module, name: str) -> TargetLayer:
             f"target layer {name!r} is not a module of {type(model).__name__}; {hint}"
             f"candidate layers: {_candidates(model)}"
         ) from None
+    if image_size is not None:
+        spatial = layer_map_sizes(model, image_size)
+        if name not in spatial:
+            raise ValueError(
+                f"target layer {name!r} has no spatial output (a CAM needs a [N, C, H, W] feature map); "
+                f"layers with one: {_candidates(model, spatial=spatial)}"
+            )
     from torchvision.models import DenseNet
 
     transform = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,6 @@ def round_robin(records: Sequence[Any], n: int) -> list[Any]:
     return chosen
 
 
-def class_index(value: str, class_names: Sequence[str], path: Path) -> int:
-    """A ``predictions.csv`` cell (class name, or index) as a class index."""
-    if value in class_names:
-        return list(class_names).index(value)
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(
-            f"{str(path)!r}: prediction {value!r} is neither a class of {list(class_names)} "
-            "nor a class index"
-        ) from None
-
-
 def predictions(run: Any, split: str, dataset: Any, batch_size: int, checkpoint: str = "best") -> dict[str, int]:
     """Predicted class per id of the loaded model.
 
@@ -56,13 +42,11 @@ def predictions(run: Any, split: str, dataset: Any, batch_size: int, checkpoint:
     ``split == "test"`` and ``checkpoint == "best"``; otherwise a forward pass
     (:func:`lmfloss.train.engine.evaluate`) gives them.
     """
-    path = Path(run.run_dir) / "predictions.csv"
-    if split == "test" and checkpoint == "best" and path.is_file():
-        with path.open(newline="") as handle:
-            return {
-                row["id"]: class_index(row["pred"], run.class_names, path)
-                for row in csv.DictReader(handle)
-            }
+    from lmfloss import rundir
+
+    if split == "test" and checkpoint == "best" and (Path(run.run_dir) / rundir.PREDICTIONS).is_file():
+        saved = rundir.read_predictions(run.run_dir, run.class_names)
+        return {str(i): int(p) for i, p in zip(saved.ids, saved.preds)}
     from torch.utils.data import DataLoader
 
     from lmfloss.train.engine import evaluate

@@ -91,9 +91,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
             print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
         return 0
 
-    result = run_sweep(spec, out_dir, storage=args.storage, study_name=study_name,
-                       workers=args.workers, heartbeat=args.heartbeat, grace=args.grace,
-                       max_retry=args.max_retry)
+    from lmfloss.sweep.engine import RERUN_ADVICE, SweepInterrupted
+
+    try:
+        result = run_sweep(spec, out_dir, storage=args.storage, study_name=study_name,
+                           workers=args.workers, heartbeat=args.heartbeat, grace=args.grace,
+                           max_retry=args.max_retry)
+    except KeyboardInterrupt:  # outside a trial (e.g. while waiting for other workers)
+        raise SweepInterrupted(f"interrupted; {RERUN_ADVICE}", 2) from None
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
     print(f"study {result.study_name!r} in {result.storage}: {counts or 'no trials'}")
     if result.best is not None:

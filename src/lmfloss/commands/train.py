@@ -73,8 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pr = subparsers.add_parser("predict", help="classify new images with a run's best model")
     pr.add_argument("--run", required=True, metavar="RUN_DIR")
-    pr.add_argument("images", nargs="*", metavar="IMAGE")
+    pr.add_argument("images", nargs="*", metavar="IMAGE", help="image files, or folders of images (searched recursively)")
     pr.add_argument("--csv", metavar="FILE", help="CSV with a 'path' (or 'image') column of image files")
+    pr.add_argument("--skip-bad-images", action="store_true",
+                    help="predict the other images when one cannot be decoded (listed, with an error column)")
     pr.add_argument("--out", metavar="FILE.csv", help="write the predictions here (default: stdout)")
     pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
     pr.add_argument("--device", default="cpu")
@@ -104,29 +106,28 @@ def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lmfloss.train import TrainingInterrupted, config_from_run, fit
+    from lmfloss.rundir import read_config
+    from lmfloss.train import fit
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different directories")
         # Flags may still change how the resumed run executes (device, workers, epochs...);
         # fit refuses changes to what was trained (e.g. --loss-param) by name.
-        config = build_config(args, base=config_from_run(args.resume).to_dict())
+        config = build_config(args, base=read_config(args.resume).to_dict())
         out = args.resume
     else:
         if not args.out:
             raise ValueError("lmfloss train needs --out RUN_DIR (or --resume RUN_DIR)")
         config = build_config(args)
         out = args.out
-    try:
-        result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
-    except TrainingInterrupted as exc:
-        print(f"lmfloss train: {exc}", file=sys.stderr)
-        return 130
+    result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     test = result.report["test"]
     if _is_main_process():
+        chosen = (f"val macro-F1 {result.best_val_f1_macro:.4f}" if result.select_metric == "f1_macro" else
+                  f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_f1_macro:.4f}")
         print(
-            f"{result.run_dir}: best epoch {result.best_epoch} (val macro-F1 {result.best_val_f1_macro:.4f}); "
+            f"{result.run_dir}: best epoch {result.best_epoch} ({chosen}); "
             f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} "
             f"[{test['f1_macro_ci95'][0]:.4f}, {test['f1_macro_ci95'][1]:.4f}]"
             if test.get("f1_macro_ci95") else
@@ -172,48 +173,67 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _read_image_list(csv_path: str) -> list[str]:
-    import csv
+    """The image paths of ``predict --csv`` (relative ones taken from the CSV's folder)."""
+    from lmfloss.fileio import read_csv_rows
 
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--csv {csv_path!r} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        column = next((c for c in ("path", "image", "file", "filename") if c in columns), None)
-        if column is None:
-            raise ValueError(f"--csv {csv_path!r} needs a 'path' column of image files; it has {columns}")
-        base = path.parent
-        return [str(p if Path(p).is_absolute() else base / p) for p in (row[column] for row in reader) if p]
+    columns, rows = read_csv_rows(csv_path, what="--csv")
+    column = next((c for c in ("path", "image", "file", "filename") if c in columns), None)
+    if column is None:
+        raise ValueError(f"--csv {csv_path!r} needs a 'path' column of image files; it has {columns}")
+    base = Path(csv_path).parent
+    return [str(p if Path(p).is_absolute() else base / p) for p in (row[column].strip() for row in rows) if p]
+
+
+def _expand_images(arguments: list[str]) -> list[str]:
+    """Image files as given; a folder stands for every image below it (any depth, sorted)."""
+    from lmfloss.data.files import walk_images
+
+    images: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = walk_images(path)[0]
+            if not found:
+                raise FileNotFoundError(f"folder {argument!r} holds no image files")
+            images += [str(p) for p in found]
+        elif path.is_file():
+            images.append(argument)
+        else:
+            raise FileNotFoundError(f"image file {argument!r} does not exist")
+    return images
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import csv
-    import io
+    import numpy as np
 
-    from lmfloss.fileio import atomic_write_text
+    from lmfloss.fileio import atomic_write_text, csv_text
     from lmfloss.train import load_run, predict
 
-    images = list(args.images)
+    images = _expand_images(list(args.images))
     if args.csv:
-        images += _read_image_list(args.csv)
+        images += _expand_images(_read_image_list(args.csv))
     if not images:
-        raise ValueError("lmfloss predict needs image files or --csv FILE")
-    for image in images:
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"image file {image!r} does not exist")
+        raise ValueError("lmfloss predict needs image files, a folder of images or --csv FILE")
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    probs = predict(run, images)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "pred"] + [f"prob_{c}" for c in run.class_names])
+    probs = predict(run, images, skip_bad_images=args.skip_bad_images)
+    failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
+    header = ["image", "pred"] + [f"prob_{c}" for c in run.class_names] + (["error"] if failed else [])
+    rows = []
     for image, row in zip(images, probs):
-        writer.writerow([image, run.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row)])
+        if np.isnan(row).any():
+            rows.append([image, "", *([""] * len(run.class_names)), "undecodable image"])
+        else:
+            rows.append([image, run.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row),
+                         *([""] if failed else [])])
+    text = csv_text(header, rows)
     if args.out:
-        atomic_write_text(buffer.getvalue(), args.out)
-        print(f"{len(images)} predictions written to {args.out}")
+        atomic_write_text(text, args.out)
+        print(f"{len(images) - len(failed)} predictions written to {args.out}")
     else:
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(text)
+    if failed:
+        print(f"lmfloss predict: skipped {len(failed)} undecodable image(s) (rows with an error): "
+              f"{', '.join(failed[:5])}", file=sys.stderr)
     return 0
 
 

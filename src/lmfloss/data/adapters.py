@@ -24,7 +24,11 @@ class Adapter:
         layout: the folder/file layout expected under ``--root``.
         source: where the data is published.
         group_kind: ``"lesion"`` / ``"patient"`` when images can be grouped, else ``None``.
-        needs_root: False only for ``synthetic``.
+        needs_root: False for ``synthetic``, MedMNIST and ``csv``.
+        user_groups: the groups come from the user's own data (a CSV column, sub-folders), so
+            either ``--group-by`` name is accepted.
+        group_hint: how to give this adapter's data groups (for the error when it has none).
+        in_memory: an array dataset (MedMNIST, synthetic), resized in memory with torch.
     """
 
     name: str
@@ -33,6 +37,15 @@ class Adapter:
     source: str
     group_kind: str | None = None
     needs_root: bool = True
+    user_groups: bool = False
+    group_hint: str = ""
+    in_memory: bool = False
+
+    @property
+    def resize(self) -> str:
+        """How this adapter's images are resized for training: ``"torch"`` (array datasets,
+        :func:`lmfloss.data.dataset.resize_array`) or ``"pil"`` (files, the image cache)."""
+        return "torch" if self.in_memory else "pil"
 
 
 def _synthetic(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
@@ -69,7 +82,7 @@ def register(adapter: Adapter) -> Adapter:
 register(Adapter(
     "synthetic", _synthetic,
     layout="(none: generated in memory, deterministic; 3,100 RGB images of 64 px, 7 classes, imbalance 50)",
-    source="embedded in lmfloss", needs_root=False,
+    source="embedded in lmfloss", needs_root=False, in_memory=True,
 ))
 register(Adapter(
     "ham10000", _files("index_ham10000"),
@@ -100,20 +113,25 @@ register(Adapter(
 ))
 register(Adapter(
     "imagefolder", _files("index_imagefolder"),
-    layout="<root>/<class>/<image> (class names: the sorted folder names)",
-    source="your own data",
+    layout="<root>/<class>/<image>, images at any depth below a class folder (ids: paths relative to the "
+    "root); with <root>/<class>/<patient>/<image> the patient folder is the group of --group-by patient",
+    source="your own data", user_groups=True,
+    group_hint="put each patient's (or lesion's) images in a sub-folder of its class folder: "
+    "<root>/<class>/<patient>/<image>",
 ))
 register(Adapter(
     "csv", _files("index_csv"), needs_root=False,
-    layout="--csv FILE with columns path,label[,split] (split: train/val/test); paths relative to --root or to the CSV's folder",
-    source="your own data",
+    layout="--csv FILE with columns path,label[,split][,group] (split: train/val/test; group, patient_id or "
+    "lesion_id for --group-by); paths relative to --root or to the CSV's folder",
+    source="your own data", user_groups=True,
+    group_hint="add a column group (or patient_id, lesion_id) to the CSV",
 ))
 for _flag in medmnist.FLAGS:
     register(Adapter(
         _flag, _medmnist(_flag),
         layout=f"{_flag}.npz (or {_flag}_64/_128/_224.npz via --dataset {_flag}_224) in the root or root/{_flag}/; "
         "official train/val/test splits",
-        source=medmnist.HOMEPAGE, needs_root=False,
+        source=medmnist.HOMEPAGE, needs_root=False, in_memory=True,
     ))
 
 
@@ -128,7 +146,7 @@ def get_adapter(name: str) -> Adapter:
     parsed = medmnist.parse_name(name)
     if parsed is not None:
         base = ADAPTERS[parsed[0]]
-        return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False)
+        return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False, in_memory=True)
     raise ValueError(
         f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)} "
         "(MedMNIST names may end in _64, _128 or _224)"

@@ -15,18 +15,18 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lmfloss.data.images import read_image
 from lmfloss.data.records import Record
-from lmfloss.errors import DataError
+from lmfloss.errors import DataError, Interrupted
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the decoding/resizing/layout changes
+CACHE_VERSION = 3  # bump when the decoding/resizing/layout changes (3: the intensity rules)
 
 
 def default_cache_dir(root: Path | None) -> Path:
@@ -40,9 +40,9 @@ def default_cache_dir(root: Path | None) -> Path:
     return Path(base) / "lmfloss"
 
 
-def cache_key(name: str, records: Sequence[Record], image_size: int) -> str:
+def cache_key(name: str, records: Sequence[Record], image_size: int, intensity: str = "dtype") -> str:
     """A hash of everything the cached pixels depend on."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{name}|{image_size}".encode())
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{name}|{image_size}|{intensity}".encode())
     for record in records:
         stat = os.stat(record.path) if record.path else None
         stamp = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else "-"
@@ -57,23 +57,39 @@ def cache_paths(cache_dir: Path, name: str, split: str, image_size: int, key: st
 
 
 def _fill_rows(
-    array_path: str, rows: Sequence[tuple[int, str]], image_size: int
-) -> list[tuple[int, str]]:
+    array_path: str, rows: Sequence[tuple[int, str]], image_size: int, intensity: str = "dtype"
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """Decode ``(row, image path)`` pairs into the ``.npy`` at ``array_path``.
 
     Runs in the main process or in a worker process (it opens its own memory map).
-    Returns ``(row, error message)`` for every image that could not be decoded.
+    Returns ``(failures, notes)``: ``(row, error message)`` for every image that could not
+    be decoded and ``(row, note)`` for every image the intensity rule left nearly constant.
     """
     array = np.load(array_path, mmap_mode="r+")
-    failures = []
+    failures, notes = [], []
     for row, path in rows:
+        image_notes: list[str] = []
         try:
-            array[row] = read_image(path, image_size).transpose(2, 0, 1)
+            array[row] = read_image(path, image_size, intensity, image_notes).transpose(2, 0, 1)
         except DataError as exc:
             array[row] = 0
             failures.append((row, str(exc)))
+        notes += [(row, note) for note in image_notes]
     array.flush()
-    return failures
+    return failures, notes
+
+
+def _warn_notes(records: Sequence[Record], notes: list[tuple[int, str]], intensity: str) -> None:
+    """One warning per dataset for the images the intensity rule left nearly constant."""
+    if not notes:
+        return
+    rows = sorted({row for row, _ in notes})
+    first = records[rows[0]].path
+    kind = notes[0][1]
+    hint = ("16-bit files holding 12-bit values, or floats outside [0, 1]? try --intensity minmax"
+            if intensity == "dtype" else "are these images blank?")
+    logger.warning("%d image(s) are nearly constant or out of range after the '%s' intensity rule (first: %s: %s); %s",
+                   len(rows), intensity, first, kind, hint)
 
 
 def build_cache(
@@ -85,6 +101,8 @@ def build_cache(
     skip_bad_images: bool = False,
     progress: bool = False,
     workers: int = 1,
+    intensity: str = "dtype",
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[str]:
     """Decode and resize every record's image into ``images_path`` (``uint8 [N, 3, S, S]``).
 
@@ -96,6 +114,9 @@ def build_cache(
             ``skipped_path`` instead of raising.
         progress: show a tqdm progress bar (images/s) on stderr.
         workers: decoding processes (JPEG decoding is CPU-bound; 1 decodes in this process).
+        intensity: how non-8-bit pixels become 8 bits (:mod:`lmfloss.data.images`).
+        should_stop: polled between chunks of 64 images; when it returns True the build
+            stops, nothing is left behind, and :class:`lmfloss.errors.Interrupted` is raised.
 
     Returns:
         The ids of the skipped records.
@@ -120,26 +141,51 @@ def build_cache(
 
         bar = tqdm(total=len(records), desc=f"caching {images_path.stem}", unit="img")
     failures: list[tuple[int, str]] = []
+    notes: list[tuple[int, str]] = []
+
+    def stop_now() -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"stopped while building the image cache {images_path.name} "
+                              f"(nothing written); run the command again to continue",
+                              getattr(should_stop, "signal_number", None) or 2)
+
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
         del array  # header written; the rows are filled through fresh memory maps
         if workers == 1 or len(tasks) < 2:
-            results = (_fill_rows(str(tmp), task, image_size) for task in tasks)
-            for task, result in zip(tasks, results):
-                failures += result
-                if result and not skip_bad_images:
+            for task in tasks:
+                stop_now()
+                bad, task_notes = _fill_rows(str(tmp), task, image_size, intensity)
+                failures += bad
+                notes += task_notes
+                if bad and not skip_bad_images:
                     break
                 if bar is not None:
                     bar.update(len(task))
         else:
             from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import TimeoutError as FutureTimeout
 
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for task, result in zip(tasks, pool.map(_fill_rows, [str(tmp)] * len(tasks), tasks, [image_size] * len(tasks))):
-                    failures += result
-                    if bar is not None:
-                        bar.update(len(task))
+                futures = [pool.submit(_fill_rows, str(tmp), task, image_size, intensity) for task in tasks]
+                try:
+                    for task, future in zip(tasks, futures):
+                        while not future.done():
+                            stop_now()
+                            try:
+                                future.result(timeout=0.2)
+                            except FutureTimeout:
+                                pass
+                        bad, task_notes = future.result()
+                        failures += bad
+                        notes += task_notes
+                        if bar is not None:
+                            bar.update(len(task))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         failures.sort()
+        _warn_notes(records, notes, intensity)
         if failures and not skip_bad_images:
             raise DataError(failures[0][1])
         skipped = [records[row].id for row, _ in failures]
@@ -168,9 +214,11 @@ def open_cache(
     skip_bad_images: bool = False,
     progress: bool = False,
     workers: int = 1,
+    intensity: str = "dtype",
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Path, list[str]]:
     """Return ``(images .npy path, skipped ids)``, building the cache on first use."""
-    key = cache_key(name, records, image_size)
+    key = cache_key(name, records, image_size, intensity)
     images_path, skipped_path = cache_paths(cache_dir, name, split, image_size, key)
     if images_path.is_file():
         skipped = skipped_path.read_text().split() if skipped_path.is_file() else []
@@ -183,5 +231,6 @@ def open_cache(
     skipped = build_cache(
         records, image_size, images_path, skipped_path,
         skip_bad_images=skip_bad_images, progress=progress, workers=workers,
+        intensity=intensity, should_stop=should_stop,
     )
     return images_path, skipped

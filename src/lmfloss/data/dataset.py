@@ -37,6 +37,43 @@ def resize_array(images: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
     return out
 
 
+def prepare_image(
+    image: str | Path | np.ndarray, image_size: int, *, resize: str = "pil", intensity: str = "dtype"
+) -> np.ndarray:
+    """One image file or array -> ``uint8 [S, S, 3]`` exactly as a run's training data was made.
+
+    ``resize="pil"``: PIL's antialiased bilinear resize of the decoded file (what the image
+    cache does for file datasets); ``"torch"``: :func:`resize_array` (what array datasets --
+    MedMNIST, synthetic -- get). An array input is taken as 8-bit pixels (``[H, W]`` or
+    ``[H, W, 3]``); a file goes through the ``intensity`` rule first.
+
+    Raises:
+        ValueError: an array of another shape or type; FileNotFoundError/DataError for files.
+    """
+    from PIL import Image
+
+    from lmfloss.data.images import read_image
+
+    if isinstance(image, (str, Path)):
+        array = read_image(image, intensity=intensity)
+    else:
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            raise ValueError(f"expected an image array of uint8 pixels, got dtype {array.dtype}")
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise ValueError(f"expected an image array [H, W, 3] uint8, got shape {list(array.shape)}")
+    if array.shape[:2] == (image_size, image_size):
+        return np.array(array, dtype=np.uint8)
+    if resize == "torch":
+        return resize_array(array[None], image_size)[0]
+    if resize != "pil":
+        raise ValueError(f"resize must be 'pil' or 'torch', got {resize!r}")
+    return np.asarray(Image.fromarray(np.ascontiguousarray(array)).resize((image_size, image_size),
+                                                                        Image.Resampling.BILINEAR))
+
+
 class ImageDataset(Dataset):
     """Items ``(image float32 [3, S, S], label int64 scalar tensor, index)``.
 
@@ -44,9 +81,19 @@ class ImageDataset(Dataset):
     so one item is one contiguous block: no per-item transpose, and the DataLoader's
     ``torch.stack`` gets contiguous tensors (about 4x faster than channels-last views).
 
-    Attributes:
+    Args:
+        images: the pixels, or ``None`` to memory-map ``images_path`` on first use.
         records: the :class:`Record` of each item, in item order.
         class_names: the dataset's class names.
+        transform: per-item transform (:class:`lmfloss.data.transforms.ImageTransform`).
+        images_path: the ``.npy`` cache file (when ``images`` is None).
+        rows: the row of each item in the pixel array (default: item ``i`` is row ``i``);
+            a cache built with images that turned out undecodable keeps their rows, and the
+            dataset simply does not use them.
+        skipped: ids of records left out as undecodable (``skip_bad_images``).
+
+    Attributes:
+        records, class_names, skipped: as given.
         labels: ``int64 [N]`` class index of each item.
     """
 
@@ -57,12 +104,18 @@ class ImageDataset(Dataset):
         class_names: Sequence[str],
         transform: Callable[[torch.Tensor], torch.Tensor],
         images_path: Path | None = None,
+        rows: Sequence[int] | None = None,
+        skipped: Sequence[str] = (),
     ) -> None:
         self.records = list(records)
         self.class_names = list(class_names)
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
         self.transform = transform
         self.images_path = images_path
+        self.skipped = list(skipped)
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if self._rows is not None and len(self._rows) != len(self.records):
+            raise ValueError(f"{len(self._rows)} rows for {len(self.records)} records")
         self._images = images
         self.image_size = (images.shape[-1] if images is not None else self._open().shape[-1]) if self.records else 0
 
@@ -88,7 +141,8 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} items")
-        pixels = torch.from_numpy(np.array(self._open()[index]))
+        row = index if self._rows is None else int(self._rows[index])
+        pixels = torch.from_numpy(np.array(self._open()[row]))
         return self.transform(pixels), torch.tensor(self.labels[index]), index
 
     def __repr__(self) -> str:
@@ -105,6 +159,8 @@ def make_dataset(
     progress: bool = False,
     cache_workers: int = 1,
     defer_float: bool = False,
+    intensity: str = "dtype",
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImageDataset:
     """A torch Dataset over ``split`` at ``image_size x image_size``.
 
@@ -112,13 +168,13 @@ def make_dataset(
     the on-disk uint8 cache (:mod:`lmfloss.data.cache`), built on first use. Undecodable
     images fail with a :class:`~lmfloss.errors.DataError` naming the file unless the splits
     were loaded with ``skip_bad_images=True``; then they are left out of the dataset and
-    added to ``splits.skipped``.
+    listed in ``dataset.skipped`` (``splits`` is never changed).
 
     Args:
         splits: from :func:`lmfloss.data.load_splits`.
         split: ``"train" | "val" | "test"``.
         image_size: output side ``S`` (the paper: 224).
-        normalize: ``"none"`` (the paper) or ``"imagenet"``.
+        normalize: ``"none"`` (the paper), ``"imagenet"`` or ``"half"``.
         augment: ``"none"`` (the paper), ``"flip"`` or ``"randaugment"``.
         cache_dir: cache folder (default: :func:`lmfloss.data.cache.default_cache_dir`).
         progress: show a progress bar while building the cache.
@@ -126,6 +182,8 @@ def make_dataset(
         defer_float: yield ``uint8`` images and leave the float conversion (and
             normalisation) to ``dataset.finish_batch(batch)`` — done on the GPU by the
             training engine, so a batch crosses the DataLoader and PCIe at a quarter the size.
+        intensity: how 16-bit and float image files become 8-bit (:mod:`lmfloss.data.images`).
+        should_stop: polled while the cache is built (Ctrl-C stops between chunks).
 
     Returns:
         :class:`ImageDataset` yielding ``(float32 [3, S, S], int64 label, index)``
@@ -143,27 +201,12 @@ def make_dataset(
     images_path, skipped = open_cache(
         records, splits.name, split, image_size, folder,
         skip_bad_images=splits.skip_bad_images, progress=progress, workers=cache_workers,
+        intensity=intensity, should_stop=should_stop,
     )
-    dataset = ImageDataset(None, records, splits.class_names, transform, images_path=images_path)
-    if skipped:
-        bad = set(skipped)
-        keep = [i for i, r in enumerate(records) if r.id not in bad]
-        dataset = _Subset(dataset, keep)
-        splits.skipped.extend(r.path or r.id for r in records if r.id in bad and (r.path or r.id) not in splits.skipped)
-    return dataset
-
-
-class _Subset(ImageDataset):
-    """An :class:`ImageDataset` without the rows of skipped images (indices renumbered)."""
-
-    def __init__(self, base: ImageDataset, keep: list[int]) -> None:
-        self.__dict__.update(base.__dict__)
-        self.records = [base.records[i] for i in keep]
-        self.labels = base.labels[keep]
-        self._rows = np.asarray(keep, dtype=np.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} items")
-        pixels = torch.from_numpy(np.array(self._open()[self._rows[index]]))
-        return self.transform(pixels), torch.tensor(self.labels[index]), index
+    if not skipped:
+        return ImageDataset(None, records, splits.class_names, transform, images_path=images_path)
+    bad = set(skipped)
+    keep = [i for i, r in enumerate(records) if r.id not in bad]
+    return ImageDataset(None, [records[i] for i in keep], splits.class_names, transform,
+                        images_path=images_path, rows=keep,
+                        skipped=[r.path or r.id for r in records if r.id in bad])

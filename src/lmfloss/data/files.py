@@ -9,7 +9,6 @@ count with the first few names, never silently dropped.
 from __future__ import annotations
 
 import ast
-import csv
 import logging
 import os
 from collections import Counter
@@ -19,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from lmfloss.data.images import IMAGE_EXTENSIONS
-from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record
+from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record, order_class_names
 from lmfloss.errors import DataError
+from lmfloss.fileio import read_csv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -56,26 +56,35 @@ def find_metadata(root: Path, names: Sequence[str], depth: int = 2) -> Path | No
 
 
 def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    """Rows of a CSV as dicts; missing ``required`` columns raise a DataError naming them."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise DataError(f"{str(path)!r} lacks column(s) {missing}; found columns {columns}")
-        reader.fieldnames = columns
-        return list(reader)
+    """Rows of a metadata CSV as dicts (see :func:`lmfloss.fileio.read_csv_rows`): a missing
+    column, a row short of a required value, or a file that is not UTF-8 is a
+    :class:`DataError` naming the file (and the line)."""
+    return read_csv_rows(path, required, what="metadata file")[1]
 
 
-def image_files(root: Path) -> dict[str, Path]:
-    """Map file stem -> path for every image under ``root`` (hidden folders skipped)."""
-    found: dict[str, Path] = {}
+def walk_images(root: Path) -> tuple[list[Path], Counter[str]]:
+    """Every image file under ``root`` at any depth, in sorted order (hidden folders such as
+    ``.lmfloss-cache`` skipped), and a count of the other files by extension."""
+    found: list[Path] = []
+    others: Counter[str] = Counter()
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for file in sorted(files):
-            stem, ext = os.path.splitext(file)
-            if ext.lower() in IMAGE_EXTENSIONS and stem not in found:
-                found[stem] = Path(folder) / file
+            if file.startswith("."):
+                continue
+            ext = os.path.splitext(file)[1].lower()
+            if ext in IMAGE_EXTENSIONS:
+                found.append(Path(folder) / file)
+            else:
+                others[ext or "(no extension)"] += 1
+    return found, others
+
+
+def image_files(root: Path) -> dict[str, list[Path]]:
+    """Map file stem -> every image path with that stem under ``root`` (any depth)."""
+    found: dict[str, list[Path]] = {}
+    for path in walk_images(root)[0]:
+        found.setdefault(path.stem, []).append(path)
     return found
 
 
@@ -86,13 +95,34 @@ def missing_error(what: str, missing: Sequence[str], where: Path) -> FileNotFoun
     )
 
 
-def lookup_images(ids: Iterable[str], images: dict[str, Path], root: Path) -> list[str]:
-    """Absolute paths of ``ids`` in ``images``; every missing one is reported at once."""
+def _same_content(paths: Sequence[Path]) -> bool:
+    import filecmp
+
+    return all(filecmp.cmp(paths[0], p, shallow=False) for p in paths[1:])
+
+
+def lookup_images(ids: Iterable[str], images: dict[str, list[Path]], root: Path) -> list[str]:
+    """Absolute paths of ``ids`` in ``images``; every missing one is reported at once.
+
+    An id matching several files is refused unless the files are identical copies (then
+    the first in sorted order is used): silently picking one of two different images
+    would train on whichever the folder walk found first.
+    """
     ids = list(ids)
     missing = [i for i in ids if i not in images]
     if missing:
         raise missing_error("image files", missing, root)
-    return [os.path.abspath(images[i]) for i in ids]
+    paths = []
+    for i in ids:
+        candidates = images[i]
+        if len(candidates) > 1 and not _same_content(candidates):
+            shown = ", ".join(str(p.relative_to(root)) for p in candidates[:3])
+            raise DataError(
+                f"image id {i!r} matches {len(candidates)} different files under {str(root)!r} ({shown}); "
+                "keep one, or point --root at the folder that holds only the dataset's images"
+            )
+        paths.append(os.path.abspath(candidates[0]))
+    return paths
 
 
 def one_hot_label(row: dict[str, str], columns: Sequence[str], path: Path, id_column: str = "image") -> str:
@@ -286,64 +316,112 @@ def _natural_key(name: str) -> list[object]:
 # --- your own data --------------------------------------------------------------------
 
 
+GROUP_COLUMNS = ("group", "patient_id", "patient", "lesion_id", "lesion")
+
+
+def _realpath_duplicates(paths: Sequence[str]) -> list[list[int]]:
+    """Indices of entries naming one file (after resolving ``.``, ``..``, ``//`` and symlinks)."""
+    seen: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        seen.setdefault(os.path.realpath(path), []).append(i)
+    return [group for group in seen.values() if len(group) > 1]
+
+
 def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
-    """``root/<class>/<image>`` (images may sit in sub-folders of a class folder)."""
-    layout = "<root>/<class>/<image>"
+    """``root/<class>/...<image>``: every image at any depth under a class folder.
+
+    The record id is the image's path relative to the root (``benign/patient01/image.png``),
+    so files sharing a name in different sub-folders are different images. The first
+    folder level under the class (``patient01``) is the image's group, for
+    ``--group-by patient`` (or ``lesion``): a patient's images then stay in one split.
+    Class order: :func:`lmfloss.data.records.order_class_names` of the folder names.
+    """
+    layout = "<root>/<class>/<image> (sub-folders below a class, e.g. one per patient, allowed)"
     root = require_root(root, "imagefolder", layout)
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_names:
+    folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not folders:
         raise FileNotFoundError(f"no class folders in {str(root)!r}; expected {layout}")
+    class_names = order_class_names(folders, f"imagefolder {str(root)!r}")
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:
+        logger.warning("%d image file(s) directly in %s are in no class folder and are not used (first: %s)",
+                       len(loose), root, ", ".join(sorted(loose)[:3]))
     records = []
+    ignored: Counter[str] = Counter()
     for label, name in enumerate(class_names):
-        for path in image_files(root / name).values():
-            rel = path.relative_to(root).as_posix()
-            records.append(Record(id=rel, label=label, path=os.path.abspath(path)))
-    return DatasetIndex(name="imagefolder", class_names=class_names, records=records, root=root)
-
-
-def _sorted_labels(labels: Iterable[str]) -> list[str]:
-    unique = set(labels)
-    if all(label.lstrip("-").isdigit() for label in unique):
-        return sorted(unique, key=int)
-    return sorted(unique)
+        found, others = walk_images(root / name)
+        ignored.update(others)
+        for path in found:
+            rel = path.relative_to(root)
+            group = rel.parts[1] if len(rel.parts) > 2 else None
+            records.append(Record(id=rel.as_posix(), label=label, path=os.path.abspath(path), group=group))
+    if ignored:
+        logger.warning("ignored %d file(s) that are not images (%s) under %s; images: %s",
+                       sum(ignored.values()), ", ".join(f"{e} x{n}" for e, n in ignored.most_common(5)),
+                       root, ", ".join(IMAGE_EXTENSIONS))
+    for group in _realpath_duplicates([r.path for r in records]):
+        first, second = records[group[0]], records[group[1]]
+        kind = "in two classes" if first.label != second.label else "twice"
+        raise DataError(f"imagefolder {str(root)!r}: one file is listed {kind}, as {first.id!r} and "
+                        f"{second.id!r} (a link or a copy of a folder?); keep one")
+    return DatasetIndex(name="imagefolder", class_names=class_names, records=records, root=root,
+                        group_kind="patient" if any(r.group for r in records) else None)
 
 
 def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
-    """A CSV with ``path,label`` and optional ``split``; class names are the sorted labels.
+    """A CSV with ``path,label``, optional ``split`` and an optional group column.
 
     Paths are relative to ``root`` when given, else to the CSV's folder (absolute paths
-    are kept). A ``split`` column (``train``/``val``/``test``) replaces the paper's split.
+    are kept); they are normalised (``./a.png``, ``dir//a.png``, ``x/../a.png``) and two
+    rows naming one file (also through a symbolic link) are refused. The record id is the
+    normalised path as written. A ``split`` column (``train``/``val``/``test``) replaces the
+    paper's split; a ``group`` (or ``patient_id``, ``patient``, ``lesion_id``, ``lesion``)
+    column enables ``--group-by``. Class order:
+    :func:`lmfloss.data.records.order_class_names` of the labels.
     """
     if csv_path is None:
         raise ValueError("dataset 'csv' needs --csv FILE with columns path,label[,split]")
     if not csv_path.is_file():
         raise FileNotFoundError(f"CSV file {str(csv_path)!r} does not exist")
     base = require_root(root, "csv", "a folder the CSV's paths are relative to") if root is not None else csv_path.parent
-    rows = read_csv(csv_path, ["path", "label"])
+    columns, rows = read_csv_rows(csv_path, ["path", "label"], what="CSV file")
     if not rows:
         raise DataError(f"{str(csv_path)!r} has no rows")
     labels = [r["label"].strip() for r in rows]
-    empty = [n + 2 for n, label in enumerate(labels) if not label]
+    empty = [r["_line"] for r, label in zip(rows, labels) if not label]
     if empty:
-        raise DataError(f"{str(csv_path)!r}: empty label on line(s) {empty[:5]}")
-    class_names = _sorted_labels(labels)
+        raise DataError(f"{str(csv_path)!r}: empty label on line(s) {', '.join(empty[:5])}")
+    empty = [r["_line"] for r in rows if not r["path"].strip()]
+    if empty:
+        raise DataError(f"{str(csv_path)!r}: empty path on line(s) {', '.join(empty[:5])}")
+    class_names = order_class_names(labels, f"{str(csv_path)!r}")
     position = {name: i for i, name in enumerate(class_names)}
-    paths = [(base / r["path"].strip()) for r in rows]
-    missing = [r["path"] for r, p in zip(rows, paths) if not p.is_file()]
+    ids = [Path(os.path.normpath(r["path"].strip())).as_posix() for r in rows]
+    paths = [os.path.normpath(base / i) for i in ids]
+    missing = [r["path"] for r, p in zip(rows, paths) if not os.path.isfile(p)]
     if missing:
         raise missing_error("image files", missing, base)
+    for group in _realpath_duplicates(paths):
+        a, b = rows[group[0]], rows[group[1]]
+        labels_note = f" with labels {a['label']!r} and {b['label']!r}" if a["label"] != b["label"] else ""
+        raise DataError(
+            f"{str(csv_path)!r}: lines {a['_line']} and {b['_line']} name the same image "
+            f"({a['path']!r} and {b['path']!r}){labels_note}; keep one row per image"
+        )
     official = None
-    if "split" in rows[0]:
+    if "split" in columns:
         official = [(r.get("split") or "").strip().lower() for r in rows]
         bad = sorted({s for s in official if s not in SPLIT_NAMES})
         if bad:
             raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
-    ids = [r["path"].strip() for r in rows]
-    if len(set(ids)) != len(ids):
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        raise DataError(f"{str(csv_path)!r} lists the same path more than once: {dupes[:5]}")
+    group_column = next((c for c in GROUP_COLUMNS if c in columns), None)
+    groups = [(r[group_column].strip() or None) if group_column else None for r in rows]
     records = [
-        Record(id=i, label=position[y], path=os.path.abspath(p))
-        for i, y, p in zip(ids, labels, paths)
+        Record(id=i, label=position[y], path=os.path.abspath(p), group=g)
+        for i, y, p, g in zip(ids, labels, paths, groups)
     ]
-    return DatasetIndex(name="csv", class_names=class_names, records=records, root=base, official_split=official)
+    kind = None
+    if group_column:
+        kind = "lesion" if "lesion" in group_column else "patient"
+    return DatasetIndex(name="csv", class_names=class_names, records=records, root=base,
+                        official_split=official, group_kind=kind, source=csv_path.resolve())

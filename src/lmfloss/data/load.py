@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmfloss.data.adapters import get_adapter
 from lmfloss.data.images import image_header_ok
@@ -16,6 +18,10 @@ from lmfloss.data.splits import (
     paper_split,
 )
 from lmfloss.errors import DataError
+
+if TYPE_CHECKING:
+    from lmfloss.config import TrainConfig
+    from lmfloss.data.dataset import ImageDataset
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +80,7 @@ def load_splits(
     adapter = get_adapter(dataset)
     if group_by is not None and group_by not in GROUP_KINDS:
         raise ValueError(f"group_by must be None or one of {list(GROUP_KINDS)}, got {group_by!r}")
-    if group_by is not None and adapter.group_kind != group_by:
+    if group_by is not None and not adapter.user_groups and adapter.group_kind != group_by:
         supported = f"only by {adapter.group_kind!r}" if adapter.group_kind else "not at all"
         raise ValueError(f"dataset {dataset!r} can be grouped {supported}, got group_by={group_by!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -87,11 +93,11 @@ def load_splits(
     check_class_names(index.class_names)
     index.group_kind = index.group_kind or adapter.group_kind
     if group_by is not None and not any(r.group for r in index.records):
-        raise DataError(
-            f"dataset {dataset!r} under {str(root_path)!r} has no {group_by} ids to group by; "
-            + ("put HAM10000_metadata.csv (lesion_id,image_id,...) next to GroundTruth.csv"
-               if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
-        )
+        where = str(csv_path) if dataset == "csv" else str(root_path)
+        hint = adapter.group_hint or (
+            "put HAM10000_metadata.csv (lesion_id,image_id,...) next to GroundTruth.csv"
+            if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
+        raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
     skipped = _drop_bad_images(index) if skip_bad_images else []
     if index.official_split is not None:
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
@@ -118,3 +124,36 @@ def load_splits(
             splits.straddling_groups, index.group_kind or "", index.group_kind,
         )
     return splits
+
+
+def splits_for(config: TrainConfig) -> Splits:
+    """The :class:`Splits` of a run's config (dataset, root, csv, split seed, group_by...)."""
+    return load_splits(
+        dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
+        group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
+    )
+
+
+def dataset_for(
+    config: TrainConfig,
+    split: str,
+    splits: Splits | None = None,
+    *,
+    defer_float: bool = False,
+    progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> ImageDataset:
+    """The dataset of ``split`` exactly as the run of ``config`` sees it: image size,
+    intensity rule, normalisation, and augmentation for ``"train"`` only.
+
+    The one path from a config to its data, used by training, ``evaluate``, ``predict``
+    and ``cam`` alike, so a served model sees the pixels it was trained on.
+    """
+    splits = splits if splits is not None else splits_for(config)
+    from lmfloss.data.dataset import make_dataset
+
+    return make_dataset(
+        splits, split, image_size=config.image_size, normalize=config.normalize,
+        augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
+        defer_float=defer_float, intensity=config.intensity, progress=progress, should_stop=should_stop,
+    )

@@ -8,11 +8,14 @@ datasets that publish them, the official train/val/test assignment. Array datase
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -24,7 +27,8 @@ class Record:
     """One labelled image.
 
     Attributes:
-        id: unique identifier (file stem or ``<flag>-<split>-<row>``); written to predictions.csv.
+        id: unique identifier (the metadata's image id, the path relative to the root for
+            ``imagefolder``/``csv``, or ``<flag>-<split>-<row>``); written to predictions.csv.
         label: class index into ``class_names``.
         path: absolute path of the image file, or ``None`` for array datasets.
         group: lesion or patient identifier shared by images of one lesion/patient, or ``None``.
@@ -52,6 +56,8 @@ class DatasetIndex:
         group_kind: what ``Record.group`` means (``"lesion"``, ``"patient"``) or ``None``.
         boxes: lesion boxes per record id, in original pixels (synthetic).
         box_loader: lazily computes the boxes of one record (e.g. from a mask file).
+        source: the file the index was read from when it is not the root (the ``csv``
+            adapter's CSV), for naming the dataset.
     """
 
     name: str
@@ -63,6 +69,7 @@ class DatasetIndex:
     group_kind: str | None = None
     boxes: dict[str, list[Box]] | None = None
     box_loader: Callable[[Record], list[Box] | None] | None = field(default=None, repr=False)
+    source: Path | None = None
 
 
 def check_class_names(class_names: Sequence[str]) -> None:
@@ -70,3 +77,61 @@ def check_class_names(class_names: Sequence[str]) -> None:
         raise ValueError(f"a classification dataset needs at least 2 classes, got {list(class_names)}")
     if len(set(class_names)) != len(class_names):
         raise ValueError(f"class names must be unique, got {list(class_names)}")
+
+
+NAN_LIKE = frozenset({"nan", "none", "null", "na", "n/a", "#n/a", "missing", "?"})
+
+
+def _number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def order_class_names(labels: Iterable[str], source: str) -> list[str]:
+    """The class order of a dataset whose classes are label strings (``csv``, ``imagefolder``).
+
+    The order is total and deterministic -- it depends only on the set of label strings,
+    never on the order they appear in or on ``PYTHONHASHSEED``:
+
+    * every label reads as a number (``"0"``, ``"2"``, ``"10"``, ``"1.5"``): by value;
+    * otherwise: by the strings' Unicode code points (``"B" < "a"``; Python's ``sorted``).
+
+    Two labels that are the same number written two ways (``"1"`` and ``"01"``, ``"1"`` and
+    ``"1.0"``) are refused: they would be two classes whose order could only be guessed.
+    Labels that differ only by case, or that look like a missing value (``nan``, ``NA``,
+    ``none``...), are kept as classes of their own with a warning naming them.
+
+    Raises:
+        DataError: two labels are equal as numbers but different as strings.
+    """
+    from lmfloss.errors import DataError
+
+    unique = sorted(set(labels))
+    numbers = {label: _number(label) for label in unique}
+    by_value: dict[float, list[str]] = {}
+    for label, value in numbers.items():
+        if value is not None:
+            by_value.setdefault(value, []).append(label)
+    clash = next((names for names in by_value.values() if len(names) > 1), None)
+    if clash:
+        raise DataError(
+            f"{source}: labels {clash[0]!r} and {clash[1]!r} are the same number written two ways; "
+            "write each class the same way everywhere"
+        )
+    by_case: dict[str, list[str]] = {}
+    for label in unique:
+        by_case.setdefault(label.casefold(), []).append(label)
+    for names in by_case.values():
+        if len(names) > 1:
+            logger.warning("%s: labels %s differ only by case and are separate classes; "
+                           "is that intended?", source, " and ".join(repr(n) for n in names))
+    missing = [label for label in unique if label.strip().casefold() in NAN_LIKE]
+    if missing:
+        logger.warning("%s: label(s) %s look like missing values but are used as class names",
+                       source, ", ".join(repr(m) for m in missing))
+    if all(value is not None for value in numbers.values()):
+        return sorted(unique, key=lambda label: (numbers[label], label))
+    return unique

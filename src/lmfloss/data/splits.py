@@ -14,6 +14,7 @@ of Table 5 (e.g. HAM10000 DF: 115 - 2 * 17 = 81).
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 from collections import Counter, defaultdict
@@ -177,13 +178,14 @@ class Splits:
             counts[record.label] += 1
         return counts
 
-    def load_image(self, record: Record) -> np.ndarray:
-        """The image of ``record`` as ``uint8 [H, W, 3]`` at its original resolution."""
+    def load_image(self, record: Record, intensity: str = "dtype") -> np.ndarray:
+        """The image of ``record`` as ``uint8 [H, W, 3]`` at its original resolution
+        (non-8-bit files through the ``intensity`` rule of :mod:`lmfloss.data.images`)."""
         if record.row is not None and self.index.images is not None:
             return np.array(self.index.images[record.row])  # a writable copy
         if record.path is None:
             raise ValueError(f"record {record.id!r} has neither an image path nor an array row")
-        return read_image(record.path)
+        return read_image(record.path, intensity=intensity)
 
     def boxes(self, record: Record) -> list[Box] | None:
         """Lesion boxes ``[(x0, y0, x1, y1)]`` in original pixels, or ``None`` if unknown.
@@ -241,6 +243,42 @@ class Splits:
                     for box in self.boxes(record) or []:
                         writer.writerow([record.id, *box])
         return path
+
+    def fingerprint(self) -> str:
+        """A short hash of the data a run sees: the class names in index order and every
+        image's manifest path (relative to the root), class and split.
+
+        Equal for the same data found under another root (another machine); different when
+        an image, a label, a split or the class order differs. ``report.json`` records it so
+        that runs on different data are never compared, and ``evaluate``/``--resume``/``cam``
+        check that the data did not change since training.
+        """
+        digest = hashlib.sha256(("\t".join(self.class_names) + "\n").encode())
+        rows = sorted(f"{r['path']}\t{r['label']}\t{r['split']}" for r in self.manifest_rows())
+        for row in rows:
+            digest.update(f"{row}\n".encode())
+        return digest.hexdigest()[:12]
+
+    @property
+    def display_name(self) -> str:
+        """A short name for reports: the CSV's file stem, the image folder's name, else the adapter's."""
+        if self.name == "csv" and self.index.source is not None:
+            return Path(self.index.source).stem
+        if self.name == "imagefolder" and self.root is not None:
+            return Path(self.root).name
+        return self.name
+
+    def identity(self) -> dict[str, object]:
+        """What ``report.json`` records about the data (``data``): adapter, display name,
+        fingerprint, where it was read from and the images per split."""
+        source = self.index.source or self.root
+        return {
+            "dataset": self.name,
+            "name": self.display_name,
+            "fingerprint": self.fingerprint(),
+            "source": None if source is None else str(source),
+            "images": {s: len(self._by_split[s]) for s in SPLIT_NAMES},
+        }
 
     def count_table(self) -> list[tuple[str, int, int, int]]:
         """``(class, train, val, test)`` rows in class-index order."""

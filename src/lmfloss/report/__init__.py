@@ -2,21 +2,16 @@
 
 ``lmfloss report RUNS_DIR... --out DIR [--compare-paper]`` calls :func:`build_report`.
 It never re-trains: every number comes from the runs' ``report.json`` and
-``predictions.csv``. Modules: ``collect`` (find and read runs), ``aggregate`` (the
+``predictions.csv``, and never imports torch. Modules: ``runs`` (find and read runs),
+``settings`` (the LMF study's settings), ``cam`` (Grad-CAM summaries), ``aggregate`` (the
 dataset x model x loss grid, paired tests), ``stats`` (spread and bootstrap),
 ``tables``/``render`` (Markdown, CSV, LaTeX), ``figures`` (PNG, PDF), ``paper`` (the
 published numbers) and ``build`` (the whole report).
 """
 
 from lmfloss.report.build import RESULT_COLUMNS, ReportResult, build_report, result_rows
-from lmfloss.report.collect import (
-    Predictions,
-    Run,
-    find_runs,
-    infer_settings,
-    read_predictions,
-    read_run,
-)
+from lmfloss.report.runs import ReportRun, find_runs, read_run
+from lmfloss.report.settings import infer_settings
 from lmfloss.report.stats import (
     PairedTest,
     bootstrap_ci,
@@ -24,13 +19,14 @@ from lmfloss.report.stats import (
     mean_std,
     paired_bootstrap_test,
 )
+from lmfloss.rundir import Predictions, read_predictions
 
 __all__ = [
     "RESULT_COLUMNS",
     "PairedTest",
     "Predictions",
     "ReportResult",
-    "Run",
+    "ReportRun",
     "bootstrap_ci",
     "build_report",
     "find_runs",

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lmfloss.report.collect import Run
 from lmfloss.report.names import order_datasets, order_losses, order_models
+from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import PairedTest, mean_std, paired_bootstrap_test
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class Cell:
     model: str
     loss: str
     status: str = MISSING
-    runs: list[Run] = field(default_factory=list)
-    unfinished: list[Run] = field(default_factory=list)
+    runs: list[ReportRun] = field(default_factory=list)
+    unfinished: list[ReportRun] = field(default_factory=list)
     n_configs: int = 0
     varied: dict[str, object] = field(default_factory=dict)
 
@@ -88,16 +88,16 @@ class Grid:
         return self.cells[(dataset, model, loss)]
 
 
-def _config_score(runs: list[Run]) -> float:
+def _config_score(runs: list[ReportRun]) -> float:
     values = [v for v in (r.val("f1_macro") for r in runs) if v is not None]
     return float(np.mean(values)) if values else float("-inf")
 
 
-def build_grid(runs: Sequence[Run]) -> Grid:
+def build_grid(runs: Sequence[ReportRun]) -> Grid:
     """Group runs into cells of the dataset x model x loss grid they imply.
 
     Args:
-        runs: Runs from :func:`lmfloss.report.collect.find_runs`.
+        runs: Runs from :func:`lmfloss.report.runs.find_runs`.
 
     Returns:
         The :class:`Grid`; every grid point has a cell, possibly ``missing``.
@@ -105,7 +105,7 @@ def build_grid(runs: Sequence[Run]) -> Grid:
     datasets = order_datasets({r.dataset for r in runs})
     models = order_models({r.model for r in runs})
     losses = order_losses({r.loss for r in runs})
-    by_cell: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    by_cell: dict[tuple[str, str, str], list[ReportRun]] = defaultdict(list)
     for run in runs:
         by_cell[(run.dataset, run.model, run.loss)].append(run)
     cells = {}
@@ -117,11 +117,11 @@ def build_grid(runs: Sequence[Run]) -> Grid:
     return Grid(datasets, models, losses, cells, expected)
 
 
-def _make_cell(dataset: str, model: str, loss: str, runs: list[Run]) -> Cell:
+def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Cell:
     cell = Cell(dataset, model, loss)
     if not runs:
         return cell
-    configs: dict[str, list[Run]] = defaultdict(list)
+    configs: dict[str, list[ReportRun]] = defaultdict(list)
     for run in runs:
         configs[run.experiment_key].append(run)
     cell.n_configs = len(configs)
@@ -144,13 +144,13 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[Run]) -> Cell:
     return cell
 
 
-def _flat_config(run: Run) -> dict[str, object]:
+def _flat_config(run: ReportRun) -> dict[str, object]:
     flat = {k: v for k, v in json.loads(run.experiment_key).items() if k != "loss_params"}
     flat.update({f"loss_params.{k}": v for k, v in run.loss_params.items()})
     return flat
 
 
-def _varied_keys(chosen: Run, representatives: list[Run]) -> dict[str, object]:
+def _varied_keys(chosen: ReportRun, representatives: list[ReportRun]) -> dict[str, object]:
     """Keys that differ between configurations, with the chosen run's value."""
     flats = [_flat_config(r) for r in representatives]
     mine = _flat_config(chosen)
@@ -158,9 +158,9 @@ def _varied_keys(chosen: Run, representatives: list[Run]) -> dict[str, object]:
     return {k: mine.get(k) for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
 
 
-def _one_per_seed(runs: list[Run]) -> list[Run]:
+def _one_per_seed(runs: list[ReportRun]) -> list[ReportRun]:
     """Drop repeats of a seed (the same run in two sweep folders): one vote per seed."""
-    kept: dict[int | None, Run] = {}
+    kept: dict[int | None, ReportRun] = {}
     for run in runs:
         if run.seed in kept:
             logger.warning(
@@ -172,7 +172,7 @@ def _one_per_seed(runs: list[Run]) -> list[Run]:
     return list(kept.values())
 
 
-def _seed_key(run: Run) -> tuple[int, str]:
+def _seed_key(run: ReportRun) -> tuple[int, str]:
     return (run.seed if run.seed is not None else -1, str(run.run_dir))
 
 

@@ -29,10 +29,11 @@ from lmfloss.report.aggregate import (
     build_grid,
     paired_tests,
 )
-from lmfloss.report.collect import INVALID, Run, find_cam_summaries, find_runs, match_run
+from lmfloss.report.cam import find_cam_summaries, match_run
 from lmfloss.report.figures import figure1, figure2, figure4
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
+from lmfloss.report.runs import INVALID, UNREADABLE, ReportRun, find_runs
 from lmfloss.report.tables import (
     DASH,
     compare_main_table,
@@ -68,14 +69,14 @@ class ReportResult:
     """
 
     out_dir: Path
-    runs: list[Run]
+    runs: list[ReportRun]
     grid: Grid
     comparisons: list[Comparison]
     tables: list[Table] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
 
-def result_rows(runs: Sequence[Run]) -> list[dict[str, object]]:
+def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
     """One mapping per run with :data:`RESULT_COLUMNS`; values straight from ``report.json``."""
     rows = []
     for run in runs:
@@ -136,7 +137,7 @@ def build_report(
     runs = find_runs(roots)  # first: a wrong RUNS_DIR leaves no empty output folder behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    grid = build_grid(runs)
+    grid = build_grid([r for r in runs if r.status != UNREADABLE])
     comparisons = paired_tests(grid, n_boot=n_boot, seed=seed)
     result = ReportResult(out, runs, grid, comparisons)
 
@@ -223,7 +224,11 @@ def _status_section(result: ReportResult) -> list[str]:
     invalid = [r for r in result.runs if r.status == INVALID]
     if invalid:
         lines += ["", "Runs whose report.json cannot be read (counted as unfinished):", ""]
-        lines += [f"- `{r.run_dir}`" for r in invalid]
+        lines += [f"- `{r.run_dir}`: {r.problem}" for r in invalid]
+    unreadable = [r for r in result.runs if r.status == UNREADABLE]
+    if unreadable:
+        lines += ["", "Run directories whose config.yaml cannot be read (left out of every table):", ""]
+        lines += [f"- `{r.run_dir}`: {r.problem}" for r in unreadable]
     return lines + [""]
 
 
@@ -305,7 +310,7 @@ def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
 CAM_COLUMNS = ("n_scored", "pointing_hit_rate", "energy_in_box", "energy_over_chance", "best_iou")
 
 
-def _cam_section(runs: Sequence[Run], roots: Sequence[str | Path]) -> list[str]:
+def _cam_section(runs: Sequence[ReportRun], roots: Sequence[str | Path]) -> list[str]:
     """Grad-CAM agreement with annotations, from ``lmfloss cam``'s ``cam_summary.csv`` files."""
     lines = []
     for _path, rows in find_cam_summaries(roots):

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lmfloss.report.aggregate import OK, Grid
-from lmfloss.report.collect import Run
 from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import mean_absolute_deviation
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     return _save(fig, Path(out_dir), "fig1_macro_f1")
 
 
-def class_distribution(runs: Sequence[Run]) -> dict[str, dict[str, int]]:
+def class_distribution(runs: Sequence[ReportRun]) -> dict[str, dict[str, int]]:
     """``dataset -> {class: images}`` over train + val + test, from finished runs' reports.
 
     Train counts are ``train_class_counts``; val/test counts the splits' ``support``
@@ -122,7 +122,7 @@ def class_distribution(runs: Sequence[Run]) -> dict[str, dict[str, int]]:
     return out
 
 
-def figure2(grid: Grid, runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
+def figure2(grid: Grid, runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
     """Fig. 2: one bar chart of per-class image counts per dataset; returns the files."""
     plt = _pyplot()
     dist = class_distribution(runs)
@@ -146,7 +146,7 @@ def figure2(grid: Grid, runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
     return _save(fig, Path(out_dir), "fig2_class_distribution")
 
 
-def fig4_data(runs: Sequence[Run]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
+def fig4_data(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
     """``(dataset, model) -> {setting: (mean, mean abs. deviation, n configs)}``.
 
     Each distinct ``(alpha, beta)`` of finished LMF runs contributes its seed-mean
@@ -180,7 +180,7 @@ def fig4_data(runs: Sequence[Run]) -> dict[tuple[str, str], dict[str, tuple[floa
     return out
 
 
-def figure4(runs: Sequence[Run], out_dir: str | Path) -> list[Path]:
+def figure4(runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
     """Fig. 4: mean macro-F1 ± mean absolute deviation per setting; returns the files."""
     plt = _pyplot()
     data = fig4_data(runs)

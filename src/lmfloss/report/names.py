@@ -17,7 +17,10 @@ MODEL_NAMES = {
     "resnet50": "ResNet-50",
     "densenet121": "DenseNet-121",
 }
-LOSS_NAMES = {"ce": "CCE", "bwcce": "BWCCE", "focal": "Focal", "ldam": "LDAM", "lmf": "LMF"}
+LOSS_NAMES = {
+    "ce": "CCE", "bwcce": "BWCCE", "focal": "Focal", "ldam": "LDAM", "lmf": "LMF",
+    "wce": "WCE", "cb": "CB", "logit-adjusted": "Logit-adjusted", "ldam-drw": "LDAM-DRW", "lmf-drw": "LMF-DRW",
+}
 
 # The paper's order: datasets as in Tables 2-4, models as Tables 2, 3, 4, losses as rows.
 _DATASET_ORDER = list(DATASET_NAMES)
@@ -26,8 +29,11 @@ _LOSS_ORDER = ["ce", "focal", "ldam", "bwcce", "lmf"]
 
 
 def dataset_name(name: str) -> str:
-    """``ham10000`` -> ``HAM-10K``; unknown names unchanged."""
-    return DATASET_NAMES.get(name, name)
+    """``ham10000`` -> ``HAM-10K``; unknown names unchanged; ``name@fingerprint`` (runs of one
+    name on different data) -> ``name (data fingerprint)``."""
+    base, _, fingerprint = name.partition("@")
+    shown = DATASET_NAMES.get(base, base)
+    return f"{shown} (data {fingerprint})" if fingerprint else shown
 
 
 def model_name(name: str) -> str:
@@ -56,8 +62,8 @@ def order_models(names: set[str] | list[str]) -> list[str]:
 
 
 def order_losses(names: set[str] | list[str]) -> list[str]:
-    """CCE, Focal, LDAM, BWCCE, then other losses alphabetically, LMF last (as in the paper)."""
+    """CCE, Focal, LDAM, BWCCE, then other losses alphabetically, LMF-DRW, LMF last (as in the paper)."""
     names = set(names)
     baselines = [n for n in _LOSS_ORDER[:-1] if n in names]
-    others = sorted(names - set(_LOSS_ORDER))
-    return baselines + others + (["lmf"] if "lmf" in names else [])
+    others = sorted(names - set(_LOSS_ORDER) - {"lmf-drw"})
+    return baselines + others + [n for n in ("lmf-drw", "lmf") if n in names]

@@ -14,10 +14,11 @@ Modules: :mod:`~lmfloss.sweep.spec` (the sweep file's model: grid, overrides, na
 trial in-process or under torchrun), :mod:`~lmfloss.sweep.launch` (local workers, summary).
 """
 
+from lmfloss.rundir import read_report
 from lmfloss.sweep.engine import next_action, point_status, run_worker
 from lmfloss.sweep.launch import SweepResult, run_sweep, summarize, trial_rows, write_trials_csv
 from lmfloss.sweep.parse import load_sweep, parse_sets, parse_sweep
-from lmfloss.sweep.runners import TorchrunRunner, TrialRunner, default_runner, read_report
+from lmfloss.sweep.runners import TorchrunRunner, TrialRunner, default_runner
 from lmfloss.sweep.spec import Override, Range, SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import (
     GridPointSampler,

@@ -25,26 +25,24 @@ The objective is the validation macro-F1 (``report["val"]["f1_macro"]``), never 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import socket
-import sys
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from lmfloss.config import TrainConfig, diff_configs, format_diff, load_config_file
-from lmfloss.errors import LmflossError
-from lmfloss.sweep.runners import TrialRunner, default_runner, read_report
+from lmfloss.config import TrainConfig, diff_configs, format_diff
+from lmfloss.errors import Interrupted, LmflossError
+from lmfloss.rundir import CONFIG, read_config_dict, read_report, write_sweep_info
+from lmfloss.sweep.runners import TrialRunner, default_runner
 from lmfloss.sweep.spec import Range, Scalar, SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import (
     GridPointSampler,
@@ -115,6 +113,21 @@ def next_action(spec: SweepSpec, trials: Sequence[FrozenTrial], max_retry: int) 
     return "wait" if running else "done"
 
 
+RERUN_ADVICE = "run the same `lmfloss sweep` command again to continue the sweep"
+
+
+class SweepInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM stopped a sweep worker; re-running the sweep continues it."""
+
+
+class _StopTrial(KeyboardInterrupt):
+    """Carries an interruption through ``study.optimize`` (which catches ``Exception``)."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.message, self.signal_number = message, signal_number
+
+
 # ---- the objective ---------------------------------------------------------------------
 class Objective:
     """Trains (or reuses) one trial and returns its validation macro-F1.
@@ -164,7 +177,10 @@ class Objective:
                 # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
                 # (it counts as killed, not failed), and this worker stops.
                 trial.set_user_attr("interrupted", str(exc))
-                raise KeyboardInterrupt(str(exc)) from exc
+                raise _StopTrial(
+                    f"stopped during trial {trial.number} ({name}); its run keeps the finished epochs; "
+                    + RERUN_ADVICE, exc.signal_number,
+                ) from exc
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             logger.warning("trial %d (%s) failed: %s: %s", trial.number, name, type(exc).__name__, exc)
             raise
@@ -176,10 +192,10 @@ class Objective:
         for metric in TEST_METRICS:
             if isinstance(test.get(metric), (int, float)):
                 trial.set_user_attr(f"test_{metric}", float(test[metric]))
-        _write_json(run_dir / "sweep.json", {
+        write_sweep_info({
             "study": self.study_name, "trial": trial.number, "params": params, "tags": tags,
             **{k: v for k, v in tags.items() if k not in ("study", "trial", "params", "tags")},
-        })
+        }, run_dir)
         logger.info("trial %d: %s val macro-F1 %.4f%s", trial.number, name, value,
                     " (reused finished run)" if reused else "")
         return value
@@ -239,27 +255,17 @@ class Objective:
 
 
 def _is_interruption(exc: BaseException) -> bool:
-    train_engine = sys.modules.get("lmfloss.train.engine")  # loaded iff fit ran here
-    interrupted = getattr(train_engine, "TrainingInterrupted", None)
-    return interrupted is not None and isinstance(exc, interrupted)
+    return isinstance(exc, Interrupted)
 
 
 def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
     """Refuse to reuse a finished run trained with another config (an edited sweep file)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    if not (run_dir / CONFIG).is_file():
         return
-    diffs = diff_configs(load_config_file(path), config, ignore_roles=("runtime",))
+    diffs = diff_configs(read_config_dict(run_dir), config, ignore_roles=("runtime",))
     if diffs:
         raise LmflossError(f"{str(run_dir)!r} holds a finished run of another config "
                            f"({format_diff(diffs, 'run has', 'sweep asks')}); delete it or use another --out")
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 # ---- the worker loop -----------------------------------------------------------------
@@ -320,8 +326,11 @@ def run_worker(
             time.sleep(poll)
             continue
         callbacks = [lambda _s, t: on_trial(t)] if on_trial else None
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks,
-                       gc_after_trial=False, show_progress_bar=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks,
+                           gc_after_trial=False, show_progress_bar=False)
+        except _StopTrial as stop:
+            raise SweepInterrupted(stop.message, stop.signal_number) from None
         ran += 1
     logger.info("worker %d finished after %d trial(s)", worker_index, ran)
     return ran

@@ -21,6 +21,7 @@ from typing import Any
 from optuna.study import Study
 from optuna.trial import TrialState
 
+from lmfloss.errors import Interrupted
 from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_worker
 from lmfloss.sweep.runners import TrialRunner
 from lmfloss.sweep.spec import SweepSpec, point_key, run_name
@@ -130,9 +131,16 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int) -> None:
+    import sys
+
     logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
-    with _torch_threads(threads):
-        run_worker(**kwargs)
+    try:
+        with _torch_threads(threads):
+            run_worker(**kwargs)
+    except Interrupted as exc:  # Ctrl-C reaches every worker: stop quietly, the parent reports
+        sys.exit(128 + exc.signal_number)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def run_sweep(

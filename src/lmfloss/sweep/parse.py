@@ -162,6 +162,9 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
     trials = data.get("trials")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise ValueError(f"{where}: trials must be a positive integer, got {trials!r}")
+    if sampler == "grid" and trials is not None:
+        raise ValueError(f"{where}: 'trials: {trials}' applies to random/tpe sampling; a grid trains "
+                         "every point once -- remove 'trials' or choose sampler: random or tpe")
     if sampler != "grid" and trials is None:
         raise ValueError(f"{where}: sampler {sampler!r} needs a trial budget ('trials: N')")
 
@@ -194,11 +197,49 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
     spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
                      trials=trials, seed=seed, overrides=overrides, nproc_per_node=nproc,
                      source=source)
-    if sampler == "grid":
-        points = spec.grid_points()
-        for point in points:  # every cell must give a valid training config
-            spec.resolve(point)
+    check_points(spec)
     return spec
+
+
+def _representative_points(spec: SweepSpec) -> list[dict[str, Scalar]]:
+    """Random/TPE: every categorical value once (the other keys at their first value or
+    the range's bounds), so a typo in any value is found before a trial samples it."""
+    sub = spec.subspaces[0]
+
+    def first(value: Any) -> Scalar:
+        return value[0] if isinstance(value, list) else (int(value.low) if value.integer else value.low)
+
+    base = {k: first(v) for k, v in sub.items()}
+    points = [base]
+    for key, value in sub.items():
+        options = value if isinstance(value, list) else [first(value), int(value.high) if value.integer else value.high]
+        points += [{**base, key: option} for option in options[1:]]
+    return points
+
+
+def check_points(spec: SweepSpec) -> None:
+    """Every grid point (random/TPE: every value of the space) must give a trainable config:
+    known dataset, model, loss, loss parameter names and values (:func:`check_trainable`),
+    checked before any trial trains -- and by ``--dry-run``.
+
+    Raises:
+        ValueError: naming the point and what is wrong with it.
+    """
+    from lmfloss.sweep.spec import run_name
+    from lmfloss.train.checks import check_trainable
+
+    points = spec.grid_points() if spec.sampler == "grid" else _representative_points(spec)
+    checked: set[str] = set()
+    for point in points:
+        try:
+            config, _ = spec.resolve(point)
+            key = repr(sorted(config.to_dict().items(), key=str))
+            if key not in checked:
+                checked.add(key)
+                check_trainable(config)
+        except ValueError as exc:
+            label = "grid point" if spec.sampler == "grid" else "value"
+            raise ValueError(f"sweep {spec.source or spec.name!r}, {label} {run_name(point)}: {exc}") from None
 
 
 def _apply_set(base: dict[str, Any], key: str, value: Any) -> None:

@@ -8,7 +8,6 @@ never looks at anything else, so tests inject cheap runners and other trainers p
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -21,28 +20,11 @@ from typing import Any
 
 from lmfloss.config import TrainConfig, save_config
 from lmfloss.errors import LmflossError
+from lmfloss.rundir import TRIAL_CONFIG, read_report
 
 logger = logging.getLogger(__name__)
 
 TrialRunner = Callable[[TrainConfig, Path], Mapping[str, Any]]
-
-
-def read_report(run_dir: str | Path) -> dict[str, Any] | None:
-    """``report.json`` of a finished run, or ``None`` when the run is not finished.
-
-    Raises:
-        LmflossError: the file exists but is not a JSON mapping with a ``val`` split.
-    """
-    path = Path(run_dir) / "report.json"
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); delete it to re-run the trial") from None
-    if not isinstance(report, dict) or not isinstance(report.get("val"), dict):
-        raise LmflossError(f"{str(path)!r} has no 'val' metrics; expected the training report format")
-    return report
 
 
 def train_in_process(config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
@@ -71,7 +53,7 @@ class TorchrunRunner:
     nproc_per_node: int
 
     def __call__(self, config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
-        config_path = run_dir / "trial-config.yaml"
+        config_path = run_dir / TRIAL_CONFIG
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, config_path)
         torchrun = shutil.which("torchrun")

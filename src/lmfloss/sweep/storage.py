@@ -40,6 +40,43 @@ def redact(url: str) -> str:
         return url
 
 
+def with_driver(url: str) -> str:
+    """A bare ``postgresql://`` (or ``postgres://``) URL with the driver that is installed.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3 while ``lmfloss[postgres]``
+    installs psycopg2, so the bare form would fail with a "no driver" error although a
+    driver is there. Explicit ``postgresql+<driver>://`` URLs are kept as given.
+
+    Raises:
+        LmflossError: no PostgreSQL driver is installed (says what to install).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise LmflossError(
+        f"storage {redact(url)!r} needs a PostgreSQL driver and none is installed: "
+        "pip install 'lmfloss[postgres]' (psycopg2-binary), or psycopg for postgresql+psycopg://"
+    )
+
+
+def _connection_message(exc: Exception) -> str:
+    text = str(exc)
+    if "Connection refused" in text or "connection refused" in text:
+        return "connection refused (is the server running, and listening on that host and port?)"
+    if "could not translate host name" in text or "Name or service not known" in text:
+        return "unknown host name"
+    if "password authentication failed" in text:
+        return "password authentication failed"
+    if "does not exist" in text and "database" in text:
+        return text.splitlines()[0].split(")", 1)[-1].strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 # Errors of two processes initialising one fresh database at once (SQLite and PostgreSQL).
 _INIT_RACE_MESSAGES = ("already exists", "UNIQUE constraint failed", "duplicate key value", "database is locked")
 _INIT_ATTEMPTS = 6
@@ -67,6 +104,7 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
         raise ValueError(f"grace must be a whole number of seconds > heartbeat ({heartbeat}), got {grace!r}")
     if max_retry < 0:
         raise ValueError(f"max_retry must be >= 0, got {max_retry}")
+    url = with_driver(url)
     if url.startswith("sqlite"):
         # Several processes share the file: wait for its lock instead of failing at once.
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
@@ -93,15 +131,17 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
                 time.sleep(0.2 + random.random())
         raise AssertionError("unreachable")  # pragma: no cover
     except ImportError as exc:
-        raise LmflossError(f"storage {redact(url)!r} needs a database driver: {exc} "
-                           "(PostgreSQL: pip install 'lmfloss[postgres]')") from None
-    except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError
+        raise LmflossError(f"storage {redact(url)!r} needs a database driver that is not installed "
+                           f"({exc.name or exc}); for PostgreSQL: pip install 'lmfloss[postgres]'") from None
+    except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError / NoSuchModuleError
         name = type(exc).__name__
         if name == "ArgumentError":
             raise ValueError(f"--storage {redact(url)!r} is not a database URL; expected e.g. "
-                             "sqlite:///study.db or postgresql+psycopg2://user:pass@host/db") from None
-        raise LmflossError(f"cannot open study storage {redact(url)!r}: {name}: "
-                           f"{str(exc).splitlines()[0]}") from None
+                             "sqlite:///study.db or postgresql://user:pass@host/db") from None
+        if name == "NoSuchModuleError":
+            raise LmflossError(f"--storage {redact(url)!r}: unknown database dialect or driver "
+                               f"({str(exc).splitlines()[0]})") from None
+        raise LmflossError(f"cannot open study storage {redact(url)!r}: {_connection_message(exc)}") from None
 
 
 def open_study(spec: SweepSpec, storage: RDBStorage, study_name: str, *,

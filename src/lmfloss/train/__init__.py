@@ -9,23 +9,22 @@ result = fit(TrainConfig(dataset="synthetic", model="resnet18", weights="none",
 run = load_run("runs/demo", checkpoint="best", device="cpu")
 ```
 Modules: ``engine`` (train_one_epoch, evaluate, devices, signals), ``fit`` (the run),
-``rundir`` (finished/unfinished run directories, config checks), ``loaders`` (datasets and
-DataLoaders per rank), ``checkpoint`` (atomic writes, RNG state), ``distributed``
-(torchrun/DDP), ``outputs`` (CSV/JSON/PNG files), ``run`` (load_run, evaluate_run,
-predict), ``demo``.
+``checks`` (is a config trainable?), ``loaders`` (datasets and DataLoaders per rank),
+``checkpoint`` (torch checkpoints, RNG state), ``distributed`` (torchrun/DDP), ``plots``
+(the run's pictures), ``run`` (load_run, evaluate_run, predict), ``demo``. The run
+directory's format belongs to :mod:`lmfloss.rundir`.
 """
 
 from lmfloss.config import check_config
+from lmfloss.errors import TrainingInterrupted
 from lmfloss.train.engine import (
     NonFiniteLossError,
-    TrainingInterrupted,
     evaluate,
     resolve_device,
     train_one_epoch,
 )
 from lmfloss.train.fit import RunResult, fit
 from lmfloss.train.run import Run, evaluate_run, load_run, predict
-from lmfloss.train.rundir import config_from_run
 
 __all__ = [
     "NonFiniteLossError",
@@ -33,7 +32,6 @@ __all__ = [
     "RunResult",
     "TrainingInterrupted",
     "check_config",
-    "config_from_run",
     "evaluate",
     "evaluate_run",
     "fit",

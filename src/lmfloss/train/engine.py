@@ -28,10 +28,6 @@ class NonFiniteLossError(LmflossError):
     """The training loss became NaN or infinite; the run stops, the last good checkpoint stays."""
 
 
-class TrainingInterrupted(LmflossError):
-    """SIGINT/SIGTERM stopped the run after the current step; ``last.pt`` holds the last finished epoch."""
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA, else MPS, else CPU; an explicit device must be available.
 
@@ -123,7 +119,9 @@ def train_one_epoch(
     """One pass over ``loader``: forward, loss, backward, optimizer step.
 
     The loss values stay on the device and are checked (finite?) and shown every
-    ``check_every`` steps, so the GPU is not synchronised after every step.
+    ``check_every`` steps, so the GPU is not synchronised after every step. ``should_stop``
+    (a Python flag set by a signal handler: no device sync) is polled after every step in
+    one process; under DDP, where every rank must stop at the same step, at the checks.
 
     Args:
         model: the network (possibly DDP-wrapped), in any mode; set to train mode here.
@@ -137,7 +135,8 @@ def train_one_epoch(
         channels_last: move images to channels-last memory format.
         ctx: the distributed context (train loss is averaged over all ranks' images).
         progress: show a tqdm bar with the running loss and images/s.
-        should_stop: polled at each check; True stops after the current step.
+        should_stop: True stops after the current step (polled every step, or at the
+            checks under DDP).
         check_every: steps between finiteness checks / progress updates.
 
     Returns:
@@ -171,15 +170,16 @@ def train_one_epoch(
             optimizer.step()
         pending.append((step, loss.detach(), len(labels)))
         images_seen += len(labels)
-        if step % check_every == 0 or step == len(loader):
+        at_check = step % check_every == 0 or step == len(loader)
+        if at_check:
             loss_sum += _check_pending(pending, epoch)
             pending.clear()
             if progress:
                 rate = images_seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", img_s=f"{rate:.0f}")
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
+        if should_stop is not None and (at_check or not ctx.enabled) and should_stop():
+            stopped = True
+            break
     if pending:
         loss_sum += _check_pending(pending, epoch)
     if progress:
@@ -254,10 +254,16 @@ def evaluate(
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM while :func:`stop_on_signals` is active."""
+    """Set by SIGINT/SIGTERM while :func:`stop_on_signals` is active.
+
+    Attributes:
+        signal_name: ``"SIGINT"``/``"SIGTERM"`` once a signal arrived, else ``None``.
+        signal_number: its number (2, 15), else ``None``.
+    """
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.signal_number: int | None = None
 
     def __call__(self) -> bool:
         return self.signal_name is not None
@@ -282,6 +288,7 @@ def stop_on_signals() -> Iterator[StopFlag]:
         if flag.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.signal_name = signal.Signals(signum).name
+        flag.signal_number = int(signum)
         logger.warning("%s received: stopping after the current step", flag.signal_name)
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -21,7 +21,6 @@ reproducible training script must.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -33,9 +32,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmfloss.config import TrainConfig, check_config, diff_configs, format_diff, save_config
-from lmfloss.errors import LmflossError
-from lmfloss.train import outputs
+from lmfloss import rundir
+from lmfloss.config import (
+    TrainConfig,
+    check_config,
+    diff_configs,
+    format_diff,
+    path_keys,
+)
+from lmfloss.errors import Interrupted, LmflossError, TrainingInterrupted
+from lmfloss.rundir import RunLock, check_same_data, prepare_run_dir, remove_if_empty
+from lmfloss.train import plots
 from lmfloss.train.checkpoint import (
     atomic_save,
     capture_rng_state,
@@ -50,7 +57,6 @@ from lmfloss.train.distributed import (
     init_distributed,
 )
 from lmfloss.train.engine import (
-    TrainingInterrupted,
     amp_dtype_for,
     evaluate,
     resolve_device,
@@ -58,7 +64,6 @@ from lmfloss.train.engine import (
     train_one_epoch,
 )
 from lmfloss.train.loaders import load_data, make_loader
-from lmfloss.train.rundir import config_from_run, prepare_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -133,51 +138,75 @@ def fit(
             ``resume`` nor ``overwrite`` was given; :class:`TrainingInterrupted`;
             :class:`NonFiniteLossError`.
     """
-    typed = {k: getattr(config, k) for k in ("root", "csv", "cache_dir")}
-    config = check_config(config).with_absolute_paths()
+    from lmfloss.train.checks import check_trainable
+
+    typed = {k: getattr(config, k) for k in path_keys()}
+    config = check_trainable(check_config(config).with_absolute_paths())
     device = resolve_device(config.device)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"run directory {str(out)!r} exists and is not a directory")
     ctx = init_distributed(device.type)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
+    created = not out.exists()
+    lock = None
     try:
+        if ctx.is_main:  # one writer per run directory: a second `lmfloss train --out` fails at once
+            out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out).acquire()
         with stop_on_signals() as stop:
-            return _fit(config, Path(out_dir), resume, overwrite, quiet, device, ctx, _any_rank(ctx, stop), typed)
+            try:
+                return _fit(config, out, resume, overwrite, quiet, device, ctx, _any_rank(ctx, stop), typed)
+            except Interrupted as exc:
+                exc.signal_number = stop.signal_number or exc.signal_number
+                raise
+    except BaseException:
+        if created and ctx.is_main:
+            remove_if_empty(out)  # a run that failed before writing anything leaves no folder
+        raise
     finally:
+        if lock is not None:
+            lock.release()
         close_distributed(ctx)
 
 
 def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=None) -> RunResult:
     from torch.nn.parallel import DistributedDataParallel
 
-    from lmfloss.losses import build_loss
+    from lmfloss.losses import build_loss, class_counts
     from lmfloss.metrics import selection_scores
     from lmfloss.models import build_model
 
     if config.tensorboard and ctx.is_main:
         _require_tensorboard()
-    ckpt = prepare_run_dir(out, resume, overwrite, ctx)
+    ckpt = prepare_run_dir(out, resume, overwrite, is_main=ctx.is_main, sync=lambda: barrier(ctx))
     if ckpt is not None:
         check_resume_config(config, ckpt["config"])
-        if (out / "report.json").is_file() and ckpt["epoch"] >= config.epochs:
+        report = rundir.read_report(out) if ckpt["epoch"] >= config.epochs else None
+        if report is not None:
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
-            report = json.loads((out / "report.json").read_text())
             return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
                              report, list(ckpt["history"]), config.select_metric,
                              _best_score(ckpt))
         # A finished run extended to more epochs gets a new report at the end.
         if ctx.is_main:
-            (out / "report.json").unlink(missing_ok=True)
+            (out / rundir.REPORT).unlink(missing_ok=True)
 
     _set_seed(config.seed)
-    splits, datasets = load_data(config, ctx)
+    splits, datasets = load_data(config, ctx, should_stop)
     class_names = list(splits.class_names)
     num_classes = len(class_names)
+    data = splits.identity()
+    if ckpt is not None:
+        check_same_data(ckpt.get("data"), data, class_names, ckpt.get("class_names"), out)
     # Counted from the training dataset itself: images skipped as undecodable
     # (--skip-bad-images) are not trained on, so they must not count in the margins.
-    train_counts = [int(c) for c in np.bincount(datasets["train"].labels, minlength=num_classes)]
-    if splits.skipped:
+    train_counts = class_counts(datasets["train"].labels, num_classes)
+    skipped = [*splits.skipped, *(p for s in ("train", "val", "test") for p in datasets[s].skipped)]
+    if skipped:
         logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
-                       len(splits.skipped), ", ".join(map(str, splits.skipped[:5])))
+                       len(skipped), ", ".join(map(str, skipped[:5])))
     for split in ("train", "val", "test"):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
@@ -222,7 +251,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
                            ctx.world_size, len(rng))
             _set_seed(config.seed + start_epoch)
         if best_epoch > 0:
-            best_state = load_checkpoint(out / "best.pt")["model"]
+            best_state = load_checkpoint(out / rundir.BEST)["model"]
         logger.info("resuming %s after epoch %d (best epoch %d)", out, start_epoch, best_epoch)
 
     raw_model = model
@@ -232,7 +261,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
 
     loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     if ctx.is_main:
-        save_config(config, out / "config.yaml", typed)
+        rundir.write_config(config, out, typed)
     writer = _tensorboard(config, out, ctx)
     show = ctx.is_main and not quiet
 
@@ -273,7 +302,8 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
                 if improved:
                     atomic_save({"model": best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
                                  "select_metric": config.select_metric, "val_score": score,
-                                 "config": config.to_dict(), "class_names": class_names}, out / "best.pt")
+                                 "config": config.to_dict(), "class_names": class_names, "data": data},
+                                out / rundir.BEST)
                 atomic_save({
                     "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -281,9 +311,9 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
                     "epoch": epoch, "rng": rng, "history": history, "best_epoch": best_epoch,
                     "best_val_score": best_score, "select_metric": config.select_metric,
                     "config": config.to_dict(),
-                    "class_names": class_names, "world_size": ctx.world_size,
-                }, out / "last.pt")
-                outputs.write_metrics_csv(history, out / "metrics.csv")
+                    "class_names": class_names, "world_size": ctx.world_size, "data": data,
+                }, out / rundir.LAST)
+                rundir.write_metrics(history, out)
                 if writer is not None:
                     for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
                         if row[key] is not None:
@@ -312,7 +342,8 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         for split in ("val", "test")
     }
     report = final_report(config, class_names, train_counts, results, best_epoch)
-    report["skipped_images"] = [str(p) for p in splits.skipped]
+    report["data"] = data
+    report["skipped_images"] = [str(p) for p in skipped]
     if ctx.is_main:
         write_outputs(out, report, results["test"], datasets["test"], history, train_counts)
     barrier(ctx)
@@ -366,21 +397,18 @@ def final_report(config: TrainConfig, class_names: list[str], train_counts: list
 
 def write_outputs(out: Path, report: dict[str, Any], test: dict[str, torch.Tensor], test_dataset,
                   history: list[dict[str, Any]], train_counts: list[int]) -> None:
-    """Write predictions.csv, per_class.csv, confusion.png, curves.png, then report.json.
-
-    ``report.json`` comes last: its presence marks the run as finished.
-    """
+    """Write predictions.csv, per_class.csv and the pictures, then report.json (last: its
+    presence marks the run as finished)."""
     class_names = report["class_names"]
     probs = torch.softmax(test["logits"], dim=1).numpy()
     ids = [test_dataset.records[int(i)].id for i in test["indices"]]
-    outputs.write_predictions(ids, test["labels"].numpy(), probs, class_names, out / "predictions.csv")
-    outputs.write_per_class(report["test"], class_names, train_counts, out / "per_class.csv")
-    outputs.plot_confusion(report["test"]["confusion_matrix"], class_names, out / "confusion.png",
-                           f"test, best epoch {report['best_epoch']}")
-    outputs.plot_curves(history, report["best_epoch"], out / "curves.png")
-    outputs.plot_reliability(test["labels"].numpy(), probs, out / "calibration.png",
-                             f"test, best epoch {report['best_epoch']}")
-    outputs.write_report(report, out / "report.json")
+    rundir.write_predictions(ids, test["labels"].numpy(), probs, class_names, out)
+    rundir.write_per_class(report["test"], class_names, train_counts, out)
+    caption = f"test, best epoch {report['best_epoch']}"
+    plots.plot_confusion(report["test"]["confusion_matrix"], class_names, out / rundir.CONFUSION, caption)
+    plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES)
+    plots.plot_reliability(test["labels"].numpy(), probs, out / rundir.CALIBRATION, caption)
+    rundir.write_report(report, out)
 
 
 def _stop_message(out: Path, epoch: int, step: int, start_epoch: int, history: list) -> str:
@@ -407,7 +435,7 @@ def _require_tensorboard():
     return SummaryWriter
 
 
-__all__ = ["RunResult", "fit", "check_config", "config_from_run", "final_report", "load_data", "write_outputs"]
+__all__ = ["RunResult", "check_config", "final_report", "fit", "load_data", "write_outputs"]
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:

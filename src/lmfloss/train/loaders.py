@@ -12,27 +12,21 @@ from lmfloss.train.distributed import DistContext, barrier
 logger = logging.getLogger(__name__)
 
 
-def load_data(config: TrainConfig, ctx: DistContext | None = None):
-    """``(splits, {"train": ds, "val": ds, "test": ds})`` with the run's preprocessing.
+def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=None):
+    """``(splits, {"train": ds, "val": ds, "test": ds})`` with the run's preprocessing
+    (:func:`lmfloss.data.dataset_for`; uint8 items, scaled on the device by the engine).
 
     Under DDP rank 0 loads first (it may download or fill the image cache), then the others.
     """
-    from lmfloss.data import load_splits, make_dataset
+    from lmfloss.data import dataset_for, splits_for
 
     ctx = ctx or DistContext()
 
     def load():
-        splits = load_splits(
-            dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
-            group_by=config.group_by, download=config.download,
-            skip_bad_images=config.skip_bad_images,
-        )
+        splits = splits_for(config)
         datasets = {
-            split: make_dataset(
-                splits, split, image_size=config.image_size, normalize=config.normalize,
-                augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
-                defer_float=True,  # uint8 through the DataLoader; the engine scales on the device
-            )
+            split: dataset_for(config, split, splits, defer_float=True, should_stop=should_stop,
+                               progress=ctx.is_main)
             for split in ("train", "val", "test")
         }
         return splits, datasets

@@ -36,6 +36,8 @@ class Run:
         class_names: class names in class-index order.
         epoch: the epoch the checkpoint was written at.
         device: where ``model`` lives.
+        data: what the run recorded about its data (``Splits.identity()``), or ``None``
+            for a run of lmfloss 0.1.
     """
 
     run_dir: Path
@@ -44,51 +46,41 @@ class Run:
     class_names: list[str]
     epoch: int
     device: torch.device
+    data: dict[str, Any] | None = None
 
     @functools.cached_property
     def splits(self):
-        """The run's :class:`lmfloss.data.Splits` (loaded on first use: needs the dataset)."""
-        from lmfloss.data import load_splits
+        """The run's :class:`lmfloss.data.Splits` (loaded on first use: needs the dataset),
+        checked against the data the run recorded when it was trained."""
+        from lmfloss.data import splits_for
+        from lmfloss.rundir import check_same_data
 
-        c = self.config
-        return load_splits(
-            dataset=c.dataset, root=c.root, csv=c.csv, seed=c.split_seed, group_by=c.group_by,
-            download=c.download, skip_bad_images=c.skip_bad_images,
-        )
+        splits = splits_for(self.config)
+        check_same_data(self.data, splits.identity(), list(splits.class_names), self.class_names, self.run_dir)
+        return splits
 
     def dataset(self, split: str):
-        """``make_dataset(splits, split, ...)`` with the run's image size and normalisation
-        (never augmented)."""
-        from lmfloss.data import make_dataset
+        """The dataset of ``split`` with the run's preprocessing (:func:`lmfloss.data.dataset_for`),
+        never augmented."""
+        from lmfloss.data import dataset_for
 
-        c = self.config
-        return make_dataset(self.splits, split, image_size=c.image_size, normalize=c.normalize,
-                            augment="none", cache_dir=c.cache_dir)
+        return dataset_for(self.config, split, self.splits)
 
     def preprocess(self, image: np.ndarray | str | Path) -> torch.Tensor:
         """An image file or ``uint8 [H, W, 3]`` array -> ``float32 [3, S, S]`` as in training.
 
-        Resized to ``S x S`` (bilinear, antialiased) and scaled/normalised with the run's
-        ``normalize`` setting.
+        The same resize (PIL for file datasets, torch for array datasets), intensity rule
+        and scaling/normalisation the run's training data got
+        (:func:`lmfloss.data.dataset.prepare_image`).
         """
-        from PIL import Image
-
-        from lmfloss.data.images import read_image
+        from lmfloss.data import get_adapter
+        from lmfloss.data.dataset import prepare_image
         from lmfloss.data.transforms import build_transform
 
-        size = self.config.image_size
-        if isinstance(image, (str, Path)):
-            array = read_image(image, size=size)
-        else:
-            array = np.asarray(image, dtype=np.uint8)
-            if array.ndim == 2:
-                array = np.repeat(array[..., None], 3, axis=2)
-            if array.ndim != 3 or array.shape[2] != 3:
-                raise ValueError(f"expected an image array [H, W, 3] uint8, got shape {list(array.shape)}")
-            if array.shape[:2] != (size, size):
-                array = np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.BILINEAR))
-        pixels = torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1)  # writable copy
-        return build_transform(self.config.normalize, "none")(pixels)
+        c = self.config
+        array = prepare_image(image, c.image_size, resize=get_adapter(c.dataset).resize, intensity=c.intensity)
+        pixels = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return build_transform(c.normalize, "none")(pixels)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> Run:
@@ -104,16 +96,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
         ValueError: unknown ``checkpoint`` name.
     """
     from lmfloss.models import build_model
+    from lmfloss.rundir import read_config
     from lmfloss.train.checkpoint import load_checkpoint
     from lmfloss.train.engine import resolve_device
-    from lmfloss.train.rundir import config_from_run
 
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
-    config = config_from_run(run_dir)
+    config = read_config(run_dir)
     path = run_dir / f"{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(
@@ -123,10 +115,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     state = load_checkpoint(path, map_location="cpu")
     class_names = list(state.get("class_names") or [])
-    model = build_model(config.model, len(class_names), weights="none")
+    model = build_model(config.model, len(class_names), weights="none", stem=config.stem)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
-    return Run(run_dir, config, model, class_names, int(state.get("epoch", 0)), dev)
+    return Run(run_dir, config, model, class_names, int(state.get("epoch", 0)), dev, state.get("data"))
 
 
 def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None) -> dict[str, Any]:
@@ -156,14 +148,35 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None) -
 
 
 @torch.inference_mode()
-def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """Class probabilities ``float64 [N, K]`` of new images with the run's preprocessing."""
+def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int = 32,
+            skip_bad_images: bool = False) -> np.ndarray:
+    """Class probabilities ``float64 [N, K]`` of new images with the run's preprocessing.
+
+    Args:
+        run: from :func:`load_run`.
+        images: image files or ``uint8 [H, W, 3]`` arrays.
+        batch_size: images per forward pass.
+        skip_bad_images: an undecodable file gets a row of NaN instead of stopping the
+            prediction of the others.
+
+    Raises:
+        DataError: an undecodable file (unless ``skip_bad_images``), naming it.
+    """
+    from lmfloss.errors import DataError
+
     run.model.eval()
-    out = []
+    k = len(run.class_names)
+    out = np.full((len(images), k), np.nan)
     for start in range(0, len(images), batch_size):
-        batch = torch.stack([run.preprocess(im) for im in images[start : start + batch_size]])
-        logits = run.model(batch.to(run.device))
-        out.append(torch.softmax(logits.float(), dim=1).cpu().double())
-    if not out:
-        return np.zeros((0, len(run.class_names)))
-    return torch.cat(out).numpy()
+        tensors, rows = [], []
+        for i, image in enumerate(images[start : start + batch_size], start):
+            try:
+                tensors.append(run.preprocess(image))
+                rows.append(i)
+            except DataError:
+                if not skip_bad_images:
+                    raise
+        if tensors:
+            logits = run.model(torch.stack(tensors).to(run.device))
+            out[rows] = torch.softmax(logits.float(), dim=1).cpu().double().numpy()
+    return out

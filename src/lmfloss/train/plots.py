@@ -1,15 +1,10 @@
-"""Files of a run directory that people open: CSV for numbers, PNG for pictures.
+"""The pictures of a run directory: ``confusion.png``, ``curves.png``, ``calibration.png``.
 
-Format (docs/ARCHITECTURE.md, "Run directory"): ``metrics.csv`` one row per finished
-epoch, ``report.json``, ``predictions.csv`` (``id,label,pred,prob_<class>...``),
-``per_class.csv``, ``confusion.png``, ``curves.png``. Everything is written atomically
-so a reader (the sweep, the report) never sees half a file.
+The file names and every other file of the format belong to :mod:`lmfloss.rundir`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,79 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmfloss.fileio import atomic_write_text, csv_text
-
 logger = logging.getLogger(__name__)
-
-METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
-                   "val_balanced_accuracy", "val_auc", "lr", "seconds")
-
-
-def write_metrics_csv(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Rewrite ``metrics.csv`` from the full history (one row per finished epoch; a value
-    an older run did not record, or an undefined AUC, is an empty cell)."""
-    rows = [[_fmt(row.get(c)) for c in METRICS_COLUMNS] for row in history]
-    atomic_write_text(csv_text(METRICS_COLUMNS, rows), path)
-
-
-def read_metrics_csv(path: str | Path) -> list[dict[str, float | None]]:
-    """Rows of ``metrics.csv`` as dicts of numbers (``epoch`` as int, empty cells ``None``)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{k: (None if v == "" else int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in rows]
-
-
-def _fmt(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # round-trips exactly
-    return value
-
-
-def write_report(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write_text(json.dumps(report, indent=2) + "\n", path)
-
-
-def write_predictions(
-    ids: Sequence[str],
-    labels: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    path: str | Path,
-) -> None:
-    """``predictions.csv``: ``id,label,pred,prob_<class>...`` with class names as labels.
-
-    ``pred`` is the argmax of ``probs`` (ties: the lowest class index, as ``argmax``).
-    """
-    preds = probs.argmax(axis=1)
-    header = ["id", "label", "pred"] + [f"prob_{c}" for c in class_names]
-    rows = [
-        [i, class_names[int(t)], class_names[int(p)], *(f"{float(x):.8g}" for x in row)]
-        for i, t, p, row in zip(ids, labels, preds, probs)
-    ]
-    atomic_write_text(csv_text(header, rows), path)
-
-
-def write_per_class(
-    report: dict[str, Any], class_names: Sequence[str], train_counts: Sequence[int], path: str | Path
-) -> None:
-    """``per_class.csv``: ``class,train_count,support,precision,recall,f1`` of one split."""
-    rows = [
-        [
-            name,
-            int(train_counts[k]),
-            report["support"][name],
-            f"{report['precision_per_class'][name]:.6f}",
-            f"{report['recall_per_class'][name]:.6f}",
-            f"{report['f1_per_class'][name]:.6f}",
-        ]
-        for k, name in enumerate(class_names)
-    ]
-    header = ("class", "train_count", "support", "precision", "recall", "f1")
-    atomic_write_text(csv_text(header, rows), path)
-
 
 def _new_figure(width: float, height: float):
     """A figure outside pyplot's global state (no backend switch, nothing to close)."""

@@ -1,0 +1,418 @@
+"""The run directory: one module owns its file names, writers and typed readers.
+
+A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and what
+``evaluate``, ``predict``, ``cam``, ``sweep`` and ``report`` read::
+
+    config.yaml       the resolved TrainConfig (absolute paths; what was typed in a comment)
+    metrics.csv       one row per finished epoch (:data:`METRICS_COLUMNS`)
+    last.pt           everything a resume needs, rewritten atomically after every epoch
+    best.pt           the model state of the epoch with the best validation score
+    report.json       validation and test metrics of best.pt; its presence = *finished*
+    predictions.csv   id,label,pred,prob_<class>... of the test split (class names)
+    per_class.csv     class,train_count,support,precision,recall,f1 (test)
+    confusion.png, curves.png, calibration.png
+    sweep.json        a sweep trial's study, trial number, parameters and tags
+    .lock             held while a process trains into the directory (:class:`RunLock`)
+
+Everything here is free of torch (the ``.pt`` files are read by
+:mod:`lmfloss.train.checkpoint`), so ``lmfloss report`` and ``split`` stay light.
+Every text file is written atomically (:mod:`lmfloss.fileio`): a reader never sees half
+a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmfloss.config import TrainConfig, load_config_file, save_config
+from lmfloss.errors import LmflossError
+from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+LAST = "last.pt"
+BEST = "best.pt"
+REPORT = "report.json"
+PREDICTIONS = "predictions.csv"
+PER_CLASS = "per_class.csv"
+CONFUSION = "confusion.png"
+CURVES = "curves.png"
+CALIBRATION = "calibration.png"
+SWEEP_INFO = "sweep.json"
+TRIAL_CONFIG = "trial-config.yaml"
+LOCK_FILE = ".lock"
+TENSORBOARD = "tensorboard"
+
+# Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
+RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION)
+RUN_FOLDERS = (TENSORBOARD,)
+METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
+                   "val_balanced_accuracy", "val_auc", "lr", "seconds")
+PER_CLASS_COLUMNS = ("class", "train_count", "support", "precision", "recall", "f1")
+
+
+# ---- config.yaml ---------------------------------------------------------------------
+def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
+    """``config.yaml`` as a mapping.
+
+    Raises:
+        FileNotFoundError: not a run directory (no config.yaml).
+        ValueError: not UTF-8, not YAML, not a mapping (the message names the file).
+    """
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no {CONFIG})")
+    return load_config_file(path)
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` of a run (``config.yaml``); unknown keys are refused by name."""
+    data = read_config_dict(run_dir)
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{str(Path(run_dir) / CONFIG)!r}: {exc}") from None
+
+
+def write_config(config: TrainConfig, run_dir: str | Path, typed: dict[str, Any] | None = None) -> None:
+    save_config(config, Path(run_dir) / CONFIG, typed)
+
+
+# ---- report.json -----------------------------------------------------------------------
+def read_report(run_dir: str | Path) -> dict[str, Any] | None:
+    """``report.json`` of a finished run, or ``None`` when the run is not finished.
+
+    Raises:
+        LmflossError: the file exists but is not a JSON mapping with ``val`` and ``test``
+            metrics (a damaged or foreign file; the message says to delete it to re-run).
+    """
+    path = Path(run_dir) / REPORT
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); delete it to re-run the evaluation") from None
+    if not isinstance(report, dict) or not all(isinstance(report.get(s), dict) for s in ("val", "test")):
+        raise LmflossError(f"{str(path)!r} has no 'val' and 'test' metrics; expected lmfloss's report format "
+                           "(delete it to re-run the evaluation)")
+    return report
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run directory holds a finished run (a valid ``report.json``)."""
+    try:
+        return read_report(run_dir) is not None
+    except LmflossError:
+        return False
+
+
+def write_report(report: dict[str, Any], run_dir: str | Path) -> None:
+    """Write ``report.json`` (last of a run's files: its presence marks the run finished)."""
+    atomic_write_text(json.dumps(report, indent=2) + "\n", Path(run_dir) / REPORT)
+
+
+# ---- metrics.csv ---------------------------------------------------------------------
+def _fmt(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # round-trips exactly
+    return value
+
+
+def write_metrics(history: Sequence[dict[str, Any]], run_dir: str | Path) -> None:
+    """Rewrite ``metrics.csv`` from the full history (one row per finished epoch; a value an
+    older run did not record, or an undefined AUC, is an empty cell)."""
+    rows = [[_fmt(row.get(c)) for c in METRICS_COLUMNS] for row in history]
+    atomic_write_text(csv_text(METRICS_COLUMNS, rows), Path(run_dir) / METRICS)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float | int | None]]:
+    """Rows of ``metrics.csv`` as numbers (``epoch`` int, empty cells ``None``); ``[]`` without the file."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    _, rows = read_csv_rows(path, ["epoch"], what="metrics file")
+    return [{k: (None if v == "" else int(v) if k == "epoch" else float(v)) for k, v in row.items() if k != "_line"}
+            for row in rows]
+
+
+# ---- predictions.csv -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Predictions:
+    """Test-set predictions of one run, in file order.
+
+    Attributes:
+        ids: ``[N]`` record ids (unique).
+        labels: ``[N]`` int64 true class indices.
+        preds: ``[N]`` int64 predicted class indices.
+        probs: ``[N, K]`` float64 probabilities (``None`` if the file has no prob columns).
+        class_names: ``K`` names, index order.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    preds: np.ndarray
+    class_names: list[str]
+    probs: np.ndarray | None = None
+
+    def aligned(self, other: Predictions) -> Predictions:
+        """``other``'s predictions in this one's id order.
+
+        Raises:
+            ValueError: the two hold different images or different labels for one image.
+        """
+        position = {i: k for k, i in enumerate(other.ids)}
+        if len(position) != len(self.ids) or any(i not in position for i in self.ids):
+            raise ValueError("the two runs were tested on different images")
+        order = np.array([position[i] for i in self.ids], dtype=np.int64)
+        if not np.array_equal(other.labels[order], self.labels):
+            raise ValueError("the two runs give different labels to the same test images")
+        probs = None if other.probs is None else other.probs[order]
+        return Predictions(self.ids, other.labels[order], other.preds[order], other.class_names, probs)
+
+
+def write_predictions(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+                      run_dir: str | Path) -> None:
+    """``predictions.csv``: ``id,label,pred,prob_<class>...`` with class names as labels;
+    ``pred`` is the argmax of ``probs`` (ties: the lowest class index)."""
+    preds = probs.argmax(axis=1)
+    header = ["id", "label", "pred"] + [f"prob_{c}" for c in class_names]
+    rows = [
+        [i, class_names[int(t)], class_names[int(p)], *(f"{float(x):.8g}" for x in row)]
+        for i, t, p, row in zip(ids, labels, preds, probs)
+    ]
+    atomic_write_text(csv_text(header, rows), Path(run_dir) / PREDICTIONS)
+
+
+def _class_index(value: str, class_names: list[str], path: Path) -> int:
+    if value in class_names:
+        return class_names.index(value)
+    try:
+        index = int(float(value))
+    except ValueError:
+        raise ValueError(f"{path}: class {value!r} is neither a class name {class_names} nor an index") from None
+    if class_names and not 0 <= index < len(class_names):
+        raise ValueError(f"{path}: class index {index} outside 0..{len(class_names) - 1}")
+    return index
+
+
+def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predictions:
+    """Read ``predictions.csv`` (a run directory or the file itself).
+
+    ``label``/``pred`` may be class names or integer indices; names are mapped through
+    ``class_names`` (from ``report.json``), or through the ``prob_<class>`` columns' order
+    when ``class_names`` is empty.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: missing columns, unknown class names or duplicate ids.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / PREDICTIONS
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file {str(path)!r} does not exist")
+    columns, rows = read_csv_rows(path, ["id", "label", "pred"], what="predictions file")
+    prob_columns = [c for c in columns if c.startswith("prob_")]
+    names = list(class_names) or [c[len("prob_"):] for c in prob_columns]
+    ids = [row["id"] for row in rows]
+    labels = [_class_index(row["label"], names, path) for row in rows]
+    preds = [_class_index(row["pred"], names, path) for row in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate ids; every test record must appear once")
+    if not names:
+        names = [str(i) for i in range(max(labels + preds, default=-1) + 1)]
+    probs = None
+    if prob_columns and len(prob_columns) == len(names):
+        try:
+            probs = np.array([[float(row[c]) for c in prob_columns] for row in rows], dtype=np.float64)
+        except ValueError:
+            probs = None
+    return Predictions(
+        ids=np.asarray(ids, dtype=object),
+        labels=np.asarray(labels, dtype=np.int64),
+        preds=np.asarray(preds, dtype=np.int64),
+        class_names=names,
+        probs=probs,
+    )
+
+
+# ---- per_class.csv -------------------------------------------------------------------
+def write_per_class(report: dict[str, Any], class_names: Sequence[str], train_counts: Sequence[int],
+                    run_dir: str | Path) -> None:
+    """``per_class.csv``: ``class,train_count,support,precision,recall,f1`` of one split."""
+    rows = [
+        [name, int(train_counts[k]), report["support"][name], f"{report['precision_per_class'][name]:.6f}",
+         f"{report['recall_per_class'][name]:.6f}", f"{report['f1_per_class'][name]:.6f}"]
+        for k, name in enumerate(class_names)
+    ]
+    atomic_write_text(csv_text(PER_CLASS_COLUMNS, rows), Path(run_dir) / PER_CLASS)
+
+
+# ---- sweep.json ----------------------------------------------------------------------
+def read_sweep_info(run_dir: str | Path) -> dict[str, Any] | None:
+    """``sweep.json`` of a sweep trial (study, trial, params, tags), or ``None``."""
+    path = Path(run_dir) / SWEEP_INFO
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_sweep_info(info: dict[str, Any], run_dir: str | Path) -> None:
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(info, indent=2, default=str) + "\n", Path(run_dir) / SWEEP_INFO)
+
+
+# ---- life cycle ----------------------------------------------------------------------
+class RunLock:
+    """An exclusive lock on a run directory, held while a run trains into it.
+
+    ``fcntl.flock`` on ``<run_dir>/.lock``: the kernel releases it when the holding process
+    ends in any way (SIGKILL included), so a lock can never be left stale by a dead run;
+    the file holds the holder's pid, host and start time for the message a second process
+    gets. The file itself stays (removing it would let two processes lock two different
+    files of one name).
+
+    Raises:
+        LmflossError: another process holds the lock (the message names it).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+        import os
+        import socket
+        import time
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise LmflossError(
+                f"run directory {str(self.path.parent)!r} is in use by {holder}; wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"lmfloss pid {os.getpid()} on host {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import os
+
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool, *, is_main: bool = True,
+                    sync: Callable[[], None] = lambda: None) -> dict | None:
+    """Check what ``out`` holds before a run starts; return the checkpoint to resume from, or None.
+
+    Args:
+        out: the run directory.
+        resume: continue from ``last.pt`` (a new run when there is none).
+        overwrite: remove :data:`RUN_FILES` and :data:`RUN_FOLDERS` first (nothing else).
+        is_main: only the main process (DDP rank 0) removes files or creates the folder.
+        sync: a barrier between processes (DDP), called around the changes.
+
+    Raises:
+        LmflossError: a finished or unfinished run is there and neither flag was given.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"run directory {str(out)!r} exists and is not a directory")
+    if resume and overwrite:
+        raise ValueError("pass either resume or overwrite, not both")
+    last = out / LAST
+    if resume:
+        if last.is_file():
+            from lmfloss.train.checkpoint import load_checkpoint
+
+            return load_checkpoint(last)
+        logger.info("nothing to resume in %s (no last.pt): starting a new run", out)
+    elif overwrite:
+        if is_main and out.is_dir():
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+            for name in RUN_FOLDERS:
+                shutil.rmtree(out / name, ignore_errors=True)
+    elif (out / REPORT).is_file():
+        raise LmflossError(
+            f"run directory {str(out)!r} already holds a finished run ({REPORT}); "
+            "pass --resume to reuse it, --overwrite to replace it, or choose another --out"
+        )
+    elif last.is_file():
+        raise LmflossError(
+            f"run directory {str(out)!r} holds an unfinished run ({LAST}); "
+            "pass --resume to continue it or --overwrite to start again"
+        )
+    sync()
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    sync()
+    return None
+
+
+def check_same_data(recorded: dict[str, Any] | None, current: dict[str, Any], class_names: list[str],
+                    recorded_classes: list[str] | None, run_dir: str | Path) -> None:
+    """Refuse to go on when the data a run was trained on changed (``--resume``,
+    ``evaluate``, ``cam``): other labels or images would be scored silently.
+
+    ``recorded``/``current`` are :meth:`lmfloss.data.Splits.identity` mappings; a run of
+    lmfloss 0.1 recorded none, and only its class names are compared.
+
+    Raises:
+        LmflossError: the class names or the data fingerprint differ.
+    """
+    if recorded_classes is not None and list(recorded_classes) != list(class_names):
+        raise LmflossError(
+            f"the data changed since {str(run_dir)!r} was trained: its classes were {list(recorded_classes)}, "
+            f"the data now gives {list(class_names)}; point --root/--csv at the data the run was trained on "
+            f"({CONFIG}), or train a new run"
+        )
+    if recorded and recorded.get("fingerprint") and recorded["fingerprint"] != current["fingerprint"]:
+        raise LmflossError(
+            f"the data changed since {str(run_dir)!r} was trained: {current.get('source')} now has fingerprint "
+            f"{current['fingerprint']} with {current.get('images')} images per split, the run recorded "
+            f"{recorded['fingerprint']} with {recorded.get('images')} (read from {recorded.get('source')}); "
+            "images, labels or splits differ. Restore that data, or train a new run"
+        )
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but its lock file (a run that failed
+    before writing anything leaves no folder behind)."""
+    import contextlib
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
