@@ -67,8 +67,14 @@ def make_run(
     index_labels: bool = False,
     train_counts: list[int] | None = None,
     name: str | None = None,
+    legacy: bool = False,
+    fingerprint: str | None = None,
 ) -> Path:
-    """Write one run directory; returns it. ``finished=False`` leaves no report.json."""
+    """Write one run directory; returns it. ``finished=False`` leaves no report.json.
+
+    ``report.json`` is in the current format (resolved loss parameters, the data's identity
+    with ``fingerprint``, default one per dataset); ``legacy=True`` writes lmfloss 0.1's.
+    """
     if preds is None:
         preds = noisy_preds(labels, 0.3, seed)
     params = dict(loss_params or {})
@@ -105,5 +111,11 @@ def make_run(
         "train_class_counts": train_counts or [229, 360, 4693][: len(class_names)],
         "config": config,
     }
+    if not legacy:
+        from lmfloss.losses import resolved_loss_params
+
+        report["loss"] = {"name": loss, "params": resolved_loss_params(loss, params)}
+        report["data"] = {"dataset": dataset, "name": dataset, "fingerprint": fingerprint or f"fp-{dataset}",
+                          "source": None, "images": {"train": 0, "val": 0, "test": len(labels)}}
     (run_dir / "report.json").write_text(json.dumps(report))
     return run_dir

@@ -116,6 +116,29 @@ def test_splits_partition_the_dataset(layouts):
 
 
 @needs_metadata
+def test_split_leakage_is_a_warning_with_counts_and_recorded(layouts, caplog, capsys):
+    """Issue 10: the paper's HAM10000 split leaks lesions; say so out loud, with numbers."""
+    with caplog.at_level("WARNING", logger="lmfloss.data.load"):
+        splits = load_splits("ham10000", root=layouts["ham10000"])
+    leak = splits.leakage()
+    lesion = {row["image_id"]: row["lesion_id"] for row in _rows(METADATA / "ham10000" / "HAM10000_metadata.csv")}
+    seen = {lesion[r.id] for s in ("train", "val") for r in splits.records(s)}
+    test = splits.records("test")
+    affected = sum(lesion[r.id] in seen for r in test)
+    assert leak["test_images_affected"] == affected and leak["test_share"] == pytest.approx(affected / len(test))
+    assert leak["straddling_groups"] == splits.straddling_groups > 500
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"{affected} test images" in warnings[0] and "--group-by lesion" in warnings[0]
+    assert splits.identity()["leakage"] == leak  # recorded in report.json's data (and split_leakage)
+    from lmfloss.cli import main
+
+    assert main(["split", "--dataset", "ham10000", "--root", str(layouts["ham10000"]), "--quiet"]) == 0
+    assert f"test images sharing a lesion with train/val: {affected}" in capsys.readouterr().out
+    grouped = load_splits("ham10000", root=layouts["ham10000"], group_by="lesion")
+    assert grouped.leakage()["test_images_affected"] == 0
+
+
+@needs_metadata
 def test_straddling_lesions_counted_independently(layouts):
     """The paper's split leaks: count lesions split across sets straight from the metadata."""
     splits = load_splits("ham10000", root=layouts["ham10000"])

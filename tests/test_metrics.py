@@ -15,7 +15,7 @@ from sklearn.metrics import (
 )
 
 from lmfloss.metrics import (
-    bootstrap_f1_ci,
+    bootstrap_ci,
     bootstrap_indices,
     classification_report,
     macro_f1_from_indices,
@@ -90,7 +90,7 @@ def test_ci_is_percentile_of_resampled_scores():
     y, pred, _ = _data(n=80, seed=5)
     idx = bootstrap_indices(80, 300, seed=2)
     scores = [f1_score(y[i], pred[i], labels=[0, 1, 2, 3], average="macro", zero_division=0) for i in idx]
-    lo, hi = bootstrap_f1_ci(y, pred, 4, n_resamples=300, seed=2)
+    lo, hi = bootstrap_ci(y, pred, num_classes=4, n_boot=300, seed=2)
     assert lo == pytest.approx(np.percentile(scores, 2.5))
     assert hi == pytest.approx(np.percentile(scores, 97.5))
 

@@ -149,15 +149,18 @@ def test_paired_tests_in_report(grid_runs: Path, tmp_path: Path):
         - f1_score(LABELS, runs[("efficientnet_v2_s", "ce", s)].predictions().preds, average="macro")
         for s in (1, 2)
     ])
-    assert float(by_model["efficientnet_v2_s"]["delta_f1_macro"]) == pytest.approx(expected, abs=1e-12)
-    # 15% vs 35% label noise on 200 images: a real difference.
-    assert float(by_model["efficientnet_v2_s"]["p_value"]) < 0.01
+    assert float(by_model["efficientnet_v2_s"]["delta_f1_images"]) == pytest.approx(expected, abs=1e-12)
+    assert float(by_model["efficientnet_v2_s"]["delta_f1_seeds"]) == pytest.approx(expected, abs=1e-12)
+    # 15% vs 35% label noise on 200 images: a real difference over images.
+    assert float(by_model["efficientnet_v2_s"]["p_images"]) < 0.01
     seed_deltas = [float(d) for d in by_model["efficientnet_v2_s"]["seed_deltas"].split()]
     assert np.mean(seed_deltas) == pytest.approx(expected, abs=1e-12)
-    assert 0 < float(by_model["efficientnet_v2_s"]["p_value_seeds"]) <= 1
-    assert by_model["resnet50"]["p_value_seeds"] == ""  # one pair: no seed resampling
+    # 2 seeds: no seed-level t-test and no two-level bootstrap -- an empty cell, not a number.
+    for model in ("efficientnet_v2_s", "resnet50"):
+        assert by_model[model]["p_seeds_t"] == "" and by_model[model]["p_seeds_and_images"] == ""
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "Paired bootstrap" in md and "missing (no run)" in md and "unfinished" in md
+    assert "Paired tests over seeds" in md and "missing (no run)" in md and "unfinished" in md
+    assert "(n=2 < 3 seeds)" in md
 
 
 def test_index_labels_read_like_names(tmp_path: Path):

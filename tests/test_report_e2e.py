@@ -42,7 +42,8 @@ def test_report_on_two_real_runs(tmp_path: Path, capsys):
     assert len(paired) == 1 and paired[0]["baseline"] == "ce"
     delta = float(rows["lmf"]["f1_macro"]) - float(rows["ce"]["f1_macro"])
     # The engine's macro-F1 and the report's bootstrap use one formula (labels = all classes).
-    assert float(paired[0]["delta_f1_macro"]) == pytest.approx(delta, abs=1e-9)
-    assert 0.0 < float(paired[0]["p_value"]) <= 1.0
+    assert float(paired[0]["delta_f1_images"]) == pytest.approx(delta, abs=1e-9)
+    assert float(paired[0]["delta_f1_seeds"]) == pytest.approx(delta, abs=1e-9)
+    assert 0.0 < float(paired[0]["p_images"]) <= 1.0 and paired[0]["p_seeds_t"] == ""  # one seed
     md = (out / "report.md").read_text()
     assert "| breastmnist | CCE |" in md and (out / "figures" / "fig1_macro_f1.png").is_file()

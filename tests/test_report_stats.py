@@ -156,20 +156,22 @@ def test_paired_test_rejects_bad_input():
 
 
 def test_two_level_bootstrap_counts_the_seed_spread():
-    # Seed 1: A perfect, B wrong on 30% of images (A far better). Seed 2: A wrong on 10%,
-    # B perfect (B better). Over images alone the mean difference (0.1) is clearly real.
-    # Resampling the two seeds too gives d* = 0.3 (seed 1 twice, 1/4), -0.1 (seed 2 twice,
-    # 1/4) or about 0.1 (one of each, 1/2); the shifted-null count |d* - 0.1| >= 0.1 holds
-    # for the first two, so the two-level p-value is about 0.5.
+    # Seeds of two kinds, five each: A perfect and B wrong on 30% of images (A far better),
+    # or A wrong on 10% and B perfect (B better). Over images alone the mean difference (0.1)
+    # is clearly real; resampling the ten seeds too gives d* with sd 0.2 / sqrt(10) around
+    # 0.1, so |d* - 0.1| >= 0.1 happens about 11% of the time: no longer "real".
     labels = np.repeat([0, 1], [300, 300])
     wrong30 = np.where(np.arange(600) % 10 < 3, 1 - labels, labels)
     wrong10 = np.where(np.arange(600) % 10 < 1, 1 - labels, labels)
-    a = np.stack([labels, wrong10])
-    b = np.stack([wrong30, labels])
-    result = paired_bootstrap_test(labels, a, b, metric="accuracy", n_boot=2000, seed=0)
-    assert result.seed_deltas == pytest.approx((0.3, -0.1), abs=1e-12)
+    a = np.stack([labels] * 5 + [wrong10] * 5)
+    b = np.stack([wrong30] * 5 + [labels] * 5)
+    result = paired_bootstrap_test(labels, a, b, metric="accuracy", n_boot=4000, seed=0)
+    assert result.seed_deltas == pytest.approx((0.3,) * 5 + (-0.1,) * 5, abs=1e-12)
     assert result.delta == pytest.approx(0.1, abs=1e-12)
     assert result.p_value < 0.01
-    assert 0.45 < result.p_value_seeds < 0.56
+    assert 0.05 < result.p_value_seeds < 0.2
+    # Fewer than 10 pairs: resampling 3-5 seed values does not hold its level -- no number.
+    few = paired_bootstrap_test(labels, a[:4], b[:4], metric="accuracy", n_boot=100)
+    assert few.p_value_seeds is None
     single = paired_bootstrap_test(labels, labels, wrong30, metric="accuracy", n_boot=100)
     assert single.p_value_seeds is None and single.seed_deltas == pytest.approx((0.3,))

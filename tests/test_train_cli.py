@@ -68,6 +68,24 @@ def test_evaluate_writes_and_prints_report(cli_run, capsys):
     # one epoch: best.pt and last.pt hold the same model, so the numbers agree
     assert again["f1_macro"] == pytest.approx(report["test"]["f1_macro"])
     assert again["confusion_matrix"] == report["test"]["confusion_matrix"]
+    # binary: the report's Youden threshold (chosen on validation) is applied again
+    assert again["at_threshold"] == pytest.approx(report["test"]["at_threshold"])
+
+
+@needs_breast
+def test_evaluate_calibrate_fits_the_temperature_on_validation(cli_run, capsys, monkeypatch):
+    from lmfloss.train import scoring
+
+    fitted_on = []
+    real = scoring.fit_temperature
+    monkeypatch.setattr(scoring, "fit_temperature",
+                        lambda logits, labels, **kw: fitted_on.append(len(labels)) or real(logits, labels, **kw))
+    assert main(["evaluate", "--run", str(cli_run), "--calibrate", "--out", str(cli_run / "cal.json")]) == 0
+    assert fitted_on == [78]  # BreastMNIST's validation split, never the 156 test images
+    calibration = json.loads((cli_run / "cal.json").read_text())["calibration"]
+    assert calibration["fitted_on"] == "val" and calibration["temperature"] > 0
+    assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration)
+    assert "temperature" in capsys.readouterr().out
 
 
 @needs_breast

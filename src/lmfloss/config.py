@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from lmfloss.fileio import read_text, require_file
+
 ROLES = ("experiment", "resumable", "runtime")
 
 
@@ -287,26 +289,9 @@ def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
 
 
 # ---- files -------------------------------------------------------------------------
-def read_text(path: str | Path, what: str = "file") -> str:
-    """The text of a UTF-8 file (a byte-order mark is dropped); other encodings are a
-    ``ValueError`` naming the file and how to fix it."""
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#x} at position {exc.start}); "
-            "save it as UTF-8 (Excel: 'CSV UTF-8'; or: iconv -f cp1252 -t utf-8 FILE > NEW)"
-        ) from None
-
-
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ``ValueError`` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        if path.is_dir():
-            raise IsADirectoryError(f"config file {str(path)!r} is a folder; expected a YAML file")
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    path = require_file(path, "config file", "a YAML file")
     try:
         data = yaml.safe_load(read_text(path, "config file"))
     except yaml.YAMLError as exc:

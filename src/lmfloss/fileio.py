@@ -60,6 +60,30 @@ def dict_rows_text(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: 
     return csv_text(columns, [["" if row.get(c) is None else fmt(row[c]) for c in columns] for row in rows])
 
 
+def require_file(path: str | Path, what: str, expected: str) -> Path:
+    """``path`` as a Path if it is a file; else ``FileNotFoundError``/``IsADirectoryError``
+    naming ``what`` (e.g. "config file") and the ``expected`` kind of file."""
+    path = Path(path)
+    if not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected {expected}")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    return path
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); other encodings are a
+    ``ValueError`` naming the file and how to fix it."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#x} at position {exc.start}); "
+            "save it as UTF-8 (Excel: 'CSV UTF-8'; or: iconv -f cp1252 -t utf-8 FILE > NEW)"
+        ) from None
+
+
 def read_csv_rows(path: str | Path, required: Sequence[str] = (), what: str = "CSV file") -> tuple[list[str], list[dict[str, str]]]:
     """``(columns, rows)`` of a UTF-8 CSV; every problem is a :class:`DataError` naming the file and line.
 
@@ -71,13 +95,7 @@ def read_csv_rows(path: str | Path, required: Sequence[str] = (), what: str = "C
         FileNotFoundError: no such file.
         DataError: not UTF-8, missing required columns, or malformed rows.
     """
-    path = Path(path)
-    if not path.is_file():
-        if path.is_dir():
-            raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected a CSV file")
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
-    from lmfloss.config import read_text
-
+    path = require_file(path, what, "a CSV file")
     try:
         text = read_text(path, what)
     except ValueError as exc:

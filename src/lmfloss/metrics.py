@@ -6,8 +6,9 @@ number here comes from scikit-learn with ``labels=range(K)`` (a class absent fro
 still counts, with score 0) and ``zero_division=0``.
 
 The 95% interval of macro-F1 is a percentile bootstrap over test images (Efron &
-Tibshirani 1993): resample the N (label, prediction) pairs with replacement
-``n_resamples`` times from a seeded generator, take the 2.5th and 97.5th percentiles.
+Tibshirani 1993): resample the N (label, prediction) pairs with replacement ``n_boot``
+times from a seeded generator, take the 2.5th and 97.5th percentiles (:func:`bootstrap_ci`,
+also the report's intervals, over several seeds at once).
 :func:`bootstrap_indices` is the resampling; :func:`macro_f1_from_indices` scores all
 resamples at once from their confusion counts (the same formula as scikit-learn's
 ``f1_score(average="macro", labels=range(K), zero_division=0)``, checked in the tests).
@@ -84,21 +85,98 @@ def macro_f1_from_indices(
     return f1.mean(axis=1)
 
 
-def bootstrap_f1_ci(
-    y_true: Sequence[int] | np.ndarray,
-    y_pred: Sequence[int] | np.ndarray,
+BOOTSTRAP_METRICS = ("f1_macro", "accuracy")
+_CHUNK = 256  # resamples scored at once (bounds the confusion-count arrays)
+
+
+def check_labels(labels: np.ndarray, preds: np.ndarray, num_classes: int | None) -> int:
+    if labels.ndim != 1 or preds.shape[-1] != labels.shape[0]:
+        raise ValueError(
+            f"labels must be [N] and predictions [..., N]; got {labels.shape} and {preds.shape}"
+        )
+    if labels.size == 0:
+        raise ValueError("cannot bootstrap an empty test set (N = 0)")
+    top = int(max(labels.max(), preds.max())) + 1
+    if num_classes is None:
+        return top
+    if top > num_classes:
+        raise ValueError(f"class index {top - 1} >= num_classes {num_classes}")
+    return num_classes
+
+
+def resampled_metric(
+    labels: np.ndarray,
+    preds: np.ndarray,
+    indices: np.ndarray,
     num_classes: int,
-    n_resamples: int = 1000,
-    seed: int = 23,
+    metric: str = "f1_macro",
+) -> np.ndarray:
+    """A metric on each resample of the test set.
+
+    Macro-F1 averages ``F1_k = 2 TP_k / (2 TP_k + FP_k + FN_k)`` over *all* ``K``
+    classes, 0 where a class is neither present nor predicted (scikit-learn's
+    ``f1_score(..., labels=range(K), average="macro", zero_division=0)``), computed by
+    :func:`lmfloss.metrics.macro_f1_from_indices` like the runs' own ``report.json``.
+
+    Args:
+        labels: ``[N]`` int true classes.
+        preds: ``[N]`` int predicted classes.
+        indices: ``[B, N]`` int resample indices into ``labels``.
+        num_classes: ``K``.
+        metric: ``f1_macro`` | ``accuracy``.
+
+    Returns:
+        ``[B]`` float64 metric values.
+    """
+    if metric not in BOOTSTRAP_METRICS:
+        raise ValueError(f"unknown bootstrap metric {metric!r}; expected one of {BOOTSTRAP_METRICS}")
+    if metric == "accuracy":
+        return (labels[indices] == preds[indices]).mean(axis=1)
+    return np.concatenate([
+        macro_f1_from_indices(labels, preds, indices[start : start + _CHUNK], num_classes)
+        for start in range(0, indices.shape[0], _CHUNK)
+    ])
+
+
+def bootstrap_ci(
+    labels: Sequence[int] | np.ndarray,
+    preds: Sequence[int] | np.ndarray,
+    *,
+    metric: str = "f1_macro",
+    num_classes: int | None = None,
+    n_boot: int = 1000,
     level: float = 0.95,
-) -> list[float]:
-    """Percentile bootstrap interval of macro-F1: ``[lo, hi]`` at ``level`` (default 95%)."""
-    y_true = np.asarray(y_true)
-    idx = bootstrap_indices(len(y_true), n_resamples, seed)
-    scores = macro_f1_from_indices(y_true, np.asarray(y_pred), idx, num_classes)
-    tail = (1.0 - level) / 2 * 100
-    lo, hi = np.percentile(scores, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a metric over test images.
+
+    With several runs on the same images (``preds`` of shape ``[S, N]``, e.g. seeds),
+    each resample evaluates every run and averages, giving the interval of the
+    seed-mean metric due to the choice of test images.
+
+    Args:
+        labels: ``[N]`` true classes.
+        preds: ``[N]`` or ``[S, N]`` predicted classes.
+        metric: ``f1_macro`` | ``accuracy``.
+        num_classes: ``K`` (default: largest index seen + 1).
+        n_boot: Resamples ``B``.
+        level: Coverage, e.g. 0.95.
+        seed: Resampling seed (results are reproducible).
+
+    Returns:
+        ``(lo, hi)``, the ``(1-level)/2`` and ``(1+level)/2`` quantiles of the ``B`` values.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.atleast_2d(np.asarray(preds, dtype=np.int64))
+    k = check_labels(y, p, num_classes)
+    idx = bootstrap_indices(y.size, n_boot, seed)
+    stats = np.mean([resampled_metric(y, row, idx, k, metric) for row in p], axis=0)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def macro_rule_note() -> str:
@@ -135,9 +213,10 @@ def youden_threshold(y_true: np.ndarray, probs: np.ndarray, positive: int) -> fl
     if y.min() == y.max():
         return None
     fpr, tpr, thresholds = roc_curve(y, np.asarray(probs, dtype=np.float64)[:, positive])
-    j = tpr - fpr
-    best = int(np.flatnonzero(j == j.max())[0])  # roc_curve orders thresholds decreasing
-    return float(min(thresholds[best], 1.0))
+    # roc_curve's first threshold is +inf (nothing called positive); every other one is a score.
+    j = (tpr - fpr)[1:]
+    best = int(np.flatnonzero(j == j.max())[0]) + 1  # thresholds decrease: the first is the highest
+    return float(thresholds[best])
 
 
 def calibration_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
@@ -277,27 +356,44 @@ def classification_report(
         "classes_without_support": [n for n, s in zip(names, support) if s == 0],
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "f1_macro_ci95": (
-            bootstrap_f1_ci(y_true, y_pred, k, n_resamples=n_bootstrap, seed=seed)
+            list(bootstrap_ci(y_true, y_pred, num_classes=k, n_boot=n_bootstrap, seed=seed))
             if n_bootstrap > 0
             else None
         ),
     }
     if k == 2 and positive is not None:
-        report["positive_class"] = names[positive]
-        report["sensitivity"] = float(rec[positive])
-        report["specificity"] = float(rec[1 - positive])
-        if threshold is not None and probs is not None:
-            pred_t = np.where(np.asarray(probs)[:, positive] >= threshold, positive, 1 - positive)
-            _, rec_t, f1_t, _ = precision_recall_fscore_support(y_true, pred_t, labels=labels, zero_division=0)
-            report["at_threshold"] = {
-                "threshold": float(threshold),
-                "accuracy": float(np.mean(pred_t == y_true)),
-                "sensitivity": float(rec_t[positive]),
-                "specificity": float(rec_t[1 - positive]),
-                "f1_macro": float(f1_t.mean()),
-                "balanced_accuracy": float(rec_t.mean()),
-            }
+        report.update(binary_metrics(y_true, probs, names, positive, threshold, recall=rec))
     return report
+
+
+def binary_metrics(y_true: np.ndarray, probs: np.ndarray | None, class_names: Sequence[str], positive: int,
+                   threshold: float | None = None, recall: np.ndarray | None = None) -> dict[str, Any]:
+    """``positive_class``, ``sensitivity``, ``specificity`` (of the argmax predictions) and,
+    with a ``threshold`` on the positive class's probability, ``at_threshold``: accuracy,
+    sensitivity, specificity, macro-F1 and balanced accuracy of ``p_positive >= threshold``."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    labels = [0, 1]
+    if recall is None:
+        recall = precision_recall_fscore_support(y_true, np.asarray(probs).argmax(axis=1), labels=labels,
+                                                 zero_division=0)[1]
+    out: dict[str, Any] = {
+        "positive_class": str(class_names[positive]),
+        "sensitivity": float(recall[positive]),
+        "specificity": float(recall[1 - positive]),
+    }
+    if threshold is not None and probs is not None:
+        pred_t = np.where(np.asarray(probs)[:, positive] >= threshold, positive, 1 - positive)
+        _, rec_t, f1_t, _ = precision_recall_fscore_support(y_true, pred_t, labels=labels, zero_division=0)
+        out["at_threshold"] = {
+            "threshold": float(threshold),
+            "accuracy": float(np.mean(pred_t == y_true)),
+            "sensitivity": float(rec_t[positive]),
+            "specificity": float(rec_t[1 - positive]),
+            "f1_macro": float(f1_t.mean()),
+            "balanced_accuracy": float(rec_t.mean()),
+        }
+    return out
 
 
 def _auc(y_true: np.ndarray, probs: np.ndarray | None, k: int, roc_auc_score: Any,

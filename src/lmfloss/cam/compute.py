@@ -22,9 +22,11 @@ it or the package registered is removed; every module's train/eval flag is resto
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +81,41 @@ def _clone_output(_module: nn.Module, _inputs: object, output: object) -> object
     return output.clone() if isinstance(output, torch.Tensor) else None
 
 
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[list[torch.utils.hooks.RemovableHandle]]:
+    """Leave ``model`` as it was found: every module's train/eval flag and every parameter's
+    ``.grad`` are restored, and every hook handle put into the yielded list is removed --
+    whatever happens inside (errors included)."""
+    training = {m: m.training for m in model.modules()}
+    saved_grads = {p: p.grad for p in model.parameters()}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+        for param, grad in saved_grads.items():
+            param.grad = grad
+
+
+def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and softmax probabilities of one batch (``classes``: the target per image, or
+    ``None`` for the predicted class)."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
+    maps = np.asarray(cam(input_tensor=batch, targets=targets), dtype=np.float32)
+    logits = cam.outputs.detach().float().cpu()
+    cam.outputs = None
+    if classes is not None:
+        bad = [c for c in classes if not 0 <= c < logits.shape[1]]
+        if bad:
+            raise ValueError(f"target class {bad[0]} out of range for {logits.shape[1]} classes")
+    return maps, torch.softmax(logits, dim=1).numpy()
+
+
 def compute_cams(
     model: nn.Module,
     images: torch.Tensor,
@@ -128,56 +165,30 @@ def compute_cams(
         else choose_target_layer(model, target_layer, tuple(images.shape[-2:]))
     )
 
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    training = {m: m.training for m in model.modules()}
-    saved_grads = {p: p.grad for p in model.parameters()}
-    handles: list[torch.utils.hooks.RemovableHandle] = []
     cam = None
     maps: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     try:
-        with torch.enable_grad():
+        with preserved(model) as handles, torch.enable_grad():
             cam = cam_class(model=model, target_layers=[layer.module])
             if layer.transform is not None:
                 transform = layer.transform
                 handles.append(
-                    layer.module.register_forward_hook(
-                        lambda _m, _i, out: transform(out), prepend=True
-                    )
+                    layer.module.register_forward_hook(lambda _m, _i, out: transform(out), prepend=True)
                 )
             handles.append(layer.module.register_forward_hook(_clone_output))
-            for start in range(0, n, batch_size):
-                batch = images[start : start + batch_size]
-                targets = None
-                if target_classes is not None:
-                    targets = [
-                        ClassifierOutputTarget(c) for c in target_classes[start : start + batch_size]
-                    ]
-                maps.append(np.asarray(cam(input_tensor=batch, targets=targets), dtype=np.float32))
-                logits = cam.outputs.detach().float().cpu()
+            try:
+                for start in range(0, n, batch_size):
+                    batch_classes = None if target_classes is None else target_classes[start : start + batch_size]
+                    batch_maps, batch_probs = _cam_batch(cam, images[start : start + batch_size], batch_classes)
+                    maps.append(batch_maps)
+                    probs.append(batch_probs)
+            finally:
                 cam.outputs = None
-                num_classes = logits.shape[1]
-                if targets is not None:
-                    bad = [c for c in target_classes if not 0 <= c < num_classes]
-                    if bad:
-                        raise ValueError(
-                            f"target class {bad[0]} out of range for {num_classes} classes"
-                        )
-                probs.append(torch.softmax(logits, dim=1).numpy())
+                cam.activations_and_grads.release()
     except IndexError as exc:
         # pytorch-grad-cam reports an out-of-range target as a bare IndexError.
         raise ValueError(f"CAM target out of range: {exc}") from None
-    finally:
-        if cam is not None:
-            cam.outputs = None
-            cam.activations_and_grads.release()
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.training = flag
-        for param, grad in saved_grads.items():
-            param.grad = grad
     probabilities = np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
     predicted = probabilities.argmax(axis=1).astype(np.int64)
     chosen = predicted if target_classes is None else np.asarray(target_classes, np.int64)

@@ -57,8 +57,11 @@ def _run_split(args: argparse.Namespace) -> int:
         kind = f"{splits.group_by}-grouped 70:15:15" if splits.group_by else "the paper's 70:15:15"
         print(f"{splits.name}: {kind} split, seed {splits.seed}")
     print(format_count_table(splits))
-    if splits.index.group_kind and not splits.official:
-        print(f"{splits.index.group_kind} groups straddling splits: {splits.straddling_groups}")
+    leak = splits.leakage()
+    if leak is not None and not splits.official:
+        print(f"{splits.index.group_kind} groups straddling splits: {leak['straddling_groups']}; test images "
+              f"sharing a {splits.index.group_kind} with train/val: {leak['test_images_affected']} "
+              f"({100 * leak['test_share']:.1f}%)")
     if splits.skipped:
         print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
     if args.out:

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", metavar="FILE.json", help="where to write the report "
                     "(default RUN_DIR/eval-<split>-<checkpoint>.json)")
+    ev.add_argument("--calibrate", action="store_true",
+                    help="fit a temperature on the validation split (never test) and report ECE, Brier "
+                    "and NLL before and after")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_run_evaluate)
 
@@ -144,12 +147,24 @@ def _is_main_process() -> bool:
 
 def _format_report(report: dict[str, Any]) -> str:
     keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
-            "balanced_accuracy", "auc_macro_ovr")
-    lines = [f"{k:<18} {report[k]:.4f}" if report[k] is not None else f"{k:<18} n/a" for k in keys]
+            "balanced_accuracy", "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll",
+            "sensitivity", "specificity")
+    lines = [f"{k:<18} {report[k]:.4f}" if report.get(k) is not None else f"{k:<18} n/a"
+             for k in keys if k in report]
     if report.get("f1_macro_ci95"):
         lo, hi = report["f1_macro_ci95"]
         lines.append(f"{'f1_macro_ci95':<18} [{lo:.4f}, {hi:.4f}]")
     lines.append("per class F1: " + ", ".join(f"{n} {v:.3f}" for n, v in report["f1_per_class"].items()))
+    at = report.get("at_threshold")
+    if at:
+        lines.append(f"at the validation-chosen threshold {at['threshold']:.4f} ({report['positive_class']} "
+                     f"positive): sensitivity {at['sensitivity']:.4f}, specificity {at['specificity']:.4f}, "
+                     f"balanced accuracy {at['balanced_accuracy']:.4f}")
+    cal = report.get("calibration")
+    if cal:
+        lines.append(f"temperature {cal['temperature']:.4f} (fitted on val): ECE {cal['ece_before']:.4f} -> "
+                     f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+                     f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
     return "\n".join(lines)
 
 
@@ -160,7 +175,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from lmfloss.train import evaluate_run, load_run
 
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    result = evaluate_run(run, args.split)
+    result = evaluate_run(run, args.split, calibrate=args.calibrate)
     out = Path(args.out) if args.out else Path(args.run) / f"eval-{args.split}-{args.checkpoint}.json"
     payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
                "class_names": run.class_names, **result["report"]}

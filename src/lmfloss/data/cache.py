@@ -149,41 +149,23 @@ def build_cache(
                               f"(nothing written); run the command again to continue",
                               getattr(should_stop, "signal_number", None) or 2)
 
+    def done(task: list[tuple[int, str]], result: tuple[list, list]) -> bool:
+        failures.extend(result[0])
+        notes.extend(result[1])
+        if bar is not None:
+            bar.update(len(task))
+        return bool(result[0]) and not skip_bad_images  # True: stop at the first bad image
+
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
         del array  # header written; the rows are filled through fresh memory maps
         if workers == 1 or len(tasks) < 2:
             for task in tasks:
                 stop_now()
-                bad, task_notes = _fill_rows(str(tmp), task, image_size, intensity)
-                failures += bad
-                notes += task_notes
-                if bad and not skip_bad_images:
+                if done(task, _fill_rows(str(tmp), task, image_size, intensity)):
                     break
-                if bar is not None:
-                    bar.update(len(task))
         else:
-            from concurrent.futures import ProcessPoolExecutor
-            from concurrent.futures import TimeoutError as FutureTimeout
-
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(_fill_rows, str(tmp), task, image_size, intensity) for task in tasks]
-                try:
-                    for task, future in zip(tasks, futures):
-                        while not future.done():
-                            stop_now()
-                            try:
-                                future.result(timeout=0.2)
-                            except FutureTimeout:
-                                pass
-                        bad, task_notes = future.result()
-                        failures += bad
-                        notes += task_notes
-                        if bar is not None:
-                            bar.update(len(task))
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            _fill_in_processes(str(tmp), tasks, image_size, intensity, workers, stop_now, done)
         failures.sort()
         _warn_notes(records, notes, intensity)
         if failures and not skip_bad_images:
@@ -202,6 +184,28 @@ def build_cache(
         tmp.unlink(missing_ok=True)
     logger.info("cached %d images of %d px in %s", len(records), image_size, images_path)
     return skipped
+
+
+def _fill_in_processes(array_path: str, tasks: list[list[tuple[int, str]]], image_size: int, intensity: str,
+                       workers: int, stop_now: Callable[[], None], done: Callable[..., bool]) -> None:
+    """:func:`_fill_rows` of every task in ``workers`` processes, polling ``stop_now`` while waiting."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_fill_rows, array_path, task, image_size, intensity) for task in tasks]
+        try:
+            for task, future in zip(tasks, futures):
+                while not future.done():
+                    stop_now()
+                    try:
+                        future.result(timeout=0.2)
+                    except FutureTimeout:
+                        pass
+                done(task, future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def open_cache(

@@ -88,6 +88,16 @@ def image_files(root: Path) -> dict[str, list[Path]]:
     return found
 
 
+def _root_and_table(root: Path | None, name: str, table: str, layout: str,
+                    required: Sequence[str]) -> tuple[Path, Path, list[dict[str, str]]]:
+    """``(root, metadata file, rows)`` of a dataset whose labels are one CSV under the root."""
+    root = require_root(root, name, layout)
+    path = find_metadata(root, [table])
+    if path is None:
+        raise FileNotFoundError(f"{table} not found under {str(root)!r}; expected {layout}")
+    return root, path, read_csv(path, required)
+
+
 def missing_error(what: str, missing: Sequence[str], where: Path) -> FileNotFoundError:
     shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
     return FileNotFoundError(
@@ -221,11 +231,8 @@ def index_ham10000(root: Path | None, csv_path: Path | None = None) -> DatasetIn
 def index_isic2019(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
     """ISIC 2019 training set (8 classes; the UNK column is empty in training and dropped)."""
     layout = "ISIC_2019_Training_GroundTruth.csv and the <id>.jpg images anywhere under the root"
-    root = require_root(root, "isic2019", layout)
-    truth = find_metadata(root, ["ISIC_2019_Training_GroundTruth.csv"])
-    if truth is None:
-        raise FileNotFoundError(f"ISIC_2019_Training_GroundTruth.csv not found under {str(root)!r}; expected {layout}")
-    rows = read_csv(truth, ["image", *ISIC_CLASSES])
+    root, truth, rows = _root_and_table(root, "isic2019", "ISIC_2019_Training_GroundTruth.csv", layout,
+                                        ["image", *ISIC_CLASSES])
     has_unknown = "UNK" in (rows[0] if rows else {})
     columns = [*ISIC_CLASSES, "UNK"] if has_unknown else ISIC_CLASSES
     ids = [r["image"] for r in rows]
@@ -258,11 +265,7 @@ def _odir_label(raw: str, filename: str, path: Path) -> str:
 def index_odir5k(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
     """ODIR-5K as preprocessed on Kaggle (``full_df.csv``, one row per eye); groups are patient ids."""
     layout = "full_df.csv with images in preprocessed_images/ (or anywhere under the root)"
-    root = require_root(root, "odir5k", layout)
-    table = find_metadata(root, ["full_df.csv"])
-    if table is None:
-        raise FileNotFoundError(f"full_df.csv not found under {str(root)!r}; expected {layout}")
-    rows = read_csv(table, ["ID", "labels", "filename"])
+    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", layout, ["ID", "labels", "filename"])
     files = [r["filename"].strip() for r in rows]
     names = [_odir_label(r["labels"], f, table) for r, f in zip(rows, files)]
     labels = check_labels(names, ODIR_CLASSES, table, files)

@@ -118,10 +118,14 @@ def load_splits(
         skip_bad_images=skip_bad_images, skipped=skipped,
     )
     check_split_classes(splits)
-    if group_by is None and splits.straddling_groups:
-        logger.info(
-            "%d %s groups have images in more than one split (use --group-by %s to avoid the leak)",
-            splits.straddling_groups, index.group_kind or "", index.group_kind,
+    leak = splits.leakage()
+    if group_by is None and leak and leak["straddling_groups"]:
+        logger.warning(
+            "split leakage: %d %s groups have images in more than one split; %d test images (%.1f%%) "
+            "share a %s with a training or validation image -- use --group-by %s to keep each %s in one split",
+            leak["straddling_groups"], index.group_kind or "", leak["test_images_affected"],
+            100 * leak["test_share"], index.group_kind or "group", index.group_kind or "patient",
+            index.group_kind or "group",
         )
     return splits
 

@@ -244,6 +244,24 @@ class Splits:
                         writer.writerow([record.id, *box])
         return path
 
+    def leakage(self) -> dict[str, object] | None:
+        """How much the split leaks through groups (lesions, patients), or ``None`` when the
+        data has no group ids: ``straddling_groups`` (groups with images in more than one
+        split), ``test_images_affected`` (test images whose group also has training or
+        validation images) and ``test_share`` (their share of the test split)."""
+        if not any(r.group for r in self.index.records):
+            return None
+        outside_test = {r.group for s in ("train", "val") for r in self._by_split[s] if r.group}
+        test = self._by_split["test"]
+        affected = sum(1 for r in test if r.group and r.group in outside_test)
+        return {
+            "group_kind": self.index.group_kind,
+            "group_by": self.group_by,
+            "straddling_groups": self.straddling_groups,
+            "test_images_affected": affected,
+            "test_share": affected / len(test) if test else 0.0,
+        }
+
     def fingerprint(self) -> str:
         """A short hash of the data a run sees: the class names in index order and every
         image's manifest path (relative to the root), class and split.
@@ -278,6 +296,7 @@ class Splits:
             "fingerprint": self.fingerprint(),
             "source": None if source is None else str(source),
             "images": {s: len(self._by_split[s]) for s in SPLIT_NAMES},
+            "leakage": self.leakage(),
         }
 
     def count_table(self) -> list[tuple[str, int, int, int]]:

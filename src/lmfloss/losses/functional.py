@@ -187,8 +187,8 @@ def ldam_loss(
         logits: ``[N, K]``.
         target: ``[N]`` int64 in ``[0, K)``.
         margins: ``[K]`` per-class margins (Eq. 4, :func:`lmfloss.losses.compute_margins`).
-        scale: ``s >= 0`` (the paper and Cao et al.: 30).
-        weight: optional ``[K]`` class weights (the paper: the margins).
+        scale: ``s >= 0`` (Cao et al.'s and the authors' code: 30; the paper gives no value).
+        weight: optional ``[K]`` class weights (the authors' code: the margins).
         reduction: ``"mean" | "sum" | "none"``.
     """
     check_reduction(reduction)
@@ -247,7 +247,7 @@ def focal_loss(
         logits: ``[N, K]``.
         target: ``[N]`` int64 in ``[0, K)``.
         gamma: focusing parameter ``γ >= 0`` (the paper: 1.5).
-        alpha: optional ``[K]`` class factors (the paper: the Eq. 4 margins).
+        alpha: optional ``[K]`` class factors (the paper: the Eq. 4 margins, text after Eq. 7).
         reduction: ``"mean" | "sum" | "none"``.
     """
     check_reduction(reduction)
@@ -280,11 +280,12 @@ def lmf_loss(
         logits: ``[N, K]``.
         target: ``[N]`` int64 in ``[0, K)``.
         margins: ``[K]`` LDAM margins (Eq. 4).
-        alpha: weight of the LDAM term, ``>= 0`` (the paper: 1).
-        beta: weight of the focal term, ``>= 0`` (the paper: 1).
+        alpha: weight of the LDAM term, ``>= 0`` (the authors' configuration file: 1; the paper
+            tunes it in 0.5..2.0, Table 6).
+        beta: weight of the focal term, ``>= 0`` (likewise 1; Table 6).
         gamma: focal ``γ >= 0`` (the paper: 1.5).
-        scale: LDAM ``s >= 0`` (the paper: 30).
-        weight: optional ``[K]`` LDAM class weights (the paper: the margins).
+        scale: LDAM ``s >= 0`` (the authors' code: 30; not in the paper).
+        weight: optional ``[K]`` LDAM class weights (the authors' code: the margins).
         focal_alpha: optional ``[K]`` focal class factors (the paper: the margins).
         reduction: ``"mean" | "sum" | "none"``.
     """
@@ -299,7 +300,7 @@ def lmf_loss(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
     )
     focal = _reduce(_focal_terms(z, t, gamma, _per_class(focal_alpha, z, "focal_alpha")), reduction)
-    # Skip the multiplications by 1 (the paper's setting): two fewer kernels per direction.
+    # Skip the multiplications by 1 (the default setting): two fewer kernels per direction.
     ldam = ldam if alpha == 1.0 else alpha * ldam
     focal = focal if beta == 1.0 else beta * focal
     return ldam + focal

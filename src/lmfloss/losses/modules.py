@@ -19,14 +19,12 @@ from torch import nn
 
 from lmfloss.losses import functional as LF
 from lmfloss.losses.weights import (
+    ClassWeights,
     WeightSpec,
     bwcce_weights,
     check_class_counts,
-    class_balanced_weights,
-    compute_margins,
     inverse_frequency_weights,
     log_prior,
-    resolve_class_weight,
 )
 
 __all__ = [
@@ -145,14 +143,14 @@ class _DRWMixin:
     drw_epoch: int | None
     _drw_active: bool
 
-    def _init_drw(self, drw_epoch: int | None, drw_beta: float, counts: list[int]) -> None:
+    def _init_drw(self, drw_epoch: int | None, weights: ClassWeights) -> None:
         if drw_epoch is not None and (
             isinstance(drw_epoch, bool) or not isinstance(drw_epoch, numbers.Integral) or drw_epoch < 0
         ):
             raise ValueError(f"drw_epoch must be None or an int >= 0, got {drw_epoch!r}")
         self.drw_epoch = None if drw_epoch is None else int(drw_epoch)
-        self.drw_beta = float(drw_beta)
-        drw_weight = class_balanced_weights(counts, drw_beta)  # validates drw_beta
+        self.drw_beta = float(weights.cb_beta)
+        drw_weight = weights.resolve("cb")  # validates drw_beta
         self.register_buffer("drw_weight", _f32(drw_weight) if drw_epoch is not None else None)
         self._drw_active = False
 
@@ -168,7 +166,7 @@ class _DRWMixin:
 
 
 class LDAMLoss(_DRWMixin, ImbalanceLoss):
-    """LDAM loss, Eq. 5 (Cao et al. 2019), as the paper's code computes it.
+    """LDAM loss, Eq. 5 (Cao et al. 2019), as the authors' code computes it.
 
     ``ℓ_i = -w_{y_i} log softmax(s (z_i - m_{y_i} e_{y_i}))_{y_i}`` with Eq. 4 margins
     ``m_j = max_margin · n_j^{-1/4} / max_k n_k^{-1/4}``; ``"mean"`` is the weighted mean.
@@ -177,7 +175,7 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
         class_counts: ``[K]`` per-class training counts, class-index order.
         max_margin: margin of the rarest class (0.5).
         scale: ``s`` (30).
-        class_weight: ``"margins"`` (the paper), ``None``, ``"inverse"``, ``"bwcce"``, ``"cb"``
+        class_weight: ``"margins"`` (the authors' code), ``None``, ``"inverse"``, ``"bwcce"``, ``"cb"``
             or ``K`` numbers.
         drw_epoch: deferred re-weighting (LDAM-DRW): from ``set_epoch(e)`` with
             ``e >= drw_epoch`` the class weights become class-balanced weights (β = ``drw_beta``).
@@ -186,6 +184,18 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
             161st epoch on. ``None`` (default) disables it.
         drw_beta: β of the DRW class-balanced weights (0.9999).
         reduction: ``"mean" | "sum" | "none"``.
+
+    Sources of the defaults: the margins' form is Eq. 4; ``max_margin=0.5``, ``scale=30`` and
+    weighting the LDAM term by the margins are the authors' code (``ldam_loss`` in their
+    repository, following Cao et al.'s ``LDAMLoss(max_m=0.5, s=30)``); the paper states none
+    of the three values. DRW is Cao et al.'s, off by default (this library's choice).
+
+    Example (with zero margins, scale 1 and no class weights, LDAM is cross-entropy):
+        >>> import torch
+        >>> logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+        >>> ldam = LDAMLoss([5, 3, 2], max_margin=0.0, scale=1.0, class_weight=None)
+        >>> torch.allclose(ldam(logits, target), torch.nn.functional.cross_entropy(logits, target))
+        True
     """
 
     name = "ldam"
@@ -205,13 +215,10 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
         super().__init__(class_counts, reduction=reduction)
         self.max_margin = LF.check_non_negative("max_margin", max_margin)
         self.scale = LF.check_non_negative("scale", scale)
-        counts = self.counts
-        self.register_buffer("margins", _f32(compute_margins(counts, self.max_margin)))
-        self.register_buffer(
-            "weight",
-            _f32(resolve_class_weight(class_weight, counts, max_margin=self.max_margin, cb_beta=drw_beta)),
-        )
-        self._init_drw(drw_epoch, drw_beta, counts)
+        weights = ClassWeights(self.counts, max_margin=self.max_margin, cb_beta=drw_beta)
+        self.register_buffer("margins", _f32(weights.margins))
+        self.register_buffer("weight", _f32(weights.resolve(class_weight)))
+        self._init_drw(drw_epoch, weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.drw_weight if self._drw_active else self.weight
@@ -239,6 +246,17 @@ class FocalLoss(ImbalanceLoss):
             ``"inverse"``, ``"bwcce"``, ``"cb"`` or ``K`` numbers.
         max_margin: ``max_margin`` of the margins used when ``alpha="margins"`` (0.5).
         reduction: ``"mean" | "sum" | "none"``.
+
+    Sources of the defaults: Eq. 7, γ = 1.5 and α = the Eq. 4 margins are the paper's (the text
+    after Eqs. 6 and 7); the margins' scale (``max_margin`` 0.5) is the authors' code. Lin et
+    al.'s textbook variant is ``alpha=None``, ``gamma=2``.
+
+    Example (with γ = 0 and no α, focal loss is cross-entropy):
+        >>> import torch
+        >>> logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+        >>> focal = FocalLoss([5, 3, 2], gamma=0.0, alpha=None)
+        >>> torch.allclose(focal(logits, target), torch.nn.functional.cross_entropy(logits, target))
+        True
     """
 
     name = "focal"
@@ -255,10 +273,8 @@ class FocalLoss(ImbalanceLoss):
     ) -> None:
         super().__init__(class_counts, reduction=reduction)
         self.gamma = LF.check_non_negative("gamma", gamma)
-        max_margin = LF.check_non_negative("max_margin", max_margin)
-        self.register_buffer(
-            "alpha", _f32(resolve_class_weight(alpha, self.counts, max_margin=max_margin, what="alpha"))
-        )
+        weights = ClassWeights(self.counts, max_margin=max_margin)
+        self.register_buffer("alpha", _f32(weights.resolve(alpha, "alpha")))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.focal_loss(
@@ -283,7 +299,7 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
         gamma: focal ``γ`` (1.5).
         max_margin: margin of the rarest class (0.5).
         scale: LDAM ``s`` (30).
-        class_weight: LDAM class weights: ``"margins"`` (the paper), ``None``, ``"inverse"``,
+        class_weight: LDAM class weights: ``"margins"`` (the authors' code), ``None``, ``"inverse"``,
             ``"bwcce"``, ``"cb"`` or ``K`` numbers.
         focal_alpha: focal class factors, same choices (the paper: ``"margins"``).
         drw_epoch: deferred re-weighting: from ``set_epoch(e)`` with ``e >= drw_epoch`` (0-based
@@ -291,6 +307,20 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
             class-balanced weights (β = ``drw_beta``). ``None`` (default) disables it.
         drw_beta: β of the DRW weights (0.9999).
         reduction: ``"mean" | "sum" | "none"``.
+
+    Sources of the defaults: Eq. 8's form ``alpha · LDAM + beta · focal`` and γ = 1.5 are the
+    paper's; ``alpha = beta = 1`` is the authors' configuration file (the paper tunes them per
+    dataset and model, Table 6); scale 30, max margin 0.5 and the margins as LDAM class
+    weights and focal α are the authors' code. DRW is off by default (this library's choice).
+
+    Example (LMF with beta = 0 is LDAM; with alpha = 0 it is the focal loss):
+        >>> import torch
+        >>> logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+        >>> counts = [5, 3, 2]
+        >>> bool(torch.allclose(LMFLoss(counts, beta=0.0)(logits, target), LDAMLoss(counts)(logits, target)))
+        True
+        >>> bool(torch.allclose(LMFLoss(counts, alpha=0.0)(logits, target), FocalLoss(counts)(logits, target)))
+        True
     """
 
     name = "lmf"
@@ -317,21 +347,11 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
         self.gamma = LF.check_non_negative("gamma", gamma)
         self.max_margin = LF.check_non_negative("max_margin", max_margin)
         self.scale = LF.check_non_negative("scale", scale)
-        counts = self.counts
-        self.register_buffer("margins", _f32(compute_margins(counts, self.max_margin)))
-        self.register_buffer(
-            "weight",
-            _f32(resolve_class_weight(class_weight, counts, max_margin=self.max_margin, cb_beta=drw_beta)),
-        )
-        self.register_buffer(
-            "focal_alpha",
-            _f32(
-                resolve_class_weight(
-                    focal_alpha, counts, max_margin=self.max_margin, cb_beta=drw_beta, what="focal_alpha"
-                )
-            ),
-        )
-        self._init_drw(drw_epoch, drw_beta, counts)
+        weights = ClassWeights(self.counts, max_margin=self.max_margin, cb_beta=drw_beta)
+        self.register_buffer("margins", _f32(weights.margins))
+        self.register_buffer("weight", _f32(weights.resolve(class_weight)))
+        self.register_buffer("focal_alpha", _f32(weights.resolve(focal_alpha, "focal_alpha")))
+        self._init_drw(drw_epoch, weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self._drw_active:
@@ -383,7 +403,7 @@ class ClassBalancedLoss(ImbalanceLoss):
         self.base = base
         self.beta = float(beta) if isinstance(beta, numbers.Real) else beta
         self.gamma = LF.check_non_negative("gamma", gamma)
-        self.register_buffer("weight", _f32(class_balanced_weights(self.counts, beta)))
+        self.register_buffer("weight", _f32(ClassWeights(self.counts, cb_beta=beta).resolve("cb")))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.class_balanced_loss(

@@ -22,6 +22,7 @@ import torch
 from lmfloss.losses.functional import check_non_negative
 
 __all__ = [
+    "ClassWeights",
     "WeightSpec",
     "bwcce_weights",
     "check_class_counts",
@@ -131,23 +132,50 @@ def _counts_tensor(counts: Sequence[int]) -> torch.Tensor:
     return torch.tensor(check_class_counts(counts), dtype=torch.float64)
 
 
+def _margins(n: torch.Tensor, max_margin: float) -> torch.Tensor:
+    inv = n.pow(-0.25)
+    return inv * (float(max_margin) / inv.max())
+
+
+def _inverse(n: torch.Tensor) -> torch.Tensor:
+    w = 1.0 / n
+    return w * (len(n) / w.sum())
+
+
+def _bwcce(n: torch.Tensor) -> torch.Tensor:
+    return (1.0 - n / n.sum()) / (len(n) - 1)
+
+
+def _check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _class_balanced(n: torch.Tensor, beta: float) -> torch.Tensor:
+    # 1 - β^n computed as -expm1(n log β): exact for β close to 1, where 1 - β^n cancels.
+    effective = -torch.expm1(n * math.log(beta)) if beta > 0 else torch.ones_like(n)
+    w = (1.0 - beta) / effective
+    return w * (len(n) / w.sum())
+
+
 def compute_margins(counts: Sequence[int], max_margin: float = 0.5) -> torch.Tensor:
     """LDAM margins, Eq. 4 of Sadi et al. (2024) / Cao et al. (2019).
 
     ``m_j = max_margin * n_j^(-1/4) / max_k n_k^(-1/4)``: proportional to ``n_j^(-1/4)`` and
-    scaled so that the rarest class gets exactly ``max_margin``.
+    scaled so that the rarest class gets exactly ``max_margin``. The exponent -1/4 is Eq. 4
+    (and Cao et al.'s); the default 0.5 for the rarest class is the authors' code
+    (``max_m=0.5`` in their LDAM loss), which the paper does not state.
 
     Args:
         counts: ``[K]`` training samples per class, class-index order.
-        max_margin: the margin of the rarest class (the paper: 0.5); ``>= 0``.
+        max_margin: the margin of the rarest class (the authors' code: 0.5); ``>= 0``.
 
     Returns:
         float64 tensor ``[K]``.
     """
     check_non_negative("max_margin", max_margin)
-    n = _counts_tensor(counts)
-    inv = n.pow(-0.25)
-    return inv * (float(max_margin) / inv.max())
+    return _margins(_counts_tensor(counts), max_margin)
 
 
 def inverse_frequency_weights(counts: Sequence[int]) -> torch.Tensor:
@@ -156,9 +184,7 @@ def inverse_frequency_weights(counts: Sequence[int]) -> torch.Tensor:
     The normalisation does not change a weighted-mean loss; it keeps ``"sum"`` and ``"none"``
     on the scale of plain cross-entropy. Returns float64 ``[K]``.
     """
-    n = _counts_tensor(counts)
-    w = 1.0 / n
-    return w * (len(n) / w.sum())
+    return _inverse(_counts_tensor(counts))
 
 
 def bwcce_weights(counts: Sequence[int]) -> torch.Tensor:
@@ -166,8 +192,7 @@ def bwcce_weights(counts: Sequence[int]) -> torch.Tensor:
 
     They sum to 1 and stay bounded under extreme imbalance. Returns float64 ``[K]``.
     """
-    n = _counts_tensor(counts)
-    return (1.0 - n / n.sum()) / (len(n) - 1)
+    return _bwcce(_counts_tensor(counts))
 
 
 def class_balanced_weights(counts: Sequence[int], beta: float = 0.9999) -> torch.Tensor:
@@ -183,19 +208,68 @@ def class_balanced_weights(counts: Sequence[int], beta: float = 0.9999) -> torch
     Returns:
         float64 tensor ``[K]``.
     """
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be a number in [0, 1), got {beta!r}")
-    n = _counts_tensor(counts)
-    # 1 - β^n computed as -expm1(n log β): exact for β close to 1, where 1 - β^n cancels.
-    effective = -torch.expm1(n * math.log(beta)) if beta > 0 else torch.ones_like(n)
-    w = (1.0 - beta) / effective
-    return w * (len(n) / w.sum())
+    return _class_balanced(_counts_tensor(counts), _check_beta(beta))
 
 
 def log_prior(counts: Sequence[int]) -> torch.Tensor:
     """``log π_j = log(n_j / N)``, the log class prior used by logit adjustment. float64 ``[K]``."""
     n = _counts_tensor(counts)
     return torch.log(n / n.sum())
+
+
+class ClassWeights:
+    """Per-class tensors of one set of class counts, validated once and derived on demand.
+
+    What a loss module builds in its constructor: the counts are checked once, the margins
+    computed once, and every named weight (``"margins"``, ``"inverse"``, ``"bwcce"``,
+    ``"cb"``) comes from a registry of builders on the checked counts.
+
+    Args:
+        counts: ``[K]`` training samples per class, class-index order.
+        max_margin: the rarest class's margin (for ``"margins"``).
+        cb_beta: β of the class-balanced weights (for ``"cb"``).
+    """
+
+    BUILDERS: dict[str, Any] = {
+        "margins": lambda self: self.margins,
+        "inverse": lambda self: _inverse(self.counts),
+        "bwcce": lambda self: _bwcce(self.counts),
+        "cb": lambda self: _class_balanced(self.counts, _check_beta(self.cb_beta)),
+    }
+
+    def __init__(self, counts: Sequence[int], *, max_margin: float = 0.5, cb_beta: float = 0.9999) -> None:
+        self.counts = _counts_tensor(counts)
+        self.max_margin = check_non_negative("max_margin", max_margin)
+        self.cb_beta = cb_beta
+        self.margins = _margins(self.counts, self.max_margin)
+
+    def resolve(self, spec: WeightSpec, what: str = "class_weight") -> torch.Tensor | None:
+        """A weight specification as a float64 ``[K]`` tensor (or ``None``); see
+        :func:`resolve_class_weight`."""
+        k = len(self.counts)
+        if spec is None:
+            return None
+        if isinstance(spec, str):
+            if spec not in self.BUILDERS:
+                raise ValueError(f"{what} must be one of {[*WEIGHT_NAMES, None]} or {k} numbers, got {spec!r}")
+            if spec == "margins" and self.max_margin == 0:
+                # All-zero weights make a weighted mean 0/0 = NaN and a focal term vanish.
+                raise ValueError(
+                    f"{what}='margins' with max_margin=0 gives all-zero weights; "
+                    f"pass {what}=None for an unweighted loss"
+                )
+            return self.BUILDERS[spec](self).clone()
+        try:
+            w = torch.as_tensor(spec, dtype=torch.float64).detach().clone().reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"{what} must be one of {[*WEIGHT_NAMES, None]} or {k} numbers, got {spec!r}") from None
+        if w.numel() != k:
+            raise ValueError(f"{what} has {w.numel()} values but class_counts has {k} classes")
+        if not torch.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"{what} must be finite and >= 0, got {w.tolist()!r}")
+        if not (w > 0).any():
+            raise ValueError(f"{what} is all zeros ({w.tolist()!r}); pass {what}=None for no weighting")
+        return w
 
 
 def resolve_class_weight(
@@ -219,39 +293,4 @@ def resolve_class_weight(
     Raises:
         ValueError: unknown name, wrong length, negative or non-finite values.
     """
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        if spec == "margins":
-            if max_margin == 0:
-                # All-zero weights make a weighted mean 0/0 = NaN and a focal term vanish.
-                raise ValueError(
-                    f"{what}='margins' with max_margin=0 gives all-zero weights; "
-                    f"pass {what}=None for an unweighted loss"
-                )
-            return compute_margins(counts, max_margin)
-        if spec == "inverse":
-            return inverse_frequency_weights(counts)
-        if spec == "bwcce":
-            return bwcce_weights(counts)
-        if spec == "cb":
-            return class_balanced_weights(counts, cb_beta)
-        raise ValueError(
-            f"{what} must be one of {[*WEIGHT_NAMES, None]} or {len(counts)} numbers, got {spec!r}"
-        )
-    try:
-        w = torch.as_tensor(spec, dtype=torch.float64).detach().clone().reshape(-1)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(
-            f"{what} must be one of {[*WEIGHT_NAMES, None]} or {len(counts)} numbers, got {spec!r}"
-        ) from None
-    if w.numel() != len(counts):
-        raise ValueError(
-            f"{what} has {w.numel()} values but class_counts has {len(counts)} classes"
-        )
-    if not torch.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"{what} must be finite and >= 0, got {w.tolist()!r}")
-    if not (w > 0).any():
-        raise ValueError(f"{what} is all zeros ({w.tolist()!r}); pass {what}=None for no weighting")
-    return w
-
+    return ClassWeights(counts, max_margin=max_margin, cb_beta=cb_beta).resolve(spec, what)

@@ -13,13 +13,21 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lmfloss.config import flatten
 from lmfloss.report.names import order_datasets, order_losses, order_models
 from lmfloss.report.runs import ReportRun
-from lmfloss.report.stats import PairedTest, mean_std, paired_bootstrap_test
+from lmfloss.report.stats import (
+    PairedTest,
+    SeedTest,
+    holm,
+    mean_std,
+    paired_bootstrap_test,
+    seed_t_test,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ class Cell:
     def values(self, metric: str) -> list[float]:
         """The finished runs' test values of ``metric`` (runs lacking it are skipped)."""
         return [v for v in (r.test(metric) for r in self.runs) if v is not None]
+
+    def val_values(self, metric: str) -> list[float]:
+        """The finished runs' validation values of ``metric``."""
+        return [v for v in (r.val(metric) for r in self.runs) if v is not None]
 
     def mean_std(self, metric: str) -> tuple[float, float | None] | None:
         values = self.values(metric)
@@ -145,9 +157,7 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
 
 
 def _flat_config(run: ReportRun) -> dict[str, object]:
-    flat = {k: v for k, v in json.loads(run.experiment_key).items() if k != "loss_params"}
-    flat.update({f"loss_params.{k}": v for k, v in run.loss_params.items()})
-    return flat
+    return flatten({**json.loads(run.experiment_key), "loss_params": run.loss_params})
 
 
 def _varied_keys(chosen: ReportRun, representatives: list[ReportRun]) -> dict[str, object]:
@@ -178,23 +188,44 @@ def _seed_key(run: ReportRun) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A paired bootstrap test of LMF against one baseline in one dataset x model."""
+    """LMF against one baseline in one dataset x model.
+
+    Attributes:
+        seeds: the seeds both have, paired.
+        seed_test: paired t-test over those seeds of the test macro-F1 difference (from each
+            run's ``report.json``), its t-interval, and the Holm-corrected p over the report's
+            family (every LMF-vs-baseline comparison of the report).
+        test: paired bootstrap over the same test images (needs ``predictions.csv``), or
+            ``None`` when the predictions are missing or the test sets differ.
+    """
 
     dataset: str
     model: str
     baseline: str
     seeds: list[int | None]
-    test: PairedTest
+    seed_test: SeedTest
+    test: PairedTest | None = None
+
+
+def best_on_val(grid: Grid, dataset: str, model: str, exclude: str = "lmf") -> Cell | None:
+    """The baseline with the best mean **validation** macro-F1 in a dataset x model (never
+    chosen on test); ``None`` without a finished baseline."""
+    cells = [grid.cell(dataset, model, loss) for loss in grid.losses if loss != exclude]
+    cells = [c for c in cells if c.status == OK and c.val_values("f1_macro")]
+    if not cells:
+        return None
+    return max(cells, key=lambda c: float(np.mean(c.val_values("f1_macro"))))
 
 
 def paired_tests(
     grid: Grid, *, reference: str = "lmf", n_boot: int = 1000, seed: int = 0
 ) -> list[Comparison]:
-    """Paired bootstrap test of ``reference`` vs every other loss, per dataset x model.
+    """``reference`` vs every other loss, per dataset x model: a paired t-test over seeds
+    (Holm-corrected over all the comparisons returned) and a paired bootstrap over images.
 
-    Runs are paired by seed; predictions are aligned by record id, so both systems
-    are scored on the same resampled test images. Pairs without predictions or with
-    different test sets are skipped with a warning.
+    Runs are paired by seed; predictions are aligned by record id, so both systems are
+    scored on the same resampled test images. Pairs without predictions or with different
+    test sets get no image-level test (a warning says why).
     """
     out: list[Comparison] = []
     if reference not in grid.losses:
@@ -208,39 +239,33 @@ def paired_tests(
                 base = grid.cell(d, m, loss)
                 if loss == reference or base.status != OK:
                     continue
-                result = _paired(ref, base, n_boot=n_boot, seed=seed)
-                if result is not None:
-                    out.append(Comparison(d, m, loss, result[0], result[1]))
-    return out
+                by_seed = {r.seed: r for r in base.runs}
+                pairs = [(r, by_seed[r.seed]) for r in ref.runs if r.seed in by_seed]
+                if not pairs:
+                    logger.warning("%s/%s: no common seed between %s and %s; no paired test", d, m, reference, loss)
+                    continue
+                deltas = [a.test("f1_macro") - b.test("f1_macro") for a, b in pairs
+                          if a.test("f1_macro") is not None and b.test("f1_macro") is not None]
+                image_test = _paired(ref, base, pairs, n_boot=n_boot, seed=seed)
+                out.append(Comparison(d, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas), image_test))
+    adjusted = holm([c.seed_test.p for c in out])
+    return [replace(c, seed_test=replace(c.seed_test, p_holm=p)) for c, p in zip(out, adjusted)]
 
 
-def _paired(ref: Cell, base: Cell, *, n_boot: int, seed: int) -> tuple[list, PairedTest] | None:
-    by_seed = {r.seed: r for r in base.runs}
-    pairs = [(r, by_seed[r.seed]) for r in ref.runs if r.seed in by_seed]
-    if not pairs:
-        logger.warning(
-            "%s/%s: no common seed between %s and %s; no paired test",
-            ref.dataset, ref.model, ref.loss, base.loss,
-        )
-        return None
+def _paired(ref: Cell, base: Cell, pairs: list, *, n_boot: int, seed: int) -> PairedTest | None:
     try:
         first = pairs[0][0].predictions()
-        order = np.argsort(first.ids)
-        ids = first.ids[order]
-        labels = first.labels[order]
+        labels = first.labels
         preds_a, preds_b = [], []
         for run_a, run_b in pairs:
             for run, sink in ((run_a, preds_a), (run_b, preds_b)):
-                p = run.predictions()
-                o = np.argsort(p.ids)
-                if not np.array_equal(p.ids[o], ids) or not np.array_equal(p.labels[o], labels):
-                    raise ValueError(f"{run.run_dir}: test set differs from {pairs[0][0].run_dir}")
-                sink.append(p.preds[o])
+                try:
+                    sink.append(first.aligned(run.predictions()).preds)
+                except ValueError as exc:
+                    raise ValueError(f"{run.run_dir} vs {pairs[0][0].run_dir}: {exc}") from None
     except (OSError, ValueError) as exc:
-        logger.warning("%s/%s %s vs %s: no paired test (%s)", ref.dataset, ref.model, ref.loss, base.loss, exc)
+        logger.warning("%s/%s %s vs %s: no image-level test (%s)", ref.dataset, ref.model, ref.loss, base.loss, exc)
         return None
     k = max(len(first.class_names), int(labels.max()) + 1)
-    test = paired_bootstrap_test(
-        labels, np.stack(preds_a), np.stack(preds_b), num_classes=k, n_boot=n_boot, seed=seed
-    )
-    return [a.seed for a, _ in pairs], test
+    return paired_bootstrap_test(labels, np.stack(preds_a), np.stack(preds_b), num_classes=k, n_boot=n_boot,
+                                 seed=seed)

@@ -3,7 +3,8 @@
 Output folder layout::
 
     results.csv                 one row per run (finished or not)
-    paired_tests.csv            LMF vs each baseline: ΔF1, 95% CI, p-value
+    summary.csv                 LMF vs each baseline per dataset x model; the one best on val marked
+    paired_tests.csv            LMF vs each baseline: over seeds (t-test, Holm) and over test images
     report.md                   everything below, tied together
     tables/<name>.{md,csv,tex}  Tables 2-6 (and *_vs_paper with compare_paper)
     figures/fig{1,2,4}_*.{png,pdf}
@@ -11,15 +12,13 @@ Output folder layout::
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from lmfloss.fileio import atomic_write_text, dict_rows_text
 from lmfloss.report.aggregate import (
     MISSING,
     OK,
@@ -29,20 +28,25 @@ from lmfloss.report.aggregate import (
     build_grid,
     paired_tests,
 )
-from lmfloss.report.cam import find_cam_summaries, match_run
 from lmfloss.report.figures import figure1, figure2, figure4
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import INVALID, UNREADABLE, ReportRun, find_runs
+from lmfloss.report.summary import (
+    PAIRED_COLUMNS,
+    SUMMARY_COLUMNS,
+    calibration_table,
+    cam_table,
+    comparison_table,
+    paired_rows,
+    summary_rows,
+    summary_table,
+)
 from lmfloss.report.tables import (
-    DASH,
     compare_main_table,
-    fmt_p,
     hparam_table,
     main_table,
-    pct,
     per_class_table,
-    train_counts,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,7 +55,8 @@ RESULT_COLUMNS = (
     "dataset", "model", "loss", "seed", "alpha", "beta", "setting", "status",
     "accuracy", "precision_macro", "recall_macro", "f1_macro",
     "f1_macro_ci95_lo", "f1_macro_ci95_hi", "balanced_accuracy", "f1_weighted",
-    "auc_macro_ovr", "val_f1_macro", "best_epoch", "epochs_done", "run_dir",
+    "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll", "val_f1_macro", "best_epoch", "epochs_done",
+    "data_fingerprint", "run_dir",
 )
 
 
@@ -87,21 +92,19 @@ def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
             "status": run.status,
             **{m: run.test(m) for m in ("accuracy", "precision_macro", "recall_macro", "f1_macro")},
             "f1_macro_ci95_lo": ci[0], "f1_macro_ci95_hi": ci[1],
-            **{m: run.test(m) for m in ("balanced_accuracy", "f1_weighted", "auc_macro_ovr")},
+            **{m: run.test(m) for m in ("balanced_accuracy", "f1_weighted", "auc_macro_ovr", "auc_macro_ovo",
+                                        "ece", "brier", "nll")},
             "val_f1_macro": run.val("f1_macro"),
             "best_epoch": (run.report or {}).get("best_epoch"),
             "epochs_done": run.epochs_done,
+            "data_fingerprint": run.fingerprint,
             "run_dir": str(run.run_dir),
         })
     return rows
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, object]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    atomic_write_text(dict_rows_text(columns, rows), path)
     return path
 
 
@@ -143,9 +146,11 @@ def build_report(
 
     result.files.append(_write_csv(out / "results.csv", RESULT_COLUMNS, result_rows(runs)))
     result.files.append(_write_csv(out / "paired_tests.csv", PAIRED_COLUMNS, paired_rows(comparisons)))
+    result.files.append(_write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary_rows(grid, comparisons)))
 
     tables = [main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models]
     tables += [per_class_table(grid, m) for m in grid.models]
+    tables += [t for t in (calibration_table(grid, m) for m in grid.models) if t is not None]
     table6 = hparam_table(grid, compare_paper=compare_paper)
     if table6 is not None:
         tables.append(table6)
@@ -173,27 +178,6 @@ def build_report(
     result.files.append(report_md)
     logger.info("report written to %s (%d files)", out, len(result.files))
     return result
-
-
-PAIRED_COLUMNS = (
-    "dataset", "model", "reference", "baseline", "n_pairs", "seeds", "n_images",
-    "delta_f1_macro", "ci95_lo", "ci95_hi", "p_value", "p_value_seeds", "seed_deltas", "n_boot",
-)
-
-
-def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
-    """One mapping per comparison with :data:`PAIRED_COLUMNS` (differences as fractions)."""
-    return [
-        {
-            "dataset": c.dataset, "model": c.model, "reference": "lmf", "baseline": c.baseline,
-            "n_pairs": c.test.n_pairs, "seeds": " ".join(str(s) for s in c.seeds),
-            "n_images": c.test.n_items, "delta_f1_macro": c.test.delta,
-            "ci95_lo": c.test.ci95[0], "ci95_hi": c.test.ci95[1],
-            "p_value": c.test.p_value, "p_value_seeds": c.test.p_value_seeds,
-            "seed_deltas": " ".join(repr(d) for d in c.test.seed_deltas), "n_boot": c.test.n_boot,
-        }
-        for c in comparisons
-    ]
 
 
 def _status_section(result: ReportResult) -> list[str]:
@@ -232,109 +216,6 @@ def _status_section(result: ReportResult) -> list[str]:
     return lines + [""]
 
 
-def _summary_section(grid: Grid, comparisons: Sequence[Comparison]) -> list[str]:
-    """Per dataset x model: LMF against the best baseline on macro-F1 and minority-class F1."""
-    if "lmf" not in grid.losses:
-        return []
-    tests = {(c.dataset, c.model, c.baseline): c.test for c in comparisons}
-    lines = []
-    for d in grid.datasets:
-        counts = train_counts(grid, d)
-        minority = min(counts, key=counts.get) if counts else None
-        for m in grid.models:
-            lmf = grid.cell(d, m, "lmf")
-            baselines = [grid.cell(d, m, loss) for loss in grid.losses if loss != "lmf"]
-            baselines = [c for c in baselines if c.status == OK and c.values("f1_macro")]
-            if lmf.status != OK or not lmf.values("f1_macro") or not baselines:
-                continue
-            best = max(baselines, key=lambda c: float(np.mean(c.values("f1_macro"))))
-            test = tests.get((d, m, best.loss))
-            spread = "/".join(
-                DASH if c.n < 2 else f"{100 * float(np.std(c.values('f1_macro'), ddof=1)):.2f}"
-                for c in (lmf, best)
-            )
-            minority_text = DASH
-            if minority is not None and lmf.per_class_f1(minority) and best.per_class_f1(minority):
-                minority_text = (f"{minority} (n={counts[minority]}): "
-                                 f"{pct(float(np.mean(lmf.per_class_f1(minority))))} vs "
-                                 f"{pct(float(np.mean(best.per_class_f1(minority))))}")
-            lines.append(
-                f"| {dataset_name(d)} | {model_name(m)} | {pct(float(np.mean(lmf.values('f1_macro'))))} "
-                f"| {loss_name(best.loss)} {pct(float(np.mean(best.values('f1_macro'))))} "
-                f"| {DASH if test is None else f'{100 * test.delta:+.2f}'} "
-                f"| {DASH if test is None else fmt_p(test.p_value)} "
-                f"| {DASH if test is None or test.p_value_seeds is None else fmt_p(test.p_value_seeds)} "
-                f"| {spread} | {lmf.n}/{best.n} "
-                f"| {minority_text} |"
-            )
-    if not lines:
-        return []
-    return [
-        "## Summary: LMF against the best baseline", "",
-        "Macro-F1 (test, percent, mean over seeds); ΔF1 and p from the paired bootstrap over "
-        "the same test images (and over seeds too, where there are several); seed std: standard deviation over seeds (LMF/baseline), the "
-        "seed-to-seed spread a difference should exceed; minority class: the smallest training "
-        "class, F1 of LMF vs the best baseline.", "",
-        "| Dataset | Model | LMF | best baseline | ΔF1 | p (images) | p (seeds + images) | seed std | seeds | minority-class F1 |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        *lines, "",
-    ]
-
-
-def _paired_section(comparisons: Sequence[Comparison]) -> list[str]:
-    if not comparisons:
-        return ["No paired test: no LMF run shares a dataset, model and seed with a baseline "
-                "(or predictions.csv is missing).", ""]
-    lines = [
-        "LMF minus each baseline in test macro-F1 (percentage points), runs paired by seed and "
-        "scored on the same bootstrap resamples of the test images; p is two-sided. "
-        "p (images) asks whether the difference could come from the choice of test images; "
-        "p (seeds + images) also resamples the paired seeds (two-level bootstrap), so a "
-        "difference that changes sign between seeds is not called real.",
-        "",
-        "| Dataset | Model | Baseline | seeds | ΔF1 | 95% CI (images) | p (images) | ΔF1 per seed | p (seeds + images) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for c in comparisons:
-        t = c.test
-        per_seed = ", ".join(f"{100 * d:+.2f}" for d in t.seed_deltas)
-        p_seeds = DASH if t.p_value_seeds is None else fmt_p(t.p_value_seeds)
-        lines.append(
-            f"| {dataset_name(c.dataset)} | {model_name(c.model)} | {loss_name(c.baseline)} | {t.n_pairs} | "
-            f"{100 * t.delta:+.2f} | [{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}] | {fmt_p(t.p_value)} | "
-            f"{per_seed} | {p_seeds} |"
-        )
-    return lines + [""]
-
-
-CAM_COLUMNS = ("n_scored", "pointing_hit_rate", "energy_in_box", "energy_over_chance", "best_iou")
-
-
-def _cam_section(runs: Sequence[ReportRun], roots: Sequence[str | Path]) -> list[str]:
-    """Grad-CAM agreement with annotations, from ``lmfloss cam``'s ``cam_summary.csv`` files."""
-    lines = []
-    for _path, rows in find_cam_summaries(roots):
-        for row in rows:
-            if row.get("class") != "all":
-                continue
-            run = match_run(row.get("run", ""), runs)
-            label = (f"{dataset_name(run.dataset)} | {model_name(run.model)} | {loss_name(run.loss)} | {run.seed}"
-                     if run else f"{row.get('run', '?')} | | | ")
-            cells = []
-            for column in CAM_COLUMNS:
-                try:
-                    cells.append(f"{float(row[column]):.3g}")
-                except (KeyError, TypeError, ValueError):
-                    cells.append("—")
-            lines.append(f"| {label} | {row.get('target', '')} | " + " | ".join(cells) + " |")
-    if not lines:
-        return []
-    header = ["## Grad-CAM against the annotations (lmfloss cam, all classes)", "",
-              "| Dataset | Model | Loss | seed | target | " + " | ".join(CAM_COLUMNS) + " |",
-              "| --- | --- | --- | ---: | --- | " + " | ".join("---:" for _ in CAM_COLUMNS) + " |"]
-    return header + lines + [""]
-
-
 def _report_markdown(
     result: ReportResult,
     tables: list[Table],
@@ -346,13 +227,18 @@ def _report_markdown(
 ) -> str:
     lines = ["# lmfloss report", "", f"Runs read from: {', '.join(str(r) for r in roots)}. "
              f"Bootstrap: {n_boot} resamples. Numbers are test-split percentages unless stated.", ""]
-    lines += _summary_section(result.grid, result.comparisons)
+    summary = summary_table(result.grid, result.comparisons)
+    if summary is not None:
+        lines += ["## Summary: LMF against the best baseline", "", summary.to_markdown(), ""]
     lines += ["## Runs", ""] + _status_section(result)
     lines += ["## Tables", ""]
     for table in tables:
         lines += [table.to_markdown(), ""]
-    lines += ["## Is LMF's difference real? Paired bootstrap tests", ""]
-    lines += _paired_section(result.comparisons)
+    lines += ["## Is LMF's difference real? Paired tests over seeds and over test images", ""]
+    if result.comparisons:
+        lines += [comparison_table(result.comparisons).to_markdown(), ""]
+    else:
+        lines += ["No paired test: no LMF run shares a dataset, model and seed with a baseline.", ""]
     if compare_paper_requested and not compare_tables:
         lines += ["## Beside the paper", "", "No run uses a dataset and architecture of the paper "
                   "(ODIR-5K, HAM-10K, ISIC-2019, Covid-19 × EfficientNetV2, ResNet-50, DenseNet-121); "
@@ -363,7 +249,9 @@ def _report_markdown(
                   "Δ = measured − paper, percentage points.", ""]
         for table in compare_tables:
             lines += [table.to_markdown(), ""]
-    lines += _cam_section(result.runs, roots)
+    cams = cam_table(result.runs, roots)
+    if cams is not None:
+        lines += ["## Grad-CAM against the annotations", "", cams.to_markdown(), ""]
     if any(figure_files.values()):
         lines += ["## Figures", ""]
         captions = {
@@ -377,6 +265,7 @@ def _report_markdown(
                 rel = os.path.relpath(png[0], result.out_dir)
                 lines += [f"![{label}: {captions[label]}]({rel})", "", f"{label}: {captions[label]}.", ""]
     lines += ["## Files", "", "- `results.csv`: one row per run (values as in each run's report.json)",
-              "- `paired_tests.csv`: every paired bootstrap test",
+              "- `summary.csv`: LMF against every baseline per dataset x model (which one was best on validation)",
+              "- `paired_tests.csv`: every paired test, over seeds and over test images",
               "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG and PDF", ""]
     return "\n".join(lines)

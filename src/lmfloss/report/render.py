@@ -6,11 +6,11 @@ Markdown, ``\\textbf{x}`` in LaTeX, unmarked in CSV so it stays machine-readable
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lmfloss.fileio import csv_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -70,11 +70,7 @@ class Table:
 
     def to_csv(self) -> str:
         """The header and display cells, no markup."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.columns)
-        writer.writerows(self.rows)
-        return buffer.getvalue()
+        return csv_text(self.columns, self.rows)
 
     def to_latex(self) -> str:
         """A ``table`` environment with ``booktabs`` rules; best cells in ``\\textbf``."""

@@ -147,12 +147,11 @@ class ReportRun:
 
     @property
     def experiment_key(self) -> str:
-        """The config without seed and runtime keys, plus the data fingerprint: runs sharing
-        it are repeats of one experiment."""
+        """The config without seed and runtime keys: runs sharing it (and the dataset key,
+        which tells data versions apart) are repeats of one experiment."""
         full = {**_DEFAULT_CONFIG, **self.config}  # keys an older config.yaml lacks had their default
         kept = {k: v for k, v in full.items() if k not in _NON_EXPERIMENT_KEYS}
         kept["loss_params"] = self.loss_params  # {} and the explicit defaults are one experiment
-        kept["data_fingerprint"] = self.fingerprint
         return json.dumps(kept, sort_keys=True, default=str)
 
     @property

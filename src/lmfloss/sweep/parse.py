@@ -127,38 +127,8 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
     if sampler not in SAMPLERS:
         raise ValueError(f"{where}: sampler must be one of {list(SAMPLERS)}, got {data.get('sampler')!r}")
 
-    base_raw = data.get("base") or {}
-    if isinstance(base_raw, str):
-        base_raw = {"from": base_raw}
-    if not isinstance(base_raw, Mapping):
-        raise ValueError(f"{where}: base must be a training config mapping or a file path, got {base_raw!r}")
-    if "from" in base_raw:  # a train YAML file's keys, then the mapping's own on top
-        path = Path(str(base_raw["from"]))
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        base_raw = {**load_config_file(path), **{k: v for k, v in base_raw.items() if k != "from"}}
-    base = dict(TrainConfig.from_dict(dict(base_raw)).to_dict())  # validates the keys
-    for key, value in (sets or {}).items():
-        _apply_set(base, check_key(key, "--set"), value)
-    TrainConfig.from_dict(base)
-
-    raw_space = data.get("space")
-    if raw_space is None:
-        raise ValueError(f"{where}: 'space' is missing; give at least one key with its values")
-    if isinstance(raw_space, list):
-        if not raw_space:
-            raise ValueError(f"{where}: 'space' is an empty list")
-        subspaces = [_parse_subspace(s, f"{where} space[{i}]") for i, s in enumerate(raw_space)]
-    else:
-        subspaces = [_parse_subspace(raw_space, f"{where} space")]
-
-    if sampler != "grid":
-        if len(subspaces) > 1:
-            raise ValueError(f"{where}: a list of spaces (a union of grids) needs sampler: grid, got {sampler!r}")
-        tied = [k for k, v in subspaces[0].items() if isinstance(v, tuple)]
-        if tied:
-            raise ValueError(f"{where}: same_as ({tied}) needs sampler: grid, got {sampler!r}")
-
+    base = _parse_base(data.get("base") or {}, where, base_dir, sets)
+    subspaces = _parse_space(data.get("space"), sampler, where)
     trials = data.get("trials")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise ValueError(f"{where}: trials must be a positive integer, got {trials!r}")
@@ -167,36 +137,19 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
                          "every point once -- remove 'trials' or choose sampler: random or tpe")
     if sampler != "grid" and trials is None:
         raise ValueError(f"{where}: sampler {sampler!r} needs a trial budget ('trials: N')")
-
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"{where}: seed must be an integer, got {seed!r}")
-
-    overrides = []
-    for i, item in enumerate(data.get("overrides") or []):
-        w = f"{where} overrides[{i}]"
-        if not isinstance(item, Mapping) or set(item) - {"when", "set"} or "set" not in item:
-            raise ValueError(f"{w}: expected a mapping with 'when' and 'set', got {item!r}")
-        when = item.get("when") or {}
-        changes = item["set"]
-        if not isinstance(when, Mapping) or not isinstance(changes, Mapping):
-            raise ValueError(f"{w}: 'when' and 'set' must be mappings, got {item!r}")
-        overrides.append(Override(
-            when={check_key(k, w): _check_scalar(v, w) for k, v in when.items()},
-            set={check_key(k, w) if k != "loss_params" else k: v for k, v in changes.items()},
-        ))
-
     launcher = data.get("launcher") or {}
     if not isinstance(launcher, Mapping) or set(launcher) - {"nproc_per_node"}:
         raise ValueError(f"{where}: launcher takes only 'nproc_per_node', got {launcher!r}")
     nproc = launcher.get("nproc_per_node", 1)
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"{where}: launcher.nproc_per_node must be a positive integer, got {nproc!r}")
-
     name = data.get("name") or (Path(source).stem if source else "sweep")
     spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
-                     trials=trials, seed=seed, overrides=overrides, nproc_per_node=nproc,
-                     source=source)
+                     trials=trials, seed=seed, overrides=_parse_overrides(data.get("overrides"), where),
+                     nproc_per_node=nproc, source=source)
     check_points(spec)
     return spec
 
@@ -240,6 +193,58 @@ def check_points(spec: SweepSpec) -> None:
         except ValueError as exc:
             label = "grid point" if spec.sampler == "grid" else "value"
             raise ValueError(f"sweep {spec.source or spec.name!r}, {label} {run_name(point)}: {exc}") from None
+
+
+def _parse_base(base_raw: Any, where: str, base_dir: Path | None, sets: Mapping[str, Any] | None) -> dict[str, Any]:
+    if isinstance(base_raw, str):
+        base_raw = {"from": base_raw}
+    if not isinstance(base_raw, Mapping):
+        raise ValueError(f"{where}: base must be a training config mapping or a file path, got {base_raw!r}")
+    if "from" in base_raw:  # a train YAML file's keys, then the mapping's own on top
+        path = Path(str(base_raw["from"]))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        base_raw = {**load_config_file(path), **{k: v for k, v in base_raw.items() if k != "from"}}
+    base = dict(TrainConfig.from_dict(dict(base_raw)).to_dict())  # validates the keys
+    for key, value in (sets or {}).items():
+        _apply_set(base, check_key(key, "--set"), value)
+    TrainConfig.from_dict(base)
+    return base
+
+
+def _parse_space(raw_space: Any, sampler: str, where: str) -> list[dict[str, Any]]:
+    if raw_space is None:
+        raise ValueError(f"{where}: 'space' is missing; give at least one key with its values")
+    if isinstance(raw_space, list):
+        if not raw_space:
+            raise ValueError(f"{where}: 'space' is an empty list")
+        subspaces = [_parse_subspace(s, f"{where} space[{i}]") for i, s in enumerate(raw_space)]
+    else:
+        subspaces = [_parse_subspace(raw_space, f"{where} space")]
+    if sampler != "grid":
+        if len(subspaces) > 1:
+            raise ValueError(f"{where}: a list of spaces (a union of grids) needs sampler: grid, got {sampler!r}")
+        tied = [k for k, v in subspaces[0].items() if isinstance(v, tuple)]
+        if tied:
+            raise ValueError(f"{where}: same_as ({tied}) needs sampler: grid, got {sampler!r}")
+    return subspaces
+
+
+def _parse_overrides(items: Any, where: str) -> list[Override]:
+    overrides = []
+    for i, item in enumerate(items or []):
+        w = f"{where} overrides[{i}]"
+        if not isinstance(item, Mapping) or set(item) - {"when", "set"} or "set" not in item:
+            raise ValueError(f"{w}: expected a mapping with 'when' and 'set', got {item!r}")
+        when = item.get("when") or {}
+        changes = item["set"]
+        if not isinstance(when, Mapping) or not isinstance(changes, Mapping):
+            raise ValueError(f"{w}: 'when' and 'set' must be mappings, got {item!r}")
+        overrides.append(Override(
+            when={check_key(k, w): _check_scalar(v, w) for k, v in when.items()},
+            set={check_key(k, w) if k != "loss_params" else k: v for k, v in changes.items()},
+        ))
+    return overrides
 
 
 def _apply_set(base: dict[str, Any], key: str, value: Any) -> None:

@@ -14,8 +14,6 @@ instead of 100 at 1e-4, bootstrap of 200 resamples.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss.config import TrainConfig
-from lmfloss.fileio import atomic_write_text
+from lmfloss.fileio import atomic_write_text, dict_rows_text
 
 logger = logging.getLogger(__name__)
 
@@ -146,40 +144,41 @@ def _train_one(
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for row in rows:
-        writer.writerow([row["loss"]] + [f"{row[k]:.4f}" for k in SUMMARY_COLUMNS[1:]])
-    return buffer.getvalue()
+    return dict_rows_text(SUMMARY_COLUMNS, rows, lambda v: v if isinstance(v, str) else f"{v:.4f}")
 
 
 def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
-    head = "| loss | accuracy | precision (macro) | recall (macro) | F1 (macro) | 95% CI F1 | balanced acc. |"
+    from lmfloss.report.render import Table
+
+    summary = Table(
+        name="summary", title="Test split, best epoch by validation macro-F1",
+        columns=["loss", "accuracy", "precision (macro)", "recall (macro)", "F1 (macro)", "95% CI F1",
+                 "balanced acc."],
+    )
+    best = max(r["f1_macro"] for r in rows)
+    for i, row in enumerate(rows):
+        lo, hi = reports[row["loss"]]["f1_macro_ci95"] or (float("nan"), float("nan"))
+        summary.rows.append([row["loss"], f"{row['accuracy']:.4f}", f"{row['precision_macro']:.4f}",
+                             f"{row['recall_macro']:.4f}", f"{row['f1_macro']:.4f}", f"[{lo:.3f}, {hi:.3f}]",
+                             f"{row['balanced_accuracy']:.4f}"])
+        if row["f1_macro"] == best:
+            summary.best.add((i, 4))
+    per_class = Table(
+        name="per_class", title="Per-class test F1 (training images per class in brackets)",
+        columns=["loss", *(f"{n} ({c})" for n, c in zip(class_names, train_counts))],
+    )
+    for row in rows:
+        f1s = reports[row["loss"]]["f1_per_class"]
+        per_class.rows.append([row["loss"], *(f"{f1s[n]:.3f}" for n in class_names)])
     lines = [
         "# lmfloss demo: synthetic long-tailed lesions, ResNet-18 from scratch at 32 px",
         "",
         f"{epochs} epochs per loss, Adam lr 1e-3, batch 32, best epoch by validation macro-F1, "
         f"test split; {seconds:.0f} s in all.",
         "",
-        head,
-        "|" + "---|" * 7,
+        summary.to_markdown(),
+        per_class.to_markdown(),
     ]
-    best = max(r["f1_macro"] for r in rows)
-    for row in rows:
-        lo, hi = reports[row["loss"]]["f1_macro_ci95"] or (float("nan"), float("nan"))
-        f1 = f"**{row['f1_macro']:.4f}**" if row["f1_macro"] == best else f"{row['f1_macro']:.4f}"
-        lines.append(
-            f"| {row['loss']} | {row['accuracy']:.4f} | {row['precision_macro']:.4f} | "
-            f"{row['recall_macro']:.4f} | {f1} | [{lo:.3f}, {hi:.3f}] | {row['balanced_accuracy']:.4f} |"
-        )
-    lines += ["", "Per-class test F1 (training images per class in brackets):", ""]
-    lines.append("| loss | " + " | ".join(f"{n} ({c})" for n, c in zip(class_names, train_counts)) + " |")
-    lines.append("|" + "---|" * (len(class_names) + 1))
-    for row in rows:
-        f1s = reports[row["loss"]]["f1_per_class"]
-        lines.append(f"| {row['loss']} | " + " | ".join(f"{f1s[n]:.3f}" for n in class_names) + " |")
-    lines.append("")
     return "\n".join(lines)
 
 

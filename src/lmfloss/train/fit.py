@@ -64,6 +64,7 @@ from lmfloss.train.engine import (
     train_one_epoch,
 )
 from lmfloss.train.loaders import load_data, make_loader
+from lmfloss.train.scoring import SplitResult, final_report, split_result
 
 logger = logging.getLogger(__name__)
 
@@ -171,13 +172,26 @@ def fit(
         close_distributed(ctx)
 
 
+@dataclass
+class _Training:
+    """The state one run carries from epoch to epoch (and into ``last.pt``)."""
+
+    raw_model: torch.nn.Module  # the network itself (DDP/compile wrap it for training only)
+    train_model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = -float("inf")
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch: int = 0
+
+
 def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=None) -> RunResult:
-    from torch.nn.parallel import DistributedDataParallel
-
-    from lmfloss.losses import build_loss, class_counts
-    from lmfloss.metrics import selection_scores
-    from lmfloss.models import build_model
-
     if config.tensorboard and ctx.is_main:
         _require_tensorboard()
     ckpt = prepare_run_dir(out, resume, overwrite, is_main=ctx.is_main, sync=lambda: barrier(ctx))
@@ -187,22 +201,41 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         if report is not None:
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
             return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
-                             report, list(ckpt["history"]), config.select_metric,
-                             _best_score(ckpt))
+                             report, list(ckpt["history"]), config.select_metric, _best_score(ckpt))
         # A finished run extended to more epochs gets a new report at the end.
         if ctx.is_main:
             (out / rundir.REPORT).unlink(missing_ok=True)
 
     _set_seed(config.seed)
     splits, datasets = load_data(config, ctx, should_stop)
+    data, train_counts, skipped = _check_data(config, splits, datasets, ckpt, out)
+    t = _build(config, list(splits.class_names), train_counts, ckpt, device, ctx, out)
+    loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
+    if ctx.is_main:
+        rundir.write_config(config, out, typed)
+    writer = _tensorboard(config, out, ctx)
+    try:
+        for epoch in range(t.start_epoch + 1, config.epochs + 1):
+            _one_epoch(t, config, loaders, epoch, out, ctx, device, list(splits.class_names), data, writer,
+                       progress=ctx.is_main and not quiet, should_stop=should_stop)
+    finally:
+        if writer is not None:
+            writer.close()
+    return _finish(t, config, loaders, datasets, list(splits.class_names), train_counts, data, skipped,
+                   out, ctx, device)
+
+
+def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
+    """``(data identity, training counts, skipped images)``, refusing data a run cannot use."""
+    from lmfloss.losses import class_counts
+
     class_names = list(splits.class_names)
-    num_classes = len(class_names)
     data = splits.identity()
     if ckpt is not None:
         check_same_data(ckpt.get("data"), data, class_names, ckpt.get("class_names"), out)
     # Counted from the training dataset itself: images skipped as undecodable
     # (--skip-bad-images) are not trained on, so they must not count in the margins.
-    train_counts = class_counts(datasets["train"].labels, num_classes)
+    train_counts = class_counts(datasets["train"].labels, len(class_names))
     skipped = [*splits.skipped, *(p for s in ("train", "val", "test") for p in datasets[s].skipped)]
     if skipped:
         logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
@@ -211,13 +244,24 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
     if config.select_metric == "auc":
-        absent = [class_names[c] for c in range(num_classes) if c not in set(datasets["val"].labels.tolist())]
+        present = set(datasets["val"].labels.tolist())
+        absent = [name for c, name in enumerate(class_names) if c not in present]
         if absent:
             raise LmflossError(f"select_metric 'auc' needs every class in the validation split; "
                                f"{absent} have no validation images (use --select-metric f1_macro)")
+    return data, train_counts, skipped
+
+
+def _build(config: TrainConfig, class_names: list[str], train_counts: list[int], ckpt, device, ctx,
+           out: Path) -> _Training:
+    """Model, loss, optimizer, schedule -- restored from ``last.pt`` when resuming."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lmfloss.losses import build_loss
+    from lmfloss.models import build_model
 
     # On resume the weights come from last.pt: no need to download ImageNet weights again.
-    model = build_model(config.model, num_classes, "none" if ckpt is not None else config.weights,
+    model = build_model(config.model, len(class_names), "none" if ckpt is not None else config.weights,
                         stem=config.stem)
     loss_fn = build_loss(config.loss, train_counts, **config.loss_params)
     model.to(device)
@@ -229,126 +273,122 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
     scheduler = _scheduler(optimizer, config)
     amp_dtype = amp_dtype_for(config.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-
-    history: list[dict[str, Any]] = []
-    best_epoch, best_score = 0, -float("inf")
-    best_state: dict[str, torch.Tensor] | None = None
-    start_epoch = 0
+    t = _Training(model, model, loss_fn, optimizer, scheduler, scaler, amp_dtype, channels_last)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        history = list(ckpt["history"])
-        best_epoch, best_score = int(ckpt["best_epoch"]), _best_score(ckpt)
-        start_epoch = int(ckpt["epoch"])
-        rng = ckpt["rng"]
-        if len(rng) == ctx.world_size:
-            restore_rng_state(rng[ctx.rank])
-        else:
-            logger.warning("resuming on %d processes, checkpoint has %d: RNG streams reseeded",
-                           ctx.world_size, len(rng))
-            _set_seed(config.seed + start_epoch)
-        if best_epoch > 0:
-            best_state = load_checkpoint(out / rundir.BEST)["model"]
-        logger.info("resuming %s after epoch %d (best epoch %d)", out, start_epoch, best_epoch)
-
-    raw_model = model
+        _restore(t, ckpt, config, ctx, out)
+    wrapped = model
     if ctx.enabled:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_model = torch.compile(model) if config.compile else model
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    t.train_model = torch.compile(wrapped) if config.compile else wrapped
+    return t
 
-    loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
+
+def _restore(t: _Training, ckpt: dict[str, Any], config: TrainConfig, ctx: DistContext, out: Path) -> None:
+    t.raw_model.load_state_dict(ckpt["model"])
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    if t.scaler is not None and ckpt.get("scaler"):
+        t.scaler.load_state_dict(ckpt["scaler"])
+    t.history = list(ckpt["history"])
+    t.best_epoch, t.best_score = int(ckpt["best_epoch"]), _best_score(ckpt)
+    t.start_epoch = int(ckpt["epoch"])
+    rng = ckpt["rng"]
+    if len(rng) == ctx.world_size:
+        restore_rng_state(rng[ctx.rank])
+    else:
+        logger.warning("resuming on %d processes, checkpoint has %d: RNG streams reseeded",
+                       ctx.world_size, len(rng))
+        _set_seed(config.seed + t.start_epoch)
+    if t.best_epoch > 0:
+        t.best_state = load_checkpoint(out / rundir.BEST)["model"]
+    logger.info("resuming %s after epoch %d (best epoch %d)", out, t.start_epoch, t.best_epoch)
+
+
+def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path, ctx: DistContext, device,
+               class_names: list[str], data: dict[str, Any], writer, *, progress: bool, should_stop) -> None:
+    """Train one epoch, score validation, keep the best state, write the epoch's files."""
+    from lmfloss.metrics import selection_scores
+
+    began = time.perf_counter()
+    loaders["train"].sampler.set_epoch(epoch - 1)
+    t.loss_fn.set_epoch(epoch - 1)
+    lr = float(t.optimizer.param_groups[0]["lr"])
+    stats = train_one_epoch(
+        t.train_model, loaders["train"], t.loss_fn, t.optimizer, device=device, epoch=epoch,
+        amp_dtype=t.amp_dtype, scaler=t.scaler, channels_last=t.channels_last, ctx=ctx,
+        progress=progress, should_stop=should_stop,
+    )
+    if stats["stopped"]:
+        raise TrainingInterrupted(_stop_message(out, epoch, stats["step"], t.start_epoch, t.history))
+    val = evaluate(t.raw_model, loaders["val"], device=device, amp_dtype=t.amp_dtype,
+                   channels_last=t.channels_last, ctx=ctx)
+    with torch.no_grad():
+        val_loss = float(t.loss_fn(val["logits"].to(device), val["labels"].to(device)))
+    scores = selection_scores(val["labels"].numpy(), torch.softmax(val["logits"], 1).numpy(), len(class_names))
+    score = scores[config.select_metric]
+    t.scheduler.step()
+    row = {
+        "epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
+        "val_accuracy": scores["accuracy"], "val_f1_macro": scores["f1_macro"],
+        "val_balanced_accuracy": scores["balanced_accuracy"], "val_auc": scores["auc"],
+        "lr": lr, "seconds": round(time.perf_counter() - began, 3),
+    }
+    t.history.append(row)
+    improved = score is not None and score > t.best_score
+    if improved:  # strictly better: on ties the earlier epoch stays
+        t.best_epoch, t.best_score = epoch, score
+        t.best_state = _cpu_state_dict(t.raw_model)
+    rng = all_gather_objects(ctx, capture_rng_state())
     if ctx.is_main:
-        rundir.write_config(config, out, typed)
-    writer = _tensorboard(config, out, ctx)
-    show = ctx.is_main and not quiet
-
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            began = time.perf_counter()
-            loaders["train"].sampler.set_epoch(epoch - 1)
-            loss_fn.set_epoch(epoch - 1)
-            lr = float(optimizer.param_groups[0]["lr"])
-            stats = train_one_epoch(
-                train_model, loaders["train"], loss_fn, optimizer, device=device, epoch=epoch,
-                amp_dtype=amp_dtype, scaler=scaler, channels_last=channels_last, ctx=ctx,
-                progress=show, should_stop=should_stop,
-            )
-            if stats["stopped"]:
-                raise TrainingInterrupted(_stop_message(out, epoch, stats["step"], start_epoch, history))
-            val = evaluate(raw_model, loaders["val"], device=device, amp_dtype=amp_dtype,
-                           channels_last=channels_last, ctx=ctx)
-            with torch.no_grad():
-                val_loss = float(loss_fn(val["logits"].to(device), val["labels"].to(device)))
-            scores = selection_scores(val["labels"].numpy(), torch.softmax(val["logits"], 1).numpy(),
-                                      num_classes)
-            score = scores[config.select_metric]
-            scheduler.step()
-            row = {
-                "epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
-                "val_accuracy": scores["accuracy"], "val_f1_macro": scores["f1_macro"],
-                "val_balanced_accuracy": scores["balanced_accuracy"], "val_auc": scores["auc"],
-                "lr": lr, "seconds": round(time.perf_counter() - began, 3),
-            }
-            history.append(row)
-            improved = score is not None and score > best_score
-            if improved:  # strictly better: on ties the earlier epoch stays
-                best_epoch, best_score = epoch, score
-                best_state = _cpu_state_dict(raw_model)
-            rng = all_gather_objects(ctx, capture_rng_state())
-            if ctx.is_main:
-                if improved:
-                    atomic_save({"model": best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
-                                 "select_metric": config.select_metric, "val_score": score,
-                                 "config": config.to_dict(), "class_names": class_names, "data": data},
-                                out / rundir.BEST)
-                atomic_save({
-                    "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "epoch": epoch, "rng": rng, "history": history, "best_epoch": best_epoch,
-                    "best_val_score": best_score, "select_metric": config.select_metric,
-                    "config": config.to_dict(),
-                    "class_names": class_names, "world_size": ctx.world_size, "data": data,
-                }, out / rundir.LAST)
-                rundir.write_metrics(history, out)
-                if writer is not None:
-                    for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
-                        if row[key] is not None:
-                            writer.add_scalar(key, row[key], epoch)
-                    writer.flush()
-            (logger.info if ctx.is_main else logger.debug)(
-                "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  "
-                "val_auc %s  lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss,
-                scores["accuracy"], scores["f1_macro"],
-                "n/a" if scores["auc"] is None else f"{scores['auc']:.4f}", lr, row["seconds"],
-                "  *best" if improved else "",
-            )
-            if should_stop():
-                raise TrainingInterrupted(_stop_message(out, epoch + 1, 0, start_epoch, history + [row]))
-    finally:
+        if improved:
+            atomic_save({"model": t.best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
+                         "select_metric": config.select_metric, "val_score": score,
+                         "config": config.to_dict(), "class_names": class_names, "data": data},
+                        out / rundir.BEST)
+        atomic_save({
+            "model": t.raw_model.state_dict(), "optimizer": t.optimizer.state_dict(),
+            "scheduler": t.scheduler.state_dict(),
+            "scaler": t.scaler.state_dict() if t.scaler is not None else None,
+            "epoch": epoch, "rng": rng, "history": t.history, "best_epoch": t.best_epoch,
+            "best_val_score": t.best_score, "select_metric": config.select_metric,
+            "config": config.to_dict(), "class_names": class_names, "world_size": ctx.world_size, "data": data,
+        }, out / rundir.LAST)
+        rundir.write_metrics(t.history, out)
         if writer is not None:
-            writer.close()
+            for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
+                if row[key] is not None:
+                    writer.add_scalar(key, row[key], epoch)
+            writer.flush()
+    (logger.info if ctx.is_main else logger.debug)(
+        "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  val_auc %s  "
+        "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, scores["accuracy"],
+        scores["f1_macro"], "n/a" if scores["auc"] is None else f"{scores['auc']:.4f}", lr, row["seconds"],
+        "  *best" if improved else "",
+    )
+    if should_stop():
+        raise TrainingInterrupted(_stop_message(out, epoch + 1, 0, t.start_epoch, t.history))
 
-    # The best model by the validation score, evaluated once on validation and test.
-    if best_state is None:
+
+def _finish(t: _Training, config: TrainConfig, loaders, datasets, class_names: list[str], train_counts: list[int],
+            data: dict[str, Any], skipped: list[str], out: Path, ctx: DistContext, device) -> RunResult:
+    """The best model by the validation score, evaluated once on validation and test."""
+    if t.best_state is None:
         raise LmflossError(f"no epoch finished in {out}; nothing to evaluate")
-    raw_model.load_state_dict(best_state)
+    t.raw_model.load_state_dict(t.best_state)
     results = {
-        split: evaluate(raw_model, loaders[split], device=device, amp_dtype=amp_dtype,
-                        channels_last=channels_last, ctx=ctx)
+        split: split_result(split, evaluate(t.raw_model, loaders[split], device=device, amp_dtype=t.amp_dtype,
+                                            channels_last=t.channels_last, ctx=ctx), datasets[split])
         for split in ("val", "test")
     }
-    report = final_report(config, class_names, train_counts, results, best_epoch)
+    report = final_report(config, class_names, train_counts, results, t.best_epoch)
     report["data"] = data
+    report["split_leakage"] = data.get("leakage")
     report["skipped_images"] = [str(p) for p in skipped]
     if ctx.is_main:
-        write_outputs(out, report, results["test"], datasets["test"], history, train_counts)
+        write_outputs(out, report, results["test"], t.history, train_counts)
     barrier(ctx)
-    return RunResult(out, best_epoch, float(report["val"]["f1_macro"]), report, history,
-                     config.select_metric, best_score)
+    return RunResult(out, t.best_epoch, float(report["val"]["f1_macro"]), report, t.history,
+                     config.select_metric, t.best_score)
 
 
 def _best_score(ckpt: dict[str, Any]) -> float:
@@ -356,58 +396,18 @@ def _best_score(ckpt: dict[str, Any]) -> float:
     return float(ckpt.get("best_val_score", ckpt.get("best_val_f1_macro", -float("inf"))))
 
 
-def final_report(config: TrainConfig, class_names: list[str], train_counts: list[int],
-                 results: dict[str, dict[str, torch.Tensor]], best_epoch: int) -> dict[str, Any]:
-    """``report.json``'s content from the best model's validation and test logits.
-
-    Binary tasks get sensitivity/specificity of the positive class and the test metrics at
-    the Youden threshold chosen on validation.
-    """
-    from lmfloss.losses import resolved_loss_params
-    from lmfloss.metrics import (
-        classification_report,
-        macro_rule_note,
-        positive_index,
-        youden_threshold,
-    )
-
-    positive = None
-    if len(class_names) == 2:
-        positive = positive_index(class_names, train_counts, config.positive_class)
-    probs = {split: torch.softmax(res["logits"], dim=1).numpy() for split, res in results.items()}
-    labels = {split: res["labels"].numpy() for split, res in results.items()}
-    threshold = youden_threshold(labels["val"], probs["val"], positive) if positive is not None else None
-    report: dict[str, Any] = {
-        "best_epoch": best_epoch, "select_metric": config.select_metric,
-        "class_names": class_names, "train_class_counts": train_counts,
-        "macro_rule": macro_rule_note(),
-        "loss": {"name": config.loss, "params": resolved_loss_params(config.loss, config.loss_params)},
-    }
-    for split in ("val", "test"):
-        report[split] = classification_report(
-            labels[split], probs[split].argmax(axis=1), probs[split], class_names,
-            n_bootstrap=config.bootstrap, seed=config.seed, positive=positive,
-            threshold=threshold if split == "test" else None,
-        )
-    if threshold is not None:
-        report["val"]["threshold_youden"] = threshold
-    report["config"] = config.to_dict()
-    return report
-
-
-def write_outputs(out: Path, report: dict[str, Any], test: dict[str, torch.Tensor], test_dataset,
-                  history: list[dict[str, Any]], train_counts: list[int]) -> None:
+def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history: list[dict[str, Any]],
+                  train_counts: list[int]) -> None:
     """Write predictions.csv, per_class.csv and the pictures, then report.json (last: its
     presence marks the run as finished)."""
     class_names = report["class_names"]
-    probs = torch.softmax(test["logits"], dim=1).numpy()
-    ids = [test_dataset.records[int(i)].id for i in test["indices"]]
-    rundir.write_predictions(ids, test["labels"].numpy(), probs, class_names, out)
+    probs = test.probs()
+    rundir.write_predictions(test.ids, test.labels, probs, class_names, out)
     rundir.write_per_class(report["test"], class_names, train_counts, out)
     caption = f"test, best epoch {report['best_epoch']}"
     plots.plot_confusion(report["test"]["confusion_matrix"], class_names, out / rundir.CONFUSION, caption)
     plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES)
-    plots.plot_reliability(test["labels"].numpy(), probs, out / rundir.CALIBRATION, caption)
+    plots.plot_reliability(test.labels, probs, out / rundir.CALIBRATION, caption)
     rundir.write_report(report, out)
 
 

@@ -121,30 +121,55 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     return Run(run_dir, config, model, class_names, int(state.get("epoch", 0)), dev, state.get("data"))
 
 
-def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None) -> dict[str, Any]:
+def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
+                 calibrate: bool = False) -> dict[str, Any]:
     """Recompute the report of ``split`` from the run's checkpoint.
 
+    Binary tasks get the metrics at the validation-chosen threshold, as in ``report.json``.
+    With ``calibrate``, a temperature is fitted on the **validation** logits
+    (:func:`lmfloss.train.scoring.fit_temperature`) and the report gains ``calibration``:
+    the temperature and ECE, Brier and NLL before and after.
+
     Returns:
-        ``{"split", "checkpoint_epoch", "report": classification_report(...),
-        "ids", "labels", "probs"}``.
+        ``{"split", "checkpoint_epoch", "report", "ids", "labels", "probs"}``.
+
+    Raises:
+        ValueError: an empty split (or, with ``calibrate``, an empty validation split).
     """
     from torch.utils.data import DataLoader
 
-    from lmfloss.metrics import classification_report
+    from lmfloss import rundir
     from lmfloss.train.engine import evaluate
+    from lmfloss.train.scoring import fit_temperature, reports, split_result
 
-    dataset = run.dataset(split)
-    if len(dataset) == 0:
-        raise ValueError(f"split {split!r} of {run.config.dataset!r} has no images")
-    loader = DataLoader(dataset, batch_size=batch_size or run.config.batch_size, shuffle=False)
-    res = evaluate(run.model, loader, device=run.device)
-    probs = torch.softmax(res["logits"], dim=1).numpy()
-    labels = res["labels"].numpy()
-    report = classification_report(labels, probs.argmax(axis=1), probs, run.class_names,
-                                   n_bootstrap=run.config.bootstrap, seed=run.config.seed)
-    ids = [dataset.records[int(i)].id for i in res["indices"]]
+    def score(name: str):
+        dataset = run.dataset(name)
+        if len(dataset) == 0:
+            raise ValueError(f"split {name!r} of {run.config.dataset!r} has no images"
+                             + ("; --calibrate fits the temperature on validation" if name == "val" else ""))
+        loader = DataLoader(dataset, batch_size=batch_size or run.config.batch_size, shuffle=False)
+        return split_result(name, evaluate(run.model, loader, device=run.device), dataset)
+
+    results = {split: score(split)}
+    if (calibrate or len(run.class_names) == 2) and split != "val":
+        results["val"] = score("val")
+    try:
+        saved = rundir.read_report(run.run_dir) or {}
+    except Exception:  # a damaged report.json only costs the recorded training counts
+        saved = {}
+    train_counts = saved.get("train_class_counts") or run.splits.class_counts("train")
+    report = reports(results, run.config, run.class_names, train_counts)[split]
+    if calibrate:
+        temperature = fit_temperature(results["val"].logits, results["val"].labels)
+        after = reports(results, run.config, run.class_names, train_counts, temperature)[split]
+        report["calibration"] = {
+            "temperature": temperature, "fitted_on": "val",
+            **{f"{m}_before": report[m] for m in ("ece", "brier", "nll")},
+            **{f"{m}_after": after[m] for m in ("ece", "brier", "nll")},
+        }
+    target = results[split]
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
-            "ids": ids, "labels": labels, "probs": probs}
+            "ids": target.ids, "labels": target.labels, "probs": target.probs()}
 
 
 @torch.inference_mode()
