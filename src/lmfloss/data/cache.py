@@ -86,8 +86,11 @@ def _warn_notes(records: Sequence[Record], notes: list[tuple[int, str]], intensi
     rows = sorted({row for row, _ in notes})
     first = records[rows[0]].path
     kind = notes[0][1]
-    hint = ("16-bit files holding 12-bit values, or floats outside [0, 1]? try --intensity minmax"
-            if intensity == "dtype" else "are these images blank?")
+    wide = any("16/32-bit or float" in note or "outside" in note for _, note in notes)
+    if intensity == "dtype" and wide:
+        hint = "16-bit files holding 12-bit values, or floats outside [0, 1]? try --intensity minmax"
+    else:
+        hint = "are these images blank or nearly so? check them"
     logger.warning("%d image(s) are nearly constant or out of range after the '%s' intensity rule (first: %s: %s); %s",
                    len(rows), intensity, first, kind, hint)
 

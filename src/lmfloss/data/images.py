@@ -15,8 +15,8 @@ chosen with ``intensity`` (config key; ``lmfloss train --intensity``):
     does a float image in Hounsfield units; a constant image becomes 0. Relative brightness
     between images is lost.
 
-A rule that leaves an image nearly constant (fewer than 8 distinct gray levels in use,
-e.g. a 12-bit image under ``"dtype"``) is reported: :func:`read_image` appends a note to
+A rule that leaves an image nearly constant (its pixels spanning fewer than 32 of the 256
+gray levels, e.g. a 12-bit image in a 16-bit file under ``"dtype"``) is reported: :func:`read_image` appends a note to
 ``notes``, and the cache builder warns once per dataset with the count and a hint.
 """
 
@@ -35,12 +35,16 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 INTENSITY_RULES = ("dtype", "minmax")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-NEARLY_CONSTANT_LEVELS = 8  # an 8-bit image spanning fewer gray levels is reported
+# An image whose 8-bit pixels span fewer gray levels is reported: a 12-bit image in a 16-bit
+# file spans 17 under "dtype" (0..4095 -> 0..16), a blank image 1.
+NEARLY_CONSTANT_LEVELS = 32
 
 
 def _minmax(array: np.ndarray) -> np.ndarray:
-    array = array.astype(np.float64)
-    lo, hi = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    array = np.nan_to_num(array.astype(np.float64))
+    if array.size == 0:
+        return np.zeros(array.shape, np.uint8)
+    lo, hi = float(array.min()), float(array.max())
     if hi <= lo:
         return np.zeros(array.shape, np.uint8)
     return np.rint((array - lo) * (255.0 / (hi - lo))).astype(np.uint8)
@@ -90,10 +94,11 @@ def to_rgb_array(image: Image.Image, intensity: str = "dtype", notes: list[str] 
     if notes is not None:
         if note is not None:
             notes.append(note)
-        span = int(array.max(initial=0)) - int(array.min(initial=0))
+        span = int(array.max()) - int(array.min()) if array.size else 0
         if array.size and span < NEARLY_CONSTANT_LEVELS:
-            source = f"{image.mode} pixels" if image.mode not in ("RGB", "L") else "pixels"
-            notes.append(f"nearly constant after the '{intensity}' rule ({span + 1} gray level(s) from {source})")
+            wide = image.mode in (*_SIXTEEN_BIT_MODES, "I", "F")
+            notes.append(f"nearly constant after the '{intensity}' rule: {span + 1} of 256 gray levels used "
+                         f"({'16/32-bit or float' if wide else '8-bit'} {image.mode} pixels)")
     return np.array(array, dtype=np.uint8)  # a writable copy
 
 

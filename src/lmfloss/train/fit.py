@@ -150,11 +150,15 @@ def fit(
     ctx = init_distributed(device.type)
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
-    created = not out.exists()
+    created = False
     lock = None
     try:
         if ctx.is_main:  # one writer per run directory: a second `lmfloss train --out` fails at once
-            out.mkdir(parents=True, exist_ok=True)
+            try:
+                out.mkdir(parents=True)
+                created = True
+            except FileExistsError:
+                pass
             lock = RunLock(out).acquire()
         with stop_on_signals() as stop:
             try:
@@ -163,8 +167,10 @@ def fit(
                 exc.signal_number = stop.signal_number or exc.signal_number
                 raise
     except BaseException:
-        if created and ctx.is_main:
-            remove_if_empty(out)  # a run that failed before writing anything leaves no folder
+        if created and lock is not None:
+            # A run that failed before writing anything leaves no folder -- only if this
+            # process made the folder and holds its lock (never another process's lock file).
+            remove_if_empty(out)
         raise
     finally:
         if lock is not None:
@@ -202,13 +208,14 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
             return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
                              report, list(ckpt["history"]), config.select_metric, _best_score(ckpt))
-        # A finished run extended to more epochs gets a new report at the end.
-        if ctx.is_main:
-            (out / rundir.REPORT).unlink(missing_ok=True)
 
     _set_seed(config.seed)
-    splits, datasets = load_data(config, ctx, should_stop)
+    splits, datasets = load_data(config, ctx, should_stop, progress=ctx.is_main and not quiet)
     data, train_counts, skipped = _check_data(config, splits, datasets, ckpt, out)
+    if ckpt is not None and ctx.is_main:
+        # A finished run extended to more epochs gets a new report at the end -- removed only
+        # now that the data and config checks have passed, so a refused resume changes nothing.
+        (out / rundir.REPORT).unlink(missing_ok=True)
     t = _build(config, list(splits.class_names), train_counts, ckpt, device, ctx, out)
     loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     if ctx.is_main:

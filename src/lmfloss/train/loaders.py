@@ -12,7 +12,7 @@ from lmfloss.train.distributed import DistContext, barrier
 logger = logging.getLogger(__name__)
 
 
-def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=None):
+def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=None, progress: bool = False):
     """``(splits, {"train": ds, "val": ds, "test": ds})`` with the run's preprocessing
     (:func:`lmfloss.data.dataset_for`; uint8 items, scaled on the device by the engine).
 
@@ -26,7 +26,7 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=N
         splits = splits_for(config)
         datasets = {
             split: dataset_for(config, split, splits, defer_float=True, should_stop=should_stop,
-                               progress=ctx.is_main)
+                               progress=progress and ctx.is_main)
             for split in ("train", "val", "test")
         }
         return splits, datasets
