@@ -86,6 +86,9 @@ def test_evaluate_calibrate_fits_the_temperature_on_validation(cli_run, capsys, 
     assert calibration["fitted_on"] == "val" and calibration["temperature"] > 0
     assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration)
     assert "temperature" in capsys.readouterr().out
+    assert main(["evaluate", "--run", str(cli_run), "--tta", "flip", "--out", str(cli_run / "tta.json")]) == 0
+    flipped = json.loads((cli_run / "tta.json").read_text())
+    assert flipped["tta"] == "flip" and flipped["trained_with_flips"] is False  # allowed, and recorded
 
 
 @needs_breast

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from lmfloss import __version__
-from lmfloss.errors import USER_ERRORS, Interrupted
+from lmfloss.errors import USER_ERRORS, Interrupted, LmflossError
 
 # Order is the order shown by ``lmfloss --help``.
 COMMAND_MODULES = (
@@ -44,6 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that need an optional extra: (module to import, the extra that brings it).
+COMMAND_EXTRAS = {
+    "cam": ("pytorch_grad_cam", "cam"),
+    "sweep": ("optuna", "sweep"),
+}
+
+
+def check_extra(command: str) -> None:
+    """Raise a one-line error saying what to ``pip install`` when ``command``'s extra is missing."""
+    import importlib.util
+
+    if command not in COMMAND_EXTRAS:
+        return
+    module, extra = COMMAND_EXTRAS[command]
+    if importlib.util.find_spec(module) is None:
+        raise LmflossError(f"lmfloss {command} needs the optional package {module!r}: "
+                           f"pip install 'lmfloss[{extra}]'")
+
+
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -60,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _configure_logging(getattr(args, "quiet", False))
     try:
+        check_extra(args.command)
         return int(args.func(args) or 0)
     except Interrupted as exc:  # Ctrl-C or SIGTERM stopped the work at a safe point
         if args.debug:

@@ -57,6 +57,7 @@ INTENSITY_CHOICES = ("dtype", "minmax")
 STEM_CHOICES = ("imagenet", "small")
 SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy")
 GROUP_CHOICES = ("lesion", "patient")
+SAMPLER_CHOICES = ("none", "balanced", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,13 @@ class TrainConfig:
     skip_bad_images: bool = _key(False, role="experiment",
                                  help="skip undecodable images (listed in report.json) instead of failing")
     download: bool = _key(False, role="runtime", help="download MedMNIST files when missing")
+    sampler: str = _key("none", role="experiment", choices=SAMPLER_CHOICES,
+                        help="none (the paper: plain shuffle) | balanced (every class drawn equally often) | "
+                             "sqrt (classes drawn in proportion to the square root of their size); with "
+                             "replacement, epochs of the training set's length, also under DDP")
+    sampler_start_epoch: int = _key(0, role="experiment",
+                                    help="first (0-based) epoch that is re-sampled; before it the plain "
+                                         "shuffle (deferred re-sampling, DRS of Cao et al. 2019)")
     # --- model ------------------------------------------------------------------------
     model: str = _key("resnet50", role="experiment",
                       help="torchvision classifier: resnet50 (default), efficientnet_v2_s, densenet121, resnet18...")
@@ -338,6 +346,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "image_size": (lambda v: _int(v) and 8 <= v <= 4096, "an integer between 8 and 4096 (pixels)"),
     "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "split_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "sampler_start_epoch": (lambda v: _int(v) and v >= 0, "an integer >= 0 (a 0-based epoch)"),
     "workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "bootstrap": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
 }

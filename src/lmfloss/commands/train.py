@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", metavar="FILE.json", help="where to write the report "
                     "(default RUN_DIR/eval-<split>-<checkpoint>.json)")
+    ev.add_argument("--tta", choices=("flip", "flip4"), default=None,
+                    help="test-time augmentation: average the softmax over horizontal flips (flip) or "
+                    "horizontal, vertical and both (flip4)")
     ev.add_argument("--calibrate", action="store_true",
                     help="fit a temperature on the validation split (never test) and report ECE, Brier "
                     "and NLL before and after")
@@ -78,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--run", required=True, metavar="RUN_DIR")
     pr.add_argument("images", nargs="*", metavar="IMAGE", help="image files, or folders of images (searched recursively)")
     pr.add_argument("--csv", metavar="FILE", help="CSV with a 'path' (or 'image') column of image files")
+    pr.add_argument("--tta", choices=("flip", "flip4"), default=None,
+                    help="test-time augmentation: average the softmax over flipped views")
     pr.add_argument("--skip-bad-images", action="store_true",
                     help="predict the other images when one cannot be decoded (listed, with an error column)")
     pr.add_argument("--out", metavar="FILE.csv", help="write the predictions here (default: stdout)")
@@ -175,7 +180,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from lmfloss.train import evaluate_run, load_run
 
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    result = evaluate_run(run, args.split, calibrate=args.calibrate)
+    result = evaluate_run(run, args.split, calibrate=args.calibrate, tta=args.tta)
     out = Path(args.out) if args.out else Path(args.run) / f"eval-{args.split}-{args.checkpoint}.json"
     payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
                "class_names": run.class_names, **result["report"]}
@@ -230,7 +235,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if not images:
         raise ValueError("lmfloss predict needs image files, a folder of images or --csv FILE")
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    probs = predict(run, images, skip_bad_images=args.skip_bad_images)
+    probs = predict(run, images, skip_bad_images=args.skip_bad_images, tta=args.tta)
     failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
     header = ["image", "pred"] + [f"prob_{c}" for c in run.class_names] + (["error"] if failed else [])
     rows = []

@@ -211,6 +211,31 @@ def _check_pending(pending: list[tuple[int, torch.Tensor, int]], epoch: int) -> 
     return float((values.double() * sizes).sum())
 
 
+TTA_CHOICES = ("flip", "flip4")
+
+
+def tta_views(images: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
+    """The test-time augmentation views of a batch ``[B, C, H, W]``: ``None`` the batch itself,
+    ``"flip"`` it and its horizontal flip, ``"flip4"`` also the vertical and both flips."""
+    if tta is None:
+        return [images]
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"tta must be one of {list(TTA_CHOICES)}, got {tta!r}")
+    views = [images, images.flip(-1)]
+    if tta == "flip4":
+        views += [images.flip(-2), images.flip(-2).flip(-1)]
+    return views
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+    """The model's logits of a batch; with ``tta``, the log of the softmax probabilities
+    averaged over the views (so a softmax of the result is the averaged probability)."""
+    if tta is None:
+        return _logits(model(images)).float()
+    probs = torch.stack([torch.softmax(_logits(model(v)).float(), dim=1) for v in tta_views(images, tta)])
+    return probs.mean(dim=0).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -222,6 +247,7 @@ def evaluate(
     ctx: DistContext | None = None,
     progress: bool = False,
     desc: str = "eval",
+    tta: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Logits of every item of ``loader``'s dataset, gathered over ranks.
 
@@ -229,6 +255,7 @@ def evaluate(
         model: the network (eval mode is set here).
         loader: yields ``(images, labels, index)``; under DDP a ``DistributedSampler``
             (shuffle off) splits the items, and the padding it adds is removed again.
+        tta: test-time augmentation (:func:`predict_logits`): ``"flip"``, ``"flip4"`` or None.
 
     Returns:
         ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] int64}`` on the CPU,
@@ -241,7 +268,7 @@ def evaluate(
     for images, target, index in _progress(loader, desc, progress):
         images, _ = _to_device(images, target, device, channels_last, finish)
         with _autocast(device, amp_dtype):
-            out = _logits(model(images))
+            out = predict_logits(model, images, tta)
         logits.append(out.float().cpu())
         labels.append(torch.as_tensor(target).cpu())
         indices.append(torch.as_tensor(index).cpu())

@@ -250,6 +250,11 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     for split in ("train", "val", "test"):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
+    reweighted = config.loss in ("wce", "bwcce", "cb", "logit-adjusted") or config.loss_params.get("drw_epoch") is not None
+    if config.sampler == "balanced" and reweighted:
+        logger.warning("sampler 'balanced' with the re-weighted loss %r%s corrects the imbalance twice "
+                       "(the rare classes are drawn more often *and* weighted up); use one of the two, or "
+                       "--sampler sqrt", config.loss, " (DRW)" if config.loss_params.get("drw_epoch") is not None else "")
     if config.select_metric == "auc":
         present = set(datasets["val"].labels.tolist())
         absent = [name for c, name in enumerate(class_names) if c not in present]

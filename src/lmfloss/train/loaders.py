@@ -40,14 +40,23 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=N
 
 
 def make_loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.device, train: bool):
+    """The DataLoader of one split on this rank.
+
+    Training: the plain shuffle of ``DistributedSampler`` (also for one process: its order
+    depends only on ``(seed, epoch)``, which is what makes a resumed run see the same
+    batches), or with ``config.sampler`` a class re-sampled epoch
+    (:class:`lmfloss.train.sampling.ClassAwareSampler`). Evaluation: every item once, in order.
+    """
     from torch.utils.data import DataLoader, DistributedSampler
 
-    # DistributedSampler also for one process: its shuffle depends only on (seed, epoch),
-    # which is what makes a resumed run see the same batches as an uninterrupted one.
-    sampler = DistributedSampler(
-        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train, seed=config.seed,
-        drop_last=False,
-    )
+    from lmfloss.train.sampling import ClassAwareSampler
+
+    if train and config.sampler != "none":
+        sampler = ClassAwareSampler(dataset.labels, config.sampler, num_replicas=ctx.world_size, rank=ctx.rank,
+                                    seed=config.seed, start_epoch=config.sampler_start_epoch)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=train,
+                                     seed=config.seed, drop_last=False)
     per_rank = len(sampler)
     # BatchNorm cannot train on a batch of one image: drop such a last batch only.
     drop_last = train and per_rank % config.batch_size == 1 and per_rank > 1
@@ -58,5 +67,3 @@ def make_loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.de
         pin_memory=device.type == "cuda", drop_last=drop_last,
         persistent_workers=config.workers > 0,
     )
-
-

@@ -122,13 +122,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
 
 
 def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
-                 calibrate: bool = False) -> dict[str, Any]:
+                 calibrate: bool = False, tta: str | None = None) -> dict[str, Any]:
     """Recompute the report of ``split`` from the run's checkpoint.
 
     Binary tasks get the metrics at the validation-chosen threshold, as in ``report.json``.
     With ``calibrate``, a temperature is fitted on the **validation** logits
     (:func:`lmfloss.train.scoring.fit_temperature`) and the report gains ``calibration``:
-    the temperature and ECE, Brier and NLL before and after.
+    the temperature and ECE, Brier and NLL before and after. With ``tta`` (``"flip"``,
+    ``"flip4"``) the softmax is averaged over flipped views; the report records ``tta`` and
+    whether the run was trained with flips (flipping is the user's choice for a model that
+    never saw a flipped image -- allowed, and said).
 
     Returns:
         ``{"split", "checkpoint_epoch", "report", "ids", "labels", "probs"}``.
@@ -148,7 +151,7 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
             raise ValueError(f"split {name!r} of {run.config.dataset!r} has no images"
                              + ("; --calibrate fits the temperature on validation" if name == "val" else ""))
         loader = DataLoader(dataset, batch_size=batch_size or run.config.batch_size, shuffle=False)
-        return split_result(name, evaluate(run.model, loader, device=run.device), dataset)
+        return split_result(name, evaluate(run.model, loader, device=run.device, tta=tta), dataset)
 
     results = {split: score(split)}
     if (calibrate or len(run.class_names) == 2) and split != "val":
@@ -167,6 +170,12 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
             **{f"{m}_before": report[m] for m in ("ece", "brier", "nll")},
             **{f"{m}_after": after[m] for m in ("ece", "brier", "nll")},
         }
+    if tta is not None:
+        report["tta"] = tta
+        report["trained_with_flips"] = run.config.augment in ("flip", "randaugment")
+        if not report["trained_with_flips"]:
+            logger.warning("test-time flips on a run trained without flip augmentation (augment=%r); "
+                           "recorded in the report", run.config.augment)
     target = results[split]
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
             "ids": target.ids, "labels": target.labels, "probs": target.probs()}
@@ -174,7 +183,7 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
 
 @torch.inference_mode()
 def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int = 32,
-            skip_bad_images: bool = False) -> np.ndarray:
+            skip_bad_images: bool = False, tta: str | None = None) -> np.ndarray:
     """Class probabilities ``float64 [N, K]`` of new images with the run's preprocessing.
 
     Args:
@@ -183,11 +192,13 @@ def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int
         batch_size: images per forward pass.
         skip_bad_images: an undecodable file gets a row of NaN instead of stopping the
             prediction of the others.
+        tta: ``"flip"`` or ``"flip4"``: average the softmax over flipped views.
 
     Raises:
         DataError: an undecodable file (unless ``skip_bad_images``), naming it.
     """
     from lmfloss.errors import DataError
+    from lmfloss.train.engine import predict_logits
 
     run.model.eval()
     k = len(run.class_names)
@@ -202,6 +213,6 @@ def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int
                 if not skip_bad_images:
                     raise
         if tensors:
-            logits = run.model(torch.stack(tensors).to(run.device))
+            logits = predict_logits(run.model, torch.stack(tensors).to(run.device), tta)
             out[rows] = torch.softmax(logits.float(), dim=1).cpu().double().numpy()
     return out
