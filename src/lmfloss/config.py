@@ -72,6 +72,16 @@ class TrainConfig:
                            help="seed of the paper's 70:15:15 split (the paper: 23); never depends on --seed")
     group_by: str | None = _key(None, role="experiment", choices=GROUP_CHOICES,
                                 help="keep every lesion or patient in one split: lesion | patient (default: the paper's split)")
+    folds: int | None = _key(None, role="experiment",
+                             help="k-fold cross-validation: train every fold into OUT/fold-1..K and write "
+                                  "OUT/cv_summary.csv (stratified, grouped by --group-by)")
+    fold: int | None = _key(None, role="experiment",
+                            help="train only this fold (1..K) of --folds (a sweep axis; lmfloss train --folds "
+                                 "trains them all)")
+    fold_seed: int = _key(23, role="experiment", help="seed of the fold assignment (the same seed, the same folds)")
+    folds_include_test: bool = _key(False, role="experiment",
+                                    help="pool a dataset's official test split into the folds (MedMNIST, csv with "
+                                         "a split column); refused otherwise")
     image_size: int = _key(224, role="experiment", help="image side in pixels (the paper: 224)")
     normalize: str = _key("none", role="experiment", choices=NORMALIZE_CHOICES,
                           help="none (the authors' code) | imagenet (torchvision's mean/std) | half "
@@ -347,6 +357,9 @@ _RULES: dict[str, tuple[Any, str]] = {
     "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "split_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "sampler_start_epoch": (lambda v: _int(v) and v >= 0, "an integer >= 0 (a 0-based epoch)"),
+    "fold_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "folds": (lambda v: v is None or (_int(v) and v >= 2), "an integer >= 2 (or none)"),
+    "fold": (lambda v: v is None or (_int(v) and v >= 1), "an integer >= 1 (or none)"),
     "workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "bootstrap": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
 }
@@ -380,6 +393,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
                 f"config lr_milestones={milestones!r} reaches past the last epoch ({config.epochs}); "
                 "a milestone must be < epochs"
             )
+    if config.fold is not None and (config.folds is None or config.fold > config.folds):
+        raise ValueError(f"config fold={config.fold!r} needs folds >= fold (got folds={config.folds!r})")
     for name in ("dataset", "model", "loss", "weights", "device"):
         value = getattr(config, name)
         if not isinstance(value, str) or not value.strip():

@@ -49,7 +49,34 @@ def format_count_table(splits) -> str:
     return "\n".join(lines)
 
 
+def _run_folds(args: argparse.Namespace) -> int:
+    from lmfloss.data.load import fold_assignment
+    from lmfloss.fileio import atomic_write_text, csv_text
+
+    index, folds = fold_assignment(args.dataset, root=args.root, csv=args.csv, folds=args.folds,
+                                   fold_seed=args.fold_seed, group_by=args.group_by,
+                                   folds_include_test=args.folds_include_test, download=args.download)
+    grouped = f", grouped by {args.group_by}" if args.group_by else ""
+    print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
+    width = max(len("class"), *(len(n) for n in index.class_names))
+    print(f"| {'class':<{width}} | " + " | ".join(f"fold {k}" for k in range(1, args.folds + 1)) + " |")
+    print(f"|{'-' * (width + 2)}|" + "|".join("-------:" for _ in range(args.folds)) + "|")
+    for c, name in enumerate(index.class_names):
+        counts = [sum(1 for r, f in zip(index.records, folds) if r.label == c and f == k)
+                  for k in range(1, args.folds + 1)]
+        print(f"| {name:<{width}} | " + " | ".join(f"{n:>6}" for n in counts) + " |")
+    if args.out:
+        root = index.root
+        rows = [[Path(os.path.relpath(r.path, root)).as_posix() if r.path and root else (r.path or r.id),
+                 index.class_names[r.label], f] for r, f in zip(index.records, folds)]
+        atomic_write_text(csv_text(["path", "label", "fold"], rows), args.out)
+        print(f"folds: {args.out}")
+    return 0
+
+
 def _run_split(args: argparse.Namespace) -> int:
+    if args.folds is not None:
+        return _run_folds(args)
     splits = _load(args)
     if splits.official:
         print(f"{splits.name}: the dataset's own train/val/test split")
@@ -125,6 +152,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_data_arguments(split)
     split.add_argument("--out", default=None, help="manifest CSV to write (path,label,split; paths relative to the root)")
+    split.add_argument("--folds", type=int, default=None, metavar="K",
+                       help="k-fold cross-validation: write path,label,fold instead (stratified, grouped by --group-by)")
+    split.add_argument("--fold-seed", type=int, default=23, help="seed of the fold assignment (default 23)")
+    split.add_argument("--folds-include-test", action="store_true",
+                       help="pool a dataset's official test split into the folds")
     split.add_argument(
         "--boxes-out", default=None,
         help="CSV of lesion boxes id,x0,y0,x1,y1 (default for synthetic: <out>_boxes.csv next to --out)",

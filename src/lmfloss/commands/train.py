@@ -22,27 +22,26 @@ def _config_fields() -> list[dataclasses.Field]:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, its help declared on the field; default None means
-    "not given" (the --config file or the default wins)."""
-    from lmfloss.config import TrainConfig, parse_int_list
+    """One flag per TrainConfig field, its help and type declared on the field; default None
+    means "not given" (the --config file or the default wins)."""
+    from lmfloss.config import parse_int_list
 
-    defaults = TrainConfig()
     for f in _config_fields():
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        kind = str(f.type).split("|")[0].strip()  # "int | None" -> "int"
         help_text = f.metadata["help"]
-        if f.name == "lr_milestones":
-            parser.add_argument(flag, dest=f.name, type=parse_int_list, default=None, metavar="E1,E2",
-                                help=help_text)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        elif isinstance(default, int):
+        if kind == "list[int]":
+            parser.add_argument(flag, dest=f.name, type=parse_int_list, default=None, metavar="E1,E2", help=help_text)
+        elif kind == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind == "int":
             parser.add_argument(flag, dest=f.name, type=int, default=None, metavar="N", help=help_text)
-        elif isinstance(default, float):
+        elif kind == "float":
             parser.add_argument(flag, dest=f.name, type=float, default=None, metavar="X", help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+            choices = f.metadata["choices"]
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text,
+                                metavar="|".join(choices) if choices else None)
     parser.add_argument("--loss-param", dest="loss_param", action="append", metavar="KEY=VALUE",
                         help="loss parameter, repeatable (e.g. --loss-param beta=2)")
 
@@ -116,19 +115,28 @@ def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
 def _run_train(args: argparse.Namespace) -> int:
     from lmfloss.rundir import read_config
     from lmfloss.train import fit
+    from lmfloss.train.cv import config_of_cv, cross_validate, is_cv_dir
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different directories")
         # Flags may still change how the resumed run executes (device, workers, epochs...);
         # fit refuses changes to what was trained (e.g. --loss-param) by name.
-        config = build_config(args, base=read_config(args.resume).to_dict())
+        saved = config_of_cv(args.resume) if is_cv_dir(args.resume) else read_config(args.resume)
+        config = build_config(args, base=saved.to_dict())
         out = args.resume
     else:
         if not args.out:
             raise ValueError("lmfloss train needs --out RUN_DIR (or --resume RUN_DIR)")
         config = build_config(args)
         out = args.out
+    if config.folds is not None and config.fold is None:
+        result = cross_validate(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+        mean, std = result.rows[-2], result.rows[-1]
+        spread = "" if std["f1_macro"] is None else f" ± {std['f1_macro']:.4f}"
+        print(f"{out}: {config.folds}-fold cross-validation, test macro-F1 {mean['f1_macro']:.4f}{spread} "
+              f"(mean ± std over folds); {Path(out) / 'cv_summary.csv'}")
+        return 0
     result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     test = result.report["test"]
     if _is_main_process():

@@ -14,6 +14,7 @@ from lmfloss.data.splits import (
     GROUP_KINDS,
     Splits,
     check_split_classes,
+    fold_split,
     group_split,
     paper_split,
 )
@@ -51,6 +52,10 @@ def load_splits(
     group_by: str | None = None,
     download: bool = False,
     skip_bad_images: bool = False,
+    folds: int | None = None,
+    fold: int | None = None,
+    fold_seed: int = 23,
+    folds_include_test: bool = False,
 ) -> Splits:
     """Index a dataset and split it into train/val/test.
 
@@ -68,6 +73,12 @@ def load_splits(
         download: fetch downloadable datasets (MedMNIST) when missing.
         skip_bad_images: leave out image files that do not parse (recorded in
             ``splits.skipped``) instead of failing later when they are decoded.
+        folds, fold, fold_seed: k-fold cross-validation (:func:`lmfloss.data.splits.fold_split`):
+            the split of fold ``fold`` of ``folds`` (stratified, grouped by ``group_by``).
+            Without ``fold`` the splits are the paper's (use :func:`fold_assignment` for the
+            folds themselves).
+        folds_include_test: pool a dataset's official train/val/test split into the folds
+            (k-fold is refused on such a dataset otherwise: it would discard its test split).
 
     Returns:
         The :class:`Splits`.
@@ -99,7 +110,12 @@ def load_splits(
             if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
     skipped = _drop_bad_images(index) if skip_bad_images else []
-    if index.official_split is not None:
+    check_folds(dataset, index, folds, fold, folds_include_test)
+    if folds is not None and fold is not None:
+        assignment = fold_split(index.records, len(index.class_names), folds, fold, fold_seed,
+                                grouped=group_by is not None)
+        official = False
+    elif index.official_split is not None:
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
         if bad:
             raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
@@ -116,6 +132,7 @@ def load_splits(
     splits = Splits(
         index, assignment, seed=seed, group_by=group_by, official=official,
         skip_bad_images=skip_bad_images, skipped=skipped,
+        cv={"folds": folds, "fold": fold, "fold_seed": fold_seed} if folds is not None and fold is not None else None,
     )
     check_split_classes(splits)
     leak = splits.leakage()
@@ -130,11 +147,41 @@ def load_splits(
     return splits
 
 
+def check_folds(dataset: str, index: DatasetIndex, folds: int | None, fold: int | None,
+                include_test: bool) -> None:
+    """Refuse k-fold settings a dataset cannot take (one line naming the value)."""
+    if folds is None:
+        if fold is not None:
+            raise ValueError(f"fold={fold!r} needs folds (the number of folds, e.g. --folds 5)")
+        return
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"--folds must be an integer >= 2, got {folds!r}")
+    if index.official_split is not None and not include_test:
+        raise ValueError(
+            f"dataset {dataset!r} comes with its own train/val/test split; k-fold cross-validation would "
+            "discard its test split -- pass --folds-include-test to pool all its images into the folds"
+        )
+
+
+def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Path | None = None, *,
+                    folds: int, fold_seed: int = 23, group_by: str | None = None,
+                    folds_include_test: bool = False, download: bool = False) -> tuple[DatasetIndex, list[int]]:
+    """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same folds."""
+    from lmfloss.data.splits import assign_folds
+
+    base = load_splits(dataset, root=root, csv=csv, group_by=group_by if group_by else None, download=download,
+                       folds=folds, fold=1, fold_seed=fold_seed, folds_include_test=folds_include_test)
+    index = base.index
+    return index, assign_folds(index.records, len(index.class_names), folds, fold_seed, grouped=group_by is not None)
+
+
 def splits_for(config: TrainConfig) -> Splits:
-    """The :class:`Splits` of a run's config (dataset, root, csv, split seed, group_by...)."""
+    """The :class:`Splits` of a run's config (dataset, root, csv, split seed, group_by, fold...)."""
     return load_splits(
         dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
         group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
+        folds=config.folds, fold=config.fold, fold_seed=config.fold_seed,
+        folds_include_test=config.folds_include_test,
     )
 
 

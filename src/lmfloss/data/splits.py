@@ -78,9 +78,16 @@ def group_split(records: Sequence[Record], num_classes: int, seed: int = 23) -> 
     so the per-class counts come close to the paper's while no group straddles splits.
     A record without a group is a group of its own.
     """
+    return _fill_groups(records, num_classes, seed, ("val", "test"))
+
+
+def _fill_groups(records: Sequence[Record], num_classes: int, seed: int, holdouts: tuple[str, ...],
+                 use_groups: bool = True) -> list[str]:
+    """Per class, fill each of ``holdouts`` with whole groups up to ``round_half_up(0.15 n_c)``
+    images (in order), the rest ``"train"`` (see :func:`group_split`)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        groups[record.group if record.group else f"\0{record.id}"].append(i)
+        groups[record.group if record.group and use_groups else f"\0{record.id}"].append(i)
     by_class: dict[int, list[str]] = defaultdict(list)
     for key, members in groups.items():
         counts = Counter(records[i].label for i in members)
@@ -93,19 +100,69 @@ def group_split(records: Sequence[Record], num_classes: int, seed: int = 23) -> 
         keys = [keys[j] for j in rng.permutation(len(keys))]
         n_c = sum(len(groups[k]) for k in keys)
         _, target, _ = paper_split_sizes(n_c)
-        filled = {"val": 0, "test": 0}
+        filled = dict.fromkeys(holdouts, 0)
         for key in keys:
-            size = len(groups[key])
-            if filled["val"] < target:
-                split = "val"
-            elif filled["test"] < target:
-                split = "test"
-            else:
-                split = "train"
+            split = next((h for h in holdouts if filled[h] < target), "train")
             if split != "train":
-                filled[split] += size
+                filled[split] += len(groups[key])
             for i in groups[key]:
                 assignment[i] = split
+    return assignment
+
+
+def assign_folds(records: Sequence[Record], num_classes: int, k: int, seed: int = 23,
+                 grouped: bool = False) -> list[int]:
+    """The fold (1..k) of every record: stratified by class and, when ``grouped``, keeping
+    every group (lesion, patient) in one fold (scikit-learn's ``StratifiedKFold`` /
+    ``StratifiedGroupKFold``, shuffled with ``seed``: the same seed gives the same folds).
+
+    Raises:
+        ValueError: ``k < 2``, or more folds than the smallest class has images (or, grouped,
+            than there are groups) -- naming the class or the count.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"--folds must be an integer >= 2, got {k!r}")
+    labels = np.array([r.label for r in records], dtype=np.int64)
+    counts = np.bincount(labels, minlength=num_classes)
+    smallest = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
+    if counts[smallest] < k:
+        raise ValueError(f"--folds {k} is more than the smallest class has images (class {smallest}: "
+                         f"{int(counts[smallest])}); every fold needs each class -- use --folds {int(counts[smallest])} or fewer")
+    folds = np.zeros(len(records), dtype=np.int64)
+    index = np.arange(len(records))
+    if grouped:
+        groups = [r.group if r.group else f"\0{r.id}" for r in records]
+        n_groups = len(set(groups))
+        if n_groups < k:
+            raise ValueError(f"--folds {k} is more than the {n_groups} groups the data has")
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = splitter.split(index, labels, groups)
+    else:
+        parts = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(index, labels)
+    for fold, (_, test) in enumerate(parts, start=1):
+        folds[test] = fold
+    return folds.tolist()
+
+
+def fold_split(records: Sequence[Record], num_classes: int, k: int, fold: int, seed: int = 23,
+               grouped: bool = False) -> list[str]:
+    """The split of cross-validation fold ``fold`` of ``k``: test = that fold; validation = a
+    stratified (grouped) 15% of the others, per class as :func:`group_split` fills it;
+    train = the rest.
+
+    Raises:
+        ValueError: see :func:`assign_folds`; ``fold`` outside ``1..k``.
+    """
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= k:
+        raise ValueError(f"fold must be an integer in 1..{k}, got {fold!r}")
+    folds = assign_folds(records, num_classes, k, seed, grouped)
+    rest = [i for i, f in enumerate(folds) if f != fold]
+    inner = _fill_groups([records[i] for i in rest], num_classes, seed + fold, ("val",), use_groups=grouped)
+    assignment = ["test" if f == fold else "" for f in folds]
+    for i, split in zip(rest, inner):
+        assignment[i] = split
     return assignment
 
 
@@ -129,6 +186,7 @@ class Splits:
         official: True when the dataset's own split was kept (MedMNIST, csv ``split`` column).
         straddling_groups: groups whose images fall into more than one split (0 with group_by).
         skipped: paths (or ids) of undecodable images left out (``skip_bad_images=True``).
+        cv: ``{"folds", "fold", "fold_seed"}`` for a cross-validation fold's split, else ``None``.
     """
 
     def __init__(
@@ -141,6 +199,7 @@ class Splits:
         official: bool,
         skip_bad_images: bool = False,
         skipped: Sequence[str] = (),
+        cv: dict[str, int] | None = None,
     ) -> None:
         if len(assignment) != len(index.records):
             raise ValueError(f"{len(assignment)} split assignments for {len(index.records)} records")
@@ -153,6 +212,7 @@ class Splits:
         self.official = official
         self.skip_bad_images = skip_bad_images
         self.skipped: list[str] = list(skipped)
+        self.cv = dict(cv) if cv else None
         self._by_split: dict[str, list[Record]] = {s: [] for s in SPLIT_NAMES}
         for record, split in zip(index.records, assignment):
             self._by_split[split].append(record)
@@ -297,7 +357,18 @@ class Splits:
             "source": None if source is None else str(source),
             "images": {s: len(self._by_split[s]) for s in SPLIT_NAMES},
             "leakage": self.leakage(),
+            "split": self.rule(),
         }
+
+    def rule(self) -> str:
+        """How the images were split, in words (for reports and model cards)."""
+        grouped = f", grouped by {self.group_by}" if self.group_by else ""
+        if self.cv:
+            return (f"{self.cv['folds']}-fold cross-validation (stratified{grouped}, fold seed "
+                    f"{self.cv['fold_seed']}): fold {self.cv['fold']} as test, 15% of the rest as validation")
+        if self.official:
+            return "the dataset's own train/val/test split"
+        return f"the paper's stratified 70:15:15 split{grouped}, seed {self.seed}"
 
     def count_table(self) -> list[tuple[str, int, int, int]]:
         """``(class, train, val, test)`` rows in class-index order."""

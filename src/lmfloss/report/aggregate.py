@@ -169,21 +169,21 @@ def _varied_keys(chosen: ReportRun, representatives: list[ReportRun]) -> dict[st
 
 
 def _one_per_seed(runs: list[ReportRun]) -> list[ReportRun]:
-    """Drop repeats of a seed (the same run in two sweep folders): one vote per seed."""
-    kept: dict[int | None, ReportRun] = {}
+    """Drop repeats of a replicate (the same seed and fold in two sweep folders): one vote each."""
+    kept: dict[tuple[int, int], ReportRun] = {}
     for run in runs:
-        if run.seed in kept:
+        if run.replicate in kept:
             logger.warning(
-                "%s repeats seed %s of %s with the same config; counted once",
-                run.run_dir, run.seed, kept[run.seed].run_dir,
+                "%s repeats seed %s (fold %s) of %s with the same config; counted once",
+                run.run_dir, run.seed, run.fold, kept[run.replicate].run_dir,
             )
             continue
-        kept[run.seed] = run
+        kept[run.replicate] = run
     return list(kept.values())
 
 
-def _seed_key(run: ReportRun) -> tuple[int, str]:
-    return (run.seed if run.seed is not None else -1, str(run.run_dir))
+def _seed_key(run: ReportRun) -> tuple[int, int, str]:
+    return (*run.replicate, str(run.run_dir))
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,8 @@ def paired_tests(
                 base = grid.cell(d, m, loss)
                 if loss == reference or base.status != OK:
                     continue
-                by_seed = {r.seed: r for r in base.runs}
-                pairs = [(r, by_seed[r.seed]) for r in ref.runs if r.seed in by_seed]
+                by_seed = {r.replicate: r for r in base.runs}
+                pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]
                 if not pairs:
                     logger.warning("%s/%s: no common seed between %s and %s; no paired test", d, m, reference, loss)
                     continue
@@ -253,19 +253,41 @@ def paired_tests(
 
 
 def _paired(ref: Cell, base: Cell, pairs: list, *, n_boot: int, seed: int) -> PairedTest | None:
+    """Paired bootstrap over test images. Pairs of one seed over several CV folds are
+    concatenated (each fold tests other images), so every image counts once per seed."""
     try:
-        first = pairs[0][0].predictions()
-        labels = first.labels
+        by_seed: dict[int, list] = defaultdict(list)
+        for a, b in pairs:
+            by_seed[a.replicate[0]].append((a, b))
+        ids = labels = None
         preds_a, preds_b = [], []
-        for run_a, run_b in pairs:
-            for run, sink in ((run_a, preds_a), (run_b, preds_b)):
+        for group in by_seed.values():
+            group.sort(key=lambda p: p[0].replicate)
+            g_ids, g_labels, g_a, g_b = [], [], [], []
+            for run_a, run_b in group:
+                pa = run_a.predictions()
                 try:
-                    sink.append(first.aligned(run.predictions()).preds)
+                    pb = pa.aligned(run_b.predictions())
                 except ValueError as exc:
-                    raise ValueError(f"{run.run_dir} vs {pairs[0][0].run_dir}: {exc}") from None
+                    raise ValueError(f"{run_b.run_dir} vs {run_a.run_dir}: {exc}") from None
+                g_ids += list(pa.ids)
+                g_labels += list(pa.labels)
+                g_a += list(pa.preds)
+                g_b += list(pb.preds)
+            if ids is None:
+                ids, labels = g_ids, np.asarray(g_labels)
+                class_names = group[0][0].predictions().class_names
+            elif sorted(g_ids) != sorted(ids):
+                raise ValueError("the seeds were tested on different images")
+            order = {i: k for k, i in enumerate(g_ids)}
+            perm = [order[i] for i in ids]
+            if not np.array_equal(np.asarray(g_labels)[perm], labels):
+                raise ValueError("the seeds give different labels to the same test images")
+            preds_a.append(np.asarray(g_a)[perm])
+            preds_b.append(np.asarray(g_b)[perm])
     except (OSError, ValueError) as exc:
         logger.warning("%s/%s %s vs %s: no image-level test (%s)", ref.dataset, ref.model, ref.loss, base.loss, exc)
         return None
-    k = max(len(first.class_names), int(labels.max()) + 1)
+    k = max(len(class_names), int(labels.max()) + 1)
     return paired_bootstrap_test(labels, np.stack(preds_a), np.stack(preds_b), num_classes=k, n_boot=n_boot,
                                  seed=seed)

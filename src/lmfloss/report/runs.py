@@ -35,9 +35,9 @@ UNFINISHED = "unfinished"
 INVALID = "invalid"  # report.json exists but cannot be read
 UNREADABLE = "unreadable"  # config.yaml cannot be read: dataset, model and loss are unknown
 
-# Config keys that do not change what a run measures (the "runtime" role of lmfloss.config,
-# and the seed): two runs differing only here are repeats of the same experiment.
-_NON_EXPERIMENT_KEYS = keys_with_role("runtime") | {"seed"}
+# Config keys that do not change what a run measures (the "runtime" role of lmfloss.config),
+# and the replicates (seed, CV fold): runs differing only here are repeats of one experiment.
+_NON_EXPERIMENT_KEYS = keys_with_role("runtime") | {"seed", "fold"}
 _DEFAULT_CONFIG = TrainConfig().to_dict()
 
 
@@ -125,6 +125,17 @@ class ReportRun:
     def seed(self) -> int | None:
         seed = self.config.get("seed")
         return None if seed is None else int(seed)
+
+    @property
+    def fold(self) -> int | None:
+        """The cross-validation fold the run trained (``None`` outside k-fold CV)."""
+        fold = self.config.get("fold")
+        return None if fold is None else int(fold)
+
+    @property
+    def replicate(self) -> tuple[int, int]:
+        """What makes runs of one experiment repeats of each other: the seed and the CV fold."""
+        return (-1 if self.seed is None else self.seed, -1 if self.fold is None else self.fold)
 
     @property
     def loss_params(self) -> dict[str, Any]:

@@ -143,6 +143,9 @@ def fit(
 
     typed = {k: getattr(config, k) for k in path_keys()}
     config = check_trainable(check_config(config).with_absolute_paths())
+    if config.folds is not None and config.fold is None:
+        raise ValueError(f"config folds={config.folds} without a fold trains nothing by itself; use "
+                         "lmfloss train --folds (every fold: lmfloss.train.cv.cross_validate) or set fold")
     device = resolve_device(config.device)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
