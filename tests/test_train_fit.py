@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
-from lmfloss.rundir import METRICS_COLUMNS, read_metrics
+from lmfloss.rundir import METRICS_COLUMNS, RUN_FILES, read_metrics
 from lmfloss.train import NonFiniteLossError, evaluate_run, fit, load_run, predict
 from lmfloss.train.checkpoint import load_checkpoint
 
@@ -26,8 +26,6 @@ REPORT_KEYS = {
     "auc_macro_ovr", "f1_per_class", "precision_per_class", "recall_per_class", "support",
     "confusion_matrix", "f1_macro_ci95",
 }
-RUN_FILES = ("config.yaml", "metrics.csv", "last.pt", "best.pt", "report.json", "predictions.csv",
-             "per_class.csv", "confusion.png", "curves.png", "calibration.png")
 
 
 def tiny_config(**changes) -> TrainConfig:

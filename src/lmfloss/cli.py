@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "lmfloss.commands.losses",
     "lmfloss.commands.data",
     "lmfloss.commands.train",
+    "lmfloss.commands.export",
     "lmfloss.commands.cam",
     "lmfloss.commands.sweep",
     "lmfloss.commands.report",

@@ -11,6 +11,7 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
     predictions.csv   id,label,pred,prob_<class>... of the test split (class names)
     per_class.csv     class,train_count,support,precision,recall,f1 (test)
     confusion.png, curves.png, calibration.png
+    MODEL_CARD.md     what the model is, how it was trained and tested, its limits (from the two above)
     sweep.json        a sweep trial's study, trial number, parameters and tags
     .lock             held while a process trains into the directory (:class:`RunLock`)
 
@@ -52,9 +53,11 @@ SWEEP_INFO = "sweep.json"
 TRIAL_CONFIG = "trial-config.yaml"
 LOCK_FILE = ".lock"
 TENSORBOARD = "tensorboard"
+MODEL_CARD = "MODEL_CARD.md"
 
 # Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
-RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION)
+RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION,
+             MODEL_CARD)
 RUN_FOLDERS = (TENSORBOARD,)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
                    "val_balanced_accuracy", "val_auc", "lr", "seconds")

@@ -245,7 +245,10 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
         check_same_data(ckpt.get("data"), data, class_names, ckpt.get("class_names"), out)
     # Counted from the training dataset itself: images skipped as undecodable
     # (--skip-bad-images) are not trained on, so they must not count in the margins.
+    # class_counts also validates every label once (in [0, K)), so the loss need not per step.
     train_counts = class_counts(datasets["train"].labels, len(class_names))
+    for split in ("val", "test"):
+        class_counts(datasets[split].labels, len(class_names))
     skipped = [*splits.skipped, *(p for s in ("train", "val", "test") for p in datasets[s].skipped)]
     if skipped:
         logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
@@ -278,7 +281,9 @@ def _build(config: TrainConfig, class_names: list[str], train_counts: list[int],
     # On resume the weights come from last.pt: no need to download ImageNet weights again.
     model = build_model(config.model, len(class_names), "none" if ckpt is not None else config.weights,
                         stem=config.stem)
-    loss_fn = build_loss(config.loss, train_counts, **config.loss_params)
+    # The labels were validated once (class_counts of the training set, and every dataset's
+    # labels come from its adapter's class list): no per-step host read of the targets.
+    loss_fn = build_loss(config.loss, train_counts, validate_args=False, **config.loss_params)
     model.to(device)
     loss_fn.to(device)
     channels_last = device.type == "cuda" and config.channels_last
@@ -413,8 +418,8 @@ def _best_score(ckpt: dict[str, Any]) -> float:
 
 def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history: list[dict[str, Any]],
                   train_counts: list[int]) -> None:
-    """Write predictions.csv, per_class.csv and the pictures, then report.json (last: its
-    presence marks the run as finished)."""
+    """Write predictions.csv, per_class.csv and the pictures, then report.json (its presence
+    marks the run as finished) and MODEL_CARD.md (made from report.json and config.yaml)."""
     class_names = report["class_names"]
     probs = test.probs()
     rundir.write_predictions(test.ids, test.labels, probs, class_names, out)
@@ -424,6 +429,9 @@ def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history:
     plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES)
     plots.plot_reliability(test.labels, probs, out / rundir.CALIBRATION, caption)
     rundir.write_report(report, out)
+    from lmfloss.modelcard import write_model_card
+
+    write_model_card(out)  # from report.json and config.yaml, so after them
 
 
 def _stop_message(out: Path, epoch: int, step: int, start_epoch: int, history: list) -> str:

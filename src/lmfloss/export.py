@@ -1,0 +1,374 @@
+"""A run's model with its preprocessing, as one ONNX or TorchScript file someone can deploy.
+
+The exported graph takes what an image decoder gives -- ``uint8`` RGB images
+``[N, H, W, 3]`` -- and returns ``float32`` class probabilities ``[N, K]`` (softmax, in
+``class_names`` order). Inside it: ``x / 255`` and the run's per-channel normalisation
+(:data:`lmfloss.data.transforms.NORMALIZATIONS`), the network, the softmax. The batch size
+is free.
+
+Resizing -- which inputs are exact:
+
+* **At the run's image size** ``S`` (``[N, S, S, 3]``) every export gives the
+  probabilities of ``lmfloss predict`` (:func:`lmfloss.train.predict`) on the same pixels
+  to 1e-4 (each export is checked against PyTorch before it is written). This is the only size an ONNX file accepts (ONNX
+  Runtime refuses another with "Got invalid dimensions for input: images"), and the only
+  size a TorchScript file of a **file dataset** run accepts (HAM10000, csv, imagefolder...):
+  those runs were resized with PIL's antialiased bilinear filter, which no graph reproduces.
+  Resize first as training did: ``lmfloss.data.dataset.prepare_image(image, S,
+  resize=<sidecar input.training_resize>)``.
+* **TorchScript of an array dataset run** (MedMNIST, synthetic) accepts any ``H, W``: the
+  graph resizes with the very operation training used
+  (:func:`lmfloss.data.dataset.resize_array`: ``interpolate(bilinear, antialias=True)``,
+  rounded to uint8), bit-exact on the CPU. ONNX does not get this resize: ONNX Runtime's
+  antialiased ``Resize`` differs from torch's in float rounding, which moved about 0.5% of
+  the pixels of random images by one grey level in our measurement (28 -> 32 px).
+
+Next to ``FILE`` the export writes ``FILE.json`` (the sidecar: class names, image size,
+input layout, normalisation, the decision rule -- for binary tasks the positive class and
+the validation-chosen Youden threshold --, the lmfloss version, the source run, the data
+fingerprint and a test-metrics summary) and ``MODEL_CARD.md`` (:mod:`lmfloss.modelcard`).
+ONNX files carry the same facts in ``metadata_props``; TorchScript files carry the sidecar
+as the extra file ``lmfloss.json`` (``torch.jit.load(path, _extra_files={"lmfloss.json": ""})``).
+Every file is written atomically, after the exported model has been checked.
+
+ONNX export needs ``pip install 'lmfloss[export]'`` (onnx, onnxscript for
+``torch.onnx.export``, onnxruntime for the check). TorchScript needs nothing more, but
+PyTorch has deprecated it; prefer ONNX for new deployments.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lmfloss import __version__, rundir
+from lmfloss.errors import LmflossError
+from lmfloss.fileio import atomic_write, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the ``export`` extra
+INSTALL_HINT = "pip install 'lmfloss[export]'"
+INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
+ONNX_OPSET = 18
+TORCHSCRIPT_EXTRA_FILE = "lmfloss.json"
+TOLERANCE = 1e-4  # largest probability difference allowed between the export and PyTorch
+TEST_METRICS = ("n", "accuracy", "balanced_accuracy", "f1_macro", "f1_macro_ci95", "auc_macro_ovr", "ece",
+                "brier", "nll", "f1_per_class", "positive_class", "sensitivity", "specificity", "at_threshold")
+
+
+class DeployedModel(nn.Module):
+    """``uint8`` RGB images ``[N, H, W, 3]`` -> ``float32`` probabilities ``[N, K]``.
+
+    The run's preprocessing (:meth:`lmfloss.train.Run.preprocess`) and network in one
+    module: ``x / 255``, then ``(x - mean) / std`` when the run normalised, the network
+    and a softmax.
+
+    Args:
+        network: the trained classifier (eval mode), float ``[N, 3, S, S]`` -> logits ``[N, K]``.
+        image_size: the run's ``S``.
+        normalize: the run's normalisation (a key of ``NORMALIZATIONS``).
+        resize_in_graph: resize other sizes to ``S`` with training's torch resize (array
+            dataset runs only); otherwise another size is an error.
+    """
+
+    def __init__(self, network: nn.Module, image_size: int, normalize: str, resize_in_graph: bool = False) -> None:
+        super().__init__()
+        from lmfloss.data.transforms import NORMALIZATIONS
+
+        stats = NORMALIZATIONS[normalize]
+        mean, std = stats if stats is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        self.network = network
+        self.image_size = image_size
+        self.normalize = normalize
+        self.resize_in_graph = resize_in_graph
+        self.normalized = stats is not None
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.shape_error = (f"expected uint8 RGB images [N, {image_size}, {image_size}, 3] (the run's image size; "
+                            "resize first as training did)")
+        if resize_in_graph:
+            self.shape_error = "expected uint8 RGB images [N, H, W, 3]"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[3] != 3 or images.dtype != torch.uint8:
+            raise ValueError(self.shape_error)
+        size = self.image_size
+        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        if x.shape[2] != size or x.shape[3] != size:
+            if not self.resize_in_graph:
+                raise ValueError(self.shape_error)
+            # lmfloss.data.dataset.resize_array, the training resize of array datasets.
+            x = nn.functional.interpolate(x, size=[size, size], mode="bilinear", align_corners=False,
+                                          antialias=True).round().clamp(0.0, 255.0)
+        x = x / 255.0
+        if self.normalized:
+            x = (x - self.mean) / self.std
+        return torch.softmax(self.network(x).float(), dim=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_run` wrote: the model file, its sidecar, the model card, and the
+    sidecar's content (``info``)."""
+
+    model: Path
+    sidecar: Path
+    model_card: Path
+    info: dict[str, Any]
+
+
+def sidecar_path(out: str | Path) -> Path:
+    """``FILE.json`` of an exported ``FILE``."""
+    return Path(f"{out}.json")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    from lmfloss.modelcard import MODEL_CARD
+
+    parent = out.parent
+    if not parent.exists():
+        raise FileNotFoundError(f"folder {str(parent)!r} of the output file {str(out)!r} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{str(parent)!r} (the folder of output file {str(out)!r}) is a file, not a folder")
+    for path in (out, sidecar_path(out), parent / MODEL_CARD):
+        if path.is_dir():
+            raise IsADirectoryError(f"output file {str(path)!r} is a folder; expected a file path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into folder {str(parent)!r} (output file {str(out)!r})")
+
+
+def require_onnx() -> None:
+    """Raise a one-line error saying what to install when the ``export`` extra is missing."""
+    missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LmflossError(f"ONNX export needs {', '.join(missing)} (not installed): {INSTALL_HINT}")
+
+
+def deployable(run: Any, resize_in_graph: bool = False) -> DeployedModel:
+    """The :class:`DeployedModel` of a run from :func:`lmfloss.train.load_run` (on the CPU).
+
+    Raises:
+        ValueError: ``resize_in_graph`` for a file dataset run (PIL's resize is not in any graph).
+    """
+    from lmfloss.data import get_adapter
+
+    if resize_in_graph and get_adapter(run.config.dataset).resize != "torch":
+        raise ValueError(f"dataset {run.config.dataset!r} was resized with PIL in training; "
+                         "that resize cannot be put in the graph")
+    return DeployedModel(run.model.cpu().eval(), run.config.image_size, run.config.normalize, resize_in_graph).eval()
+
+
+def onnx_bytes(model: DeployedModel, metadata: dict[str, str]) -> bytes:
+    """``model`` as an ONNX file (opset 18, dynamic batch, input ``[N, S, S, 3]`` uint8)
+    with ``metadata`` in ``metadata_props``."""
+    require_onnx()
+    size = model.image_size
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    # The exporter's graph optimiser logs every pass at INFO; that is not the user's business.
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(max(q.level, logging.WARNING))
+    try:
+        program = torch.onnx.export(
+            model, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET,
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,
+        )
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    proto = program.model_proto
+    proto.doc_string = "lmfloss: uint8 RGB images [N, H, W, 3] -> class probabilities [N, K]"
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def torchscript_bytes(model: DeployedModel, info: dict[str, Any]) -> bytes:
+    """``model`` as a TorchScript file: the network traced, the preprocessing scripted (its
+    size check and resize stay shape-dependent), the sidecar as extra file ``lmfloss.json``."""
+    size = model.image_size
+    with warnings.catch_warnings():  # torch 2.9+ deprecates torch.jit; the user asked for it
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
+        # A copy without gradients: the saved module's outputs should not require grad.
+        frozen = copy.deepcopy(model.network).requires_grad_(False)
+        network = torch.jit.trace(frozen, torch.zeros(2, 3, size, size))
+        scripted = torch.jit.script(DeployedModel(network, size, model.normalize, model.resize_in_graph).eval())
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(info, indent=2)})
+    return buffer.getvalue()
+
+
+def load_exported(data: bytes, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable ``uint8 [N, H, W, 3] -> float32 [N, K]`` (numpy) of an exported file's bytes."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    return lambda images: module(torch.from_numpy(images)).detach().numpy()
+
+
+@torch.inference_mode()
+def _check_export(model: DeployedModel, data: bytes, fmt: str) -> float:
+    """The largest probability difference between the export and ``model`` on random
+    images (batches of 1 and 3; and another size when the graph resizes); over
+    :data:`TOLERANCE` it is an error."""
+    size = model.image_size
+    rng = np.random.default_rng(0)
+    run = load_exported(data, fmt)
+    worst = 0.0
+    shapes = [(1, size, size), (3, size, size)] + ([(2, size + 5, size * 2)] if model.resize_in_graph else [])
+    for shape in shapes:
+        images = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+        expected = model(torch.from_numpy(images)).numpy()
+        worst = max(worst, float(np.abs(run(images) - expected).max()))
+    if not worst <= TOLERANCE:
+        raise LmflossError(f"the {fmt} export differs from PyTorch by {worst:.2g} in probability (allowed "
+                           f"{TOLERANCE:g}); nothing was written")
+    return worst
+
+
+def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, out: Path,
+                 resize_in_graph: bool) -> dict[str, Any]:
+    """The sidecar's content (see the module docstring); metrics and threshold only where
+    ``report.json`` describes the exported weights (best.pt, or last.pt of the best epoch)."""
+    from lmfloss.data import get_adapter
+    from lmfloss.data.transforms import NORMALIZATIONS
+
+    c, size, k = run.config, run.config.image_size, len(run.class_names)
+    training_resize = get_adapter(c.dataset).resize
+    measured = report.get("best_epoch") == run.epoch
+    test = report.get("test") or {}
+    threshold = (test.get("at_threshold") or {}).get("threshold") if measured else None
+    positive = test.get("positive_class") if k == 2 else None
+    stats = NORMALIZATIONS[c.normalize]
+    how = (f"any H, W: the graph resizes to {size}x{size} as training did (torch bilinear, antialiased, rounded "
+           "to uint8; bit-exact on the CPU)" if resize_in_graph else
+           f"resize to {size}x{size} first, as training did: lmfloss.data.dataset.prepare_image(image, {size}, "
+           f"resize={training_resize!r})" + (" (PIL bilinear)" if training_resize == "pil" else
+                                             " (torch bilinear, antialiased, rounded to uint8)"))
+    decision: dict[str, Any] = {"rule": "argmax"}
+    if positive is not None:
+        decision = {"positive_class": positive, "positive_index": run.class_names.index(positive),
+                    "threshold": threshold, "chosen_on": "validation, Youden's J" if threshold is not None else None,
+                    "rule": (f"P({positive}) >= threshold" if threshold is not None else
+                             "argmax (report.json holds no threshold for this checkpoint)")}
+    data = report.get("data") or run.data or {}
+    return {
+        "lmfloss_version": __version__,
+        "format": fmt,
+        "file": out.name,
+        "source": {"run_dir": str(run.run_dir.resolve()), "checkpoint": checkpoint, "epoch": run.epoch},
+        "class_names": list(run.class_names),
+        "image_size": size,
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB (grayscale: repeat "
+                  "into 3 channels)", "shape": ["N", "H", "W", 3] if resize_in_graph else ["N", size, size, 3],
+                  "resize_in_graph": resize_in_graph, "training_resize": training_resize, "resize": how},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", k],
+                   "meaning": "softmax class probabilities in class_names order"},
+        "normalization": {"name": c.normalize, "scale": "x / 255", "mean": None if stats is None else list(stats[0]),
+                          "std": None if stats is None else list(stats[1]), "in_graph": True},
+        "decision": decision,
+        "data": {key: data.get(key) for key in ("dataset", "name", "fingerprint")},
+        "model": {"architecture": c.model, "stem": c.stem, "weights": c.weights,
+                  "loss": (report.get("loss") or {}).get("name", c.loss)},
+        "test_metrics": {key: test[key] for key in TEST_METRICS if key in test} if measured else None,
+        "test_metrics_of": (f"{checkpoint}.pt, epoch {run.epoch}" if measured else
+                            f"not measured: report.json describes best.pt (epoch {report.get('best_epoch')}); "
+                            f"run lmfloss evaluate --checkpoint {checkpoint}"),
+    }
+
+
+def _metadata(info: dict[str, Any]) -> dict[str, str]:
+    """ONNX ``metadata_props`` (strings): the facts a runtime needs, and the whole sidecar."""
+    meta = {"lmfloss_version": info["lmfloss_version"], "class_names": json.dumps(info["class_names"]),
+            "image_size": str(info["image_size"]), "input_layout": "NHWC uint8 RGB",
+            "normalization": info["normalization"]["name"], "source_run": info["source"]["run_dir"],
+            "checkpoint": info["source"]["checkpoint"], "data_fingerprint": str(info["data"]["fingerprint"]),
+            "lmfloss_sidecar": json.dumps(info)}
+    decision = info["decision"]
+    if "positive_class" in decision:
+        meta["positive_class"] = decision["positive_class"]
+        if decision["threshold"] is not None:
+            meta["decision_threshold"] = repr(float(decision["threshold"]))
+    return meta
+
+
+def export_run(run_dir: str | Path, out: str | Path, fmt: str, checkpoint: str = "best") -> ExportResult:
+    """Export a finished run's model with its preprocessing (see the module docstring).
+
+    Args:
+        run_dir: a finished run directory.
+        out: the model file to write; ``FILE.json`` and ``MODEL_CARD.md`` go next to it.
+        fmt: ``"onnx"`` or ``"torchscript"``.
+        checkpoint: ``"best"`` or ``"last"``.
+
+    Returns:
+        The paths written and the sidecar's content.
+
+    Raises:
+        ValueError: unknown ``fmt`` or ``checkpoint``.
+        FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError: an
+            output path that cannot be written, or a missing run directory or checkpoint.
+        LmflossError: an unfinished run (no report.json), the ONNX extra missing, or an
+            export that does not match PyTorch. Nothing is written in any of these cases.
+    """
+    from lmfloss.data import get_adapter
+    from lmfloss.modelcard import MODEL_CARD, model_card_text
+    from lmfloss.train.run import CHECKPOINTS, load_run
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
+    out, run_dir = Path(out), Path(run_dir)
+    _check_out(out)
+    if fmt == "onnx":
+        require_onnx()
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    config = rundir.read_config_dict(run_dir)
+    report = rundir.read_report(run_dir)
+    if report is None:
+        raise LmflossError(f"run {str(run_dir)!r} is not finished (no {rundir.REPORT}); finish it with "
+                           f"lmfloss train --resume {run_dir}")
+    run = load_run(run_dir, checkpoint=checkpoint, device="cpu")
+    resize_in_graph = fmt == "torchscript" and get_adapter(run.config.dataset).resize == "torch"
+    model = deployable(run, resize_in_graph)
+    info = sidecar_info(run, report, fmt, checkpoint, out, resize_in_graph)
+    data = onnx_bytes(model, _metadata(info)) if fmt == "onnx" else torchscript_bytes(model, info)
+    logger.debug("largest probability difference of the %s export: %.2g", fmt, _check_export(model, data, fmt))
+    card = model_card_text(report, config, run_dir, export={
+        "file": out.name, "format": fmt, "checkpoint": checkpoint, "epoch": run.epoch,
+        "input": f"uint8 RGB [{', '.join(map(str, info['input']['shape']))}]; {info['input']['resize']}",
+        "output": f"float32 probabilities [N, {len(run.class_names)}] in class order",
+        "sidecar": sidecar_path(out).name, "note": None if info["test_metrics"] else info["test_metrics_of"],
+    })
+    atomic_write(out, lambda handle: handle.write(data), binary=True)
+    atomic_write_text(json.dumps(info, indent=2) + "\n", sidecar_path(out))
+    atomic_write_text(card, out.parent / MODEL_CARD)
+    logger.debug("exported %s (%s.pt, epoch %d) to %s", run_dir, checkpoint, run.epoch, out)
+    return ExportResult(out, sidecar_path(out), out.parent / MODEL_CARD, info)
