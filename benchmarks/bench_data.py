@@ -7,6 +7,13 @@ Real sample images (HAM10000 600x450, ODIR-5K 512x512 JPEGs from ../shared/data/
 are repeated to make the set larger.
 
     .venv/bin/python benchmarks/bench_data.py [--size 224] [--repeat 20] [--cache-dir DIR]
+    .venv/bin/python benchmarks/bench_data.py --loader [--repeat 20]
+
+``--loader`` measures the training DataLoader alone (what the GPU waits for) at batch 32
+and 128, 0 and 2 workers, uint8 batches (scaled later on the device): the per-item path
+(one ``dataset[i]`` per image and the default collate, as lmfloss did before), the batched
+path of ``lmfloss.train.loaders.make_loader`` (one ``gather`` per batch), and a raw read of
+the same rows from the memory map (the ceiling of any loader); medians of interleaved passes.
 
 Prints a Markdown table. Not a test: numbers depend on the machine and its load.
 """
@@ -53,18 +60,83 @@ def _throughput(dataset: Dataset, passes: int = 1) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _loader_rate(loader, passes: int) -> float:
+    count, start = 0, time.perf_counter()
+    for epoch in range(passes):
+        loader.sampler.set_epoch(epoch)
+        for images, _, _ in loader:
+            count += len(images)
+    return count / (time.perf_counter() - start)
+
+
+def _raw_rate(array, order: list[int], batch: int, passes: int) -> float:
+    """Read the same rows (sorted per batch) straight from the memory map: the ceiling."""
+    import numpy as np
+
+    count, start = 0, time.perf_counter()
+    for _ in range(passes):
+        for begin in range(0, len(order), batch):
+            rows = np.sort(np.asarray(order[begin : begin + batch]))
+            count += len(torch.from_numpy(np.ascontiguousarray(array[rows])))
+    return count / (time.perf_counter() - start)
+
+
+def loader_table(records: list[Record], size: int, cache_dir: Path, passes: int = 3) -> list[str]:
+    """The training loader's images/s (batch 32/128, workers 0/2): the per-item path (one
+    ``dataset[i]`` per image, default collate: lmfloss before the batched path) and the
+    batched path of ``make_loader`` (``ImageDataset.gather``), against a raw memmap read."""
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from lmfloss.config import TrainConfig
+    from lmfloss.train.distributed import DistContext
+    from lmfloss.train.loaders import make_loader
+
+    images_path, skipped_path = cache_paths(cache_dir, "bench", "train", size, "loader")
+    build_cache(records, size, images_path, skipped_path, workers=2)
+    dataset = ImageDataset(None, records, ["x"], build_transform(defer_float=True), images_path=images_path)
+    array = np.load(images_path, mmap_mode="r")
+    lines = ["| batch | workers | per-item img/s | batched img/s | raw memmap img/s | batched / per-item | batched / raw |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for batch in (32, 128):
+        for workers in (0, 2):
+            config = TrainConfig(dataset="csv", batch_size=batch, workers=workers, seed=1, device="cpu")
+            batched = make_loader(dataset, config, DistContext(), torch.device("cpu"), train=True)
+            per_item = DataLoader(dataset, batch_size=batch, sampler=batched.sampler, num_workers=workers,
+                                  persistent_workers=workers > 0)
+            rates: dict[str, list[float]] = {"item": [], "batched": [], "raw": []}
+            for loader in (per_item, batched):
+                _loader_rate(loader, 1)  # warm the page cache and the workers
+            for _ in range(passes):  # interleaved, so a busy moment hurts every path alike
+                rates["item"].append(_loader_rate(per_item, 1))
+                rates["batched"].append(_loader_rate(batched, 1))
+                rates["raw"].append(_raw_rate(array, list(batched.sampler), batch, 1))
+            item, ours, raw = (float(np.median(rates[k])) for k in ("item", "batched", "raw"))
+            lines.append(f"| {batch} | {workers} | {item:,.0f} | {ours:,.0f} | {raw:,.0f} | {ours / item:.2f} | "
+                         f"{ours / raw:.2f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=20, help="copies of the sample set")
     parser.add_argument("--cache-dir", default=None, help="where to build the cache (default: a temp folder)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the parallel cache build")
+    parser.add_argument("--loader", action="store_true", help="measure the training DataLoader alone")
     args = parser.parse_args()
     paths = sorted((SAMPLES / "ham10000" / "images").glob("*.jpg")) + sorted((SAMPLES / "odir5k" / "images").glob("*.jpg"))
     if not paths:
         raise SystemExit(f"no sample JPEGs under {SAMPLES}")
     records = [Record(id=f"{k}-{p.stem}", label=0, path=str(p)) for k in range(args.repeat) for p in paths]
     torch.set_num_threads(1)
+    if args.loader:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{len(records)} images at {args.size} px, uint8 batches, torch threads 1\n")
+            loader_table(records, args.size, Path(args.cache_dir or tmp))
+        return
 
     jpeg_rate = _throughput(JpegDataset(records, args.size))
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not f
 def _records(n_per_class=(40, 12, 6), patients=True) -> list[Record]:
     records, k = [], 0
     for label, n in enumerate(n_per_class):
-        for i in range(n):
+        for _ in range(n):
             records.append(Record(id=f"r{k}", label=label, path=None, group=f"p{k // 3}" if patients else None))
             k += 1
     return records

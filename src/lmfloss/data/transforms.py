@@ -32,10 +32,10 @@ class ImageTransform:
 
     A class rather than a closure so that DataLoader workers can pickle it.
 
-    With ``defer_float=True`` an item stays ``uint8`` after augmentation and
-    :meth:`finish` turns a whole batch into float later — on the GPU, after the copy.
-    The training engine does this: a uint8 batch is a quarter of the bytes to collate,
-    pin and copy, which is what kept the GPU waiting for the DataLoader at batch 128.
+    With ``defer_float=True`` an item stays ``uint8`` and unaugmented, and :meth:`finish`
+    augments and scales a whole batch later — on the GPU, after the copy. The training
+    engine does this: a uint8 batch is a quarter of the bytes to collate, pin and copy, and
+    no per-image Python work is left in the DataLoader (what kept the GPU waiting).
 
     Args:
         normalize: ``"none"`` (the paper), ``"imagenet"`` (``(x - mean) / std`` with
@@ -59,6 +59,11 @@ class ImageTransform:
             self._randaugment = RandAugment()
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if self.defer_float:
+            return image  # augmented (on the device, a whole batch at once) and scaled in finish()
+        return self.finish(self._augment_one(image))
+
+    def _augment_one(self, image: torch.Tensor) -> torch.Tensor:
         if self.augment == "flip":
             if torch.rand(()) < 0.5:
                 image = image.flip(-1)
@@ -66,16 +71,34 @@ class ImageTransform:
                 image = image.flip(-2)
         elif self._randaugment is not None:
             image = self._randaugment(image)
-        return image if self.defer_float else self.finish(image)
+        return image
+
+    def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Augment a uint8 batch ``[B, 3, S, S]`` where it lies (the GPU, after the copy):
+        per image, independent horizontal and vertical flips (``flip``) or a RandAugment
+        draw (``randaugment``). Random numbers come from the batch's device generator."""
+        if self.augment == "none" or images.ndim != 4 or images.shape[0] == 0:
+            return images
+        channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        if self.augment == "flip":
+            draws = torch.rand(2, images.shape[0], device=images.device) < 0.5
+            images = torch.where(draws[0].view(-1, 1, 1, 1), images.flip(-1), images)
+            images = torch.where(draws[1].view(-1, 1, 1, 1), images.flip(-2), images)
+        else:
+            images = torch.stack([self._randaugment(image) for image in images])
+        return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
     def finish(self, images: torch.Tensor) -> torch.Tensor:
-        """``uint8 [..., 3, S, S]`` on any device -> float32 in [0, 1] (or normalised).
+        """``uint8 [..., 3, S, S]`` on any device -> float32 in [0, 1] (or normalised); with
+        ``defer_float`` a batch is augmented here first (:meth:`augment_batch`).
 
         Float input is returned unchanged (it was finished per item already). The memory
         format (e.g. channels-last) is kept.
         """
         if images.dtype != torch.uint8:
             return images
+        if self.defer_float:
+            images = self.augment_batch(images)
         out = images.to(torch.float32).div_(255.0)
         stats = NORMALIZATIONS[self.normalize]
         if stats is not None:

@@ -107,7 +107,7 @@ def loss_parameters(name: str) -> dict[str, Any]:
     return {
         p.name: p.default
         for p in signature.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "validate_args"
     }
 
 
@@ -130,7 +130,7 @@ def resolved_loss_params(name: str, params: dict[str, Any] | None = None) -> dic
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
 
 
-def build_loss(name: str, class_counts: Sequence[int], **params: Any) -> nn.Module:
+def build_loss(name: str, class_counts: Sequence[int], *, validate_args: bool = True, **params: Any) -> nn.Module:
     """Build the loss called ``name`` for a training set with ``class_counts``.
 
     Args:
@@ -139,6 +139,9 @@ def build_loss(name: str, class_counts: Sequence[int], **params: Any) -> nn.Modu
             ``class_counts[j]`` counts the targets equal to ``j``. Build it with
             :func:`class_counts` from the training targets; a mapping is rejected because
             its order would be a guess.
+        validate_args: check every batch's targets (a host read per call, which makes the
+            CPU wait for the GPU on CUDA); a training loop whose labels were validated once
+            passes ``False`` (torchmetrics' convention).
         **params: the loss's keyword options (see :func:`loss_parameters` or ``lmfloss losses``).
 
     Returns:
@@ -155,4 +158,4 @@ def build_loss(name: str, class_counts: Sequence[int], **params: Any) -> nn.Modu
         raise ValueError(
             f"unknown parameter(s) {unknown} for loss {name!r}; valid parameters are {sorted(valid)}"
         )
-    return cls(class_counts, **params)
+    return cls(class_counts, validate_args=validate_args, **params)

@@ -74,9 +74,15 @@ def check_non_negative(name: str, value: object) -> float:
 
 
 def _prepare(
-    logits: torch.Tensor, target: torch.Tensor, num_classes: int | None
+    logits: torch.Tensor, target: torch.Tensor, num_classes: int | None, validate_args: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate the inputs; upcast half-precision logits; targets to int64."""
+    """Validate the inputs; upcast half-precision logits; targets to int64.
+
+    With ``validate_args=False`` the check that every target lies in ``[0, K)`` is skipped:
+    it reads the targets back to the host, which on CUDA makes the CPU wait for the GPU at
+    every step (torchmetrics' convention: a training engine that validated its labels once
+    turns it off). Shapes and dtypes are still checked (that costs no synchronisation).
+    """
     if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise ValueError(
             f"logits and target must be tensors, got {type(logits).__name__} and "
@@ -99,7 +105,7 @@ def _prepare(
             f"target must have shape [N] = [{n}] to match logits {tuple(logits.shape)}, "
             f"got shape {tuple(target.shape)}"
         )
-    if n:
+    if n and validate_args:
         # One host sync (on CUDA): without it a bad target is a device-side assert that
         # kills the CUDA context instead of a ValueError naming the value.
         lo, hi = torch.aminmax(target)
@@ -147,6 +153,7 @@ def cross_entropy(
     *,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """(Weighted) categorical cross-entropy, Eqs. 1–2 of Sadi et al.
 
@@ -158,12 +165,14 @@ def cross_entropy(
         target: ``[N]`` int64 in ``[0, K)``.
         weight: optional ``[K]`` class weights.
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
 
     Returns:
         A scalar, or ``[N]`` for ``"none"``.
     """
     check_reduction(reduction)
-    z, t = _prepare(logits, target, _length(weight))
+    z, t = _prepare(logits, target, _length(weight), validate_args)
     return F.cross_entropy(z, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
 
@@ -175,6 +184,7 @@ def ldam_loss(
     scale: float = 30.0,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """Label-distribution-aware margin loss, Eq. 5 (Cao et al. 2019), as the authors compute it.
 
@@ -190,10 +200,12 @@ def ldam_loss(
         scale: ``s >= 0`` (Cao et al.'s and the authors' code: 30; the paper gives no value).
         weight: optional ``[K]`` class weights (the authors' code: the margins).
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
     """
     check_reduction(reduction)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, _length(margins))
+    z, t = _prepare(logits, target, _length(margins), validate_args)
     m = _per_class(margins, z, "margins")
     return F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
@@ -236,6 +248,7 @@ def focal_loss(
     gamma: float = 1.5,
     alpha: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """α-balanced multi-class focal loss, Eq. 7 (Lin et al. 2017), on the raw logits.
 
@@ -249,10 +262,12 @@ def focal_loss(
         gamma: focusing parameter ``γ >= 0`` (the paper: 1.5).
         alpha: optional ``[K]`` class factors (the paper: the Eq. 4 margins, text after Eq. 7).
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
     """
     check_reduction(reduction)
     gamma = check_non_negative("gamma", gamma)
-    z, t = _prepare(logits, target, _length(alpha))
+    z, t = _prepare(logits, target, _length(alpha), validate_args)
     return _reduce(_focal_terms(z, t, gamma, _per_class(alpha, z, "alpha")), reduction)
 
 
@@ -268,6 +283,7 @@ def lmf_loss(
     weight: torch.Tensor | None = None,
     focal_alpha: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """Large margin aware focal loss, Eq. 8 of Sadi et al.: ``alpha · LDAM + beta · focal``.
 
@@ -288,13 +304,15 @@ def lmf_loss(
         weight: optional ``[K]`` LDAM class weights (the authors' code: the margins).
         focal_alpha: optional ``[K]`` focal class factors (the paper: the margins).
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
     """
     check_reduction(reduction)
     alpha = check_non_negative("alpha", alpha)
     beta = check_non_negative("beta", beta)
     gamma = check_non_negative("gamma", gamma)
     scale = check_non_negative("scale", scale)
-    z, t = _prepare(logits, target, _length(margins))
+    z, t = _prepare(logits, target, _length(margins), validate_args)
     m = _per_class(margins, z, "margins")
     ldam = F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
@@ -314,6 +332,7 @@ def logit_adjusted_loss(
     tau: float = 1.0,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """Logit-adjusted cross-entropy (Menon et al. 2021); balanced softmax (Ren et al. 2020) at τ=1.
 
@@ -328,10 +347,12 @@ def logit_adjusted_loss(
         tau: ``τ >= 0`` (Menon et al.: 1).
         weight: optional ``[K]`` class weights.
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
     """
     check_reduction(reduction)
     tau = check_non_negative("tau", tau)
-    z, t = _prepare(logits, target, _length(log_prior))
+    z, t = _prepare(logits, target, _length(log_prior), validate_args)
     adjusted = z + tau * _per_class(log_prior, z, "log_prior")
     return F.cross_entropy(adjusted, t, weight=_per_class(weight, z, "weight"), reduction=reduction)
 
@@ -344,6 +365,7 @@ def class_balanced_loss(
     base: Literal["ce", "focal"] = "ce",
     gamma: float = 1.5,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     """Class-balanced loss (Cui et al. 2019): ``w_{y_i} · L(z_i, y_i)`` with ``L`` CE or focal.
 
@@ -358,10 +380,12 @@ def class_balanced_loss(
         base: ``"ce"`` or ``"focal"`` (softmax focal loss with ``gamma``).
         gamma: focal ``γ >= 0``, used when ``base="focal"``.
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check that every target is a class index (one host read of the
+            targets; turn off in a training loop whose labels were validated once).
     """
     check_reduction(reduction)
     if base not in ("ce", "focal"):
         raise ValueError(f"base must be 'ce' or 'focal', got {base!r}")
     gamma = check_non_negative("gamma", gamma) if base == "focal" else 0.0
-    z, t = _prepare(logits, target, _length(weight))
+    z, t = _prepare(logits, target, _length(weight), validate_args)
     return _reduce(_focal_terms(z, t, gamma, _per_class(weight, z, "weight")), reduction)

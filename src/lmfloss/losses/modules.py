@@ -51,6 +51,9 @@ class ImbalanceLoss(nn.Module):
         class_counts: ``[K]`` training samples per class **in class-index order** (see
             :func:`lmfloss.losses.class_counts`); every count must be >= 1.
         reduction: ``"mean" | "sum" | "none"``.
+        validate_args: check every batch's targets (one host read per call; on CUDA the
+            CPU then waits for the GPU). A training engine that validated its labels once
+            passes ``False``; users calling the loss by hand keep the check.
 
     Raises:
         ValueError: bad counts (a mapping, fewer than 2 classes, a count <= 0) or reduction.
@@ -59,10 +62,11 @@ class ImbalanceLoss(nn.Module):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
-    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean") -> None:
+    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean", validate_args: bool = True) -> None:
         super().__init__()
         counts = check_class_counts(class_counts)
         self.reduction = LF.check_reduction(reduction)
+        self.validate_args = bool(validate_args)
         self.num_classes = len(counts)
         self.register_buffer("class_counts", torch.tensor(counts, dtype=torch.int64))
 
@@ -99,7 +103,7 @@ class CrossEntropyLoss(ImbalanceLoss):
                 f"logits have {logits.shape[1]} classes (shape {tuple(logits.shape)}) but "
                 f"class_counts has {self.num_classes}"
             )
-        return LF.cross_entropy(logits, target, reduction=self.reduction)
+        return LF.cross_entropy(logits, target, reduction=self.reduction, validate_args=self.validate_args)
 
 
 class WeightedCrossEntropyLoss(ImbalanceLoss):
@@ -112,12 +116,13 @@ class WeightedCrossEntropyLoss(ImbalanceLoss):
     name = "wce"
     description = "weighted cross-entropy (Eq. 2), w_j ∝ 1/n_j, weighted mean"
 
-    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean") -> None:
-        super().__init__(class_counts, reduction=reduction)
+    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean", validate_args: bool = True) -> None:
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.register_buffer("weight", _f32(inverse_frequency_weights(self.counts)))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LF.cross_entropy(logits, target, weight=self.weight, reduction=self.reduction)
+        return LF.cross_entropy(logits, target, weight=self.weight, reduction=self.reduction,
+                                validate_args=self.validate_args)
 
 
 class BWCCELoss(ImbalanceLoss):
@@ -129,12 +134,13 @@ class BWCCELoss(ImbalanceLoss):
     name = "bwcce"
     description = "balanced weighted CE (Eqs. 2-3), w_j = (1 - n_j/N)/(K-1), weighted mean"
 
-    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean") -> None:
-        super().__init__(class_counts, reduction=reduction)
+    def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean", validate_args: bool = True) -> None:
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.register_buffer("weight", _f32(bwcce_weights(self.counts)))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LF.cross_entropy(logits, target, weight=self.weight, reduction=self.reduction)
+        return LF.cross_entropy(logits, target, weight=self.weight, reduction=self.reduction,
+                                validate_args=self.validate_args)
 
 
 class _DRWMixin:
@@ -211,8 +217,9 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
         drw_epoch: int | None = None,
         drw_beta: float = 0.9999,
         reduction: str = "mean",
+        validate_args: bool = True,
     ) -> None:
-        super().__init__(class_counts, reduction=reduction)
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.max_margin = LF.check_non_negative("max_margin", max_margin)
         self.scale = LF.check_non_negative("scale", scale)
         weights = ClassWeights(self.counts, max_margin=self.max_margin, cb_beta=drw_beta)
@@ -224,7 +231,7 @@ class LDAMLoss(_DRWMixin, ImbalanceLoss):
         weight = self.drw_weight if self._drw_active else self.weight
         return LF.ldam_loss(
             logits, target, margins=self.margins, scale=self.scale, weight=weight,
-            reduction=self.reduction,
+            reduction=self.reduction, validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:
@@ -270,15 +277,17 @@ class FocalLoss(ImbalanceLoss):
         alpha: WeightSpec = "margins",
         max_margin: float = 0.5,
         reduction: str = "mean",
+        validate_args: bool = True,
     ) -> None:
-        super().__init__(class_counts, reduction=reduction)
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.gamma = LF.check_non_negative("gamma", gamma)
         weights = ClassWeights(self.counts, max_margin=max_margin)
         self.register_buffer("alpha", _f32(weights.resolve(alpha, "alpha")))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.focal_loss(
-            logits, target, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction
+            logits, target, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction,
+            validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:
@@ -340,8 +349,9 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
         drw_epoch: int | None = None,
         drw_beta: float = 0.9999,
         reduction: str = "mean",
+        validate_args: bool = True,
     ) -> None:
-        super().__init__(class_counts, reduction=reduction)
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.alpha = LF.check_non_negative("alpha", alpha)
         self.beta = LF.check_non_negative("beta", beta)
         self.gamma = LF.check_non_negative("gamma", gamma)
@@ -361,7 +371,7 @@ class LMFLoss(_DRWMixin, ImbalanceLoss):
         return LF.lmf_loss(
             logits, target, margins=self.margins, alpha=self.alpha, beta=self.beta,
             gamma=self.gamma, scale=self.scale, weight=weight, focal_alpha=focal_alpha,
-            reduction=self.reduction,
+            reduction=self.reduction, validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:
@@ -396,8 +406,9 @@ class ClassBalancedLoss(ImbalanceLoss):
         base: Literal["ce", "focal"] = "ce",
         gamma: float = 1.5,
         reduction: str = "mean",
+        validate_args: bool = True,
     ) -> None:
-        super().__init__(class_counts, reduction=reduction)
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         if base not in ("ce", "focal"):
             raise ValueError(f"base must be 'ce' or 'focal', got {base!r}")
         self.base = base
@@ -408,7 +419,7 @@ class ClassBalancedLoss(ImbalanceLoss):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.class_balanced_loss(
             logits, target, weight=self.weight, base=self.base, gamma=self.gamma,
-            reduction=self.reduction,
+            reduction=self.reduction, validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:
@@ -430,15 +441,16 @@ class LogitAdjustedLoss(ImbalanceLoss):
     description = "logit-adjusted CE / balanced softmax: CE on z + tau*log(prior), plain mean"
 
     def __init__(
-        self, class_counts: Sequence[int], *, tau: float = 1.0, reduction: str = "mean"
+        self, class_counts: Sequence[int], *, tau: float = 1.0, reduction: str = "mean", validate_args: bool = True
     ) -> None:
-        super().__init__(class_counts, reduction=reduction)
+        super().__init__(class_counts, reduction=reduction, validate_args=validate_args)
         self.tau = LF.check_non_negative("tau", tau)
         self.register_buffer("log_prior", _f32(log_prior(self.counts)))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.logit_adjusted_loss(
-            logits, target, log_prior=self.log_prior, tau=self.tau, reduction=self.reduction
+            logits, target, log_prior=self.log_prior, tau=self.tau, reduction=self.reduction,
+            validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:

@@ -62,8 +62,12 @@ def make_loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.de
     drop_last = train and per_rank % config.batch_size == 1 and per_rank > 1
     if drop_last:
         logger.info("dropping the last training batch of 1 image each epoch (BatchNorm needs >= 2)")
+    from lmfloss.data.dataset import BatchedDataset, collated
+
+    # Whole batches: one read of the memory map per batch, no per-image Python work, pinned
+    # once; the engine augments and scales a batch on the device (ImageDataset.gather).
     return DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-        pin_memory=device.type == "cuda", drop_last=drop_last,
+        BatchedDataset(dataset), batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+        pin_memory=device.type == "cuda", drop_last=drop_last, collate_fn=collated,
         persistent_workers=config.workers > 0,
     )
