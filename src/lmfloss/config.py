@@ -58,6 +58,7 @@ STEM_CHOICES = ("imagenet", "small")
 SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy")
 GROUP_CHOICES = ("lesion", "patient")
 SAMPLER_CHOICES = ("none", "balanced", "sqrt")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ class TrainConfig:
     amp: str = _key("bf16", role="runtime", choices=("bf16", "fp16", "off"),
                     help="mixed precision on CUDA: bf16 (default) | fp16 | off (ignored on CPU)")
     compile: bool = _key(False, role="runtime", help="torch.compile the model")
+    compile_mode: str = _key("default", role="runtime", choices=COMPILE_MODES,
+                             help="torch.compile mode: default | reduce-overhead (CUDA graphs: small batches "
+                                  "are CPU-launch-bound) | max-autotune-no-cudagraphs | max-autotune")
     channels_last: bool = _key(True, role="runtime", help="channels-last memory format on CUDA (default on)")
     workers: int = _key(0, role="runtime", help="DataLoader worker processes (default 0: the main process)")
     # --- output -----------------------------------------------------------------------

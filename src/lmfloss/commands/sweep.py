@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="sweep folder for run directories (default: sweeps/NAME)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes on this machine (default 1)")
+    parser.add_argument("--devices", metavar="0,1,...|auto",
+                        help="run the trials on these GPUs (auto: every visible one): one worker per GPU and "
+                        "trial slot, each seeing only its GPU (replaces --workers)")
+    parser.add_argument("--trials-per-device", type=int, default=1, metavar="N",
+                        help="concurrent trials per GPU (default 1); checked up front against the GPU's free "
+                        "memory and one trial's measured need")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the base config, e.g. --set root=/data/medmnist "
                         "--set epochs=2 (repeatable)")
@@ -91,12 +97,24 @@ def _run_sweep(args: argparse.Namespace) -> int:
             print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
         return 0
 
+    from lmfloss.sweep.devices import (
+        check_memory,
+        gpu_free_bytes,
+        measure_trial_memory,
+        parse_devices,
+        worker_devices,
+    )
     from lmfloss.sweep.engine import RERUN_ADVICE, SweepInterrupted
 
+    devices = parse_devices(args.devices)
+    worker_devices(devices or ["cpu"], args.trials_per_device)  # validates --trials-per-device
+    if devices and args.trials_per_device > 1:
+        first = spec.resolve(spec.wanted_points()[0] if spec.sampler == "grid" else {})[0]
+        check_memory(devices, args.trials_per_device, measure_trial_memory(first, devices[0]), gpu_free_bytes)
     try:
         result = run_sweep(spec, out_dir, storage=args.storage, study_name=study_name,
                            workers=args.workers, heartbeat=args.heartbeat, grace=args.grace,
-                           max_retry=args.max_retry)
+                           max_retry=args.max_retry, devices=devices, trials_per_device=args.trials_per_device)
     except KeyboardInterrupt:  # outside a trial (e.g. while waiting for other workers)
         raise SweepInterrupted(f"interrupted; {RERUN_ADVICE}", 2) from None
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))

@@ -130,9 +130,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int) -> None:
+def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int, env: dict[str, str] | None = None) -> None:
     import sys
 
+    # Before anything initialises CUDA in this fresh (spawned) process: its one GPU.
+    os.environ.update(env or {})
     logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
     try:
         with _torch_threads(threads):
@@ -154,6 +156,8 @@ def run_sweep(
     heartbeat: int = 60,
     grace: int | None = None,
     max_retry: int = 3,
+    devices: list[str] | None = None,
+    trials_per_device: int = 1,
 ) -> SweepResult:
     """Run ``workers`` local workers on the study until it is done, then summarise it.
 
@@ -167,11 +171,20 @@ def run_sweep(
         runner: trains one trial (must be picklable, i.e. a module-level function, when
             ``workers > 1``); default: in-process ``fit`` or torchrun.
         heartbeat, grace, max_retry: see :func:`lmfloss.sweep.engine.make_storage`.
+        devices: GPU numbers (:func:`lmfloss.sweep.devices.parse_devices`): then
+            ``len(devices) * trials_per_device`` workers are spawned, each seeing one GPU
+            (``CUDA_VISIBLE_DEVICES``), and ``workers`` is ignored.
+        trials_per_device: concurrent trials per GPU.
 
     Raises:
-        ValueError: ``workers < 1``.
+        ValueError: ``workers < 1`` or ``trials_per_device < 1``.
         LmflossError: the storage cannot be opened or holds another sweep.
     """
+    from lmfloss.sweep.devices import worker_devices
+
+    placement = worker_devices(devices, trials_per_device) if devices else None
+    if placement is not None:
+        workers = len(placement)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out_dir = Path(out_dir)
@@ -183,25 +196,30 @@ def run_sweep(
                        study_name, sampler=make_sampler(spec))
     kwargs: dict[str, Any] = dict(spec=spec, out_dir=out_dir, storage=url, study_name=study_name,
                                   runner=runner, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
-    if workers == 1 or next_action(spec, study.get_trials(deepcopy=False), max_retry) == "done":
+    done = next_action(spec, study.get_trials(deepcopy=False), max_retry) == "done"
+    if done or (workers == 1 and placement is None):
         run_worker(**kwargs)
         return summarize(spec, out_dir, url, study_name, max_retry=max_retry)
 
-    # This process is worker 0; the others are spawned (no forked torch/DB state), and
-    # every worker gets an equal share of the CPU threads.
+    # Without GPU placement this process is worker 0 and the others are spawned (no forked
+    # torch/DB state); with placement every worker is spawned, so each can be given its GPU
+    # before CUDA starts. Every worker gets an equal share of the CPU threads.
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
     level = logging.getLogger("lmfloss").getEffectiveLevel()
+    first = 0 if placement is not None else 1
     processes = [
         context.Process(target=_worker_process, name=f"worker-{i}",
-                        args=({**kwargs, "worker_index": i}, level, threads))
-        for i in range(1, workers)
+                        args=({**kwargs, "worker_index": i}, level, threads,
+                              {"CUDA_VISIBLE_DEVICES": placement[i]} if placement else None))
+        for i in range(first, workers)
     ]
     for process in processes:
         process.start()
     try:
-        with _torch_threads(threads):
-            run_worker(**kwargs, worker_index=0)
+        if placement is None:
+            with _torch_threads(threads):
+                run_worker(**kwargs, worker_index=0)
         for process in processes:
             process.join()
     except BaseException:

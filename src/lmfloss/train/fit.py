@@ -299,7 +299,7 @@ def _build(config: TrainConfig, class_names: list[str], train_counts: list[int],
     wrapped = model
     if ctx.enabled:
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    t.train_model = torch.compile(wrapped) if config.compile else wrapped
+    t.train_model = torch.compile(wrapped, mode=config.compile_mode) if config.compile else wrapped
     return t
 
 
