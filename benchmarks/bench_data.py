@@ -13,7 +13,7 @@ are repeated to make the set larger.
 and 128, 0 and 2 workers, uint8 batches (scaled later on the device): the per-item path
 (one ``dataset[i]`` per image and the default collate, as lmfloss did before), the batched
 path of ``lmfloss.train.loaders.make_loader`` (one ``gather`` per batch), and a raw read of
-the same rows from the memory map (the ceiling of any loader); medians of interleaved passes.
+the same rows from the memory map (the ceiling of any loader); medians of 7 passes, each path in a process of its own.
 
 Prints a Markdown table. Not a test: numbers depend on the machine and its load.
 """
@@ -81,10 +81,13 @@ def _raw_rate(array, order: list[int], batch: int, passes: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def loader_table(records: list[Record], size: int, cache_dir: Path, passes: int = 3) -> list[str]:
-    """The training loader's images/s (batch 32/128, workers 0/2): the per-item path (one
-    ``dataset[i]`` per image, default collate: lmfloss before the batched path) and the
-    batched path of ``make_loader`` (``ImageDataset.gather``), against a raw memmap read."""
+def loader_child(images_path: Path, path: str, batch: int, workers: int, passes: int) -> float:
+    """One path's median images/s, measured in a process of its own.
+
+    A fresh process per path matters: a per-item loader leaves glibc's dynamic mmap threshold
+    low, after which every [128, 3, 224, 224] batch is a fresh mmap and 4,700 page faults --
+    measured in one process, the per-item path would slow the batched one down 4x.
+    """
     import numpy as np
     from torch.utils.data import DataLoader
 
@@ -92,27 +95,41 @@ def loader_table(records: list[Record], size: int, cache_dir: Path, passes: int 
     from lmfloss.train.distributed import DistContext
     from lmfloss.train.loaders import make_loader
 
+    array = np.load(images_path, mmap_mode="r")
+    records = [Record(id=str(i), label=0) for i in range(len(array))]
+    dataset = ImageDataset(None, records, ["x"], build_transform(defer_float=True), images_path=images_path)
+    config = TrainConfig(dataset="csv", batch_size=batch, workers=workers, seed=1, device="cpu")
+    batched = make_loader(dataset, config, DistContext(), torch.device("cpu"), train=True)
+    if path == "raw":
+        order = list(batched.sampler)
+        return float(np.median([_raw_rate(array, order, batch, 1) for _ in range(passes)]))
+    loader = batched if path == "batched" else DataLoader(
+        dataset, batch_size=batch, sampler=batched.sampler, num_workers=workers, persistent_workers=workers > 0)
+    _loader_rate(loader, 1)  # warm the page cache and the workers
+    return float(np.median([_loader_rate(loader, 1) for _ in range(passes)]))
+
+
+def loader_table(records: list[Record], size: int, cache_dir: Path, passes: int = 7) -> list[str]:
+    """The training loader's images/s (batch 32/128, workers 0/2): the per-item path (one
+    ``dataset[i]`` per image, default collate: lmfloss before the batched path) and the
+    batched path of ``make_loader`` (``ImageDataset.gather``), against a raw memmap read;
+    each measured in a process of its own (:func:`loader_child`)."""
+    import subprocess
+    import sys
+
     images_path, skipped_path = cache_paths(cache_dir, "bench", "train", size, "loader")
     build_cache(records, size, images_path, skipped_path, workers=2)
-    dataset = ImageDataset(None, records, ["x"], build_transform(defer_float=True), images_path=images_path)
-    array = np.load(images_path, mmap_mode="r")
     lines = ["| batch | workers | per-item img/s | batched img/s | raw memmap img/s | batched / per-item | batched / raw |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
     for batch in (32, 128):
         for workers in (0, 2):
-            config = TrainConfig(dataset="csv", batch_size=batch, workers=workers, seed=1, device="cpu")
-            batched = make_loader(dataset, config, DistContext(), torch.device("cpu"), train=True)
-            per_item = DataLoader(dataset, batch_size=batch, sampler=batched.sampler, num_workers=workers,
-                                  persistent_workers=workers > 0)
-            rates: dict[str, list[float]] = {"item": [], "batched": [], "raw": []}
-            for loader in (per_item, batched):
-                _loader_rate(loader, 1)  # warm the page cache and the workers
-            for _ in range(passes):  # interleaved, so a busy moment hurts every path alike
-                rates["item"].append(_loader_rate(per_item, 1))
-                rates["batched"].append(_loader_rate(batched, 1))
-                rates["raw"].append(_raw_rate(array, list(batched.sampler), batch, 1))
-            item, ours, raw = (float(np.median(rates[k])) for k in ("item", "batched", "raw"))
+            rates = {}
+            for path in ("item", "batched", "raw"):
+                out = subprocess.run([sys.executable, __file__, "--loader-child", str(images_path), path, str(batch),
+                                      str(workers), str(passes)], capture_output=True, text=True, check=True)
+                rates[path] = float(out.stdout.strip().splitlines()[-1])
+            item, ours, raw = rates["item"], rates["batched"], rates["raw"]
             lines.append(f"| {batch} | {workers} | {item:,.0f} | {ours:,.0f} | {raw:,.0f} | {ours / item:.2f} | "
                          f"{ours / raw:.2f} |")
             print(lines[-1], flush=True)
@@ -126,7 +143,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="where to build the cache (default: a temp folder)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the parallel cache build")
     parser.add_argument("--loader", action="store_true", help="measure the training DataLoader alone")
+    parser.add_argument("--loader-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.loader_child:
+        torch.set_num_threads(1)
+        images_path, path, batch, workers, passes = args.loader_child
+        print(loader_child(Path(images_path), path, int(batch), int(workers), int(passes)))
+        return
     paths = sorted((SAMPLES / "ham10000" / "images").glob("*.jpg")) + sorted((SAMPLES / "odir5k" / "images").glob("*.jpg"))
     if not paths:
         raise SystemExit(f"no sample JPEGs under {SAMPLES}")
