@@ -222,3 +222,23 @@ def test_demo_sweep_preset_is_four_small_trials():
     config, _ = spec.resolve(points[0])
     assert config.dataset == "synthetic" and config.epochs == 1 and config.weights == "none"
     assert config.image_size <= 32
+
+
+def test_only_selects_grid_points_and_keeps_the_study():
+    import dataclasses
+
+    from lmfloss.sweep.parse import parse_only
+
+    spec = parse_sweep({"base": {"dataset": "synthetic"}, "space": [
+        {"loss": ["ce", "lmf"], "seed": [1, 2]},
+        {"loss": ["lmf"], "loss_params.drw_epoch": [5], "seed": [1, 2]}]})
+    only = dataclasses.replace(spec, only=parse_only(["loss=lmf", "loss_params.drw_epoch=null"]))
+    assert [p["seed"] for p in only.wanted_points()] == [1, 2]
+    assert all("loss_params.drw_epoch" not in p for p in only.wanted_points())
+    drw = dataclasses.replace(spec, only=parse_only(["loss_params.drw_epoch=5"]))
+    assert len(drw.wanted_points()) == 2
+    assert only.fingerprint() == spec.fingerprint()  # the same study
+    with pytest.raises(ValueError, match="--only expects KEY=V1,V2"):
+        parse_only(["loss"])
+    with pytest.raises(ValueError, match="unknown key 'los'"):
+        parse_only(["los=ce"])

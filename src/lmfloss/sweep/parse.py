@@ -264,9 +264,12 @@ def parse_sets(pairs: Sequence[str] | None) -> dict[str, Any]:
 def parse_only(pairs: Sequence[str] | None) -> dict[str, list[Scalar]]:
     """``["dataset=breastmnist", "loss=ce,lmf"]`` -> ``{"dataset": ["breastmnist"], "loss": ["ce", "lmf"]}``."""
     out: dict[str, list[Scalar]] = {}
-    for key, raw in parse_key_values(pairs, "--only").items():
-        key = check_key(key, "--only")
-        text = "" if raw is None else ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--only expects KEY=V1,V2, got {pair!r}")
+        key = check_key(key.strip(), "--only")
+        # YAML scalars, so --only loss_params.drw_epoch=null selects the points without it.
         values = [_check_scalar(yaml_scalar(part), "--only") for part in text.split(",") if part.strip()]
         if not values:
             raise ValueError(f"--only {key}= needs at least one value, e.g. --only {key}=a,b")
