@@ -61,7 +61,8 @@ def test_each_worker_sees_its_own_gpu_and_every_point_runs_once(tmp_path):
     spec = parse_sweep(GRID)
     result = run_sweep(spec, tmp_path / "out", runner=placed_runner, heartbeat=1, devices=["0", "1"],
                        trials_per_device=1)
-    assert result.counts == {"COMPLETE": 6}
+    # COMPLETE once per point; a worker may also step aside (PRUNED) when the other holds the last point.
+    assert result.counts["COMPLETE"] == 6 and set(result.counts) <= {"COMPLETE", "PRUNED"}
     lines = [line.split() for line in (tmp_path / "out" / "placement.log").read_text().splitlines()]
     assert Counter(name for _, _, name in lines) == Counter(run_name(p) for p in spec.grid_points())
     by_worker = {}
