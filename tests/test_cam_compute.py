@@ -78,8 +78,12 @@ def test_gradcam_matches_hand_computed_resnet(resnet18, images):
     body = nn.Sequential(*list(model.children())[:-2])
     with torch.no_grad():
         pred = model(images).argmax(1).tolist()
-    result = compute_cams(model, images, method="gradcam")
-    assert result.layer == "layer4.1"
+    # At 64 px layer4 is 2x2: the default is the deepest block with a 7x7 map or more ...
+    auto = compute_cams(model, images, method="gradcam")
+    assert (auto.layer, auto.map_size) == ("layer2.1", (8, 8))
+    # ... and the reference below is the classic last block, named explicitly.
+    result = compute_cams(model, images, method="gradcam", target_layer="layer4.1")
+    assert (result.layer, result.map_size) == ("layer4.1", (2, 2))
     assert result.predicted.tolist() == pred
     assert result.target_classes.tolist() == pred
     ref = _reference_gradcam(body, lambda a: model.fc(torch.flatten(model.avgpool(a), 1)), images, pred)
@@ -105,7 +109,7 @@ def test_densenet_uses_post_relu_features_and_restores_train_mode(densenet121, i
     ref = _reference_gradcam(features, head, images, classes)
     model.zero_grad(set_to_none=True)
     model.train()
-    result = compute_cams(model, images, classes)
+    result = compute_cams(model, images, classes, target_layer="features")
     assert model.training and all(m.training for m in model.modules())
     np.testing.assert_allclose(result.maps, ref, atol=1e-4)
     assert result.target_classes.tolist() == classes
@@ -129,20 +133,29 @@ def test_every_method_gives_unit_maps(resnet18, images, method):
     assert np.isfinite(result.maps).all()
 
 
-def test_scorecam_runs_on_a_small_net(images):
+def test_scorecam_runs_on_a_small_net(images, capsys):
+    import pytorch_grad_cam.score_cam as score_cam
+
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
     )
-    result = compute_cams(model, images[:1], method="scorecam")
-    assert result.maps.shape == (1, SIZE, SIZE) and result.maps.max() > 0.5
+    capsys.readouterr()
+    result = compute_cams(model, images[:2], method="scorecam", batch_size=2)
+    assert result.maps.shape == (2, SIZE, SIZE) and result.maps.max() > 0.5
+    # The package's per-image bar is hidden, and its tqdm is given back afterwards.
+    assert "it/s" not in capsys.readouterr().err
+    assert score_cam.tqdm.__name__ == "tqdm"
 
 
 def test_efficientnet_and_dotted_override(images):
     torch.manual_seed(0)
     model = torchvision.models.efficientnet_v2_s(weights=None, num_classes=3)
     result = compute_cams(model, images[:1])
-    assert result.layer == "features.7" and result.maps.shape == (1, SIZE, SIZE)
+    # features.7 (the last block) is 2x2 at 64 px; features.3 is the deepest at 8x8.
+    assert (result.layer, result.map_size) == ("features.3", (8, 8))
+    assert result.maps.shape == (1, SIZE, SIZE)
+    assert compute_cams(model, images[:1], min_map_size=2).layer == "features.7"
     custom = compute_cams(model, images[:1], target_layer="features.6")
     assert custom.layer == "features.6"
 

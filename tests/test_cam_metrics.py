@@ -198,8 +198,10 @@ def test_scoring_api_needs_neither_torch_nor_matplotlib():
     import sys
 
     code = (
-        "import sys, numpy as np; from lmfloss.cam import box_metrics, mask_to_boxes; "
-        "box_metrics(np.ones((4, 4)), [(0, 0, 2, 2)]); mask_to_boxes(np.eye(3)); "
+        "import sys, numpy as np; from lmfloss.cam import box_metrics, mask_to_boxes, derangement; "
+        "import lmfloss.cam.compare, lmfloss.cam.groups; "
+        "box_metrics(np.ones((4, 4)), [(0, 0, 2, 2)], tolerance=1.5); mask_to_boxes(np.eye(3)); "
+        "derangement(3); "
         "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

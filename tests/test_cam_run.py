@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -31,12 +32,13 @@ def resnet_run(tmp_path_factory):
 
 
 def _family_run(resnet_run: Path, model_name: str, image_size: int) -> Path:
-    """A run of another architecture: the resnet run's data and config with one Adam step
-    of ``model_name`` (a full epoch of DenseNet/EfficientNet on CPU would blow the budget)."""
+    """A run of another architecture (or size): the resnet run's data and config with one
+    Adam step of ``model_name`` (a full epoch of DenseNet/EfficientNet on CPU would blow
+    the budget)."""
     from lmfloss.models import build_model
     from lmfloss.train import load_run
 
-    run_dir = resnet_run.parent / model_name
+    run_dir = resnet_run.parent / f"{model_name}-{image_size}"
     if run_dir.exists():
         return run_dir
     run_dir.mkdir()
@@ -81,7 +83,14 @@ def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
     assert len(rows) == 7 * 2 * 2
     # --n spreads over classes: 7 images, one of each synthetic class.
     assert len({r["true_class"] for r in rows}) == 7
-    assert {r["layer"] for r in rows} == {"layer3"}
+    # layer3 of resnet18 at 28 px is 2x2; Zhang et al.'s 15 px at 224 px is 1.875 px here.
+    assert {(r["layer"], r["map_size"]) for r in rows} == {("layer3", "2x2")}
+    assert all(float(r["tolerance"]) == pytest.approx(15 * 28 / 224) for r in rows)
+    # The twin is the same experiment (the fixture trains the default loss, LMF): one group
+    # of two runs, faithfulness for every map.
+    assert {r["group"] for r in rows} == {"lmf"}
+    for key in ("road", "road_random", "conf_drop", "pointing_hit_shuffled", "energy_in_box_shuffled"):
+        assert all(r[key] != "" for r in rows), key
     assert (out / "fig_attention.png").stat().st_size > 10_000
     assert (out / "fig_attention.pdf").read_bytes().startswith(b"%PDF")
     assert len(list((out / "overlays" / "lmf").glob("*_true.png"))) == 7
@@ -97,7 +106,7 @@ def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
         cam = compute_cams(run.model, image, [record.label], target_layer="layer3").maps[0]
         original = run.splits.load_image(record).shape[:2]
         boxes = rescale_boxes(run.splits.boxes(record), original, cam.shape)
-        expected = box_metrics(cam, boxes)
+        expected = box_metrics(cam, boxes, tolerance=float(row["tolerance"]))
         for key, value in expected.items():
             assert float(row[key]) == pytest.approx(value, rel=1e-5, abs=1e-6)
         assert row["target_class"] == row["true_class"]
@@ -111,28 +120,62 @@ def test_cli_two_runs_both_targets(resnet_run, tmp_path, capsys):
     assert float(all_ce["chance"]) == pytest.approx(
         np.mean([float(r["box_area_fraction"]) for r in ce_rows]), rel=1e-4)
     assert int(all_ce["n_scored"]) == 7
+    assert (all_ce["layer"], all_ce["map_size"]) == ("layer3", "2x2")
+    # Score minus baseline, from the per-image rows.
+    shuffled = np.mean([float(r["pointing_hit_shuffled"]) for r in ce_rows])
+    assert float(all_ce["pointing_shuffled"]) == pytest.approx(shuffled, rel=1e-4)
+    groups = _read(out / "cam_groups.csv")
+    assert {(g["group"], g["target"], g["n_runs"]) for g in groups} == {("lmf", "pred", "2"), ("lmf", "true", "2")}
+    assert not (out / "cam_tests.csv").exists()  # one group: nothing to compare
 
 
 def test_architecture_families(resnet_run, tmp_path):
-    """ResNet, DenseNet and EfficientNet runs side by side: one column each, default layers.
+    """ResNet, DenseNet and EfficientNet runs side by side at 64 px: one column each, the
+    deepest block with a map of at least 7x7 (8x8 for all three), one group each.
 
     EfficientNet at its smallest (B0; the paper's V2-S layer choice is covered in
-    test_cam_compute.py): same torchvision class, same rule, the last feature block.
+    test_cam_compute.py): same torchvision class, same rule.
     """
     from lmfloss.cam.run import run_cam
 
-    dense = _family_run(resnet_run, "densenet121", 64)
-    eff = _family_run(resnet_run, "efficientnet_b0", 64)
-    outputs = run_cam([resnet_run, dense, eff], tmp_path / "cam", n=3, overlays=False)
-    layers = {r["run"]: r["layer"] for r in outputs.metrics}
-    assert layers == {"ce": "layer4.1", "densenet121": "features",
-                      "efficientnet_b0": "features.8"}
-    for name in ("densenet121", "efficientnet_b0"):
+    runs = [_family_run(resnet_run, name, 64) for name in ("resnet18", "densenet121", "efficientnet_b0")]
+    outputs = run_cam(runs, tmp_path / "cam", n=3, overlays=False, faithfulness="drop")
+    layers = {r["run"]: (r["layer"], r["map_size"]) for r in outputs.metrics}
+    assert layers == {"resnet18-64": ("layer2.1", "8x8"),
+                      "densenet121-64": ("features.denseblock2", "8x8"),
+                      "efficientnet_b0-64": ("features.3", "8x8")}
+    # Three experiments of one loss: the group names say which setting differs.
+    assert {r["group"] for r in outputs.metrics} == {
+        "lmf (model=resnet18)", "lmf (model=densenet121)", "lmf (model=efficientnet_b0)"}
+    for name in ("densenet121-64", "efficientnet_b0-64"):
         rows = [r for r in outputs.metrics if r["run"] == name]
         assert len(rows) == 3
         assert all(0.0 <= r["energy_in_box"] <= 1.0 for r in rows)
         assert all(r["annotation"] == "dataset" for r in rows)
+        assert all(np.isfinite(r["conf_drop"]) and np.isnan(r["road"]) for r in rows)
     assert (tmp_path / "cam" / "fig_attention.png").is_file()
+    # One group per run, single seeds: tests are written, with no p over seeds.
+    assert outputs.tests and all(t["n_seeds"] == 1 and t["p_seeds"] is None for t in outputs.tests)
+
+
+def test_runs_of_different_image_sizes_are_refused(resnet_run, tmp_path, capsys):
+    wide = _family_run(resnet_run, "resnet18", 64)
+    code = main(["cam", "--run", str(resnet_run), "--run", str(wide), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "different image sizes" in err and "'ce' at 28 px" in err and "'resnet18-64' at 64 px" in err
+
+
+def test_runs_of_different_datasets_are_refused(resnet_run, tmp_path, capsys):
+    other = tmp_path / "derma"
+    shutil.copytree(resnet_run, other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["dataset"] = "dermamnist"
+    (other / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    code = main(["cam", "--run", str(resnet_run), "--run", str(other), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "different datasets" in err and "dermamnist" in err
 
 
 def test_boxes_csv_selects_and_clips(resnet_run, tmp_path, caplog):
@@ -194,13 +237,55 @@ def test_misclassified_only(resnet_run, tmp_path):
     (["--ids", "syn-99999"], "syn-99999"),
     (["--target-layer", "layer9"], "candidate layers"),
     (["--masks", "/nonexistent/masks"], "/nonexistent/masks"),
+    (["--min-map-size", "0"], "minimum map size must be an integer >= 1 pixel per side, got 0"),
+    (["--tolerance", "-1"], "pointing tolerance must be >= 0 pixels, got -1.0"),
+    (["--tolerance", "nan"], "pointing tolerance must be >= 0 pixels, got nan"),
+    (["--runs-from", "EMPTY"], "holds no finished run"),
+    (["--runs-from", "/nonexistent/sweep"], "/nonexistent/sweep"),
 ])
 def test_user_errors_are_one_line(resnet_run, tmp_path, capsys, extra, message):
+    (tmp_path / "empty").mkdir()
+    unfinished = tmp_path / "empty" / "trial-0"
+    shutil.copytree(resnet_run, unfinished)
+    (unfinished / "report.json").unlink()
+    extra = [str(tmp_path / "empty") if e == "EMPTY" else e for e in extra]
     code = main(["cam", "--run", str(resnet_run), "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err
     assert code == 2
-    assert message in err and err.startswith("lmfloss cam: error:")
+    assert message in err and err.startswith("lmfloss cam: error:") and err.count("\n") == 1
     assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_runs_from_groups_seeds_by_loss(resnet_run, tmp_path, capsys):
+    """--runs-from: three seeds of a loss and one of another (copies of one run with the
+    seed and loss relabelled): one group per loss, paired tests over the shared seeds."""
+    sweep = tmp_path / "sweep"
+    for loss, seed in [("ce", 1), ("ce", 2), ("ce", 3), ("focal", 1), ("focal", 2), ("focal", 3)]:
+        run_dir = sweep / f"{loss}-s{seed}"
+        shutil.copytree(resnet_run, run_dir)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config.update(loss=loss, seed=seed)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        report = json.loads((run_dir / "report.json").read_text())
+        report["loss"] = {"name": loss, "params": {}}
+        (run_dir / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "cam"
+    code = main(["cam", "--runs-from", str(sweep), "--n", "5", "--faithfulness", "none",
+                 "--no-overlays", "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pointing - shuffled" in printed and "p (seeds)" in printed
+    groups = {g["group"]: g for g in _read(out / "cam_groups.csv")}
+    assert set(groups) == {"ce", "focal"} and groups["ce"]["seeds"] == "1 2 3"
+    tests = _read(out / "cam_tests.csv")
+    assert {t["metric"] for t in tests} == {"pointing_hit_rate", "energy_over_chance"}  # no faithfulness
+    # The same weights under two names: every difference is 0, p = 1.
+    for t in tests:
+        assert (t["group_a"], t["group_b"], t["n_seeds"], t["n_images"]) == ("ce", "focal", "3", "5")
+        assert float(t["delta"]) == 0.0 and float(t["p_seeds"]) == 1.0
+    # One figure column per group.
+    assert (out / "fig_attention.png").is_file()
 
 
 def test_unknown_box_id_is_an_error(resnet_run, tmp_path, capsys):

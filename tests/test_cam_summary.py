@@ -55,3 +55,32 @@ def test_round_robin_spreads_over_classes():
     records = [R(i, 0) for i in range(10)] + [R(10, 1), R(11, 2), R(12, 2)]
     chosen = round_robin(records, 5)
     assert [r.id for r in chosen] == ["r0", "r10", "r11", "r1", "r12"]
+
+
+def test_summary_baselines_and_faithfulness():
+    nan = math.nan
+    rows = [
+        {**_row("lmf", "a", 1.0, 0.6, 0.2), "pointing_hit_shuffled": 0.0, "energy_in_box_shuffled": 0.3,
+         "road": 0.4, "road_random": 0.1, "conf_drop": 0.5, "conf_drop_random": 0.2,
+         "layer": "layer2.1", "map_size": "8x8", "tolerance": 4.2857, "group": "lmf", "seed": 3},
+        {**_row("lmf", "a", 1.0, 0.4, 0.2), "pointing_hit_shuffled": 1.0, "energy_in_box_shuffled": 0.1,
+         "road": 0.2, "road_random": 0.0, "conf_drop": 0.3, "conf_drop_random": 0.0,
+         "layer": "layer2.1", "map_size": "8x8", "tolerance": 4.2857, "group": "lmf", "seed": 3},
+        # Not annotated: no localisation, but its faithfulness counts.
+        {**_row("lmf", "a", nan, nan, nan), "pointing_hit_shuffled": nan, "energy_in_box_shuffled": nan,
+         "road": 0.0, "road_random": 0.2, "conf_drop": 0.1, "conf_drop_random": 0.1,
+         "layer": "layer2.1", "map_size": "8x8", "tolerance": 4.2857, "group": "lmf", "seed": 3},
+    ]
+    (row, _all) = summarize(rows, ["a"])
+    assert (row["layer"], row["map_size"], row["group"], row["seed"]) == ("layer2.1", "8x8", "lmf", 3)
+    assert row["pointing_hit_rate"] == 1.0 and row["pointing_shuffled"] == pytest.approx(0.5)
+    assert row["pointing_minus_shuffled"] == pytest.approx(0.5)
+    assert row["pointing_over_shuffled"] == pytest.approx(2.0)
+    assert row["energy_minus_shuffled"] == pytest.approx(0.5 - 0.2)
+    assert row["energy_over_shuffled"] == pytest.approx(0.5 / 0.2)
+    assert row["road"] == pytest.approx(0.2) and row["road_random"] == pytest.approx(0.1)
+    assert row["road_minus_random"] == pytest.approx(0.1)
+    assert row["conf_drop_minus_random"] == pytest.approx(0.3 - 0.1)
+    # A baseline of 0 has no ratio.
+    zero = summarize([{**rows[0], "pointing_hit_shuffled": 0.0}], ["a"])[0]
+    assert math.isnan(zero["pointing_over_shuffled"])

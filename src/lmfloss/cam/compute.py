@@ -12,7 +12,8 @@ The CAM methods are the ``grad-cam`` package's (Gildenblat et al.), not re-imple
 =============  ==================================================================
 
 Every map is upsampled (bilinear) to the input's ``H x W`` and min-max scaled to
-``[0, 1]`` per image by the package.
+``[0, 1]`` per image by the package. A batch goes through the package in one call;
+ScoreCAM's own per-image progress bar is hidden (``lmfloss cam`` shows one for the job).
 
 Guarantees of :func:`compute_cams`, whatever happens inside (errors included): every hook
 it or the package registered is removed; every module's train/eval flag is restored
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmfloss.cam.layers import TargetLayer, choose_target_layer
+from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, TargetLayer, choose_target_layer
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class CamResult:
         target_classes: ``int64 [N]`` the class each map explains.
         layer: dotted name of the target layer.
         method: the CAM method's name (a key of :data:`METHODS`).
+        map_size: ``(h, w)`` of the layer's output before upsampling, when known.
     """
 
     maps: np.ndarray
@@ -65,6 +67,7 @@ class CamResult:
     target_classes: np.ndarray
     layer: str
     method: str
+    map_size: tuple[int, int] | None = None
 
 
 def _cam_class(method: str) -> type:
@@ -79,6 +82,25 @@ def _clone_output(_module: nn.Module, _inputs: object, output: object) -> object
     # The network continues with a copy, so an in-place op further on (DenseNet's
     # F.relu(..., inplace=True)) cannot overwrite the activation the CAM saved.
     return output.clone() if isinstance(output, torch.Tensor) else None
+
+
+def _no_bar(iterable: Any, *_args: Any, **_kwargs: Any) -> Any:
+    return iterable
+
+
+@contextlib.contextmanager
+def _quiet_scorecam() -> Iterator[None]:
+    """Hide the tqdm bar ScoreCAM draws per image (the caller shows one bar for the job)."""
+    import types
+
+    from pytorch_grad_cam import score_cam
+
+    saved = score_cam.tqdm
+    score_cam.tqdm = types.SimpleNamespace(tqdm=_no_bar)
+    try:
+        yield
+    finally:
+        score_cam.tqdm = saved
 
 
 @contextlib.contextmanager
@@ -116,6 +138,25 @@ def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None) -> tupl
     return maps, torch.softmax(logits, dim=1).numpy()
 
 
+def _checked_inputs(images: torch.Tensor, target_classes: Sequence[int] | None,
+                    batch_size: int) -> list[int] | None:
+    """The target classes as ints, after checking the images' shape and ``batch_size``."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor [N, C, H, W], got {shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if target_classes is None:
+        return None
+    classes = [int(c) for c in target_classes]
+    negative = [c for c in classes if c < 0]
+    if negative:
+        raise ValueError(f"target class {negative[0]} out of range; expected 0 <= class < K")
+    if len(classes) != images.shape[0]:
+        raise ValueError(f"got {len(classes)} target classes for {images.shape[0]} images; expected one each")
+    return classes
+
+
 def compute_cams(
     model: nn.Module,
     images: torch.Tensor,
@@ -124,6 +165,7 @@ def compute_cams(
     method: str = "gradcam",
     target_layer: str | TargetLayer | None = None,
     batch_size: int = 16,
+    min_map_size: int = DEFAULT_MIN_MAP_SIZE,
 ) -> CamResult:
     """Compute one CAM per image.
 
@@ -134,8 +176,10 @@ def compute_cams(
             class. Ignored by ``eigencam`` (class-agnostic).
         method: a key of :data:`METHODS`.
         target_layer: dotted module name, a :class:`TargetLayer`, or ``None`` for the
-            architecture's default (:func:`lmfloss.cam.layers.choose_target_layer`).
-        batch_size: images per CAM call.
+            architecture's default at this image size: the deepest block with a map of at
+            least ``min_map_size`` per side (:func:`lmfloss.cam.layers.choose_target_layer`).
+        batch_size: images per CAM call (pytorch-grad-cam takes the batch at once).
+        min_map_size: see ``target_layer``.
 
     Returns:
         A :class:`CamResult`.
@@ -144,32 +188,19 @@ def compute_cams(
         ValueError: unknown method or layer, bad shapes, or a target class out of range.
     """
     cam_class = _cam_class(method)
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor [N, C, H, W], got {shape}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    target_classes = _checked_inputs(images, target_classes, batch_size)
     n = images.shape[0]
-    if target_classes is not None:
-        target_classes = [int(c) for c in target_classes]
-        negative = [c for c in target_classes if c < 0]
-        if negative:
-            raise ValueError(f"target class {negative[0]} out of range; expected 0 <= class < K")
-        if len(target_classes) != n:
-            raise ValueError(
-                f"got {len(target_classes)} target classes for {n} images; expected one each"
-            )
     layer = (
         target_layer
         if isinstance(target_layer, TargetLayer)
-        else choose_target_layer(model, target_layer, tuple(images.shape[-2:]))
+        else choose_target_layer(model, target_layer, tuple(images.shape[-2:]), min_map_size=min_map_size)
     )
 
     cam = None
     maps: list[np.ndarray] = []
     probs: list[np.ndarray] = []
     try:
-        with preserved(model) as handles, torch.enable_grad():
+        with preserved(model) as handles, torch.enable_grad(), _quiet_scorecam():
             cam = cam_class(model=model, target_layers=[layer.module])
             if layer.transform is not None:
                 transform = layer.transform
@@ -199,4 +230,5 @@ def compute_cams(
         target_classes=chosen,
         layer=layer.name,
         method=method,
+        map_size=layer.map_size,
     )

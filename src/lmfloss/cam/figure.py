@@ -18,6 +18,7 @@ from lmfloss.cam.metrics import Box
 
 BOX_COLOUR = (0, 220, 0)
 PANEL_INCHES = 1.7
+CAPTION_INCHES = 0.35
 
 
 def resize_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -75,6 +76,11 @@ def draw_boxes(
     return np.asarray(canvas)
 
 
+def safe_name(image_id: str) -> str:
+    """An image id as a file name (ids of folder datasets may hold path separators)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
+
+
 def save_overlay(
     path: str | Path, image: np.ndarray, cam: np.ndarray, boxes: Sequence[Box] = ()
 ) -> Path:
@@ -107,7 +113,7 @@ class FigureRow:
 
 
 def attention_figure(
-    rows: Sequence[FigureRow], run_names: Sequence[str], out: str | Path
+    rows: Sequence[FigureRow], run_names: Sequence[str], out: str | Path, *, caption: str | None = None
 ) -> list[Path]:
     """Draw the attention figure and save it as ``<out>.png`` and ``<out>.pdf``.
 
@@ -115,6 +121,7 @@ def attention_figure(
         rows: one :class:`FigureRow` per image, each with ``len(run_names)`` cells.
         run_names: column titles (e.g. the loss of each run).
         out: output path without (or with) suffix, e.g. ``out_dir / "fig_attention"``.
+        caption: a line under the panels (e.g. the CAM layer and its map size).
 
     Returns:
         The two written paths (PNG, PDF).
@@ -129,7 +136,8 @@ def attention_figure(
                 f"row {row.image_id!r} has {len(row.cells)} cells for {len(run_names)} runs"
             )
     ncols = 1 + len(run_names)
-    fig = Figure(figsize=(PANEL_INCHES * ncols, (PANEL_INCHES + 0.25) * len(rows) + 0.3))
+    bottom = CAPTION_INCHES if caption else 0.0
+    fig = Figure(figsize=(PANEL_INCHES * ncols, (PANEL_INCHES + 0.25) * len(rows) + 0.3 + bottom))
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, row in enumerate(rows):
         ax = axes[r][0]
@@ -155,7 +163,10 @@ def attention_figure(
     for ax in np.ravel(axes):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    if caption:
+        fig.text(0.5, 0.1 * bottom / fig.get_figheight(), caption, ha="center", va="bottom", fontsize=6,
+                 wrap=True)
+    fig.tight_layout(rect=(0, bottom / fig.get_figheight(), 1, 1 - 0.3 / fig.get_figheight()))
     out = Path(out)
     stem = out.with_suffix("") if out.suffix in (".png", ".pdf") else out
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -163,3 +174,15 @@ def attention_figure(
     fig.savefig(paths[0], dpi=200)
     fig.savefig(paths[1])
     return paths
+
+
+def write_overlays(folder: Path, suffix: str, maps: np.ndarray, records: Sequence, images: dict,
+                   boxes: dict) -> list[Path]:
+    """``<folder>/<id>_<suffix>.png`` for every record: its map over its image, with boxes.
+
+    Args:
+        maps: ``[N, H, W]``, one per record, in order.
+        images / boxes: per record id (boxes may be empty).
+    """
+    return [save_overlay(folder / f"{safe_name(rec.id)}_{suffix}.png", images[rec.id], maps[k], boxes[rec.id])
+            for k, rec in enumerate(records)]

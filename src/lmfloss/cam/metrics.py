@@ -8,12 +8,12 @@ mask of the map's shape. Several boxes form one region, their union.
 Scores (all floats):
 
 - ``pointing_hit`` -- the pointing game (Zhang et al., "Top-down neural attention by
-  excitation backprop", ECCV 2016): 1.0 when the map's maximum lies inside the region,
-  0.0 when not. When several pixels share the maximum (an upsampled low-resolution map
-  has a plateau), the score is the share of those pixels inside the region, i.e. the
-  expected hit of a random tie-break; a constant map therefore scores the region's area
-  share, like a random guess. No tolerance margin is applied (Zhang et al. allow 15 px at
-  224 px); pass boxes grown by the margin to emulate it.
+  excitation backprop", ECCV 2016): 1.0 when the map's maximum lies within ``tolerance``
+  pixels (Euclidean distance between pixel centres) of the region, 0.0 when not. Zhang et
+  al. allow 15 px at 224 px (:func:`default_tolerance` scales that to other sizes);
+  ``tolerance=0`` is the exact game. When several pixels share the maximum (an upsampled
+  low-resolution map has a plateau), the score is the share of those pixels that hit, i.e.
+  the expected hit of a random tie-break.
 - ``energy_in_box`` -- the share of the map's total mass inside the region,
   ``sum(cam * region) / sum(cam)`` (the energy-based pointing game of Wang et al.,
   "Score-CAM", CVPRW 2020). A map with zero mass is treated as uniform.
@@ -25,6 +25,13 @@ Scores (all floats):
 
 Negative map values (signed saliency) are clipped at 0 before scoring; NaN or inf is an
 error.
+
+What a map that ignores the image scores depends on where its maximum falls (a bilinearly
+upsampled 2x2 map peaks in a corner, where lesions rarely are), so the area fraction is
+not its chance level. The like-for-like baseline scores every map against the region of
+*another* image of the same set, a fixed seeded derangement (:func:`derangement`): a map
+that carries no information about its image scores the same, in expectation, against its
+own region and against the other one, whatever the geometry of the maps and lesions.
 """
 
 from __future__ import annotations
@@ -121,21 +128,95 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 0.0
 
 
-def region_metrics(cam: np.ndarray, region: np.ndarray) -> dict[str, float]:
+ZHANG_TOLERANCE_PX = 15.0  # the pointing game's margin at 224 px (Zhang et al., ECCV 2016)
+ZHANG_IMAGE_PX = 224
+
+
+def default_tolerance(image_size: int | tuple[int, int]) -> float:
+    """Zhang et al.'s 15 px at 224 px, scaled to the map: ``15 * min(H, W) / 224`` pixels."""
+    side = min(image_size) if isinstance(image_size, tuple) else image_size
+    return ZHANG_TOLERANCE_PX * side / ZHANG_IMAGE_PX
+
+
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` as a float, or ValueError naming it (negative, NaN, inf, not a number)."""
+    try:
+        value = float(tolerance)
+    except (TypeError, ValueError):
+        raise ValueError(f"the pointing tolerance must be a number of pixels, got {tolerance!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"the pointing tolerance must be >= 0 pixels, got {tolerance!r}")
+    return value
+
+
+def within_distance(region: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within Euclidean distance ``radius`` (pixel centres) of a boolean region.
+
+    A binary dilation by a disk, done row offset by row offset: for a vertical offset
+    ``dy`` the disk is ``floor(sqrt(r^2 - dy^2))`` pixels wide on each side, a sliding
+    window sum along the rows. ``O((2r + 1) H W)``; ``radius < 1`` returns the region.
+    """
+    region = np.asarray(region, dtype=bool)
+    radius = check_tolerance(radius)
+    if radius < 1:
+        return region.copy()
+    height, width = region.shape
+    reach = int(math.floor(radius))
+    # Row-wise prefix sums: sum of region[y, a:b] = prefix[y, b] - prefix[y, a].
+    prefix = np.concatenate([np.zeros((height, 1), np.int64), np.cumsum(region, axis=1)], axis=1)
+    columns = np.arange(width)
+    spread: dict[int, np.ndarray] = {}
+    out = np.zeros_like(region)
+    for dy in range(-reach, reach + 1):
+        half = int(math.floor(math.sqrt(max(radius * radius - dy * dy, 0.0)) + 1e-9))
+        if half not in spread:
+            lo, hi = np.clip(columns - half, 0, width), np.clip(columns + half + 1, 0, width)
+            spread[half] = (prefix[:, hi] - prefix[:, lo]) > 0
+        rows = spread[half]
+        # A pixel at row y is near a region pixel at row y + dy.
+        if dy >= 0:
+            out[: height - dy] |= rows[dy:]
+        else:
+            out[-dy:] |= rows[: height + dy]
+    return out
+
+
+def derangement(n: int, seed: int = 0) -> np.ndarray:
+    """A fixed random permutation of ``range(n)`` without fixed points (Sattolo's algorithm:
+    a uniformly random ``n``-cycle), so that item ``i`` is paired with another item ``p[i]``.
+
+    Raises:
+        ValueError: ``n < 2`` (one item has no other to be paired with).
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 items, got {n}")
+    rng = np.random.default_rng(seed)
+    perm = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def region_metrics(cam: np.ndarray, region: np.ndarray, *, tolerance: float = 0.0) -> dict[str, float]:
     """Score a map against a boolean region of the same shape (see the module docstring).
 
     Args:
         cam: ``[H, W]`` map, finite; negatives clipped at 0.
         region: ``bool[H, W]`` (or 0/1) annotation region, not empty.
+        tolerance: the pointing game counts a maximum within this many pixels of the
+            region as a hit (0: the exact game).
 
     Returns:
         ``{"pointing_hit", "energy_in_box", "box_area_fraction", "iou_at_half_max",
         "best_iou"}`` as floats in ``[0, 1]``.
 
     Raises:
-        ValueError: shapes differ, the region is empty, or the map is not finite.
+        ValueError: shapes differ, the region is empty, the map is not finite, or a
+            negative tolerance.
     """
     cam = _check_map(cam)
+    tolerance = check_tolerance(tolerance)
     region = np.asarray(region)
     if region.shape != cam.shape:
         raise ValueError(f"region shape {region.shape} differs from cam shape {cam.shape}")
@@ -147,7 +228,8 @@ def region_metrics(cam: np.ndarray, region: np.ndarray) -> dict[str, float]:
 
     peak = cam.max()
     at_peak = cam == peak
-    pointing = np.count_nonzero(at_peak & region) / np.count_nonzero(at_peak)
+    near = within_distance(region, tolerance) if tolerance >= 1 else region
+    pointing = np.count_nonzero(at_peak & near) / np.count_nonzero(at_peak)
 
     total = cam.sum()
     energy = float(cam[region].sum() / total) if total > 0 else area_fraction
@@ -175,7 +257,7 @@ def region_metrics(cam: np.ndarray, region: np.ndarray) -> dict[str, float]:
     }
 
 
-def box_metrics(cam: np.ndarray, boxes: Iterable[Sequence[float]]) -> dict[str, float]:
+def box_metrics(cam: np.ndarray, boxes: Iterable[Sequence[float]], *, tolerance: float = 0.0) -> dict[str, float]:
     """Score an attention map against annotation boxes.
 
     Boxes are in the map's pixels. When the map was computed at the network's input size
@@ -186,6 +268,7 @@ def box_metrics(cam: np.ndarray, boxes: Iterable[Sequence[float]]) -> dict[str, 
         cam: ``[H, W]`` map (Grad-CAM output in ``[0, 1]`` or any non-negative scale).
         boxes: ``(x0, y0, x1, y1)`` boxes, ``x1``/``y1`` exclusive; their union is the
             region.
+        tolerance: pointing-game margin in pixels (0: exact; see :func:`default_tolerance`).
 
     Returns:
         ``pointing_hit`` (Zhang et al. 2016), ``energy_in_box`` (Wang et al. 2020),
@@ -201,7 +284,7 @@ def box_metrics(cam: np.ndarray, boxes: Iterable[Sequence[float]]) -> dict[str, 
         1.0
     """
     cam = _check_map(cam)
-    return region_metrics(cam, boxes_to_mask(boxes, cam.shape))
+    return region_metrics(cam, boxes_to_mask(boxes, cam.shape), tolerance=tolerance)
 
 
 def _row_runs(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,18 +1,28 @@
 """The ``lmfloss cam`` pipeline: maps for trained runs, scored, drawn and tabulated.
 
-For every run directory and every selected image of a split:
+Stages of :func:`run_cam`:
 
-1. the CAM is computed at the network's input size ``S x S`` (the run's preprocessing)
-   for the predicted class (``target="pred"``), the true class (``"true"``) or both;
-2. the annotation (boxes CSV, masks folder or the dataset's boxes) is read in original
-   pixels and brought to the map: boxes are rescaled with
-   :func:`lmfloss.cam.metrics.rescale_boxes` (``x * S / W``, floor/ceil so a box keeps
-   every pixel it touched), masks are resized with nearest neighbour;
-3. the map is scored with :func:`lmfloss.cam.metrics.region_metrics`.
-
-Outputs in ``out_dir``: ``cam_metrics.csv`` (one row per image x run x target),
-``cam_summary.csv`` (per run and target: one row per true class and an ``all`` row),
-``overlays/<run>/<id>_<target>.png`` and ``fig_attention.png``/``.pdf``.
+1. **validate** -- options (:class:`CamOptions`) and the runs' configs, without torch:
+   runs of one dataset and one image size, grouped into experiments (the seeds of a
+   loss; :mod:`lmfloss.cam.groups`);
+2. **select** -- the images (:mod:`lmfloss.cam.selection`), their annotations read in
+   original pixels and brought to the map (boxes rescaled with
+   :func:`lmfloss.cam.metrics.rescale_boxes`, ``x * S / W`` with floor/ceil; masks resized
+   with nearest neighbour), and a fixed seeded derangement of the annotated images (the
+   shuffled baseline);
+3. **compute** -- per run, at the layer chosen for the run's image size
+   (:func:`lmfloss.cam.layers.choose_target_layer`), maps in batches for the predicted
+   class (``target="pred"``), the true class (``"true"``) or both, and their faithfulness
+   next to a random map's (:mod:`lmfloss.cam.faithfulness`), under one progress bar;
+4. **score** -- every map against its image's region and, as the like-for-like baseline,
+   against its derangement partner's (:func:`lmfloss.cam.metrics.region_metrics`, with the
+   pointing-game tolerance);
+5. **write** -- ``cam_metrics.csv`` (one row per image x run x target), ``cam_summary.csv``
+   (per run and target: one row per true class and an ``all`` row), ``cam_groups.csv``
+   (per group: mean and SD over its runs), ``cam_tests.csv`` (paired tests between groups,
+   with two groups or more; :mod:`lmfloss.cam.compare`),
+   ``overlays/<run>/<id>_<target>.png`` and ``fig_attention.png``/``.pdf`` (one column
+   per group: its first run).
 """
 
 from __future__ import annotations
@@ -26,19 +36,97 @@ from typing import Any
 
 import numpy as np
 
-from lmfloss.cam.annotations import Annotation, annotation_source
-from lmfloss.cam.metrics import METRIC_KEYS, region_metrics, rescale_boxes
-from lmfloss.cam.selection import predictions, run_labels, select_images
-from lmfloss.cam.tables import METRIC_COLUMNS, SUMMARY_COLUMNS, summarize, write_csv
+from lmfloss.cam.groups import CamRun, describe_runs, finished_runs
+from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size
+from lmfloss.cam.metrics import check_tolerance, region_metrics
+from lmfloss.cam.selection import Selection, select_scored
+from lmfloss.cam.tables import FAITHFULNESS_KEYS, SCORE_KEYS, write_tables
 
 logger = logging.getLogger(__name__)
 
 TARGETS = ("pred", "true", "both")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class CamOptions:
+    """What :func:`run_cam` does; validated on construction (ValueError naming the value).
+
+    Attributes:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        ids: image ids to explain (error naming any id not in the split).
+        n: how many images (default 8, spread round-robin over the classes, annotated
+            images first); with ``ids``/``misclassified`` a cap.
+        misclassified: images misclassified by at least one run (from ``predictions.csv``
+            for the test split, else a forward pass).
+        method: a CAM method (:data:`lmfloss.cam.compute.METHODS`).
+        target_layer: dotted layer name, or None for the deepest block whose map is at
+            least ``min_map_size`` per side at the runs' image size.
+        target: ``"pred"`` (map of the predicted class), ``"true"`` or ``"both"``.
+        boxes_csv / masks_dir: annotations; neither: the dataset's known boxes, if any.
+        checkpoint: ``"best"`` or ``"last"``.
+        device: where the models run.
+        batch_size: images per CAM call (and per faithfulness batch).
+        figure_rows: images in ``fig_attention`` (the first ones selected).
+        overlays: write one overlay PNG per image, run and target.
+        min_map_size: see ``target_layer`` (>= 1).
+        tolerance: pointing-game margin in map pixels; ``None``: 15 px scaled by image
+            size / 224 (Zhang et al. 2016); 0: the exact game.
+        faithfulness: ``"road"``, ``"drop"`` or ``"none"`` (:mod:`lmfloss.cam.faithfulness`).
+        seed: seed of the shuffled baseline's derangement, the random maps and the ROAD
+            imputer's noise.
+        progress: show one progress bar (tqdm) for the whole job.
+    """
+
+    split: str = "test"
+    ids: tuple[str, ...] | None = None
+    n: int | None = None
+    misclassified: bool = False
+    method: str = "gradcam"
+    target_layer: str | None = None
+    target: str = "pred"
+    boxes_csv: str | Path | None = None
+    masks_dir: str | Path | None = None
+    checkpoint: str = "best"
+    device: str = "cpu"
+    batch_size: int = 16
+    figure_rows: int = 8
+    overlays: bool = True
+    min_map_size: int = DEFAULT_MIN_MAP_SIZE  # layer4's 7x7 at the paper's 224 px
+    tolerance: float | None = None  # None: Zhang et al.'s 15 px at 224 px, scaled to the map
+    faithfulness: str = "road"  # road | drop | none
+    seed: int = 0  # the derangement, the random maps and the imputer's noise
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        from lmfloss.cam.compute import METHODS
+        from lmfloss.cam.faithfulness import check_faithfulness
+
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown CAM method {self.method!r}; expected one of {sorted(METHODS)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be train, val or test, got {self.split!r}")
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"--n must be >= 1, got {self.n}")
+        if self.ids and self.misclassified:
+            raise ValueError("give either --ids or --misclassified, not both")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        check_min_map_size(self.min_map_size)
+        if self.tolerance is not None:
+            check_tolerance(self.tolerance)
+        check_faithfulness(self.faithfulness)
+
+    @property
+    def targets(self) -> list[str]:
+        return ["pred", "true"] if self.target == "both" else [self.target]
 
 
 @dataclass
 class CamOutputs:
-    """What :func:`run_cam` wrote, and the rows of its two CSV files."""
+    """What :func:`run_cam` wrote, and the rows of its CSV files."""
 
     out_dir: Path
     metrics_csv: Path
@@ -47,37 +135,194 @@ class CamOutputs:
     overlays: list[Path] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    groups_csv: Path | None = None
+    tests_csv: Path | None = None
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    tests: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _safe_name(image_id: str) -> str:
-    # Ids of folder datasets may hold path separators; overlays stay one file per image.
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)
+@dataclass
+class TargetMaps:
+    """One run's maps of one target, with its faithfulness and the random maps'."""
+
+    target: str
+    result: Any  # lmfloss.cam.compute.CamResult
+    faithfulness: dict[str, np.ndarray]
 
 
-def _score(annotation: Annotation, image_shape: tuple[int, int], cam: np.ndarray) -> dict:
-    map_shape = cam.shape
-    if annotation.mask is not None:
-        from PIL import Image
+def _map_size(result: Any) -> str:
+    return "x".join(str(v) for v in result.map_size) if result.map_size else ""
 
-        region = np.asarray(
-            Image.fromarray(annotation.mask.astype(np.uint8) * 255).resize(
-                (map_shape[1], map_shape[0]), Image.Resampling.NEAREST
+
+# ---- 1. validate (CamOptions, lmfloss.cam.groups.describe_runs) and load ------------------
+def _load(runs: Sequence[CamRun], options: CamOptions) -> list[Any]:
+    """Load every run's model; refuse runs whose classes or split ids differ."""
+    from lmfloss.train import load_run
+
+    loaded = [load_run(r.run_dir, checkpoint=options.checkpoint, device=options.device) for r in runs]
+    reference = loaded[0]
+    class_names = list(reference.class_names)
+    ids = [r.id for r in reference.splits.records(options.split)]
+    for info, run in zip(runs[1:], loaded[1:]):
+        if list(run.class_names) != class_names or [r.id for r in run.splits.records(options.split)] != ids:
+            raise ValueError(
+                f"run {info.label!r} uses different data than {runs[0].label!r} "
+                f"(classes {list(run.class_names)} vs {class_names}, or other {options.split} ids); "
+                "compare runs trained on the same dataset and split"
             )
-        ) > 0
-        if region.any():
-            return region_metrics(cam, region)
-        # A lesion smaller than one map pixel: fall back to its covering boxes.
-    boxes = rescale_boxes(annotation.boxes, image_shape, map_shape)
-    region = np.zeros(map_shape, dtype=bool)
-    for x0, y0, x1, y1 in boxes:
-        region[y0:y1, x0:x1] = True
-    return region_metrics(cam, region)
+    return loaded
+
+
+def _layers(loaded: Sequence[Any], runs: Sequence[CamRun], options: CamOptions) -> list[Any]:
+    """Each run's target layer at its image size (one dummy forward each), before any work."""
+    from lmfloss.cam.layers import choose_target_layer
+
+    return [choose_target_layer(run.model, options.target_layer, (info.image_size, info.image_size),
+                                min_map_size=options.min_map_size) for run, info in zip(loaded, runs)]
+
+
+# ---- 2. select: lmfloss.cam.selection.select_scored ---------------------------------------
+# ---- 3. compute --------------------------------------------------------------------------
+def _faithfulness(run: Any, batch: Any, result: Any, options: CamOptions, start: int) -> dict[str, np.ndarray]:
+    from lmfloss.cam.faithfulness import faithfulness_scores, random_maps
+
+    if options.faithfulness == "none":
+        return {}
+    kind, seed = options.faithfulness, options.seed
+    own = faithfulness_scores(run.model, batch, result.maps, result.target_classes, kind=kind, seed=seed,
+                              first_index=start)
+    noise = random_maps(len(batch), result.map_size, tuple(batch.shape[-2:]), seed, first_index=start)
+    rand = faithfulness_scores(run.model, batch, noise, result.target_classes, kind=kind, seed=seed,
+                               first_index=start)
+    return {**own, **{f"{key}_random": value for key, value in rand.items() if key in ("road", "conf_drop")}}
+
+
+def _merge(parts: list[Any], faith: list[dict[str, np.ndarray]]) -> tuple[Any, dict[str, np.ndarray]]:
+    from dataclasses import replace
+
+    result = replace(parts[0], **{
+        key: np.concatenate([getattr(p, key) for p in parts])
+        for key in ("maps", "probabilities", "predicted", "target_classes")
+    })
+    merged = {key: np.concatenate([f[key] for f in faith]) for key in faith[0]} if faith and faith[0] else {}
+    return result, merged
+
+
+def _compute(run: Any, info: CamRun, layer: Any, selection: Selection, options: CamOptions,
+             bar: Any) -> list[TargetMaps]:
+    """Maps and faithfulness of one run, batch by batch, for each target."""
+    import torch
+
+    from lmfloss.cam.compute import compute_cams
+
+    ds = run.dataset(options.split)
+    position = {rec.id: i for i, rec in enumerate(ds.records)}
+    images = torch.stack([ds[position[rec.id]][0] for rec in selection.records])
+    out = []
+    for target in options.targets:
+        labels = [int(rec.label) for rec in selection.records]
+        parts, faith = [], []
+        for start in range(0, len(images), options.batch_size):
+            batch = images[start : start + options.batch_size].to(run.device)
+            classes = labels[start : start + options.batch_size] if target == "true" else None
+            parts.append(compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
+                                      batch_size=len(batch)))
+            faith.append(_faithfulness(run, batch, parts[-1], options, start))
+            bar.update(len(batch))
+        result, merged = _merge(parts, faith)
+        _warn_flat(info, result, images.shape[-1])
+        out.append(TargetMaps(target, result, merged))
+    return out
+
+
+def _warn_flat(info: CamRun, result: Any, size: int) -> None:
+    flat = int(np.sum(np.ptp(result.maps.reshape(len(result.maps), -1), axis=1) == 0))
+    if flat:
+        logger.warning(
+            "run %s: %d of %d maps are constant (no positive evidence at %s, %s map at %d px); "
+            "they carry no location and score like their shuffled baseline",
+            info.label, flat, len(result.maps), result.layer, _map_size(result) or "its", size,
+        )
+
+
+# ---- 4. score ----------------------------------------------------------------------------
+def _localisation(cam: np.ndarray, image_id: str, selection: Selection) -> dict[str, float]:
+    region = selection.regions.get(image_id)
+    if region is None:
+        return dict.fromkeys(SCORE_KEYS, math.nan)
+    own = region_metrics(cam, region, tolerance=selection.tolerance)
+    partner = selection.partner.get(image_id)
+    other = (region_metrics(cam, selection.regions[partner], tolerance=selection.tolerance)
+             if partner is not None else {"pointing_hit": math.nan, "energy_in_box": math.nan})
+    return {**own, "pointing_hit_shuffled": other["pointing_hit"],
+            "energy_in_box_shuffled": other["energy_in_box"]}
+
+
+def _score(info: CamRun, maps: TargetMaps, selection: Selection, class_names: Sequence[str],
+           options: CamOptions) -> list[dict[str, Any]]:
+    result = maps.result
+    rows = []
+    for k, rec in enumerate(selection.records):
+        pred = int(result.predicted[k])
+        ann = selection.annotations[rec.id]
+        faith = {key: float(maps.faithfulness[key][k]) if key in maps.faithfulness else math.nan
+                 for key in FAITHFULNESS_KEYS}
+        rows.append({
+            "run": info.label, "group": info.group, "seed": info.seed, "id": rec.id,
+            "label": int(rec.label), "true_class": class_names[int(rec.label)], "pred": pred,
+            "pred_class": class_names[pred], "correct": pred == int(rec.label),
+            "prob_pred": float(result.probabilities[k, pred]), "target": maps.target,
+            "target_class": class_names[int(result.target_classes[k])], "method": options.method,
+            "layer": result.layer, "map_size": _map_size(result), "tolerance": selection.tolerance,
+            "annotation": ann.source if ann else "", "n_boxes": len(ann.boxes) if ann else 0,
+            **_localisation(result.maps[k], rec.id, selection), **faith,
+        })
+    return rows
+
+
+# ---- 5. write ----------------------------------------------------------------------------
+def _overlays(out: Path, info: CamRun, maps: TargetMaps, selection: Selection) -> list[Path]:
+    from lmfloss.cam.figure import write_overlays
+
+    boxes = {i: (a.boxes if a else []) for i, a in selection.annotations.items()}
+    return write_overlays(out / "overlays" / info.label, maps.target, maps.result.maps, selection.records,
+                          selection.images, boxes)
+
+
+def _caption(columns: Sequence[tuple[CamRun, Any]], options: CamOptions) -> str:
+    layers = list(dict.fromkeys(f"{result.layer} ({_map_size(result)} map)" for _, result in columns))
+    where = layers[0] if len(layers) == 1 else ", ".join(
+        f"{info.group}: {result.layer} ({_map_size(result)})" for info, result in columns)
+    size = columns[0][0].image_size
+    return (f"{options.method} of the {'true' if options.targets[0] == 'true' else 'predicted'} class at "
+            f"{where}, {size} px input; green: annotation; first run of each group shown.")
+
+
+def _write_figure(out: Path, figure_maps: dict[str, tuple[CamRun, Any]], selection: Selection,
+                  class_names: Sequence[str], options: CamOptions) -> list[Path]:
+    from lmfloss.cam.figure import FigureCell, FigureRow, attention_figure
+
+    shown = selection.records[: max(options.figure_rows, 0)]
+    if not shown or not figure_maps:
+        return []
+    columns = list(figure_maps.values())
+    rows = []
+    for rec in shown:
+        k = selection.records.index(rec)
+        ann = selection.annotations[rec.id]
+        cells = [FigureCell(result.maps[k], class_names[int(result.predicted[k])]) for _, result in columns]
+        rows.append(FigureRow(rec.id, selection.images[rec.id], class_names[int(rec.label)],
+                              list(ann.boxes) if ann else [], cells))
+    titles = [group if info.label == group else f"{group}\n{info.label}"
+              for group, (info, _) in figure_maps.items()]
+    return attention_figure(rows, titles, out / "fig_attention", caption=_caption(columns, options))
 
 
 def run_cam(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
     *,
+    runs_from: Sequence[str | Path] = (),
     split: str = "test",
     ids: Sequence[str] | None = None,
     n: int | None = None,
@@ -92,156 +337,57 @@ def run_cam(
     batch_size: int = 16,
     figure_rows: int = 8,
     overlays: bool = True,
+    min_map_size: int = DEFAULT_MIN_MAP_SIZE,
+    tolerance: float | None = None,
+    faithfulness: str = "road",
+    seed: int = 0,
+    progress: bool = False,
 ) -> CamOutputs:
-    """Compute, score and draw CAMs for one or more trained runs.
+    """Compute, score and draw CAMs for trained runs, several seeds per loss allowed.
 
     Args:
         run_dirs: run directories written by :func:`lmfloss.train.fit`; all must use the
-            same dataset and split (same ids).
+            same dataset, split and image size. Runs differing only in the seed form a group.
         out_dir: where the CSVs, overlays and the figure go (created).
-        split: ``"train"``, ``"val"`` or ``"test"``.
-        ids: image ids to explain (error naming any id not in the split).
-        n: how many images (default 8, spread round-robin over the classes, annotated
-            images first); with ``ids``/``misclassified`` a cap.
-        misclassified: images misclassified by at least one run (from ``predictions.csv``
-            for the test split, else a forward pass).
-        method: a CAM method (:data:`lmfloss.cam.compute.METHODS`).
-        target_layer: dotted layer name, or None for the architecture's default.
-        target: ``"pred"`` (map of the predicted class), ``"true"`` or ``"both"``.
-        boxes_csv / masks_dir: annotations; neither: the dataset's known boxes, if any.
-        checkpoint: ``"best"`` or ``"last"``.
-        device: where the models run.
-        batch_size: images per CAM call.
-        figure_rows: images in ``fig_attention`` (the first ones selected).
-        overlays: write one overlay PNG per image, run and target.
+        runs_from: folders whose finished runs are added (e.g. a sweep's output).
+        **the other keywords**: the fields of :class:`CamOptions`.
 
     Returns:
         :class:`CamOutputs`.
 
     Raises:
-        ValueError: bad options, runs on different data, unknown ids.
+        ValueError: bad options, runs on different data or image sizes, unknown ids.
         FileNotFoundError: a missing run directory, checkpoint or annotation file.
+        LmflossError: a ``runs_from`` folder without finished runs.
     """
-    from lmfloss.cam.compute import METHODS, compute_cams
-    from lmfloss.cam.figure import FigureCell, FigureRow, attention_figure, save_overlay
-    from lmfloss.train import load_run
+    from tqdm.auto import tqdm
 
-    if not run_dirs:
-        raise ValueError("give at least one run directory (--run)")
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {list(TARGETS)}, got {target!r}")
-    if method not in METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
-    if n is not None and n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
-    if ids and misclassified:
-        raise ValueError("give either --ids or --misclassified, not both")
+    options = CamOptions(split, tuple(ids) if ids else None, n, misclassified, method, target_layer, target,
+                         boxes_csv, masks_dir, checkpoint, device, batch_size, figure_rows, overlays,
+                         min_map_size, tolerance, faithfulness, seed, progress)
+    runs = describe_runs([*run_dirs, *(d for folder in runs_from for d in finished_runs(folder))])
+    loaded = _load(runs, options)
+    layers = _layers(loaded, runs, options)
+    selection = select_scored(loaded, runs[0].image_size, options)
+    class_names = list(loaded[0].class_names)
     out = Path(out_dir)
-
-    runs = [load_run(d, checkpoint=checkpoint, device=device) for d in run_dirs]
-    labels = run_labels([Path(d) for d in run_dirs])
-    reference = runs[0]
-    splits = reference.splits
-    records = splits.records(split)
-    class_names = list(reference.class_names)
-    for label, run in zip(labels[1:], runs[1:]):
-        if list(run.class_names) != class_names or [
-            r.id for r in run.splits.records(split)
-        ] != [r.id for r in records]:
-            raise ValueError(
-                f"run {label!r} uses different data than {labels[0]!r} "
-                f"(classes {list(run.class_names)} vs {class_names}, or other {split} ids); "
-                "compare runs trained on the same dataset and split"
-            )
-    source = annotation_source(splits, boxes_csv=boxes_csv, masks_dir=masks_dir)
-    datasets = [run.dataset(split) for run in runs]
-    misclassified_by = (
-        [predictions(run, split, ds, batch_size, checkpoint) for run, ds in zip(runs, datasets)]
-        if misclassified
-        else None
-    )
-    annotated = None
-    if source is not None and hasattr(source, "boxes") and isinstance(source.boxes, dict):
-        annotated = set(source.boxes)
-    elif source is not None and hasattr(source, "paths"):
-        annotated = set(source.paths)
-    chosen = select_images(records, split, ids=ids, n=n, misclassified_by=misclassified_by,
-                     annotated=annotated)
-    if not chosen:
-        raise ValueError(f"the {split} split of {splits.name!r} has no images to explain")
-    logger.info("cam: %d image(s) x %d run(s), method %s", len(chosen), len(runs), method)
-
-    images: dict[str, np.ndarray] = {}
-    annotations: dict[str, Annotation | None] = {}
-    for record in chosen:
-        image = np.asarray(splits.load_image(record))
-        images[record.id] = image
-        annotations[record.id] = source.get(record.id, image.shape[:2]) if source else None
-    n_annotated = sum(a is not None for a in annotations.values())
-    if source is not None and n_annotated == 0:
-        logger.warning("none of the %d selected images has an annotation", len(chosen))
-
-    import torch
-
-    targets = ["pred", "true"] if target == "both" else [target]
+    logger.info("cam: %d image(s) x %d run(s) in %d group(s), method %s, faithfulness %s",
+                len(selection.records), len(runs), len({r.group for r in runs}), method, faithfulness)
     rows: list[dict[str, Any]] = []
     overlay_paths: list[Path] = []
-    figure_maps: dict[tuple[int, str], tuple[np.ndarray, int]] = {}
-    for r_index, (label, run, ds) in enumerate(zip(labels, runs, datasets)):
-        position = {rec.id: i for i, rec in enumerate(ds.records)}
-        batch = torch.stack([ds[position[rec.id]][0] for rec in chosen])
-        for tgt in targets:
-            classes = [int(rec.label) for rec in chosen] if tgt == "true" else None
-            result = compute_cams(run.model, batch, classes, method=method,
-                                  target_layer=target_layer, batch_size=batch_size)
-            flat = int(np.sum(np.ptp(result.maps.reshape(len(chosen), -1), axis=1) == 0))
-            if flat:
-                logger.warning(
-                    "run %s: %d of %d maps are constant (layer %s has a 1x1 output at %d px?); "
-                    "they score chance -- use larger images or an earlier --target-layer",
-                    label, flat, len(chosen), result.layer, batch.shape[-1],
-                )
-            for k, rec in enumerate(chosen):
-                cam = result.maps[k]
-                pred = int(result.predicted[k])
-                ann = annotations[rec.id]
-                scores = (
-                    _score(ann, images[rec.id].shape[:2], cam)
-                    if ann is not None
-                    else dict.fromkeys(METRIC_KEYS, math.nan)
-                )
-                rows.append({
-                    "run": label, "id": rec.id, "label": int(rec.label),
-                    "true_class": class_names[int(rec.label)], "pred": pred,
-                    "pred_class": class_names[pred], "correct": pred == int(rec.label),
-                    "prob_pred": float(result.probabilities[k, pred]), "target": tgt,
-                    "target_class": class_names[int(result.target_classes[k])],
-                    "method": method, "layer": result.layer,
-                    "annotation": ann.source if ann else "", "n_boxes": len(ann.boxes) if ann else 0,
-                    **scores,
-                })
-                if tgt == targets[0]:
-                    figure_maps[(r_index, rec.id)] = (cam, pred)
+    figure_maps: dict[str, tuple[CamRun, Any]] = {}
+    total = len(runs) * len(options.targets) * len(selection.records)
+    with tqdm(total=total, desc="cam", unit="map", disable=not progress, dynamic_ncols=True) as bar:
+        for info, run, layer in zip(runs, loaded, layers):
+            for maps in _compute(run, info, layer, selection, options, bar):
+                rows += _score(info, maps, selection, class_names, options)
                 if overlays:
-                    overlay_paths.append(save_overlay(
-                        out / "overlays" / label / f"{_safe_name(rec.id)}_{tgt}.png",
-                        images[rec.id], cam, ann.boxes if ann else [],
-                    ))
+                    overlay_paths += _overlays(out, info, maps, selection)
+                if maps.target == options.targets[0] and info.group not in figure_maps:
+                    figure_maps[info.group] = (info, maps.result)
+    tables = write_tables(out, rows, class_names)
+    figure = _write_figure(out, figure_maps, selection, class_names, options)
+    return CamOutputs(out, tables["metrics_csv"], tables["summary_csv"], figure, overlay_paths, rows,
+                      tables["summary"], tables["groups_csv"], tables["tests_csv"], tables["groups"],
+                      tables["tests"])
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_csv = write_csv(out / "cam_metrics.csv", rows, METRIC_COLUMNS)
-    summary = summarize(rows, class_names)
-    summary_csv = write_csv(out / "cam_summary.csv", summary, SUMMARY_COLUMNS)
-    fig_rows = []
-    for rec in chosen[: max(figure_rows, 0)]:
-        ann = annotations[rec.id]
-        cells = []
-        for r_index in range(len(runs)):
-            cam, pred = figure_maps[(r_index, rec.id)]
-            cells.append(FigureCell(cam, class_names[pred]))
-        fig_rows.append(FigureRow(rec.id, images[rec.id], class_names[int(rec.label)],
-                                  list(ann.boxes) if ann else [], cells))
-    figure = attention_figure(fig_rows, labels, out / "fig_attention") if fig_rows else []
-    return CamOutputs(out, metrics_csv, summary_csv, figure, overlay_paths, rows, summary)

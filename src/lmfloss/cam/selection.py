@@ -1,12 +1,49 @@
-"""Which images ``lmfloss cam`` explains, and short names for the runs."""
+"""Which images ``lmfloss cam`` explains, what they are scored against, and run names.
+
+The select stage (:func:`select_scored`): the images, their annotations read in original
+pixels and brought to the map (boxes rescaled with :func:`lmfloss.cam.metrics.rescale_boxes`,
+``x * S / W`` with floor/ceil; masks resized with nearest neighbour), and a fixed seeded
+derangement of the annotated images: every map is also scored against its partner's
+region, the shuffled-annotation baseline.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lmfloss.cam.annotations import Annotation, annotation_source
+from lmfloss.cam.metrics import default_tolerance, derangement, rescale_boxes
+
+logger = logging.getLogger(__name__)
+
 DEFAULT_N = 8
+
+
+@dataclass
+class Selection:
+    """The images every run explains, with what they are scored against.
+
+    Attributes:
+        records: the selected records, in order.
+        images: original pixels per id (for overlays and the figure).
+        annotations: per id, or ``None`` for an image without one.
+        regions: ``bool [S, S]`` scored region on the map per annotated id.
+        partner: annotated id -> the id whose region is its shuffled baseline.
+        tolerance: the pointing game's margin in map pixels.
+    """
+
+    records: list[Any]
+    images: dict[str, np.ndarray]
+    annotations: dict[str, Annotation | None]
+    regions: dict[str, np.ndarray]
+    partner: dict[str, str]
+    tolerance: float
 
 
 def run_labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -92,3 +129,67 @@ def select_images(
         if with_ann:
             pool = with_ann
     return round_robin(pool, n or DEFAULT_N)
+
+
+def region_on_map(annotation: Annotation, image_shape: tuple[int, int], map_shape: tuple[int, int]) -> np.ndarray:
+    """The annotation on the map's grid: the mask (nearest neighbour) or the boxes' union."""
+    if annotation.mask is not None:
+        from PIL import Image
+
+        region = np.asarray(
+            Image.fromarray(annotation.mask.astype(np.uint8) * 255).resize(
+                (map_shape[1], map_shape[0]), Image.Resampling.NEAREST
+            )
+        ) > 0
+        if region.any():
+            return region
+        # A lesion smaller than one map pixel: fall back to its covering boxes.
+    region = np.zeros(map_shape, dtype=bool)
+    for x0, y0, x1, y1 in rescale_boxes(annotation.boxes, image_shape, map_shape):
+        region[y0:y1, x0:x1] = True
+    return region
+
+
+def _partners(scored: list[str], seed: int) -> dict[str, str]:
+    if len(scored) < 2:
+        if scored:
+            logger.warning("one annotated image: no other image to form the shuffled baseline with")
+        return {}
+    return {i: scored[j] for i, j in zip(scored, derangement(len(scored), seed))}
+
+
+def select_scored(loaded: Sequence[Any], map_size: int, options: Any) -> Selection:
+    """The select stage of ``lmfloss cam`` for loaded runs of one dataset and split.
+
+    Args:
+        loaded: :class:`lmfloss.train.Run` objects (the first one's data is read).
+        map_size: the maps' side (the runs' image size).
+        options: a :class:`lmfloss.cam.run.CamOptions`.
+    """
+    splits = loaded[0].splits
+    source = annotation_source(splits, boxes_csv=options.boxes_csv, masks_dir=options.masks_dir)
+    misclassified_by = None
+    if options.misclassified:
+        misclassified_by = [predictions(run, options.split, run.dataset(options.split), options.batch_size,
+                                        options.checkpoint) for run in loaded]
+    annotated = None
+    if source is not None and isinstance(getattr(source, "boxes", None), dict):
+        annotated = set(source.boxes)
+    elif source is not None and hasattr(source, "paths"):
+        annotated = set(source.paths)
+    chosen = select_images(splits.records(options.split), options.split, ids=options.ids, n=options.n,
+                           misclassified_by=misclassified_by, annotated=annotated)
+    if not chosen:
+        raise ValueError(f"the {options.split} split of {splits.name!r} has no images to explain")
+    images, annotations, regions = {}, {}, {}
+    for record in chosen:
+        images[record.id] = np.asarray(splits.load_image(record))
+        shape = images[record.id].shape[:2]
+        annotations[record.id] = source.get(record.id, shape) if source else None
+        if annotations[record.id] is not None:
+            regions[record.id] = region_on_map(annotations[record.id], shape, (map_size, map_size))
+    if source is not None and not regions:
+        logger.warning("none of the %d selected images has an annotation", len(chosen))
+    tolerance = default_tolerance(map_size) if options.tolerance is None else float(options.tolerance)
+    return Selection(list(chosen), images, annotations, regions, _partners(list(regions), options.seed),
+                     tolerance)

@@ -111,40 +111,45 @@ def load_splits(
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
     skipped = _drop_bad_images(index) if skip_bad_images else []
     check_folds(dataset, index, folds, fold, folds_include_test)
-    if folds is not None and fold is not None:
-        assignment = fold_split(index.records, len(index.class_names), folds, fold, fold_seed,
-                                grouped=group_by is not None)
-        official = False
-    elif index.official_split is not None:
-        bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
-        if bad:
-            raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
-        if group_by is not None:
-            raise ValueError(f"dataset {dataset!r} comes with its own split; group_by={group_by!r} does not apply")
-        assignment, official = index.official_split, True
-    else:
-        labels = [r.label for r in index.records]
-        if group_by is None:
-            assignment = paper_split(labels, len(index.class_names), seed)
-        else:
-            assignment = group_split(index.records, len(index.class_names), seed)
-        official = False
+    assignment, official = _assign(dataset, index, seed, group_by, folds, fold, fold_seed)
     splits = Splits(
         index, assignment, seed=seed, group_by=group_by, official=official,
         skip_bad_images=skip_bad_images, skipped=skipped,
         cv={"folds": folds, "fold": fold, "fold_seed": fold_seed} if folds is not None and fold is not None else None,
     )
     check_split_classes(splits)
+    if group_by is None:
+        _warn_leakage(splits)
+    return splits
+
+
+def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, folds: int | None,
+            fold: int | None, fold_seed: int) -> tuple[list[str], bool]:
+    """``(split of every record, whether it is the dataset's own split)``."""
+    if folds is not None and fold is not None:
+        return fold_split(index.records, len(index.class_names), folds, fold, fold_seed, grouped=group_by is not None), False
+    if index.official_split is not None:
+        bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
+        if bad:
+            raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
+        if group_by is not None:
+            raise ValueError(f"dataset {dataset!r} comes with its own split; group_by={group_by!r} does not apply")
+        return list(index.official_split), True
+    if group_by is None:
+        return paper_split([r.label for r in index.records], len(index.class_names), seed), False
+    return group_split(index.records, len(index.class_names), seed), False
+
+
+def _warn_leakage(splits: Splits) -> None:
     leak = splits.leakage()
-    if group_by is None and leak and leak["straddling_groups"]:
+    kind = splits.index.group_kind
+    if leak and leak["straddling_groups"]:
         logger.warning(
             "split leakage: %d %s groups have images in more than one split; %d test images (%.1f%%) "
             "share a %s with a training or validation image -- use --group-by %s to keep each %s in one split",
-            leak["straddling_groups"], index.group_kind or "", leak["test_images_affected"],
-            100 * leak["test_share"], index.group_kind or "group", index.group_kind or "patient",
-            index.group_kind or "group",
+            leak["straddling_groups"], kind or "", leak["test_images_affected"], 100 * leak["test_share"],
+            kind or "group", kind or "patient", kind or "group",
         )
-    return splits
 
 
 def check_folds(dataset: str, index: DatasetIndex, folds: int | None, fold: int | None,
