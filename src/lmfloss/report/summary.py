@@ -214,7 +214,8 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
     return table
 
 
-CAM_COLUMNS = ("n_scored", "pointing_hit_rate", "energy_in_box", "energy_over_chance", "best_iou")
+CAM_COLUMNS = ("layer", "n_scored", "pointing_hit_rate", "pointing_minus_shuffled", "energy_in_box",
+               "energy_over_chance", "road")
 
 
 def cam_table(runs: Sequence[ReportRun], roots: Sequence[str | Path]) -> Table | None:
@@ -230,9 +231,10 @@ def cam_table(runs: Sequence[ReportRun], roots: Sequence[str | Path]) -> Table |
                      if run else [row.get("run", "?"), "", "", ""])
             cells = []
             for column in CAM_COLUMNS:
+                value = row.get(column)
                 try:
-                    cells.append(f"{float(row[column]):.3g}")
-                except (KeyError, TypeError, ValueError):
-                    cells.append(DASH)
+                    cells.append(f"{float(value):.3g}")
+                except (TypeError, ValueError):  # text (the layer), or absent in an older cam_summary.csv
+                    cells.append(str(value) if value else DASH)
             table.rows.append([*label, row.get("target", ""), *cells])
     return table if table.rows else None
