@@ -120,3 +120,14 @@ def test_train_folds_writes_fold_runs_and_a_summary_and_resumes(tmp_path, capsys
     assert len(results) == 2 and {r["loss"] for r in results} == {"ce"}
     md = (tmp_path / "report" / "report.md").read_text()
     assert "n=" not in md.split("## Tables")[1].split("\n\n")[1]  # one cell of 2 replicates, none missing
+
+
+def test_fold_is_a_sweep_axis():
+    from lmfloss.sweep import parse_sweep
+
+    spec = parse_sweep({"base": {"dataset": "synthetic", "folds": 3, "epochs": 1},
+                        "space": {"loss": ["ce"], "fold": [1, 2, 3]}})
+    configs = [spec.resolve(p)[0] for p in spec.grid_points()]
+    assert [(c.folds, c.fold) for c in configs] == [(3, 1), (3, 2), (3, 3)]
+    with pytest.raises(ValueError, match="fold=4"):
+        parse_sweep({"base": {"dataset": "synthetic", "folds": 3}, "space": {"fold": [4]}})
