@@ -99,3 +99,25 @@ def test_tuning_budget_is_said_in_the_summary(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     summary = md.split("## Summary")[1].split("##")[0]
     assert "2/1 (LMF tuned more on val)" in summary
+
+
+def test_lmf_drw_is_lmf_not_a_baseline(tmp_path):
+    """LMF-DRW is the proposed loss with deferred re-weighting: never "the best baseline" LMF is
+    compared with, and not in the LMF-vs-baseline family. LDAM-DRW is a published baseline."""
+    root = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        make_run(root, loss="ce", seed=seed, preds=noisy_preds(LABELS, 0.3, seed), val_f1=0.5)
+        make_run(root, loss="ldam", seed=seed, loss_params={"drw_epoch": 5}, preds=noisy_preds(LABELS, 0.25, seed),
+                 val_f1=0.6)
+        make_run(root, loss="lmf", seed=seed, preds=noisy_preds(LABELS, 0.2, seed), val_f1=0.7)
+        make_run(root, loss="lmf", seed=seed, loss_params={"drw_epoch": 5}, preds=noisy_preds(LABELS, 0.1, seed + 7),
+                 val_f1=0.9)
+    build_report([root], tmp_path / "out", n_boot=50, figures=False)
+    rows = _rows(tmp_path / "out" / "summary.csv")
+    assert {r["baseline"] for r in rows} == {"ce", "ldam-drw"}
+    (best,) = [r for r in rows if r["best_on_val"] == "True"]
+    assert best["baseline"] == "ldam-drw"
+    md = (tmp_path / "out" / "report.md").read_text()
+    summary = md.split("## Summary")[1].split("##")[0]
+    assert "LDAM-DRW" in summary and "LMF-DRW" not in summary
+    assert "LMF-DRW" in md  # still a row of the tables

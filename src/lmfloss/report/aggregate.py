@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lmfloss.config import flatten
-from lmfloss.report.names import order_datasets, order_losses, order_models
+from lmfloss.report.names import is_baseline, order_datasets, order_losses, order_models
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import (
     PairedTest,
@@ -207,10 +207,10 @@ class Comparison:
     test: PairedTest | None = None
 
 
-def best_on_val(grid: Grid, dataset: str, model: str, exclude: str = "lmf") -> Cell | None:
+def best_on_val(grid: Grid, dataset: str, model: str) -> Cell | None:
     """The baseline with the best mean **validation** macro-F1 in a dataset x model (never
-    chosen on test); ``None`` without a finished baseline."""
-    cells = [grid.cell(dataset, model, loss) for loss in grid.losses if loss != exclude]
+    chosen on test; LMF and LMF-DRW are not baselines); ``None`` without a finished baseline."""
+    cells = [grid.cell(dataset, model, loss) for loss in grid.losses if is_baseline(loss)]
     cells = [c for c in cells if c.status == OK and c.val_values("f1_macro")]
     if not cells:
         return None
@@ -220,7 +220,7 @@ def best_on_val(grid: Grid, dataset: str, model: str, exclude: str = "lmf") -> C
 def paired_tests(
     grid: Grid, *, reference: str = "lmf", n_boot: int = 1000, seed: int = 0
 ) -> list[Comparison]:
-    """``reference`` vs every other loss, per dataset x model: a paired t-test over seeds
+    """``reference`` vs every baseline, per dataset x model: a paired t-test over seeds
     (Holm-corrected over all the comparisons returned) and a paired bootstrap over images.
 
     Runs are paired by seed; predictions are aligned by record id, so both systems are
@@ -237,7 +237,7 @@ def paired_tests(
                 continue
             for loss in grid.losses:
                 base = grid.cell(d, m, loss)
-                if loss == reference or base.status != OK:
+                if loss == reference or not is_baseline(loss) or base.status != OK:
                     continue
                 by_seed = {r.replicate: r for r in base.runs}
                 pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]

@@ -26,6 +26,13 @@ LOSS_NAMES = {
 _DATASET_ORDER = list(DATASET_NAMES)
 _MODEL_ORDER = list(MODEL_NAMES)
 _LOSS_ORDER = ["ce", "focal", "ldam", "bwcce", "lmf"]
+# The proposed loss and its variants: compared with the baselines, never one of them.
+LMF_FAMILY = ("lmf", "lmf-drw")
+
+
+def is_baseline(loss: str) -> bool:
+    """Every method but LMF and LMF-DRW (LDAM-DRW is a published baseline)."""
+    return loss not in LMF_FAMILY
 
 
 def dataset_name(name: str) -> str:
@@ -65,5 +72,5 @@ def order_losses(names: set[str] | list[str]) -> list[str]:
     """CCE, Focal, LDAM, BWCCE, then other losses alphabetically, LMF-DRW, LMF last (as in the paper)."""
     names = set(names)
     baselines = [n for n in _LOSS_ORDER[:-1] if n in names]
-    others = sorted(names - set(_LOSS_ORDER) - {"lmf-drw"})
+    others = sorted(names - set(_LOSS_ORDER) - set(LMF_FAMILY))
     return baselines + others + [n for n in ("lmf-drw", "lmf") if n in names]
