@@ -190,6 +190,16 @@ def test_weighted_ce_equals_torch(device, reduction, name, weights):
     torch.testing.assert_close(g, rg)
 
 
+def test_bwcce_is_wce_for_two_classes_and_not_for_more():
+    """With K = 2, (1 - n_j/N) = n_other/N is proportional to 1/n_j, and the weighted mean is
+    scale-free: BWCCE and WCE are one loss on binary tasks (seen on BreastMNIST)."""
+    two = [147, 399]
+    logits, target = torch.randn(64, 2, dtype=torch.float64), torch.randint(0, 2, (64,))
+    torch.testing.assert_close(build_loss("bwcce", two)(logits, target), build_loss("wce", two)(logits, target))
+    logits, target = _batch(dtype=torch.float64)
+    assert not torch.allclose(build_loss("bwcce", COUNTS)(logits, target), build_loss("wce", COUNTS)(logits, target))
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_ldam_focal_lmf_match_float64_formulas(reduction):
     logits, target = _batch(n=12, dtype=torch.float64, seed=3)

@@ -128,7 +128,8 @@ class WeightedCrossEntropyLoss(ImbalanceLoss):
 class BWCCELoss(ImbalanceLoss):
     """Balanced weighted cross-entropy (ref. 29 of Sadi et al.): Eq. 2 with Eq. 3 weights.
 
-    ``w_j = (1 - n_j/N) / (K - 1)``; ``"mean"`` is PyTorch's weighted mean.
+    ``w_j = (1 - n_j/N) / (K - 1)``; ``"mean"`` is PyTorch's weighted mean. With two classes
+    ``1 - n_j/N`` is proportional to ``1/n_j``, so on a binary task ``"mean"`` equals ``wce``.
     """
 
     name = "bwcce"
