@@ -307,8 +307,7 @@ def _write_figure(out: Path, figure_maps: dict[str, tuple[CamRun, Any]], selecti
         return []
     columns = list(figure_maps.values())
     rows = []
-    for rec in shown:
-        k = selection.records.index(rec)
+    for k, rec in enumerate(shown):  # shown is a prefix of selection.records
         ann = selection.annotations[rec.id]
         cells = [FigureCell(result.maps[k], class_names[int(result.predicted[k])]) for _, result in columns]
         rows.append(FigureRow(rec.id, selection.images[rec.id], class_names[int(rec.label)],

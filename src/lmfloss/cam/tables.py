@@ -60,7 +60,7 @@ def _scores(sel: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "chance": chance, "energy_over_chance": _ratio(energy, chance),
         "iou_at_half_max": mean("iou_at_half_max"), "best_iou": mean("best_iou"),
     }
-    for key in ("road_morf", "road_lerf", "road", "road_random", "conf_drop", "conf_drop_random"):
+    for key in FAITHFULNESS_KEYS:
         out[key] = mean(key, sel)
     out["road_minus_random"] = out["road"] - out["road_random"]
     out["conf_drop_minus_random"] = out["conf_drop"] - out["conf_drop_random"]
