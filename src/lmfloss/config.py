@@ -281,18 +281,29 @@ def parse_key_values(pairs: Iterable[str] | None, option: str = "--set") -> dict
     """
     out: dict[str, Any] = {}
     for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"{option} expects KEY=VALUE, got {pair!r}")
+        key, raw = split_key_value(pair, option)
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         if isinstance(value, str) and value.strip().lower() == "none":
             value = None
-        out[key.replace("-", "_")] = value
+        out[key] = value
     return out
+
+
+def split_key_value(pair: str, option: str, expected: str = "KEY=VALUE") -> tuple[str, str]:
+    """``"loss-param=2"`` -> ``("loss_param", "2")``: the key stripped, dashes made underscores,
+    and the raw value text.
+
+    Raises:
+        ValueError: a pair without ``=`` or with an empty key, naming ``option``.
+    """
+    key, sep, raw = pair.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"{option} expects {expected}, got {pair!r}")
+    return key.replace("-", "_"), raw
 
 
 def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:

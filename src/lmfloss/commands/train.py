@@ -139,7 +139,9 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     test = result.report["test"]
-    if _is_main_process():
+    from lmfloss.train.distributed import is_main_process
+
+    if is_main_process():
         chosen = (f"val macro-F1 {result.best_val_f1_macro:.4f}" if result.select_metric == "f1_macro" else
                   f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_f1_macro:.4f}")
         print(
@@ -151,11 +153,6 @@ def _run_train(args: argparse.Namespace) -> int:
         )
     return 0
 
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _format_report(report: dict[str, Any]) -> str:

@@ -73,4 +73,4 @@ def order_losses(names: set[str] | list[str]) -> list[str]:
     names = set(names)
     baselines = [n for n in _LOSS_ORDER[:-1] if n in names]
     others = sorted(names - set(_LOSS_ORDER) - set(LMF_FAMILY))
-    return baselines + others + [n for n in ("lmf-drw", "lmf") if n in names]
+    return baselines + others + [n for n in reversed(LMF_FAMILY) if n in names]

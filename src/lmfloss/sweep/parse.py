@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmfloss.config import TrainConfig, apply_overrides, load_config_file, parse_key_values
+from lmfloss.config import (
+    TrainConfig,
+    apply_overrides,
+    load_config_file,
+    parse_key_values,
+    split_key_value,
+)
 from lmfloss.sweep.spec import (
     _CONFIG_FIELDS,
     SAMPLERS,
@@ -265,10 +271,8 @@ def parse_only(pairs: Sequence[str] | None) -> dict[str, list[Scalar]]:
     """``["dataset=breastmnist", "loss=ce,lmf"]`` -> ``{"dataset": ["breastmnist"], "loss": ["ce", "lmf"]}``."""
     out: dict[str, list[Scalar]] = {}
     for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--only expects KEY=V1,V2, got {pair!r}")
-        key = check_key(key.strip(), "--only")
+        key, text = split_key_value(pair, "--only", "KEY=V1,V2")
+        key = check_key(key, "--only")
         # YAML scalars, so --only loss_params.drw_epoch=null selects the points without it.
         values = [_check_scalar(yaml_scalar(part), "--only") for part in text.split(",") if part.strip()]
         if not values:

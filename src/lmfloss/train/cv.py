@@ -12,7 +12,6 @@ folds as repeats of one experiment, like seeds.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from lmfloss import rundir
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.train.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def cross_validate(config: TrainConfig, out_dir: str | Path, *, resume: bool = F
             report = fit(config.replace(fold=k), target, resume=resume, overwrite=overwrite, quiet=quiet).report
         result.reports.append(report)
     result.rows = summary_rows(result.reports, [fold_dir(out, k) for k in range(1, config.folds + 1)])
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains the folds; one writes
+    if is_main_process():  # under torchrun every rank trains the folds; one writes
         atomic_write_text(dict_rows_text(CV_COLUMNS, result.rows, _fmt), out / CV_SUMMARY)
         atomic_write_text(summary_markdown(config, result.rows), out / "cv_summary.md")
     return result
