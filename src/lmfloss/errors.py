@@ -16,6 +16,12 @@ class DataError(LmflossError, ValueError):
     """Data on disk does not match what an adapter expects (missing columns, corrupt images...)."""
 
 
+class DiskFull(LmflossError):
+    """The file system holding an output is full (or over quota); the file being written is
+    left as it was before the write (writes are atomic), so the work can resume once space
+    is freed."""
+
+
 class Interrupted(LmflossError):
     """SIGINT/SIGTERM stopped the work at a safe point; what was finished is kept.
 

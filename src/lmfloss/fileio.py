@@ -8,14 +8,18 @@ report) sees the old file or the new one, never half of one -- even after SIGKIL
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from lmfloss.errors import DataError
+from lmfloss.errors import DataError, DiskFull
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _temp_path(path: Path) -> Path:
@@ -24,8 +28,26 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def _no_space(exc: BaseException) -> bool:
+    """``exc`` is, or was raised while handling, "no space left on device" / "quota exceeded".
+
+    ``torch.save`` to a file object swallows the ``OSError`` of a failed write and raises
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos ...`` instead; the
+    ``OSError`` survives only as the exception's context.
+    """
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = False) -> None:
-    """Call ``write(handle)`` on a temporary file, then move it over ``path`` atomically."""
+    """Call ``write(handle)`` on a temporary file, then move it over ``path`` atomically.
+
+    Raises:
+        DiskFull: the file system ran out of space (or quota); ``path`` is as it was.
+    """
     path = Path(path)
     tmp = _temp_path(path)
     try:
@@ -35,8 +57,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if _no_space(exc):
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise DiskFull(
+                f"no space left on the device writing {str(path)!r} ({free:.0f} MiB free there after "
+                "removing the partial file); the previous file, if any, is intact: free some space "
+                "and run again (a training run continues with --resume)",
+            ) from exc
         raise
 
 

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lmfloss.fileio import atomic_write_text, dict_rows_text
 
 SCORE_KEYS = (
     "pointing_hit", "pointing_hit_shuffled", "energy_in_box", "energy_in_box_shuffled",
@@ -105,11 +106,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
             return int(v)
         return v
 
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: fmt(row.get(c, "")) for c in columns})
+    atomic_write_text(dict_rows_text(columns, rows, fmt), path)
     return path
 
 

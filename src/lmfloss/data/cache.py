@@ -23,6 +23,7 @@ import numpy as np
 from lmfloss.data.images import read_image
 from lmfloss.data.records import Record
 from lmfloss.errors import DataError, Interrupted
+from lmfloss.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def build_cache(
         for row, _ in failures:
             logger.warning("skipping undecodable image %s", records[row].path)
         if skipped:
-            skipped_path.write_text("".join(f"{s}\n" for s in skipped))
+            atomic_write_text("".join(f"{s}\n" for s in skipped), skipped_path)
         else:
             skipped_path.unlink(missing_ok=True)
         os.replace(tmp, images_path)

@@ -13,7 +13,6 @@ of Table 5 (e.g. HAM10000 DF: 115 - 2 * 17 = 81).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -26,6 +25,7 @@ import numpy as np
 from lmfloss.data.images import read_image
 from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record
 from lmfloss.errors import DataError
+from lmfloss.fileio import atomic_write_text, csv_text, dict_rows_text
 
 logger = logging.getLogger(__name__)
 
@@ -283,10 +283,7 @@ class Splits:
         """Write ``path,label,split`` (paths relative to the root) as CSV."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["path", "label", "split"], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.manifest_rows())
+        atomic_write_text(dict_rows_text(["path", "label", "split"], self.manifest_rows()), path)
         return path
 
     def write_boxes(self, path: str | Path) -> Path | None:
@@ -295,13 +292,9 @@ class Splits:
             return None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "x0", "y0", "x1", "y1"])
-            for split in SPLIT_NAMES:
-                for record in self._by_split[split]:
-                    for box in self.boxes(record) or []:
-                        writer.writerow([record.id, *box])
+        rows = [[record.id, *box] for split in SPLIT_NAMES for record in self._by_split[split]
+                for box in self.boxes(record) or []]
+        atomic_write_text(csv_text(["id", "x0", "y0", "x1", "y1"], rows), path)
         return path
 
     def leakage(self) -> dict[str, object] | None:

@@ -172,8 +172,8 @@ def build_report(
             result.files += paths
 
     report_md = out / "report.md"
-    report_md.write_text(
-        _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper)
+    atomic_write_text(
+        _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper), report_md
     )
     result.files.append(report_md)
     logger.info("report written to %s (%d files)", out, len(result.files))

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmfloss.fileio import csv_text
+from lmfloss.fileio import atomic_write_text, csv_text
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -105,7 +105,7 @@ class Table:
         paths = []
         for suffix, text in ((".md", self.to_markdown()), (".csv", self.to_csv()), (".tex", self.to_latex())):
             path = folder / f"{self.name}{suffix}"
-            path.write_text(text)
+            atomic_write_text(text, path)
             paths.append(path)
         return paths
 

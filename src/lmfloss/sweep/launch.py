@@ -8,7 +8,6 @@ machine (each its own process, sharing the CPU threads between them).
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ from optuna.study import Study
 from optuna.trial import TrialState
 
 from lmfloss.errors import Interrupted
+from lmfloss.fileio import atomic_write_text, dict_rows_text
 from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_worker
 from lmfloss.sweep.runners import TrialRunner
 from lmfloss.sweep.spec import SweepSpec, point_key, run_name
@@ -87,14 +87,9 @@ def write_trials_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     columns = ["trial", "state", "val_f1_macro", "run_name", "params", "tags",
                *[f"test_{m}" for m in TEST_METRICS], "reused", "seconds", "retry_of",
                "duplicate_of", "error", "worker", "run_dir"]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            out = dict(row)
-            for key in ("params", "tags"):
-                out[key] = ";".join(f"{k}={v}" for k, v in row[key].items())
-            writer.writerow({c: "" if out.get(c) is None else out[c] for c in columns})
+    flat = [{**row, **{key: ";".join(f"{k}={v}" for k, v in row[key].items()) for key in ("params", "tags")}}
+            for row in rows]
+    atomic_write_text(dict_rows_text(columns, flat), path)
     return path
 
 
