@@ -12,7 +12,6 @@ the same images at the network's input size, and the tests pair them image by im
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,14 @@ from typing import Any
 
 from lmfloss.cam.selection import run_labels
 from lmfloss.errors import LmflossError
-from lmfloss.report.runs import UNREADABLE, ReportRun, assign_dataset_keys, find_runs, read_run
+from lmfloss.report.runs import (
+    UNREADABLE,
+    ReportRun,
+    assign_dataset_keys,
+    find_runs,
+    read_run,
+    varied_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -95,25 +101,17 @@ def _check_comparable(runs: Sequence[ReportRun], labels: Sequence[str]) -> None:
 def _group_labels(runs: Sequence[ReportRun]) -> dict[str, str]:
     """Experiment key -> group name: the method, plus the settings that tell apart the
     experiments sharing a method (``lmf (alpha=0.5)``)."""
-    keys = list(dict.fromkeys(run.experiment_key for run in runs))
-    method = {run.experiment_key: run.loss for run in runs}
+    experiments = {run.experiment_key: run for run in runs}  # one run per experiment
     names: dict[str, str] = {}
-    for key in keys:
-        same = [k for k in keys if method[k] == method[key]]
+    for key, run in experiments.items():
+        same = [other for other in experiments.values() if other.loss == run.loss]
         if len(same) == 1:
-            names[key] = method[key]
+            names[key] = run.loss
             continue
-        settings = [_flat(json.loads(k)) for k in same]
-        differing = sorted(f for f in set().union(*settings)
-                           if len({repr(s.get(f)) for s in settings}) > 1)
-        mine = _flat(json.loads(key))
-        names[key] = f"{method[key]} (" + ", ".join(f"{f}={mine.get(f)}" for f in differing) + ")"
+        varied = varied_settings(run, same)
+        names[key] = f"{run.loss} (" + ", ".join(
+            f"{k.removeprefix('loss_params.')}={v}" for k, v in varied.items()) + ")"
     return names
-
-
-def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    params = config.pop("loss_params", None) or {}
-    return {**config, **params}
 
 
 def describe_runs(run_dirs: Sequence[str | Path]) -> list[CamRun]:

@@ -9,7 +9,6 @@ the best mean **validation** macro-F1 is reported — never chosen on test.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,9 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lmfloss.config import flatten
 from lmfloss.report.names import is_baseline, order_datasets, order_losses, order_models
-from lmfloss.report.runs import ReportRun
+from lmfloss.report.runs import ReportRun, varied_settings
 from lmfloss.report.stats import (
     PairedTest,
     SeedTest,
@@ -151,21 +149,9 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
         )
     cell.status = OK
     cell.runs = _one_per_seed(sorted(finished[best], key=_seed_key))
-    cell.varied = _varied_keys(cell.runs[0], [v[0] for v in configs.values()])
+    cell.varied = varied_settings(cell.runs[0], [v[0] for v in configs.values()])
     cell.unfinished = sorted((r for r in configs[best] if not r.finished), key=_seed_key)
     return cell
-
-
-def _flat_config(run: ReportRun) -> dict[str, object]:
-    return flatten({**json.loads(run.experiment_key), "loss_params": run.loss_params})
-
-
-def _varied_keys(chosen: ReportRun, representatives: list[ReportRun]) -> dict[str, object]:
-    """Keys that differ between configurations, with the chosen run's value."""
-    flats = [_flat_config(r) for r in representatives]
-    mine = _flat_config(chosen)
-    keys = sorted({k for f in flats for k in f})
-    return {k: mine.get(k) for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
 
 
 def _one_per_seed(runs: list[ReportRun]) -> list[ReportRun]:

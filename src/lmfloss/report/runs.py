@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss import rundir
-from lmfloss.config import TrainConfig, keys_with_role
+from lmfloss.config import TrainConfig, flatten, keys_with_role
 from lmfloss.errors import LmflossError
 from lmfloss.report.settings import infer_settings, read_setting
 
@@ -191,6 +191,19 @@ class ReportRun:
         if self._predictions is None:
             self._predictions = rundir.read_predictions(self.run_dir, self.class_names)
         return self._predictions
+
+
+def varied_settings(chosen: ReportRun, runs: Sequence[ReportRun]) -> dict[str, Any]:
+    """The experiment settings that differ among ``runs``, with ``chosen``'s values.
+
+    Settings are the experiment key's, flattened (``loss_params.alpha``); a key set in some
+    runs and absent in others differs. Used to name experiments that share a method
+    (``lmf (alpha=0.5)``) in the report and in ``lmfloss cam``.
+    """
+    flats = [flatten(json.loads(run.experiment_key)) for run in runs]
+    mine = flatten(json.loads(chosen.experiment_key))
+    keys = sorted({k for flat in flats for k in flat})
+    return {k: mine.get(k) for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
 
 
 def _metric(report: dict[str, Any] | None, split: str, metric: str) -> float | None:
