@@ -10,11 +10,11 @@ test) and prints, per dataset and method, the mean over runs.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 
 import numpy as np
 
+from lmfloss import rundir
 from lmfloss.report.runs import find_runs
 
 FIELDS = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after")
@@ -26,8 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     cells: dict[tuple[str, str], list[list[float]]] = defaultdict(list)
     for run in find_runs(args.runs):
-        path = run.run_dir / "eval-test-best.json"
-        calibration = json.loads(path.read_text()).get("calibration") if path.is_file() else None
+        calibration = (rundir.read_eval(run.run_dir, "test", "best") or {}).get("calibration")
         if run.finished and calibration:
             cells[(run.dataset, run.loss)].append([calibration[f] for f in FIELDS])
     print("| dataset | method | runs | temperature (range) | test ECE before → after | test NLL before → after |")

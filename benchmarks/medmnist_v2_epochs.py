@@ -17,18 +17,18 @@ writes ``RUN/eval-test-last.json``); runs without it are left out of that column
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 
 import numpy as np
 
+from lmfloss import rundir
 from lmfloss.report.runs import find_runs
 from lmfloss.report.stats import holm, seed_t_test
 
 
 def _last_f1(run) -> float | None:
-    path = run.run_dir / "eval-test-last.json"
-    return 100 * json.loads(path.read_text())["f1_macro"] if path.is_file() else None
+    evaluation = rundir.read_eval(run.run_dir, "test", "last")
+    return 100 * evaluation["f1_macro"] if evaluation else None
 
 
 def _ms(values: list[float]) -> str:

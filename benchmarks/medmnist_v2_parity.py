@@ -16,13 +16,13 @@ the last epoch's figures as well.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from lmfloss import rundir
 from lmfloss.report.runs import find_runs
 
 # Published test ACC / AUC of ResNet-18 (28) (MedMNIST v2, Table 3).
@@ -47,12 +47,12 @@ def main() -> None:
             cells[(run.dataset, str(run.config.get("stem", "imagenet")))].append(run)
     _table(cells, lambda r: (r.test("accuracy"), r.test("auc_macro_ovr"), (r.report or {}).get("best_epoch")),
            "epoch with the best validation AUC")
-    last = {key: [r for r in runs if (r.run_dir / "eval-test-last.json").is_file()] for key, runs in cells.items()}
+    last = {key: [r for r in runs if rundir.read_eval(r.run_dir, "test", "last")] for key, runs in cells.items()}
     _table({k: v for k, v in last.items() if v}, _last_epoch, "last epoch (what the reference code tests)")
 
 
 def _last_epoch(run) -> tuple[float, float, int]:
-    report = json.loads((run.run_dir / "eval-test-last.json").read_text())
+    report = rundir.read_eval(run.run_dir, "test", "last")
     return report["accuracy"], report["auc_macro_ovr"], report["epoch"]
 
 

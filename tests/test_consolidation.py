@@ -60,6 +60,19 @@ def test_a_damaged_report_of_a_finished_run_is_refused_by_name(tmp_path):
         read_report(tmp_path)
 
 
+def test_a_damaged_or_misplaced_evaluation_is_refused_by_name(tmp_path):
+    from lmfloss import rundir
+
+    path = rundir.eval_path(tmp_path, "test", "last")
+    path.write_text("{not json")
+    with pytest.raises(LmflossError, match="eval-test-last.json.*not readable JSON"):
+        rundir.read_eval(tmp_path, "test", "last")
+    # best.pt's evaluation copied under last.pt's name is not last.pt's evaluation
+    rundir.write_eval({"split": "test", "checkpoint": "best", "f1_macro": 0.5}, path)
+    with pytest.raises(LmflossError, match="not lmfloss evaluate's output for the test split of last.pt"):
+        rundir.read_eval(tmp_path, "test", "last")
+
+
 def test_training_counts_come_from_the_loss_librarys_class_counts():
     from lmfloss.losses import class_counts
 

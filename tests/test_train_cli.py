@@ -70,6 +70,11 @@ def test_evaluate_writes_and_prints_report(cli_run, capsys):
     assert again["confusion_matrix"] == report["test"]["confusion_matrix"]
     # binary: the report's Youden threshold (chosen on validation) is applied again
     assert again["at_threshold"] == pytest.approx(report["test"]["at_threshold"])
+    # the run directory's reader finds it by split and checkpoint, and only that one
+    from lmfloss import rundir
+
+    assert rundir.read_eval(cli_run, "test", "last") == again
+    assert rundir.read_eval(cli_run, "val", "last") is None
 
 
 @needs_breast

@@ -13,6 +13,7 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
     confusion.png, curves.png, calibration.png
     MODEL_CARD.md     what the model is, how it was trained and tested, its limits (from the two above)
     sweep.json        a sweep trial's study, trial number, parameters and tags
+    eval-<split>-<checkpoint>.json   ``lmfloss evaluate``'s metrics (:func:`read_eval`)
     .lock             held while a process trains into the directory (:class:`RunLock`)
 
 Everything here is free of torch (the ``.pt`` files are read by
@@ -123,6 +124,37 @@ def is_finished(run_dir: str | Path) -> bool:
 def write_report(report: dict[str, Any], run_dir: str | Path) -> None:
     """Write ``report.json`` (last of a run's files: its presence marks the run finished)."""
     atomic_write_text(json.dumps(report, indent=2) + "\n", Path(run_dir) / REPORT)
+
+
+# ---- eval-<split>-<checkpoint>.json (lmfloss evaluate) ----------------------------------
+def eval_path(run_dir: str | Path, split: str, checkpoint: str) -> Path:
+    """Where ``lmfloss evaluate --split SPLIT --checkpoint best|last`` writes by default."""
+    return Path(run_dir) / f"eval-{split}-{checkpoint}.json"
+
+
+def write_eval(payload: dict[str, Any], path: str | Path) -> None:
+    """Write an evaluation (``split``, ``checkpoint``, ``epoch``, ``class_names`` and the
+    metrics of ``report.json``'s splits)."""
+    atomic_write_text(json.dumps(payload, indent=2) + "\n", path)
+
+
+def read_eval(run_dir: str | Path, split: str, checkpoint: str) -> dict[str, Any] | None:
+    """The evaluation :func:`write_eval` left at :func:`eval_path`, or ``None`` if there is none.
+
+    Raises:
+        LmflossError: the file is not a JSON mapping of that split and checkpoint.
+    """
+    path = eval_path(run_dir, split, checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); run `lmfloss evaluate` again") from None
+    if not isinstance(payload, dict) or (payload.get("split"), payload.get("checkpoint")) != (split, checkpoint):
+        raise LmflossError(f"{str(path)!r} is not lmfloss evaluate's output for the {split} split of "
+                           f"{checkpoint}.pt; run `lmfloss evaluate` again")
+    return payload
 
 
 # ---- metrics.csv ---------------------------------------------------------------------

@@ -179,17 +179,15 @@ def _format_report(report: dict[str, Any]) -> str:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from lmfloss.fileio import atomic_write_text
+    from lmfloss import rundir
     from lmfloss.train import evaluate_run, load_run
 
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     result = evaluate_run(run, args.split, calibrate=args.calibrate, tta=args.tta)
-    out = Path(args.out) if args.out else Path(args.run) / f"eval-{args.split}-{args.checkpoint}.json"
+    out = Path(args.out) if args.out else rundir.eval_path(args.run, args.split, args.checkpoint)
     payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
                "class_names": run.class_names, **result["report"]}
-    atomic_write_text(json.dumps(payload, indent=2) + "\n", out)
+    rundir.write_eval(payload, out)
     print(f"{args.run} ({args.checkpoint}.pt, epoch {result['checkpoint_epoch']}), {args.split} split, "
           f"{result['report']['n']} images:")
     print(_format_report(result["report"]))
