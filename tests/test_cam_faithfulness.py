@@ -111,3 +111,25 @@ def test_bad_input_names_the_value(images):
         faithfulness_scores(model, images[:1], np.zeros((1, SIZE, SIZE)), [0], kind="rise")
     with pytest.raises(ValueError, match="do not match"):
         faithfulness_scores(model, images[:1], np.zeros((1, 8, 8)), [0])
+
+
+def test_one_set_of_perturbations_scores_every_model_as_its_own_would(images):
+    """``cam`` perturbs a batch for the random-map baseline once and scores every run on it;
+    each model must get exactly what perturbing for it alone gives (the perturbations do not
+    depend on the model), and a mismatched set is refused."""
+    from lmfloss.cam.faithfulness import perturbations, scores_of_perturbed
+
+    n = len(images)
+    noise = random_maps(n, (4, 4), (SIZE, SIZE), seed=5, first_index=8)
+    shared = perturbations(images, noise, kind="road", seed=5, first_index=8)
+    assert shared.shape == (n * 18, 3, SIZE, SIZE)  # MoRF and LeRF at 10 % ... 90 %
+    torch.manual_seed(0)
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    for model in (RegionModel(), other):
+        alone = faithfulness_scores(model, images, noise, [0] * n, kind="road", seed=5, first_index=8)
+        reused = scores_of_perturbed(model, images, shared, [0] * n, kind="road")
+        assert alone.keys() == reused.keys()
+        for key in alone:
+            np.testing.assert_array_equal(alone[key], reused[key])
+    with pytest.raises(ValueError, match="perturbed images for 6 images and 1 perturbations each"):
+        scores_of_perturbed(other, images, shared, [0] * n, kind="drop")

@@ -119,6 +119,74 @@ def _probabilities(model: nn.Module, images: torch.Tensor, classes: torch.Tensor
     return torch.cat(out).cpu()
 
 
+def perturbations(images: torch.Tensor, maps: np.ndarray, *, kind: str = "road", seed: int = 0,
+                  first_index: int = 0) -> torch.Tensor:
+    """The perturbed images the scores of ``kind`` need (the costly part: ROAD's imputation).
+
+    Depends on the images, the maps and the seeds only, not on a model, so the random-map
+    baseline's perturbations can be made once and scored by several models
+    (:func:`scores_of_perturbed`).
+
+    Args:
+        images, maps, kind, seed, first_index: as in :func:`faithfulness_scores`.
+
+    Returns:
+        ``float [N * R, C, H, W]`` on the CPU: image ``k``'s ``R`` perturbations at rows
+        ``k * R`` to ``k * R + R - 1`` (R = 1 for ``"drop"``; 18 for ``"road"``: MoRF and
+        LeRF at 10, 20, ..., 90 %).
+
+    Raises:
+        ValueError: an unknown ``kind`` (or ``"none"``), or shapes that do not match.
+    """
+    if check_faithfulness(kind) == "none":
+        raise ValueError("faithfulness 'none' computes no scores; expected 'road' or 'drop'")
+    maps = np.asarray(maps, dtype=np.float32)
+    if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"maps {maps.shape} do not match images {tuple(images.shape)}; expected [N, H, W]")
+    removals = _removals(kind)
+    perturbed = []
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # The package thresholds a tensor with numpy (NumPy 2's __array_wrap__ deprecation).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for k in range(len(images)):
+            torch.manual_seed(seed + first_index + k)
+            ranks = tie_broken_ranks(maps[k], np.random.default_rng((seed, first_index + k)))
+            perturbed.extend(_perturbed(images[k], ranks, order, q) for order, q in removals)
+    return torch.stack(perturbed)
+
+
+def scores_of_perturbed(model: nn.Module, images: torch.Tensor, perturbed: torch.Tensor,
+                        target_classes: Sequence[int], *, kind: str = "road") -> dict[str, np.ndarray]:
+    """The scores of ``kind`` from :func:`perturbations` of ``images`` made for the same ``kind``.
+
+    Raises:
+        ValueError: ``perturbed`` is not ``len(images)`` times the perturbations of ``kind``,
+            or the number of target classes differs from the images'.
+    """
+    if check_faithfulness(kind) == "none":
+        raise ValueError("faithfulness 'none' computes no scores; expected 'road' or 'drop'")
+    removals = _removals(kind)
+    if len(perturbed) != len(images) * len(removals) or perturbed.shape[1:] != images.shape[1:]:
+        raise ValueError(f"got {tuple(perturbed.shape)} perturbed images for {len(images)} images and "
+                         f"{len(removals)} perturbations each ({kind!r})")
+    if len(target_classes) != len(images):
+        raise ValueError(f"got {len(target_classes)} target classes for {len(images)} images")
+    device = images.device
+    classes = torch.as_tensor([int(c) for c in target_classes], dtype=torch.int64, device=device)
+    with preserved(model), torch.no_grad():
+        model.eval()
+        before = _probabilities(model, images, classes).double().numpy()
+        after = _probabilities(model, perturbed.to(device), classes.repeat_interleave(len(removals))).double().numpy()
+    change = after.reshape(len(images), len(removals)) - before[:, None]
+    column = {removal: j for j, removal in enumerate(removals)}
+    scores = {"conf_drop": -change[:, column[("morf", DROP_REMOVED)]]}
+    if kind == "road":
+        morf = change[:, [column[("morf", q)] for q in ROAD_REMOVED]].mean(axis=1)
+        lerf = change[:, [column[("lerf", q)] for q in ROAD_REMOVED]].mean(axis=1)
+        scores.update(road_morf=morf, road_lerf=lerf, road=(lerf - morf) / 2)
+    return scores
+
+
 def faithfulness_scores(
     model: nn.Module,
     images: torch.Tensor,
@@ -150,34 +218,7 @@ def faithfulness_scores(
     Raises:
         ValueError: an unknown ``kind`` (or ``"none"``), or shapes that do not match.
     """
-    if check_faithfulness(kind) == "none":
-        raise ValueError("faithfulness 'none' computes no scores; expected 'road' or 'drop'")
-    maps = np.asarray(maps, dtype=np.float32)
-    if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"maps {maps.shape} do not match images {tuple(images.shape)}; expected [N, H, W]")
     if len(target_classes) != len(images):
         raise ValueError(f"got {len(target_classes)} target classes for {len(images)} images")
-    removals = _removals(kind)
-    perturbed = []
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        # The package thresholds a tensor with numpy (NumPy 2's __array_wrap__ deprecation).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for k in range(len(images)):
-            torch.manual_seed(seed + first_index + k)
-            ranks = tie_broken_ranks(maps[k], np.random.default_rng((seed, first_index + k)))
-            perturbed.extend(_perturbed(images[k], ranks, order, q) for order, q in removals)
-    device = images.device
-    classes = torch.as_tensor([int(c) for c in target_classes], dtype=torch.int64, device=device)
-    with preserved(model), torch.no_grad():
-        model.eval()
-        before = _probabilities(model, images, classes).double().numpy()
-        after = _probabilities(model, torch.stack(perturbed).to(device),
-                               classes.repeat_interleave(len(removals))).double().numpy()
-    change = after.reshape(len(images), len(removals)) - before[:, None]
-    column = {removal: j for j, removal in enumerate(removals)}
-    scores = {"conf_drop": -change[:, column[("morf", DROP_REMOVED)]]}
-    if kind == "road":
-        morf = change[:, [column[("morf", q)] for q in ROAD_REMOVED]].mean(axis=1)
-        lerf = change[:, [column[("lerf", q)] for q in ROAD_REMOVED]].mean(axis=1)
-        scores.update(road_morf=morf, road_lerf=lerf, road=(lerf - morf) / 2)
-    return scores
+    perturbed = perturbations(images, maps, kind=kind, seed=seed, first_index=first_index)
+    return scores_of_perturbed(model, images, perturbed, target_classes, kind=kind)

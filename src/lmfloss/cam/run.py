@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size
 from lmfloss.cam.metrics import check_tolerance, region_metrics
 from lmfloss.cam.selection import Selection, select_scored
 from lmfloss.cam.tables import FAITHFULNESS_KEYS, SCORE_KEYS, write_tables
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -183,17 +186,42 @@ def _layers(loaded: Sequence[Any], runs: Sequence[CamRun], options: CamOptions) 
 
 # ---- 2. select: lmfloss.cam.selection.select_scored ---------------------------------------
 # ---- 3. compute --------------------------------------------------------------------------
-def _faithfulness(run: Any, batch: Any, result: Any, options: CamOptions, start: int) -> dict[str, np.ndarray]:
-    from lmfloss.cam.faithfulness import faithfulness_scores, random_maps
+class _RandomBaseline:
+    """The random-map baseline's perturbed images of one batch, made once and scored by every
+    run and target whose input and map size match: the random maps are seeded per image
+    (:func:`lmfloss.cam.faithfulness.random_maps`), so they do not depend on the run, and
+    ROAD's imputation is most of the cost of the faithfulness scores."""
+
+    def __init__(self, options: CamOptions, start: int) -> None:
+        self.kind, self.seed, self.start = options.faithfulness, options.seed, start
+        self._made: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = []
+
+    def perturbed(self, batch: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
+        import torch
+
+        from lmfloss.cam.faithfulness import perturbations, random_maps
+
+        images = batch.detach().cpu()
+        for made_from, size, perturbed in self._made:
+            if size == tuple(map_size) and torch.equal(made_from, images):
+                return perturbed
+        noise = random_maps(len(images), tuple(map_size), tuple(images.shape[-2:]), self.seed, first_index=self.start)
+        perturbed = perturbations(images, noise, kind=self.kind, seed=self.seed, first_index=self.start)
+        self._made.append((images, tuple(map_size), perturbed))
+        return perturbed
+
+
+def _faithfulness(run: Any, batch: Any, result: Any, options: CamOptions, start: int,
+                  baseline: _RandomBaseline) -> dict[str, np.ndarray]:
+    from lmfloss.cam.faithfulness import faithfulness_scores, scores_of_perturbed
 
     if options.faithfulness == "none":
         return {}
-    kind, seed = options.faithfulness, options.seed
-    own = faithfulness_scores(run.model, batch, result.maps, result.target_classes, kind=kind, seed=seed,
+    kind = options.faithfulness
+    own = faithfulness_scores(run.model, batch, result.maps, result.target_classes, kind=kind, seed=options.seed,
                               first_index=start)
-    noise = random_maps(len(batch), result.map_size, tuple(batch.shape[-2:]), seed, first_index=start)
-    rand = faithfulness_scores(run.model, batch, noise, result.target_classes, kind=kind, seed=seed,
-                               first_index=start)
+    rand = scores_of_perturbed(run.model, batch, baseline.perturbed(batch, result.map_size), result.target_classes,
+                               kind=kind)
     return {**own, **{f"{key}_random": value for key, value in rand.items() if key in ("road", "conf_drop")}}
 
 
@@ -208,40 +236,53 @@ def _merge(parts: list[Any], faith: list[dict[str, np.ndarray]]) -> tuple[Any, d
     return result, merged
 
 
-def _compute(run: Any, info: CamRun, layer: Any, selection: Selection, options: CamOptions,
-             bar: Any) -> list[TargetMaps]:
-    """Maps and faithfulness of one run, batch by batch, for each target."""
+def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any], selection: Selection,
+             options: CamOptions, bar: Any) -> list[list[TargetMaps]]:
+    """Maps and faithfulness of every run (outer list) and target (inner list).
+
+    Batch by batch, every run and target in turn, so that one batch's random-map baseline
+    (:class:`_RandomBaseline`) serves them all while only that batch's perturbations are held.
+    """
     import torch
 
     from lmfloss.cam.compute import compute_cams
 
-    ds = run.dataset(options.split)
-    position = {rec.id: i for i, rec in enumerate(ds.records)}
-    images = torch.stack([ds[position[rec.id]][0] for rec in selection.records])
+    datasets = [run.dataset(options.split) for run in loaded]
+    positions = [{rec.id: i for i, rec in enumerate(ds.records)} for ds in datasets]
+    labels = [int(rec.label) for rec in selection.records]
+    parts: dict[tuple[int, str], tuple[list[Any], list[dict[str, np.ndarray]]]] = {
+        (r, target): ([], []) for r in range(len(loaded)) for target in options.targets}
+    for start in range(0, len(selection.records), options.batch_size):
+        records = selection.records[start : start + options.batch_size]
+        baseline = _RandomBaseline(options, start)
+        for r, (run, layer) in enumerate(zip(loaded, layers)):
+            batch = torch.stack([datasets[r][positions[r][rec.id]][0] for rec in records]).to(run.device)
+            for target in options.targets:
+                classes = labels[start : start + len(records)] if target == "true" else None
+                result = compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
+                                      batch_size=len(batch))
+                parts[(r, target)][0].append(result)
+                parts[(r, target)][1].append(_faithfulness(run, batch, result, options, start, baseline))
+                bar.update(len(batch))
     out = []
-    for target in options.targets:
-        labels = [int(rec.label) for rec in selection.records]
-        parts, faith = [], []
-        for start in range(0, len(images), options.batch_size):
-            batch = images[start : start + options.batch_size].to(run.device)
-            classes = labels[start : start + options.batch_size] if target == "true" else None
-            parts.append(compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
-                                      batch_size=len(batch)))
-            faith.append(_faithfulness(run, batch, parts[-1], options, start))
-            bar.update(len(batch))
-        result, merged = _merge(parts, faith)
-        _warn_flat(info, result, images.shape[-1])
-        out.append(TargetMaps(target, result, merged))
+    for r, info in enumerate(runs):
+        per_target = []
+        for target in options.targets:
+            result, merged = _merge(*parts[(r, target)])
+            _warn_flat(info, target, result)
+            per_target.append(TargetMaps(target, result, merged))
+        out.append(per_target)
     return out
 
 
-def _warn_flat(info: CamRun, result: Any, size: int) -> None:
+def _warn_flat(info: CamRun, target: str, result: Any) -> None:
     flat = int(np.sum(np.ptp(result.maps.reshape(len(result.maps), -1), axis=1) == 0))
     if flat:
         logger.warning(
-            "run %s: %d of %d maps are constant (no positive evidence at %s, %s map at %d px); "
-            "they carry no location and score like their shuffled baseline",
-            info.label, flat, len(result.maps), result.layer, _map_size(result) or "its", size,
+            "run %s: %d of %d maps of the %s class are constant (no positive evidence at %s, %s map "
+            "at %d px); they carry no location and score like their shuffled baseline",
+            info.label, flat, len(result.maps), "true" if target == "true" else "predicted", result.layer,
+            _map_size(result) or "its", info.image_size,
         )
 
 
@@ -377,8 +418,9 @@ def run_cam(
     figure_maps: dict[str, tuple[CamRun, Any]] = {}
     total = len(runs) * len(options.targets) * len(selection.records)
     with tqdm(total=total, desc="cam", unit="map", disable=not progress, dynamic_ncols=True) as bar:
-        for info, run, layer in zip(runs, loaded, layers):
-            for maps in _compute(run, info, layer, selection, options, bar):
+        computed = _compute(loaded, runs, layers, selection, options, bar)
+        for info, per_target in zip(runs, computed):
+            for maps in per_target:
                 rows += _score(info, maps, selection, class_names, options)
                 if overlays:
                     overlay_paths += _overlays(out, info, maps, selection)
