@@ -363,25 +363,7 @@ def run_cam(
     out_dir: str | Path,
     *,
     runs_from: Sequence[str | Path] = (),
-    split: str = "test",
-    ids: Sequence[str] | None = None,
-    n: int | None = None,
-    misclassified: bool = False,
-    method: str = "gradcam",
-    target_layer: str | None = None,
-    target: str = "pred",
-    boxes_csv: str | Path | None = None,
-    masks_dir: str | Path | None = None,
-    checkpoint: str = "best",
-    device: str = "cpu",
-    batch_size: int = 16,
-    figure_rows: int = 8,
-    overlays: bool = True,
-    min_map_size: int = DEFAULT_MIN_MAP_SIZE,
-    tolerance: float | None = None,
-    faithfulness: str = "road",
-    seed: int = 0,
-    progress: bool = False,
+    **fields: Any,
 ) -> CamOutputs:
     """Compute, score and draw CAMs for trained runs, several seeds per loss allowed.
 
@@ -390,7 +372,8 @@ def run_cam(
             same dataset, split and image size. Runs differing only in the seed form a group.
         out_dir: where the CSVs, overlays and the figure go (created).
         runs_from: folders whose finished runs are added (e.g. a sweep's output).
-        **the other keywords**: the fields of :class:`CamOptions`.
+        **fields: the fields of :class:`CamOptions` (``split``, ``n``, ``target``,
+            ``faithfulness``, ...), with its defaults.
 
     Returns:
         :class:`CamOutputs`.
@@ -399,12 +382,13 @@ def run_cam(
         ValueError: bad options, runs on different data or image sizes, unknown ids.
         FileNotFoundError: a missing run directory, checkpoint or annotation file.
         LmflossError: a ``runs_from`` folder without finished runs.
+        TypeError: a keyword that is not a field of :class:`CamOptions`.
     """
     from tqdm.auto import tqdm
 
-    options = CamOptions(split, tuple(ids) if ids else None, n, misclassified, method, target_layer, target,
-                         boxes_csv, masks_dir, checkpoint, device, batch_size, figure_rows, overlays,
-                         min_map_size, tolerance, faithfulness, seed, progress)
+    if "ids" in fields:
+        fields["ids"] = tuple(fields["ids"]) if fields["ids"] else None
+    options = CamOptions(**fields)
     runs = describe_runs([*run_dirs, *(d for folder in runs_from for d in finished_runs(folder))])
     loaded = _load(runs, options)
     layers = _layers(loaded, runs, options)
@@ -412,17 +396,18 @@ def run_cam(
     class_names = list(loaded[0].class_names)
     out = Path(out_dir)
     logger.info("cam: %d image(s) x %d run(s) in %d group(s), method %s, faithfulness %s",
-                len(selection.records), len(runs), len({r.group for r in runs}), method, faithfulness)
+                len(selection.records), len(runs), len({r.group for r in runs}), options.method,
+                options.faithfulness)
     rows: list[dict[str, Any]] = []
     overlay_paths: list[Path] = []
     figure_maps: dict[str, tuple[CamRun, Any]] = {}
     total = len(runs) * len(options.targets) * len(selection.records)
-    with tqdm(total=total, desc="cam", unit="map", disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc="cam", unit="map", disable=not options.progress, dynamic_ncols=True) as bar:
         computed = _compute(loaded, runs, layers, selection, options, bar)
         for info, per_target in zip(runs, computed):
             for maps in per_target:
                 rows += _score(info, maps, selection, class_names, options)
-                if overlays:
+                if options.overlays:
                     overlay_paths += _overlays(out, info, maps, selection)
                 if maps.target == options.targets[0] and info.group not in figure_maps:
                     figure_maps[info.group] = (info, maps.result)
