@@ -104,3 +104,11 @@ def test_the_command_line_says_it_in_one_line(tmp_path, disk_full_after, capsys)
     assert err.startswith("lmfloss split: error: no space left on the device writing")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_folder_given_as_the_file_is_named(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert main(["split", "--dataset", "synthetic", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lmfloss split: error: {str(tmp_path / 'out')!r} is a folder; expected the path of a file to write\n"
+    assert list((tmp_path / "out").iterdir()) == [] and _leftovers(tmp_path) == []

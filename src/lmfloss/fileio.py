@@ -46,9 +46,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: b
     """Call ``write(handle)`` on a temporary file, then move it over ``path`` atomically.
 
     Raises:
+        IsADirectoryError: ``path`` is a folder (named, not the temporary file).
         DiskFull: the file system ran out of space (or quota); ``path`` is as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder; expected the path of a file to write")
     tmp = _temp_path(path)
     try:
         kwargs = {} if binary else {"encoding": "utf-8", "newline": ""}
