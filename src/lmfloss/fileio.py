@@ -35,9 +35,11 @@ def _no_space(exc: BaseException) -> bool:
     ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos ...`` instead; the
     ``OSError`` survives only as the exception's context.
     """
-    while exc is not None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
         if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
             return True
+        seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
 
