@@ -65,6 +65,21 @@ METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_ma
 PER_CLASS_COLUMNS = ("class", "train_count", "support", "precision", "recall", "f1")
 
 
+def _read_json(path: Path, advice: str) -> Any:
+    """The JSON value in ``path``, or ``None`` when there is no such file.
+
+    Raises:
+        LmflossError: the file is not readable UTF-8 JSON (the message names it and gives
+            ``advice``).
+    """
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); {advice}") from None
+
+
 # ---- config.yaml ---------------------------------------------------------------------
 def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     """``config.yaml`` as a mapping.
@@ -101,12 +116,9 @@ def read_report(run_dir: str | Path) -> dict[str, Any] | None:
             metrics (a damaged or foreign file; the message says to delete it to re-run).
     """
     path = Path(run_dir) / REPORT
-    if not path.is_file():
+    report = _read_json(path, "delete it to re-run the evaluation")
+    if report is None:
         return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); delete it to re-run the evaluation") from None
     if not isinstance(report, dict) or not all(isinstance(report.get(s), dict) for s in ("val", "test")):
         raise LmflossError(f"{str(path)!r} has no 'val' and 'test' metrics; expected lmfloss's report format "
                            "(delete it to re-run the evaluation)")
@@ -145,12 +157,9 @@ def read_eval(run_dir: str | Path, split: str, checkpoint: str) -> dict[str, Any
         LmflossError: the file is not a JSON mapping of that split and checkpoint.
     """
     path = eval_path(run_dir, split, checkpoint)
-    if not path.is_file():
+    payload = _read_json(path, "run `lmfloss evaluate` again")
+    if payload is None:
         return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LmflossError(f"{str(path)!r} is not readable JSON ({exc}); run `lmfloss evaluate` again") from None
     if not isinstance(payload, dict) or (payload.get("split"), payload.get("checkpoint")) != (split, checkpoint):
         raise LmflossError(f"{str(path)!r} is not lmfloss evaluate's output for the {split} split of "
                            f"{checkpoint}.pt; run `lmfloss evaluate` again")
