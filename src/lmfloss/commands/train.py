@@ -116,6 +116,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from lmfloss.rundir import read_config
     from lmfloss.train import fit
     from lmfloss.train.cv import config_of_cv, cross_validate, is_cv_dir
+    from lmfloss.train.distributed import is_main_process
 
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -139,8 +140,6 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     test = result.report["test"]
-    from lmfloss.train.distributed import is_main_process
-
     if is_main_process():
         chosen = (f"val macro-F1 {result.best_val_f1_macro:.4f}" if result.select_metric == "f1_macro" else
                   f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_f1_macro:.4f}")
@@ -152,7 +151,6 @@ def _run_train(args: argparse.Namespace) -> int:
             f"{result.run_dir}: best epoch {result.best_epoch}; test macro-F1 {test['f1_macro']:.4f}"
         )
     return 0
-
 
 
 def _format_report(report: dict[str, Any]) -> str:

@@ -39,10 +39,10 @@ class DistContext:
         return self.rank == 0
 
 
-
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a plain single process (no process group needed)."""
     return os.environ.get("RANK", "0") == "0"
+
 
 def init_distributed(device_type: str) -> DistContext:
     """Join the torchrun process group if the environment asks for one.
