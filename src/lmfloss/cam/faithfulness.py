@@ -111,12 +111,18 @@ def _perturbed(image: torch.Tensor, cam: np.ndarray, order: str, removed: int) -
     return remove(100 - removed, NoisyLinearImputer())(image.detach().cpu(), torch.from_numpy(cam))
 
 
-def _probabilities(model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def model_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None) -> np.ndarray:
+    """The model's softmax ``float32 [N, K]`` in eval mode, without gradients, in chunks of
+    :data:`FORWARD_CHUNK` moved to ``device`` (default: the images' own); the model's flags
+    are left as found."""
+    device = images.device if device is None else device
     out = []
-    for start in range(0, len(images), FORWARD_CHUNK):
-        logits = model(images[start : start + FORWARD_CHUNK]).float()
-        out.append(torch.softmax(logits, dim=1).gather(1, classes[start : start + FORWARD_CHUNK, None])[:, 0])
-    return torch.cat(out).cpu()
+    with preserved(model), torch.no_grad():
+        model.eval()
+        for start in range(0, len(images), FORWARD_CHUNK):
+            logits = model(images[start : start + FORWARD_CHUNK].to(device)).float()
+            out.append(torch.softmax(logits, dim=1).cpu())
+    return torch.cat(out).numpy()
 
 
 def perturbations(images: torch.Tensor, maps: np.ndarray, *, kind: str = "road", seed: int = 0,
@@ -155,6 +161,37 @@ def perturbations(images: torch.Tensor, maps: np.ndarray, *, kind: str = "road",
     return torch.stack(perturbed)
 
 
+def scores_from_probabilities(before: np.ndarray, after: np.ndarray, target_classes: Sequence[int], *,
+                              kind: str = "road") -> dict[str, np.ndarray]:
+    """The scores of ``kind`` from :func:`model_probabilities` of the images (``before``,
+    ``[N, K]``) and of their :func:`perturbations` for the same ``kind`` (``after``, ``[N * R, K]``).
+
+    Raises:
+        ValueError: ``after`` is not ``N`` times the perturbations of ``kind``, or the number
+            of target classes is not ``N``.
+    """
+    if check_faithfulness(kind) == "none":
+        raise ValueError("faithfulness 'none' computes no scores; expected 'road' or 'drop'")
+    removals = _removals(kind)
+    n = len(before)
+    if len(after) != n * len(removals):
+        raise ValueError(f"got {len(after)} perturbed images for {n} images and "
+                         f"{len(removals)} perturbations each ({kind!r})")
+    if len(target_classes) != n:
+        raise ValueError(f"got {len(target_classes)} target classes for {n} images")
+    classes = np.asarray([int(c) for c in target_classes], dtype=np.int64)
+    p_before = before[np.arange(n), classes].astype(np.float64)
+    p_after = after[np.arange(len(after)), np.repeat(classes, len(removals))].astype(np.float64)
+    change = p_after.reshape(n, len(removals)) - p_before[:, None]
+    column = {removal: j for j, removal in enumerate(removals)}
+    scores = {"conf_drop": -change[:, column[("morf", DROP_REMOVED)]]}
+    if kind == "road":
+        morf = change[:, [column[("morf", q)] for q in ROAD_REMOVED]].mean(axis=1)
+        lerf = change[:, [column[("lerf", q)] for q in ROAD_REMOVED]].mean(axis=1)
+        scores.update(road_morf=morf, road_lerf=lerf, road=(lerf - morf) / 2)
+    return scores
+
+
 def scores_of_perturbed(model: nn.Module, images: torch.Tensor, perturbed: torch.Tensor,
                         target_classes: Sequence[int], *, kind: str = "road") -> dict[str, np.ndarray]:
     """The scores of ``kind`` from :func:`perturbations` of ``images`` made for the same ``kind``.
@@ -171,20 +208,9 @@ def scores_of_perturbed(model: nn.Module, images: torch.Tensor, perturbed: torch
                          f"{len(removals)} perturbations each ({kind!r})")
     if len(target_classes) != len(images):
         raise ValueError(f"got {len(target_classes)} target classes for {len(images)} images")
-    device = images.device
-    classes = torch.as_tensor([int(c) for c in target_classes], dtype=torch.int64, device=device)
-    with preserved(model), torch.no_grad():
-        model.eval()
-        before = _probabilities(model, images, classes).double().numpy()
-        after = _probabilities(model, perturbed.to(device), classes.repeat_interleave(len(removals))).double().numpy()
-    change = after.reshape(len(images), len(removals)) - before[:, None]
-    column = {removal: j for j, removal in enumerate(removals)}
-    scores = {"conf_drop": -change[:, column[("morf", DROP_REMOVED)]]}
-    if kind == "road":
-        morf = change[:, [column[("morf", q)] for q in ROAD_REMOVED]].mean(axis=1)
-        lerf = change[:, [column[("lerf", q)] for q in ROAD_REMOVED]].mean(axis=1)
-        scores.update(road_morf=morf, road_lerf=lerf, road=(lerf - morf) / 2)
-    return scores
+    before = model_probabilities(model, images)
+    after = model_probabilities(model, perturbed, images.device)
+    return scores_from_probabilities(before, after, target_classes, kind=kind)
 
 
 def faithfulness_scores(

@@ -186,42 +186,68 @@ def _layers(loaded: Sequence[Any], runs: Sequence[CamRun], options: CamOptions) 
 
 # ---- 2. select: lmfloss.cam.selection.select_scored ---------------------------------------
 # ---- 3. compute --------------------------------------------------------------------------
-class _RandomBaseline:
-    """The random-map baseline's perturbed images of one batch, made once and scored by every
-    run and target whose input and map size match: the random maps are seeded per image
-    (:func:`lmfloss.cam.faithfulness.random_maps`), so they do not depend on the run, and
-    ROAD's imputation is most of the cost of the faithfulness scores."""
+class _BatchWork:
+    """What the faithfulness scores of one batch share between targets and runs, made once.
+
+    - per run, the softmax of the clean batch (every target of a run scores against it);
+    - per input and map size, the random-map baseline's perturbed images: the random maps
+      are seeded per image (:func:`lmfloss.cam.faithfulness.random_maps`), not per run, and
+      ROAD's imputation is most of the cost of the scores;
+    - per run, the softmax of those perturbed images (the same for every target).
+    """
 
     def __init__(self, options: CamOptions, start: int) -> None:
         self.kind, self.seed, self.start = options.faithfulness, options.seed, start
-        self._made: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = []
+        self._perturbed: list[tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = []
+        self._clean: dict[int, np.ndarray] = {}
+        self._random: dict[int, np.ndarray] = {}
 
-    def perturbed(self, batch: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
+    def clean(self, r: int, run: Any, batch: torch.Tensor) -> np.ndarray:
+        from lmfloss.cam.faithfulness import model_probabilities
+
+        if r not in self._clean:
+            self._clean[r] = model_probabilities(run.model, batch)
+        return self._clean[r]
+
+    def random(self, r: int, run: Any, batch: torch.Tensor, map_size: tuple[int, int]) -> np.ndarray:
+        from lmfloss.cam.faithfulness import model_probabilities
+
+        if r not in self._random:  # a run has one layer, so one map size
+            self._random[r] = model_probabilities(run.model, self._random_perturbed(batch, map_size), batch.device)
+        return self._random[r]
+
+    def _random_perturbed(self, batch: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
         import torch
 
         from lmfloss.cam.faithfulness import perturbations, random_maps
 
         images = batch.detach().cpu()
-        for made_from, size, perturbed in self._made:
+        for made_from, size, perturbed in self._perturbed:
             if size == tuple(map_size) and torch.equal(made_from, images):
                 return perturbed
         noise = random_maps(len(images), tuple(map_size), tuple(images.shape[-2:]), self.seed, first_index=self.start)
         perturbed = perturbations(images, noise, kind=self.kind, seed=self.seed, first_index=self.start)
-        self._made.append((images, tuple(map_size), perturbed))
+        self._perturbed.append((images, tuple(map_size), perturbed))
         return perturbed
 
 
-def _faithfulness(run: Any, batch: Any, result: Any, options: CamOptions, start: int,
-                  baseline: _RandomBaseline) -> dict[str, np.ndarray]:
-    from lmfloss.cam.faithfulness import faithfulness_scores, scores_of_perturbed
+def _faithfulness(r: int, run: Any, batch: Any, result: Any, options: CamOptions, start: int,
+                  work: _BatchWork) -> dict[str, np.ndarray]:
+    from lmfloss.cam.faithfulness import (
+        model_probabilities,
+        perturbations,
+        scores_from_probabilities,
+    )
 
     if options.faithfulness == "none":
         return {}
     kind = options.faithfulness
-    own = faithfulness_scores(run.model, batch, result.maps, result.target_classes, kind=kind, seed=options.seed,
-                              first_index=start)
-    rand = scores_of_perturbed(run.model, batch, baseline.perturbed(batch, result.map_size), result.target_classes,
-                               kind=kind)
+    before = work.clean(r, run, batch)
+    own_perturbed = perturbations(batch, result.maps, kind=kind, seed=options.seed, first_index=start)
+    own = scores_from_probabilities(before, model_probabilities(run.model, own_perturbed, batch.device),
+                                    result.target_classes, kind=kind)
+    rand = scores_from_probabilities(before, work.random(r, run, batch, result.map_size), result.target_classes,
+                                     kind=kind)
     return {**own, **{f"{key}_random": value for key, value in rand.items() if key in ("road", "conf_drop")}}
 
 
@@ -240,8 +266,8 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
              options: CamOptions, bar: Any) -> list[list[TargetMaps]]:
     """Maps and faithfulness of every run (outer list) and target (inner list).
 
-    Batch by batch, every run and target in turn, so that one batch's random-map baseline
-    (:class:`_RandomBaseline`) serves them all while only that batch's perturbations are held.
+    Batch by batch, every run and target in turn, so that what they can share of one batch
+    (:class:`_BatchWork`) is made once while only that batch's perturbations are held.
     """
     import torch
 
@@ -254,7 +280,7 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
         (r, target): ([], []) for r in range(len(loaded)) for target in options.targets}
     for start in range(0, len(selection.records), options.batch_size):
         records = selection.records[start : start + options.batch_size]
-        baseline = _RandomBaseline(options, start)
+        work = _BatchWork(options, start)
         for r, (run, layer) in enumerate(zip(loaded, layers)):
             batch = torch.stack([datasets[r][positions[r][rec.id]][0] for rec in records]).to(run.device)
             for target in options.targets:
@@ -262,7 +288,7 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
                 result = compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
                                       batch_size=len(batch))
                 parts[(r, target)][0].append(result)
-                parts[(r, target)][1].append(_faithfulness(run, batch, result, options, start, baseline))
+                parts[(r, target)][1].append(_faithfulness(r, run, batch, result, options, start, work))
                 bar.update(len(batch))
     out = []
     for r, info in enumerate(runs):
