@@ -7,6 +7,8 @@ exception in :data:`USER_ERRORS` into one line on stderr (``--debug`` for the tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class LmflossError(Exception):
     """A user-facing error that is neither a bad value nor a missing file (e.g. a finished run)."""
@@ -19,7 +21,22 @@ class DataError(LmflossError, ValueError):
 class DiskFull(LmflossError):
     """The file system holding an output is full (or over quota); the file being written is
     left as it was before the write (writes are atomic), so the work can resume once space
-    is freed."""
+    is freed. Made by :func:`lmfloss.fileio.disk_full`, which owns the message.
+
+    Attributes:
+        path: the file being written (``None`` when the failing writer did not name it).
+        kept: what was left intact (e.g. "last.pt holds epoch 3").
+        then: how to continue once space is freed.
+        quota: the user's disk quota, not the device, is full (EDQUOT).
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, kept: str = "", then: str = "",
+                 quota: bool = False) -> None:
+        super().__init__(message)
+        self.path = path
+        self.kept = kept
+        self.then = then
+        self.quota = quota
 
 
 class Interrupted(LmflossError):
