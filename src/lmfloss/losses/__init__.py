@@ -16,17 +16,26 @@ integer targets, not of a directory listing; :func:`class_counts` builds it from
 
 Registry (:data:`LOSSES`): ``ce``, ``wce``, ``bwcce``, ``ldam``, ``focal``, ``lmf``, ``cb``,
 ``logit-adjusted``. ``lmfloss losses`` prints each with its parameters.
+
+Multi-label tasks (targets ``[N, L]`` of 0/1, one sigmoid per label) have their own registry
+(:data:`MULTILABEL_LOSSES`: ``bce``, ``focal``, ``asl``, ``ldam``, ``lmf``), built from the
+``[L, 2]`` table of training ``(negatives, positives)`` per label::
+
+    counts = label_counts(train_targets)                  # [[neg, pos], ...] per label
+    criterion = build_loss("lmf", counts, task="multilabel")
+    loss = criterion(model(x), y)                         # logits [N, L], y [N, L] of 0/1
+
+A multi-class-only loss asked for a multi-label task (or the reverse) is refused by name.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from lmfloss.losses import functional
+from lmfloss.losses import functional, multilabel
 from lmfloss.losses.modules import (
     BWCCELoss,
     ClassBalancedLoss,
@@ -37,6 +46,15 @@ from lmfloss.losses.modules import (
     LMFLoss,
     LogitAdjustedLoss,
     WeightedCrossEntropyLoss,
+)
+from lmfloss.losses.multilabel import check_label_counts, label_counts, multilabel_margins
+from lmfloss.losses.multilabel_modules import (
+    ASLLoss,
+    BCELoss,
+    LDAMMultiLabelLoss,
+    LMFMultiLabelLoss,
+    MultiLabelLoss,
+    SigmoidFocalLoss,
 )
 from lmfloss.losses.weights import (
     bwcce_weights,
@@ -51,6 +69,14 @@ from lmfloss.losses.weights import (
 
 __all__ = [
     "LOSSES",
+    "MULTILABEL_LOSSES",
+    "TASKS",
+    "ASLLoss",
+    "BCELoss",
+    "LDAMMultiLabelLoss",
+    "LMFMultiLabelLoss",
+    "MultiLabelLoss",
+    "SigmoidFocalLoss",
     "BWCCELoss",
     "ClassBalancedLoss",
     "CrossEntropyLoss",
@@ -63,6 +89,11 @@ __all__ = [
     "build_loss",
     "bwcce_weights",
     "check_class_counts",
+    "check_label_counts",
+    "label_counts",
+    "losses_for",
+    "multilabel",
+    "multilabel_margins",
     "class_balanced_weights",
     "class_counts",
     "compute_margins",
@@ -90,20 +121,50 @@ LOSSES: dict[str, type[ImbalanceLoss]] = {
 """Loss name -> class; every class is built as ``cls(class_counts, **params)``."""
 
 
-def _get(name: str) -> type[ImbalanceLoss]:
-    try:
-        return LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}") from None
+MULTILABEL_LOSSES: dict[str, type[MultiLabelLoss]] = {
+    cls.name: cls for cls in (BCELoss, SigmoidFocalLoss, ASLLoss, LDAMMultiLabelLoss, LMFMultiLabelLoss)
+}
+"""Loss name -> class for multi-label tasks; every class is built as ``cls(label_counts, **params)``."""
+
+TASKS = ("multiclass", "multilabel")
+_REGISTRIES: dict[str, dict[str, type]] = {"multiclass": LOSSES, "multilabel": MULTILABEL_LOSSES}
 
 
-def loss_parameters(name: str) -> dict[str, Any]:
-    """The keyword parameters of loss ``name`` with their defaults (``class_counts`` excluded).
+def losses_for(task: str = "multiclass") -> dict[str, type]:
+    """The registry of ``task`` (``"multiclass"``: :data:`LOSSES`; ``"multilabel"``:
+    :data:`MULTILABEL_LOSSES`).
 
     Raises:
-        ValueError: unknown ``name``.
+        ValueError: an unknown task.
     """
-    signature = inspect.signature(_get(name).__init__)
+    if task not in _REGISTRIES:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    return _REGISTRIES[task]
+
+
+def _get(name: str, task: str = "multiclass") -> type:
+    registry = losses_for(task)
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        pass
+    other = "multilabel" if task == "multiclass" else "multiclass"
+    if isinstance(name, str) and name in _REGISTRIES[other]:
+        raise ValueError(
+            f"loss {name!r} is for {other.replace('multi', 'multi-')} tasks only; for a "
+            f"{task.replace('multi', 'multi-')} task use one of {sorted(registry)}"
+        ) from None
+    raise ValueError(f"unknown loss {name!r}; valid names are {sorted(registry)}"
+                     + ("" if task == "multiclass" else f" (task {task!r})")) from None
+
+
+def loss_parameters(name: str, task: str = "multiclass") -> dict[str, Any]:
+    """The keyword parameters of loss ``name`` of ``task`` with their defaults (the counts excluded).
+
+    Raises:
+        ValueError: unknown ``name`` (or a loss of the other task).
+    """
+    signature = inspect.signature(_get(name, task).__init__)
     return {
         p.name: p.default
         for p in signature.parameters.values()
@@ -111,7 +172,7 @@ def loss_parameters(name: str) -> dict[str, Any]:
     }
 
 
-def resolved_loss_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolved_loss_params(name: str, params: dict[str, Any] | None = None, task: str = "multiclass") -> dict[str, Any]:
     """Every keyword parameter of loss ``name`` (``reduction`` aside): ``params`` where given,
     the default otherwise -- what a run was trained with, written into its ``report.json``
     so that readers need neither torch nor this library's version of the defaults.
@@ -120,7 +181,7 @@ def resolved_loss_params(name: str, params: dict[str, Any] | None = None) -> dic
         ValueError: unknown ``name`` or parameter.
     """
     params = dict(params or {})
-    defaults = loss_parameters(name)
+    defaults = loss_parameters(name, task)
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise ValueError(
@@ -130,29 +191,34 @@ def resolved_loss_params(name: str, params: dict[str, Any] | None = None) -> dic
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
 
 
-def build_loss(name: str, class_counts: Sequence[int], *, validate_args: bool = True, **params: Any) -> nn.Module:
+def build_loss(name: str, class_counts: Any, *, task: str = "multiclass", validate_args: bool = True,
+               **params: Any) -> nn.Module:
     """Build the loss called ``name`` for a training set with ``class_counts``.
 
     Args:
-        name: a key of :data:`LOSSES` (``"lmf"``, ``"ldam"``, ``"focal"``, ``"ce"``, ...).
-        class_counts: ``[K]`` training samples per class, **in class-index order** —
-            ``class_counts[j]`` counts the targets equal to ``j``. Build it with
+        name: a key of :data:`LOSSES` (``"lmf"``, ``"ldam"``, ``"focal"``, ``"ce"``, ...), or of
+            :data:`MULTILABEL_LOSSES` with ``task="multilabel"``.
+        class_counts: multi-class: ``[K]`` training samples per class, **in class-index order**
+            -- ``class_counts[j]`` counts the targets equal to ``j``. Build it with
             :func:`class_counts` from the training targets; a mapping is rejected because
-            its order would be a guess.
+            its order would be a guess. Multi-label: the ``[L, 2]`` table of training
+            ``(negatives, positives)`` per label (:func:`label_counts`).
+        task: ``"multiclass"`` (default) or ``"multilabel"``.
         validate_args: check every batch's targets (a host read per call, which makes the
             CPU wait for the GPU on CUDA); a training loop whose labels were validated once
             passes ``False`` (torchmetrics' convention).
         **params: the loss's keyword options (see :func:`loss_parameters` or ``lmfloss losses``).
 
     Returns:
-        An ``nn.Module`` called as ``loss(logits[N, K], target[N])`` with ``set_epoch(epoch)``.
+        An ``nn.Module`` called as ``loss(logits[N, K], target[N])`` (multi-label:
+        ``loss(logits[N, L], target[N, L])``) with ``set_epoch(epoch)``.
 
     Raises:
-        ValueError: unknown name (lists the valid ones), unknown parameter (lists the valid
-            ones), bad class counts or a bad parameter value.
+        ValueError: unknown name (lists the valid ones), a loss of the other task, unknown
+            parameter (lists the valid ones), bad counts or a bad parameter value.
     """
-    cls = _get(name)
-    valid = loss_parameters(name)
+    cls = _get(name, task)
+    valid = loss_parameters(name, task)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(

@@ -61,6 +61,7 @@ class ImbalanceLoss(nn.Module):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    task: ClassVar[str] = "multiclass"
 
     def __init__(self, class_counts: Sequence[int], *, reduction: str = "mean", validate_args: bool = True) -> None:
         super().__init__()
