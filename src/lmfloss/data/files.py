@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from lmfloss.data.images import IMAGE_EXTENSIONS
-from lmfloss.data.records import SPLIT_NAMES, Box, DatasetIndex, Record, order_class_names
+from lmfloss.data.records import (
+    SPLIT_NAMES,
+    Box,
+    DatasetIndex,
+    Record,
+    canonical_label,
+    canonical_text,
+    order_class_names,
+)
 from lmfloss.errors import DataError
 from lmfloss.fileio import read_csv_rows
 
@@ -322,12 +331,61 @@ def _natural_key(name: str) -> list[object]:
 GROUP_COLUMNS = ("group", "patient_id", "patient", "lesion_id", "lesion")
 
 
+def _duplicates(keys: Sequence[str]) -> list[list[int]]:
+    """Indices of entries sharing a key, each group in entry order, groups by their first entry."""
+    seen: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        seen.setdefault(key, []).append(i)
+    return sorted((group for group in seen.values() if len(group) > 1), key=lambda group: group[0])
+
+
 def _realpath_duplicates(paths: Sequence[str]) -> list[list[int]]:
     """Indices of entries naming one file (after resolving ``.``, ``..``, ``//`` and symlinks)."""
-    seen: dict[str, list[int]] = {}
-    for i, path in enumerate(paths):
-        seen.setdefault(os.path.realpath(path), []).append(i)
-    return [group for group in seen.values() if len(group) > 1]
+    return _duplicates([os.path.realpath(path) for path in paths])
+
+
+def _same_file_twice(ids: Sequence[str], paths: Sequence[str]) -> tuple[int, int] | None:
+    """The first two entries naming one file: the same file on disk (through ``..`` or a link),
+    or the same id (two spellings of one name, NFC and NFD, that are two files on a file
+    system keeping them apart -- no one can tell such files apart)."""
+    pairs = [(group[0], group[1]) for group in _realpath_duplicates(paths) + _duplicates(ids)]
+    return min(pairs) if pairs else None
+
+
+def locate_file(path: str, listings: dict[str, dict[str, list[str]]] | None = None) -> str:
+    """``path`` as the file system spells it: as written when that exists, else the one entry
+    whose name, folder by folder, is the same in Unicode NFC form (a CSV typed on one system
+    naming files created on another). ``path`` itself when nothing matches (it is missing).
+
+    ``listings`` caches folder listings between calls (one listing per folder searched).
+    """
+    if os.path.lexists(path):
+        return path
+    for form in ("NFC", "NFD"):
+        candidate = unicodedata.normalize(form, path)
+        if os.path.lexists(candidate):
+            return candidate
+    listings = {} if listings is None else listings
+    head, *parts = Path(path).parts
+    found = head
+    for part in parts:
+        exact = os.path.join(found, part)
+        if os.path.lexists(exact):
+            found = exact
+            continue
+        if found not in listings:
+            try:
+                names = os.listdir(found)
+            except OSError:
+                return path
+            listings[found] = {}
+            for name in names:
+                listings[found].setdefault(canonical_text(name), []).append(name)
+        matches = listings[found].get(canonical_text(part), [])
+        if len(matches) != 1:
+            return path
+        found = os.path.join(found, matches[0])
+    return found
 
 
 def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
@@ -337,14 +395,19 @@ def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> Datase
     so files sharing a name in different sub-folders are different images. The first
     folder level under the class (``patient01``) is the image's group, for
     ``--group-by patient`` (or ``lesion``): a patient's images then stay in one split.
-    Class order: :func:`lmfloss.data.records.order_class_names` of the folder names.
+    Class order: :func:`lmfloss.data.records.order_class_names` of the folder names;
+    folder names that differ only by Unicode normalisation or surrounding spaces are one
+    class, and ids and groups are in NFC form (one name, one spelling).
     """
     layout = "<root>/<class>/<image> (sub-folders below a class, e.g. one per patient, allowed)"
     root = require_root(root, "imagefolder", layout)
-    folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise FileNotFoundError(f"no class folders in {str(root)!r}; expected {layout}")
     class_names = order_class_names(folders, f"imagefolder {str(root)!r}")
+    folders_of: dict[str, list[str]] = {}
+    for folder in folders:
+        folders_of.setdefault(canonical_label(folder), []).append(folder)
     loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if loose:
         logger.warning("%d image file(s) directly in %s are in no class folder and are not used (first: %s)",
@@ -352,18 +415,26 @@ def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> Datase
     records = []
     ignored: Counter[str] = Counter()
     for label, name in enumerate(class_names):
-        found, others = walk_images(root / name)
-        ignored.update(others)
-        for path in found:
-            rel = path.relative_to(root)
-            group = rel.parts[1] if len(rel.parts) > 2 else None
-            records.append(Record(id=rel.as_posix(), label=label, path=os.path.abspath(path), group=group))
+        for folder in folders_of[name]:
+            found, others = walk_images(root / folder)
+            ignored.update(others)
+            for path in found:
+                parts = path.relative_to(root / folder).parts
+                group = canonical_text(parts[0]) if len(parts) > 1 else None
+                records.append(Record(id="/".join([name, *(canonical_text(p) for p in parts)]), label=label,
+                                      path=os.path.abspath(path), group=group))
     if ignored:
         logger.warning("ignored %d file(s) that are not images (%s) under %s; images: %s",
                        sum(ignored.values()), ", ".join(f"{e} x{n}" for e, n in ignored.most_common(5)),
                        root, ", ".join(IMAGE_EXTENSIONS))
-    for group in _realpath_duplicates([r.path for r in records]):
-        first, second = records[group[0]], records[group[1]]
+    pair = _same_file_twice([r.id for r in records], [r.path for r in records])
+    if pair is not None:
+        first, second = records[pair[0]], records[pair[1]]
+        if first.id == second.id:
+            raise DataError(
+                f"imagefolder {str(root)!r}: {ascii(os.path.relpath(first.path, root))} and "
+                f"{ascii(os.path.relpath(second.path, root))} are two files whose names differ only by "
+                "Unicode normalisation (NFC/NFD); rename or remove one")
         kind = "in two classes" if first.label != second.label else "twice"
         raise DataError(f"imagefolder {str(root)!r}: one file is listed {kind}, as {first.id!r} and "
                         f"{second.id!r} (a link or a copy of a folder?); keep one")
@@ -371,13 +442,21 @@ def index_imagefolder(root: Path | None, csv_path: Path | None = None) -> Datase
                         group_kind="patient" if any(r.group for r in records) else None)
 
 
+def _dangling(path: str) -> bool:
+    """``path`` is a symbolic link whose target does not exist."""
+    return os.path.islink(path) and not os.path.exists(path)
+
+
 def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
     """A CSV with ``path,label``, optional ``split`` and an optional group column.
 
     Paths are relative to ``root`` when given, else to the CSV's folder (absolute paths
     are kept); they are normalised (``./a.png``, ``dir//a.png``, ``x/../a.png``) and two
-    rows naming one file (also through a symbolic link) are refused. The record id is the
-    normalised path as written. A ``split`` column (``train``/``val``/``test``) replaces the
+    rows naming one file (also through a symbolic link, or spelled in two Unicode forms) are
+    refused. A path in another Unicode form than the file's name (NFD typed, NFC on disk, or
+    the reverse) finds the file (:func:`locate_file`). The record id is the normalised path
+    as written, in NFC form; labels and groups are compared as
+    :func:`lmfloss.data.records.canonical_label` makes them. A ``split`` column (``train``/``val``/``test``) replaces the
     paper's split; a ``group`` (or ``patient_id``, ``patient``, ``lesion_id``, ``lesion``)
     column enables ``--group-by``. Class order:
     :func:`lmfloss.data.records.order_class_names` of the labels.
@@ -390,23 +469,26 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
     columns, rows = read_csv_rows(csv_path, ["path", "label"], what="CSV file")
     if not rows:
         raise DataError(f"{str(csv_path)!r} has no rows")
-    labels = [r["label"].strip() for r in rows]
+    labels = [canonical_label(r["label"]) for r in rows]
     empty = [r["_line"] for r, label in zip(rows, labels) if not label]
     if empty:
         raise DataError(f"{str(csv_path)!r}: empty label on line(s) {', '.join(empty[:5])}")
     empty = [r["_line"] for r in rows if not r["path"].strip()]
     if empty:
         raise DataError(f"{str(csv_path)!r}: empty path on line(s) {', '.join(empty[:5])}")
-    class_names = order_class_names(labels, f"{str(csv_path)!r}")
+    class_names = order_class_names([r["label"] for r in rows], f"{str(csv_path)!r}")
     position = {name: i for i, name in enumerate(class_names)}
-    ids = [Path(os.path.normpath(r["path"].strip())).as_posix() for r in rows]
-    paths = [os.path.normpath(base / i) for i in ids]
-    missing = [r["path"] for r, p in zip(rows, paths) if not os.path.isfile(p)]
+    ids = [canonical_text(Path(os.path.normpath(r["path"].strip())).as_posix()) for r in rows]
+    listings: dict[str, dict[str, list[str]]] = {}
+    paths = [locate_file(os.path.normpath(base / r["path"].strip()), listings) for r in rows]
+    # A dangling link is there but unreadable: load_splits reports it with the hint to skip it.
+    missing = [r["path"] for r, p in zip(rows, paths) if not (os.path.isfile(p) or _dangling(p))]
     if missing:
         raise missing_error("image files", missing, base)
-    for group in _realpath_duplicates(paths):
-        a, b = rows[group[0]], rows[group[1]]
-        labels_note = f" with labels {a['label']!r} and {b['label']!r}" if a["label"] != b["label"] else ""
+    pair = _same_file_twice(ids, paths)
+    if pair is not None:
+        a, b = rows[pair[0]], rows[pair[1]]
+        labels_note = f" with labels {a['label']!r} and {b['label']!r}" if labels[pair[0]] != labels[pair[1]] else ""
         raise DataError(
             f"{str(csv_path)!r}: lines {a['_line']} and {b['_line']} name the same image "
             f"({a['path']!r} and {b['path']!r}){labels_note}; keep one row per image"
@@ -418,7 +500,7 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
         if bad:
             raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
     group_column = next((c for c in GROUP_COLUMNS if c in columns), None)
-    groups = [(r[group_column].strip() or None) if group_column else None for r in rows]
+    groups = [(canonical_label(r[group_column]) or None) if group_column else None for r in rows]
     records = [
         Record(id=i, label=position[y], path=os.path.abspath(p), group=g)
         for i, y, p, g in zip(ids, labels, paths, groups)

@@ -9,6 +9,7 @@ datasets that publish them, the official train/val/test assignment. Array datase
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,41 @@ def _number(label: str) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
+def canonical_label(label: str) -> str:
+    """``label`` as a class name: surrounding white space stripped, Unicode NFC form.
+
+    ``"Névus"`` typed on one system and ``"Ne\u0301vus"`` (NFD, as macOS file names and some
+    exports spell it) look the same and are one class; so are ``"Névus"`` and ``"Névus "``.
+    The same rule makes one spelling of a file path or a group id (:func:`canonical_text`).
+    """
+    return unicodedata.normalize("NFC", label.strip())
+
+
+def canonical_text(text: str) -> str:
+    """``text`` in Unicode NFC form (ids, paths, group names: two spellings of one name are one)."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _report_merged_spellings(labels: Iterable[str], source: str) -> None:
+    """One INFO line naming the classes written in more than one way (see :func:`canonical_label`)."""
+    spellings: dict[str, set[str]] = {}
+    for label in labels:
+        spellings.setdefault(canonical_label(label), set()).add(label)
+    merged = {name: sorted(ways) for name, ways in sorted(spellings.items()) if len(ways) > 1}
+    if merged:
+        shown = "; ".join(f"{name!r} written as {', '.join(ascii(w) for w in ways)}"
+                          for name, ways in list(merged.items())[:5])
+        more = f" (and {len(merged) - 5} more)" if len(merged) > 5 else ""
+        logger.info("%s: %d label(s) differ only by Unicode normalisation or surrounding spaces and are "
+                    "one class each: %s%s", source, len(merged), shown, more)
+
+
 def order_class_names(labels: Iterable[str], source: str) -> list[str]:
     """The class order of a dataset whose classes are label strings (``csv``, ``imagefolder``).
+
+    Labels are compared as :func:`canonical_label` makes them (Unicode NFC, surrounding
+    spaces stripped): spellings that differ only so are one class, named in its NFC form,
+    and one INFO line lists them. Callers map each label with :func:`canonical_label`.
 
     The order is total and deterministic -- it depends only on the set of label strings,
     never on the order they appear in or on ``PYTHONHASHSEED``:
@@ -109,7 +143,9 @@ def order_class_names(labels: Iterable[str], source: str) -> list[str]:
     """
     from lmfloss.errors import DataError
 
-    unique = sorted(set(labels))
+    labels = list(labels)
+    _report_merged_spellings(labels, source)
+    unique = sorted({canonical_label(label) for label in labels})
     numbers = {label: _number(label) for label in unique}
     by_value: dict[float, list[str]] = {}
     for label, value in numbers.items():

@@ -1,0 +1,120 @@
+"""Nothing silently wrong in the data layer (issue 21): one label is one class and one file is
+one file whatever its Unicode spelling; ``split`` and ``train`` agree on unreadable files and
+``--skip-bad-images`` moves no good image; killed work leaves nothing behind; a dataset's
+warning is printed once; mixed-class patients and symbolic-link loops are named.
+
+User mistakes go through ``lmfloss.cli.main`` and end in exit code 2 and one line on stderr
+naming the culprit.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lmfloss.cli import main
+from lmfloss.data import load_splits
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NFC = unicodedata.normalize("NFC", "Névus")
+NFD = unicodedata.normalize("NFD", "Névus")
+assert NFC != NFD
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _png(path: Path, value: int = 0, size: int = 24) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    Image.fromarray((rng.random((size, size, 3)) * 200 + value % 50).astype(np.uint8)).save(path)
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The single stderr line of a refused command (no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"lmfloss {command}: error: "), lines[0]
+    return lines[0]
+
+
+def _normalisation_sensitive(folder: Path) -> bool:
+    """Whether this file system keeps an NFC and an NFD name apart (Linux: yes; macOS: no)."""
+    probe = folder / "probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    (probe / NFC).write_text("")
+    sensitive = not (probe / NFD).exists()
+    (probe / NFC).unlink()
+    probe.rmdir()
+    return sensitive
+
+
+# ---- 1. one label, one class; one file, one file -----------------------------------------
+def test_csv_labels_differing_only_by_unicode_form_or_spaces_are_one_class(tmp_path, caplog):
+    lines = ["path,label"]
+    for i, label in enumerate([NFC, NFD, f"{NFC} ", f" {NFD}", "benign", "benign", "benign", "benign"]):
+        _png(tmp_path / f"{i}.png", i)
+        lines.append(f'{i}.png,"{label}"')
+    table = tmp_path / "labels.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level("INFO", logger="lmfloss.data"):
+        splits = load_splits("csv", csv=table)
+    assert splits.class_names == [NFC, "benign"]  # the NFC spelling is the one recorded
+    assert [sum(splits.class_counts(s)[c] for s in ("train", "val", "test")) for c in (0, 1)] == [4, 4]
+    merged = [r for r in caplog.records if r.name == "lmfloss.data.records" and "one class" in r.getMessage()]
+    assert len(merged) == 1 and merged[0].levelname == "INFO", [r.getMessage() for r in caplog.records]
+    assert str(table) in merged[0].getMessage()
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and r.name == "lmfloss.data.records"]
+
+
+def test_imagefolder_class_folders_differing_only_by_unicode_form_are_one_class(tmp_path, caplog):
+    if not _normalisation_sensitive(tmp_path):
+        pytest.skip("this file system does not keep NFC and NFD names apart")
+    root = tmp_path / "data"
+    for i in range(3):
+        _png(root / NFC / f"c{i}.png", i)
+        _png(root / NFD / f"d{i}.png", 10 + i)
+        _png(root / "benign" / f"b{i}.png", 20 + i)
+    _png(root / NFD / f"{NFD}.png", 30)
+    with caplog.at_level("INFO", logger="lmfloss.data"):
+        splits = load_splits("imagefolder", root=root)
+    assert splits.class_names == [NFC, "benign"]
+    records = [r for s in ("train", "val", "test") for r in splits.records(s)]
+    assert sorted(r.id for r in records if r.label == 0) == sorted(
+        [f"{NFC}/c{i}.png" for i in range(3)] + [f"{NFC}/d{i}.png" for i in range(3)] + [f"{NFC}/{NFC}.png"])
+    assert all(Path(r.path).is_file() for r in records)
+    assert len([r for r in caplog.records if "one class" in r.getMessage()]) == 1
+
+    # One name in two spellings inside the merged class: two files no one can tell apart.
+    _png(root / NFC / "d0.png", 40)
+    assert main(["split", "--dataset", "imagefolder", "--root", str(root)]) == 2
+
+
+def test_csv_path_in_another_unicode_form_is_found_and_two_spellings_are_one_file(tmp_path, capsys):
+    if not _normalisation_sensitive(tmp_path):
+        pytest.skip("this file system does not keep NFC and NFD names apart")
+    on_disk = {"nfc": _png(tmp_path / "img" / NFC / f"{NFC}-1.png", 1),
+               "nfd": _png(tmp_path / "img" / "x" / f"{NFD}-2.png", 2)}
+    for i in range(6):
+        _png(tmp_path / "img" / f"b{i}.png", 10 + i)
+    benign = [f"img/b{i}.png,benign" for i in range(6)]
+    table = tmp_path / "swapped.csv"  # each path written in the other form than the file's name
+    table.write_text("\n".join(["path,label", f"img/{NFD}/{NFD}-1.png,m", f"img/x/{NFC}-2.png,m", *benign]) + "\n",
+                     encoding="utf-8")
+    splits = load_splits("csv", csv=table)
+    records = {r.id: r for s in ("train", "val", "test") for r in splits.records(s)}
+    assert records[f"img/{NFC}/{NFC}-1.png"].path == str(on_disk["nfc"])
+    assert records[f"img/x/{NFC}-2.png"].path == str(on_disk["nfd"])
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join(["path,label", *benign, f"img/{NFC}/{NFC}-1.png,m", f"img/{NFD}/{NFD}-1.png,m"])
+                     + "\n", encoding="utf-8")
+    assert main(["split", "--dataset", "csv", "--csv", str(twice)]) == 2
+    line = _one_error_line(capsys, "split")
+    assert "lines 8 and 9 name the same image" in line and str(twice) in line
