@@ -181,6 +181,21 @@ def atomic_write_all(files: Sequence[tuple[str | Path, Callable[[IO[Any]], Any]]
         raise
 
 
+def save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig(path, **savefig_kwargs)`` written atomically (the same bytes).
+
+    The format comes from ``path``'s suffix, as ``savefig`` takes it from a file name (the
+    temporary file's name does not tell it). A full disk is a :class:`DiskFull` naming
+    ``path``, and a previous figure there stays whole, never half a PNG.
+    """
+    path = Path(path)
+    fmt = path.suffix[1:].lower()
+    if not fmt:
+        raise ValueError(f"figure path {str(path)!r} has no suffix; expected e.g. .png or .pdf")
+    atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, **savefig_kwargs), binary=True)
+    return path
+
+
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write a text file atomically (UTF-8)."""
     atomic_write(path, lambda handle: handle.write(text))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lmfloss.cam.metrics import Box
+from lmfloss.fileio import atomic_write, save_figure
 
 BOX_COLOUR = (0, 220, 0)
 PANEL_INCHES = 1.7
@@ -89,7 +90,8 @@ def save_overlay(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(draw_boxes(overlay_cam(image, cam), boxes)).save(path)
+    picture = Image.fromarray(draw_boxes(overlay_cam(image, cam), boxes))
+    atomic_write(path, lambda handle: picture.save(handle, format="PNG"), binary=True)
     return path
 
 
@@ -171,8 +173,8 @@ def attention_figure(
     stem = out.with_suffix("") if out.suffix in (".png", ".pdf") else out
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=200)
-    fig.savefig(paths[1])
+    save_figure(fig, paths[0], dpi=200)
+    save_figure(fig, paths[1])
     return paths
 
 

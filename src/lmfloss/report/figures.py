@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmfloss.fileio import save_figure
 from lmfloss.report.aggregate import OK, Grid
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.runs import ReportRun
@@ -36,8 +37,8 @@ def _pyplot():
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    save_figure(fig, paths[0], dpi=150, bbox_inches="tight")
+    save_figure(fig, paths[1], bbox_inches="tight")
     _pyplot().close(fig)
     return paths
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss.config import TrainConfig
-from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.fileio import atomic_write_text, dict_rows_text, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -200,4 +200,4 @@ def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path) ->
     ax.set_title("Per-class test F1 (training images per class)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)

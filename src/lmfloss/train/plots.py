@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from lmfloss.fileio import save_figure
+
 logger = logging.getLogger(__name__)
 
 def _new_figure(width: float, height: float):
@@ -40,7 +42,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
             ax.text(j, i, int(cm[i, j]), ha="center", va="center",
                     color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path: str | Path) -> None:
@@ -68,7 +70,7 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, title: str, n_bins: int = 15) -> None:
@@ -103,4 +105,4 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     bottom.set_xlabel("confidence (top-label softmax probability)")
     bottom.set_ylabel("share of images")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
