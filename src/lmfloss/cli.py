@@ -6,7 +6,10 @@ returning an exit code). Heavy imports (torch, sklearn) happen inside ``func``
 so that ``lmfloss --help`` stays instant.
 
 User mistakes (``ValueError``, ``FileNotFoundError``, ...) become one line on
-stderr and exit status 2; ``--debug`` shows the traceback instead.
+stderr and exit status 2; so does any error that comes from a full disk (ENOSPC,
+EDQUOT, SQLite's "database or disk is full" anywhere in its cause/context chain,
+whoever raised it: :func:`lmfloss.fileio.disk_full` makes the line). ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import sys
 from collections.abc import Sequence
 
 from lmfloss import __version__
-from lmfloss.errors import USER_ERRORS, Interrupted, LmflossError
+from lmfloss.errors import USER_ERRORS, DiskFull, Interrupted, LmflossError
+from lmfloss.fileio import disk_full
 
 # Order is the order shown by ``lmfloss --help``.
 COMMAND_MODULES = (
@@ -72,6 +76,23 @@ def _configure_logging(quiet: bool) -> None:
     )
 
 
+def _disk_full(exc: BaseException) -> DiskFull | None:
+    """``exc`` itself when it is a :class:`DiskFull`, else the one :func:`lmfloss.fileio.disk_full`
+    makes when the chain of ``exc`` holds "no space left" (``None`` when it does not)."""
+    if isinstance(exc, DiskFull):
+        return exc
+    return disk_full(exc)
+
+
+def _reader_gone() -> int:
+    # The reader of our output went away (`lmfloss ... | head`): not an error of ours.
+    # Point stdout at devnull so the interpreter's final flush does not fail again.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -90,18 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"lmfloss {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lmfloss {args.command}: error: {_disk_full(exc) or exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _reader_gone()
+    except Exception as exc:
+        # A full disk met by a writer that is not ours (tensorboard, numpy, torch, SQLite):
+        # the same one line as our own writers give, not a traceback.
+        full = _disk_full(exc)
+        if full is None or args.debug:
+            raise
+        print(f"lmfloss {args.command}: error: {full}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lmfloss {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader of our output went away (`lmfloss ... | head`): not an error of ours.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
