@@ -1,0 +1,328 @@
+"""Metrics of multi-label tasks, from scikit-learn, over every label -- and their bootstrap.
+
+A split is scored from ``y_true`` ``[N, L]`` (0/1) and the sigmoid probabilities ``probs``
+``[N, L]``. Per label: ROC AUC, average precision (AP), precision/recall/F1 at 0.5 and at a
+threshold chosen on **validation** (the F1-maximising one; never test). Over labels: macro
+and micro AUC, mAP (the mean AP: the measure of the CXR-LT challenges), macro and micro F1,
+subset accuracy (every label right) and Hamming loss; calibration over all ``N x L``
+probabilities (ECE over 15 bins, Brier, NLL); and the ODIR-2019 challenge's score
+(:func:`odir_score`).
+
+One rule for every macro average (:func:`macro_rule_note`): a label with no positive image
+in the split has no AUC, AP or recall -- it is **listed** in ``labels_without_positives`` and
+left out of the macro averages, never silently dropped and never scored 0 (torchmetrics
+scores it AUROC 0, its issue #2494, which lowers macro AUC exactly on the tail labels).
+Likewise a label with no negative image has no AUC (``labels_without_negatives``).
+
+Bootstrap: resampling images with replacement is weighting each image by how often it was
+drawn, so AP and AUC of all resamples are computed at once from weighted cumulative counts
+(:func:`resampled_ap`, :func:`resampled_auc`; equal to scikit-learn's with ``sample_weight``,
+checked in the tests) -- a 95 % interval of mAP over 1,000 resamples takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lmfloss.metrics import bootstrap_indices
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5  # the fixed rule (and ODIR-2019's)
+SELECTION_METRICS = ("map", "auc")
+
+
+def macro_rule_note() -> str:
+    """The rule of every multi-label macro average, as written into ``report.json``."""
+    return ("macro metrics average over the labels with at least one positive image in the split "
+            "(AUC: and one negative); the others are listed in labels_without_positives / "
+            "labels_without_negatives, never scored 0")
+
+
+def check_multilabel(y_true: Any, probs: Any, num_labels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(y [N, L] int64, probs [N, L] float64)``, or ValueError naming the problem."""
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    if y.ndim != 2 or p.shape != y.shape:
+        raise ValueError(f"multi-label targets and probabilities must both be [N, L]; got {y.shape} and {p.shape}")
+    if num_labels is not None and y.shape[1] != num_labels:
+        raise ValueError(f"expected {num_labels} labels, got {y.shape[1]}")
+    if y.shape[0] == 0:
+        raise ValueError("cannot compute metrics on an empty split (0 images)")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"multi-label targets must be 0 or 1, got values {sorted(set(np.unique(y).tolist()) - {0, 1})}")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError("probabilities must be finite and in [0, 1]")
+    return y.astype(np.int64), p
+
+
+# --------------------------------------------------------------------------- thresholds
+def choose_thresholds(y_true: Any, probs: Any) -> list[float]:
+    """Per label, the probability threshold that maximises F1 on these (validation) images.
+
+    Ties keep the highest threshold (the fewest false positives). A label without positive
+    images gets :data:`DEFAULT_THRESHOLD` (no F1 to maximise).
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    y, p = check_multilabel(y_true, probs)
+    out = []
+    for j in range(y.shape[1]):
+        if y[:, j].sum() == 0:
+            out.append(DEFAULT_THRESHOLD)
+            continue
+        precision, recall, thresholds = precision_recall_curve(y[:, j], p[:, j])
+        precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+        best = np.flatnonzero(f1 == f1.max())
+        out.append(float(thresholds[best[-1]]))  # thresholds ascend: the last is the highest
+    return out
+
+
+# ------------------------------------------------------------------- vectorised bootstrap
+def _weights(indices: np.ndarray, n: int) -> np.ndarray:
+    """``[R, N]`` multiplicity of each item in each resample (``indices`` ``[R, M]``)."""
+    indices = np.atleast_2d(indices)
+    rows = np.repeat(np.arange(indices.shape[0]), indices.shape[1])
+    w = np.zeros((indices.shape[0], n), dtype=np.float64)
+    np.add.at(w, (rows, indices.ravel()), 1.0)
+    return w
+
+
+def _grouped(y: np.ndarray, score: np.ndarray, w: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted positive and negative counts per group of tied scores, ``[R, G]`` each, the
+    groups in ``descending`` (or ascending) order of the score."""
+    order = np.argsort(-score if descending else score, kind="stable")
+    s, ys, ws = score[order], y[order].astype(np.float64), w[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(ws * ys, starts, axis=1)
+    neg = np.add.reduceat(ws * (1 - ys), starts, axis=1)
+    return pos, neg
+
+
+def resampled_ap(y: np.ndarray, score: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Average precision of one label on each resample, ``[R]`` (NaN where a resample has no
+    positive): scikit-learn's ``average_precision_score`` with the resample's multiplicities as
+    ``sample_weight``, ``AP = Σ_k (R_k - R_{k-1}) P_k`` over thresholds in descending order."""
+    pos, neg = _grouped(np.asarray(y), np.asarray(score, dtype=np.float64), _weights(indices, len(y)), True)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    total = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall_step = pos / total
+        ap = np.sum(recall_step * precision, axis=1)
+    return np.where(total[:, 0] > 0, ap, np.nan)
+
+
+def resampled_auc(y: np.ndarray, score: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """ROC AUC of one label on each resample, ``[R]`` (NaN without both classes): the weighted
+    Mann-Whitney statistic, ties counting one half -- scikit-learn's ``roc_auc_score`` with
+    ``sample_weight``."""
+    pos, neg = _grouped(np.asarray(y), np.asarray(score, dtype=np.float64), _weights(indices, len(y)), False)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each group
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.sum(pos * (below + 0.5 * neg), axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+    return np.where((pos.sum(axis=1) > 0) & (neg.sum(axis=1) > 0), auc, np.nan)
+
+
+def resampled_macro(y_true: Any, probs: Any, indices: np.ndarray, metric: str = "map") -> np.ndarray:
+    """mAP (``"map"``) or macro AUC (``"auc"``) of each resample, ``[R]``: the mean over the
+    labels defined in that resample (NaN when none is)."""
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"metric must be one of {list(SELECTION_METRICS)}, got {metric!r}")
+    y, p = check_multilabel(y_true, probs)
+    fn = resampled_ap if metric == "map" else resampled_auc
+    per_label = np.stack([fn(y[:, j], p[:, j], indices) for j in range(y.shape[1])], axis=1)
+    with warnings.catch_warnings():  # a resample without any defined label: NaN, said by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(per_label, axis=1)
+
+
+def bootstrap_ci(y_true: Any, probs: Any, *, metric: str = "map", n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of mAP or macro AUC over images (``None`` if undefined).
+
+    ``probs`` may be ``[S, N, L]`` (several runs on the same images, e.g. seeds): each
+    resample scores every run and averages, giving the interval of the seed-mean metric.
+    """
+    y = np.asarray(y_true)
+    stack = np.asarray(probs, dtype=np.float64)
+    stack = stack[None] if stack.ndim == 2 else stack
+    idx = bootstrap_indices(y.shape[0], n_boot, seed)
+    values = np.mean([resampled_macro(y, p, idx, metric) for p in stack], axis=0)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+# ------------------------------------------------------------------------------ scores
+def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float | None]:
+    """The ODIR-2019 challenge's score: every patient's 8 labels flattened into one binary
+    problem, ``(Cohen's kappa + F1 + ROC AUC) / 3`` with kappa and F1 at ``p >= 0.5`` and
+    the AUC of the probabilities (the challenge's evaluation script, with scikit-learn).
+    Computed for any multi-label split (it is ODIR's definition; the name says so)."""
+    from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
+
+    y, p = check_multilabel(y_true, probs)
+    flat_y, flat_p = y.ravel(), p.ravel()
+    pred = (flat_p >= threshold).astype(np.int64)
+    kappa = float(cohen_kappa_score(flat_y, pred)) if len(np.unique(np.r_[flat_y, pred])) > 1 else None
+    f1 = float(f1_score(flat_y, pred, zero_division=0))
+    auc = float(roc_auc_score(flat_y, flat_p)) if len(np.unique(flat_y)) == 2 else None
+    parts = [kappa, f1, auc]
+    final = None if any(v is None for v in parts) else float(np.mean(parts))
+    return {"kappa": kappa, "f1": f1, "auc": auc, "final": final, "threshold": float(threshold)}
+
+
+def _per_label_ranking(y: np.ndarray, p: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    aucs, aps = [], []
+    for j in range(y.shape[1]):
+        positives = int(y[:, j].sum())
+        both = 0 < positives < y.shape[0]
+        aucs.append(float(roc_auc_score(y[:, j], p[:, j])) if both else None)
+        aps.append(float(average_precision_score(y[:, j], p[:, j])) if positives else None)
+    return aucs, aps
+
+
+def _mean_defined(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def selection_scores(y_true: Any, probs: Any) -> dict[str, float | None]:
+    """The validation scores one of which picks the best epoch of a multi-label run:
+    ``map``, ``auc`` (macro), ``f1_macro`` (at 0.5, over labels with positives) and
+    ``accuracy`` (subset accuracy at 0.5)."""
+    from sklearn.metrics import f1_score
+
+    y, p = check_multilabel(y_true, probs)
+    aucs, aps = _per_label_ranking(y, p)
+    pred = (p >= DEFAULT_THRESHOLD).astype(np.int64)
+    with_pos = [j for j in range(y.shape[1]) if y[:, j].any()]
+    f1 = f1_score(y[:, with_pos], pred[:, with_pos], average=None, zero_division=0) if with_pos else []
+    return {
+        "map": _mean_defined(aps),
+        "auc": _mean_defined(aucs),
+        "f1_macro": float(np.mean(f1)) if with_pos else None,
+        "accuracy": float(np.mean((pred == y).all(axis=1))),
+    }
+
+
+def _calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+    """ECE of all ``N x L`` probabilities as binary forecasts (15 equal-width bins of ``p``),
+    Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps)."""
+    flat_y, flat_p = y.ravel().astype(np.float64), p.ravel()
+    index = np.minimum((flat_p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    used = count > 0
+    conf = np.bincount(index, weights=flat_p, minlength=n_bins)[used] / count[used]
+    freq = np.bincount(index, weights=flat_y, minlength=n_bins)[used] / count[used]
+    eps = np.finfo(np.float64).eps
+    clipped = np.clip(flat_p, eps, 1 - eps)
+    return {
+        "ece": float(np.sum(count[used] / count.sum() * np.abs(freq - conf))),
+        "brier": float(np.mean((flat_p - flat_y) ** 2)),
+        "nll": float(-np.mean(flat_y * np.log(clipped) + (1 - flat_y) * np.log1p(-clipped))),
+    }
+
+
+def multilabel_report(
+    y_true: Any,
+    probs: Any,
+    label_names: Sequence[str],
+    *,
+    thresholds: Sequence[float] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 23,
+) -> dict[str, Any]:
+    """Every metric of a multi-label split, as JSON-ready Python values.
+
+    Args:
+        y_true: ``[N, L]`` 0/1.
+        probs: ``[N, L]`` sigmoid probabilities.
+        label_names: ``L`` names in label-index order (keys of the per-label dicts).
+        thresholds: per-label thresholds chosen on **validation** (:func:`choose_thresholds`);
+            adds the ``*_at_threshold`` metrics. ``None`` on validation itself.
+        n_bootstrap: resamples of the ``map_ci95`` / ``auc_macro_ci95`` intervals (0: none).
+        seed: bootstrap seed.
+
+    Returns:
+        ``task, n, map, auc_macro, auc_micro, f1_macro, f1_micro, precision_macro,
+        recall_macro, subset_accuracy, hamming_loss, ece, brier, nll`` (macro averages by
+        :func:`macro_rule_note`), ``ap_per_label, auc_per_label, f1_per_label,
+        precision_per_label, recall_per_label, support`` (positives), ``negatives``,
+        ``labels_without_positives, labels_without_negatives, confusion_per_label``
+        (``[[tn, fp], [fn, tp]]`` at 0.5), ``odir_score``, ``map_ci95, auc_macro_ci95``;
+        with ``thresholds``: ``thresholds, f1_per_label_at_threshold, f1_macro_at_threshold``.
+    """
+    from sklearn.metrics import (
+        f1_score,
+        hamming_loss,
+        multilabel_confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    names = [str(n) for n in label_names]
+    y, p = check_multilabel(y_true, probs, len(names))
+    positives = y.sum(axis=0)
+    negatives = y.shape[0] - positives
+    with_pos = [j for j in range(len(names)) if positives[j] > 0]
+    aucs, aps = _per_label_ranking(y, p)
+    pred = (p >= DEFAULT_THRESHOLD).astype(np.int64)
+    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
+    flat = y.ravel()
+    report: dict[str, Any] = {
+        "task": "multilabel",
+        "n": int(y.shape[0]),
+        "map": _mean_defined(aps),
+        "auc_macro": _mean_defined(aucs),
+        "auc_micro": float(roc_auc_score(flat, p.ravel())) if 0 < flat.sum() < flat.size else None,
+        "f1_macro": float(np.mean(f1[with_pos])) if with_pos else None,
+        "f1_micro": float(f1_score(y, pred, average="micro", zero_division=0)),
+        "precision_macro": float(np.mean(prec[with_pos])) if with_pos else None,
+        "recall_macro": float(np.mean(rec[with_pos])) if with_pos else None,
+        "subset_accuracy": float(np.mean((pred == y).all(axis=1))),
+        "hamming_loss": float(hamming_loss(y, pred)),
+        **_calibration(y, p),
+        "ap_per_label": dict(zip(names, aps)),
+        "auc_per_label": dict(zip(names, aucs)),
+        "f1_per_label": {n: (float(f1[j]) if positives[j] else None) for j, n in enumerate(names)},
+        "precision_per_label": {n: float(prec[j]) for j, n in enumerate(names)},
+        "recall_per_label": {n: (float(rec[j]) if positives[j] else None) for j, n in enumerate(names)},
+        "support": {n: int(positives[j]) for j, n in enumerate(names)},
+        "negatives": {n: int(negatives[j]) for j, n in enumerate(names)},
+        "labels_without_positives": [n for j, n in enumerate(names) if positives[j] == 0],
+        "labels_without_negatives": [n for j, n in enumerate(names) if negatives[j] == 0],
+        "confusion_per_label": {n: m.tolist() for n, m in zip(names, multilabel_confusion_matrix(y, pred))},
+        "odir_score": odir_score(y, p),
+        "macro_rule": macro_rule_note(),
+    }
+    if report["labels_without_positives"]:
+        logger.info("labels without a positive image in this split (left out of the macro averages, listed in "
+                    "the report): %s", ", ".join(report["labels_without_positives"]))
+    report["map_ci95"] = (list(ci) if n_bootstrap > 0 and (ci := bootstrap_ci(y, p, metric="map", n_boot=n_bootstrap,
+                                                                            seed=seed)) else None)
+    report["auc_macro_ci95"] = (list(ci) if n_bootstrap > 0 and (ci := bootstrap_ci(
+        y, p, metric="auc", n_boot=n_bootstrap, seed=seed)) else None)
+    if thresholds is not None:
+        t = np.asarray(thresholds, dtype=np.float64)
+        if t.shape != (len(names),):
+            raise ValueError(f"thresholds must have one value per label ({len(names)}), got {t.shape}")
+        pred_t = (p >= t).astype(np.int64)
+        f1_t = precision_recall_fscore_support(y, pred_t, average=None, zero_division=0)[2]
+        report["thresholds"] = dict(zip(names, map(float, t)))
+        report["f1_per_label_at_threshold"] = {n: (float(f1_t[j]) if positives[j] else None)
+                                               for j, n in enumerate(names)}
+        report["f1_macro_at_threshold"] = float(np.mean(f1_t[with_pos])) if with_pos else None
+    return report
