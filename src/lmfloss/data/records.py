@@ -30,17 +30,23 @@ class Record:
     Attributes:
         id: unique identifier (the metadata's image id, the path relative to the root for
             ``imagefolder``/``csv``, or ``<flag>-<split>-<row>``); written to predictions.csv.
-        label: class index into ``class_names``.
+        label: class index into ``class_names`` (multi-class); ``None`` in a multi-label
+            dataset, whose records carry ``labels`` instead (so that code counting classes
+            fails loudly on multi-label records rather than miscounting them).
         path: absolute path of the image file, or ``None`` for array datasets.
         group: lesion or patient identifier shared by images of one lesion/patient, or ``None``.
         row: row of the image in the dataset's in-memory array (array datasets only).
+        labels: multi-label datasets: the indices (into ``class_names``, the label names) of
+            the labels present, sorted; ``()`` is a valid image with no finding. ``None`` in a
+            multi-class dataset.
     """
 
     id: str
-    label: int
+    label: int | None
     path: str | None = None
     group: str | None = None
     row: int | None = None
+    labels: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -59,6 +65,11 @@ class DatasetIndex:
         box_loader: lazily computes the boxes of one record (e.g. from a mask file).
         source: the file the index was read from when it is not the root (the ``csv``
             adapter's CSV), for naming the dataset.
+        task: ``"multiclass"`` (one class per image) or ``"multilabel"`` (any subset of the
+            labels ``class_names`` per image, in ``Record.labels``). The data layer decides it
+            once; everything downstream asks ``Splits.task``.
+        box_labels: multi-label datasets with boxes: the label index of each box of
+            ``boxes[id]``, in the same order.
     """
 
     name: str
@@ -71,6 +82,8 @@ class DatasetIndex:
     boxes: dict[str, list[Box]] | None = None
     box_loader: Callable[[Record], list[Box] | None] | None = field(default=None, repr=False)
     source: Path | None = None
+    task: str = "multiclass"
+    box_labels: dict[str, list[int]] | None = None
 
 
 def check_class_names(class_names: Sequence[str]) -> None:
