@@ -118,3 +118,82 @@ def test_csv_path_in_another_unicode_form_is_found_and_two_spellings_are_one_fil
     assert main(["split", "--dataset", "csv", "--csv", str(twice)]) == 2
     line = _one_error_line(capsys, "split")
     assert "lines 8 and 9 name the same image" in line and str(twice) in line
+
+
+# ---- 2. split and train agree; skipping moves no good image ------------------------------------
+TINY = ["--model", "shufflenet_v2_x0_5", "--weights", "none", "--image-size", "28", "--epochs", "1",
+        "--device", "cpu", "--bootstrap", "0", "--batch-size", "8", "--loss", "ce", "--quiet"]
+
+
+def _two_classes(root: Path, n: int = 8) -> Path:
+    for k, name in enumerate(("benign", "malignant")):
+        for i in range(n):
+            _png(root / name / f"{name}{i}.png", 100 * k + i)
+    return root
+
+
+def test_dangling_link_is_an_unreadable_image_for_split_and_train_alike(tmp_path, capsys):
+    import json
+
+    root = _two_classes(tmp_path / "data")
+    (root / "benign" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    table = tmp_path / "labels.csv"
+    rows = [f"{p.relative_to(root.parent).as_posix()},{p.parent.name}" for p in sorted(root.rglob("*.png"))]
+    table.write_text("\n".join(["path,label", *rows]) + "\n")
+    assert any("gone.png" in r for r in rows)
+    data = [["--dataset", "imagefolder", "--root", str(root)], ["--dataset", "csv", "--csv", str(table)]]
+    for args in data:
+        capsys.readouterr()
+        assert main(["split", *args]) == 2
+        line = _one_error_line(capsys, "split")
+        assert "gone.png" in line and "--skip-bad-images" in line and "does not exist" in line
+        assert "Errno" not in line
+        assert main(["split", *args, "--skip-bad-images"]) == 0
+        assert "skipped 1 unreadable image(s): " in capsys.readouterr().out
+
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", *data[0], "--out", str(tmp_path / "strict"), *cache, *TINY]) == 2
+    line = _one_error_line(capsys, "train")
+    assert "gone.png" in line and "--skip-bad-images" in line and "Errno" not in line
+    assert main(["train", *data[0], "--out", str(tmp_path / "run"), "--skip-bad-images", *cache, *TINY]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [Path(p).name for p in report["skipped_images"]] == ["gone.png"]
+
+
+def test_skipping_bad_images_moves_no_good_image_between_splits(tmp_path, capsys):
+    import csv
+    import shutil
+
+    intact = _two_classes(tmp_path / "intact", n=20)
+    for i in range(20):  # patients for --group-by: two images each
+        for name in ("benign", "malignant"):
+            patient = intact / name / f"p{i // 2}"
+            patient.mkdir(exist_ok=True)
+            (intact / name / f"{name}{i}.png").rename(patient / f"{name}{i}.png")
+    broken = tmp_path / "broken"
+    shutil.copytree(intact, broken)
+    for path in (broken / "benign" / "p3" / "benign7.png", broken / "malignant" / "p6" / "malignant12.png"):
+        path.write_bytes(b"not an image")
+
+    def split_of(root: Path, *extra: str) -> dict[str, str]:
+        out = tmp_path / f"{root.name}{''.join(extra)}.csv"
+        assert main(["split", "--dataset", "imagefolder", "--root", str(root), "--out", str(out), *extra]) == 0
+        with out.open(newline="") as handle:
+            return {r["path"]: r["split"] for r in csv.DictReader(handle)}
+
+    for grouping in ([], ["--group-by", "patient"]):
+        reference = split_of(intact, *grouping)
+        skipped = split_of(broken, "--skip-bad-images", *grouping)
+        assert len(reference) == 40 and len(skipped) == 38
+        assert skipped == {path: reference[path] for path in skipped}
+
+    def folds_of(root: Path, *extra: str) -> dict[str, str]:
+        out = tmp_path / f"{root.name}-folds.csv"
+        assert main(["split", "--dataset", "imagefolder", "--root", str(root), "--folds", "3",
+                     "--out", str(out), *extra]) == 0
+        with out.open(newline="") as handle:
+            return {r["path"]: r["fold"] for r in csv.DictReader(handle)}
+
+    reference = folds_of(intact)
+    skipped = folds_of(broken, "--skip-bad-images")
+    assert len(skipped) == 38 and skipped == {path: reference[path] for path in skipped}

@@ -19,7 +19,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="fetch MedMNIST files when missing")
     parser.add_argument(
         "--skip-bad-images", action="store_true",
-        help="skip undecodable images with a warning instead of failing",
+        help="skip unreadable or undecodable images with a warning instead of failing "
+        "(the split is made as if they were good, then they are left out)",
     )
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
 
@@ -55,7 +56,8 @@ def _run_folds(args: argparse.Namespace) -> int:
 
     index, folds = fold_assignment(args.dataset, root=args.root, csv=args.csv, folds=args.folds,
                                    fold_seed=args.fold_seed, group_by=args.group_by,
-                                   folds_include_test=args.folds_include_test, download=args.download)
+                                   folds_include_test=args.folds_include_test, download=args.download,
+                                   skip_bad_images=args.skip_bad_images)
     grouped = f", grouped by {args.group_by}" if args.group_by else ""
     print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
     width = max(len("class"), *(len(n) for n in index.class_names))
@@ -90,7 +92,7 @@ def _run_split(args: argparse.Namespace) -> int:
               f"sharing a {splits.index.group_kind} with train/val: {leak['test_images_affected']} "
               f"({100 * leak['test_share']:.1f}%)")
     if splits.skipped:
-        print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
+        print(f"skipped {len(splits.skipped)} unreadable image(s): {', '.join(splits.skipped[:5])}")
     if args.out:
         path = splits.write_manifest(args.out)
         print(f"manifest: {path}")
@@ -148,7 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split = subparsers.add_parser(
         "split", help="split a dataset (the paper's 70:15:15) and write the manifest",
         description="Index a dataset, split it and print per-class train/val/test counts. "
-        "Checks that image files exist; never decodes them.",
+        "Checks that every image file exists and can be read, as train does; never decodes them.",
     )
     _add_data_arguments(split)
     split.add_argument("--out", default=None, help="manifest CSV to write (path,label,split; paths relative to the root)")

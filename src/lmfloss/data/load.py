@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lmfloss.data.adapters import get_adapter
 from lmfloss.data.images import image_header_ok
@@ -26,22 +29,66 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def _drop_bad_images(index: DatasetIndex) -> list[str]:
-    """Remove records whose file does not even parse as an image; return their paths."""
-    kept, skipped = [], []
-    official = [] if index.official_split is not None else None
-    for i, record in enumerate(index.records):
-        if record.path is not None and not image_header_ok(record.path):
-            logger.warning("skipping undecodable image %s", record.path)
-            skipped.append(record.path)
-            continue
-        kept.append(record)
-        if official is not None:
-            official.append(index.official_split[i])
-    index.records = kept
-    index.official_split = official
-    return skipped
+
+def unreadable_image(path: str, *, header: bool = True) -> str | None:
+    """Why the image file at ``path`` cannot be used, or ``None`` -- checked without decoding.
+
+    The one check ``lmfloss split`` and ``lmfloss train`` share (through :func:`load_splits`):
+    the file exists through any symbolic links, is a regular file the user may read and,
+    with ``header``, its image header parses (:func:`lmfloss.data.images.image_header_ok`).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        return "it does not exist"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)"
+    if header and not image_header_ok(path):
+        return "not an image (its header does not parse)"
+    return None
+
+
+def _bad_images(index: DatasetIndex, skip_bad_images: bool) -> list[tuple[int, str]]:
+    """``(record position, reason)`` of every image file that cannot be used; without
+    ``skip_bad_images`` the first few are a :class:`DataError` with the hint to skip them.
+
+    Headers are parsed only when skipping (that reads every file); without it an image that
+    does not decode fails when the image cache is built, with the same hint.
+    """
+    bad = [(i, reason) for i, record in enumerate(index.records) if record.path is not None
+           and (reason := unreadable_image(record.path, header=skip_bad_images)) is not None]
+    shown = ", ".join(f"{index.records[i].path!r} ({reason})" for i, reason in bad[:3])
+    more = ", ..." if len(bad) > 3 else ""
+    if bad and not skip_bad_images:
+        raise DataError(f"{len(bad)} image file(s) cannot be read: {shown}{more}; fix or remove them, "
+                        "or pass --skip-bad-images to skip them")
+    if bad:
+        logger.warning("skipping %d unreadable image(s): %s%s", len(bad), shown, more)
+    return bad
+
+
+def _without(index: DatasetIndex, assignment: list[T], bad: list[tuple[int, str]]) -> tuple[DatasetIndex, list[T]]:
+    """``index`` and its split ``assignment`` without the ``bad`` records.
+
+    The split is made over every record first and the bad ones are left out after, so a
+    good image lands in the split it gets when every file is good: skipping two broken
+    files moves no other image between train, validation and test.
+    """
+    if not bad:
+        return index, assignment
+    drop = {i for i, _ in bad}
+    keep = [i for i in range(len(index.records)) if i not in drop]
+    official = None if index.official_split is None else [index.official_split[i] for i in keep]
+    kept = dataclasses.replace(index, records=[index.records[i] for i in keep], official_split=official)
+    return kept, [assignment[i] for i in keep]
 
 
 def load_splits(
@@ -71,8 +118,11 @@ def load_splits(
         seed: seed of the split shuffle (the paper: 23).
         group_by: ``None`` (the paper), ``"lesion"`` or ``"patient"``.
         download: fetch downloadable datasets (MedMNIST) when missing.
-        skip_bad_images: leave out image files that do not parse (recorded in
-            ``splits.skipped``) instead of failing later when they are decoded.
+        skip_bad_images: leave out image files that cannot be read or do not parse
+            (:func:`unreadable_image`; recorded in ``splits.skipped``) instead of failing.
+            The split is made over every file and the bad ones are left out after it, so
+            no good image changes split. Without it, a file that cannot be read (a dangling
+            symbolic link, a folder, no permission) is a :class:`DataError` with the hint.
         folds, fold, fold_seed: k-fold cross-validation (:func:`lmfloss.data.splits.fold_split`):
             the split of fold ``fold`` of ``folds`` (stratified, grouped by ``group_by``).
             Without ``fold`` the splits are the paper's (use :func:`fold_assignment` for the
@@ -86,8 +136,17 @@ def load_splits(
     Raises:
         ValueError: unknown dataset, group kind or split seed.
         FileNotFoundError: missing root, metadata or image files.
-        DataError: malformed metadata, labels outside the classes, an empty class.
+        DataError: malformed metadata, labels outside the classes, an empty class, an
+            unreadable image file (without ``skip_bad_images``).
     """
+    return _load(dataset, root, csv, seed, group_by, download, skip_bad_images, folds, fold, fold_seed,
+                 folds_include_test)[0]
+
+
+def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: int, group_by: str | None,
+          download: bool, skip_bad_images: bool, folds: int | None, fold: int | None, fold_seed: int,
+          folds_include_test: bool) -> tuple[Splits, DatasetIndex, list[tuple[int, str]]]:
+    """``(splits, the index with every record, (position, reason) of the records left out)``."""
     adapter = get_adapter(dataset)
     if group_by is not None and group_by not in GROUP_KINDS:
         raise ValueError(f"group_by must be None or one of {list(GROUP_KINDS)}, got {group_by!r}")
@@ -109,18 +168,19 @@ def load_splits(
             "put HAM10000_metadata.csv (lesion_id,image_id,...) next to GroundTruth.csv"
             if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
-    skipped = _drop_bad_images(index) if skip_bad_images else []
+    bad = _bad_images(index, skip_bad_images)
     check_folds(dataset, index, folds, fold, folds_include_test)
     assignment, official = _assign(dataset, index, seed, group_by, folds, fold, fold_seed)
+    kept, kept_assignment = _without(index, assignment, bad)
     splits = Splits(
-        index, assignment, seed=seed, group_by=group_by, official=official,
-        skip_bad_images=skip_bad_images, skipped=skipped,
+        kept, kept_assignment, seed=seed, group_by=group_by, official=official,
+        skip_bad_images=skip_bad_images, skipped=[str(index.records[i].path) for i, _ in bad],
         cv={"folds": folds, "fold": fold, "fold_seed": fold_seed} if folds is not None and fold is not None else None,
     )
     check_split_classes(splits)
     if group_by is None:
         _warn_leakage(splits)
-    return splits
+    return splits, index, bad
 
 
 def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, folds: int | None,
@@ -170,14 +230,16 @@ def check_folds(dataset: str, index: DatasetIndex, folds: int | None, fold: int 
 
 def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Path | None = None, *,
                     folds: int, fold_seed: int = 23, group_by: str | None = None,
-                    folds_include_test: bool = False, download: bool = False) -> tuple[DatasetIndex, list[int]]:
-    """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same folds."""
+                    folds_include_test: bool = False, download: bool = False,
+                    skip_bad_images: bool = False) -> tuple[DatasetIndex, list[int]]:
+    """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same
+    folds (assigned over every file, unreadable ones left out after, as :func:`load_splits` does)."""
     from lmfloss.data.splits import assign_folds
 
-    base = load_splits(dataset, root=root, csv=csv, group_by=group_by if group_by else None, download=download,
-                       folds=folds, fold=1, fold_seed=fold_seed, folds_include_test=folds_include_test)
-    index = base.index
-    return index, assign_folds(index.records, len(index.class_names), folds, fold_seed, grouped=group_by is not None)
+    _, index, bad = _load(dataset, root, csv, 23, group_by if group_by else None, download, skip_bad_images,
+                          folds, 1, fold_seed, folds_include_test)
+    assigned = assign_folds(index.records, len(index.class_names), folds, fold_seed, grouped=group_by is not None)
+    return _without(index, assigned, bad)
 
 
 def splits_for(config: TrainConfig) -> Splits:
