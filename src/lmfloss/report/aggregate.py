@@ -30,6 +30,9 @@ from lmfloss.report.stats import (
 logger = logging.getLogger(__name__)
 
 MAIN_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+CALIBRATION_METRICS = ("ece", "brier", "nll")
+# The test-split scalars the tables average (besides per-class F1 and validation macro-F1).
+AVERAGED_METRICS = (*MAIN_METRICS, *CALIBRATION_METRICS)
 OK, MISSING, UNFINISHED = "ok", "missing", "unfinished"
 
 
@@ -76,12 +79,15 @@ class Cell:
         return mean_std(values) if values else None
 
     def per_class_f1(self, class_name: str) -> list[float]:
-        out = []
-        for run in self.runs:
-            per_class = ((run.report or {}).get("test") or {}).get("f1_per_class") or {}
-            if class_name in per_class:
-                out.append(float(per_class[class_name]))
-        return out
+        """The finished runs' test F1 of one class (runs that did not record it are skipped)."""
+        values = (_class_f1(run, class_name) for run in self.runs)
+        return [v for v in values if v is not None]
+
+
+def _class_f1(run: ReportRun, class_name: str) -> float | None:
+    per_class = ((run.report or {}).get("test") or {}).get("f1_per_class") or {}
+    value = per_class.get(class_name)
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -96,6 +102,37 @@ class Grid:
 
     def cell(self, dataset: str, model: str, loss: str) -> Cell:
         return self.cells[(dataset, model, loss)]
+
+
+def missing_values(grid: Grid) -> list[tuple[ReportRun, list[str]]]:
+    """The runs the tables average that lack a value other runs record, and which values.
+
+    A run's ``report.json`` may lack a metric (an older lmfloss did not record ``ece``, or
+    the F1 of a class); its cell's mean of that metric then rests on fewer runs, which the
+    tables mark with ``n=k``. A value counts as missing only where another averaged run
+    records it (of the same dataset, for per-class F1), so a metric no run has is not listed.
+
+    Returns:
+        ``(run, keys)`` per run lacking something, in grid order; keys are ``report.json``
+        paths: ``test.ece``, ``test.f1_per_class.<class>``, ``val.f1_macro``.
+    """
+    counted = [(cell.dataset, run) for cell in grid.cells.values() if cell.status == OK for run in cell.runs]
+    scalars = [m for m in AVERAGED_METRICS if any(run.test(m) is not None for _, run in counted)]
+    classes: dict[str, list[str]] = defaultdict(list)
+    for dataset, run in counted:
+        for name in run.class_names:
+            if name not in classes[dataset] and _class_f1(run, name) is not None:
+                classes[dataset].append(name)
+    check_val = any(run.val("f1_macro") is not None for _, run in counted)
+    out = []
+    for dataset, run in counted:
+        keys = [f"test.{m}" for m in scalars if run.test(m) is None]
+        keys += [f"test.f1_per_class.{c}" for c in classes[dataset] if _class_f1(run, c) is None]
+        if check_val and run.val("f1_macro") is None:
+            keys.append("val.f1_macro")
+        if keys:
+            out.append((run, keys))
+    return out
 
 
 def _config_score(runs: list[ReportRun]) -> float:

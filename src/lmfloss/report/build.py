@@ -26,6 +26,7 @@ from lmfloss.report.aggregate import (
     Comparison,
     Grid,
     build_grid,
+    missing_values,
     paired_tests,
 )
 from lmfloss.report.figures import figure1, figure2, figure4
@@ -205,6 +206,13 @@ def _status_section(result: ReportResult) -> list[str]:
             )
     else:
         lines.append("Every grid cell is complete.")
+    lacking = missing_values(grid)
+    if lacking:
+        lines += ["", "Values missing from runs: these runs are averaged in the tables but their report.json "
+                  "lacks a value other runs record (an older lmfloss, or a hand-edited file), so each mean "
+                  "of that value rests on fewer runs and shows its n=k:", ""]
+        lines += [f"- `{run.run_dir}` ({dataset_name(run.dataset)} / {model_name(run.model)} / "
+                  f"{loss_name(run.loss)}, seed {run.seed}): {', '.join(keys)}" for run, keys in lacking]
     invalid = [r for r in result.runs if r.status == INVALID]
     if invalid:
         lines += ["", "Runs whose report.json cannot be read (counted as unfinished):", ""]

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfloss.report.aggregate import OK, Cell, Comparison, Grid, best_on_val
+from lmfloss.report.aggregate import CALIBRATION_METRICS, OK, Cell, Comparison, Grid, best_on_val
 from lmfloss.report.cam import find_cam_summaries, match_run
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T
-from lmfloss.report.tables import DASH, fmt_p, pct, train_counts
+from lmfloss.report.tables import DASH, fmt_p, n_note, pct, seeds_note, train_counts
 
 SUMMARY_COLUMNS = (
     "dataset", "model", "baseline", "best_on_val", "selected_on", "n_seeds", "lmf_f1", "baseline_f1",
@@ -110,7 +110,11 @@ def _minority_text(grid: Grid, dataset: str, lmf: Cell, best: Cell) -> str:
     a, b = lmf.per_class_f1(minority), best.per_class_f1(minority)
     if not a or not b:
         return DASH
-    return f"{minority} (n={counts[minority]}): {pct(float(np.mean(a)))} vs {pct(float(np.mean(b)))}"
+    text = f"{minority} (n={counts[minority]}): {pct(float(np.mean(a)))} vs {pct(float(np.mean(b)))}"
+    # The seeds column counts the macro-F1s; a run may lack this class's F1 (an older run).
+    if (len(a), len(b)) != (len(lmf.values("f1_macro")), len(best.values("f1_macro"))):
+        text += f" (seeds {len(a)}/{len(b)})"
+    return text
 
 
 def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None:
@@ -129,24 +133,26 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
             c = None if best is None else by_key.get((d, m, best.loss))
             if lmf.status != OK or not lmf.values("f1_macro") or best is None or c is None:
                 continue
-            spread = "/".join(DASH if x.n < 2 else f"{100 * float(np.std(x.values('f1_macro'), ddof=1)):.2f}"
-                              for x in (lmf, best))
+            spread = "/".join(DASH if len(x.values("f1_macro")) < 2
+                              else f"{100 * float(np.std(x.values('f1_macro'), ddof=1)):.2f}" for x in (lmf, best))
             budget = f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}"
             if lmf.n_configs > best.n_configs:
                 budget += " (LMF tuned more on val)"
             table.rows.append([
                 dataset_name(d), model_name(m), pct(_mean(lmf.values("f1_macro"))),
                 f"{loss_name(best.loss)} {pct(_mean(best.values('f1_macro')))}",
-                DASH if c.seed_test.mean is None else f"{100 * c.seed_test.mean:+.2f}", _ci(c), _seed_p(c),
-                DASH if c.test is None else fmt_p(c.test.p_value), spread, f"{lmf.n}/{best.n}", budget,
+                DASH if c.seed_test.mean is None
+                else f"{100 * c.seed_test.mean:+.2f}{n_note(c.seed_test.n, grid.expected_n)}", _ci(c), _seed_p(c),
+                DASH if c.test is None else fmt_p(c.test.p_value), spread,
+                f"{len(lmf.values('f1_macro'))}/{len(best.values('f1_macro'))}", budget,
                 _minority_text(grid, d, lmf, best),
             ])
     if not table.rows:
         return None
     n_family = sum(c.seed_test.p is not None for c in comparisons)
     table.notes += [
-        "Test macro-F1 in percent, mean over seeds. The baseline is the one with the best mean validation "
-        "macro-F1 (never chosen on test).",
+        "Test macro-F1 in percent, mean over seeds (seeds: how many runs each mean rests on, LMF/baseline). "
+        "The baseline is the one with the best mean validation macro-F1 (never chosen on test).",
         "ΔF1 (seeds): mean over paired seeds of LMF minus baseline; 95% CI: t-interval over seeds; p (seeds): "
         f"paired t-test over seeds, {FAMILY_NOTE.format(n=n_family)}; no seed-level test with fewer than "
         f"{MIN_SEEDS_T} seeds.",
@@ -195,21 +201,23 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(d, model, loss)
             row = [dataset_name(d) if k == 0 else "", loss_name(loss)]
-            for metric in ("ece", "brier", "nll", "accuracy"):
+            for metric in (*CALIBRATION_METRICS, "accuracy"):
                 values = cell.values(metric) if cell.status == OK else []
                 if not values:
                     row.append(DASH)
                     continue
                 any_value = any_value or metric != "accuracy"
                 std = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
-                row.append(f"{np.mean(values):.3f}{std}")
+                row.append(f"{np.mean(values):.3f}{std}{seeds_note(cell, grid.expected_n, len(values))}")
             table.rows.append(row)
     if not any_value:
         return None
     table.notes.append(
         "ECE: top-label expected calibration error over 15 equal-width bins; Brier: multi-class; NLL: mean "
-        "negative log-likelihood. LDAM and LMF train logits scaled by 30, so their raw softmax is not calibrated "
-        "like cross-entropy's; `lmfloss evaluate --calibrate` fits a temperature on validation."
+        "negative log-likelihood; ± the standard deviation over seeds, n=k a value resting on fewer runs than "
+        "the fullest cell has (report.md lists which runs lack it). LDAM and LMF train logits scaled by 30, so "
+        "their raw softmax is not calibrated like cross-entropy's; `lmfloss evaluate --calibrate` fits a "
+        "temperature on validation."
     )
     return table
 

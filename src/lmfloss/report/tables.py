@@ -1,8 +1,9 @@
 """The paper's Tables 2-6 built from runs (and, on request, beside the paper's numbers).
 
 Numbers are percentages with two decimals, as in the paper; ``mean ± std`` (sample
-standard deviation) where a cell has several seeds, with ``n=k`` whenever a cell has
-fewer seeds than the fullest cell, so nothing is averaged over a partial set silently.
+standard deviation) where a cell has several seeds, with ``n=k`` whenever a value rests on
+fewer runs than the fullest cell has (a seed unfinished, or a metric an older run did not
+record), so nothing is averaged over a partial set silently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lmfloss.report.paper import (
     paper_train_samples,
 )
 from lmfloss.report.render import Table
-from lmfloss.report.stats import bootstrap_ci
+from lmfloss.report.stats import bootstrap_ci, mean_std
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,20 @@ def status_text(cell: Cell, expected_n: int) -> str | None:
     return None
 
 
-def seeds_note(cell: Cell, expected_n: int) -> str:
-    """`` (n=2)``/`` (n=2; 1 unfinished)`` when a cell is short of seeds, else empty."""
+def seeds_note(cell: Cell, expected_n: int, n: int | None = None) -> str:
+    """`` (n=2)``/`` (n=2; 1 unfinished)`` when a value rests on fewer runs than the fullest
+    cell has, else empty.
+
+    Args:
+        cell: the cell the value is of.
+        expected_n: the fullest cell's run count (:attr:`Grid.expected_n`).
+        n: how many runs the value rests on (default: the cell's finished runs; fewer where
+            some of them did not record the metric).
+    """
+    n = cell.n if n is None else n
     parts = []
-    if cell.n != expected_n:
-        parts.append(f"n={cell.n}")
+    if n != expected_n:
+        parts.append(f"n={n}")
     if cell.unfinished:
         parts.append(f"{len(cell.unfinished)} unfinished")
     return f" ({'; '.join(parts)})" if parts else ""
@@ -69,12 +79,18 @@ def metric_text(cell: Cell, metric: str, expected_n: int) -> str:
     status = status_text(cell, expected_n)
     if status:
         return status
-    stats = cell.mean_std(metric)
-    if stats is None:
+    values = cell.values(metric)
+    if not values:
         return DASH
-    mean, std = stats
+    mean, std = mean_std(values)
     text = pct(mean) if std is None else f"{pct(mean)} ± {100 * std:.2f}"
-    return text + seeds_note(cell, expected_n)
+    return text + seeds_note(cell, expected_n, len(values))
+
+
+def n_note(n: int, expected_n: int) -> str:
+    """`` (n=2)`` for a statistic over ``n`` runs (or seed pairs) where the fullest cell has
+    ``expected_n``, else empty."""
+    return "" if n == expected_n else f" (n={n})"
 
 
 def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
@@ -143,16 +159,17 @@ def main_table(
                 if stats is not None:
                     scores[(i, j)] = stats[0]
             ci = f1_interval(cell, n_boot=n_boot, seed=seed)
-            row.append(DASH if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]")
+            row.append(DASH if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]{n_note(cell.n, grid.expected_n)}")
             if has_tests:
                 comp = tests.get((dataset, loss))
-                row.append(DASH if loss == "lmf" or comp is None else _delta_text(comp))
+                row.append(DASH if loss == "lmf" or comp is None else _delta_text(comp, grid.expected_n))
             table.rows.append(row)
             block.append(i)
         _mark_best(table, block, [2, 3, 4, 5], scores)
     table.notes.append(
         "Bold: best per column within a dataset. ± is the standard deviation over seeds; "
-        "n=k marks a cell with fewer seeds than the others."
+        "n=k marks a value resting on fewer runs than the fullest cell has (a seed unfinished, or a "
+        "metric a run did not record: report.md lists which)."
     )
     table.notes.append("95% CI: percentile bootstrap over test images (of the seed mean where n>1).")
     if has_tests:
@@ -165,15 +182,21 @@ def main_table(
     return table
 
 
-def _delta_text(comp: Comparison) -> str:
+def _delta_text(comp: Comparison, expected_n: int) -> str:
     t = comp.seed_test
+    # Over seeds: the pairs with a macro-F1 on both sides (t.n); over images: every seed paired.
     if t.p is not None and t.mean is not None:
         p = fmt_p(t.p_holm if t.p_holm is not None else t.p)
-        return f"{100 * t.mean:+.2f} (p{'' if p.startswith('<') else '='}{p})"
+        return f"{100 * t.mean:+.2f} (p{'' if p.startswith('<') else '='}{p}{_n_part(t.n, expected_n)})"
     if comp.test is not None:
         p = fmt_p(comp.test.p_value)
-        return f"{100 * comp.test.delta:+.2f} (images p{'' if p.startswith('<') else '='}{p})"
-    return DASH if t.mean is None else f"{100 * t.mean:+.2f}"
+        return (f"{100 * comp.test.delta:+.2f} (images p{'' if p.startswith('<') else '='}{p}"
+                f"{_n_part(len(comp.seeds), expected_n)})")
+    return DASH if t.mean is None else f"{100 * t.mean:+.2f}{n_note(t.n, expected_n)}"
+
+
+def _n_part(n: int, expected_n: int) -> str:
+    return "" if n == expected_n else f"; n={n}"
 
 
 def _config_notes(grid: Grid, model: str) -> list[str]:
@@ -282,7 +305,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
                 else:
                     mean = float(np.mean(values))
                     std = f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
-                    row.append(pct(mean) + std + seeds_note(cell, grid.expected_n))
+                    row.append(pct(mean) + std + seeds_note(cell, grid.expected_n, len(values)))
                     scores[(i, len(row) - 1)] = mean
                 if compare:
                     published = paper_per_class(dataset, class_name, loss)
@@ -295,7 +318,8 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
             if scores:  # best loss of this class: a row-wise maximum
                 top = max(scores.values())
                 table.best.update(key for key, v in scores.items() if np.isclose(v, top, rtol=0, atol=1e-12))
-    table.notes.append("Bold: best loss per class. Train samples: the runs' training split.")
+    table.notes.append("Bold: best loss per class. Train samples: the runs' training split. n=k: the F1 "
+                       "rests on fewer runs than the fullest cell has (report.md lists which runs lack it).")
     if compare:
         counts_differ = [
             f"{dataset_name(d)} {c}: {n} vs paper {paper_train_samples(d, c)}"
