@@ -31,7 +31,8 @@ SIZES = (28, 64, 128, 224)
 
 # Short class names per 2D flag, in label order (MedMNIST's INFO[flag]["label"] holds the
 # long ones; these are used when the optional ``medmnist`` package is not installed).
-# ``chestmnist`` is multi-label and therefore not offered.
+# ``chestmnist`` is multi-label: 14 labels per image (NIH ChestX-ray14's findings), in
+# MULTILABEL below.
 CLASS_NAMES: dict[str, list[str]] = {
     "pathmnist": ["adipose", "background", "debris", "lymphocytes", "mucus", "smooth_muscle",
                   "normal_mucosa", "stroma", "adenocarcinoma"],
@@ -48,8 +49,17 @@ CLASS_NAMES: dict[str, list[str]] = {
 }
 CLASS_NAMES["organcmnist"] = CLASS_NAMES["organamnist"]
 CLASS_NAMES["organsmnist"] = CLASS_NAMES["organamnist"]
+CLASS_NAMES["chestmnist"] = ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule",
+                             "pneumonia", "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis",
+                             "pleural", "hernia"]
 
 FLAGS = tuple(CLASS_NAMES)
+MULTILABEL = frozenset({"chestmnist"})  # flags whose labels are [N, L] 0/1 rows
+
+
+def task_of(flag: str) -> str:
+    """``"multilabel"`` for ChestMNIST, ``"multiclass"`` for the other 2D flags."""
+    return "multilabel" if flag in MULTILABEL else "multiclass"
 
 
 def parse_name(name: str) -> tuple[str, int] | None:
@@ -164,6 +174,7 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
         data = np.load(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read MedMNIST file {str(path)!r}: {exc}") from None
+    multilabel = flag in MULTILABEL
     with data:
         images, labels, official = [], [], []
         for split in ("train", "val", "test"):
@@ -173,10 +184,13 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
                 raise DataError(f"MedMNIST file {str(path)!r} lacks arrays {missing}; found {data.files}")
             split_images = data[f"{split}_images"]
             split_labels = np.asarray(data[f"{split}_labels"]).reshape(len(split_images), -1)
-            if split_labels.shape[1] != 1:
-                raise DataError(f"{str(path)!r} holds multi-label targets; only single-label datasets are supported")
+            if multilabel and split_labels.shape[1] != len(class_names):
+                raise DataError(f"{str(path)!r}: {split}_labels has {split_labels.shape[1]} columns; {flag} has "
+                                f"{len(class_names)} labels {class_names}")
+            if not multilabel and split_labels.shape[1] != 1:
+                raise DataError(f"{str(path)!r} holds multi-label targets; {flag} is a single-label dataset")
             images.append(split_images)
-            labels.append(split_labels[:, 0].astype(np.int64))
+            labels.append(split_labels.astype(np.int64) if multilabel else split_labels[:, 0].astype(np.int64))
             official += [split] * len(split_images)
     array = np.concatenate(images)
     if array.ndim == 3:
@@ -186,16 +200,27 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     all_labels = np.concatenate(labels)
-    bad = np.flatnonzero((all_labels < 0) | (all_labels >= len(class_names)))
-    if bad.size:
-        raise DataError(
-            f"{str(path)!r}: label {int(all_labels[bad[0]])} outside 0..{len(class_names) - 1} ({flag} classes {class_names})"
-        )
+    if multilabel:
+        bad = np.flatnonzero(((all_labels != 0) & (all_labels != 1)).any(axis=1))
+        if bad.size:
+            raise DataError(f"{str(path)!r}: label row {int(bad[0])} holds {all_labels[bad[0]].tolist()}; "
+                            f"{flag}'s labels are 0/1 per finding")
+    else:
+        bad = np.flatnonzero((all_labels < 0) | (all_labels >= len(class_names)))
+        if bad.size:
+            raise DataError(
+                f"{str(path)!r}: label {int(all_labels[bad[0]])} outside 0..{len(class_names) - 1} ({flag} classes {class_names})"
+            )
     array.setflags(write=False)
     records, counters = [], {"train": 0, "val": 0, "test": 0}
     for row, (label, split) in enumerate(zip(all_labels, official)):
-        records.append(Record(id=f"{flag}-{split}-{counters[split]}", label=int(label), row=row))
+        rid = f"{flag}-{split}-{counters[split]}"
+        if multilabel:
+            records.append(Record(id=rid, label=None, row=row, labels=tuple(np.flatnonzero(label).tolist())))
+        else:
+            records.append(Record(id=rid, label=int(label), row=row))
         counters[split] += 1
     return DatasetIndex(
-        name=name, class_names=class_names, records=records, root=root, official_split=official, images=array
+        name=name, class_names=class_names, records=records, root=root, official_split=official, images=array,
+        task=task_of(flag),
     )

@@ -84,55 +84,73 @@ def _smooth_noise(rng: np.random.Generator, n: int, upsample: np.ndarray) -> np.
     return upsample @ rng.standard_normal((n, low, low)).astype(np.float32) @ upsample.T
 
 
-def _render_class(
-    rng: np.random.Generator, spec: LesionClass, n: int, grid: tuple[np.ndarray, np.ndarray],
-    up8: np.ndarray, up16: np.ndarray,
-) -> tuple[np.ndarray, list[Box]]:
-    """Render ``n`` lesions of one class at once: ``uint8 [n, S, S, 3]`` and their boxes."""
-    yy, xx = grid  # [1, S, S]
+def _uniform(rng: np.random.Generator, n: int, low: float, high: float, *shape: int) -> np.ndarray:
+    return rng.uniform(low, high, (n, *shape)).astype(np.float32)
+
+
+def _per_item(values: np.ndarray) -> np.ndarray:  # [n] -> [n, 1, 1] for broadcasting
+    return values[:, None, None]
+
+
+def _background(rng: np.random.Generator, n: int, grid: tuple[np.ndarray, np.ndarray],
+                up8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skin tone, illumination gradient and blotches of ``n`` images: ``(image [n,S,S,3], light [n,S,S])``."""
+    yy, xx = grid
     size = yy.shape[-1]
+    tone = np.array([0.86, 0.68, 0.58], np.float32) + rng.normal(0, 0.03, (n, 3)) + rng.normal(0, 0.06, (n, 1))
+    angle = _uniform(rng, n, 0, 2 * np.pi)
+    gradient = (_per_item(np.cos(angle)) * (xx - size / 2) + _per_item(np.sin(angle)) * (yy - size / 2)) / size
+    light = 1 + _per_item(_uniform(rng, n, 0.0, 0.35)) * gradient + 0.03 * _smooth_noise(rng, n, up8)
+    return tone[:, None, None, :].astype(np.float32) * light[..., None], light
+
+
+def _lesion(rng: np.random.Generator, spec: LesionClass, image: np.ndarray, light: np.ndarray,
+            grid: tuple[np.ndarray, np.ndarray], up16: np.ndarray,
+            centre: tuple[np.ndarray, np.ndarray] | None = None,
+            radius_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Paint one lesion of ``spec`` into each of ``image`` (``[n, S, S, 3]``): ``(image, soft
+    mask [n, S, S], (cx, cy))``. ``centre`` (pixels) fixes the positions, else they are drawn
+    in the middle of the image; ``radius_scale`` shrinks the lesions (several per image)."""
+    yy, xx = grid
+    size = yy.shape[-1]
+    n = len(image)
 
     def uniform(low: float, high: float, *shape: int) -> np.ndarray:
-        return rng.uniform(low, high, (n, *shape)).astype(np.float32)
+        return _uniform(rng, n, low, high, *shape)
 
-    def per_item(values: np.ndarray) -> np.ndarray:  # [n] -> [n, 1, 1] for broadcasting
-        return values[:, None, None]
-
-    # --- background: skin tone, illumination gradient, blotches -------------------------
-    tone = np.array([0.86, 0.68, 0.58], np.float32) + rng.normal(0, 0.03, (n, 3)) + rng.normal(0, 0.06, (n, 1))
-    angle = uniform(0, 2 * np.pi)
-    gradient = (per_item(np.cos(angle)) * (xx - size / 2) + per_item(np.sin(angle)) * (yy - size / 2)) / size
-    light = 1 + per_item(uniform(0.0, 0.35)) * gradient + 0.03 * _smooth_noise(rng, n, up8)
-    image = tone[:, None, None, :].astype(np.float32) * light[..., None]
     # --- lesion geometry ------------------------------------------------------------------
-    cx, cy = uniform(0.32, 0.68) * size, uniform(0.32, 0.68) * size
-    radius, aspect, theta = uniform(*spec.radius), uniform(*spec.aspect), uniform(0, np.pi)
-    dx, dy = xx - per_item(cx), yy - per_item(cy)
-    cos, sin = per_item(np.cos(theta)), per_item(np.sin(theta))
+    if centre is None:
+        cx, cy = uniform(0.32, 0.68) * size, uniform(0.32, 0.68) * size
+    else:
+        cx, cy = (np.asarray(c, np.float32) for c in centre)
+    radius = uniform(*spec.radius) * radius_scale
+    aspect, theta = uniform(*spec.aspect), uniform(0, np.pi)
+    dx, dy = xx - _per_item(cx), yy - _per_item(cy)
+    cos, sin = _per_item(np.cos(theta)), _per_item(np.sin(theta))
     u = cos * dx + sin * dy
-    v = (-sin * dx + cos * dy) / per_item(aspect)
+    v = (-sin * dx + cos * dy) / _per_item(aspect)
     phi = np.arctan2(v, u)
     # How strongly each lesion shows its class's cues: weak cases look like their neighbours.
     expression = uniform(0.15, 1.0)
     wobble = np.ones_like(phi)
     for k in (2, 3, 5):
         amplitude = spec.irregularity * expression * uniform(0.3, 1.0)
-        wobble += per_item(amplitude) * np.sin(k * phi + per_item(uniform(0, 2 * np.pi)))
-    rel = np.hypot(u, v) / (per_item(radius) * wobble)  # < 1 inside the lesion
+        wobble += _per_item(amplitude) * np.sin(k * phi + _per_item(uniform(0, 2 * np.pi)))
+    rel = np.hypot(u, v) / (_per_item(radius) * wobble)  # < 1 inside the lesion
     edge = spec.edge * uniform(0.7, 1.3)
-    mask = 1 / (1 + np.exp(np.clip((rel - 1) * per_item(edge) * 4, -30, 30)))
+    mask = 1 / (1 + np.exp(np.clip((rel - 1) * _per_item(edge) * 4, -30, 30)))
     # --- lesion colour and texture ------------------------------------------------------
     colour = np.clip(
         np.array(spec.colour) + rng.normal(0, 0.035, (n, 3)) + rng.normal(0, 0.07, (n, 1)), 0.05, 0.95
     ).astype(np.float32)
-    strength = per_item(expression)
+    strength = _per_item(expression)
     shade = np.ones_like(mask)
     tint = np.zeros_like(image)
     if spec.texture == "mottled":
         shade += 0.35 * strength * _smooth_noise(rng, n, up16)
     elif spec.texture == "dotted":
-        period = per_item(uniform(3.0, 4.5))
-        phase_x, phase_y = per_item(uniform(0, 2 * np.pi)), per_item(uniform(0, 2 * np.pi))
+        period = _per_item(uniform(3.0, 4.5))
+        phase_x, phase_y = _per_item(uniform(0, 2 * np.pi)), _per_item(uniform(0, 2 * np.pi))
         dots = (np.sin(2 * np.pi * xx / period + phase_x) * np.sin(2 * np.pi * yy / period + phase_y)) > 0.55
         shade -= 0.30 * strength * dots
     elif spec.texture == "rim":
@@ -142,38 +160,55 @@ def _render_class(
     elif spec.texture == "lacunae":
         blobs = rng.integers(1, 7, n)
         for slot in range(6):
-            lx = per_item(cx + rng.normal(0, 1, n) * radius / 2.5)
-            ly = per_item(cy + rng.normal(0, 1, n) * radius / 2.5)
-            width = per_item(uniform(0.8, 1.8))
-            present = per_item((slot < blobs).astype(np.float32))
+            lx = _per_item(cx + rng.normal(0, 1, n) * radius / 2.5)
+            ly = _per_item(cy + rng.normal(0, 1, n) * radius / 2.5)
+            width = _per_item(uniform(0.8, 1.8))
+            present = _per_item((slot < blobs).astype(np.float32))
             blob = present * strength * np.exp(-((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * width**2))
             tint += blob[..., None] * np.array([0.10, -0.12, -0.02], np.float32)
     lesion = colour[:, None, None, :] * shade[..., None] + tint
-    alpha = (per_item(uniform(0.75, 1.0)) * mask)[..., None]
-    image = image * (1 - alpha) + lesion * light[..., None] * alpha
-    # --- nuisance: hairs and sensor noise ------------------------------------------------
+    alpha = (_per_item(uniform(0.75, 1.0)) * mask)[..., None]
+    return image * (1 - alpha) + lesion * light[..., None] * alpha, mask, (cx, cy)
+
+
+def _nuisance(rng: np.random.Generator, image: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Hairs and sensor noise on ``image`` (``[n, S, S, 3]``, in place), then ``uint8`` pixels."""
+    yy, xx = grid
+    size = yy.shape[-1]
+    n = len(image)
     hairs = np.minimum(rng.poisson(0.7, n), 3)
     for slot in range(3):
-        hx, hy, ha = uniform(0, size), uniform(0, size), uniform(0, np.pi)
+        hx, hy, ha = _uniform(rng, n, 0, size), _uniform(rng, n, 0, size), _uniform(rng, n, 0, np.pi)
         hairy = np.flatnonzero(slot < hairs)  # only the images that have this hair
         if hairy.size == 0:
             continue
-        sin_a, cos_a = per_item(np.sin(ha[hairy])), per_item(np.cos(ha[hairy]))
-        distance = np.abs(sin_a * (xx - per_item(hx[hairy])) - cos_a * (yy - per_item(hy[hairy])))
+        sin_a, cos_a = _per_item(np.sin(ha[hairy])), _per_item(np.cos(ha[hairy]))
+        distance = np.abs(sin_a * (xx - _per_item(hx[hairy])) - cos_a * (yy - _per_item(hy[hairy])))
         hair = 0.7 * np.exp(-((distance / 0.6) ** 2))[..., None]
         image[hairy] = image[hairy] * (1 - hair) + 0.12 * hair
     image += 0.025 * rng.standard_normal(image.shape, dtype=np.float32)
-    pixels = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _box(mask: np.ndarray, cx: float, cy: float) -> Box:
+    """The box (exclusive ends) of a soft mask thresholded at 0.5."""
     inside = mask >= 0.5
-    boxes: list[Box] = []
-    for i in range(n):
-        rows, cols = np.flatnonzero(inside[i].any(axis=1)), np.flatnonzero(inside[i].any(axis=0))
-        if rows.size == 0:  # cannot happen with the radius ranges above; keep the box defined
-            x, y = int(cx[i]), int(cy[i])
-            boxes.append((x, y, x + 1, y + 1))
-        else:
-            boxes.append((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
-    return pixels, boxes
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:  # cannot happen with the radius ranges used; keep the box defined
+        x, y = int(cx), int(cy)
+        return (x, y, x + 1, y + 1)
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _render_class(
+    rng: np.random.Generator, spec: LesionClass, n: int, grid: tuple[np.ndarray, np.ndarray],
+    up8: np.ndarray, up16: np.ndarray,
+) -> tuple[np.ndarray, list[Box]]:
+    """Render ``n`` lesions of one class at once: ``uint8 [n, S, S, 3]`` and their boxes."""
+    image, light = _background(rng, n, grid, up8)
+    image, mask, (cx, cy) = _lesion(rng, spec, image, light, grid, up16)
+    pixels = _nuisance(rng, image, grid)
+    return pixels, [_box(mask[i], cx[i], cy[i]) for i in range(n)]
 
 
 @functools.lru_cache(maxsize=2)
@@ -206,6 +241,64 @@ def generate(
     labels.setflags(write=False)
     logger.debug("generated %d synthetic images of %d px", len(labels), size)
     return images, labels, tuple(boxes)
+
+
+# --- the multi-label set -----------------------------------------------------------------
+# Lesions of several kinds in one image, each kind present independently with a long-tailed
+# prevalence (the rarest ~2 %, like a tail label of ChestX-ray14), up to four per image in
+# the four quadrants, at ~0.6x the single-label set's size; ~36 % of images have none ("no
+# finding"). Every lesion's box and kind are known, so maps can be scored per label.
+MULTILABEL_KINDS = ("nevus", "keratosis", "carcinoma", "vascular", "melanoma")
+MULTILABEL_PREVALENCE = (0.45, 0.22, 0.10, 0.05, 0.02)
+MULTILABEL_IMAGES = 3000
+MULTILABEL_SEED = 20261202
+_SLOTS = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))  # quadrant centres (fractions)
+_LESION_SCALE = 0.55  # radii of the single-label specs times this: four fit in one image
+
+
+@functools.lru_cache(maxsize=1)
+def generate_multilabel(
+    n: int = MULTILABEL_IMAGES, size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[tuple[int, Box], ...], ...]]:
+    """The multi-label set: ``(images uint8 [N, S, S, 3], targets uint8 [N, L], lesions)``
+    with ``lesions[i]`` the ``(label index, box)`` of every lesion of image ``i``.
+
+    Deterministic (fixed generator seed), cached per process, arrays read-only.
+    """
+    rng = np.random.default_rng(MULTILABEL_SEED)
+    specs = {c.name: c for c in CLASSES}
+    k = len(MULTILABEL_KINDS)
+    targets = (rng.random((n, k)) < np.asarray(MULTILABEL_PREVALENCE)).astype(np.uint8)
+    for i in np.flatnonzero(targets.sum(axis=1) > len(_SLOTS)):  # keep the rarest kinds, at most 4
+        present = np.flatnonzero(targets[i])
+        targets[i, present[: len(present) - len(_SLOTS)]] = 0
+    slots = np.argsort(rng.random((n, len(_SLOTS))), axis=1)  # each image's kinds take distinct quadrants
+    yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5)[:, None]
+    up8 = _upsample_matrix(8, size).astype(np.float32)
+    up16 = _upsample_matrix(16, size).astype(np.float32)
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    lesions: list[list[tuple[int, Box]]] = [[] for _ in range(n)]
+    for start in range(0, n, 256):  # bounded memory
+        rows = np.arange(start, min(start + 256, n))
+        image, light = _background(rng, len(rows), (yy, xx), up8)
+        for label, name in enumerate(MULTILABEL_KINDS):
+            have = np.flatnonzero(targets[rows, label])
+            if have.size == 0:
+                continue
+            order = np.cumsum(targets[rows[have]], axis=1)[:, label] - 1  # which of the image's lesions
+            slot = slots[rows[have], order]
+            jitter = rng.uniform(-0.06, 0.06, (2, have.size))
+            cx = (np.asarray(_SLOTS)[slot, 0] + jitter[0]) * size
+            cy = (np.asarray(_SLOTS)[slot, 1] + jitter[1]) * size
+            painted, mask, _ = _lesion(rng, specs[name], image[have], light[have], (yy, xx), up16,
+                                       centre=(cx, cy), radius_scale=_LESION_SCALE)
+            image[have] = painted
+            for j, i in enumerate(have):
+                lesions[rows[i]].append((label, _box(mask[j], cx[j], cy[j])))
+        images[rows] = _nuisance(rng, image, (yy, xx))
+    images.setflags(write=False)
+    targets.setflags(write=False)
+    return images, targets, tuple(tuple(sorted(items)) for items in lesions)
 
 
 def index_synthetic() -> DatasetIndex:
