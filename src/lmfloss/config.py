@@ -55,7 +55,9 @@ NORMALIZE_CHOICES = ("none", "imagenet", "half")
 AUGMENT_CHOICES = ("none", "flip", "randaugment")
 INTENSITY_CHOICES = ("dtype", "minmax")
 STEM_CHOICES = ("imagenet", "small")
-SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy")
+SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy", "map")
+TASK_CHOICES = ("multiclass", "multilabel")
+SCORE_BY_CHOICES = ("image", "patient")
 GROUP_CHOICES = ("lesion", "patient")
 SAMPLER_CHOICES = ("none", "balanced", "sqrt")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
@@ -66,6 +68,17 @@ class TrainConfig:
     # --- data -------------------------------------------------------------------------
     dataset: str = _key("synthetic", role="experiment",
                         help="dataset adapter (lmfloss datasets), e.g. synthetic, ham10000, retinamnist, csv")
+    task: str = _key("multiclass", role="experiment", choices=TASK_CHOICES,
+                     help="multiclass (one class per image; the paper) | multilabel (any subset of the labels per "
+                          "image: chestmnist, odir5k's official task, csv with a labels column, synthetic); a "
+                          "dataset that is multi-label by nature (chestmnist) sets it itself")
+    label_columns: list[str] | None = _key(None, role="experiment",
+                                           help="csv, multilabel: one 0/1 column per label, e.g. A,B,C (instead of "
+                                                "a labels column of ';'-separated label names)")
+    score_by: str | None = _key(None, role="experiment", choices=SCORE_BY_CHOICES,
+                                help="multilabel: score each image, or each patient (its images' probabilities "
+                                     "combined by the per-label max: ODIR-5K's official task). Default: patient "
+                                     "for odir5k, image otherwise")
     root: str | None = _key(None, role="runtime", path=True,
                             help="dataset root folder (not needed for synthetic and MedMNIST's default folder)")
     csv: str | None = _key(None, role="runtime", path=True, help="CSV file path,label[,split] of the csv adapter")
@@ -129,7 +142,8 @@ class TrainConfig:
     seed: int = _key(23, role="experiment", help="seed of model init, shuffling and augmentation (default 23)")
     select_metric: str = _key("f1_macro", role="experiment", choices=SELECT_METRICS,
                               help="validation metric that picks the best epoch: f1_macro (the paper) | auc "
-                                   "(MedMNIST v2) | accuracy | balanced_accuracy")
+                                   "(MedMNIST v2) | accuracy | balanced_accuracy; multilabel: map (mean average "
+                                   "precision; taken when f1_macro is left as the default) | auc (macro)")
     positive_class: str | None = _key(None, role="experiment",
                                       help="binary tasks: the class called positive for sensitivity, specificity "
                                            "and the Youden threshold (default: the rarer training class)")
@@ -168,6 +182,8 @@ class TrainConfig:
         values["loss_params"] = dict(values["loss_params"])
         if isinstance(values.get("lr_milestones"), (list, tuple)):
             values["lr_milestones"] = list(values["lr_milestones"])
+        if isinstance(values.get("label_columns"), (list, tuple)):
+            values["label_columns"] = [str(c) for c in values["label_columns"]]
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -321,6 +337,18 @@ def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
         raise ValueError(f"expected whole numbers separated by commas (e.g. 50,75), got {text!r}") from None
 
 
+def parse_name_list(text: str | Sequence[str] | None) -> list[str] | None:
+    """``"A,B, C"`` / ``["A", "B"]`` -> ``["A", "B", "C"]``; ``""``/``"none"`` -> ``None``."""
+    if text is None or isinstance(text, list):
+        return text
+    if isinstance(text, tuple):
+        return list(text)
+    raw = str(text).strip().strip("[]")
+    if not raw or raw.lower() == "none":
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 # ---- files -------------------------------------------------------------------------
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ``ValueError`` naming it."""
@@ -408,6 +436,16 @@ def check_config(config: TrainConfig) -> TrainConfig:
                 f"config lr_milestones={milestones!r} reaches past the last epoch ({config.epochs}); "
                 "a milestone must be < epochs"
             )
+    columns = config.label_columns
+    if columns is not None:
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c.strip() for c in columns):
+            raise ValueError(f"config label_columns={columns!r} is invalid; expected column names such as [A, B, C]")
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"config label_columns={columns!r} names a column twice")
+        if config.task != "multilabel":
+            raise ValueError("config label_columns is for multi-label tasks; add --task multilabel")
+    if config.score_by is not None and config.task != "multilabel":
+        raise ValueError(f"config score_by={config.score_by!r} is for multi-label tasks (--task multilabel)")
     if config.fold is not None and (config.folds is None or config.fold > config.folds):
         raise ValueError(f"config fold={config.fold!r} needs folds >= fold (got folds={config.folds!r})")
     for name in ("dataset", "model", "loss", "weights", "device"):
@@ -442,4 +480,6 @@ def build_config(
         apply_overrides(values, {"loss_params": parse_key_values(loss_param_pairs, "--loss-param")})
     if isinstance(values.get("lr_milestones"), str):
         values["lr_milestones"] = parse_int_list(values["lr_milestones"])
+    if isinstance(values.get("label_columns"), str):
+        values["label_columns"] = parse_name_list(values["label_columns"])
     return TrainConfig.from_dict(values)
