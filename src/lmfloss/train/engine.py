@@ -227,12 +227,19 @@ def tta_views(images: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
     return views
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: torch.Tensor, tta: str | None = None,
+                   task: str = "multiclass") -> torch.Tensor:
     """The model's logits of a batch; with ``tta``, the log of the softmax probabilities
-    averaged over the views (so a softmax of the result is the averaged probability)."""
+    averaged over the views (so a softmax of the result is the averaged probability) -- for a
+    multi-label task the logit of the averaged sigmoid probabilities (so a sigmoid of the
+    result is the averaged probability of each label)."""
     if tta is None:
         return _logits(model(images)).float()
-    probs = torch.stack([torch.softmax(_logits(model(v)).float(), dim=1) for v in tta_views(images, tta)])
+    views = [_logits(model(v)).float() for v in tta_views(images, tta)]
+    if task == "multilabel":
+        probs = torch.stack([torch.sigmoid(z) for z in views]).mean(dim=0).double()
+        return torch.logit(probs, eps=1e-12).float()
+    probs = torch.stack([torch.softmax(z, dim=1) for z in views])
     return probs.mean(dim=0).clamp_min(torch.finfo(torch.float32).tiny).log()
 
 
@@ -248,6 +255,7 @@ def evaluate(
     progress: bool = False,
     desc: str = "eval",
     tta: str | None = None,
+    task: str = "multiclass",
 ) -> dict[str, torch.Tensor]:
     """Logits of every item of ``loader``'s dataset, gathered over ranks.
 
@@ -256,9 +264,11 @@ def evaluate(
         loader: yields ``(images, labels, index)``; under DDP a ``DistributedSampler``
             (shuffle off) splits the items, and the padding it adds is removed again.
         tta: test-time augmentation (:func:`predict_logits`): ``"flip"``, ``"flip4"`` or None.
+        task: ``"multiclass"`` or ``"multilabel"`` (how TTA views are averaged).
 
     Returns:
-        ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] int64}`` on the CPU,
+        ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] int64}`` on the CPU
+        (multi-label: ``labels`` ``[N, L]`` 0/1),
         sorted by dataset index, each item exactly once (on every rank).
     """
     ctx = ctx or DistContext()
@@ -268,7 +278,7 @@ def evaluate(
     for images, target, index in _progress(loader, desc, progress):
         images, _ = _to_device(images, target, device, channels_last, finish)
         with _autocast(device, amp_dtype):
-            out = predict_logits(model, images, tta)
+            out = predict_logits(model, images, tta, task)
         logits.append(out.float().cpu())
         labels.append(torch.as_tensor(target).cpu())
         indices.append(torch.as_tensor(index).cpu())

@@ -12,6 +12,12 @@ shuffle before that epoch, exactly the order ``DistributedSampler`` gives.
 
 The losses' margins and weights still come from the *true* training counts: the sampler
 changes what is seen, not the counts.
+
+Multi-label tasks (labels ``[N, L]``): an image has several labels, so it is drawn as its
+**rarest** label (by training positives; :func:`sampling_classes`), and the images with no
+label form a class of their own ("no finding"). ``balanced`` then draws every label's images
+-- those whose rarest finding it is -- and the no-finding images equally often; an image
+drawn for its rare label still trains every label it has.
 """
 
 from __future__ import annotations
@@ -42,11 +48,28 @@ def class_probabilities(counts: Sequence[int], mode: str) -> np.ndarray:
     return weight / weight.sum()
 
 
+def sampling_classes(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The class each item is drawn as: its class (multi-class ``[N]``), or for multi-label
+    ``[N, L]`` targets the index of its rarest present label (fewest positives; ties: the lower
+    index), ``L`` for an item with no label."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels.astype(np.int64)
+    present = labels > 0
+    num_labels = labels.shape[1]
+    rarity = np.argsort(present.sum(axis=0), kind="stable")  # label indices, rarest first
+    rank = np.empty(num_labels, dtype=np.int64)
+    rank[rarity] = np.arange(num_labels)
+    best = np.where(present, rank[None, :], num_labels).min(axis=1) if num_labels else np.zeros(len(labels), int)
+    return np.where(best < num_labels, rarity[np.minimum(best, num_labels - 1)], num_labels).astype(np.int64)
+
+
 class ClassAwareSampler(Sampler[int]):
     """Indices of one rank's share of a class-re-sampled epoch (see the module docstring).
 
     Args:
-        labels: ``[N]`` class index of each training item.
+        labels: ``[N]`` class index of each training item, or ``[N, L]`` multi-label targets
+            (each item drawn as its rarest label, :func:`sampling_classes`).
         mode: ``"balanced"``, ``"sqrt"`` or ``"none"`` (the plain shuffle).
         num_replicas, rank: the DDP world (``1, 0`` for one process).
         seed: the run's seed; the epoch's order depends only on ``(seed, epoch)``.
@@ -55,7 +78,7 @@ class ClassAwareSampler(Sampler[int]):
 
     def __init__(self, labels: Sequence[int] | np.ndarray, mode: str, *, num_replicas: int = 1, rank: int = 0,
                  seed: int = 0, start_epoch: int = 0) -> None:
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = sampling_classes(labels)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside [0, {num_replicas})")
         if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
@@ -64,7 +87,11 @@ class ClassAwareSampler(Sampler[int]):
         self.start_epoch = start_epoch
         self.epoch = 0
         counts = np.bincount(self.labels, minlength=int(self.labels.max(initial=-1)) + 1)
-        share = class_probabilities(counts, mode)
+        if np.ndim(labels) == 2:  # a label that is nobody's rarest has no images of its own to draw
+            share = np.zeros(len(counts))
+            share[counts > 0] = class_probabilities(counts[counts > 0], mode)
+        else:
+            share = class_probabilities(counts, mode)
         # One item's draw probability: its class's share spread over the class's items.
         self.item_weights = torch.from_numpy(share[self.labels] / counts[self.labels])
         self.num_samples = math.ceil(len(self.labels) / num_replicas)
