@@ -48,6 +48,11 @@ class Run:
     device: torch.device
     data: dict[str, Any] | None = None
 
+    @property
+    def task(self) -> str:
+        """``"multiclass"`` or ``"multilabel"`` (the run's config; ``class_names`` are the labels)."""
+        return self.config.task
+
     @functools.cached_property
     def splits(self):
         """The run's :class:`lmfloss.data.Splits` (loaded on first use: needs the dataset),
@@ -151,19 +156,25 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
             raise ValueError(f"split {name!r} of {run.config.dataset!r} has no images"
                              + ("; --calibrate fits the temperature on validation" if name == "val" else ""))
         loader = DataLoader(dataset, batch_size=batch_size or run.config.batch_size, shuffle=False)
-        return split_result(name, evaluate(run.model, loader, device=run.device, tta=tta), dataset)
+        return split_result(name, evaluate(run.model, loader, device=run.device, tta=tta, task=run.task), dataset,
+                            run.task)
 
     results = {split: score(split)}
-    if (calibrate or len(run.class_names) == 2) and split != "val":
+    # The validation split chooses the binary threshold and the multi-label thresholds.
+    if (calibrate or len(run.class_names) == 2 or run.task == "multilabel") and split != "val":
         results["val"] = score("val")
     try:
         saved = rundir.read_report(run.run_dir) or {}
     except Exception:  # a damaged report.json only costs the recorded training counts
         saved = {}
-    train_counts = saved.get("train_class_counts") or run.splits.class_counts("train")
+    train_counts = saved.get("train_label_counts" if run.task == "multilabel" else "train_class_counts") \
+        or run.splits.class_counts("train")
     report = reports(results, run.config, run.class_names, train_counts)[split]
     if calibrate:
-        temperature = fit_temperature(results["val"].logits, results["val"].labels)
+        from lmfloss.train.scoring import scored
+
+        val = scored(results["val"], run.config)
+        temperature = fit_temperature(val.logits, val.labels, task=run.task)
         after = reports(results, run.config, run.class_names, train_counts, temperature)[split]
         report["calibration"] = {
             "temperature": temperature, "fitted_on": "val",
@@ -176,7 +187,9 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
         if not report["trained_with_flips"]:
             logger.warning("test-time flips on a run trained without flip augmentation (augment=%r); "
                            "recorded in the report", run.config.augment)
-    target = results[split]
+    from lmfloss.train.scoring import scored
+
+    target = scored(results[split], run.config)
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
             "ids": target.ids, "labels": target.labels, "probs": target.probs()}
 
@@ -184,7 +197,8 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
 @torch.inference_mode()
 def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int = 32,
             skip_bad_images: bool = False, tta: str | None = None) -> np.ndarray:
-    """Class probabilities ``float64 [N, K]`` of new images with the run's preprocessing.
+    """Class probabilities ``float64 [N, K]`` of new images with the run's preprocessing
+    (multi-label: ``[N, L]``, one sigmoid per label).
 
     Args:
         run: from :func:`load_run`.
@@ -213,6 +227,7 @@ def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int
                 if not skip_bad_images:
                     raise
         if tensors:
-            logits = predict_logits(run.model, torch.stack(tensors).to(run.device), tta)
-            out[rows] = torch.softmax(logits.float(), dim=1).cpu().double().numpy()
+            logits = predict_logits(run.model, torch.stack(tensors).to(run.device), tta, run.task)
+            activation = torch.sigmoid if run.task == "multilabel" else lambda z: torch.softmax(z, dim=1)
+            out[rows] = activation(logits.float()).cpu().double().numpy()
     return out
