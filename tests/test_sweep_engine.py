@@ -349,3 +349,71 @@ def test_storage_does_not_retry_other_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(storage_module, "RDBStorage", broken)
     with pytest.raises(LmflossError, match="disk I/O error"):
         make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_a_waiting_worker_says_whose_heartbeat_it_waits_for(tmp_path, caplog):
+    """A worker whose only work is a dead worker's trial says so while it waits: the trial,
+    its worker, the heartbeat's age and when another worker takes it over."""
+    import logging
+    import re
+    import warnings
+
+    from lmfloss.sweep.storage import GridPointSampler, open_study
+
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce"]}})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = make_storage(url, heartbeat=1, grace=2)
+    study = open_study(spec, storage, spec.name, sampler=GridPointSampler())
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": a dead worker's trial
+        warnings.simplefilter("ignore", UserWarning)
+        dead = study.ask()  # RUNNING, as a worker that was then SIGKILLed left it
+    dead.set_user_attr("claim", point_key({"loss": "ce"}))
+    dead.set_user_attr("run_name", "loss=ce")
+    dead.set_user_attr("worker", "deadhost:4242")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(spec.name), dead.number))
+
+    with caplog.at_level(logging.INFO, logger="lmfloss.sweep.engine"):
+        ran = run_worker(spec, tmp_path / "out", storage=url, runner=fast_runner, heartbeat=1, grace=2, poll=0.2)
+    assert ran == 1
+    waits = [r.getMessage() for r in caplog.records if "waits for trial" in r.getMessage()]
+    assert waits, "the waiting worker said nothing"
+    for line in waits:
+        assert f"waits for trial {dead.number} (loss=ce) on deadhost:4242" in line
+        assert "re-run by another worker once 2 s pass without a heartbeat" in line
+    # Said at once when the heartbeat grew older than its 1 s interval (not 30 s later).
+    late = [line for line in waits if "may be dead" in line]
+    assert late, waits
+    age = float(re.search(r"last heartbeat (\d+) s ago", late[0]).group(1))
+    assert age > 1
+    # ... and before the trial was taken over (the retry is what this worker then ran).
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.index(late[0]) < next(i for i, m in enumerate(messages) if "training loss=ce" in m)
+    trials = study_trials(url, spec.name)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_wait_lines_come_every_30_s_and_at_once_when_a_heartbeat_is_late(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from lmfloss.sweep.engine import WAIT_LOG_EVERY, WaitLog
+
+    now = [0.0]
+    log = WaitLog(0, heartbeat=60, grace=120, clock=lambda: now[0])
+    trial = SimpleNamespace(number=7, user_attrs={"worker": "node2:99", "run_name": "loss=lmf_seed=1"})
+    assert WAIT_LOG_EVERY == 30.0
+    with caplog.at_level(logging.INFO, logger="lmfloss.sweep.engine"):
+        first = log([trial], {7: 5.0})  # the first look: said at once
+        assert len(first) == 1 and "last heartbeat 5 s ago" in first[0] and "node2:99" in first[0]
+        now[0] = 20.0
+        assert log([trial], {7: 25.0}) == []  # healthy, within 30 s of the last line: quiet
+        now[0] = 25.0
+        late = log([trial], {7: 65.0})  # older than the 60 s interval: said at once
+        assert len(late) == 1 and "last heartbeat 65 s ago" in late[0] and "in about 55 s" in late[0]
+        now[0] = 27.0
+        assert log([trial], {7: 67.0}) == []  # still late, already said
+        now[0] = 55.0
+        assert len(log([trial], {7: 95.0})) == 1  # 30 s on: said again
+        assert log([], {}) == []  # nothing running: nothing to say
+    assert len(caplog.records) == 3 and caplog.records[1].getMessage() == late[0]

@@ -15,7 +15,8 @@ trial until there is nothing left:
   by whichever worker looks next, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`
   (the new name of ``RetryFailedTrialCallback``) queues a copy with the same parameters,
   which the next free worker runs. Workers wait while other workers' trials run, so a killed
-  trial is always picked up, never left as a hole.
+  trial is always picked up, never left as a hole. A waiting worker says which trials it
+  waits for, on which worker, and how old their last heartbeat is (:class:`WaitLog`).
 - **Resume**: a trial's run directory is named from its parameters; if it already holds a
   finished run (``report.json``), the result is reused instead of retrained, and a
   half-trained run continues from ``last.pt``.
@@ -33,10 +34,11 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import optuna
-from optuna.storages import fail_stale_trials
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lmfloss.config import TrainConfig, diff_configs, format_diff
@@ -57,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
 TEST_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
+WAIT_LOG_EVERY = 30.0  # seconds between a waiting worker's "still waiting" lines
 
 
 # ---- the state of the study ------------------------------------------------------------
@@ -268,6 +271,108 @@ def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
                            f"({format_diff(diffs, 'run has', 'sweep asks')}); delete it or use another --out")
 
 
+# ---- waiting for other workers ---------------------------------------------------------
+class HeartbeatAges:
+    """Seconds since each running trial's last heartbeat, by the database's clock.
+
+    Optuna has no public reader of heartbeats: this reads its ``trial_heartbeats`` table
+    (``trial_id``, ``heartbeat``: what :meth:`RDBStorage.record_heartbeat` writes and
+    ``fail_stale_trials`` compares with ``now()``), finding trial ids through the storage's
+    public API. Any failure (a future schema) gives no ages, never an error: the ages are
+    only said in the log.
+    """
+
+    def __init__(self, storage: RDBStorage, study_name: str) -> None:
+        self.storage = storage
+        self.study_name = study_name
+        self._ids: dict[int, int] = {}  # trial number -> trial id (fixed once created)
+
+    def __call__(self, numbers: Sequence[int]) -> dict[int, float]:
+        """``{trial number: seconds}``; a trial without a heartbeat yet is left out."""
+        if not numbers:
+            return {}
+        try:
+            import sqlalchemy as sa
+
+            study_id = self.storage.get_study_id_from_name(self.study_name)
+            for number in numbers:
+                if number not in self._ids:
+                    self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            by_id = {self._ids[n]: n for n in numbers}
+            table = sa.table("trial_heartbeats", sa.column("trial_id", sa.Integer),
+                             sa.column("heartbeat", sa.DateTime))
+            with self.storage.engine.connect() as conn:
+                now = conn.execute(sa.select(sa.func.now())).scalar_one()
+                rows = conn.execute(sa.select(table.c.trial_id, table.c.heartbeat)
+                                    .where(table.c.trial_id.in_(list(by_id)))).all()
+        except Exception as exc:  # noqa: BLE001 - the log line then says "heartbeat unknown"
+            logger.debug("cannot read the trials' heartbeats: %s: %s", type(exc).__name__, exc)
+            return {}
+        return {by_id[trial_id]: _seconds_between(beat, now) for trial_id, beat in rows}
+
+
+def _seconds_between(earlier: datetime, later: datetime) -> float:
+    # PostgreSQL answers with time zones, SQLite without: compare as optuna does.
+    return max((later.replace(tzinfo=None) - earlier.replace(tzinfo=None)).total_seconds(), 0.0)
+
+
+class WaitLog:
+    """Says, while a worker waits, which other workers' trials it waits for.
+
+    One INFO line per running trial: its number and run, its worker (the ``worker`` user
+    attribute, ``host:pid``), the age of its last heartbeat, and that once ``grace``
+    seconds pass without one the trial is failed and re-run by another worker. Lines come
+    at the first wait, then at most every ``every`` seconds -- and at once when a trial's
+    heartbeat becomes older than the interval (its worker may be dead: the user sees why
+    the sweep stands still, and for how long).
+
+    Args:
+        worker_index: this worker's index (named in the lines).
+        heartbeat: the heartbeat interval, seconds.
+        grace: seconds without a heartbeat after which a trial is failed.
+        every: seconds between lines while nothing changes.
+        clock: monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(self, worker_index: int, heartbeat: int, grace: int, *, every: float = WAIT_LOG_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.worker_index = worker_index
+        self.heartbeat = heartbeat
+        self.grace = grace
+        self.every = every
+        self.clock = clock
+        self._last: float | None = None
+        self._late: set[int] = set()
+
+    def __call__(self, running: Sequence[FrozenTrial], ages: Mapping[int, float]) -> list[str]:
+        """Log (or not) for one look at the study; returns the lines logged."""
+        now = self.clock()
+        late = {t.number for t in running if ages.get(t.number, 0.0) > self.heartbeat}
+        newly_late = late - self._late
+        self._late = late
+        if not running or (self._last is not None and now - self._last < self.every and not newly_late):
+            return []
+        self._last = now
+        lines = [self._line(t, ages.get(t.number)) for t in running]
+        for line in lines:
+            logger.info("%s", line)
+        return lines
+
+    def _line(self, trial: FrozenTrial, age: float | None) -> str:
+        worker = trial.user_attrs.get("worker", "an unknown worker")
+        run = trial.user_attrs.get("run_name")
+        what = f"trial {trial.number}" + (f" ({run})" if run else "")
+        head = f"worker {self.worker_index} waits for {what} on {worker}"
+        rerun = f"re-run by another worker once {self.grace} s pass without a heartbeat (grace)"
+        if age is None:
+            return f"{head}: no heartbeat read yet; it is {rerun}"
+        if age > self.heartbeat:
+            left = max(self.grace - age, 0.0)
+            return (f"{head}: last heartbeat {age:.0f} s ago, every {self.heartbeat} s expected -- its worker "
+                    f"may be dead; it is {rerun}, in about {left:.0f} s")
+        return f"{head}: last heartbeat {age:.0f} s ago; it is {rerun}"
+
+
 # ---- the worker loop -----------------------------------------------------------------
 def run_worker(
     spec: SweepSpec,
@@ -313,16 +418,21 @@ def run_worker(
     objective = Objective(spec, out_dir, runner or default_runner(spec.nproc_per_node), sampler,
                           max_retry, study_name)
     poll = float(min(heartbeat, 2) if poll is None else poll)
+    heartbeat_ages = HeartbeatAges(storage_obj, study_name)
+    wait_log = WaitLog(worker_index, heartbeat, storage_obj.grace_period or 2 * heartbeat)
     ran = 0
     logger.info("worker %d joined study %r in %s", worker_index, study_name, redact(url))
     while max_trials is None or ran < max_trials:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             fail_stale_trials(study)
-        action = next_action(spec, study.get_trials(deepcopy=False), max_retry)
+        trials = study.get_trials(deepcopy=False)
+        action = next_action(spec, trials, max_retry)
         if action == "done":
             break
         if action == "wait":
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            wait_log(running, heartbeat_ages([t.number for t in running]))
             time.sleep(poll)
             continue
         callbacks = [lambda _s, t: on_trial(t)] if on_trial else None
