@@ -1,7 +1,9 @@
 """The registry of dataset adapters: name -> how to index a root, what layout it expects.
 
-Every adapter is a function ``index(root, csv, download) -> DatasetIndex``; the registry
-holds it with the layout it expects and where the data is published (``lmfloss datasets``).
+Every adapter is a function ``index(root, csv, download, task=..., label_columns=...) ->
+DatasetIndex``; the registry holds it with the layout it expects, where the data is
+published (``lmfloss datasets``) and the tasks it can give (:func:`resolve_task`: the one
+place that decides a run's task from what was asked and what the dataset is).
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lmfloss.data import medmnist
 from lmfloss.data.records import DatasetIndex
+
+TASKS = ("multiclass", "multilabel")
+IndexFunction = Callable[..., DatasetIndex]
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,14 @@ class Adapter:
             either ``--group-by`` name is accepted.
         group_hint: how to give this adapter's data groups (for the error when it has none).
         in_memory: an array dataset (MedMNIST, synthetic), resized in memory with torch.
+        tasks: the tasks the dataset can give, its natural one first (``("multilabel",)``
+            for ChestMNIST; ODIR-5K, csv and synthetic give both).
+        score_by: how a multi-label run of this dataset is scored unless told otherwise
+            (``"patient"`` for ODIR-5K, whose official task scores patients).
     """
 
     name: str
-    index: Callable[[Path | None, Path | None, bool], DatasetIndex]
+    index: IndexFunction
     layout: str
     source: str
     group_kind: str | None = None
@@ -40,6 +50,8 @@ class Adapter:
     user_groups: bool = False
     group_hint: str = ""
     in_memory: bool = False
+    tasks: tuple[str, ...] = ("multiclass",)
+    score_by: str = "image"
 
     @property
     def resize(self) -> str:
@@ -48,24 +60,25 @@ class Adapter:
         return "torch" if self.in_memory else "pil"
 
 
-def _synthetic(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
-    from lmfloss.data.synthetic import index_synthetic
+def _synthetic(root: Path | None, csv: Path | None, download: bool, **options: Any) -> DatasetIndex:
+    from lmfloss.data.synthetic import index_synthetic, index_synthetic_multilabel
 
-    return index_synthetic()
+    return index_synthetic_multilabel() if options.get("task") == "multilabel" else index_synthetic()
 
 
-def _files(function_name: str) -> Callable[[Path | None, Path | None, bool], DatasetIndex]:
-    def index(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
+def _files(function_name: str, accepts: tuple[str, ...] = ()) -> IndexFunction:
+    """An index function of :mod:`lmfloss.data.files`; ``accepts`` names the options it takes."""
+    def index(root: Path | None, csv: Path | None, download: bool, **options: Any) -> DatasetIndex:
         from lmfloss.data import files
 
-        return getattr(files, function_name)(root, csv)
+        return getattr(files, function_name)(root, csv, **{k: v for k, v in options.items() if k in accepts})
 
     index.__name__ = function_name
     return index
 
 
-def _medmnist(name: str) -> Callable[[Path | None, Path | None, bool], DatasetIndex]:
-    def index(root: Path | None, csv: Path | None, download: bool) -> DatasetIndex:
+def _medmnist(name: str) -> IndexFunction:
+    def index(root: Path | None, csv: Path | None, download: bool, **options: Any) -> DatasetIndex:
         return medmnist.index_medmnist(name, root, download_missing=download)
 
     return index
@@ -81,8 +94,9 @@ def register(adapter: Adapter) -> Adapter:
 
 register(Adapter(
     "synthetic", _synthetic,
-    layout="(none: generated in memory, deterministic; 3,100 RGB images of 64 px, 7 classes, imbalance 50)",
-    source="embedded in lmfloss", needs_root=False, in_memory=True,
+    layout="(none: generated in memory, deterministic; 3,100 RGB images of 64 px, 7 classes, imbalance 50; "
+    "--task multilabel: 3,000 images with up to four lesions of 5 kinds, prevalence 45% to 2%, boxes per lesion)",
+    source="embedded in lmfloss", needs_root=False, in_memory=True, tasks=("multiclass", "multilabel"),
 ))
 register(Adapter(
     "ham10000", _files("index_ham10000"),
@@ -100,10 +114,12 @@ register(Adapter(
     group_kind="lesion",
 ))
 register(Adapter(
-    "odir5k", _files("index_odir5k"),
-    layout="full_df.csv (one row per eye image: ID,...,labels,filename), images in preprocessed_images/ or anywhere under the root",
+    "odir5k", _files("index_odir5k", ("task",)),
+    layout="full_df.csv (one row per eye image: ID,...,N,D,G,C,A,H,M,O,labels,filename), images in "
+    "preprocessed_images/ or anywhere under the root; --task multilabel: the official task, the patient's 8 "
+    "labels N,D,G,C,A,H,M,O on each eye, scored per patient",
     source="https://www.kaggle.com/datasets/andrewmvd/ocular-disease-recognition-odir5k",
-    group_kind="patient",
+    group_kind="patient", tasks=("multiclass", "multilabel"), score_by="patient",
 ))
 register(Adapter(
     "covid19", _files("index_covid19"),
@@ -120,18 +136,19 @@ register(Adapter(
     "<root>/<class>/<patient>/<image>",
 ))
 register(Adapter(
-    "csv", _files("index_csv"), needs_root=False,
+    "csv", _files("index_csv", ("task", "label_columns")), needs_root=False,
     layout="--csv FILE with columns path,label[,split][,group] (split: train/val/test; group, patient_id or "
-    "lesion_id for --group-by); paths relative to --root or to the CSV's folder",
-    source="your own data", user_groups=True,
+    "lesion_id for --group-by); paths relative to --root or to the CSV's folder; --task multilabel: a column "
+    "labels (';'-separated label names, empty = no finding) or one 0/1 column per label (--label-columns A,B,C)",
+    source="your own data", user_groups=True, tasks=("multiclass", "multilabel"),
     group_hint="add a column group (or patient_id, lesion_id) to the CSV",
 ))
 for _flag in medmnist.FLAGS:
     register(Adapter(
         _flag, _medmnist(_flag),
         layout=f"{_flag}.npz (or {_flag}_64/_128/_224.npz via --dataset {_flag}_224) in the root or root/{_flag}/; "
-        "official train/val/test splits",
-        source=medmnist.HOMEPAGE, needs_root=False, in_memory=True,
+        "official train/val/test splits" + ("; multi-label (14 findings)" if _flag in medmnist.MULTILABEL else ""),
+        source=medmnist.HOMEPAGE, needs_root=False, in_memory=True, tasks=(medmnist.task_of(_flag),),
     ))
 
 
@@ -146,11 +163,34 @@ def get_adapter(name: str) -> Adapter:
     parsed = medmnist.parse_name(name)
     if parsed is not None:
         base = ADAPTERS[parsed[0]]
-        return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False, in_memory=True)
+        return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False, in_memory=True,
+                       tasks=base.tasks)
     raise ValueError(
         f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)} "
         "(MedMNIST names may end in _64, _128 or _224)"
     )
+
+
+def resolve_task(dataset: str, task: str = "multiclass") -> str:
+    """The task a run of ``dataset`` has when ``task`` was asked: ``task`` itself if the dataset
+    gives it; a dataset that is multi-label by nature (ChestMNIST) is multi-label whatever
+    the default said. The config/data layer decides the task here, once; losses, metrics,
+    report, predict, export and cam read it from the run.
+
+    Raises:
+        ValueError: an unknown task, or a multi-label task of a multi-class-only dataset.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    adapter = get_adapter(dataset)
+    if task in adapter.tasks:
+        return task
+    if adapter.tasks == ("multilabel",):
+        return "multilabel"
+    raise ValueError(f"dataset {dataset!r} is {' or '.join(t.replace('multi', 'multi-') for t in adapter.tasks)} "
+                     f"only; --task {task} needs one of "
+                     f"{sorted(a.name for a in ADAPTERS.values() if task in a.tasks and a.name not in medmnist.FLAGS)}"
+                     + (" or chestmnist" if task == "multilabel" else ""))
 
 
 def list_adapters() -> list[Adapter]:

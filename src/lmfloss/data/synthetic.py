@@ -312,3 +312,20 @@ def index_synthetic() -> DatasetIndex:
         images=images,
         boxes={r.id: [box] for r, box in zip(records, boxes)},
     )
+
+
+def index_synthetic_multilabel() -> DatasetIndex:
+    """The :class:`DatasetIndex` of the embedded multi-label set (ids ``synml-00000`` ...): the
+    labels are the lesion kinds present; every lesion's box is known, with its kind."""
+    images, targets, lesions = generate_multilabel()
+    records = [Record(id=f"synml-{i:05d}", label=None, row=i, labels=tuple(np.flatnonzero(t).tolist()))
+               for i, t in enumerate(targets)]
+    return DatasetIndex(
+        name="synthetic",
+        class_names=list(MULTILABEL_KINDS),
+        records=records,
+        images=images,
+        boxes={r.id: [box for _, box in items] for r, items in zip(records, lesions)},
+        box_labels={r.id: [label for label, _ in items] for r, items in zip(records, lesions)},
+        task="multilabel",
+    )
