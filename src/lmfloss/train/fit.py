@@ -11,6 +11,10 @@ Reliability:
       uninterrupted run ends (the shuffle of epoch e depends only on ``seed`` and e, the
       RNG states are restored, ``metrics.csv`` is rebuilt from the checkpoint's history).
     * SIGINT/SIGTERM finish the current step and raise :class:`TrainingInterrupted`.
+    * A full disk (any write of the run: checkpoints, metrics.csv, pictures, report) raises
+      :class:`DiskFull` naming the file and the epoch ``last.pt`` holds; ``best.pt`` and
+      ``last.pt`` are replaced together (never a best.pt of an epoch last.pt does not
+      hold), so ``--resume`` after freeing space ends where an uninterrupted run ends.
     * A NaN/inf loss raises :class:`NonFiniteLossError` naming the epoch and step.
 
 ``fit`` keeps no global state: signal handlers are restored, logging is not configured,
@@ -41,10 +45,10 @@ from lmfloss.config import (
     path_keys,
 )
 from lmfloss.errors import Interrupted, LmflossError, TrainingInterrupted
+from lmfloss.fileio import atomic_write_all, disk_full
 from lmfloss.rundir import RunLock, check_same_data, prepare_run_dir, remove_if_empty
 from lmfloss.train import plots
 from lmfloss.train.checkpoint import (
-    atomic_save,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -198,6 +202,7 @@ class _Training:
     best_score: float = -float("inf")
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch: int = 0
+    saved_epoch: int = 0  # the epoch last.pt holds (what a full disk leaves to resume from)
 
 
 def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=None) -> RunResult:
@@ -209,6 +214,10 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         report = rundir.read_report(out) if ckpt["epoch"] >= config.epochs else None
         if report is not None:
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
+            if ctx.is_main and not (out / rundir.MODEL_CARD).is_file():  # the disk filled up after report.json
+                from lmfloss.modelcard import write_model_card
+
+                write_model_card(out)
             return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
                              report, list(ckpt["history"]), config.select_metric, _best_score(ckpt))
 
@@ -221,18 +230,26 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         (out / rundir.REPORT).unlink(missing_ok=True)
     t = _build(config, list(splits.class_names), train_counts, ckpt, device, ctx, out)
     loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
-    if ctx.is_main:
-        rundir.write_config(config, out, typed)
-    writer = _tensorboard(config, out, ctx)
     try:
-        for epoch in range(t.start_epoch + 1, config.epochs + 1):
-            _one_epoch(t, config, loaders, epoch, out, ctx, device, list(splits.class_names), data, writer,
-                       progress=ctx.is_main and not quiet, should_stop=should_stop)
-    finally:
-        if writer is not None:
-            writer.close()
-    return _finish(t, config, loaders, datasets, list(splits.class_names), train_counts, data, skipped,
-                   out, ctx, device)
+        if ctx.is_main:
+            rundir.write_config(config, out, typed)
+            if t.history:  # a metrics.csv the disk had no room for is rebuilt from last.pt's history
+                rundir.write_metrics(t.history, out)
+        writer = _tensorboard(config, out, ctx)
+        try:
+            for epoch in range(t.start_epoch + 1, config.epochs + 1):
+                _one_epoch(t, config, loaders, epoch, out, ctx, device, list(splits.class_names), data, writer,
+                           progress=ctx.is_main and not quiet, should_stop=should_stop)
+        finally:
+            if writer is not None:
+                writer.close()
+        return _finish(t, config, loaders, datasets, list(splits.class_names), train_counts, data, skipped,
+                       out, ctx, device)
+    except Exception as exc:
+        full = disk_full(exc, kept=_kept(t.saved_epoch), then=f"continue with: lmfloss train --resume {out}")
+        if full is None:
+            raise
+        raise full from exc
 
 
 def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
@@ -311,7 +328,7 @@ def _restore(t: _Training, ckpt: dict[str, Any], config: TrainConfig, ctx: DistC
         t.scaler.load_state_dict(ckpt["scaler"])
     t.history = list(ckpt["history"])
     t.best_epoch, t.best_score = int(ckpt["best_epoch"]), _best_score(ckpt)
-    t.start_epoch = int(ckpt["epoch"])
+    t.start_epoch = t.saved_epoch = int(ckpt["epoch"])
     rng = ckpt["rng"]
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
@@ -360,19 +377,25 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
         t.best_state = _cpu_state_dict(t.raw_model)
     rng = all_gather_objects(ctx, capture_rng_state())
     if ctx.is_main:
-        if improved:
-            atomic_save({"model": t.best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
-                         "select_metric": config.select_metric, "val_score": score,
-                         "config": config.to_dict(), "class_names": class_names, "data": data},
-                        out / rundir.BEST)
-        atomic_save({
+        last = {
             "model": t.raw_model.state_dict(), "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict(),
             "scaler": t.scaler.state_dict() if t.scaler is not None else None,
             "epoch": epoch, "rng": rng, "history": t.history, "best_epoch": t.best_epoch,
             "best_val_score": t.best_score, "select_metric": config.select_metric,
             "config": config.to_dict(), "class_names": class_names, "world_size": ctx.world_size, "data": data,
-        }, out / rundir.LAST)
+        }
+        files = [(out / rundir.LAST, lambda handle: torch.save(last, handle))]
+        if improved:
+            best = {"model": t.best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
+                    "select_metric": config.select_metric, "val_score": score,
+                    "config": config.to_dict(), "class_names": class_names, "data": data}
+            # best.pt first and both written before either replaces its file: no space for
+            # last.pt must not leave a best.pt of an epoch that last.pt does not hold (a
+            # resume would take it for the best of an earlier epoch).
+            files.insert(0, (out / rundir.BEST, lambda handle: torch.save(best, handle)))
+        atomic_write_all(files, binary=True)
+        t.saved_epoch = epoch
         rundir.write_metrics(t.history, out)
         if writer is not None:
             for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
@@ -432,6 +455,11 @@ def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history:
     from lmfloss.modelcard import write_model_card
 
     write_model_card(out)  # from report.json and config.yaml, so after them
+
+
+def _kept(saved_epoch: int) -> str:
+    """What a run directory holds after a failed write, for :func:`lmfloss.fileio.disk_full`."""
+    return f"last.pt holds epoch {saved_epoch}" if saved_epoch else "no epoch is saved yet (no last.pt)"
 
 
 def _stop_message(out: Path, epoch: int, step: int, start_epoch: int, history: list) -> str:
