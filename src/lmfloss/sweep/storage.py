@@ -18,7 +18,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from lmfloss.errors import LmflossError
+from lmfloss.errors import DiskFull, LmflossError
+from lmfloss.fileio import disk_full
 from lmfloss.sweep.spec import Scalar, SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,21 @@ def _connection_message(exc: Exception) -> str:
     if "does not exist" in text and "database" in text:
         return text.splitlines()[0].split(")", 1)[-1].strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _database_full(exc: BaseException, url: str) -> DiskFull | None:
+    """The one-line :class:`DiskFull` when ``exc`` is SQLite's "database or disk is full"
+    (or ENOSPC) on the study's database, naming its file (``None`` otherwise)."""
+    path = None
+    if url.startswith("sqlite"):
+        try:
+            from sqlalchemy.engine import make_url
+
+            path = make_url(url).database or None
+        except Exception:  # an unparsable URL: the line names no file
+            path = None
+    return disk_full(exc, path, kept="the study keeps every trial it recorded",
+                     then="run the same lmfloss sweep command again (finished trials are not rerun)")
 
 
 # Errors of two processes initialising one fresh database at once (SQLite and PostgreSQL).
@@ -134,6 +150,9 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
         raise LmflossError(f"storage {redact(url)!r} needs a database driver that is not installed "
                            f"({exc.name or exc}); for PostgreSQL: pip install 'lmfloss[postgres]'") from None
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError / NoSuchModuleError
+        full = _database_full(exc, url)
+        if full is not None:
+            raise full from exc
         name = type(exc).__name__
         if name == "ArgumentError":
             raise ValueError(f"--storage {redact(url)!r} is not a database URL; expected e.g. "
