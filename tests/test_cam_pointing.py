@@ -184,3 +184,60 @@ def test_informed_maps_beat_their_baseline(regions):
         own, other = _own_and_shuffled(maps, regions, key, default_tolerance(SIZE))
         diff = own - other
         assert diff.mean() > 10 * diff.std(ddof=1) / math.sqrt(diff.size)
+
+
+def test_pointing_metrics_equal_region_metrics():
+    """The shuffled baseline's two scores are region_metrics' numbers, exactly: random maps,
+    plateaus (an upsampled map), zero mass, every tolerance."""
+    from lmfloss.cam.metrics import pointing_metrics
+
+    rng = np.random.default_rng(5)
+    for k in range(60):
+        size = int(rng.integers(8, 40))
+        cam = rng.random((size, size))
+        if k % 4 == 1:  # a plateau: an upsampled 2x2 map
+            cam = np.kron(rng.random((2, 2)), np.ones((size // 2, size // 2)))
+        elif k % 4 == 2:
+            cam = np.zeros_like(cam)  # zero mass: energy is the area fraction
+        size = cam.shape[0]
+        region = np.zeros_like(cam, dtype=bool)
+        y, x = rng.integers(0, size - 2, 2)
+        region[y:y + int(rng.integers(1, 6)), x:x + int(rng.integers(1, 6))] = True
+        tolerance = float(rng.choice([0.0, 0.5, 1.0, 2.5, 7.0]))
+        full = region_metrics(cam, region, tolerance=tolerance)
+        assert pointing_metrics(cam, region, tolerance=tolerance) == {
+            "pointing_hit": full["pointing_hit"], "energy_in_box": full["energy_in_box"]}
+    with pytest.raises(ValueError, match="region is empty"):
+        pointing_metrics(cam, np.zeros_like(cam, dtype=bool))
+    with pytest.raises(ValueError, match="differs from cam shape"):
+        pointing_metrics(cam, region[:-1])
+
+
+def test_the_shuffled_baseline_does_not_compute_the_full_metrics(monkeypatch):
+    """``lmfloss cam`` scores each map fully against its own region only; against the
+    partner's region (the shuffled baseline) it computes just pointing and energy."""
+    import lmfloss.cam.run as cam_run
+    from lmfloss.cam.selection import Selection
+
+    rng = np.random.default_rng(0)
+    regions = {}
+    for name, (y, x) in (("a", (2, 3)), ("b", (10, 11))):
+        regions[name] = np.zeros((16, 16), dtype=bool)
+        regions[name][y:y + 4, x:x + 4] = True
+    selection = Selection(records=[], images={}, annotations={}, regions=regions,
+                          partner={"a": "b", "b": "a"}, tolerance=1.5)
+    cam = rng.random((16, 16))
+    expected_own = region_metrics(cam, regions["a"], tolerance=1.5)
+    expected_other = region_metrics(cam, regions["b"], tolerance=1.5)
+    full_calls = []
+
+    def counting(cam_, region, *, tolerance=0.0):
+        full_calls.append(region)
+        return region_metrics(cam_, region, tolerance=tolerance)
+
+    monkeypatch.setattr(cam_run, "region_metrics", counting)
+    scores = cam_run._localisation(cam, "a", selection)
+    assert len(full_calls) == 1 and full_calls[0] is regions["a"]
+    assert {k: scores[k] for k in expected_own} == expected_own
+    assert scores["pointing_hit_shuffled"] == expected_other["pointing_hit"]
+    assert scores["energy_in_box_shuffled"] == expected_other["energy_in_box"]

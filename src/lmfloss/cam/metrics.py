@@ -198,6 +198,43 @@ def derangement(n: int, seed: int = 0) -> np.ndarray:
     return perm
 
 
+def _checked(cam: np.ndarray, region: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The map (negatives clipped), the region as bool and the tolerance, validated."""
+    cam = _check_map(cam)
+    tolerance = check_tolerance(tolerance)
+    region = np.asarray(region)
+    if region.shape != cam.shape:
+        raise ValueError(f"region shape {region.shape} differs from cam shape {cam.shape}")
+    region = region.astype(bool)
+    if not region.any():
+        raise ValueError("the annotation region is empty; expected at least one pixel")
+    return cam, region, tolerance
+
+
+def _pointing_energy(cam: np.ndarray, region: np.ndarray, tolerance: float) -> tuple[float, float]:
+    """``pointing_hit`` and ``energy_in_box`` of a checked map and region."""
+    at_peak = cam == cam.max()
+    near = within_distance(region, tolerance) if tolerance >= 1 else region
+    pointing = np.count_nonzero(at_peak & near) / np.count_nonzero(at_peak)
+    total = cam.sum()
+    energy = float(cam[region].sum() / total) if total > 0 else np.count_nonzero(region) / region.size
+    return float(pointing), float(energy)
+
+
+def pointing_metrics(cam: np.ndarray, region: np.ndarray, *, tolerance: float = 0.0) -> dict[str, float]:
+    """Only ``pointing_hit`` and ``energy_in_box`` of a map against a region: the same
+    numbers as :func:`region_metrics` gives, without its IoU scores (what the shuffled
+    baseline needs: every map scored against another image's region).
+
+    Args and Raises: as :func:`region_metrics`.
+
+    Returns:
+        ``{"pointing_hit", "energy_in_box"}`` as floats in ``[0, 1]``.
+    """
+    pointing, energy = _pointing_energy(*_checked(cam, region, tolerance))
+    return {"pointing_hit": pointing, "energy_in_box": energy}
+
+
 def region_metrics(cam: np.ndarray, region: np.ndarray, *, tolerance: float = 0.0) -> dict[str, float]:
     """Score a map against a boolean region of the same shape (see the module docstring).
 
@@ -215,24 +252,11 @@ def region_metrics(cam: np.ndarray, region: np.ndarray, *, tolerance: float = 0.
         ValueError: shapes differ, the region is empty, the map is not finite, or a
             negative tolerance.
     """
-    cam = _check_map(cam)
-    tolerance = check_tolerance(tolerance)
-    region = np.asarray(region)
-    if region.shape != cam.shape:
-        raise ValueError(f"region shape {region.shape} differs from cam shape {cam.shape}")
-    region = region.astype(bool)
+    cam, region, tolerance = _checked(cam, region, tolerance)
+    pointing, energy = _pointing_energy(cam, region, tolerance)
     area = np.count_nonzero(region)
-    if area == 0:
-        raise ValueError("the annotation region is empty; expected at least one pixel")
     area_fraction = area / region.size
-
     peak = cam.max()
-    at_peak = cam == peak
-    near = within_distance(region, tolerance) if tolerance >= 1 else region
-    pointing = np.count_nonzero(at_peak & near) / np.count_nonzero(at_peak)
-
-    total = cam.sum()
-    energy = float(cam[region].sum() / total) if total > 0 else area_fraction
 
     iou_half = _iou(cam >= 0.5 * peak, region)
 
@@ -249,8 +273,8 @@ def region_metrics(cam: np.ndarray, region: np.ndarray, *, tolerance: float = 0.
     best = float(ious.max())
 
     return {
-        "pointing_hit": float(pointing),
-        "energy_in_box": float(energy),
+        "pointing_hit": pointing,
+        "energy_in_box": energy,
         "box_area_fraction": float(area_fraction),
         "iou_at_half_max": float(iou_half),
         "best_iou": best,

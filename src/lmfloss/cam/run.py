@@ -16,7 +16,8 @@ Stages of :func:`run_cam`:
    next to a random map's (:mod:`lmfloss.cam.faithfulness`), under one progress bar;
 4. **score** -- every map against its image's region and, as the like-for-like baseline,
    against its derangement partner's (:func:`lmfloss.cam.metrics.region_metrics`, with the
-   pointing-game tolerance);
+   pointing-game tolerance; for the partner only the pointing and energy it reports,
+   :func:`lmfloss.cam.metrics.pointing_metrics`);
 5. **write** -- ``cam_metrics.csv`` (one row per image x run x target), ``cam_summary.csv``
    (per run and target: one row per true class and an ``all`` row), ``cam_groups.csv``
    (per group: mean and SD over its runs), ``cam_tests.csv`` (paired tests between groups,
@@ -38,7 +39,7 @@ import numpy as np
 
 from lmfloss.cam.groups import CamRun, describe_runs, finished_runs
 from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size
-from lmfloss.cam.metrics import check_tolerance, region_metrics
+from lmfloss.cam.metrics import check_tolerance, pointing_metrics, region_metrics
 from lmfloss.cam.selection import Selection, select_scored
 from lmfloss.cam.tables import FAITHFULNESS_KEYS, SCORE_KEYS, write_tables
 
@@ -319,7 +320,8 @@ def _localisation(cam: np.ndarray, image_id: str, selection: Selection) -> dict[
         return dict.fromkeys(SCORE_KEYS, math.nan)
     own = region_metrics(cam, region, tolerance=selection.tolerance)
     partner = selection.partner.get(image_id)
-    other = (region_metrics(cam, selection.regions[partner], tolerance=selection.tolerance)
+    # The shuffled baseline reports only pointing and energy: the IoU scores are not computed.
+    other = (pointing_metrics(cam, selection.regions[partner], tolerance=selection.tolerance)
              if partner is not None else {"pointing_hit": math.nan, "energy_in_box": math.nan})
     return {**own, "pointing_hit_shuffled": other["pointing_hit"],
             "energy_in_box_shuffled": other["energy_in_box"]}
