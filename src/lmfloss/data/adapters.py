@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmfloss.data import medmnist
 from lmfloss.data.records import DatasetIndex
 
+if TYPE_CHECKING:
+    from lmfloss.config import TrainConfig
+
 TASKS = ("multiclass", "multilabel")
+MULTILABEL_SELECT = ("map", "auc")
 IndexFunction = Callable[..., DatasetIndex]
 
 
@@ -191,6 +195,42 @@ def resolve_task(dataset: str, task: str = "multiclass") -> str:
                      f"only; --task {task} needs one of "
                      f"{sorted(a.name for a in ADAPTERS.values() if task in a.tasks and a.name not in medmnist.FLAGS)}"
                      + (" or chestmnist" if task == "multilabel" else ""))
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with the keys that follow from its task settled, once, before anything runs:
+    ``task`` (:func:`resolve_task`) and, for a multi-label task, ``score_by`` (the dataset's
+    own unless given: patient for ODIR-5K) and ``select_metric`` (``map`` when left at the
+    multi-class default ``f1_macro``; ``map`` or ``auc`` otherwise). ``config.yaml`` records
+    the result, so a resumed run, a sweep's reuse check and the report all see the same keys.
+
+    Raises:
+        ValueError: a task the dataset cannot give, a selection metric or key the task has not.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    task = resolve_task(config.dataset, config.task)
+    changes: dict[str, Any] = {}
+    if task != config.task:
+        log.info("dataset %r is multi-label: task set to multilabel", config.dataset)
+        changes["task"] = task
+    if task == "multilabel":
+        changes["score_by"] = config.score_by or get_adapter(config.dataset).score_by
+        if config.select_metric == "f1_macro":
+            changes["select_metric"] = "map"
+        elif config.select_metric not in MULTILABEL_SELECT:
+            raise ValueError(f"select_metric {config.select_metric!r} is for multi-class tasks; a multi-label "
+                             f"run selects its epoch by {' or '.join(MULTILABEL_SELECT)}")
+        if config.positive_class is not None:
+            raise ValueError("positive_class is for binary multi-class tasks; a multi-label task has a decision "
+                             "per label (thresholds chosen on validation)")
+        if config.label_columns is not None and config.dataset != "csv":
+            raise ValueError(f"label_columns is for --dataset csv, got dataset {config.dataset!r}")
+    elif config.select_metric == "map":
+        raise ValueError("select_metric 'map' (mean average precision over labels) is for multi-label tasks; "
+                         "add --task multilabel or select by f1_macro, auc, accuracy or balanced_accuracy")
+    return config.replace(**changes) if changes else config
 
 
 def list_adapters() -> list[Adapter]:

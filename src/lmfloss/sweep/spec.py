@@ -193,7 +193,9 @@ class SweepSpec:
             flat = flatten(values, tags)
             if all(k in flat and _same(flat[k], v) for k, v in override.when.items()):
                 apply_overrides(values, override.set, extra=tags)
-        return TrainConfig.from_dict(values).with_absolute_paths(), tags
+        from lmfloss.data.adapters import resolve_config
+
+        return resolve_config(TrainConfig.from_dict(values).with_absolute_paths()), tags
 
     def fingerprint(self) -> str:
         """A hash of what the study measures: sampler, space, base and overrides.

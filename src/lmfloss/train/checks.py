@@ -11,23 +11,31 @@ def check_trainable(config: TrainConfig) -> TrainConfig:
     """Check ``config`` against the registries; return it unchanged.
 
     Checks :func:`lmfloss.config.check_config` (values and choices), the dataset adapter
-    name, the model name and its stem, the loss name, its parameter names and values (the
-    loss is built for a two-class dummy count, or K classes when a parameter lists K values).
+    name and the task it gives, the model name and its stem, the loss name (for the task),
+    its parameter names and values (the loss is built for a two-class dummy count, or K
+    classes when a parameter lists K values).
+
+    Returns:
+        ``config`` with the task's keys settled (:func:`lmfloss.data.adapters.resolve_config`:
+        a multi-label dataset's task, its ``score_by`` and selection metric).
 
     Raises:
         ValueError: naming the key and the value, with the valid ones.
     """
-    from lmfloss.data import get_adapter
+    from lmfloss.data.adapters import resolve_config
     from lmfloss.losses import build_loss
     from lmfloss.models import check_model
 
     check_config(config)
-    get_adapter(config.dataset)
+    config = resolve_config(config)
     check_model(config.model, config.stem)
     lengths = [len(v) for v in config.loss_params.values() if isinstance(v, (list, tuple))]
     k = lengths[0] if lengths else 2
+    counts = [[10 * (j + 1), 5] for j in range(k)] if config.task == "multilabel" else [10 * (j + 1) for j in range(k)]
     try:
-        build_loss(config.loss, [10 * (j + 1) for j in range(k)], **config.loss_params)
+        build_loss(config.loss, counts, task=config.task, **config.loss_params)
     except ValueError as exc:
+        if "tasks only" in str(exc):
+            raise ValueError(str(exc)) from None
         raise ValueError(f"loss {config.loss!r} with loss_params {config.loss_params}: {exc}") from None
     return config
