@@ -65,6 +65,44 @@ def test_finished_runs_only(tmp_path):
         finished_runs(empty)
 
 
+def test_runs_from_reads_each_run_once(tmp_path, monkeypatch):
+    """``lmfloss cam --runs-from`` reads every config.yaml and report.json once (find_runs),
+    and groups those runs; a --run directory given beside them is read once too."""
+    import lmfloss.report.runs as report_runs
+    from lmfloss import rundir
+
+    sweep = tmp_path / "sweep"
+    done = [make_run(sweep, loss=loss, seed=seed, name=f"{loss}-s{seed}") for loss in ("ce", "lmf") for seed in (1, 2)]
+    make_run(sweep, seed=3, name="ce-s3", finished=False)
+    extra = make_run(tmp_path / "other", loss="focal", seed=1, name="focal-s1")
+    reads: dict[str, list[Path]] = {"config": [], "report": []}
+    real_config, real_report = rundir.read_config_dict, rundir.read_report
+
+    def config(run_dir):
+        reads["config"].append(Path(run_dir).resolve())
+        return real_config(run_dir)
+
+    def report(run_dir):
+        reads["report"].append(Path(run_dir).resolve())
+        return real_report(run_dir)
+
+    monkeypatch.setattr(report_runs.rundir, "read_config_dict", config)
+    monkeypatch.setattr(report_runs.rundir, "read_report", report)
+    runs = describe_runs([extra], runs_from=[sweep])
+    assert [r.label for r in runs] == ["focal-s1", "ce-s1", "ce-s2", "lmf-s1", "lmf-s2"]
+    assert [r.group for r in runs] == ["focal", "ce", "ce", "lmf", "lmf"]
+    every = sorted(p.resolve() for p in [*done, extra, sweep / "ce-s3"])
+    assert sorted(reads["config"]) == every and sorted(reads["report"]) == every  # once each
+    with pytest.raises(LmflossError, match="holds no finished run"):
+        describe_runs([], runs_from=[_unfinished(tmp_path)])
+
+
+def _unfinished(tmp_path: Path) -> Path:
+    folder = tmp_path / "unfinished"
+    make_run(folder, name="u", finished=False)
+    return folder
+
+
 # ---- spread and paired tests ----------------------------------------------------------------
 def _rows(group: str, seed: int, hits: np.ndarray, road: np.ndarray) -> list[dict]:
     return [{"run": f"{group}-s{seed}", "group": group, "seed": seed, "target": "pred", "id": f"i{k}",

@@ -51,6 +51,24 @@ class CamRun:
     image_size: int
 
 
+def finished_report_runs(folder: str | Path) -> list[ReportRun]:
+    """Every finished run at or below ``folder`` (sorted by path), as read once by
+    :func:`lmfloss.report.runs.find_runs`: pass them to :func:`describe_runs` as they are.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        LmflossError: no finished run below it.
+    """
+    runs = find_runs([folder])
+    finished = [r for r in runs if r.finished]
+    if not finished:
+        raise LmflossError(
+            f"--runs-from {str(folder)!r} holds no finished run ({len(runs)} unfinished or unreadable); "
+            "expected run directories with a report.json"
+        )
+    return finished
+
+
 def finished_runs(folder: str | Path) -> list[Path]:
     """Every finished run directory at or below ``folder`` (sorted by path).
 
@@ -58,14 +76,7 @@ def finished_runs(folder: str | Path) -> list[Path]:
         FileNotFoundError: ``folder`` does not exist.
         LmflossError: no finished run below it.
     """
-    runs = find_runs([folder])
-    finished = [r.run_dir for r in runs if r.finished]
-    if not finished:
-        raise LmflossError(
-            f"--runs-from {str(folder)!r} holds no finished run ({len(runs)} unfinished or unreadable); "
-            "expected run directories with a report.json"
-        )
-    return finished
+    return [run.run_dir for run in finished_report_runs(folder)]
 
 
 def _read(run_dir: Path) -> ReportRun:
@@ -114,17 +125,25 @@ def _group_labels(runs: Sequence[ReportRun]) -> dict[str, str]:
     return names
 
 
-def describe_runs(run_dirs: Sequence[str | Path]) -> list[CamRun]:
+def describe_runs(run_dirs: Sequence[str | Path | ReportRun], runs_from: Sequence[str | Path] = ()) -> list[CamRun]:
     """Read the runs' configs (no torch), check they can be compared, and group them.
+
+    Args:
+        run_dirs: run directories (``--run``), or runs already read (a :class:`ReportRun`
+            is used as it is, not read again).
+        runs_from: folders whose finished runs come after ``run_dirs`` (``--runs-from``);
+            each run below them is read once.
 
     Raises:
         ValueError: no runs, an unreadable run, runs of different datasets or image sizes.
-        FileNotFoundError: a run directory does not exist.
+        FileNotFoundError: a run directory or a ``runs_from`` folder does not exist.
+        LmflossError: a ``runs_from`` folder without finished runs.
     """
-    if not run_dirs:
+    given = [*run_dirs, *(run for folder in runs_from for run in finished_report_runs(folder))]
+    if not given:
         raise ValueError("give at least one run directory (--run) or a folder of runs (--runs-from)")
-    paths = [Path(d) for d in run_dirs]
-    runs = [_read(path) for path in paths]
+    runs = [d if isinstance(d, ReportRun) else _read(Path(d)) for d in given]
+    paths = [d.run_dir if isinstance(d, ReportRun) else Path(d) for d in given]
     labels = run_labels(paths)
     assign_dataset_keys(runs)
     _check_comparable(runs, labels)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lmfloss.cam.groups import CamRun, describe_runs, finished_runs
+from lmfloss.cam.groups import CamRun, describe_runs
 from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size
 from lmfloss.cam.metrics import check_tolerance, pointing_metrics, region_metrics
 from lmfloss.cam.selection import Selection, select_scored
@@ -417,7 +417,7 @@ def run_cam(
     if "ids" in fields:
         fields["ids"] = tuple(fields["ids"]) if fields["ids"] else None
     options = CamOptions(**fields)
-    runs = describe_runs([*run_dirs, *(d for folder in runs_from for d in finished_runs(folder))])
+    runs = describe_runs(run_dirs, runs_from=runs_from)
     loaded = _load(runs, options)
     layers = _layers(loaded, runs, options)
     selection = select_scored(loaded, runs[0].image_size, options)
