@@ -24,7 +24,7 @@ def _config_fields() -> list[dataclasses.Field]:
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, its help and type declared on the field; default None
     means "not given" (the --config file or the default wins)."""
-    from lmfloss.config import parse_int_list
+    from lmfloss.config import parse_int_list, parse_name_list
 
     for f in _config_fields():
         flag = "--" + f.name.replace("_", "-")
@@ -32,6 +32,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f.metadata["help"]
         if kind == "list[int]":
             parser.add_argument(flag, dest=f.name, type=parse_int_list, default=None, metavar="E1,E2", help=help_text)
+        elif kind == "list[str]":
+            parser.add_argument(flag, dest=f.name, type=parse_name_list, default=None, metavar="A,B", help=help_text)
         elif kind == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif kind == "int":
@@ -134,13 +136,16 @@ def _run_train(args: argparse.Namespace) -> int:
     if config.folds is not None and config.fold is None:
         result = cross_validate(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
         mean, std = result.rows[-2], result.rows[-1]
-        spread = "" if std["f1_macro"] is None else f" ± {std['f1_macro']:.4f}"
-        print(f"{out}: {config.folds}-fold cross-validation, test macro-F1 {mean['f1_macro']:.4f}{spread} "
+        key, name = ("map", "mAP") if result.reports[0].get("task") == "multilabel" else ("f1_macro", "macro-F1")
+        spread = "" if std[key] is None else f" ± {std[key]:.4f}"
+        print(f"{out}: {config.folds}-fold cross-validation, test {name} {_fmt(mean[key])}{spread} "
               f"(mean ± std over folds); {Path(out) / 'cv_summary.csv'}")
         return 0
     result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     test = result.report["test"]
-    if is_main_process():
+    if is_main_process() and result.report.get("task") == "multilabel":
+        print(_multilabel_line(result))
+    elif is_main_process():
         chosen = (f"val macro-F1 {result.best_val_f1_macro:.4f}" if result.select_metric == "f1_macro" else
                   f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_f1_macro:.4f}")
         print(
@@ -153,7 +158,47 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _multilabel_line(result: Any) -> str:
+    """The one line ``lmfloss train`` prints for a multi-label run."""
+    report, test = result.report, result.report["test"]
+    ci = test.get("map_ci95")
+    level = "patients" if report.get("score_by") == "patient" else "images"
+    return (f"{result.run_dir}: best epoch {result.best_epoch} (val {result.select_metric} "
+            f"{_fmt(result.best_val_score)}); test ({test['n']} {level}) mAP {_fmt(test['map'])}"
+            + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f", macro AUC {_fmt(test['auc_macro'])}, "
+            f"ODIR score {_fmt((test.get('odir_score') or {}).get('final'))}")
+
+
+def _format_multilabel(report: dict[str, Any]) -> str:
+    keys = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "f1_micro", "subset_accuracy",
+            "hamming_loss", "ece", "brier", "nll")
+    lines = [f"{k:<22} {_fmt(report.get(k))}" for k in keys if k in report]
+    if report.get("map_ci95"):
+        lo, hi = report["map_ci95"]
+        lines.append(f"{'map_ci95':<22} [{lo:.4f}, {hi:.4f}]")
+    odir = report.get("odir_score") or {}
+    lines.append(f"{'odir_score':<22} {_fmt(odir.get('final'))} (kappa {_fmt(odir.get('kappa'))}, F1 "
+                 f"{_fmt(odir.get('f1'))}, AUC {_fmt(odir.get('auc'))})")
+    lines.append("per label AP / AUC: " + ", ".join(
+        f"{n} {_fmt(report['ap_per_label'][n])}/{_fmt(report['auc_per_label'][n])}" for n in report["ap_per_label"]))
+    if report.get("labels_without_positives"):
+        lines.append("labels without a positive image here (out of the macro averages): "
+                     + ", ".join(report["labels_without_positives"]))
+    cal = report.get("calibration")
+    if cal:
+        lines.append(f"temperature {cal['temperature']:.4f} (fitted on val): ECE {cal['ece_before']:.4f} -> "
+                     f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+                     f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
+    return "\n".join(lines)
+
+
 def _format_report(report: dict[str, Any]) -> str:
+    if report.get("task") == "multilabel":
+        return _format_multilabel(report)
     keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
             "balanced_accuracy", "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll",
             "sensitivity", "specificity")
@@ -239,13 +284,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     probs = predict(run, images, skip_bad_images=args.skip_bad_images, tta=args.tta)
     failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
     header = ["image", "pred"] + [f"prob_{c}" for c in run.class_names] + (["error"] if failed else [])
+    thresholds = _label_thresholds(run) if run.task == "multilabel" else None
     rows = []
     for image, row in zip(images, probs):
         if np.isnan(row).any():
             rows.append([image, "", *([""] * len(run.class_names)), "undecodable image"])
         else:
-            rows.append([image, run.class_names[int(row.argmax())], *(f"{p:.6f}" for p in row),
-                         *([""] if failed else [])])
+            pred = (";".join(c for c, p, t in zip(run.class_names, row, thresholds) if p >= t)
+                    if thresholds is not None else run.class_names[int(row.argmax())])
+            rows.append([image, pred, *(f"{p:.6f}" for p in row), *([""] if failed else [])])
     text = csv_text(header, rows)
     if args.out:
         atomic_write_text(text, args.out)
@@ -256,6 +303,21 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"lmfloss predict: skipped {len(failed)} undecodable image(s) (rows with an error): "
               f"{', '.join(failed[:5])}", file=sys.stderr)
     return 0
+
+
+def _label_thresholds(run: Any) -> list[float]:
+    """A multi-label run's decision per label: the thresholds chosen on validation (report.json),
+    else 0.5 (logged), for ``predict``'s ``pred`` column (``;``-separated labels)."""
+    import logging
+
+    from lmfloss import rundir
+
+    report = rundir.read_report(run.run_dir) or {}
+    chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
+    if report.get("best_epoch") == run.epoch and all(c in chosen for c in run.class_names):
+        return [float(chosen[c]) for c in run.class_names]
+    logging.getLogger(__name__).info("no validation-chosen thresholds for this checkpoint; pred uses 0.5 per label")
+    return [0.5] * len(run.class_names)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

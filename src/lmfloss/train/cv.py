@@ -27,7 +27,14 @@ from lmfloss.train.distributed import is_main_process
 logger = logging.getLogger(__name__)
 
 CV_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy", "auc_macro_ovr")
+CV_METRICS_MULTILABEL = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "subset_accuracy",
+                         "hamming_loss")
 CV_COLUMNS = ("fold", "n_test", *CV_METRICS, "best_epoch", "run_dir")
+
+
+def cv_metrics(task: str = "multiclass") -> tuple[str, ...]:
+    """The test metrics ``cv_summary.csv`` tabulates for ``task``."""
+    return CV_METRICS_MULTILABEL if task == "multilabel" else CV_METRICS
 CV_SUMMARY = "cv_summary.csv"
 
 
@@ -83,7 +90,8 @@ def cross_validate(config: TrainConfig, out_dir: str | Path, *, resume: bool = F
         result.reports.append(report)
     result.rows = summary_rows(result.reports, [fold_dir(out, k) for k in range(1, config.folds + 1)])
     if is_main_process():  # under torchrun every rank trains the folds; one writes
-        atomic_write_text(dict_rows_text(CV_COLUMNS, result.rows, _fmt), out / CV_SUMMARY)
+        columns = ("fold", "n_test", *cv_metrics(config.task), "best_epoch", "run_dir")
+        atomic_write_text(dict_rows_text(columns, result.rows, _fmt), out / CV_SUMMARY)
         atomic_write_text(summary_markdown(config, result.rows), out / "cv_summary.md")
     return result
 
@@ -94,14 +102,15 @@ def _fmt(value: Any) -> Any:
 
 def summary_rows(reports: list[dict[str, Any]], run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per fold (test metrics), then ``mean`` and ``std`` (sample, ddof=1) rows."""
+    metrics = cv_metrics(reports[0].get("task", "multiclass") if reports else "multiclass")
     rows = []
     for k, (report, run_dir) in enumerate(zip(reports, run_dirs), start=1):
         test = report["test"]
         rows.append({"fold": k, "n_test": test.get("n"), "best_epoch": report.get("best_epoch"),
-                     "run_dir": str(run_dir), **{m: test.get(m) for m in CV_METRICS}})
+                     "run_dir": str(run_dir), **{m: test.get(m) for m in metrics}})
     for name, reduce in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else None)):
         row: dict[str, Any] = {"fold": name}
-        for m in CV_METRICS:
+        for m in metrics:
             values = [r[m] for r in rows[: len(reports)] if r[m] is not None]
             row[m] = None if not values or reduce(values) is None else float(reduce(values))
         rows.append(row)
@@ -111,12 +120,13 @@ def summary_rows(reports: list[dict[str, Any]], run_dirs: list[Path]) -> list[di
 def summary_markdown(config: TrainConfig, rows: list[dict[str, Any]]) -> str:
     from lmfloss.report.render import Table
 
+    metrics = cv_metrics(config.task)
     table = Table(name="cv_summary", title=f"{config.folds}-fold cross-validation: {config.dataset}, "
                   f"{config.model}, loss {config.loss} (test split of each fold)",
-                  columns=["fold", "test images", *CV_METRICS])
+                  columns=["fold", "test images", *metrics])
     for row in rows:
         table.rows.append([str(row["fold"]), "" if row.get("n_test") is None else str(row["n_test"]),
-                           *("—" if row[m] is None else f"{row[m]:.4f}" for m in CV_METRICS)])
+                           *("—" if row.get(m) is None else f"{row[m]:.4f}" for m in metrics)])
     table.notes.append("mean and std (sample, ddof=1) over the folds; each fold's model is the epoch with the "
                        f"best validation {config.select_metric}, evaluated once on its fold.")
     return table.to_markdown()
