@@ -9,6 +9,7 @@ naming the culprit.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from pathlib import Path
 
@@ -197,3 +198,144 @@ def test_skipping_bad_images_moves_no_good_image_between_splits(tmp_path, capsys
     reference = folds_of(intact)
     skipped = folds_of(broken, "--skip-bad-images")
     assert len(skipped) == 38 and skipped == {path: reference[path] for path in skipped}
+
+
+# ---- 3. killed work leaves nothing behind ------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killed_prepare_leaves_no_decoder_and_its_partial_file_goes_with_the_next_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # 160 hard links to one 1024 px noise PNG (~25 ms to decode each): a build of a few seconds.
+    root = tmp_path / "data"
+    big = _png(tmp_path / "big.png", 0, size=1024)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(80):
+            try:
+                os.link(big, root / name / f"{i}.png")
+            except OSError:
+                (root / name / f"{i}.png").write_bytes(big.read_bytes())
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "lmfloss", "prepare", "--dataset", "imagefolder", "--root", str(root),
+               "--cache-dir", str(cache), "--image-size", "16", "--workers", "2", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(children := _children(process.pid)) < 2:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the decoders never started"
+        time.sleep(0.02)
+    time.sleep(0.3)  # mid-build
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    deadline = time.monotonic() + 5
+    while any(_running(child) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = [child for child in children if _running(child)]
+    for child in orphans:  # leave no process behind when the test fails
+        os.kill(child, signal.SIGKILL)
+    assert not orphans, "decoder processes outlived the command"
+    assert list(cache.glob("*.npy")) == []  # killed before the train split was finished
+    assert len(list(cache.glob(".*.npy.part"))) == 1
+
+    assert main(["prepare", "--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(cache),
+                 "--image-size", "16", "--workers", "0", "--splits", "val", "--quiet"]) == 0
+    assert list(cache.glob(".*.part")) == [] and len(list(cache.glob("*-val-*.npy"))) == 1
+
+
+def test_stale_partial_cache_files_of_dead_builders_go_and_live_ones_stay(tmp_path):
+    import subprocess
+    import sys
+
+    from lmfloss.data import cache as cache_module
+    from lmfloss.data import make_dataset
+
+    root = _two_classes(tmp_path / "data", n=3)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    host = cache_module._host()
+    dead = cache / f".imagefolder-train-16px-0123456789abcdef.{host}.{finished.pid}.0a1b2c3d.npy.part"
+    live = cache / f".imagefolder-train-16px-0123456789abcdef.{host}.{os.getpid()}.0a1b2c3d.npy.part"
+    elsewhere = cache / f".imagefolder-train-16px-0123456789abcdef.other-host.{finished.pid}.0a1b2c3d.npy.part"
+    for path in (dead, live, elsewhere):
+        path.write_bytes(b"\0" * 100)
+    make_dataset(load_splits("imagefolder", root=root), "train", image_size=16, cache_dir=cache)
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+
+
+def test_train_workers_decode_the_cache_in_that_many_processes(tmp_path, monkeypatch):
+    from lmfloss.config import TrainConfig
+    from lmfloss.data import cache as cache_module
+    from lmfloss.data import dataset_for
+
+    root = _two_classes(tmp_path / "data", n=50)  # 70 training images: two chunks of 64
+    used: list[int] = []
+    fill = cache_module._fill_in_processes
+
+    def spy(*args, **kwargs):
+        used.append(args[4])
+        return fill(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_fill_in_processes", spy)
+    config = TrainConfig(dataset="imagefolder", root=str(root), image_size=16, workers=2,
+                         cache_dir=str(tmp_path / "cache"))
+    serial = dataset_for(config.replace(workers=0, cache_dir=str(tmp_path / "serial")), "train")
+    assert used == []
+    parallel = dataset_for(config, "train")
+    assert used == [2]
+    np.testing.assert_array_equal(np.load(parallel.images_path), np.load(serial.images_path))
+
+
+def test_prepare_workers_0_decodes_in_this_process(tmp_path, capsys):
+    root = _two_classes(tmp_path / "data")
+    assert main(["prepare", "--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(tmp_path / "c"),
+                 "--image-size", "16", "--workers", "0", "--quiet"]) == 0
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 3
+    assert main(["prepare", "--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(tmp_path / "c"),
+                 "--image-size", "16", "--workers", "-1", "--quiet"]) == 2
+    assert "-1" in _one_error_line(capsys, "prepare")
+
+
+def test_full_disk_while_building_the_cache_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    root = _two_classes(tmp_path / "data")
+    cache = tmp_path / "cache"
+    assert main(["prepare", "--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(cache),
+                 "--image-size", "16", "--workers", "0", "--quiet"]) == 2
+    line = _one_error_line(capsys, "prepare")
+    assert "no space left" in line and "nothing else was written" in line
+    assert str(cache / "imagefolder-train-16px-") in line and ".npy'" in line
+    assert list(cache.iterdir()) == []

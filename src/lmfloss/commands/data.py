@@ -179,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--cache-dir", default=None, help="cache folder (default: <root>/.lmfloss-cache or ~/.cache/lmfloss)")
     prepare.add_argument(
         "--workers", type=int, default=min(8, os.cpu_count() or 1),
-        help="processes decoding images (default: min(8, CPU count))",
+        help="processes decoding images (0: in this process, as for train; default: min(8, CPU count))",
     )
     prepare.add_argument("--splits", nargs="+", choices=["train", "val", "test"], default=["train", "val", "test"])
     prepare.set_defaults(func=_run_prepare)

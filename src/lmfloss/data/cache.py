@@ -7,14 +7,26 @@ paths, file sizes and modification times) and the image size, so a changed manif
 image gets a new cache. Building writes to a temporary file in the same folder and
 renames it atomically, so concurrent runs never read a half-written cache. Images are
 stored channels-first so that one item is one contiguous block, ready for ``torch``.
+
+Killed work leaves nothing behind: the temporary file's name carries the builder's host
+and process id, and the next build in the folder removes those whose process is gone
+(never a live concurrent builder's). Decoding processes end with the process that
+started them, even after ``kill -9``. The file is allocated before it is filled, so a full
+disk is one line naming the cache (:func:`lmfloss.fileio.disk_full`), not a ``SIGBUS``
+on the memory map.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
-import tempfile
+import re
+import signal
+import socket
+import sys
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,8 +34,8 @@ import numpy as np
 
 from lmfloss.data.images import read_image
 from lmfloss.data.records import Record
-from lmfloss.errors import DataError, Interrupted
-from lmfloss.fileio import atomic_write_text
+from lmfloss.errors import DataError, DiskFull, Interrupted
+from lmfloss.fileio import atomic_write_text, disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +67,102 @@ def cache_paths(cache_dir: Path, name: str, split: str, image_size: int, key: st
     """``(images .npy, list of skipped ids .txt)`` for one split."""
     stem = f"{name}-{split}-{image_size}px-{key}"
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.skipped.txt"
+
+
+# ``.<cache stem>.<host>.<pid>.<8 hex>.npy.part``: whose it is, so a later build can tell a
+# killed builder's file (its process is gone) from a live concurrent one's.
+_PART = re.compile(r"^\.(?P<stem>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.npy\.part$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+
+
+def part_path(images_path: Path) -> Path:
+    """The temporary file a build of ``images_path`` writes (same folder, owner in the name)."""
+    return images_path.with_name(f".{images_path.stem}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.npy.part")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    try:  # Linux: a killed process its parent has not reaped yet is a zombie, not a builder
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Remove the temporary files of cache builds on this host whose process is gone
+    (killed by ``kill -9``, out of memory, a power cut) from ``folder``; return them.
+
+    A file of another host (a cache folder on a network drive) or of a live process is
+    kept: its builder may still be writing it.
+    """
+    host, removed = _host(), []
+    for path in folder.glob(".*.npy.part"):
+        match = _PART.match(path.name)
+        if match and match["host"] == host and not _process_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d partial image cache file(s) left in %s by killed runs", len(removed), folder)
+    return removed
+
+
+def _allocate(path: Path) -> None:
+    """Reserve the disk blocks of ``path`` (``posix_fallocate``): a full disk is an
+    ``OSError`` ENOSPC here, not a ``SIGBUS`` when a memory-mapped page is first written."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the memory map finds out
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _end_with_parent(parent_pid: int, start_method: str) -> None:
+    """Initializer of a decoding process: end when the process that started it dies.
+
+    Linux: the kernel sends ``SIGKILL`` when the parent dies (``PR_SET_PDEATHSIG``).
+    Everywhere: a daemon thread exits the process once its parent is gone (re-parented, or
+    the parent's sentinel closed), so no decoder outlives a ``kill -9`` of the command.
+    """
+    import multiprocessing
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    watched = os.getppid()
+    parent = multiprocessing.parent_process()
+
+    def gone() -> bool:
+        return os.getppid() != watched or (parent is not None and not parent.is_alive())
+
+    # fork and spawn children are the command's own; a forkserver's children are the server's.
+    if (start_method in ("fork", "spawn") and watched != parent_pid) or gone():
+        os._exit(1)  # the command died before this process got here
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lmfloss-parent-watch", daemon=True).start()
 
 
 def _fill_rows(
@@ -117,7 +225,8 @@ def build_cache(
         skip_bad_images: leave an undecodable image's row black and list its id in
             ``skipped_path`` instead of raising.
         progress: show a tqdm progress bar (images/s) on stderr.
-        workers: decoding processes (JPEG decoding is CPU-bound; 1 decodes in this process).
+        workers: decoding processes (JPEG decoding is CPU-bound); 0 or 1 decode in this
+            process, as ``--workers 0`` means for training's DataLoader.
         intensity: how non-8-bit pixels become 8 bits (:mod:`lmfloss.data.images`).
         should_stop: polled between chunks of 64 images; when it returns True the build
             stops, nothing is left behind, and :class:`lmfloss.errors.Interrupted` is raised.
@@ -127,13 +236,13 @@ def build_cache(
 
     Raises:
         DataError: an image cannot be decoded and ``skip_bad_images`` is False.
+        DiskFull: the cache does not fit on its disk (nothing is left behind).
     """
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
     images_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=images_path.parent, prefix=f".{images_path.stem}.", suffix=".npy.part")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_parts(images_path.parent)
+    tmp = part_path(images_path)
     chunk = 64
     tasks = [
         [(i, str(r.path)) for i, r in enumerate(records[start : start + chunk], start)]
@@ -161,9 +270,11 @@ def build_cache(
         return bool(result[0]) and not skip_bad_images  # True: stop at the first bad image
 
     try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                          shape=(len(records), 3, image_size, image_size))
         del array  # header written; the rows are filled through fresh memory maps
-        if workers == 1 or len(tasks) < 2:
+        _allocate(tmp)
+        if workers <= 1 or len(tasks) < 2:
             for task in tasks:
                 stop_now()
                 if done(task, _fill_rows(str(tmp), task, image_size, intensity)):
@@ -182,6 +293,13 @@ def build_cache(
         else:
             skipped_path.unlink(missing_ok=True)
         os.replace(tmp, images_path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)  # before disk_full measures the free space
+        full = None if isinstance(exc, DiskFull) else disk_full(
+            exc, images_path, kept="nothing else was written (the partial cache file is removed)")
+        if full is not None:
+            raise full from exc
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -193,10 +311,13 @@ def build_cache(
 def _fill_in_processes(array_path: str, tasks: list[list[tuple[int, str]]], image_size: int, intensity: str,
                        workers: int, stop_now: Callable[[], None], done: Callable[..., bool]) -> None:
     """:func:`_fill_rows` of every task in ``workers`` processes, polling ``stop_now`` while waiting."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    context = multiprocessing.get_context()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_end_with_parent,
+                             initargs=(os.getpid(), context.get_start_method())) as pool:
         futures = [pool.submit(_fill_rows, array_path, task, image_size, intensity) for task in tasks]
         try:
             for task, future in zip(tasks, futures):

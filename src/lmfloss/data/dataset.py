@@ -249,7 +249,8 @@ def make_dataset(
         augment: ``"none"`` (the paper), ``"flip"`` or ``"randaugment"``.
         cache_dir: cache folder (default: :func:`lmfloss.data.cache.default_cache_dir`).
         progress: show a progress bar while building the cache.
-        cache_workers: processes decoding images while the cache is built.
+        cache_workers: processes decoding images while the cache is built (0 or 1: this
+            process).
         defer_float: yield ``uint8`` images and leave the float conversion (and
             normalisation) to ``dataset.finish_batch(batch)`` — done on the GPU by the
             training engine, so a batch crosses the DataLoader and PCIe at a quarter the size.
@@ -262,6 +263,8 @@ def make_dataset(
     """
     if not isinstance(image_size, int) or isinstance(image_size, bool) or not 8 <= image_size <= 4096:
         raise ValueError(f"image_size must be an integer between 8 and 4096, got {image_size!r}")
+    if isinstance(cache_workers, bool) or not isinstance(cache_workers, int) or cache_workers < 0:
+        raise ValueError(f"workers must be an integer >= 0 (0: decode in this process), got {cache_workers!r}")
     transform = build_transform(normalize, augment, defer_float=defer_float)
     records = splits.records(split)
     if splits.index.images is not None:

@@ -265,7 +265,9 @@ def dataset_for(
     intensity rule, normalisation, and augmentation for ``"train"`` only.
 
     The one path from a config to its data, used by training, ``evaluate``, ``predict``
-    and ``cam`` alike, so a served model sees the pixels it was trained on.
+    and ``cam`` alike, so a served model sees the pixels it was trained on. A missing image
+    cache is built with ``config.workers`` decoding processes (0: in this process), as
+    ``lmfloss prepare --workers`` builds it.
     """
     splits = splits if splits is not None else splits_for(config)
     from lmfloss.data.dataset import make_dataset
@@ -274,4 +276,5 @@ def dataset_for(
         splits, split, image_size=config.image_size, normalize=config.normalize,
         augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
         defer_float=defer_float, intensity=config.intensity, progress=progress, should_stop=should_stop,
+        cache_workers=config.workers,
     )
