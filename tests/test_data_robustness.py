@@ -339,3 +339,30 @@ def test_full_disk_while_building_the_cache_is_one_line_naming_it(tmp_path, monk
     assert "no space left" in line and "nothing else was written" in line
     assert str(cache / "imagefolder-train-16px-") in line and ".npy'" in line
     assert list(cache.iterdir()) == []
+
+
+# ---- 4. a dataset's warning once, not once per split ---------------------------------------------
+def _dim_16_bit(root: Path, n: int = 7) -> Path:
+    """12-bit values in 16-bit files: nearly black under the 'dtype' rule."""
+    rng = np.random.default_rng(3)
+    for k, name in enumerate(("benign", "malignant")):
+        (root / name).mkdir(parents=True)
+        for i in range(n):  # 7 per class: 5 train, 1 val, 1 test
+            Image.fromarray(rng.integers(0, 1500, (24, 24)).astype(np.uint16) + 200 * k).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("command", ["prepare", "train"])
+def test_dim_dataset_warns_once_for_all_its_splits(tmp_path, caplog, command):
+    root = _dim_16_bit(tmp_path / "xray")
+    data = ["--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(tmp_path / "cache")]
+    argv = {"prepare": ["prepare", *data, "--image-size", "16", "--workers", "1", "--quiet"],
+            "train": ["train", *data, "--out", str(tmp_path / "run"), *TINY]}[command]
+    for attempt in ("builds the cache", "reuses it"):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert main(argv if attempt == "builds the cache" or command == "prepare"
+                        else [*argv, "--overwrite"]) == 0
+        warned = [r.getMessage() for r in caplog.records if "nearly constant" in r.getMessage()]
+        assert len(warned) == 1, (attempt, warned)
+        assert "14 image(s)" in warned[0] and "--intensity minmax" in warned[0], warned[0]

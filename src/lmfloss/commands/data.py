@@ -129,24 +129,30 @@ def _run_datasets(args: argparse.Namespace) -> int:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     from lmfloss.data import make_dataset
+    from lmfloss.data.cache import warn_intensity_notes
 
     splits = _load(args)
     if splits.index.images is not None:
         print(f"{splits.name} is an array dataset: it is resized in memory, nothing to cache")
         return 0
+    notes = []
     for split in args.splits:
         dataset = make_dataset(
             splits, split, args.image_size, cache_dir=args.cache_dir, progress=not args.quiet,
-            cache_workers=args.workers,
+            cache_workers=args.workers, intensity=args.intensity, warn_notes=False,
         )
+        notes += dataset.intensity_notes
         print(f"{split}: {len(dataset)} images of {args.image_size} px in {dataset.images_path}")
+    warn_intensity_notes(notes, args.intensity)  # once for the dataset, not once per split
     if splits.skipped:
-        print(f"skipped {len(splits.skipped)} undecodable image(s): {', '.join(splits.skipped[:5])}")
+        print(f"skipped {len(splits.skipped)} unreadable image(s): {', '.join(splits.skipped[:5])}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the lmfloss parser."""
+    from lmfloss.config import INTENSITY_CHOICES
+
     split = subparsers.add_parser(
         "split", help="split a dataset (the paper's 70:15:15) and write the manifest",
         description="Index a dataset, split it and print per-class train/val/test counts. "
@@ -181,5 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=min(8, os.cpu_count() or 1),
         help="processes decoding images (0: in this process, as for train; default: min(8, CPU count))",
     )
+    prepare.add_argument("--intensity", choices=INTENSITY_CHOICES, default="dtype",
+                         help="how 16-bit and float images become 8-bit, as train's --intensity (default dtype)")
     prepare.add_argument("--splits", nargs="+", choices=["train", "val", "test"], default=["train", "val", "test"])
     prepare.set_defaults(func=_run_prepare)

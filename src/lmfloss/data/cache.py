@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
@@ -188,20 +189,42 @@ def _fill_rows(
     return failures, notes
 
 
-def _warn_notes(records: Sequence[Record], notes: list[tuple[int, str]], intensity: str) -> None:
-    """One warning per dataset for the images the intensity rule left nearly constant."""
+ImageNotes = list[tuple[str, str]]  # (image path, what the intensity rule did to it)
+
+
+def warn_intensity_notes(notes: ImageNotes, intensity: str) -> None:
+    """One warning for a dataset's images the intensity rule left nearly constant (or whose
+    values fell outside their type's range): the count, the first image and a hint.
+
+    The caller that builds a dataset's splits gathers their notes (``dataset.intensity_notes``)
+    and warns once for them all, not once per split.
+    """
     if not notes:
         return
-    rows = sorted({row for row, _ in notes})
-    first = records[rows[0]].path
-    kind = notes[0][1]
+    paths = sorted({path for path, _ in notes})
+    first = paths[0]
+    kind = next(note for path, note in notes if path == first)
     wide = any("16/32-bit or float" in note or "outside" in note for _, note in notes)
     if intensity == "dtype" and wide:
         hint = "16-bit files holding 12-bit values, or floats outside [0, 1]? try --intensity minmax"
     else:
         hint = "are these images blank or nearly so? check them"
     logger.warning("%d image(s) are nearly constant or out of range after the '%s' intensity rule (first: %s: %s); %s",
-                   len(rows), intensity, first, kind, hint)
+                   len(paths), intensity, first, kind, hint)
+
+
+def notes_path(images_path: Path) -> Path:
+    """Where the intensity notes of a cache's images are kept (``<cache stem>.notes.json``),
+    so a run that reuses the cache warns as the one that built it did."""
+    return images_path.with_name(f"{images_path.stem}.notes.json")
+
+
+def read_notes(images_path: Path) -> ImageNotes:
+    """The intensity notes kept with a cache (none for a cache without them)."""
+    try:
+        return [(str(path), str(note)) for path, note in json.loads(notes_path(images_path).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def build_cache(
@@ -215,7 +238,7 @@ def build_cache(
     workers: int = 1,
     intensity: str = "dtype",
     should_stop: Callable[[], bool] | None = None,
-) -> list[str]:
+) -> tuple[list[str], ImageNotes]:
     """Decode and resize every record's image into ``images_path`` (``uint8 [N, 3, S, S]``).
 
     Args:
@@ -232,7 +255,9 @@ def build_cache(
             stops, nothing is left behind, and :class:`lmfloss.errors.Interrupted` is raised.
 
     Returns:
-        The ids of the skipped records.
+        ``(ids of the skipped records, intensity notes)``: the notes name the images the
+        intensity rule left nearly constant (:func:`warn_intensity_notes` warns about them;
+        they are kept next to the cache, :func:`read_notes`).
 
     Raises:
         DataError: an image cannot be decoded and ``skip_bad_images`` is False.
@@ -282,7 +307,7 @@ def build_cache(
         else:
             _fill_in_processes(str(tmp), tasks, image_size, intensity, workers, stop_now, done)
         failures.sort()
-        _warn_notes(records, notes, intensity)
+        image_notes = [(str(records[row].path), note) for row, note in sorted(notes)]
         if failures and not skip_bad_images:
             raise DataError(failures[0][1])
         skipped = [records[row].id for row, _ in failures]
@@ -292,6 +317,10 @@ def build_cache(
             atomic_write_text("".join(f"{s}\n" for s in skipped), skipped_path)
         else:
             skipped_path.unlink(missing_ok=True)
+        if image_notes:
+            atomic_write_text(json.dumps(image_notes, ensure_ascii=False), notes_path(images_path))
+        else:
+            notes_path(images_path).unlink(missing_ok=True)
         os.replace(tmp, images_path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)  # before disk_full measures the free space
@@ -305,7 +334,7 @@ def build_cache(
             bar.close()
         tmp.unlink(missing_ok=True)
     logger.info("cached %d images of %d px in %s", len(records), image_size, images_path)
-    return skipped
+    return skipped, image_notes
 
 
 def _fill_in_processes(array_path: str, tasks: list[list[tuple[int, str]]], image_size: int, intensity: str,
@@ -345,8 +374,8 @@ def open_cache(
     workers: int = 1,
     intensity: str = "dtype",
     should_stop: Callable[[], bool] | None = None,
-) -> tuple[Path, list[str]]:
-    """Return ``(images .npy path, skipped ids)``, building the cache on first use."""
+) -> tuple[Path, list[str], ImageNotes]:
+    """Return ``(images .npy path, skipped ids, intensity notes)``, building the cache on first use."""
     key = cache_key(name, records, image_size, intensity)
     images_path, skipped_path = cache_paths(cache_dir, name, split, image_size, key)
     if images_path.is_file():
@@ -356,10 +385,10 @@ def open_cache(
                 f"the cache {str(images_path)!r} was built skipping {len(skipped)} undecodable images "
                 f"(first: {skipped[:3]}); pass --skip-bad-images or fix the files"
             )
-        return images_path, skipped
-    skipped = build_cache(
+        return images_path, skipped, read_notes(images_path)
+    skipped, notes = build_cache(
         records, image_size, images_path, skipped_path,
         skip_bad_images=skip_bad_images, progress=progress, workers=workers,
         intensity=intensity, should_stop=should_stop,
     )
-    return images_path, skipped
+    return images_path, skipped, notes

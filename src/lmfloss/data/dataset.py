@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lmfloss.data.cache import default_cache_dir, open_cache
+from lmfloss.data.cache import ImageNotes, default_cache_dir, open_cache, warn_intensity_notes
 from lmfloss.data.records import Record
 from lmfloss.data.splits import Splits
 from lmfloss.data.transforms import build_transform
@@ -91,9 +91,11 @@ class ImageDataset(Dataset):
             a cache built with images that turned out undecodable keeps their rows, and the
             dataset simply does not use them.
         skipped: ids of records left out as undecodable (``skip_bad_images``).
+        intensity_notes: ``(image path, note)`` for the images the intensity rule left
+            nearly constant (see :func:`lmfloss.data.cache.warn_intensity_notes`).
 
     Attributes:
-        records, class_names, skipped: as given.
+        records, class_names, skipped, intensity_notes: as given.
         labels: ``int64 [N]`` class index of each item.
     """
 
@@ -106,8 +108,10 @@ class ImageDataset(Dataset):
         images_path: Path | None = None,
         rows: Sequence[int] | None = None,
         skipped: Sequence[str] = (),
+        intensity_notes: ImageNotes | None = None,
     ) -> None:
         self.records = list(records)
+        self.intensity_notes: ImageNotes = list(intensity_notes or [])
         self.class_names = list(class_names)
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
         self.transform = transform
@@ -232,6 +236,7 @@ def make_dataset(
     defer_float: bool = False,
     intensity: str = "dtype",
     should_stop: Callable[[], bool] | None = None,
+    warn_notes: bool = True,
 ) -> ImageDataset:
     """A torch Dataset over ``split`` at ``image_size x image_size``.
 
@@ -256,6 +261,10 @@ def make_dataset(
             training engine, so a batch crosses the DataLoader and PCIe at a quarter the size.
         intensity: how 16-bit and float image files become 8-bit (:mod:`lmfloss.data.images`).
         should_stop: polled while the cache is built (Ctrl-C stops between chunks).
+        warn_notes: warn about the images the intensity rule left nearly constant. A caller
+            building several splits of one dataset passes False and warns once for all of
+            them (:func:`lmfloss.data.cache.warn_intensity_notes` of their
+            ``intensity_notes``), as ``lmfloss train`` and ``lmfloss prepare`` do.
 
     Returns:
         :class:`ImageDataset` yielding ``(float32 [3, S, S], int64 label, index)``
@@ -272,15 +281,18 @@ def make_dataset(
         images = np.ascontiguousarray(resize_array(splits.index.images[rows], image_size).transpose(0, 3, 1, 2))
         return ImageDataset(images, records, splits.class_names, transform)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(splits.root)
-    images_path, skipped = open_cache(
+    images_path, skipped, notes = open_cache(
         records, splits.name, split, image_size, folder,
         skip_bad_images=splits.skip_bad_images, progress=progress, workers=cache_workers,
         intensity=intensity, should_stop=should_stop,
     )
+    if warn_notes:
+        warn_intensity_notes(notes, intensity)
     if not skipped:
-        return ImageDataset(None, records, splits.class_names, transform, images_path=images_path)
+        return ImageDataset(None, records, splits.class_names, transform, images_path=images_path,
+                            intensity_notes=notes)
     bad = set(skipped)
     keep = [i for i, r in enumerate(records) if r.id not in bad]
     return ImageDataset(None, [records[i] for i in keep], splits.class_names, transform,
                         images_path=images_path, rows=keep,
-                        skipped=[r.path or r.id for r in records if r.id in bad])
+                        skipped=[r.path or r.id for r in records if r.id in bad], intensity_notes=notes)

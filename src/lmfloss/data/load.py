@@ -260,6 +260,7 @@ def dataset_for(
     defer_float: bool = False,
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    warn_notes: bool = True,
 ) -> ImageDataset:
     """The dataset of ``split`` exactly as the run of ``config`` sees it: image size,
     intensity rule, normalisation, and augmentation for ``"train"`` only.
@@ -267,7 +268,7 @@ def dataset_for(
     The one path from a config to its data, used by training, ``evaluate``, ``predict``
     and ``cam`` alike, so a served model sees the pixels it was trained on. A missing image
     cache is built with ``config.workers`` decoding processes (0: in this process), as
-    ``lmfloss prepare --workers`` builds it.
+    ``lmfloss prepare --workers`` builds it. ``warn_notes``: see :func:`make_dataset`.
     """
     splits = splits if splits is not None else splits_for(config)
     from lmfloss.data.dataset import make_dataset
@@ -276,5 +277,5 @@ def dataset_for(
         splits, split, image_size=config.image_size, normalize=config.normalize,
         augment=config.augment if split == "train" else "none", cache_dir=config.cache_dir,
         defer_float=defer_float, intensity=config.intensity, progress=progress, should_stop=should_stop,
-        cache_workers=config.workers,
+        cache_workers=config.workers, warn_notes=warn_notes,
     )

@@ -17,8 +17,11 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=N
     (:func:`lmfloss.data.dataset_for`; uint8 items, scaled on the device by the engine).
 
     Under DDP rank 0 loads first (it may download or fill the image cache), then the others.
+    A warning about the dataset's images (nearly constant after the intensity rule) is
+    given once for the three splits, by rank 0.
     """
     from lmfloss.data import dataset_for, splits_for
+    from lmfloss.data.cache import warn_intensity_notes
 
     ctx = ctx or DistContext()
 
@@ -26,9 +29,11 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=N
         splits = splits_for(config)
         datasets = {
             split: dataset_for(config, split, splits, defer_float=True, should_stop=should_stop,
-                               progress=progress and ctx.is_main)
+                               progress=progress and ctx.is_main, warn_notes=False)
             for split in ("train", "val", "test")
         }
+        if ctx.is_main:
+            warn_intensity_notes([n for ds in datasets.values() for n in ds.intensity_notes], config.intensity)
         return splits, datasets
 
     if ctx.is_main:
