@@ -366,3 +366,19 @@ def test_dim_dataset_warns_once_for_all_its_splits(tmp_path, caplog, command):
         warned = [r.getMessage() for r in caplog.records if "nearly constant" in r.getMessage()]
         assert len(warned) == 1, (attempt, warned)
         assert "14 image(s)" in warned[0] and "--intensity minmax" in warned[0], warned[0]
+
+
+def test_reused_cache_leaves_out_a_skipped_image_whose_name_has_a_space(tmp_path):
+    from lmfloss.data import make_dataset
+
+    root = _two_classes(tmp_path / "data")
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "x.jpg")
+    good = (tmp_path / "x.jpg").read_bytes()
+    (root / "benign" / "my scan.jpg").write_bytes(good[: len(good) // 2])  # the header parses, the pixels do not
+    splits = load_splits("imagefolder", root=root, skip_bad_images=True)
+    split = next(s for s in ("train", "val", "test") if any(r.id == "benign/my scan.jpg" for r in splits.records(s)))
+    built = make_dataset(splits, split, image_size=16, cache_dir=tmp_path / "cache")
+    reused = make_dataset(splits, split, image_size=16, cache_dir=tmp_path / "cache")
+    for dataset in (built, reused):
+        assert [Path(p).name for p in dataset.skipped] == ["my scan.jpg"]
+        assert "benign/my scan.jpg" not in [r.id for r in dataset.records]

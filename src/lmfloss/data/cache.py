@@ -379,7 +379,8 @@ def open_cache(
     key = cache_key(name, records, image_size, intensity)
     images_path, skipped_path = cache_paths(cache_dir, name, split, image_size, key)
     if images_path.is_file():
-        skipped = skipped_path.read_text().split() if skipped_path.is_file() else []
+        # One id a line: an id is a path relative to the root and may hold spaces.
+        skipped = skipped_path.read_text(encoding="utf-8").splitlines() if skipped_path.is_file() else []
         if skipped and not skip_bad_images:
             raise DataError(
                 f"the cache {str(images_path)!r} was built skipping {len(skipped)} undecodable images "
