@@ -382,3 +382,29 @@ def test_reused_cache_leaves_out_a_skipped_image_whose_name_has_a_space(tmp_path
     for dataset in (built, reused):
         assert [Path(p).name for p in dataset.skipped] == ["my scan.jpg"]
         assert "benign/my scan.jpg" not in [r.id for r in dataset.records]
+
+
+# ---- 5. a patient with images of two classes ------------------------------------------------------
+def test_patient_with_images_of_two_classes_is_named_once(tmp_path, caplog, capsys):
+    lines = ["path,label,patient_id"]
+    for i in range(24):
+        label = "benign" if i % 2 else "malignant"
+        patient = f"p{i // 2}"  # p0..p11: one benign and one malignant image each ...
+        if i >= 16:
+            patient = f"q{i}"  # ... but q16..q23 have one image each
+        _png(tmp_path / f"{i}.png", i)
+        lines.append(f"{i}.png,{label},{patient}")
+    table = tmp_path / "labels.csv"
+    table.write_text("\n".join(lines) + "\n")
+    for extra in ([], ["--folds", "3"]):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert main(["split", "--dataset", "csv", "--csv", str(table), "--group-by", "patient", *extra]) == 0
+        mixed = [r.getMessage() for r in caplog.records if "more than one class" in r.getMessage()]
+        assert len(mixed) == 1, (extra, mixed)
+        assert mixed[0].startswith("8 patient group(s)") and "'p0' (benign 1, malignant 1)" in mixed[0]
+        assert "most common class" in mixed[0] and "'p7'" not in mixed[0]  # the first few only
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["split", "--dataset", "csv", "--csv", str(table)]) == 0  # not grouped: not the point
+    assert not [r for r in caplog.records if "more than one class" in r.getMessage()]

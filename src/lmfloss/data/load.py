@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -19,6 +20,7 @@ from lmfloss.data.splits import (
     check_split_classes,
     fold_split,
     group_split,
+    mixed_class_groups,
     paper_split,
 )
 from lmfloss.errors import DataError
@@ -170,6 +172,8 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
     bad = _bad_images(index, skip_bad_images)
     check_folds(dataset, index, folds, fold, folds_include_test)
+    if group_by is not None:
+        _warn_mixed_groups(index, group_by)
     assignment, official = _assign(dataset, index, seed, group_by, folds, fold, fold_seed)
     kept, kept_assignment = _without(index, assignment, bad)
     splits = Splits(
@@ -198,6 +202,24 @@ def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, 
     if group_by is None:
         return paper_split([r.label for r in index.records], len(index.class_names), seed), False
     return group_split(index.records, len(index.class_names), seed), False
+
+
+def _warn_mixed_groups(index: DatasetIndex, group_by: str) -> None:
+    """One warning naming the groups with images of several classes (the first few and the
+    count): a grouped split or fold keeps each in one place, stratified as one class."""
+    mixed = mixed_class_groups(index.records)
+    if not mixed:
+        return
+    kind = index.group_kind or group_by
+
+    def counts(count: Counter[int]) -> str:
+        return ", ".join(f"{index.class_names[c]} {n}" for c, n in sorted(count.items()))
+
+    shown = "; ".join(f"{group!r} ({counts(count)})" for group, count in list(mixed.items())[:3])
+    more = "; ..." if len(mixed) > 3 else ""
+    logger.warning("%d %s group(s) have images of more than one class: %s%s; each stays whole in one split, "
+                   "stratified as its most common class (ties: the first in class order), and takes its other "
+                   "images along", len(mixed), kind, shown, more)
 
 
 def _warn_leakage(splits: Splits) -> None:

@@ -110,6 +110,17 @@ def _fill_groups(records: Sequence[Record], num_classes: int, seed: int, holdout
     return assignment
 
 
+def mixed_class_groups(records: Sequence[Record]) -> dict[str, Counter[int]]:
+    """The groups (lesions, patients) whose images are of more than one class, with their
+    images per class, in metadata order. A grouped split stratifies such a group as its
+    most common class (ties: the lower class index), as :func:`group_split` does."""
+    counts: dict[str, Counter[int]] = {}
+    for record in records:
+        if record.group and record.label is not None:
+            counts.setdefault(record.group, Counter())[record.label] += 1
+    return {group: count for group, count in counts.items() if len(count) > 1}
+
+
 def assign_folds(records: Sequence[Record], num_classes: int, k: int, seed: int = 23,
                  grouped: bool = False) -> list[int]:
     """The fold (1..k) of every record: stratified by class and, when ``grouped``, keeping
