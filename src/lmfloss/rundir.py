@@ -16,8 +16,9 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
     eval-<split>-<checkpoint>.json   ``lmfloss evaluate``'s metrics (:func:`read_eval`)
     .lock             held while a process trains into the directory (:class:`RunLock`)
 
-Everything here is free of torch (the ``.pt`` files are read by
-:mod:`lmfloss.train.checkpoint`), so ``lmfloss report`` and ``split`` stay light.
+Importing this module does not import torch, so ``lmfloss report`` and ``split`` stay
+light; :func:`load_checkpoint` imports it when a ``.pt`` file is read (the writers live in
+:mod:`lmfloss.train.checkpoint`).
 Every text file is written atomically (:mod:`lmfloss.fileio`): a reader never sees half
 a file.
 """
@@ -30,13 +31,16 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lmfloss.config import TrainConfig, load_config_file, save_config
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -377,6 +381,30 @@ class RunLock:
         self.release()
 
 
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (``last.pt``, ``best.pt``) written by
+    :func:`lmfloss.train.checkpoint.atomic_save`; torch is imported here, not with the module.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable lmfloss checkpoint.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        # RNG states hold numpy arrays and tuples, so the full unpickler is needed; the
+        # file is one lmfloss wrote itself into the run directory.
+        data = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"checkpoint {str(path)!r} is not an lmfloss checkpoint (no 'model' key)")
+    return data
+
+
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool, *, is_main: bool = True,
                     sync: Callable[[], None] = lambda: None) -> dict | None:
     """Check what ``out`` holds before a run starts; return the checkpoint to resume from, or None.
@@ -398,8 +426,6 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, *, is_main: bool =
     last = out / LAST
     if resume:
         if last.is_file():
-            from lmfloss.train.checkpoint import load_checkpoint
-
             return load_checkpoint(last)
         logger.info("nothing to resume in %s (no last.pt): starting a new run", out)
     elif overwrite:

@@ -7,7 +7,8 @@ the model state of the epoch with the best validation macro-F1.
 
 Writes are atomic: the file is written next to its destination, flushed to disk and
 ``os.replace``-d over it, so a SIGKILL at any moment leaves either the old or the new
-checkpoint, never a truncated one.
+checkpoint, never a truncated one. Reading one is :func:`lmfloss.rundir.load_checkpoint`
+(the run directory's owner; re-exported here).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 import torch
 
 from lmfloss.fileio import atomic_write
+from lmfloss.rundir import load_checkpoint  # the run directory's owner reads its files
+
+__all__ = ["atomic_save", "capture_rng_state", "load_checkpoint", "restore_rng_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +53,3 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`atomic_save`.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable lmfloss checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        # RNG states hold numpy arrays and tuples, so the full unpickler is needed; the
-        # file is one lmfloss wrote itself into the run directory.
-        data = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(data, dict) or "model" not in data:
-        raise ValueError(f"checkpoint {str(path)!r} is not an lmfloss checkpoint (no 'model' key)")
-    return data
