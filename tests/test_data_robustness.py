@@ -408,3 +408,25 @@ def test_patient_with_images_of_two_classes_is_named_once(tmp_path, caplog, caps
     with caplog.at_level("WARNING"):
         assert main(["split", "--dataset", "csv", "--csv", str(table)]) == 0  # not grouped: not the point
     assert not [r for r in caplog.records if "more than one class" in r.getMessage()]
+
+
+# ---- 6. a symbolic-link loop under an image folder ----------------------------------------------
+@pytest.mark.parametrize(("link", "target"), [
+    ("benign/notes/again", "."),          # to itself, in a folder without images: was walked 40 links deep
+    ("malignant/p1/up", "../.."),         # to the dataset root
+    ("benign/x/to-y", "../y"),            # two links that lead to each other
+])
+def test_symbolic_link_loop_is_one_short_line(tmp_path, capsys, link, target):
+    root = _two_classes(tmp_path / "data")
+    (root / "benign" / "notes").mkdir()
+    (root / "malignant" / "p1").mkdir()
+    (root / "benign" / "x").mkdir()
+    (root / "benign" / "y").mkdir()
+    (root / "benign" / "y" / "to-x").symlink_to("../x")
+    if link != "benign/x/to-y":
+        (root / "benign" / "y" / "to-x").unlink()
+    (root / link).symlink_to(target)
+    assert main(["split", "--dataset", "imagefolder", "--root", str(root)]) == 2
+    line = _one_error_line(capsys, "split")
+    assert "symbolic-link loop" in line and len(line) < 400, line
+    assert f"link '{root / link}" in line  # the link, or a path through it

@@ -73,11 +73,28 @@ def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 
 def walk_images(root: Path) -> tuple[list[Path], Counter[str]]:
     """Every image file under ``root`` at any depth, in sorted order (hidden folders such as
-    ``.lmfloss-cache`` skipped), and a count of the other files by extension."""
+    ``.lmfloss-cache`` skipped), and a count of the other files by extension.
+
+    Folder links are followed; one that leads back to a folder holding it (a symbolic-link
+    loop, told by the real path of every folder on the way down) is a :class:`DataError`
+    naming the link, instead of a walk 40 links deep that lists every image again.
+    """
     found: list[Path] = []
     others: Counter[str] = Counter()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    top = os.fspath(root)
+    chains: dict[str, tuple[str, ...]] = {top: (os.path.realpath(top),)}  # folder -> real paths down to it
+    for folder, dirs, files in os.walk(top, followlinks=True):
+        chain = chains.pop(folder)
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real in chain or os.path.commonpath([real, chain[-1]]) == real:
+                raise DataError(f"the folder link {path!r} leads back to {real!r}, which holds it (a "
+                                "symbolic-link loop); remove the link or point it elsewhere")
+            chains[path] = (*chain, real)
+            kept.append(name)
+        dirs[:] = kept
         for file in sorted(files):
             if file.startswith("."):
                 continue
