@@ -103,8 +103,10 @@ class TrainConfig:
     augment: str = _key("none", role="experiment", choices=AUGMENT_CHOICES,
                         help="none (the paper) | flip | randaugment")
     intensity: str = _key("dtype", role="experiment", choices=INTENSITY_CHOICES,
-                          help="how 16-bit and float images become 8-bit: dtype (by the pixel type's range; "
-                               "floats as [0, 1]) | minmax (each image's own min..max)")
+                          help="how image files become 8-bit: dtype (by the pixel type's range: 8-bit images "
+                               "unchanged, 16-bit x*255/65535, floats as [0, 1]) | minmax (each image's own "
+                               "min..max over all channels becomes 0..255; this stretches 8-bit images too, "
+                               "e.g. pixels 100..180 become 0..255, and a constant image becomes 0)")
     cache_dir: str | None = _key(None, role="runtime", path=True,
                                  help="image cache folder (default: <root>/.lmfloss-cache or ~/.cache/lmfloss)")
     skip_bad_images: bool = _key(False, role="experiment",
