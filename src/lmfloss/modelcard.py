@@ -8,9 +8,10 @@ older lmfloss did not write is shown as "not recorded"; a metric recorded as und
 (an AUC with a class missing from test) as "n/a". Torch is not imported, so
 ``lmfloss report`` and the training loop's last step can write cards cheaply.
 
-Training writes one card into every finished run directory; ``lmfloss export`` writes one
-next to the exported model, with a section on the exported file
-(Mitchell et al., "Model Cards for Model Reporting", FAT* 2019).
+Training writes one card into every finished run directory (``MODEL_CARD.md``);
+``lmfloss export`` writes one per exported model next to it, named after it
+(``FILE.MODEL_CARD.md``, so two exports into one folder keep two cards), with a section on
+the exported file (Mitchell et al., "Model Cards for Model Reporting", FAT* 2019).
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
             :class:`TrainConfig` default (what they were then).
         run_dir: named in the card's header.
         export: from ``lmfloss export``: ``file``, ``format``, ``checkpoint``, ``epoch``,
-            ``input``, ``output``, ``sidecar`` (adds the "Exported model" section).
+            ``input``, ``output``, ``sidecar`` and optionally ``note`` (adds the "Exported
+            model" section).
 
     Returns:
         The card, ending with a newline.
@@ -233,12 +235,14 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
     weights = config["weights"]
     origin = ("from scratch (no pre-trained weights)" if weights == "none" else
               "from torchvision's ImageNet weights" if weights == "imagenet" else f"from the weights in `{weights}`")
-    param_text = (", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, Mapping)
-                  else f"{dict(config['loss_params']) or 'defaults'} (resolved parameters {NOT_RECORDED})")
+    if isinstance(params, Mapping):
+        loss_text = f"with {', '.join(f'{k}={v}' for k, v in params.items())}" if params else "(no parameters)"
+    else:
+        loss_text = f"with {dict(config['loss_params']) or 'defaults'} (resolved parameters {NOT_RECORDED})"
     lines += ["", "## Model and loss", "",
               f"- Network: torchvision `{config['model']}`, {_STEMS.get(config['stem'], config['stem'])}, trained {origin}; "
               f"{len(class_names)} classes: {', '.join(class_names) or NOT_RECORDED}.",
-              f"- Loss: `{loss_name}` with {param_text}.",
+              f"- Loss: `{loss_name}` {loss_text}.",
               "", "## Training protocol", "", *_protocol(config, report)]
 
     test_lines, limits = _test_metrics(report, config, class_names, "best.pt")
@@ -248,7 +252,7 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
     size = config["image_size"]
     uses = ["Research use only: not a medical device, and not for diagnosis or any clinical decision.",
             f"Trained at {size} px {origin} on {name}; give it images preprocessed as in training "
-            f"(resized to {size}x{size}, normalisation {config['normalize']}).",
+            f"(intensity rule {config['intensity']}, resized to {size}x{size}, normalisation {config['normalize']}).",
             f"Evaluated only on the held-out test split of {name} ({_get(test, 'n')} images); not validated "
             "on external data (other sites, devices or populations)."]
     if leak_limit:
@@ -265,7 +269,8 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
         lines += ["", "## Exported model", "",
                   f"- `{export['file']}` ({export['format']}) from {export['checkpoint']}.pt (epoch {export['epoch']}).",
                   f"- Input: {export['input']}.", f"- Output: {export['output']}.",
-                  f"- Class names, image size, normalisation and decision rule: `{export['sidecar']}`."]
+                  f"- Preprocessing recipe (every step from image file to probabilities), class names, image "
+                  f"size, normalisation and decision rule: `{export['sidecar']}`."]
         if export.get("note"):
             lines.append(f"- {export['note']}")
     return "\n".join(lines) + "\n"
