@@ -10,6 +10,9 @@ the printed family).
 
 The last-epoch figures come from ``lmfloss evaluate --run RUN --checkpoint last`` (which
 writes ``RUN/eval-test-last.json``); runs without it are left out of that column and counted.
+The runs of each dataset and method are those ``lmfloss report`` averages
+(:func:`lmfloss.report.aggregate.build_grid`: the configuration best on validation, one run
+per seed).
 
     python benchmarks/medmnist_v2_epochs.py sweeps/medmnist-v2/runs
 """
@@ -17,19 +20,35 @@ writes ``RUN/eval-test-last.json``); runs without it are left out of that column
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
 from lmfloss import rundir
+from lmfloss.report.aggregate import OK, build_grid
 from lmfloss.report.names import is_baseline
-from lmfloss.report.runs import find_runs
+from lmfloss.report.runs import UNREADABLE, ReportRun, find_runs
 from lmfloss.report.stats import holm, seed_t_test
 
 
 def _last_f1(run) -> float | None:
     evaluation = rundir.read_eval(run.run_dir, "test", "last")
     return 100 * evaluation["f1_macro"] if evaluation else None
+
+
+def epoch_cells(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[int, tuple]]:
+    """(dataset, method) -> {seed: (epoch chosen on validation, test macro-F1 there, at the
+    last epoch or None)}, percent, for each cell of the report's grid (the dataset is named
+    with the model where the runs hold several)."""
+    grid = build_grid([r for r in runs if r.status != UNREADABLE])
+    cells: dict[tuple[str, str], dict[int, tuple]] = {}
+    for (dataset, model, method), cell in grid.cells.items():
+        if cell.status == OK:
+            cells[(dataset if len(grid.models) == 1 else f"{dataset} {model}", method)] = {
+                run.seed: ((run.report or {}).get("best_epoch"), 100 * run.test("f1_macro"), _last_f1(run))
+                for run in cell.runs
+            }
+    return cells
 
 
 def _ms(values: list[float]) -> str:
@@ -42,11 +61,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="folders holding run directories")
     parser.add_argument("--reference", default="lmf", help="the method compared with every other (default lmf)")
     args = parser.parse_args()
-    cells: dict[tuple[str, str], dict[int, tuple]] = defaultdict(dict)
-    for run in find_runs(args.runs):
-        if run.finished:
-            cells[(run.dataset, run.loss)][run.seed] = (
-                (run.report or {}).get("best_epoch"), 100 * run.test("f1_macro"), _last_f1(run))
+    cells = epoch_cells(find_runs(args.runs))
 
     print("| dataset | method | seeds | epochs chosen on val | macro-F1 at that epoch | macro-F1 at the last epoch "
           f"| {args.reference} − method, last epoch (seeds) | p (t) | p (Holm) |")

@@ -8,7 +8,9 @@ published MedMNIST v2 ResNet-18 (28) numbers (Yang et al., Scientific Data 2023,
 The reference code keeps ``best_model = model`` (a reference to the live model), so what it
 tests is the *last* epoch, not the best-validation one. Where a run holds
 ``eval-test-last.json`` (``lmfloss evaluate --run RUN --checkpoint last``), a second table gives
-the last epoch's figures as well.
+the last epoch's figures as well. Runs are grouped as ``lmfloss report`` groups repeats
+(:func:`lmfloss.report.aggregate.experiments`: one experiment per dataset and config but the
+seed, one run per seed), so the two stems are two experiments.
 
     python benchmarks/medmnist_v2_parity.py sweeps/medmnist-v2/runs sweeps/medmnist-v2-small/runs
 """
@@ -17,16 +19,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lmfloss import rundir
-from lmfloss.report.runs import find_runs
+from lmfloss.report.aggregate import experiments
+from lmfloss.report.runs import ReportRun, find_runs
 
 # Published test ACC / AUC of ResNet-18 (28) (MedMNIST v2, Table 3).
 PUBLISHED = {"retinamnist": (0.524, 0.717), "breastmnist": (0.863, 0.901)}
+
+
+def parity_cells(runs: Sequence[ReportRun], loss: str) -> dict[tuple[str, str], list[ReportRun]]:
+    """(dataset, stem) -> the finished runs of each experiment of ``loss`` on a published
+    dataset; the stem is followed by any other setting that tells two experiments apart."""
+    cells: dict[tuple[str, str], list[ReportRun]] = {}
+    for cell in experiments(runs):
+        if cell.loss != loss or cell.dataset not in PUBLISHED or not cell.runs:
+            continue
+        stem = str(cell.runs[0].config.get("stem", "imagenet"))
+        others = ", ".join(f"{k}={v}" for k, v in cell.varied.items() if k != "stem")
+        cells[(cell.dataset, f"{stem} ({others})" if others else stem)] = list(cell.runs)
+    return cells
 
 
 def _sd(values: np.ndarray) -> str:
@@ -41,10 +57,7 @@ def main() -> None:
     folders = [p for p in args.runs if Path(p).is_dir()]
     for missing in sorted(set(args.runs) - set(folders)):
         print(f"(no runs yet in {missing})", file=sys.stderr)
-    cells: dict[tuple[str, str], list] = defaultdict(list)
-    for run in find_runs(folders) if folders else []:
-        if run.finished and run.loss == args.loss and run.dataset in PUBLISHED:
-            cells[(run.dataset, str(run.config.get("stem", "imagenet")))].append(run)
+    cells = parity_cells(find_runs(folders), args.loss) if folders else {}
     _table(cells, lambda r: (r.test("accuracy"), r.test("auc_macro_ovr"), (r.report or {}).get("best_epoch")),
            "epoch with the best validation AUC")
     last = {key: [r for r in runs if rundir.read_eval(r.run_dir, "test", "last")] for key, runs in cells.items()}

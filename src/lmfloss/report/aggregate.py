@@ -9,6 +9,7 @@ the best mean **validation** macro-F1 is reported — never chosen on test.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lmfloss.report.names import is_baseline, order_datasets, order_losses, order_models
-from lmfloss.report.runs import ReportRun, varied_settings
+from lmfloss.report.runs import UNREADABLE, ReportRun, varied_settings
 from lmfloss.report.stats import (
     PairedTest,
     SeedTest,
@@ -189,6 +190,46 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
     cell.varied = varied_settings(cell.runs[0], [v[0] for v in configs.values()])
     cell.unfinished = sorted((r for r in configs[best] if not r.finished), key=_seed_key)
     return cell
+
+
+def experiments(runs: Sequence[ReportRun]) -> list[Cell]:
+    """Every experiment the runs hold, each as a :class:`Cell` of its own.
+
+    An experiment is what a cell of :func:`build_grid` holds one of: the runs of one
+    dataset sharing the experiment key (they differ only in seed, CV fold and runtime
+    keys). Unlike the grid, no configuration is chosen: two experiments of one dataset x
+    model x method (another ``stem``, LMF's ``alpha``) are two cells, ``varied`` naming
+    the settings that tell them apart, ``n_configs`` how many share the method.
+
+    Args:
+        runs: runs from :func:`lmfloss.report.runs.find_runs` (unreadable ones are left out).
+
+    Returns:
+        Cells in the report's order (dataset, model, method), then by ``varied``; finished
+        runs one per replicate (as in the grid), unfinished ones in ``unfinished``.
+    """
+    by_key: dict[tuple[str, str], list[ReportRun]] = defaultdict(list)
+    for run in runs:
+        if run.status != UNREADABLE:
+            by_key[(run.dataset, run.experiment_key)].append(run)
+    methods: dict[tuple[str, str, str], list[ReportRun]] = defaultdict(list)
+    for group in by_key.values():
+        methods[(group[0].dataset, group[0].model, group[0].loss)].append(group[0])
+    cells = []
+    for group in by_key.values():
+        first = group[0]
+        same_method = methods[(first.dataset, first.model, first.loss)]
+        finished = _one_per_seed(sorted((r for r in group if r.finished), key=_seed_key))
+        cells.append(Cell(
+            first.dataset, first.model, first.loss, status=OK if finished else UNFINISHED, runs=finished,
+            unfinished=sorted((r for r in group if not r.finished), key=_seed_key),
+            n_configs=len(same_method), varied=varied_settings(first, same_method),
+        ))
+    datasets = order_datasets({c.dataset for c in cells})
+    models = order_models({c.model for c in cells})
+    losses = order_losses({c.loss for c in cells})
+    return sorted(cells, key=lambda c: (datasets.index(c.dataset), models.index(c.model), losses.index(c.loss),
+                                        json.dumps(c.varied, sort_keys=True, default=str)))
 
 
 def _one_per_seed(runs: list[ReportRun]) -> list[ReportRun]:
