@@ -121,6 +121,21 @@ def test_csv_path_in_another_unicode_form_is_found_and_two_spellings_are_one_fil
     assert "lines 8 and 9 name the same image" in line and str(twice) in line
 
 
+
+def test_locate_file_finds_a_name_in_the_other_unicode_form_folder_by_folder(tmp_path, monkeypatch):
+    from lmfloss.data.files import locate_file
+
+    if not _normalisation_sensitive(tmp_path):
+        pytest.skip("this file system does not keep NFC and NFD names apart")
+    (tmp_path / NFC).mkdir()
+    (tmp_path / NFC / f"{NFD}.png").write_bytes(b"")
+    (tmp_path / f"{NFC}.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert locate_file(f"{NFD}.png") == f"{NFC}.png"  # relative, one part
+    for folder, name in [(NFD, NFD), (NFD, NFC), (NFC, NFC)]:  # mixed forms: found folder by folder
+        assert locate_file(str(tmp_path / folder / f"{name}.png")) == str(tmp_path / NFC / f"{NFD}.png")
+    assert locate_file(f"{NFC}/missing.png") == f"{NFC}/missing.png"
+
 # ---- 2. split and train agree; skipping moves no good image ------------------------------------
 TINY = ["--model", "shufflenet_v2_x0_5", "--weights", "none", "--image-size", "28", "--epochs", "1",
         "--device", "cpu", "--bootstrap", "0", "--batch-size", "8", "--loss", "ce", "--quiet"]

@@ -383,8 +383,10 @@ def locate_file(path: str, listings: dict[str, dict[str, list[str]]] | None = No
         if os.path.lexists(candidate):
             return candidate
     listings = {} if listings is None else listings
-    head, *parts = Path(path).parts
-    found = head
+    parts = Path(path).parts
+    found = ""  # a relative path is searched from the current folder
+    if Path(path).anchor:
+        found, parts = parts[0], parts[1:]
     for part in parts:
         exact = os.path.join(found, part)
         if os.path.lexists(exact):
@@ -392,7 +394,7 @@ def locate_file(path: str, listings: dict[str, dict[str, list[str]]] | None = No
             continue
         if found not in listings:
             try:
-                names = os.listdir(found)
+                names = os.listdir(found or ".")
             except OSError:
                 return path
             listings[found] = {}
