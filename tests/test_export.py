@@ -170,10 +170,13 @@ def test_torchscript_sidecar_is_embedded_and_says_any_size(exported):
 
 
 def test_export_writes_a_model_card_next_to_the_file(exported, trained):
-    card = (exported["torchscript"].parent / "MODEL_CARD.md").read_text()
+    # One card per exported file, named after it: the ONNX export's card outlives the TorchScript export.
     report = _report(trained)
-    assert "## Exported model" in card and "`model.pt` (torchscript)" in card  # the last export wrote it
-    assert f"{report['test']['f1_macro']:.4f}" in card and "`model.pt.json`" in card
+    for fmt, path in exported.items():
+        card = Path(f"{path}.MODEL_CARD.md").read_text()
+        assert "## Exported model" in card and f"`{path.name}` ({fmt})" in card
+        assert f"{report['test']['f1_macro']:.4f}" in card and f"`{path.name}.json`" in card
+    assert not (exported["torchscript"].parent / "MODEL_CARD.md").exists()
 
 
 def test_metrics_and_threshold_only_for_the_weights_they_measured(trained):
@@ -251,3 +254,33 @@ def test_the_package_imports_without_onnx():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     # The imports and the parser worked; only require_onnx failed, naming the install.
     assert done.returncode != 0 and "pip install 'lmfloss[export]'" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_recipe_of_an_array_dataset_run_resizes_with_torch(fmt, exported, trained, images):
+    """The sidecar's recipe for uint8 arrays (BreastMNIST, 28 px): decode and the intensity
+    rule are skipped, the resize is torch's antialiased bilinear rounded to uint8 -- in the
+    TorchScript graph, before the ONNX one. Followed by hand, it gives predict's probabilities."""
+    from lmfloss.train import load_run, predict
+
+    path = _exported(exported, fmt)
+    info = json.loads(Path(f"{path}.json").read_text())
+    recipe = info["preprocessing"]
+    assert "skips decode and to_uint8_rgb" in recipe["arrays"] and info["task"] == "multiclass"
+    steps = {step["op"]: step for step in recipe["steps"]}
+    assert [s["op"] for s in recipe["steps"]] == ["decode", "to_uint8_rgb", "resize", "scale", "normalize",
+                                                  "network", "softmax"]
+    resize = steps["resize"]
+    assert resize["method"] == "torch_bilinear_antialias" and resize["size"] == [SIZE, SIZE]
+    assert resize["in_graph"] is (fmt == "torchscript")
+    assert steps["normalize"]["mean"] == list(NORMALIZATIONS["imagenet"][0])
+    assert steps["normalize"]["std"] == list(NORMALIZATIONS["imagenet"][1])
+    assert steps["to_uint8_rgb"]["intensity"] == "dtype" and info["intensity"]["rule"] == "dtype"
+    raw = images[0]
+    x = raw
+    if not resize["in_graph"]:  # as the step's "how" says
+        t = torch.nn.functional.interpolate(torch.from_numpy(raw).permute(0, 3, 1, 2).float(), size=(SIZE, SIZE),
+                                            mode="bilinear", align_corners=False, antialias=True)
+        x = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    run = _onnx(path) if fmt == "onnx" else _torchscript(path)
+    np.testing.assert_allclose(run(x), predict(load_run(trained), list(raw)), atol=1e-5, rtol=0)

@@ -23,13 +23,24 @@ Resizing -- which inputs are exact:
   antialiased ``Resize`` differs from torch's in float rounding, which moved about 0.5% of
   the pixels of random images by one grey level in our measurement (28 -> 32 px).
 
-Next to ``FILE`` the export writes ``FILE.json`` (the sidecar: class names, image size,
-input layout, normalisation, the decision rule -- for binary tasks the positive class and
-the validation-chosen Youden threshold --, the lmfloss version, the source run, the data
-fingerprint and a test-metrics summary) and ``MODEL_CARD.md`` (:mod:`lmfloss.modelcard`).
-ONNX files carry the same facts in ``metadata_props``; TorchScript files carry the sidecar
-as the extra file ``lmfloss.json`` (``torch.jit.load(path, _extra_files={"lmfloss.json": ""})``).
+Next to ``FILE`` the export writes ``FILE.json`` (the sidecar: the task, class names, image
+size, input layout, the **preprocessing recipe**, normalisation, the decision rule -- for
+binary tasks the positive class and the validation-chosen Youden threshold --, the lmfloss
+version, the source run, the data fingerprint and a test-metrics summary) and
+``FILE.MODEL_CARD.md`` (:mod:`lmfloss.modelcard`; one card per exported model, so another
+export's card in the same folder is never replaced, nor a run directory's own files).
+ONNX files carry the same facts in ``metadata_props`` (the whole sidecar as
+``lmfloss_sidecar``, the key facts as their own entries); TorchScript files carry the
+sidecar as the extra file ``lmfloss.json`` (``torch.jit.load(path, _extra_files={"lmfloss.json": ""})``).
 Every file is written atomically, after the exported model has been checked.
+
+The recipe (``preprocessing`` in the sidecar, :func:`preprocessing_recipe`) is an ordered
+list of steps with exact parameters, from an image file to the probabilities: ``decode``
+(PIL), ``to_uint8_rgb`` (the run's intensity rule, :mod:`lmfloss.data.images`, case by PIL
+mode), ``resize`` (the training resize), then what the graph does itself (``in_graph``):
+``scale`` (``x / 255``), ``normalize``, ``network``, ``softmax``. Following it with NumPy
+and PIL alone gives ``lmfloss predict``'s probabilities (``tests/test_export_recipe.py``
+does exactly that, for both intensity rules).
 
 ONNX export needs ``pip install 'lmfloss[export]'`` (onnx, onnxscript for
 ``torch.onnx.export``, onnxruntime for the check). TorchScript needs nothing more, but
@@ -55,6 +66,7 @@ import torch
 from torch import nn
 
 from lmfloss import __version__, rundir
+from lmfloss.data.images import _SIXTEEN_BIT_MODES
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write, atomic_write_text
 
@@ -67,6 +79,9 @@ INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 ONNX_OPSET = 18
 TORCHSCRIPT_EXTRA_FILE = "lmfloss.json"
 TOLERANCE = 1e-4  # largest probability difference allowed between the export and PyTorch
+MODEL_CARD_SUFFIX = ".MODEL_CARD.md"  # FILE.MODEL_CARD.md: one card per exported model
+RECIPE_VERSION = 1  # bump when the recipe's step vocabulary changes
+SIXTEEN_BIT_SCALE = 255.0 / 65535.0  # lmfloss.data.images: 16-bit pixels under "dtype"
 TEST_METRICS = ("n", "accuracy", "balanced_accuracy", "f1_macro", "f1_macro_ci95", "auc_macro_ovr", "ece",
                 "brier", "nll", "f1_per_class", "positive_class", "sensitivity", "specificity", "at_threshold")
 
@@ -137,18 +152,28 @@ def sidecar_path(out: str | Path) -> Path:
     return Path(f"{out}.json")
 
 
+def model_card_path(out: str | Path) -> Path:
+    """``FILE.MODEL_CARD.md`` of an exported ``FILE``: named after the model, so exports into
+    one folder keep a card each and a run directory's ``MODEL_CARD.md`` stays training's."""
+    return Path(f"{out}{MODEL_CARD_SUFFIX}")
+
+
 def _check_out(out: Path) -> None:
     """Refuse an output path that cannot be written, before any work is done."""
-    from lmfloss.modelcard import MODEL_CARD
-
     parent = out.parent
     if not parent.exists():
         raise FileNotFoundError(f"folder {str(parent)!r} of the output file {str(out)!r} does not exist")
     if not parent.is_dir():
         raise NotADirectoryError(f"{str(parent)!r} (the folder of output file {str(out)!r}) is a file, not a folder")
-    for path in (out, sidecar_path(out), parent / MODEL_CARD):
+    written = (out, sidecar_path(out), model_card_path(out))
+    for path in written:
         if path.is_dir():
             raise IsADirectoryError(f"output file {str(path)!r} is a folder; expected a file path")
+    if (parent / rundir.CONFIG).is_file():
+        for path in written:
+            if path.name in rundir.RUN_FILES:
+                raise ValueError(f"output file {str(path)!r} would replace the run directory's own {path.name}; "
+                                 "give --out another name")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write into folder {str(parent)!r} (output file {str(out)!r})")
 
@@ -251,6 +276,111 @@ def _check_export(model: DeployedModel, data: bytes, fmt: str) -> float:
     return worst
 
 
+_EIGHT_BIT = {
+    "dtype": "unchanged: 8-bit files (RGB, grayscale, palette, RGBA...) keep their pixel values",
+    "minmax": "stretched like any other image: its own min..max over all channels becomes 0..255 (pixels "
+              "spanning 100..180 become 0..255; a constant image becomes 0), unlike dtype, which leaves "
+              "8-bit images unchanged",
+}
+_INTENSITY = {
+    "dtype": "by the pixel type's range: 8-bit unchanged, 16-bit x * 255 / 65535, 32-bit integers in "
+             "0..65535 as 16-bit (others by their own min..max), float taken as [0, 1] (clipped, x * 255); "
+             "rounded half to even (np.rint)",
+    "minmax": "by each image's own range: (x - min) * 255 / (max - min) over all channels of the image at its "
+              "original size (before resizing), rounded half to even (np.rint); a constant image becomes 0",
+}
+
+
+def intensity_recipe(rule: str) -> dict[str, Any]:
+    """The ``to_uint8_rgb`` step of the recipe: how :func:`lmfloss.data.images.to_rgb_array`
+    makes ``uint8 [H, W, 3]`` of a decoded file under the intensity ``rule``.
+
+    ``cases`` are tried in order; the first whose ``modes`` holds the PIL image's mode (or
+    is ``"*"``) applies. ``read`` says how to take the pixels (``gray``: the one channel,
+    repeated into 3 at the end; ``rgb``: PIL's ``convert("RGB")``), ``map`` which formula of
+    ``maps`` makes them 8-bit, with the case's parameters.
+    """
+    wide = [*_SIXTEEN_BIT_MODES, "I", "F"]
+    if rule == "minmax":
+        cases: list[dict[str, Any]] = [{"modes": wide, "read": "gray", "map": "minmax"},
+                                       {"modes": "*", "read": "rgb", "map": "minmax"}]
+    elif rule == "dtype":
+        cases = [{"modes": list(_SIXTEEN_BIT_MODES), "read": "gray", "map": "scale", "factor": SIXTEEN_BIT_SCALE},
+                 {"modes": ["I"], "read": "gray", "map": "scale", "factor": SIXTEEN_BIT_SCALE,
+                  "valid_range": [0, 65535], "outside_range": "minmax"},
+                 {"modes": ["F"], "read": "gray", "map": "scale", "clip": [0.0, 1.0], "factor": 255.0},
+                 {"modes": "*", "read": "rgb", "map": "keep"}]
+    else:
+        raise ValueError(f"intensity must be one of ['dtype', 'minmax'], got {rule!r}")
+    return {
+        "op": "to_uint8_rgb", "in_graph": False, "intensity": rule, "rule": _INTENSITY[rule],
+        "eight_bit_images": _EIGHT_BIT[rule], "cases": cases,
+        "read": {"gray": "x = np.nan_to_num(np.asarray(image) as float64); the 8-bit result is repeated into 3 "
+                         "channels (np.repeat(y[..., None], 3, axis=2))",
+                 "rgb": "x = np.asarray(image.convert('RGB')) as float64 (PIL's conversion: grayscale repeated "
+                        "into 3 channels, palette looked up, alpha dropped without blending)"},
+        "maps": {"keep": {"formula": "x"},
+                 "scale": {"formula": "np.rint(np.clip(x, *clip) * factor) (no clip where the case has none); "
+                                      "with valid_range, a value outside it makes the whole image outside_range"},
+                 "minmax": {"formula": "np.rint((x - lo) * (target_max / (hi - lo)))", "target_max": 255.0,
+                            "lo": "x.min() over all pixels and channels of the image at its original size",
+                            "hi": "x.max() over all pixels and channels of the image at its original size",
+                            "constant_image": "hi <= lo: every pixel 0"}},
+        "result": "uint8 [H, W, 3] RGB (the rounded values lie in 0..255)",
+    }
+
+
+def preprocessing_recipe(config: Any, training_resize: str, resize_in_graph: bool) -> dict[str, Any]:
+    """Every step ``lmfloss predict`` (:meth:`lmfloss.train.Run.preprocess`) and the exported
+    graph take from an image file to the probabilities, in order, with exact parameters.
+
+    Args:
+        config: the run's :class:`lmfloss.config.TrainConfig` (``image_size``, ``intensity``,
+            ``normalize``, ``model``).
+        training_resize: ``"pil"`` (file datasets) or ``"torch"`` (array datasets).
+        resize_in_graph: whether the exported graph resizes (TorchScript of an array dataset).
+    """
+    from lmfloss.data.transforms import NORMALIZATIONS
+
+    size = config.image_size
+    if training_resize == "pil":
+        resize = {"method": "pil_bilinear",
+                  "how": f"PIL.Image.fromarray(x).resize(({size}, {size}), PIL.Image.Resampling.BILINEAR) "
+                         "(PIL's bilinear filter, antialiased when shrinking)"}
+    else:
+        resize = {"method": "torch_bilinear_antialias",
+                  "how": f"torch.nn.functional.interpolate(x as float32 [N, 3, H, W], size=({size}, {size}), "
+                         "mode='bilinear', align_corners=False, antialias=True).round().clamp(0, 255) to uint8"}
+    stats = NORMALIZATIONS[config.normalize]
+    steps = [
+        {"op": "decode", "in_graph": False,
+         "how": "PIL.Image.open(file); image.load(); the file's own mode is kept (e.g. 'I;16' for a 16-bit "
+                "grayscale PNG), no EXIF rotation"},
+        intensity_recipe(config.intensity),
+        {"op": "resize", "in_graph": resize_in_graph, "size": [size, size], **resize,
+         "when": f"only when the image is not already {size}x{size} (height x width)",
+         "aspect_ratio": "not kept"},
+        {"op": "scale", "in_graph": True, "divisor": 255.0,
+         "how": "uint8 [N, H, W, 3] (NHWC) -> float32 [N, 3, H, W] (NCHW), x / 255"},
+        {"op": "normalize", "in_graph": True, "name": config.normalize,
+         "mean": None if stats is None else list(stats[0]), "std": None if stats is None else list(stats[1]),
+         "how": "identity (no mean/std)" if stats is None else "(x - mean[c]) / std[c] per RGB channel c"},
+        {"op": "network", "in_graph": True, "architecture": config.model,
+         "how": f"float32 [N, 3, {size}, {size}] -> logits [N, K]"},
+        {"op": "softmax", "in_graph": True, "axis": 1,
+         "how": "float32 probabilities [N, K] in class_names order"},
+    ]
+    return {
+        "version": RECIPE_VERSION,
+        "input": "an image file",
+        "graph_input": f"the output of the last step with in_graph false: uint8 RGB, NHWC, stacked into "
+                       f"[N, {'H, W' if resize_in_graph else f'{size}, {size}'}, 3]",
+        "arrays": "an image already held as uint8 pixels ([H, W, 3], or [H, W] repeated into 3 channels) skips "
+                  "decode and to_uint8_rgb, as lmfloss predict does",
+        "steps": steps,
+    }
+
+
 def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, out: Path,
                  resize_in_graph: bool) -> dict[str, Any]:
     """The sidecar's content (see the module docstring); metrics and threshold only where
@@ -277,10 +407,14 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
                     "rule": (f"P({positive}) >= threshold" if threshold is not None else
                              "argmax (report.json holds no threshold for this checkpoint)")}
     data = report.get("data") or run.data or {}
+    task = str(getattr(c, "task", None) or "multiclass")  # every run is multi-class until multi-label lands
+    recipe = preprocessing_recipe(c, training_resize, resize_in_graph)
     return {
         "lmfloss_version": __version__,
         "format": fmt,
         "file": out.name,
+        "model_card": model_card_path(out).name,
+        "task": task,
         "source": {"run_dir": str(run.run_dir.resolve()), "checkpoint": checkpoint, "epoch": run.epoch},
         "class_names": list(run.class_names),
         "image_size": size,
@@ -289,6 +423,10 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
                   "resize_in_graph": resize_in_graph, "training_resize": training_resize, "resize": how},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", k],
                    "meaning": "softmax class probabilities in class_names order"},
+        "intensity": {"rule": c.intensity, "description": _INTENSITY[c.intensity],
+                      "eight_bit_images": _EIGHT_BIT[c.intensity],
+                      "applies_to": "image files (see preprocessing.arrays)"},
+        "preprocessing": recipe,
         "normalization": {"name": c.normalize, "scale": "x / 255", "mean": None if stats is None else list(stats[0]),
                           "std": None if stats is None else list(stats[1]), "in_graph": True},
         "decision": decision,
@@ -304,10 +442,17 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
 
 def _metadata(info: dict[str, Any]) -> dict[str, str]:
     """ONNX ``metadata_props`` (strings): the facts a runtime needs, and the whole sidecar."""
+    resize = next(step for step in info["preprocessing"]["steps"] if step["op"] == "resize")
     meta = {"lmfloss_version": info["lmfloss_version"], "class_names": json.dumps(info["class_names"]),
             "image_size": str(info["image_size"]), "input_layout": "NHWC uint8 RGB",
             "normalization": info["normalization"]["name"], "source_run": info["source"]["run_dir"],
             "checkpoint": info["source"]["checkpoint"], "data_fingerprint": str(info["data"]["fingerprint"]),
+            "task": info["task"], "intensity": info["intensity"]["rule"],
+            "resize": f"{resize['method']} {resize['size'][0]}x{resize['size'][1]}"
+                      + (" (in the graph)" if resize["in_graph"] else ""),
+            "normalization_mean": json.dumps(info["normalization"]["mean"]),
+            "normalization_std": json.dumps(info["normalization"]["std"]),
+            "preprocessing": json.dumps(info["preprocessing"]),
             "lmfloss_sidecar": json.dumps(info)}
     decision = info["decision"]
     if "positive_class" in decision:
@@ -322,7 +467,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, checkpoint: str =
 
     Args:
         run_dir: a finished run directory.
-        out: the model file to write; ``FILE.json`` and ``MODEL_CARD.md`` go next to it.
+        out: the model file to write; ``FILE.json`` and ``FILE.MODEL_CARD.md`` go next to it.
         fmt: ``"onnx"`` or ``"torchscript"``.
         checkpoint: ``"best"`` or ``"last"``.
 
@@ -330,14 +475,15 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, checkpoint: str =
         The paths written and the sidecar's content.
 
     Raises:
-        ValueError: unknown ``fmt`` or ``checkpoint``.
+        ValueError: unknown ``fmt`` or ``checkpoint``, or an output path that would replace a
+            run directory's own file (``best.pt``, ``MODEL_CARD.md``...).
         FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError: an
             output path that cannot be written, or a missing run directory or checkpoint.
         LmflossError: an unfinished run (no report.json), the ONNX extra missing, or an
             export that does not match PyTorch. Nothing is written in any of these cases.
     """
     from lmfloss.data import get_adapter
-    from lmfloss.modelcard import MODEL_CARD, model_card_text
+    from lmfloss.modelcard import model_card_text
     from lmfloss.train.run import CHECKPOINTS, load_run
 
     if fmt not in FORMATS:
@@ -369,6 +515,6 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, checkpoint: str =
     })
     atomic_write(out, lambda handle: handle.write(data), binary=True)
     atomic_write_text(json.dumps(info, indent=2) + "\n", sidecar_path(out))
-    atomic_write_text(card, out.parent / MODEL_CARD)
+    atomic_write_text(card, model_card_path(out))
     logger.debug("exported %s (%s.pt, epoch %d) to %s", run_dir, checkpoint, run.epoch, out)
-    return ExportResult(out, sidecar_path(out), out.parent / MODEL_CARD, info)
+    return ExportResult(out, sidecar_path(out), model_card_path(out), info)

@@ -17,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Export a finished run: uint8 RGB images [N, H, W, 3] in, class probabilities [N, K] out, "
                     "scaling and normalisation inside. Inputs must be at the run's image size, except for "
                     "TorchScript of array-dataset runs (MedMNIST, synthetic), which resize as training did. "
-                    "Writes FILE, FILE.json (class names, image size, decision threshold, test metrics) and "
-                    "MODEL_CARD.md next to FILE. ONNX needs: pip install 'lmfloss[export]'.",
+                    "Writes FILE, FILE.json (the preprocessing recipe from image file to probabilities: "
+                    "intensity rule, resize, normalisation; class names, task, decision threshold, test "
+                    "metrics) and FILE.MODEL_CARD.md next to FILE (a card per exported model; a run "
+                    "directory's own files are never replaced). ONNX needs: pip install 'lmfloss[export]'.",
     )
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a finished run directory")
     parser.add_argument("--checkpoint", default="best", metavar="best|last",
