@@ -218,19 +218,31 @@ def selection_scores(y_true: Any, probs: Any) -> dict[str, float | None]:
     }
 
 
-def _calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
-    """ECE of all ``N x L`` probabilities as binary forecasts (15 equal-width bins of ``p``),
-    Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps)."""
+def calibration_bins(y_true: Any, probs: Any, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Reliability bins of all ``N x L`` probabilities as binary forecasts: equal-width bins of
+    ``p`` (``[i/M, (i+1)/M)``, the last closed), each with its count, mean ``p`` and share of
+    positives."""
+    y, p = check_multilabel(y_true, probs)
     flat_y, flat_p = y.ravel().astype(np.float64), p.ravel()
     index = np.minimum((flat_p * n_bins).astype(np.int64), n_bins - 1)
     count = np.bincount(index, minlength=n_bins).astype(np.float64)
-    used = count > 0
-    conf = np.bincount(index, weights=flat_p, minlength=n_bins)[used] / count[used]
-    freq = np.bincount(index, weights=flat_y, minlength=n_bins)[used] / count[used]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, weights=flat_p, minlength=n_bins) / count
+        freq = np.bincount(index, weights=flat_y, minlength=n_bins) / count
+    return {"count": count, "confidence": conf, "frequency": freq, "edges": np.linspace(0.0, 1.0, n_bins + 1)}
+
+
+def _calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+    """ECE of all ``N x L`` probabilities as binary forecasts (:func:`calibration_bins`),
+    Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps)."""
+    bins = calibration_bins(y, p, n_bins)
+    used = bins["count"] > 0
+    flat_y, flat_p = y.ravel().astype(np.float64), p.ravel()
     eps = np.finfo(np.float64).eps
     clipped = np.clip(flat_p, eps, 1 - eps)
     return {
-        "ece": float(np.sum(count[used] / count.sum() * np.abs(freq - conf))),
+        "ece": float(np.sum(bins["count"][used] / bins["count"].sum()
+                            * np.abs(bins["frequency"][used] - bins["confidence"][used]))),
         "brier": float(np.mean((flat_p - flat_y) ** 2)),
         "nll": float(-np.mean(flat_y * np.log(clipped) + (1 - flat_y) * np.log1p(-clipped))),
     }

@@ -66,7 +66,11 @@ RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUS
 RUN_FOLDERS = (TENSORBOARD,)
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
                    "val_balanced_accuracy", "val_auc", "lr", "seconds")
+# Multi-label runs add the validation mAP (their selection metric) before lr.
+MULTILABEL_METRICS_COLUMNS = (*METRICS_COLUMNS[:7], "val_map", *METRICS_COLUMNS[7:])
 PER_CLASS_COLUMNS = ("class", "train_count", "support", "precision", "recall", "f1")
+PER_LABEL_COLUMNS = ("label", "train_positives", "support", "negatives", "ap", "auc", "precision", "recall", "f1",
+                     "threshold", "f1_at_threshold")
 
 
 def _read_json(path: Path, advice: str) -> Any:
@@ -182,8 +186,9 @@ def _fmt(value: Any) -> Any:
 def write_metrics(history: Sequence[dict[str, Any]], run_dir: str | Path) -> None:
     """Rewrite ``metrics.csv`` from the full history (one row per finished epoch; a value an
     older run did not record, or an undefined AUC, is an empty cell)."""
-    rows = [[_fmt(row.get(c)) for c in METRICS_COLUMNS] for row in history]
-    atomic_write_text(csv_text(METRICS_COLUMNS, rows), Path(run_dir) / METRICS)
+    columns = MULTILABEL_METRICS_COLUMNS if any("val_map" in row for row in history) else METRICS_COLUMNS
+    rows = [[_fmt(row.get(c)) for c in columns] for row in history]
+    atomic_write_text(csv_text(columns, rows), Path(run_dir) / METRICS)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float | int | None]]:
@@ -202,11 +207,11 @@ class Predictions:
     """Test-set predictions of one run, in file order.
 
     Attributes:
-        ids: ``[N]`` record ids (unique).
-        labels: ``[N]`` int64 true class indices.
-        preds: ``[N]`` int64 predicted class indices.
+        ids: ``[N]`` record ids (unique; patient ids for a run scored per patient).
+        labels: ``[N]`` int64 true class indices; multi-label: ``[N, L]`` 0/1.
+        preds: ``[N]`` int64 predicted class indices; multi-label: ``[N, L]`` 0/1 at ``p >= 0.5``.
         probs: ``[N, K]`` float64 probabilities (``None`` if the file has no prob columns).
-        class_names: ``K`` names, index order.
+        class_names: ``K`` names (the labels of a multi-label run), index order.
     """
 
     ids: np.ndarray
@@ -214,6 +219,10 @@ class Predictions:
     preds: np.ndarray
     class_names: list[str]
     probs: np.ndarray | None = None
+
+    @property
+    def task(self) -> str:
+        return "multilabel" if self.labels.ndim == 2 else "multiclass"
 
     def aligned(self, other: Predictions) -> Predictions:
         """``other``'s predictions in this one's id order.
@@ -234,7 +243,22 @@ class Predictions:
 def write_predictions(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
                       run_dir: str | Path) -> None:
     """``predictions.csv``: ``id,label,pred,prob_<class>...`` with class names as labels;
-    ``pred`` is the argmax of ``probs`` (ties: the lowest class index)."""
+    ``pred`` is the argmax of ``probs`` (ties: the lowest class index).
+
+    Multi-label (``labels`` ``[N, L]``): ``id,labels,pred,true_<label>...,prob_<label>...``;
+    ``labels`` and ``pred`` are ``;``-joined label names (``pred``: ``p >= 0.5``; the thresholds
+    chosen on validation are in report.json), ``true_<label>`` 0/1, ``prob_<label>`` the sigmoid.
+    """
+    if np.ndim(labels) == 2:
+        header = ["id", "labels", "pred", *(f"true_{c}" for c in class_names), *(f"prob_{c}" for c in class_names)]
+        rows = [
+            [i, ";".join(c for c, t in zip(class_names, truth) if t), ";".join(c for c, p in zip(class_names, row)
+                                                                             if p >= 0.5),
+             *(int(t) for t in truth), *(f"{float(x):.8g}" for x in row)]
+            for i, truth, row in zip(ids, labels, probs)
+        ]
+        atomic_write_text(csv_text(header, rows), Path(run_dir) / PREDICTIONS)
+        return
     preds = probs.argmax(axis=1)
     header = ["id", "label", "pred"] + [f"prob_{c}" for c in class_names]
     rows = [
@@ -256,12 +280,30 @@ def _class_index(value: str, class_names: list[str], path: Path) -> int:
     return index
 
 
+def _read_multilabel(path: Path, columns: list[str], rows: list[dict[str, str]], class_names: list[str]) -> Predictions:
+    names = class_names or [c[len("true_"):] for c in columns if c.startswith("true_")]
+    missing = [c for n in names for c in (f"true_{n}", f"prob_{n}") if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: multi-label predictions lack column(s) {missing}")
+    ids = [row["id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate ids; every test record must appear once")
+    try:
+        labels = np.array([[int(row[f"true_{n}"]) for n in names] for row in rows], dtype=np.int64).reshape(-1, len(names))
+        probs = np.array([[float(row[f"prob_{n}"]) for n in names] for row in rows], dtype=np.float64).reshape(-1, len(names))
+    except ValueError as exc:
+        raise ValueError(f"{path}: a true_/prob_ value is not a number ({exc})") from None
+    return Predictions(ids=np.asarray(ids, dtype=object), labels=labels, preds=(probs >= 0.5).astype(np.int64),
+                       class_names=list(names), probs=probs)
+
+
 def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predictions:
     """Read ``predictions.csv`` (a run directory or the file itself).
 
     ``label``/``pred`` may be class names or integer indices; names are mapped through
     ``class_names`` (from ``report.json``), or through the ``prob_<class>`` columns' order
-    when ``class_names`` is empty.
+    when ``class_names`` is empty. A multi-label file (``true_<label>`` columns) gives
+    ``[N, L]`` labels and predictions.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -272,7 +314,14 @@ def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predi
         path = path / PREDICTIONS
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {str(path)!r} does not exist")
-    columns, rows = read_csv_rows(path, ["id", "label", "pred"], what="predictions file")
+    columns, rows = read_csv_rows(path, ["id"], what="predictions file")
+    if any(c.startswith("true_") for c in columns):
+        return _read_multilabel(path, columns, rows, list(class_names))
+    missing = [c for c in ("label", "pred") if c not in columns]
+    if missing:
+        from lmfloss.errors import DataError
+
+        raise DataError(f"predictions file {str(path)!r} lacks column(s) {missing}; found columns {columns}")
     prob_columns = [c for c in columns if c.startswith("prob_")]
     names = list(class_names) or [c[len("prob_"):] for c in prob_columns]
     ids = [row["id"] for row in rows]
@@ -298,9 +347,26 @@ def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predi
 
 
 # ---- per_class.csv -------------------------------------------------------------------
-def write_per_class(report: dict[str, Any], class_names: Sequence[str], train_counts: Sequence[int],
+def write_per_class(report: dict[str, Any], class_names: Sequence[str], train_counts: Sequence[Any],
                     run_dir: str | Path) -> None:
-    """``per_class.csv``: ``class,train_count,support,precision,recall,f1`` of one split."""
+    """``per_class.csv``: ``class,train_count,support,precision,recall,f1`` of one split.
+
+    Multi-label (``report["task"] == "multilabel"``, ``train_counts`` the ``[L, 2]`` table):
+    :data:`PER_LABEL_COLUMNS` -- each label's training positives, positives and negatives in
+    the split, AP, AUC, precision/recall/F1 at 0.5, the validation-chosen threshold and F1 at it
+    (empty where undefined: a label without positives here)."""
+    if report.get("task") == "multilabel":
+        def cell(key: str, name: str) -> str:
+            value = (report.get(key) or {}).get(name)
+            return "" if value is None else f"{value:.6f}"
+
+        rows = [[name, int(train_counts[k][1]), report["support"][name], report["negatives"][name],
+                 cell("ap_per_label", name), cell("auc_per_label", name), cell("precision_per_label", name),
+                 cell("recall_per_label", name), cell("f1_per_label", name), cell("thresholds", name),
+                 cell("f1_per_label_at_threshold", name)]
+                for k, name in enumerate(class_names)]
+        atomic_write_text(csv_text(PER_LABEL_COLUMNS, rows), Path(run_dir) / PER_CLASS)
+        return
     rows = [
         [name, int(train_counts[k]), report["support"][name], f"{report['precision_per_class'][name]:.6f}",
          f"{report['recall_per_class'][name]:.6f}", f"{report['f1_per_class'][name]:.6f}"]

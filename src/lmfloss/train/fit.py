@@ -218,7 +218,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
                 from lmfloss.modelcard import write_model_card
 
                 write_model_card(out)
-            return RunResult(out, int(report["best_epoch"]), float(report["val"]["f1_macro"]),
+            return RunResult(out, int(report["best_epoch"]), _number(report["val"].get("f1_macro")),
                              report, list(ckpt["history"]), config.select_metric, _best_score(ckpt))
 
     _set_seed(config.seed)
@@ -263,9 +263,12 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     # Counted from the training dataset itself: images skipped as undecodable
     # (--skip-bad-images) are not trained on, so they must not count in the margins.
     # class_counts also validates every label once (in [0, K)), so the loss need not per step.
-    train_counts = class_counts(datasets["train"].labels, len(class_names))
-    for split in ("val", "test"):
-        class_counts(datasets[split].labels, len(class_names))
+    if config.task == "multilabel":
+        train_counts = _multilabel_counts(config, splits, datasets)
+    else:
+        train_counts = class_counts(datasets["train"].labels, len(class_names))
+        for split in ("val", "test"):
+            class_counts(datasets[split].labels, len(class_names))
     skipped = [*splits.skipped, *(p for s in ("train", "val", "test") for p in datasets[s].skipped)]
     if skipped:
         logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
@@ -273,12 +276,14 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     for split in ("train", "val", "test"):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
-    reweighted = config.loss in ("wce", "bwcce", "cb", "logit-adjusted") or config.loss_params.get("drw_epoch") is not None
+    reweighted = (config.loss in ("wce", "bwcce", "cb", "logit-adjusted") or config.loss_params.get("drw_epoch") is not None
+                  or (config.task == "multilabel" and config.loss_params.get("pos_weight", "counts" if config.loss == "bce"
+                                                                              else None) is not None))
     if config.sampler == "balanced" and reweighted:
         logger.warning("sampler 'balanced' with the re-weighted loss %r%s corrects the imbalance twice "
                        "(the rare classes are drawn more often *and* weighted up); use one of the two, or "
                        "--sampler sqrt", config.loss, " (DRW)" if config.loss_params.get("drw_epoch") is not None else "")
-    if config.select_metric == "auc":
+    if config.select_metric == "auc" and config.task != "multilabel":
         present = set(datasets["val"].labels.tolist())
         absent = [name for c, name in enumerate(class_names) if c not in present]
         if absent:
@@ -287,7 +292,26 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     return data, train_counts, skipped
 
 
-def _build(config: TrainConfig, class_names: list[str], train_counts: list[int], ckpt, device, ctx,
+def _multilabel_counts(config: TrainConfig, splits, datasets) -> list[list[int]]:
+    """The ``[L, 2]`` (negatives, positives) training table of a multi-label run, refusing a
+    label no training image has (named) and patient scoring without patient ids."""
+    from lmfloss.errors import DataError
+    from lmfloss.losses import check_label_counts, label_counts
+
+    table = label_counts(datasets["train"].labels, len(splits.class_names))
+    try:
+        check_label_counts(table, splits.class_names)
+    except ValueError as exc:
+        raise DataError(f"dataset {config.dataset!r}: {exc}") from None
+    for split in ("val", "test"):
+        label_counts(datasets[split].labels, len(splits.class_names))  # validates the targets once
+    if config.score_by == "patient" and not any(r.group for r in datasets["val"].records):
+        raise DataError(f"score_by 'patient' needs patient ids and dataset {config.dataset!r} has none; use "
+                        "--score-by image, or give the CSV a patient_id column")
+    return table
+
+
+def _build(config: TrainConfig, class_names: list[str], train_counts: list[Any], ckpt, device, ctx,
            out: Path) -> _Training:
     """Model, loss, optimizer, schedule -- restored from ``last.pt`` when resuming."""
     from torch.nn.parallel import DistributedDataParallel
@@ -300,7 +324,7 @@ def _build(config: TrainConfig, class_names: list[str], train_counts: list[int],
                         stem=config.stem)
     # The labels were validated once (class_counts of the training set, and every dataset's
     # labels come from its adapter's class list): no per-step host read of the targets.
-    loss_fn = build_loss(config.loss, train_counts, validate_args=False, **config.loss_params)
+    loss_fn = build_loss(config.loss, train_counts, task=config.task, validate_args=False, **config.loss_params)
     model.to(device)
     loss_fn.to(device)
     channels_last = device.type == "cuda" and config.channels_last
@@ -344,7 +368,7 @@ def _restore(t: _Training, ckpt: dict[str, Any], config: TrainConfig, ctx: DistC
 def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path, ctx: DistContext, device,
                class_names: list[str], data: dict[str, Any], writer, *, progress: bool, should_stop) -> None:
     """Train one epoch, score validation, keep the best state, write the epoch's files."""
-    from lmfloss.metrics import selection_scores
+    from lmfloss.train.scoring import selection_scores
 
     began = time.perf_counter()
     loaders["train"].sampler.set_epoch(epoch - 1)
@@ -361,7 +385,7 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
                    channels_last=t.channels_last, ctx=ctx)
     with torch.no_grad():
         val_loss = float(t.loss_fn(val["logits"].to(device), val["labels"].to(device)))
-    scores = selection_scores(val["labels"].numpy(), torch.softmax(val["logits"], 1).numpy(), len(class_names))
+    scores = selection_scores(split_result("val", val, loaders["val"].dataset, config.task), config)
     score = scores[config.select_metric]
     t.scheduler.step()
     row = {
@@ -370,6 +394,8 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
         "val_balanced_accuracy": scores["balanced_accuracy"], "val_auc": scores["auc"],
         "lr": lr, "seconds": round(time.perf_counter() - began, 3),
     }
+    if config.task == "multilabel":
+        row["val_map"] = scores["map"]
     t.history.append(row)
     improved = score is not None and score > t.best_score
     if improved:  # strictly better: on ties the earlier epoch stays
@@ -402,10 +428,14 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
                 if row[key] is not None:
                     writer.add_scalar(key, row[key], epoch)
             writer.flush()
+    def text(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
     (logger.info if ctx.is_main else logger.debug)(
-        "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  val_f1_macro %.4f  val_auc %s  "
-        "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, scores["accuracy"],
-        scores["f1_macro"], "n/a" if scores["auc"] is None else f"{scores['auc']:.4f}", lr, row["seconds"],
+        "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %s  val_f1_macro %s  val_auc %s%s  "
+        "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, text(scores["accuracy"]),
+        text(scores["f1_macro"]), text(scores["auc"]),
+        f"  val_map {text(scores['map'])}" if "val_map" in row else "", lr, row["seconds"],
         "  *best" if improved else "",
     )
     if should_stop():
@@ -420,7 +450,7 @@ def _finish(t: _Training, config: TrainConfig, loaders, datasets, class_names: l
     t.raw_model.load_state_dict(t.best_state)
     results = {
         split: split_result(split, evaluate(t.raw_model, loaders[split], device=device, amp_dtype=t.amp_dtype,
-                                            channels_last=t.channels_last, ctx=ctx), datasets[split])
+                                            channels_last=t.channels_last, ctx=ctx), datasets[split], config.task)
         for split in ("val", "test")
     }
     report = final_report(config, class_names, train_counts, results, t.best_epoch)
@@ -430,8 +460,13 @@ def _finish(t: _Training, config: TrainConfig, loaders, datasets, class_names: l
     if ctx.is_main:
         write_outputs(out, report, results["test"], t.history, train_counts)
     barrier(ctx)
-    return RunResult(out, t.best_epoch, float(report["val"]["f1_macro"]), report, t.history,
+    return RunResult(out, t.best_epoch, _number(report["val"].get("f1_macro")), report, t.history,
                      config.select_metric, t.best_score)
+
+
+def _number(value: Any) -> float:
+    """A recorded score as a float (NaN where it was undefined, e.g. a macro over no label)."""
+    return float("nan") if value is None else float(value)
 
 
 def _best_score(ckpt: dict[str, Any]) -> float:
@@ -444,11 +479,18 @@ def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history:
     """Write predictions.csv, per_class.csv and the pictures, then report.json (its presence
     marks the run as finished) and MODEL_CARD.md (made from report.json and config.yaml)."""
     class_names = report["class_names"]
+    if report.get("task") == "multilabel":
+        from lmfloss.train.scoring import scored
+
+        test = scored(test, TrainConfig.from_dict(report["config"]))
     probs = test.probs()
     rundir.write_predictions(test.ids, test.labels, probs, class_names, out)
     rundir.write_per_class(report["test"], class_names, train_counts, out)
     caption = f"test, best epoch {report['best_epoch']}"
-    plots.plot_confusion(report["test"]["confusion_matrix"], class_names, out / rundir.CONFUSION, caption)
+    if report.get("task") == "multilabel":
+        plots.plot_label_confusion(report["test"]["confusion_per_label"], out / rundir.CONFUSION, caption)
+    else:
+        plots.plot_confusion(report["test"]["confusion_matrix"], class_names, out / rundir.CONFUSION, caption)
     plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES)
     plots.plot_reliability(test.labels, probs, out / rundir.CALIBRATION, caption)
     rundir.write_report(report, out)

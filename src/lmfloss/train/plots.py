@@ -45,8 +45,34 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
     save_figure(fig, path, dpi=120)
 
 
+def plot_label_confusion(matrices: dict[str, Sequence[Sequence[int]]], path: str | Path, title: str) -> None:
+    """Multi-label: one 2x2 confusion matrix per label (``[[tn, fp], [fn, tp]]`` at 0.5),
+    each row-normalised with the counts written in the cells."""
+    names = list(matrices)
+    cols = min(len(names), 4)
+    rows = -(-len(names) // cols)
+    fig = _new_figure(2.4 * cols, 2.4 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, name in zip(axes, names):
+        cm = np.asarray(matrices[name], dtype=np.float64)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks([0, 1], ["no", "yes"], fontsize=7)
+        ax.set_yticks([0, 1], ["no", "yes"], fontsize=7)
+        ax.set_title(name, fontsize=9)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    for ax in axes[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: true (rows) vs predicted at p >= 0.5 (columns)", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
 def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path: str | Path) -> None:
-    """Training/validation loss and validation accuracy/macro-F1 per epoch."""
+    """Training/validation loss and validation accuracy/macro-F1 (and AUC, mAP) per epoch."""
     epochs = [r["epoch"] for r in history]
     fig = _new_figure(10, 4)
     left, right = fig.subplots(1, 2)
@@ -55,11 +81,18 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [r["val_accuracy"] for r in history], marker="o", label="val accuracy")
-    right.plot(epochs, [r["val_f1_macro"] for r in history], marker="o", label="val macro-F1")
+    multilabel = any(r.get("val_map") is not None for r in history)
+
+    def values(key: str) -> list[float]:
+        return [np.nan if r.get(key) is None else r[key] for r in history]
+
+    right.plot(epochs, values("val_accuracy"), marker="o",
+               label="val subset accuracy" if multilabel else "val accuracy")
+    right.plot(epochs, values("val_f1_macro"), marker="o", label="val macro-F1" + (" (p >= 0.5)" if multilabel else ""))
     if any(r.get("val_auc") is not None for r in history):
-        right.plot(epochs, [np.nan if r.get("val_auc") is None else r["val_auc"] for r in history],
-                   marker="o", label="val AUC")
+        right.plot(epochs, values("val_auc"), marker="o", label="val AUC" + (" (macro)" if multilabel else ""))
+    if multilabel:
+        right.plot(epochs, values("val_map"), marker="o", label="val mAP")
     if best_epoch is not None:
         right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     right.set_xlabel("epoch")
@@ -75,7 +108,11 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
 
 def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, title: str, n_bins: int = 15) -> None:
     """Reliability diagram: accuracy against confidence in 15 equal-width bins, with the
-    share of images per bin below and the ECE, Brier score and NLL in the title."""
+    share of images per bin below and the ECE, Brier score and NLL in the title. Multi-label
+    targets ``[N, L]``: every label's probability is a binary forecast, the share of positives
+    against ``p`` (:func:`lmfloss.multilabel_metrics.calibration_bins`)."""
+    if np.ndim(y_true) == 2:
+        return _plot_binary_reliability(y_true, probs, path, title, n_bins)
     from lmfloss.metrics import (
         brier_score,
         calibration_bins,
@@ -104,5 +141,35 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     bottom.bar(centers, bins["count"] / max(bins["count"].sum(), 1), width=width, edgecolor="black")
     bottom.set_xlabel("confidence (top-label softmax probability)")
     bottom.set_ylabel("share of images")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def _plot_binary_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, title: str,
+                             n_bins: int) -> None:
+    from lmfloss.multilabel_metrics import _calibration, calibration_bins
+
+    bins = calibration_bins(y_true, probs, n_bins)
+    scores = _calibration(np.asarray(y_true), np.asarray(probs, dtype=np.float64), n_bins)
+    edges = bins["edges"]
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    used = bins["count"] > 0
+    fig = _new_figure(5, 6)
+    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    top.bar(centers[used], bins["frequency"][used], width=width, edgecolor="black", alpha=0.7,
+            label="share of positives")
+    top.bar(centers[used], bins["confidence"][used] - bins["frequency"][used], bottom=bins["frequency"][used],
+            width=width, color="red", alpha=0.25, label="gap to p")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("share of positives")
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"{title}\nevery label's p: ECE {scores['ece']:.3f}, Brier {scores['brier']:.3f}, "
+                  f"NLL {scores['nll']:.3f}", fontsize=9)
+    bottom.bar(centers, bins["count"] / max(bins["count"].sum(), 1), width=width, edgecolor="black")
+    bottom.set_xlabel("sigmoid probability of a label")
+    bottom.set_ylabel("share of image x label")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
