@@ -325,7 +325,8 @@ def build_cache(
     except Exception as exc:
         tmp.unlink(missing_ok=True)  # before disk_full measures the free space
         full = None if isinstance(exc, DiskFull) else disk_full(
-            exc, images_path, kept="nothing else was written (the partial cache file is removed)")
+            exc, images_path, kept="nothing else was written (the partial cache file is removed)",
+            then="run the same command again (image caches finished before this one are reused)")
         if full is not None:
             raise full from exc
         raise

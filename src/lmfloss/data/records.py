@@ -126,11 +126,11 @@ def _report_merged_spellings(labels: Iterable[str], source: str) -> None:
         spellings.setdefault(canonical_label(label), set()).add(label)
     merged = {name: sorted(ways) for name, ways in sorted(spellings.items()) if len(ways) > 1}
     if merged:
-        shown = "; ".join(f"{name!r} written as {', '.join(ascii(w) for w in ways)}"
+        shown = "; ".join(f"{name!r} as {', '.join(ascii(w) for w in ways)}"
                           for name, ways in list(merged.items())[:5])
         more = f" (and {len(merged) - 5} more)" if len(merged) > 5 else ""
-        logger.info("%s: %d label(s) differ only by Unicode normalisation or surrounding spaces and are "
-                    "one class each: %s%s", source, len(merged), shown, more)
+        logger.info("%s: %d label(s) written in several ways that differ only by Unicode normalisation or "
+                    "surrounding spaces are one class each: %s%s", source, len(merged), shown, more)
 
 
 def order_class_names(labels: Iterable[str], source: str) -> list[str]:
