@@ -119,6 +119,7 @@ def test_csv_path_in_another_unicode_form_is_found_and_two_spellings_are_one_fil
     assert main(["split", "--dataset", "csv", "--csv", str(twice)]) == 2
     line = _one_error_line(capsys, "split")
     assert "lines 8 and 9 name the same image" in line and str(twice) in line
+    assert ascii(f"img/{NFD}/{NFD}-1.png") in line  # two spellings that print alike, told apart
 
 
 

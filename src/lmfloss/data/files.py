@@ -508,9 +508,11 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
     if pair is not None:
         a, b = rows[pair[0]], rows[pair[1]]
         labels_note = f" with labels {a['label']!r} and {b['label']!r}" if labels[pair[0]] != labels[pair[1]] else ""
+        # Two spellings that print alike (NFC and NFD) are shown with their code points.
+        show = ascii if a["path"] != b["path"] and canonical_text(a["path"]) == canonical_text(b["path"]) else repr
         raise DataError(
             f"{str(csv_path)!r}: lines {a['_line']} and {b['_line']} name the same image "
-            f"({a['path']!r} and {b['path']!r}){labels_note}; keep one row per image"
+            f"({show(a['path'])} and {show(b['path'])}){labels_note}; keep one row per image"
         )
     official = None
     if "split" in columns:
