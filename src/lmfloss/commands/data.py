@@ -17,6 +17,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep every lesion (HAM10000, ISIC 2019) or patient (ODIR-5K) in one split",
     )
     parser.add_argument("--download", action="store_true", help="fetch MedMNIST files when missing")
+    parser.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass",
+                        help="multiclass (default) | multilabel (csv with a labels column or --label-columns, "
+                        "odir5k's official task, synthetic; chestmnist is multi-label by itself)")
+    parser.add_argument("--label-columns", default=None, metavar="A,B,C",
+                        help="csv, multilabel: one 0/1 column per label instead of a labels column")
     parser.add_argument(
         "--skip-bad-images", action="store_true",
         help="skip unreadable or undecodable images with a warning instead of failing "
@@ -30,23 +35,36 @@ def _load(args: argparse.Namespace):
 
     return load_splits(
         args.dataset, root=args.root, csv=args.csv, seed=args.seed, group_by=args.group_by,
-        download=args.download, skip_bad_images=args.skip_bad_images,
+        download=args.download, skip_bad_images=args.skip_bad_images, task=args.task,
+        label_columns=_label_columns(args),
     )
 
 
+def _label_columns(args: argparse.Namespace) -> list[str] | None:
+    from lmfloss.config import parse_name_list
+
+    return parse_name_list(args.label_columns)
+
+
 def format_count_table(splits) -> str:
-    """A Markdown table of per-class train/val/test counts with a total row."""
+    """A Markdown table of per-class train/val/test counts with a total row (multi-label: the
+    positive images of each label, and the images per split in the last row)."""
     rows = splits.count_table()
-    width = max([len("class"), len("total"), *(len(name) for name, *_ in rows)])
+    multilabel = splits.task == "multilabel"
+    first = "label (positives)" if multilabel else "class"
+    last = "images" if multilabel else "total"
+    width = max([len(first), len(last), *(len(name) for name, *_ in rows)])
     lines = [
-        f"| {'class':<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
+        f"| {first:<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
         f"|{'-' * (width + 2)}|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|",
     ]
     totals = [0, 0, 0]
     for name, *counts in rows:
         totals = [t + c for t, c in zip(totals, counts)]
         lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:>6}" for c in [*counts, sum(counts)]) + " |")
-    lines.append(f"| {'total':<{width}} | " + " | ".join(f"{c:>6}" for c in [*totals, sum(totals)]) + " |")
+    if multilabel:
+        totals = [len(splits.records(s)) for s in ("train", "val", "test")]
+    lines.append(f"| {last:<{width}} | " + " | ".join(f"{c:>6}" for c in [*totals, sum(totals)]) + " |")
     return "\n".join(lines)
 
 
@@ -57,21 +75,27 @@ def _run_folds(args: argparse.Namespace) -> int:
     index, folds = fold_assignment(args.dataset, root=args.root, csv=args.csv, folds=args.folds,
                                    fold_seed=args.fold_seed, group_by=args.group_by,
                                    folds_include_test=args.folds_include_test, download=args.download,
-                                   skip_bad_images=args.skip_bad_images)
+                                   skip_bad_images=args.skip_bad_images, task=args.task,
+                                   label_columns=_label_columns(args))
+    multilabel = index.task == "multilabel"
     grouped = f", grouped by {args.group_by}" if args.group_by else ""
     print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
     width = max(len("class"), *(len(n) for n in index.class_names))
     print(f"| {'class':<{width}} | " + " | ".join(f"fold {k}" for k in range(1, args.folds + 1)) + " |")
     print(f"|{'-' * (width + 2)}|" + "|".join("-------:" for _ in range(args.folds)) + "|")
     for c, name in enumerate(index.class_names):
-        counts = [sum(1 for r, f in zip(index.records, folds) if r.label == c and f == k)
+        counts = [sum(1 for r, f in zip(index.records, folds) if f == k and (c in r.labels if multilabel
+                                                                              else r.label == c))
                   for k in range(1, args.folds + 1)]
         print(f"| {name:<{width}} | " + " | ".join(f"{n:>6}" for n in counts) + " |")
     if args.out:
         root = index.root
+        def label(r) -> str:
+            return ";".join(index.class_names[j] for j in r.labels) if multilabel else index.class_names[r.label]
+
         rows = [[Path(os.path.relpath(r.path, root)).as_posix() if r.path and root else (r.path or r.id),
-                 index.class_names[r.label], f] for r, f in zip(index.records, folds)]
-        atomic_write_text(csv_text(["path", "label", "fold"], rows), args.out)
+                 label(r), f] for r, f in zip(index.records, folds)]
+        atomic_write_text(csv_text(["path", "labels" if multilabel else "label", "fold"], rows), args.out)
         print(f"folds: {args.out}")
     return 0
 

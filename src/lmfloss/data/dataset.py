@@ -93,10 +93,12 @@ class ImageDataset(Dataset):
         skipped: ids of records left out as undecodable (``skip_bad_images``).
         intensity_notes: ``(image path, note)`` for the images the intensity rule left
             nearly constant (see :func:`lmfloss.data.cache.warn_intensity_notes`).
+        task: ``"multiclass"`` or ``"multilabel"`` (the splits'; multi-label items carry a
+            ``float32 [L]`` 0/1 target instead of a class index).
 
     Attributes:
-        records, class_names, skipped, intensity_notes: as given.
-        labels: ``int64 [N]`` class index of each item.
+        records, class_names, skipped, intensity_notes, task: as given.
+        labels: ``int64 [N]`` class index of each item; multi-label: ``float32 [N, L]`` 0/1.
     """
 
     def __init__(
@@ -109,11 +111,18 @@ class ImageDataset(Dataset):
         rows: Sequence[int] | None = None,
         skipped: Sequence[str] = (),
         intensity_notes: ImageNotes | None = None,
+        task: str = "multiclass",
     ) -> None:
         self.records = list(records)
         self.intensity_notes: ImageNotes = list(intensity_notes or [])
         self.class_names = list(class_names)
-        self.labels = np.array([r.label for r in self.records], dtype=np.int64)
+        self.task = task
+        if task == "multilabel":
+            from lmfloss.data.multilabel import targets_matrix
+
+            self.labels = targets_matrix(self.records, len(self.class_names)).astype(np.float32)
+        else:
+            self.labels = np.array([r.label for r in self.records], dtype=np.int64)
         self.transform = transform
         self.images_path = images_path
         self.skipped = list(skipped)
@@ -279,7 +288,7 @@ def make_dataset(
     if splits.index.images is not None:
         rows = [r.row for r in records]
         images = np.ascontiguousarray(resize_array(splits.index.images[rows], image_size).transpose(0, 3, 1, 2))
-        return ImageDataset(images, records, splits.class_names, transform)
+        return ImageDataset(images, records, splits.class_names, transform, task=splits.task)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(splits.root)
     images_path, skipped, notes = open_cache(
         records, splits.name, split, image_size, folder,
@@ -290,9 +299,10 @@ def make_dataset(
         warn_intensity_notes(notes, intensity)
     if not skipped:
         return ImageDataset(None, records, splits.class_names, transform, images_path=images_path,
-                            intensity_notes=notes)
+                            intensity_notes=notes, task=splits.task)
     bad = set(skipped)
     keep = [i for i, r in enumerate(records) if r.id not in bad]
     return ImageDataset(None, [records[i] for i in keep], splits.class_names, transform,
                         images_path=images_path, rows=keep,
-                        skipped=[r.path or r.id for r in records if r.id in bad], intensity_notes=notes)
+                        skipped=[r.path or r.id for r in records if r.id in bad], intensity_notes=notes,
+                        task=splits.task)

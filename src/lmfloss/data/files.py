@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 HAM_CLASSES = ["AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
 ISIC_CLASSES = ["AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC"]
 ODIR_CLASSES = ["A", "C", "D", "G", "H", "M", "N", "O"]
+# The official multi-label task's 8 labels, in the challenge's (and full_df.csv's) column order:
+# normal, diabetes, glaucoma, cataract, AMD, hypertension, myopia, other.
+ODIR_LABELS = ["N", "D", "G", "C", "A", "H", "M", "O"]
 COVID_CLASSES = ["COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
 
 
@@ -288,9 +291,25 @@ def _odir_label(raw: str, filename: str, path: Path) -> str:
     return str(value).strip()
 
 
-def index_odir5k(root: Path | None, csv_path: Path | None = None) -> DatasetIndex:
-    """ODIR-5K as preprocessed on Kaggle (``full_df.csv``, one row per eye); groups are patient ids."""
+def _zero_one(value: str, column: str, line: str, path: Path) -> int:
+    """A 0/1 cell (``0``, ``1``, ``0.0``, ``1.0``) as an int; anything else names the cell."""
+    text = value.strip()
+    if text in ("0", "1", "0.0", "1.0"):
+        return int(float(text))
+    raise DataError(f"{str(path)!r} line {line}: column {column!r} holds {text!r}; a label column holds 0 or 1")
+
+
+def index_odir5k(root: Path | None, csv_path: Path | None = None, task: str = "multiclass") -> DatasetIndex:
+    """ODIR-5K as preprocessed on Kaggle (``full_df.csv``, one row per eye); groups are patient ids.
+
+    ``task="multiclass"``: the paper's single-label form (the ``labels`` column, one class per
+    eye). ``task="multilabel"``: the official ODIR-2019 task -- every eye carries its patient's
+    8 labels (the ``N,D,G,C,A,H,M,O`` columns, :data:`ODIR_LABELS` order); the patient is the
+    group, so a patient-level score (``score_by: patient``) combines the two eyes.
+    """
     layout = "full_df.csv with images in preprocessed_images/ (or anywhere under the root)"
+    if task == "multilabel":
+        return _index_odir5k_multilabel(root, layout)
     root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", layout, ["ID", "labels", "filename"])
     files = [r["filename"].strip() for r in rows]
     names = [_odir_label(r["labels"], f, table) for r, f in zip(rows, files)]
@@ -303,6 +322,19 @@ def index_odir5k(root: Path | None, csv_path: Path | None = None) -> DatasetInde
         for stem, y, p, r in zip(stems, labels, paths, rows)
     ]
     return DatasetIndex(name="odir5k", class_names=list(ODIR_CLASSES), records=records, root=root, group_kind="patient")
+
+
+def _index_odir5k_multilabel(root: Path | None, layout: str) -> DatasetIndex:
+    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", layout, ["ID", "filename", *ODIR_LABELS])
+    files = [r["filename"].strip() for r in rows]
+    stems = [os.path.splitext(f)[0] for f in files]
+    paths = lookup_images(stems, image_files(root), root)
+    records = []
+    for stem, path, row in zip(stems, paths, rows):
+        labels = tuple(j for j, c in enumerate(ODIR_LABELS) if _zero_one(row[c], c, row["_line"], table))
+        records.append(Record(id=stem, label=None, path=path, group=f"patient-{row['ID'].strip()}", labels=labels))
+    return DatasetIndex(name="odir5k", class_names=list(ODIR_LABELS), records=records, root=root,
+                        group_kind="patient", task="multilabel")
 
 
 # --- COVID-19 Radiography Database ----------------------------------------------------
@@ -466,8 +498,53 @@ def _dangling(path: str) -> bool:
     return os.path.islink(path) and not os.path.exists(path)
 
 
-def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
+def _multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
+                     csv_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
+    """``(label names, the labels present in each row)`` of a multi-label CSV: its ``labels``
+    column (``;``-separated names, empty = no finding) or its 0/1 ``label_columns``."""
+    if label_columns:
+        names = [canonical_label(c) for c in label_columns]
+        if len(set(names)) != len(names):
+            raise DataError(f"--label-columns {list(label_columns)} names a label twice")
+        both = [r["_line"] for r in rows if "labels" in columns and r["labels"].strip()]
+        if both:
+            raise DataError(f"{str(csv_path)!r} line {both[0]} has a value in the 'labels' column and the label "
+                            f"columns {list(label_columns)}; give each image's labels one way")
+        sets = [tuple(j for j, c in enumerate(label_columns) if _zero_one(r[c], c, r["_line"], csv_path))
+                for r in rows]
+        return names, sets
+    if "labels" not in columns:
+        raise DataError(f"{str(csv_path)!r} has no column 'labels' (';'-separated label names, empty = no finding); "
+                        f"found columns {columns}, or pass --label-columns A,B,C for one 0/1 column per label")
+    per_row = [[canonical_label(part) for part in r["labels"].split(";")] for r in rows]
+    per_row = [[name for name in names if name] for names in per_row]
+    names = order_class_names([n for row in per_row for n in row], f"{str(csv_path)!r}")
+    position = {name: i for i, name in enumerate(names)}
+    return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
+
+
+def _check_training_labels(rows: list[dict[str, str]], label_sets: list[tuple[int, ...]], official: list[str],
+                           names: list[str], csv_path: Path) -> None:
+    """With a ``split`` column, a label that no training row has is a typo or an unlearnable
+    label: refused with the first line that has it."""
+    in_train = {j for labels, split in zip(label_sets, official) if split == "train" for j in labels}
+    for row, labels, split in zip(rows, label_sets, official):
+        unknown = [names[j] for j in labels if j not in in_train]
+        if unknown:
+            raise DataError(f"{str(csv_path)!r} line {row['_line']} ({split} split): label {unknown[0]!r} appears in "
+                            f"no train row; known from training: {[n for j, n in enumerate(names) if j in in_train]} "
+                            "-- fix the name, or add training images of it")
+
+
+def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass",
+              label_columns: Sequence[str] | None = None) -> DatasetIndex:
     """A CSV with ``path,label``, optional ``split`` and an optional group column.
+
+    Multi-label (``task="multilabel"``): a ``labels`` column of ``;``-separated label names
+    (an empty cell is an image with no finding), or one 0/1 column per label named by
+    ``label_columns`` (their order is the label order); a row with both is refused, as is a
+    label column holding anything but 0 or 1 and, with a ``split`` column, a label no train
+    row has.
 
     Paths are relative to ``root`` when given, else to the CSV's folder (absolute paths
     are kept); they are normalised (``./a.png``, ``dir//a.png``, ``x/../a.png``) and two
@@ -485,18 +562,25 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
     if not csv_path.is_file():
         raise FileNotFoundError(f"CSV file {str(csv_path)!r} does not exist")
     base = require_root(root, "csv", "a folder the CSV's paths are relative to") if root is not None else csv_path.parent
-    columns, rows = read_csv_rows(csv_path, ["path", "label"], what="CSV file")
+    multilabel = task == "multilabel"
+    required = ["path", *(label_columns or [])] if multilabel else ["path", "label"]
+    columns, rows = read_csv_rows(csv_path, required, what="CSV file")
     if not rows:
         raise DataError(f"{str(csv_path)!r} has no rows")
-    labels = [canonical_label(r["label"]) for r in rows]
-    empty = [r["_line"] for r, label in zip(rows, labels) if not label]
-    if empty:
-        raise DataError(f"{str(csv_path)!r}: empty label on line(s) {', '.join(empty[:5])}")
+    if multilabel:
+        class_names, label_sets = _multilabel_rows(rows, columns, label_columns, csv_path)
+        labels = [";".join(class_names[j] for j in s) for s in label_sets]
+    else:
+        labels = [canonical_label(r["label"]) for r in rows]
+        empty = [r["_line"] for r, label in zip(rows, labels) if not label]
+        if empty:
+            raise DataError(f"{str(csv_path)!r}: empty label on line(s) {', '.join(empty[:5])}")
     empty = [r["_line"] for r in rows if not r["path"].strip()]
     if empty:
         raise DataError(f"{str(csv_path)!r}: empty path on line(s) {', '.join(empty[:5])}")
-    class_names = order_class_names([r["label"] for r in rows], f"{str(csv_path)!r}")
-    position = {name: i for i, name in enumerate(class_names)}
+    if not multilabel:
+        class_names = order_class_names([r["label"] for r in rows], f"{str(csv_path)!r}")
+        position = {name: i for i, name in enumerate(class_names)}
     ids = [canonical_text(Path(os.path.normpath(r["path"].strip())).as_posix()) for r in rows]
     listings: dict[str, dict[str, list[str]]] = {}
     paths = [locate_file(os.path.normpath(base / r["path"].strip()), listings) for r in rows]
@@ -507,7 +591,8 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
     pair = _same_file_twice(ids, paths)
     if pair is not None:
         a, b = rows[pair[0]], rows[pair[1]]
-        labels_note = f" with labels {a['label']!r} and {b['label']!r}" if labels[pair[0]] != labels[pair[1]] else ""
+        labels_note = (f" with labels {labels[pair[0]]!r} and {labels[pair[1]]!r}"
+                       if labels[pair[0]] != labels[pair[1]] else "")
         # Two spellings that print alike (NFC and NFD) are shown with their code points.
         show = ascii if a["path"] != b["path"] and canonical_text(a["path"]) == canonical_text(b["path"]) else repr
         raise DataError(
@@ -522,12 +607,18 @@ def index_csv(root: Path | None, csv_path: Path | None) -> DatasetIndex:
             raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
     group_column = next((c for c in GROUP_COLUMNS if c in columns), None)
     groups = [(canonical_label(r[group_column]) or None) if group_column else None for r in rows]
-    records = [
-        Record(id=i, label=position[y], path=os.path.abspath(p), group=g)
-        for i, y, p, g in zip(ids, labels, paths, groups)
-    ]
+    if multilabel:
+        if official is not None:
+            _check_training_labels(rows, label_sets, official, class_names, csv_path)
+        records = [Record(id=i, label=None, path=os.path.abspath(p), group=g, labels=ls)
+                   for i, ls, p, g in zip(ids, label_sets, paths, groups)]
+    else:
+        records = [
+            Record(id=i, label=position[y], path=os.path.abspath(p), group=g)
+            for i, y, p, g in zip(ids, labels, paths, groups)
+        ]
     kind = None
     if group_column:
         kind = "lesion" if "lesion" in group_column else "patient"
     return DatasetIndex(name="csv", class_names=class_names, records=records, root=base,
-                        official_split=official, group_kind=kind, source=csv_path.resolve())
+                        official_split=official, group_kind=kind, source=csv_path.resolve(), task=task)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from lmfloss.data.adapters import get_adapter
+from lmfloss.data.adapters import get_adapter, resolve_task
 from lmfloss.data.images import image_header_ok
 from lmfloss.data.records import SPLIT_NAMES, DatasetIndex, check_class_names
 from lmfloss.data.splits import (
@@ -105,6 +105,8 @@ def load_splits(
     fold: int | None = None,
     fold_seed: int = 23,
     folds_include_test: bool = False,
+    task: str = "multiclass",
+    label_columns: list[str] | None = None,
 ) -> Splits:
     """Index a dataset and split it into train/val/test.
 
@@ -131,6 +133,10 @@ def load_splits(
             folds themselves).
         folds_include_test: pool a dataset's official train/val/test split into the folds
             (k-fold is refused on such a dataset otherwise: it would discard its test split).
+        task: ``"multiclass"`` or ``"multilabel"`` (:func:`lmfloss.data.adapters.resolve_task`:
+            a dataset multi-label by nature is multi-label whatever was asked). Multi-label
+            splits and folds use iterative stratification (:mod:`lmfloss.data.multilabel`).
+        label_columns: ``csv`` with ``task="multilabel"``: the 0/1 columns, one per label.
 
     Returns:
         The :class:`Splits`.
@@ -142,14 +148,18 @@ def load_splits(
             unreadable image file (without ``skip_bad_images``).
     """
     return _load(dataset, root, csv, seed, group_by, download, skip_bad_images, folds, fold, fold_seed,
-                 folds_include_test)[0]
+                 folds_include_test, task, label_columns)[0]
 
 
 def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: int, group_by: str | None,
           download: bool, skip_bad_images: bool, folds: int | None, fold: int | None, fold_seed: int,
-          folds_include_test: bool) -> tuple[Splits, DatasetIndex, list[tuple[int, str]]]:
+          folds_include_test: bool, task: str = "multiclass",
+          label_columns: list[str] | None = None) -> tuple[Splits, DatasetIndex, list[tuple[int, str]]]:
     """``(splits, the index with every record, (position, reason) of the records left out)``."""
     adapter = get_adapter(dataset)
+    task = resolve_task(dataset, task)
+    if label_columns is not None and (dataset != "csv" or task != "multilabel"):
+        raise ValueError("--label-columns is for --dataset csv --task multilabel")
     if group_by is not None and group_by not in GROUP_KINDS:
         raise ValueError(f"group_by must be None or one of {list(GROUP_KINDS)}, got {group_by!r}")
     if group_by is not None and not adapter.user_groups and adapter.group_kind != group_by:
@@ -161,7 +171,9 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
         raise ValueError(f"dataset {dataset!r} needs --root; expected layout: {adapter.layout}")
     root_path = Path(root).expanduser() if root is not None else None
     csv_path = Path(csv).expanduser() if csv is not None else None
-    index = adapter.index(root_path, csv_path, download)
+    index = adapter.index(root_path, csv_path, download, task=task, label_columns=label_columns)
+    if index.task != task:  # an adapter that ignored the task it was asked for: a bug, said plainly
+        raise DataError(f"dataset {dataset!r} gave a {index.task} index for task {task!r}")
     check_class_names(index.class_names)
     index.group_kind = index.group_kind or adapter.group_kind
     if group_by is not None and not any(r.group for r in index.records):
@@ -172,7 +184,7 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
     bad = _bad_images(index, skip_bad_images)
     check_folds(dataset, index, folds, fold, folds_include_test)
-    if group_by is not None:
+    if group_by is not None and task == "multiclass":
         _warn_mixed_groups(index, group_by)
     assignment, official = _assign(dataset, index, seed, group_by, folds, fold, fold_seed)
     kept, kept_assignment = _without(index, assignment, bad)
@@ -190,7 +202,13 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
 def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, folds: int | None,
             fold: int | None, fold_seed: int) -> tuple[list[str], bool]:
     """``(split of every record, whether it is the dataset's own split)``."""
+    multilabel = index.task == "multilabel"
     if folds is not None and fold is not None:
+        if multilabel:
+            from lmfloss.data.multilabel import multilabel_fold_split
+
+            return multilabel_fold_split(index.records, len(index.class_names), folds, fold, fold_seed,
+                                         grouped=group_by is not None), False
         return fold_split(index.records, len(index.class_names), folds, fold, fold_seed, grouped=group_by is not None), False
     if index.official_split is not None:
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
@@ -199,6 +217,10 @@ def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, 
         if group_by is not None:
             raise ValueError(f"dataset {dataset!r} comes with its own split; group_by={group_by!r} does not apply")
         return list(index.official_split), True
+    if multilabel:
+        from lmfloss.data.multilabel import multilabel_split
+
+        return multilabel_split(index.records, len(index.class_names), seed, grouped=group_by is not None), False
     if group_by is None:
         return paper_split([r.label for r in index.records], len(index.class_names), seed), False
     return group_split(index.records, len(index.class_names), seed), False
@@ -253,14 +275,22 @@ def check_folds(dataset: str, index: DatasetIndex, folds: int | None, fold: int 
 def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Path | None = None, *,
                     folds: int, fold_seed: int = 23, group_by: str | None = None,
                     folds_include_test: bool = False, download: bool = False,
-                    skip_bad_images: bool = False) -> tuple[DatasetIndex, list[int]]:
+                    skip_bad_images: bool = False, task: str = "multiclass",
+                    label_columns: list[str] | None = None) -> tuple[DatasetIndex, list[int]]:
     """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same
     folds (assigned over every file, unreadable ones left out after, as :func:`load_splits` does)."""
     from lmfloss.data.splits import assign_folds
 
     _, index, bad = _load(dataset, root, csv, 23, group_by if group_by else None, download, skip_bad_images,
-                          folds, 1, fold_seed, folds_include_test)
-    assigned = assign_folds(index.records, len(index.class_names), folds, fold_seed, grouped=group_by is not None)
+                          folds, 1, fold_seed, folds_include_test, task, label_columns)
+    if index.task == "multilabel":
+        from lmfloss.data.multilabel import multilabel_folds
+
+        assigned = multilabel_folds(index.records, len(index.class_names), folds, fold_seed,
+                                    grouped=group_by is not None)
+    else:
+        assigned = assign_folds(index.records, len(index.class_names), folds, fold_seed,
+                                grouped=group_by is not None)
     return _without(index, assigned, bad)
 
 
@@ -270,7 +300,7 @@ def splits_for(config: TrainConfig) -> Splits:
         dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
         group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
         folds=config.folds, fold=config.fold, fold_seed=config.fold_seed,
-        folds_include_test=config.folds_include_test,
+        folds_include_test=config.folds_include_test, task=config.task, label_columns=config.label_columns,
     )
 
 

@@ -198,6 +198,8 @@ class Splits:
         straddling_groups: groups whose images fall into more than one split (0 with group_by).
         skipped: paths (or ids) of undecodable images left out (``skip_bad_images=True``).
         cv: ``{"folds", "fold", "fold_seed"}`` for a cross-validation fold's split, else ``None``.
+        task: ``"multiclass"`` or ``"multilabel"`` (the index's; ``class_names`` are then the
+            label names and records carry ``labels``).
     """
 
     def __init__(
@@ -224,6 +226,7 @@ class Splits:
         self.skip_bad_images = skip_bad_images
         self.skipped: list[str] = list(skipped)
         self.cv = dict(cv) if cv else None
+        self.task = index.task
         self._by_split: dict[str, list[Record]] = {s: [] for s in SPLIT_NAMES}
         for record, split in zip(index.records, assignment):
             self._by_split[split].append(record)
@@ -243,11 +246,29 @@ class Splits:
         return list(self._by_split[self._check_split(split)])
 
     def class_counts(self, split: str) -> list[int]:
-        """Images per class in ``split``, in class-index order."""
+        """Images per class in ``split``, in class-index order (multi-label: the positive
+        images of each label)."""
         counts = [0] * self.num_classes
         for record in self._by_split[self._check_split(split)]:
-            counts[record.label] += 1
+            if self.task == "multilabel":
+                for label in record.labels:
+                    counts[label] += 1
+            else:
+                counts[record.label] += 1
         return counts
+
+    def label_counts(self, split: str) -> list[list[int]]:
+        """Multi-label: ``[L, 2]`` -- (negatives, positives) of each label among ``split``'s images."""
+        from lmfloss.data.multilabel import label_count_table
+
+        return label_count_table(self._by_split[self._check_split(split)], self.num_classes)
+
+    def label_text(self, record: Record) -> str:
+        """The record's class name, or for a multi-label record its label names joined by ``;``
+        (empty for no finding) -- the form of a manifest and of a ``csv`` dataset's ``labels``."""
+        if self.task == "multilabel":
+            return ";".join(self.class_names[j] for j in record.labels)
+        return self.class_names[record.label]
 
     def load_image(self, record: Record, intensity: str = "dtype") -> np.ndarray:
         """The image of ``record`` as ``uint8 [H, W, 3]`` at its original resolution
@@ -258,13 +279,20 @@ class Splits:
             raise ValueError(f"record {record.id!r} has neither an image path nor an array row")
         return read_image(record.path, intensity=intensity)
 
-    def boxes(self, record: Record) -> list[Box] | None:
+    def boxes(self, record: Record, label: int | None = None) -> list[Box] | None:
         """Lesion boxes ``[(x0, y0, x1, y1)]`` in original pixels, or ``None`` if unknown.
 
-        ``x1``/``y1`` are exclusive (the box covers columns ``x0 .. x1-1``).
+        ``x1``/``y1`` are exclusive (the box covers columns ``x0 .. x1-1``). Multi-label data
+        with boxes per label (the synthetic set): ``label`` keeps that label's boxes only.
         """
         if self.index.boxes is not None:
-            return self.index.boxes.get(record.id)
+            boxes = self.index.boxes.get(record.id)
+            kinds = (self.index.box_labels or {}).get(record.id)
+            if label is None or boxes is None:
+                return boxes
+            if kinds is None:
+                return None  # boxes of unknown kind cannot be told apart by label
+            return [box for box, kind in zip(boxes, kinds) if kind == label]
         if self.index.box_loader is not None:
             return self.index.box_loader(record)
         return None
@@ -282,7 +310,7 @@ class Splits:
         return [
             {
                 "path": self.relative_path(r),
-                "label": self.class_names[r.label],
+                "label": self.label_text(r),
                 "split": split,
                 "id": r.id,
             }
@@ -291,10 +319,17 @@ class Splits:
         ]
 
     def write_manifest(self, path: str | Path) -> Path:
-        """Write ``path,label,split`` (paths relative to the root) as CSV."""
+        """Write ``path,label,split`` (paths relative to the root) as CSV; multi-label:
+        ``path,labels,split`` with the label names joined by ``;`` (what ``--dataset csv --task
+        multilabel`` reads back)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(dict_rows_text(["path", "label", "split"], self.manifest_rows()), path)
+        rows = self.manifest_rows()
+        if self.task == "multilabel":
+            rows = [{**row, "labels": row["label"]} for row in rows]
+            atomic_write_text(dict_rows_text(["path", "labels", "split"], rows), path)
+        else:
+            atomic_write_text(dict_rows_text(["path", "label", "split"], rows), path)
         return path
 
     def write_boxes(self, path: str | Path) -> Path | None:
@@ -303,6 +338,12 @@ class Splits:
             return None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.index.box_labels is not None:  # boxes of known kinds: say which label each box is
+            rows = [[record.id, *box, self.class_names[kind]] for split in SPLIT_NAMES
+                    for record in self._by_split[split]
+                    for box, kind in zip(self.boxes(record) or [], self.index.box_labels.get(record.id, []))]
+            atomic_write_text(csv_text(["id", "x0", "y0", "x1", "y1", "label"], rows), path)
+            return path
         rows = [[record.id, *box] for split in SPLIT_NAMES for record in self._by_split[split]
                 for box in self.boxes(record) or []]
         atomic_write_text(csv_text(["id", "x0", "y0", "x1", "y1"], rows), path)
@@ -362,6 +403,7 @@ class Splits:
             "images": {s: len(self._by_split[s]) for s in SPLIT_NAMES},
             "leakage": self.leakage(),
             "split": self.rule(),
+            **({"task": "multilabel"} if self.task == "multilabel" else {}),
         }
 
     def rule(self) -> str:
@@ -372,10 +414,12 @@ class Splits:
                     f"{self.cv['fold_seed']}): fold {self.cv['fold']} as test, 15% of the rest as validation")
         if self.official:
             return "the dataset's own train/val/test split"
+        if self.task == "multilabel":
+            return f"an iteratively stratified 70:15:15 multi-label split{grouped}, seed {self.seed}"
         return f"the paper's stratified 70:15:15 split{grouped}, seed {self.seed}"
 
     def count_table(self) -> list[tuple[str, int, int, int]]:
-        """``(class, train, val, test)`` rows in class-index order."""
+        """``(class, train, val, test)`` rows in class-index order (multi-label: positives per label)."""
         columns = [self.class_counts(s) for s in SPLIT_NAMES]
         return [(name, *(col[c] for col in columns)) for c, name in enumerate(self.class_names)]
 
@@ -385,7 +429,14 @@ class Splits:
 
 
 def check_split_classes(splits: Splits) -> None:
-    """Every class needs training images; an empty val/test class is only a warning."""
+    """Every class needs training images; an empty val/test class is only a warning.
+
+    Multi-label: every label needs a positive (and a negative) training image; a label no
+    validation or test image has is a warning (its scores there are listed as undefined).
+    """
+    if splits.task == "multilabel":
+        _check_split_labels(splits)
+        return
     for c, name in enumerate(splits.class_names):
         total = sum(splits.class_counts(s)[c] for s in SPLIT_NAMES)
         if total == 0:
@@ -401,3 +452,21 @@ def check_split_classes(splits: Splits) -> None:
         for split in ("val", "test"):
             if splits.class_counts(split)[c] == 0:
                 logger.warning("class %r has no %s images (%d in all)", name, split, total)
+
+
+def _check_split_labels(splits: Splits) -> None:
+    tables = {s: splits.label_counts(s) for s in SPLIT_NAMES}
+    for j, name in enumerate(splits.class_names):
+        total = sum(tables[s][j][1] for s in SPLIT_NAMES)
+        negatives, positives = tables["train"][j]
+        if positives == 0:
+            where = "" if not total else f"; its {total} positive image(s) are all in validation/test"
+            raise DataError(f"label {name!r} of dataset {splits.name!r} has no positive training image{where}; "
+                            "every label needs at least one -- fix the label name, add training images or drop it")
+        if negatives == 0:
+            raise DataError(f"label {name!r} is positive on every training image ({positives}); it cannot be "
+                            "learned as a decision -- drop the label")
+        for split in ("val", "test"):
+            if tables[split][j][1] == 0:
+                logger.warning("label %r has no positive %s image (%d in all); its %s scores are undefined and "
+                               "listed as such", name, split, total, split)
