@@ -126,7 +126,8 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any]) -> list[str]
         ("optimizer", f"Adam, lr {config.get('lr')}, weight decay {config.get('weight_decay')}"),
         ("lr schedule", schedule),
         ("model selection", f"best validation {select}: epoch {report.get('best_epoch', NOT_RECORDED)}"),
-        ("validation macro-F1", _get(report.get("val"), "f1_macro")),
+        *([("validation mAP", _get(report.get("val"), "map")), ("scored per", report.get("score_by", "image"))]
+          if report.get("task") == "multilabel" else [("validation macro-F1", _get(report.get("val"), "f1_macro"))]),
         ("image size", f"{config.get('image_size')} px"),
         ("normalisation", f"{config.get('normalize')}: {_NORMALIZE.get(str(config.get('normalize')), '')}".rstrip(": ")),
         ("augmentation", config.get("augment")),
@@ -138,9 +139,53 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any]) -> list[str]
     return _table(("setting", "value"), rows)
 
 
+def _multilabel_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], label_names: Sequence[str],
+                             checkpoint: str) -> tuple[list[str], list[str]]:
+    """(lines of the test section of a multi-label run, limitations they imply)."""
+    test = report.get("test") or {}
+    odir = test.get("odir_score") or {}
+    unit = "patients" if report.get("score_by") == "patient" else "images"
+    lines = [f"{checkpoint} (epoch {report.get('best_epoch', NOT_RECORDED)}), {_get(test, 'n')} test {unit}"
+             + (" (a patient's probability of a label: the largest of its images')" if unit == "patients" else "")
+             + f"; intervals: percentile bootstrap over test {unit} ({config.get('bootstrap')} resamples).", ""]
+    lines += _table(("metric", "value", "95% interval"), [
+        ("mAP (mean average precision over labels)", _get(test, "map"), _interval(test.get("map_ci95"))),
+        ("AUC (macro over labels)", _get(test, "auc_macro"), _interval(test.get("auc_macro_ci95"))),
+        ("AUC (micro)", _get(test, "auc_micro"), ""),
+        ("macro-F1 at p >= 0.5", _get(test, "f1_macro"), ""),
+        ("macro-F1 at the validation-chosen thresholds", _get(test, "f1_macro_at_threshold"), ""),
+        ("subset accuracy (every label right)", _get(test, "subset_accuracy"), ""),
+        ("Hamming loss", _get(test, "hamming_loss"), ""),
+        ("ODIR-2019 score ((kappa + F1 + AUC) / 3, flattened, p >= 0.5)", _get(odir, "final"), ""),
+    ])
+    if report.get("macro_rule"):
+        lines += ["", f"Macro averages: {report['macro_rule']}."]
+    per_label = [(name, *(_get(test.get(key), name) for key in ("ap_per_label", "auc_per_label", "f1_per_label",
+                                                                "f1_per_label_at_threshold", "thresholds")),
+                  _get(test.get("support"), name)) for name in label_names]
+    lines += ["", *_table(("label", "AP", "AUC", "F1 (0.5)", "F1 (val threshold)", "threshold (val)",
+                           "test positives"), per_label, "r")]
+    lines += ["", f"Calibration (every label's probability as a binary forecast: ECE over 15 bins, Brier, NLL): "
+                  f"ECE {_get(test, 'ece')}, Brier {_get(test, 'brier')}, NLL {_get(test, 'nll')}."]
+    limits = ["Decisions per label use thresholds chosen on this dataset's validation split; choose them again on "
+              "local validation data before use elsewhere."]
+    if test.get("labels_without_positives"):
+        limits.append(f"Labels without a positive test {unit[:-1]} have no test score: "
+                      f"{', '.join(test['labels_without_positives'])}.")
+    support = test.get("support") or {}
+    few = [f"{name} ({support[name]})" for name in label_names
+           if isinstance(support.get(name), int) and 0 < support[name] < FEW_TEST_IMAGES]
+    if few:
+        limits.append(f"Labels with fewer than {FEW_TEST_IMAGES} positive test {unit} have unreliable per-label "
+                      f"metrics: {', '.join(few)}.")
+    return lines, limits
+
+
 def _test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], class_names: Sequence[str],
                   checkpoint: str) -> tuple[list[str], list[str]]:
     """(lines of the test section, limitations they imply)."""
+    if report.get("task") == "multilabel":
+        return _multilabel_test_metrics(report, config, class_names, checkpoint)
     test = report.get("test") or {}
     limits: list[str] = []
     lines = [f"{checkpoint} (epoch {report.get('best_epoch', NOT_RECORDED)}), {_get(test, 'n')} test images; "
@@ -228,7 +273,14 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
              f"- Leakage check: {leak_line}."]
     if report.get("skipped_images"):
         lines.append(f"- Skipped as undecodable: {len(report['skipped_images'])} images (listed in report.json).")
-    lines += ["", *_table(("class", "train", "val", "test"),
+    multilabel = report.get("task") == "multilabel"
+    if multilabel:
+        lines.append(f"- Task: multi-label ({len(class_names)} labels per image, any subset; the table counts each "
+                     "label's positive images).")
+    heads = ("train", "val", "test")
+    if multilabel and report.get("score_by") == "patient":
+        heads = ("train (images)", "val (patients)", "test (patients)")  # val/test are scored per patient
+    lines += ["", *_table(("label (positives)" if multilabel else "class", *heads),
                           [(c, *(NOT_RECORDED if counts[s][k] is None else counts[s][k]
                                  for s in ("train", "val", "test"))) for k, c in enumerate(class_names)], "r")]
 
@@ -241,7 +293,8 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
         loss_text = f"with {dict(config['loss_params']) or 'defaults'} (resolved parameters {NOT_RECORDED})"
     lines += ["", "## Model and loss", "",
               f"- Network: torchvision `{config['model']}`, {_STEMS.get(config['stem'], config['stem'])}, trained {origin}; "
-              f"{len(class_names)} classes: {', '.join(class_names) or NOT_RECORDED}.",
+              f"{len(class_names)} {'labels (one sigmoid each)' if multilabel else 'classes'}: "
+              f"{', '.join(class_names) or NOT_RECORDED}.",
               f"- Loss: `{loss_name}` {loss_text}.",
               "", "## Training protocol", "", *_protocol(config, report)]
 
@@ -260,9 +313,9 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
     uses += limits
     scale = params.get("scale") if isinstance(params, Mapping) else None
     if isinstance(scale, (int, float)) and scale != 1 and test.get("ece") is not None:
-        uses.append(f"`{loss_name}` trains logits multiplied by a scale of {scale}, so its softmax outputs are "
-                    f"scores rather than calibrated risks (test ECE {test['ece']:.4f}); `lmfloss evaluate "
-                    "--calibrate` fits a temperature on validation.")
+        uses.append(f"`{loss_name}` trains logits multiplied by a scale of {scale}, so its "
+                    f"{'sigmoid' if multilabel else 'softmax'} outputs are scores rather than calibrated risks "
+                    f"(test ECE {test['ece']:.4f}); `lmfloss evaluate --calibrate` fits a temperature on validation.")
     lines += ["", "## Intended use and limitations", "", *(f"- {u}" for u in uses)]
 
     if export:
