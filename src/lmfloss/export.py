@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from lmfloss import __version__, rundir
-from lmfloss.data.images import _SIXTEEN_BIT_MODES
+from lmfloss.data.recipe import INTENSITY_EFFECT_ON_8_BIT, INTENSITY_TEXT, preprocessing_recipe
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write, atomic_write_text
 
@@ -80,10 +80,11 @@ ONNX_OPSET = 18
 TORCHSCRIPT_EXTRA_FILE = "lmfloss.json"
 TOLERANCE = 1e-4  # largest probability difference allowed between the export and PyTorch
 MODEL_CARD_SUFFIX = ".MODEL_CARD.md"  # FILE.MODEL_CARD.md: one card per exported model
-RECIPE_VERSION = 1  # bump when the recipe's step vocabulary changes
-SIXTEEN_BIT_SCALE = 255.0 / 65535.0  # lmfloss.data.images: 16-bit pixels under "dtype"
 TEST_METRICS = ("n", "accuracy", "balanced_accuracy", "f1_macro", "f1_macro_ci95", "auc_macro_ovr", "ece",
                 "brier", "nll", "f1_per_class", "positive_class", "sensitivity", "specificity", "at_threshold")
+MULTILABEL_TEST_METRICS = ("n", "map", "map_ci95", "auc_macro", "auc_macro_ci95", "auc_micro", "f1_macro",
+                           "f1_macro_at_threshold", "subset_accuracy", "hamming_loss", "ece", "brier", "nll",
+                           "ap_per_label", "auc_per_label", "odir_score", "labels_without_positives", "score_by")
 
 
 class DeployedModel(nn.Module):
@@ -91,7 +92,7 @@ class DeployedModel(nn.Module):
 
     The run's preprocessing (:meth:`lmfloss.train.Run.preprocess`) and network in one
     module: ``x / 255``, then ``(x - mean) / std`` when the run normalised, the network
-    and a softmax.
+    and a softmax (a multi-label run: a sigmoid per label).
 
     Args:
         network: the trained classifier (eval mode), float ``[N, 3, S, S]`` -> logits ``[N, K]``.
@@ -99,10 +100,13 @@ class DeployedModel(nn.Module):
         normalize: the run's normalisation (a key of ``NORMALIZATIONS``).
         resize_in_graph: resize other sizes to ``S`` with training's torch resize (array
             dataset runs only); otherwise another size is an error.
+        multilabel: end in a sigmoid per label (a multi-label run) instead of a softmax.
     """
 
-    def __init__(self, network: nn.Module, image_size: int, normalize: str, resize_in_graph: bool = False) -> None:
+    def __init__(self, network: nn.Module, image_size: int, normalize: str, resize_in_graph: bool = False,
+                 multilabel: bool = False) -> None:
         super().__init__()
+        self.multilabel = multilabel
         from lmfloss.data.transforms import NORMALIZATIONS
 
         stats = NORMALIZATIONS[normalize]
@@ -133,6 +137,8 @@ class DeployedModel(nn.Module):
         x = x / 255.0
         if self.normalized:
             x = (x - self.mean) / self.std
+        if self.multilabel:
+            return torch.sigmoid(self.network(x).float())
         return torch.softmax(self.network(x).float(), dim=1)
 
 
@@ -196,7 +202,8 @@ def deployable(run: Any, resize_in_graph: bool = False) -> DeployedModel:
     if resize_in_graph and get_adapter(run.config.dataset).resize != "torch":
         raise ValueError(f"dataset {run.config.dataset!r} was resized with PIL in training; "
                          "that resize cannot be put in the graph")
-    return DeployedModel(run.model.cpu().eval(), run.config.image_size, run.config.normalize, resize_in_graph).eval()
+    return DeployedModel(run.model.cpu().eval(), run.config.image_size, run.config.normalize, resize_in_graph,
+                         multilabel=run.task == "multilabel").eval()
 
 
 def onnx_bytes(model: DeployedModel, metadata: dict[str, str]) -> bytes:
@@ -235,7 +242,8 @@ def torchscript_bytes(model: DeployedModel, info: dict[str, Any]) -> bytes:
         # A copy without gradients: the saved module's outputs should not require grad.
         frozen = copy.deepcopy(model.network).requires_grad_(False)
         network = torch.jit.trace(frozen, torch.zeros(2, 3, size, size))
-        scripted = torch.jit.script(DeployedModel(network, size, model.normalize, model.resize_in_graph).eval())
+        scripted = torch.jit.script(DeployedModel(network, size, model.normalize, model.resize_in_graph,
+                                                  model.multilabel).eval())
         buffer = io.BytesIO()
         torch.jit.save(scripted, buffer, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(info, indent=2)})
     return buffer.getvalue()
@@ -276,111 +284,6 @@ def _check_export(model: DeployedModel, data: bytes, fmt: str) -> float:
     return worst
 
 
-_EIGHT_BIT = {
-    "dtype": "unchanged: 8-bit files (RGB, grayscale, palette, RGBA...) keep their pixel values",
-    "minmax": "stretched like any other image: its own min..max over all channels becomes 0..255 (pixels "
-              "spanning 100..180 become 0..255; a constant image becomes 0), unlike dtype, which leaves "
-              "8-bit images unchanged",
-}
-_INTENSITY = {
-    "dtype": "by the pixel type's range: 8-bit unchanged, 16-bit x * 255 / 65535, 32-bit integers in "
-             "0..65535 as 16-bit (others by their own min..max), float taken as [0, 1] (clipped, x * 255); "
-             "rounded half to even (np.rint)",
-    "minmax": "by each image's own range: (x - min) * 255 / (max - min) over all channels of the image at its "
-              "original size (before resizing), rounded half to even (np.rint); a constant image becomes 0",
-}
-
-
-def intensity_recipe(rule: str) -> dict[str, Any]:
-    """The ``to_uint8_rgb`` step of the recipe: how :func:`lmfloss.data.images.to_rgb_array`
-    makes ``uint8 [H, W, 3]`` of a decoded file under the intensity ``rule``.
-
-    ``cases`` are tried in order; the first whose ``modes`` holds the PIL image's mode (or
-    is ``"*"``) applies. ``read`` says how to take the pixels (``gray``: the one channel,
-    repeated into 3 at the end; ``rgb``: PIL's ``convert("RGB")``), ``map`` which formula of
-    ``maps`` makes them 8-bit, with the case's parameters.
-    """
-    wide = [*_SIXTEEN_BIT_MODES, "I", "F"]
-    if rule == "minmax":
-        cases: list[dict[str, Any]] = [{"modes": wide, "read": "gray", "map": "minmax"},
-                                       {"modes": "*", "read": "rgb", "map": "minmax"}]
-    elif rule == "dtype":
-        cases = [{"modes": list(_SIXTEEN_BIT_MODES), "read": "gray", "map": "scale", "factor": SIXTEEN_BIT_SCALE},
-                 {"modes": ["I"], "read": "gray", "map": "scale", "factor": SIXTEEN_BIT_SCALE,
-                  "valid_range": [0, 65535], "outside_range": "minmax"},
-                 {"modes": ["F"], "read": "gray", "map": "scale", "clip": [0.0, 1.0], "factor": 255.0},
-                 {"modes": "*", "read": "rgb", "map": "keep"}]
-    else:
-        raise ValueError(f"intensity must be one of ['dtype', 'minmax'], got {rule!r}")
-    return {
-        "op": "to_uint8_rgb", "in_graph": False, "intensity": rule, "rule": _INTENSITY[rule],
-        "eight_bit_images": _EIGHT_BIT[rule], "cases": cases,
-        "read": {"gray": "x = np.nan_to_num(np.asarray(image) as float64); the 8-bit result is repeated into 3 "
-                         "channels (np.repeat(y[..., None], 3, axis=2))",
-                 "rgb": "x = np.asarray(image.convert('RGB')) as float64 (PIL's conversion: grayscale repeated "
-                        "into 3 channels, palette looked up, alpha dropped without blending)"},
-        "maps": {"keep": {"formula": "x"},
-                 "scale": {"formula": "np.rint(np.clip(x, *clip) * factor) (no clip where the case has none); "
-                                      "with valid_range, a value outside it makes the whole image outside_range"},
-                 "minmax": {"formula": "np.rint((x - lo) * (target_max / (hi - lo)))", "target_max": 255.0,
-                            "lo": "x.min() over all pixels and channels of the image at its original size",
-                            "hi": "x.max() over all pixels and channels of the image at its original size",
-                            "constant_image": "hi <= lo: every pixel 0"}},
-        "result": "uint8 [H, W, 3] RGB (the rounded values lie in 0..255)",
-    }
-
-
-def preprocessing_recipe(config: Any, training_resize: str, resize_in_graph: bool) -> dict[str, Any]:
-    """Every step ``lmfloss predict`` (:meth:`lmfloss.train.Run.preprocess`) and the exported
-    graph take from an image file to the probabilities, in order, with exact parameters.
-
-    Args:
-        config: the run's :class:`lmfloss.config.TrainConfig` (``image_size``, ``intensity``,
-            ``normalize``, ``model``).
-        training_resize: ``"pil"`` (file datasets) or ``"torch"`` (array datasets).
-        resize_in_graph: whether the exported graph resizes (TorchScript of an array dataset).
-    """
-    from lmfloss.data.transforms import NORMALIZATIONS
-
-    size = config.image_size
-    if training_resize == "pil":
-        resize = {"method": "pil_bilinear",
-                  "how": f"PIL.Image.fromarray(x).resize(({size}, {size}), PIL.Image.Resampling.BILINEAR) "
-                         "(PIL's bilinear filter, antialiased when shrinking)"}
-    else:
-        resize = {"method": "torch_bilinear_antialias",
-                  "how": f"torch.nn.functional.interpolate(x as float32 [N, 3, H, W], size=({size}, {size}), "
-                         "mode='bilinear', align_corners=False, antialias=True).round().clamp(0, 255) to uint8"}
-    stats = NORMALIZATIONS[config.normalize]
-    steps = [
-        {"op": "decode", "in_graph": False,
-         "how": "PIL.Image.open(file); image.load(); the file's own mode is kept (e.g. 'I;16' for a 16-bit "
-                "grayscale PNG), no EXIF rotation"},
-        intensity_recipe(config.intensity),
-        {"op": "resize", "in_graph": resize_in_graph, "size": [size, size], **resize,
-         "when": f"only when the image is not already {size}x{size} (height x width)",
-         "aspect_ratio": "not kept"},
-        {"op": "scale", "in_graph": True, "divisor": 255.0,
-         "how": "uint8 [N, H, W, 3] (NHWC) -> float32 [N, 3, H, W] (NCHW), x / 255"},
-        {"op": "normalize", "in_graph": True, "name": config.normalize,
-         "mean": None if stats is None else list(stats[0]), "std": None if stats is None else list(stats[1]),
-         "how": "identity (no mean/std)" if stats is None else "(x - mean[c]) / std[c] per RGB channel c"},
-        {"op": "network", "in_graph": True, "architecture": config.model,
-         "how": f"float32 [N, 3, {size}, {size}] -> logits [N, K]"},
-        {"op": "softmax", "in_graph": True, "axis": 1,
-         "how": "float32 probabilities [N, K] in class_names order"},
-    ]
-    return {
-        "version": RECIPE_VERSION,
-        "input": "an image file",
-        "graph_input": f"the output of the last step with in_graph false: uint8 RGB, NHWC, stacked into "
-                       f"[N, {'H, W' if resize_in_graph else f'{size}, {size}'}, 3]",
-        "arrays": "an image already held as uint8 pixels ([H, W, 3], or [H, W] repeated into 3 channels) skips "
-                  "decode and to_uint8_rgb, as lmfloss predict does",
-        "steps": steps,
-    }
-
-
 def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, out: Path,
                  resize_in_graph: bool) -> dict[str, Any]:
     """The sidecar's content (see the module docstring); metrics and threshold only where
@@ -407,7 +310,9 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
                     "rule": (f"P({positive}) >= threshold" if threshold is not None else
                              "argmax (report.json holds no threshold for this checkpoint)")}
     data = report.get("data") or run.data or {}
-    task = str(getattr(c, "task", None) or "multiclass")  # every run is multi-class until multi-label lands
+    task = str(getattr(c, "task", None) or "multiclass")
+    if task == "multilabel":
+        decision = _multilabel_decision(run, report, measured)
     recipe = preprocessing_recipe(c, training_resize, resize_in_graph)
     return {
         "lmfloss_version": __version__,
@@ -422,9 +327,11 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
                   "into 3 channels)", "shape": ["N", "H", "W", 3] if resize_in_graph else ["N", size, size, 3],
                   "resize_in_graph": resize_in_graph, "training_resize": training_resize, "resize": how},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", k],
-                   "meaning": "softmax class probabilities in class_names order"},
-        "intensity": {"rule": c.intensity, "description": _INTENSITY[c.intensity],
-                      "eight_bit_images": _EIGHT_BIT[c.intensity],
+                   "meaning": ("sigmoid probabilities, one per label in class_names order (multi-label: any "
+                               "subset of the labels)" if task == "multilabel" else
+                               "softmax class probabilities in class_names order")},
+        "intensity": {"rule": c.intensity, "description": INTENSITY_TEXT[c.intensity],
+                      "eight_bit_images": INTENSITY_EFFECT_ON_8_BIT[c.intensity],
                       "applies_to": "image files (see preprocessing.arrays)"},
         "preprocessing": recipe,
         "normalization": {"name": c.normalize, "scale": "x / 255", "mean": None if stats is None else list(stats[0]),
@@ -433,10 +340,29 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
         "data": {key: data.get(key) for key in ("dataset", "name", "fingerprint")},
         "model": {"architecture": c.model, "stem": c.stem, "weights": c.weights,
                   "loss": (report.get("loss") or {}).get("name", c.loss)},
-        "test_metrics": {key: test[key] for key in TEST_METRICS if key in test} if measured else None,
+        "test_metrics": ({key: test[key] for key in (MULTILABEL_TEST_METRICS if task == "multilabel" else TEST_METRICS)
+                          if key in test} if measured else None),
         "test_metrics_of": (f"{checkpoint}.pt, epoch {run.epoch}" if measured else
                             f"not measured: report.json describes best.pt (epoch {report.get('best_epoch')}); "
                             f"run lmfloss evaluate --checkpoint {checkpoint}"),
+    }
+
+
+def _multilabel_decision(run: Any, report: dict[str, Any], measured: bool) -> dict[str, Any]:
+    """A multi-label run's decision: a label is present when its probability reaches its
+    threshold, chosen on validation (F1 per label) where ``report.json`` describes the
+    exported weights, else 0.5; with ``score_by: patient`` the thresholds apply to a
+    patient's probability, the largest of its images'."""
+    chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
+    ok = measured and all(name in chosen for name in run.class_names)
+    per_patient = report.get("score_by") == "patient"
+    return {
+        "rule": "label l is present when P(l) >= thresholds[l]",
+        "thresholds": {name: float(chosen[name]) if ok else 0.5 for name in run.class_names},
+        "chosen_on": "validation, the F1-maximising threshold of each label" if ok else None,
+        "score_by": "patient" if per_patient else "image",
+        **({"patient_rule": "a patient's probability of a label is the largest of its images' (both eyes); the "
+                            "thresholds were chosen on those patient probabilities"} if per_patient else {}),
     }
 
 
@@ -455,6 +381,8 @@ def _metadata(info: dict[str, Any]) -> dict[str, str]:
             "preprocessing": json.dumps(info["preprocessing"]),
             "lmfloss_sidecar": json.dumps(info)}
     decision = info["decision"]
+    if "thresholds" in decision:
+        meta["label_thresholds"] = json.dumps(decision["thresholds"])
     if "positive_class" in decision:
         meta["positive_class"] = decision["positive_class"]
         if decision["threshold"] is not None:

@@ -41,7 +41,8 @@ def _run_export(args: argparse.Namespace) -> int:
     decision = info["decision"]
     rule = (f"; positive class {decision['positive_class']}, threshold {decision['threshold']:.4f}"
             if decision.get("threshold") is not None else "")
+    kind = "labels (a sigmoid each)" if info.get("task") == "multilabel" else "classes"
     print(f"{result.model}: {args.fmt}, uint8 RGB [{shape}] -> probabilities of {len(info['class_names'])} "
-          f"classes{rule}")
+          f"{kind}{rule}")
     print(f"written: {result.model}, {result.sidecar}, {result.model_card}")
     return 0

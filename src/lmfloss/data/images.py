@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 INTENSITY_RULES = ("dtype", "minmax")
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")  # PIL modes of 16-bit pixels
 # An image whose 8-bit pixels span fewer gray levels is reported: a 12-bit image in a 16-bit
 # file spans 17 under "dtype" (0..4095 -> 0..16), a blank image 1.
 NEARLY_CONSTANT_LEVELS = 32
@@ -52,7 +52,7 @@ def _minmax(array: np.ndarray) -> np.ndarray:
 
 def _by_dtype(image: Image.Image) -> tuple[np.ndarray, str | None]:
     """8-bit pixels of a non-8-bit ``image`` by its type's range, and a note if values fell outside it."""
-    if image.mode in _SIXTEEN_BIT_MODES:
+    if image.mode in SIXTEEN_BIT_MODES:
         return np.rint(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)).astype(np.uint8), None
     if image.mode == "I":
         array = np.asarray(image, dtype=np.int64)
@@ -80,13 +80,13 @@ def to_rgb_array(image: Image.Image, intensity: str = "dtype", notes: list[str] 
         raise ValueError(f"intensity must be one of {list(INTENSITY_RULES)}, got {intensity!r}")
     note = None
     if intensity == "minmax":
-        if image.mode in (*_SIXTEEN_BIT_MODES, "I", "F"):
+        if image.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
             gray = _minmax(np.asarray(image))
             array = np.repeat(gray[..., None], 3, axis=2)
         else:
             array = _minmax(np.asarray(image.convert("RGB")))
     else:
-        if image.mode in (*_SIXTEEN_BIT_MODES, "I", "F"):
+        if image.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
             gray, note = _by_dtype(image)
             array = np.repeat(gray[..., None], 3, axis=2)
         else:
@@ -96,7 +96,7 @@ def to_rgb_array(image: Image.Image, intensity: str = "dtype", notes: list[str] 
             notes.append(note)
         span = int(array.max()) - int(array.min()) if array.size else 0
         if array.size and span < NEARLY_CONSTANT_LEVELS:
-            wide = image.mode in (*_SIXTEEN_BIT_MODES, "I", "F")
+            wide = image.mode in (*SIXTEEN_BIT_MODES, "I", "F")
             notes.append(f"nearly constant after the '{intensity}' rule: {span + 1} of 256 gray levels used "
                          f"({'16/32-bit or float' if wide else '8-bit'} {image.mode} pixels)")
     return np.array(array, dtype=np.uint8)  # a writable copy
