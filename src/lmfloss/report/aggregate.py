@@ -34,6 +34,8 @@ MAIN_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 CALIBRATION_METRICS = ("ece", "brier", "nll")
 # The test-split scalars the tables average (besides per-class F1 and validation macro-F1).
 AVERAGED_METRICS = (*MAIN_METRICS, *CALIBRATION_METRICS)
+# ... and those of a multi-label study (besides per-label AP/AUC and validation mAP).
+MULTILABEL_AVERAGED = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", *CALIBRATION_METRICS)
 OK, MISSING, UNFINISHED = "ok", "missing", "unfinished"
 
 
@@ -86,7 +88,12 @@ class Cell:
 
 
 def _class_f1(run: ReportRun, class_name: str) -> float | None:
-    per_class = ((run.report or {}).get("test") or {}).get("f1_per_class") or {}
+    return _class_value(run, "f1_per_class", class_name)
+
+
+def _class_value(run: ReportRun, key: str, class_name: str) -> float | None:
+    """A per-class (per-label) test value of ``report.json`` (``f1_per_class``, ``ap_per_label``...)."""
+    per_class = ((run.report or {}).get("test") or {}).get(key) or {}
     value = per_class.get(class_name)
     return None if value is None else float(value)
 
@@ -118,26 +125,32 @@ def missing_values(grid: Grid) -> list[tuple[ReportRun, list[str]]]:
         paths: ``test.ece``, ``test.f1_per_class.<class>``, ``val.f1_macro``.
     """
     counted = [(cell.dataset, run) for cell in grid.cells.values() if cell.status == OK for run in cell.runs]
-    scalars = [m for m in AVERAGED_METRICS if any(run.test(m) is not None for _, run in counted)]
+    scalars = {task: [m for m in (MULTILABEL_AVERAGED if task == "multilabel" else AVERAGED_METRICS)
+                      if any(run.test(m) is not None for _, run in counted if run.task == task)]
+               for task in ("multiclass", "multilabel")}
+    per_class_key = {"multiclass": "f1_per_class", "multilabel": "ap_per_label"}
     classes: dict[str, list[str]] = defaultdict(list)
     for dataset, run in counted:
         for name in run.class_names:
-            if name not in classes[dataset] and _class_f1(run, name) is not None:
+            if name not in classes[dataset] and _class_value(run, per_class_key[run.task], name) is not None:
                 classes[dataset].append(name)
-    check_val = any(run.val("f1_macro") is not None for _, run in counted)
+    check_val = {task: any(run.val(run.primary_metric) is not None for _, run in counted if run.task == task)
+                 for task in ("multiclass", "multilabel")}
     out = []
     for dataset, run in counted:
-        keys = [f"test.{m}" for m in scalars if run.test(m) is None]
-        keys += [f"test.f1_per_class.{c}" for c in classes[dataset] if _class_f1(run, c) is None]
-        if check_val and run.val("f1_macro") is None:
-            keys.append("val.f1_macro")
+        key = per_class_key[run.task]
+        keys = [f"test.{m}" for m in scalars[run.task] if run.test(m) is None]
+        keys += [f"test.{key}.{c}" for c in classes[dataset] if _class_value(run, key, c) is None]
+        if check_val[run.task] and run.val(run.primary_metric) is None:
+            keys.append(f"val.{run.primary_metric}")
         if keys:
             out.append((run, keys))
     return out
 
 
 def _config_score(runs: list[ReportRun]) -> float:
-    values = [v for v in (r.val("f1_macro") for r in runs) if v is not None]
+    """A configuration's mean validation score: macro-F1, or mAP for a multi-label task."""
+    values = [v for v in (r.val(r.primary_metric) for r in runs) if v is not None]
     return float(np.mean(values)) if values else float("-inf")
 
 
@@ -182,8 +195,8 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
     best = max(candidates, key=lambda k: (_config_score(finished[k]), len(finished[k])))
     if len(candidates) > 1:
         logger.info(
-            "%s/%s/%s: %d configurations; reporting the best by validation macro-F1",
-            dataset, model, loss, len(candidates),
+            "%s/%s/%s: %d configurations; reporting the best by validation %s",
+            dataset, model, loss, len(candidates), "mAP" if runs[0].task == "multilabel" else "macro-F1",
         )
     cell.status = OK
     cell.runs = _one_per_seed(sorted(finished[best], key=_seed_key))
@@ -256,11 +269,13 @@ class Comparison:
 
     Attributes:
         seeds: the seeds both have, paired.
-        seed_test: paired t-test over those seeds of the test macro-F1 difference (from each
-            run's ``report.json``), its t-interval, and the Holm-corrected p over the report's
-            family (every LMF-vs-baseline comparison of the report).
+        seed_test: paired t-test over those seeds of the test difference of ``metric`` (from
+            each run's ``report.json``), its t-interval, and the Holm-corrected p over the
+            report's family (every LMF-vs-baseline comparison of the report).
         test: paired bootstrap over the same test images (needs ``predictions.csv``), or
             ``None`` when the predictions are missing or the test sets differ.
+        metric: what is compared: ``f1_macro`` (multi-class), ``map`` or ``auc_macro``
+            (multi-label; both in the family).
     """
 
     dataset: str
@@ -269,16 +284,22 @@ class Comparison:
     seeds: list[int | None]
     seed_test: SeedTest
     test: PairedTest | None = None
+    metric: str = "f1_macro"
 
 
 def best_on_val(grid: Grid, dataset: str, model: str) -> Cell | None:
-    """The baseline with the best mean **validation** macro-F1 in a dataset x model (never
-    chosen on test; LMF and LMF-DRW are not baselines); ``None`` without a finished baseline."""
+    """The baseline with the best mean **validation** macro-F1 (multi-label: mAP) in a dataset
+    x model (never chosen on test; LMF and LMF-DRW are not baselines); ``None`` without a
+    finished baseline."""
     cells = [grid.cell(dataset, model, loss) for loss in grid.losses if is_baseline(loss)]
-    cells = [c for c in cells if c.status == OK and c.val_values("f1_macro")]
+    cells = [c for c in cells if c.status == OK]
     if not cells:
         return None
-    return max(cells, key=lambda c: float(np.mean(c.val_values("f1_macro"))))
+    metric = cells[0].runs[0].primary_metric
+    cells = [c for c in cells if c.val_values(metric)]
+    if not cells:
+        return None
+    return max(cells, key=lambda c: float(np.mean(c.val_values(metric))))
 
 
 def paired_tests(
@@ -289,12 +310,20 @@ def paired_tests(
 
     Runs are paired by seed; predictions are aligned by record id, so both systems are
     scored on the same resampled test images. Pairs without predictions or with different
-    test sets get no image-level test (a warning says why).
+    test sets get no image-level test (a warning says why). Multi-label datasets are compared
+    on mAP and on macro AUC (:func:`lmfloss.report.multilabel.comparisons`), in the same
+    Holm family.
     """
+    from lmfloss.report.multilabel import comparisons as multilabel_comparisons
+    from lmfloss.report.names import is_multilabel_dataset
+
     out: list[Comparison] = []
     if reference not in grid.losses:
         return out
     for d in grid.datasets:
+        if is_multilabel_dataset(d):
+            out += multilabel_comparisons(grid, d, reference=reference, n_boot=n_boot, seed=seed)
+            continue
         for m in grid.models:
             ref = grid.cell(d, m, reference)
             if ref.status != OK:

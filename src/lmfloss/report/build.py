@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.report import multilabel
 from lmfloss.report.aggregate import (
     MISSING,
     OK,
@@ -57,7 +58,7 @@ RESULT_COLUMNS = (
     "accuracy", "precision_macro", "recall_macro", "f1_macro",
     "f1_macro_ci95_lo", "f1_macro_ci95_hi", "balanced_accuracy", "f1_weighted",
     "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll", "val_f1_macro", "best_epoch", "epochs_done",
-    "data_fingerprint", "run_dir",
+    "data_fingerprint", "run_dir", "task", "map", "auc_macro", "auc_micro", "odir_score", "val_map",
 )
 
 
@@ -100,6 +101,11 @@ def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
             "epochs_done": run.epochs_done,
             "data_fingerprint": run.fingerprint,
             "run_dir": str(run.run_dir),
+            "task": run.task,
+            **{m: run.test(m) for m in ("map", "auc_macro", "auc_micro")},
+            "odir_score": ((run.report or {}).get("test") or {}).get("odir_score", {}).get("final")
+            if run.task == "multilabel" else None,
+            "val_map": run.val("map"),
         })
     return rows
 
@@ -148,9 +154,18 @@ def build_report(
     result.files.append(_write_csv(out / "results.csv", RESULT_COLUMNS, result_rows(runs)))
     result.files.append(_write_csv(out / "paired_tests.csv", PAIRED_COLUMNS, paired_rows(comparisons)))
     result.files.append(_write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary_rows(grid, comparisons)))
+    if multilabel.datasets(grid):
+        result.files.append(_write_csv(out / "summary_multilabel.csv", multilabel.SUMMARY_COLUMNS,
+                                       multilabel.summary_rows(grid, comparisons)))
+        result.files.append(_write_csv(out / "paired_tests_multilabel.csv", multilabel.PAIRED_COLUMNS,
+                                       multilabel.paired_rows(comparisons)))
 
-    tables = [main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models]
-    tables += [per_class_table(grid, m) for m in grid.models]
+    tables = [t for t in (main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models) if t.rows]
+    tables += [t for t in (per_class_table(grid, m) for m in grid.models) if t.rows]
+    for m in grid.models:
+        tables += [t for t in (multilabel.main_table(grid, m, comparisons, n_boot=n_boot, seed=seed),
+                               multilabel.per_label_table(grid, m, "auc_per_label"),
+                               multilabel.per_label_table(grid, m, "ap_per_label")) if t is not None]
     tables += [t for t in (calibration_table(grid, m) for m in grid.models) if t is not None]
     table6 = hparam_table(grid, compare_paper=compare_paper)
     if table6 is not None:
@@ -169,6 +184,8 @@ def build_report(
         figure_files["Fig. 1"] = figure1(grid, out / "figures")
         figure_files["Fig. 2"] = figure2(grid, runs, out / "figures")
         figure_files["Fig. 4"] = figure4(runs, out / "figures")
+        if multilabel.datasets(grid):
+            figure_files["Per-label AUC"] = multilabel.figure_label_auc(grid, out / "figures")
         for paths in figure_files.values():
             result.files += paths
 
@@ -238,14 +255,20 @@ def _report_markdown(
     summary = summary_table(result.grid, result.comparisons)
     if summary is not None:
         lines += ["## Summary: LMF against the best baseline", "", summary.to_markdown(), ""]
+    summary_ml = multilabel.summary_table(result.grid, result.comparisons)
+    if summary_ml is not None:
+        lines += ["## Summary (multi-label): LMF against the best baseline", "", summary_ml.to_markdown(), ""]
     lines += ["## Runs", ""] + _status_section(result)
     lines += ["## Tables", ""]
     for table in tables:
         lines += [table.to_markdown(), ""]
     lines += ["## Is LMF's difference real? Paired tests over seeds and over test images", ""]
-    if result.comparisons:
+    if any(c.metric == "f1_macro" for c in result.comparisons):
         lines += [comparison_table(result.comparisons).to_markdown(), ""]
-    else:
+    if any(c.metric != "f1_macro" for c in result.comparisons):
+        lines += ["Multi-label comparisons (mAP and macro AUC, over seeds and over test images): "
+                  "`paired_tests_multilabel.csv`, summarised above.", ""]
+    if not result.comparisons:
         lines += ["No paired test: no LMF run shares a dataset, model and seed with a baseline.", ""]
     if compare_paper_requested and not compare_tables:
         lines += ["## Beside the paper", "", "No run uses a dataset and architecture of the paper "
@@ -266,6 +289,7 @@ def _report_markdown(
             "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
             "Fig. 2": "per-class image counts of each dataset",
             "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
+            "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± SD",
         }
         for label, paths in figure_files.items():
             png = [p for p in paths if p.suffix == ".png"]
@@ -275,5 +299,7 @@ def _report_markdown(
     lines += ["## Files", "", "- `results.csv`: one row per run (values as in each run's report.json)",
               "- `summary.csv`: LMF against every baseline per dataset x model (which one was best on validation)",
               "- `paired_tests.csv`: every paired test, over seeds and over test images",
+              *(["- `summary_multilabel.csv`, `paired_tests_multilabel.csv`: the same for the multi-label "
+                 "datasets, on mAP and macro AUC"] if multilabel.datasets(result.grid) else []),
               "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG and PDF", ""]
     return "\n".join(lines)

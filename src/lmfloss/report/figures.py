@@ -69,7 +69,15 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
 
 
 def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
-    """Fig. 1: grouped bars of mean macro-F1 per dataset and loss; returns the files."""
+    """Fig. 1: grouped bars of mean macro-F1 per dataset and loss; returns the files.
+    Multi-label datasets have their own figure (:func:`lmfloss.report.multilabel.figure_label_auc`)."""
+    from dataclasses import replace
+
+    from lmfloss.report.names import is_multilabel_dataset
+
+    grid = replace(grid, datasets=[d for d in grid.datasets if not is_multilabel_dataset(d)])
+    if not grid.datasets:
+        return []
     plt = _pyplot()
     data = fig1_data(grid)
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(grid.datasets)), 4))

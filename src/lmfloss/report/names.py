@@ -20,12 +20,13 @@ MODEL_NAMES = {
 LOSS_NAMES = {
     "ce": "CCE", "bwcce": "BWCCE", "focal": "Focal", "ldam": "LDAM", "lmf": "LMF",
     "wce": "WCE", "cb": "CB", "logit-adjusted": "Logit-adjusted", "ldam-drw": "LDAM-DRW", "lmf-drw": "LMF-DRW",
+    "bce": "BCE", "asl": "ASL",
 }
 
 # The paper's order: datasets as in Tables 2-4, models as Tables 2, 3, 4, losses as rows.
 _DATASET_ORDER = list(DATASET_NAMES)
 _MODEL_ORDER = list(MODEL_NAMES)
-_LOSS_ORDER = ["ce", "focal", "ldam", "bwcce", "lmf"]
+_LOSS_ORDER = ["ce", "bce", "focal", "asl", "ldam", "bwcce", "lmf"]
 # The proposed loss and its variants: compared with the baselines, never one of them.
 LMF_FAMILY = ("lmf", "lmf-drw")
 
@@ -37,10 +38,18 @@ def is_baseline(loss: str) -> bool:
 
 def dataset_name(name: str) -> str:
     """``ham10000`` -> ``HAM-10K``; unknown names unchanged; ``name@fingerprint`` (runs of one
-    name on different data) -> ``name (data fingerprint)``."""
+    name on different data) -> ``name (data fingerprint)``; ``name:multilabel`` -> ``name
+    (multi-label)``."""
+    name, multilabel, _ = name.partition(":multilabel")
     base, _, fingerprint = name.partition("@")
     shown = DATASET_NAMES.get(base, base)
-    return f"{shown} (data {fingerprint})" if fingerprint else shown
+    shown = f"{shown} (data {fingerprint})" if fingerprint else shown
+    return f"{shown} (multi-label)" if multilabel else shown
+
+
+def is_multilabel_dataset(key: str) -> bool:
+    """Whether a report's dataset key is a multi-label task (:func:`lmfloss.report.runs.assign_dataset_keys`)."""
+    return key.endswith(":multilabel")
 
 
 def model_name(name: str) -> str:
@@ -58,9 +67,16 @@ def _ordered(names: set[str] | list[str], known: list[str]) -> list[str]:
     return [n for n in known if n in names] + sorted(names - set(known))
 
 
+def _ordered_datasets(names: set[str] | list[str], known: list[str]) -> list[str]:
+    # A multi-label task sits right after the same dataset's single-label one.
+    names = set(names)
+    return sorted(names, key=lambda n: (known.index(n.partition(":")[0]) if n.partition(":")[0] in known
+                                        else len(known), n.partition(":")[0], n))
+
+
 def order_datasets(names: set[str] | list[str]) -> list[str]:
     """The paper's datasets first in its order, then the others alphabetically."""
-    return _ordered(names, _DATASET_ORDER)
+    return _ordered_datasets(names, _DATASET_ORDER)
 
 
 def order_models(names: set[str] | list[str]) -> list[str]:

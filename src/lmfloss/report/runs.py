@@ -102,6 +102,18 @@ class ReportRun:
         return self.data.get("fingerprint")
 
     @property
+    def task(self) -> str:
+        """``"multiclass"`` or ``"multilabel"``: ``report.json``'s, else the config's (runs
+        older than multi-label support are multi-class)."""
+        return str((self.report or {}).get("task") or self.config.get("task") or "multiclass")
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric the run's task is judged and selected by: macro-F1 (multi-class, the
+        paper's), mAP (multi-label)."""
+        return "map" if self.task == "multilabel" else "f1_macro"
+
+    @property
     def dataset(self) -> str:
         return self.dataset_key or str(self.config.get("dataset"))
 
@@ -250,9 +262,11 @@ def assign_dataset_keys(runs: Sequence[ReportRun]) -> None:
 
     The key is the adapter's name (``ham10000``, ``retinamnist``), for ``csv`` and
     ``imagefolder`` the name of the CSV file or image folder; where runs of one name saw
-    different data (different fingerprints), ``@<fingerprint>`` is appended to each.
+    different data (different fingerprints), ``@<fingerprint>`` is appended to each. A
+    multi-label run's key ends in ``:multilabel``: one dataset's two tasks (ODIR-5K's
+    single-label form and its official multi-label task) are two datasets of a report.
     """
-    by_name: dict[str, set[str | None]] = defaultdict(set)
+    by_name: dict[tuple[str, str], set[str | None]] = defaultdict(set)
     names = {}
     for run in runs:
         adapter = str(run.config.get("dataset"))
@@ -262,11 +276,12 @@ def assign_dataset_keys(runs: Sequence[ReportRun]) -> None:
             source = run.config.get("csv") if adapter == "csv" else run.config.get("root")
             name = str(data_name or (Path(str(source)).stem if source else adapter))
         names[id(run)] = name
-        by_name[name].add(run.fingerprint)
+        by_name[(name, run.task)].add(run.fingerprint)
     for run in runs:
         name = names[id(run)]
-        versions = by_name[name] - {None}
-        run.dataset_key = f"{name}@{run.fingerprint[:8]}" if len(versions) > 1 and run.fingerprint else name
+        versions = by_name[(name, run.task)] - {None}
+        key = f"{name}@{run.fingerprint[:8]}" if len(versions) > 1 and run.fingerprint else name
+        run.dataset_key = f"{key}:multilabel" if run.task == "multilabel" else key
 
 
 def find_runs(roots: Sequence[str | Path]) -> list[ReportRun]:

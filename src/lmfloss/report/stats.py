@@ -220,22 +220,33 @@ def paired_bootstrap_test(
         ])
 
     seed_deltas = per_pair(np.arange(y.size)[None, :])[:, 0]
+    return paired_result(seed_deltas, per_pair(bootstrap_indices(y.size, n_boot, seed)), int(y.size), n_boot, seed)
+
+
+def paired_result(seed_deltas: np.ndarray, matrix: np.ndarray, n_items: int, n_boot: int, seed: int) -> PairedTest:
+    """The :class:`PairedTest` of per-pair observed differences ``seed_deltas`` ``[S]`` and their
+    differences on ``n_boot`` shared image resamples ``matrix`` ``[S, B]`` (NaN where a resample
+    left a metric undefined: those resamples are dropped). The shifted two-sided p, the
+    percentile interval, and with :data:`MIN_PAIRS_TWO_LEVEL` pairs or more the two-level p."""
+    seed_deltas = np.asarray(seed_deltas, dtype=np.float64)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = matrix[:, np.isfinite(matrix).all(axis=0)]
     observed = float(seed_deltas.mean())
-    matrix = per_pair(bootstrap_indices(y.size, n_boot, seed))
     deltas = matrix.mean(axis=0)
     p_seeds = None
-    n_pairs = a.shape[0]
-    if n_pairs >= MIN_PAIRS_TWO_LEVEL:
-        draws = np.random.default_rng(seed + 1).integers(0, n_pairs, size=(n_boot, n_pairs))
-        two_level = matrix[draws, np.arange(n_boot)[:, None]].mean(axis=1)
+    n_pairs = matrix.shape[0]
+    n_used = matrix.shape[1]
+    if n_pairs >= MIN_PAIRS_TWO_LEVEL and n_used:
+        draws = np.random.default_rng(seed + 1).integers(0, n_pairs, size=(n_used, n_pairs))
+        two_level = matrix[draws, np.arange(n_used)[:, None]].mean(axis=1)
         p_seeds = _shifted_p(two_level, observed)
-    lo, hi = np.quantile(deltas, [0.025, 0.975])
+    lo, hi = np.quantile(deltas, [0.025, 0.975]) if n_used else (np.nan, np.nan)
     return PairedTest(
         delta=observed,
         ci95=(float(lo), float(hi)),
-        p_value=float(_shifted_p(deltas, observed)),
+        p_value=float(_shifted_p(deltas, observed)) if n_used else 1.0,
         n_boot=n_boot,
-        n_items=int(y.size),
+        n_items=int(n_items),
         n_pairs=int(n_pairs),
         seed_deltas=tuple(float(d) for d in seed_deltas),
         p_value_seeds=None if p_seeds is None else float(p_seeds),

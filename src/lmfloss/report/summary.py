@@ -52,7 +52,7 @@ def summary_rows(grid: Grid, comparisons: Sequence[Comparison]) -> list[dict[str
     """``summary.csv``: one row per (dataset, model, baseline) LMF was compared with
     (:data:`SUMMARY_COLUMNS`; F1s and differences in percent, empty where undefined)."""
     rows = []
-    for c in comparisons:
+    for c in (c for c in comparisons if c.metric == "f1_macro"):
         lmf, base = grid.cell(c.dataset, c.model, "lmf"), grid.cell(c.dataset, c.model, c.baseline)
         chosen = best_on_val(grid, c.dataset, c.model)
         is_best = chosen is not None and chosen.loss == c.baseline
@@ -72,9 +72,10 @@ def summary_rows(grid: Grid, comparisons: Sequence[Comparison]) -> list[dict[str
 
 
 def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
-    """``paired_tests.csv``: every comparison at both levels (differences as fractions)."""
+    """``paired_tests.csv``: every macro-F1 comparison at both levels (differences as fractions;
+    multi-label comparisons: ``paired_tests_multilabel.csv``)."""
     rows = []
-    for c in comparisons:
+    for c in (c for c in comparisons if c.metric == "f1_macro"):
         t, b = c.seed_test, c.test
         rows.append({
             "dataset": c.dataset, "model": c.model, "reference": "lmf", "baseline": c.baseline,
@@ -121,7 +122,7 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
     """Per dataset x model: LMF against the baseline with the best **validation** macro-F1."""
     if "lmf" not in grid.losses:
         return None
-    by_key = {(c.dataset, c.model, c.baseline): c for c in comparisons}
+    by_key = {(c.dataset, c.model, c.baseline): c for c in comparisons if c.metric == "f1_macro"}
     table = Table(
         name="summary", title="LMF against the best baseline (chosen on validation macro-F1)",
         columns=["Dataset", "Model", "LMF", "best baseline (val)", "ΔF1 (seeds)", "95% CI (t)", "p (seeds)",
@@ -170,7 +171,7 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
         columns=["Dataset", "Model", "Baseline", "seeds", "ΔF1 per seed", "ΔF1 (seeds)", "95% CI (t)",
                  "p (seeds)", "ΔF1 (images)", "95% CI (images)", "p (images)"],
     )
-    for c in comparisons:
+    for c in (c for c in comparisons if c.metric == "f1_macro"):
         t, b = c.seed_test, c.test
         table.rows.append([
             dataset_name(c.dataset), model_name(c.model), loss_name(c.baseline), str(t.n),
@@ -212,6 +213,11 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
             table.rows.append(row)
     if not any_value:
         return None
+    from lmfloss.report.names import is_multilabel_dataset
+
+    if any(is_multilabel_dataset(d) for d in grid.datasets):
+        table.notes.append("Multi-label datasets: every label's sigmoid probability as a binary forecast (ECE over "
+                           "15 bins of p, Brier = mean squared error, NLL = mean binary cross-entropy); no accuracy.")
     table.notes.append(
         "ECE: top-label expected calibration error over 15 equal-width bins; Brier: multi-class; NLL: mean "
         "negative log-likelihood; ± the standard deviation over seeds, n=k a value resting on fewer runs than "

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from lmfloss.report.aggregate import MISSING, OK, UNFINISHED, Cell, Comparison, Grid
-from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.names import dataset_name, is_multilabel_dataset, loss_name, model_name
 from lmfloss.report.paper import (
     paper_best_hparams,
     paper_main,
@@ -116,6 +116,12 @@ def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, f
     return bootstrap_ci(labels, np.stack(stacked), num_classes=k, n_boot=n_boot, seed=seed)
 
 
+def multiclass_datasets(grid: Grid) -> list[str]:
+    """The grid's multi-class datasets (multi-label ones have tables of their own:
+    :mod:`lmfloss.report.multilabel`)."""
+    return [d for d in grid.datasets if not is_multilabel_dataset(d)]
+
+
 def _mark_best(table: Table, row_block: list[int], columns: list[int], scores: dict) -> None:
     for j in columns:
         values = {i: scores[(i, j)] for i in row_block if (i, j) in scores}
@@ -145,9 +151,9 @@ def main_table(
     if has_tests:
         columns.append("LMF − loss ΔF1 (p)")
     table = Table(name=name, title=title, columns=columns)
-    tests = {(c.dataset, c.baseline): c for c in (comparisons or []) if c.model == model}
+    tests = {(c.dataset, c.baseline): c for c in (comparisons or []) if c.model == model and c.metric == "f1_macro"}
     scores: dict[tuple[int, int], float] = {}
-    for dataset in grid.datasets:
+    for dataset in multiclass_datasets(grid):
         block = []
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(dataset, model, loss)
@@ -287,7 +293,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
         + (" beside the paper's" if compare else ""),
         columns=columns,
     )
-    for dataset in grid.datasets:
+    for dataset in multiclass_datasets(grid):
         counts = train_counts(grid, dataset)
         for c, class_name in enumerate(_class_names(grid, dataset)):
             i = len(table.rows)
@@ -349,7 +355,7 @@ def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
     columns = ["Dataset", "Hyper-parameter", *(model_name(m) for m in grid.models)]
     table = Table(
         name="table6_lmf_hparams",
-        title="Table 6. LMF α and β with the best validation macro-F1"
+        title="Table 6. LMF α and β with the best validation macro-F1 (multi-label: mAP)"
         + (" (paper's value in brackets)" if compare_paper else ""),
         columns=columns,
     )
