@@ -157,3 +157,24 @@ def test_patient_scoring_combines_a_patients_images_by_the_per_label_max(ml_run,
     assert [float(rows[0][f"prob_{n}"]) for n in LABELS] == pytest.approx(per_image.max(axis=0), abs=1e-6)
     assert len(result["ids"]) == len(rows)
     assert probabilities(np.zeros((1, 3)), "multilabel")[0] == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_cam_explains_each_label_of_an_image_against_that_labels_boxes(tmp_path):
+    import lmfloss.data.synthetic as synthetic
+
+    out = tmp_path / "syn"
+    assert main(["train", "--task", "multilabel", "--loss", "asl", "--bootstrap", "0", "--out", str(out),
+                 *TINY]) == 0
+    assert main(["cam", "--run", str(out), "--n", "4", "--min-map-size", "2", "--faithfulness", "drop",
+                 "--out", str(tmp_path / "cam"), "--quiet"]) == 0
+    rows = _rows(tmp_path / "cam" / "cam_metrics.csv")
+    _, targets, lesions = synthetic.generate_multilabel()
+    kinds = list(synthetic.MULTILABEL_KINDS)
+    for row in rows:
+        image_id, label = row["id"].split("#")
+        index = int(image_id.split("-")[1])
+        assert targets[index, kinds.index(label)] == 1  # one map per label the image has
+        assert row["target_class"] == row["true_class"] == label
+        own = [box for kind, box in lesions[index] if kinds[kind] == label]
+        assert int(row["n_boxes"]) == len(own) == 1  # scored against that label's lesion only
+    assert len({row["id"].split("#")[0] for row in rows}) == 4

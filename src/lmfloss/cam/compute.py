@@ -122,9 +122,10 @@ def preserved(model: nn.Module) -> Iterator[list[torch.utils.hooks.RemovableHand
             param.grad = grad
 
 
-def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Maps and softmax probabilities of one batch (``classes``: the target per image, or
-    ``None`` for the predicted class)."""
+def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None,
+               multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and softmax probabilities (multi-label: a sigmoid per label) of one batch
+    (``classes``: the target per image, or ``None`` for the predicted class)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
@@ -135,7 +136,7 @@ def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None) -> tupl
         bad = [c for c in classes if not 0 <= c < logits.shape[1]]
         if bad:
             raise ValueError(f"target class {bad[0]} out of range for {logits.shape[1]} classes")
-    return maps, torch.softmax(logits, dim=1).numpy()
+    return maps, (torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).numpy()
 
 
 def _checked_inputs(images: torch.Tensor, target_classes: Sequence[int] | None,
@@ -166,6 +167,7 @@ def compute_cams(
     target_layer: str | TargetLayer | None = None,
     batch_size: int = 16,
     min_map_size: int = DEFAULT_MIN_MAP_SIZE,
+    multilabel: bool = False,
 ) -> CamResult:
     """Compute one CAM per image.
 
@@ -180,6 +182,8 @@ def compute_cams(
             least ``min_map_size`` per side (:func:`lmfloss.cam.layers.choose_target_layer`).
         batch_size: images per CAM call (pytorch-grad-cam takes the batch at once).
         min_map_size: see ``target_layer``.
+        multilabel: the model scores labels with a sigmoid each (``probabilities`` are then
+            sigmoids; a map explains one label's logit, as ``ClassifierOutputTarget`` does).
 
     Returns:
         A :class:`CamResult`.
@@ -211,7 +215,8 @@ def compute_cams(
             try:
                 for start in range(0, n, batch_size):
                     batch_classes = None if target_classes is None else target_classes[start : start + batch_size]
-                    batch_maps, batch_probs = _cam_batch(cam, images[start : start + batch_size], batch_classes)
+                    batch_maps, batch_probs = _cam_batch(cam, images[start : start + batch_size], batch_classes,
+                                                         multilabel)
                     maps.append(batch_maps)
                     probs.append(batch_probs)
             finally:

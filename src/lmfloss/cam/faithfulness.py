@@ -111,17 +111,18 @@ def _perturbed(image: torch.Tensor, cam: np.ndarray, order: str, removed: int) -
     return remove(100 - removed, NoisyLinearImputer())(image.detach().cpu(), torch.from_numpy(cam))
 
 
-def model_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None) -> np.ndarray:
-    """The model's softmax ``float32 [N, K]`` in eval mode, without gradients, in chunks of
-    :data:`FORWARD_CHUNK` moved to ``device`` (default: the images' own); the model's flags
-    are left as found."""
+def model_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None,
+                        multilabel: bool = False) -> np.ndarray:
+    """The model's softmax ``float32 [N, K]`` (multi-label: a sigmoid per label) in eval mode,
+    without gradients, in chunks of :data:`FORWARD_CHUNK` moved to ``device`` (default: the
+    images' own); the model's flags are left as found."""
     device = images.device if device is None else device
     out = []
     with preserved(model), torch.no_grad():
         model.eval()
         for start in range(0, len(images), FORWARD_CHUNK):
             logits = model(images[start : start + FORWARD_CHUNK].to(device)).float()
-            out.append(torch.softmax(logits, dim=1).cpu())
+            out.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu())
     return torch.cat(out).numpy()
 
 

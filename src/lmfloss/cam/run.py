@@ -185,6 +185,25 @@ def _layers(loaded: Sequence[Any], runs: Sequence[CamRun], options: CamOptions) 
                                 min_map_size=options.min_map_size) for run, info in zip(loaded, runs)]
 
 
+def _multilabel_options(loaded: Sequence[Any], options: CamOptions) -> CamOptions:
+    """Multi-label runs explain each label an image has, one map per (image, label), scored
+    against that label's region: the target is the true label (``pred`` -- the default -- is
+    taken as that; ``both`` and ``--misclassified`` have no multi-label meaning)."""
+    from dataclasses import replace
+
+    tasks = {run.task for run in loaded}
+    if tasks == {"multiclass"}:
+        return options
+    if len(tasks) > 1:
+        raise ValueError("multi-class and multi-label runs compared together; compare runs of one task")
+    if options.target == "both" or options.misclassified:
+        raise ValueError("multi-label runs get one map per label present in an image (--target true); "
+                         "--target both and --misclassified are for multi-class runs")
+    if options.target == "pred":
+        logger.info("multi-label runs: one map per label present in each image, for that label's logit")
+    return replace(options, target="true")
+
+
 # ---- 2. select: lmfloss.cam.selection.select_scored ---------------------------------------
 # ---- 3. compute --------------------------------------------------------------------------
 class _BatchWork:
@@ -207,14 +226,15 @@ class _BatchWork:
         from lmfloss.cam.faithfulness import model_probabilities
 
         if r not in self._clean:
-            self._clean[r] = model_probabilities(run.model, batch)
+            self._clean[r] = model_probabilities(run.model, batch, multilabel=run.task == "multilabel")
         return self._clean[r]
 
     def random(self, r: int, run: Any, batch: torch.Tensor, map_size: tuple[int, int]) -> np.ndarray:
         from lmfloss.cam.faithfulness import model_probabilities
 
         if r not in self._random:  # a run has one layer, so one map size
-            self._random[r] = model_probabilities(run.model, self._random_perturbed(batch, map_size), batch.device)
+            self._random[r] = model_probabilities(run.model, self._random_perturbed(batch, map_size), batch.device,
+                                                  multilabel=run.task == "multilabel")
         return self._random[r]
 
     def _random_perturbed(self, batch: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
@@ -245,7 +265,8 @@ def _faithfulness(r: int, run: Any, batch: Any, result: Any, options: CamOptions
     kind = options.faithfulness
     before = work.clean(r, run, batch)
     own_perturbed = perturbations(batch, result.maps, kind=kind, seed=options.seed, first_index=start)
-    own = scores_from_probabilities(before, model_probabilities(run.model, own_perturbed, batch.device),
+    own = scores_from_probabilities(before, model_probabilities(run.model, own_perturbed, batch.device,
+                                                                multilabel=run.task == "multilabel"),
                                     result.target_classes, kind=kind)
     rand = scores_from_probabilities(before, work.random(r, run, batch, result.map_size), result.target_classes,
                                      kind=kind)
@@ -276,18 +297,20 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
 
     datasets = [run.dataset(options.split) for run in loaded]
     positions = [{rec.id: i for i, rec in enumerate(ds.records)} for ds in datasets]
-    labels = [int(rec.label) for rec in selection.records]
+    labels = [int(rec.label) for rec in selection.records]  # multi-label: each item's label
+    image_of = selection.image_ids
     parts: dict[tuple[int, str], tuple[list[Any], list[dict[str, np.ndarray]]]] = {
         (r, target): ([], []) for r in range(len(loaded)) for target in options.targets}
     for start in range(0, len(selection.records), options.batch_size):
         records = selection.records[start : start + options.batch_size]
         work = _BatchWork(options, start)
         for r, (run, layer) in enumerate(zip(loaded, layers)):
-            batch = torch.stack([datasets[r][positions[r][rec.id]][0] for rec in records]).to(run.device)
+            batch = torch.stack([datasets[r][positions[r][image_of.get(rec.id, rec.id)]][0]
+                                 for rec in records]).to(run.device)
             for target in options.targets:
                 classes = labels[start : start + len(records)] if target == "true" else None
                 result = compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
-                                      batch_size=len(batch))
+                                      batch_size=len(batch), multilabel=run.task == "multilabel")
                 parts[(r, target)][0].append(result)
                 parts[(r, target)][1].append(_faithfulness(r, run, batch, result, options, start, work))
                 bar.update(len(batch))
@@ -331,16 +354,20 @@ def _score(info: CamRun, maps: TargetMaps, selection: Selection, class_names: Se
            options: CamOptions) -> list[dict[str, Any]]:
     result = maps.result
     rows = []
+    multilabel = bool(selection.image_ids)
     for k, rec in enumerate(selection.records):
         pred = int(result.predicted[k])
+        if multilabel:  # an item is (image, one of its labels): "pred" is whether the run finds that label
+            pred = int(rec.label) if result.probabilities[k, int(rec.label)] >= 0.5 else -1
         ann = selection.annotations[rec.id]
         faith = {key: float(maps.faithfulness[key][k]) if key in maps.faithfulness else math.nan
                  for key in FAITHFULNESS_KEYS}
         rows.append({
             "run": info.label, "group": info.group, "seed": info.seed, "id": rec.id,
             "label": int(rec.label), "true_class": class_names[int(rec.label)], "pred": pred,
-            "pred_class": class_names[pred], "correct": pred == int(rec.label),
-            "prob_pred": float(result.probabilities[k, pred]), "target": maps.target,
+            "pred_class": class_names[pred] if pred >= 0 else "", "correct": pred == int(rec.label),
+            "prob_pred": float(result.probabilities[k, pred if pred >= 0 else int(rec.label)]),
+            "target": maps.target,
             "target_class": class_names[int(result.target_classes[k])], "method": options.method,
             "layer": result.layer, "map_size": _map_size(result), "tolerance": selection.tolerance,
             "annotation": ann.source if ann else "", "n_boxes": len(ann.boxes) if ann else 0,
@@ -367,6 +394,14 @@ def _caption(columns: Sequence[tuple[CamRun, Any]], options: CamOptions) -> str:
             f"{where}, {size} px input; green: annotation; first run of each group shown.")
 
 
+def _shown_prediction(result: Any, k: int, rec: Any, class_names: Sequence[str], selection: Selection) -> str:
+    """What a figure cell says the run predicted: the class, or for a multi-label item its label's
+    probability."""
+    if selection.image_ids:
+        return f"p({class_names[int(rec.label)]})={float(result.probabilities[k, int(rec.label)]):.2f}"
+    return class_names[int(result.predicted[k])]
+
+
 def _write_figure(out: Path, figure_maps: dict[str, tuple[CamRun, Any]], selection: Selection,
                   class_names: Sequence[str], options: CamOptions) -> list[Path]:
     from lmfloss.cam.figure import FigureCell, FigureRow, attention_figure
@@ -378,7 +413,8 @@ def _write_figure(out: Path, figure_maps: dict[str, tuple[CamRun, Any]], selecti
     rows = []
     for k, rec in enumerate(shown):  # shown is a prefix of selection.records
         ann = selection.annotations[rec.id]
-        cells = [FigureCell(result.maps[k], class_names[int(result.predicted[k])]) for _, result in columns]
+        cells = [FigureCell(result.maps[k], _shown_prediction(result, k, rec, class_names, selection))
+                 for _, result in columns]
         rows.append(FigureRow(rec.id, selection.images[rec.id], class_names[int(rec.label)],
                               list(ann.boxes) if ann else [], cells))
     titles = [group if info.label == group else f"{group}\n{info.label}"
@@ -419,6 +455,7 @@ def run_cam(
     options = CamOptions(**fields)
     runs = describe_runs(run_dirs, runs_from=runs_from)
     loaded = _load(runs, options)
+    options = _multilabel_options(loaded, options)
     layers = _layers(loaded, runs, options)
     selection = select_scored(loaded, runs[0].image_size, options)
     class_names = list(loaded[0].class_names)

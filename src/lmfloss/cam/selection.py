@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ class Selection:
         regions: ``bool [S, S]`` scored region on the map per annotated id.
         partner: annotated id -> the id whose region is its shuffled baseline.
         tolerance: the pointing game's margin in map pixels.
+        image_ids: multi-label runs: every item is one label of one image, a record with the
+            id ``<image id>#<label>`` and that label as ``label``; this maps the item id to the
+            image's id (empty for multi-class runs).
     """
 
     records: list[Any]
@@ -44,6 +47,7 @@ class Selection:
     regions: dict[str, np.ndarray]
     partner: dict[str, str]
     tolerance: float
+    image_ids: dict[str, str] = field(default_factory=dict)
 
 
 def run_labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -57,13 +61,27 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
         depth += 1
 
 
+def _draw_class(record: Any, rarity: dict[int, int]) -> int:
+    """The class a record is drawn as: its class, or for a multi-label record its rarest label
+    (no label: -1, drawn last)."""
+    if record.label is not None:
+        return int(record.label)
+    labels = getattr(record, "labels", None)
+    return min(labels, key=lambda j: (rarity.get(j, 0), j)) if labels else -1
+
+
 def round_robin(records: Sequence[Any], n: int) -> list[Any]:
     """Up to ``n`` records, one per class in turn (record order within a class), so that
-    minority classes appear even among a few images of an imbalanced split."""
+    minority classes appear even among a few images of an imbalanced split (a multi-label
+    record counts as its rarest label)."""
+    rarity: dict[int, int] = {}
+    for record in records:
+        for j in getattr(record, "labels", None) or ():
+            rarity[j] = rarity.get(j, 0) + 1
     by_class: dict[int, list[Any]] = {}
     for record in records:
-        by_class.setdefault(int(record.label), []).append(record)
-    queues = [by_class[c] for c in sorted(by_class)]
+        by_class.setdefault(_draw_class(record, rarity), []).append(record)
+    queues = [by_class[c] for c in sorted(by_class, key=lambda c: (c < 0, c))]
     chosen: list[Any] = []
     depth = 0
     while len(chosen) < n and any(depth < len(q) for q in queues):
@@ -128,7 +146,21 @@ def select_images(
         with_ann = [r for r in pool if r.id in annotated]
         if with_ann:
             pool = with_ann
+    if pool and pool[0].label is None:  # multi-label: images with a finding to explain
+        pool = [r for r in pool if r.labels] or pool
     return round_robin(pool, n or DEFAULT_N)
+
+
+def label_items(records: Sequence[Any], class_names: Sequence[str]) -> tuple[list[Any], dict[str, str]]:
+    """Multi-label records as (image, label) items: one record per label an image has, with the
+    id ``<image id>#<label>`` and that label as ``label``; and item id -> image id."""
+    items, image_ids = [], {}
+    for record in records:
+        for j in record.labels or ():
+            item = replace(record, id=f"{record.id}#{class_names[j]}", label=j, labels=None)
+            items.append(item)
+            image_ids[item.id] = record.id
+    return items, image_ids
 
 
 def region_on_map(annotation: Annotation, image_shape: tuple[int, int], map_shape: tuple[int, int]) -> np.ndarray:
@@ -181,15 +213,41 @@ def select_scored(loaded: Sequence[Any], map_size: int, options: Any) -> Selecti
                            misclassified_by=misclassified_by, annotated=annotated)
     if not chosen:
         raise ValueError(f"the {options.split} split of {splits.name!r} has no images to explain")
+    image_ids: dict[str, str] = {}
+    originals = {record.id: record for record in chosen}
+    if getattr(splits, "task", "multiclass") == "multilabel":
+        chosen, image_ids = label_items(chosen, splits.class_names)
+        if not chosen:
+            raise ValueError(f"none of the selected {options.split} images of {splits.name!r} has a label to explain")
     images, annotations, regions = {}, {}, {}
+    loaded_images: dict[str, np.ndarray] = {}
     for record in chosen:
-        images[record.id] = np.asarray(splits.load_image(record))
+        image_id = image_ids.get(record.id, record.id)
+        if image_id not in loaded_images:
+            loaded_images[image_id] = np.asarray(splits.load_image(record))
+        images[record.id] = loaded_images[image_id]
         shape = images[record.id].shape[:2]
-        annotations[record.id] = source.get(record.id, shape) if source else None
+        annotations[record.id] = _annotation(source, splits, record, originals[image_id], shape, bool(image_ids))
         if annotations[record.id] is not None:
             regions[record.id] = region_on_map(annotations[record.id], shape, (map_size, map_size))
     if source is not None and not regions:
         logger.warning("none of the %d selected images has an annotation", len(chosen))
     tolerance = default_tolerance(map_size) if options.tolerance is None else float(options.tolerance)
     return Selection(list(chosen), images, annotations, regions, _partners(list(regions), options.seed),
-                     tolerance)
+                     tolerance, image_ids)
+
+
+def _annotation(source: Any, splits: Any, record: Any, image: Any, shape: tuple[int, int],
+                per_label: bool) -> Annotation | None:
+    """The region a map is scored against: the image's annotation, or for a multi-label item
+    the boxes of its label where the dataset knows each box's label (otherwise every box of
+    the image: a boxes CSV or a mask has no label)."""
+    if source is None:
+        return None
+    if per_label and getattr(source, "source", None) == "dataset" and splits.index.box_labels is not None:
+        from lmfloss.cam.annotations import clip_boxes
+
+        boxes = splits.boxes(image, label=int(record.label))
+        boxes = clip_boxes(boxes, shape[1], shape[0], image_id=image.id) if boxes else []
+        return Annotation(boxes, None, "dataset") if boxes else None
+    return source.get(image.id, shape)
