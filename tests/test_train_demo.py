@@ -50,3 +50,15 @@ def test_demo_parallel_processes(tmp_path):
 def test_demo_rejects_unknown_loss(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--losses", "ce,nope"]) == 2
     assert "unknown loss(es) ['nope']" in capsys.readouterr().err
+
+
+def test_demo_multilabel_summarises_map_per_loss(tmp_path):
+    summary = demo.run_demo(tmp_path / "ml2", epochs=1, jobs=1, quiet=True, task="multilabel", overrides=TINY)
+    with open(tmp_path / "ml2" / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == demo.MULTILABEL_SUMMARY_COLUMNS and [r["loss"] for r in rows] == ["bce", "lmf"]
+    for row in rows:
+        report = json.loads((tmp_path / "ml2" / row["loss"] / "report.json").read_text())
+        assert report["task"] == "multilabel"
+        assert float(row["map"]) == pytest.approx(report["test"]["map"], abs=5e-5)
+    assert "Per-label test AP" in summary.markdown

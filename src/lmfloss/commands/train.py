@@ -102,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="parallel one-thread training processes on the CPU (default: one per core)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per loss")
     demo.add_argument("--device", default="cpu")
+    demo.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass",
+                      help="multilabel: the embedded multi-label set (lesions of 5 kinds, several per image), "
+                      "BCE and LMF by default, summarised by mAP and AUC")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_run_demo)
 
@@ -325,7 +328,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     losses = [s.strip() for s in args.losses.split(",") if s.strip()] if args.losses else None
     summary = run_demo(args.out, losses=losses, epochs=args.epochs, device=args.device, quiet=args.quiet,
-                       jobs=args.jobs)
+                       jobs=args.jobs, task=args.task)
     print(summary.markdown)
     print(f"written: {summary.out_dir}/summary.md, summary.csv, f1_per_class.png and one run per loss")
     return 0

@@ -33,12 +33,23 @@ DEMO_LOSSES = ("ce", "lmf")
 PAPER_LOSSES = ("ce", "focal", "ldam", "bwcce", "lmf")  # the paper's table order
 DEMO_EPOCHS = 4  # enough for every loss to clearly beat the majority-class baseline
 SUMMARY_COLUMNS = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
+# --task multilabel: the embedded multi-label set (lesions of 5 kinds, several per image).
+MULTILABEL_LOSSES = ("bce", "lmf")
+MULTILABEL_SUMMARY_COLUMNS = ("loss", "map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold",
+                              "subset_accuracy")
 
 
-def demo_config(loss: str, epochs: int = DEMO_EPOCHS, device: str = "cpu") -> TrainConfig:
+def summary_columns(task: str = "multiclass") -> tuple[str, ...]:
+    """The columns of the demo's ``summary.csv`` for ``task``."""
+    return MULTILABEL_SUMMARY_COLUMNS if task == "multilabel" else SUMMARY_COLUMNS
+
+
+def demo_config(loss: str, epochs: int = DEMO_EPOCHS, device: str = "cpu", task: str = "multiclass") -> TrainConfig:
     """The demo's run config for one loss (see the module docstring for the choices)."""
     return TrainConfig(
         dataset="synthetic",
+        task=task,
+        select_metric="map" if task == "multilabel" else "f1_macro",
         model="resnet18",
         weights="none",  # offline and fast; the paper fine-tunes ImageNet weights
         image_size=32,  # synthetic images are 64 px; 32 keeps an epoch to seconds on a CPU
@@ -68,8 +79,12 @@ def run_demo(
     quiet: bool = False,
     jobs: int | None = None,
     overrides: dict[str, Any] | None = None,
+    task: str = "multiclass",
 ) -> DemoSummary:
     """Train one run per loss into ``out_dir/<loss>`` and summarise them.
+
+    ``task="multilabel"``: the embedded multi-label set (lesions of five kinds, up to four per
+    image), BCE and LMF by default, summarised by mAP, macro/micro AUC and F1.
 
     Existing runs in ``out_dir`` are replaced. On the CPU the losses train in ``jobs``
     parallel processes of one thread each (default: one per core, at most one per loss):
@@ -81,12 +96,15 @@ def run_demo(
     Returns:
         :class:`DemoSummary` with one row per loss (``SUMMARY_COLUMNS``) and the Markdown table.
     """
-    from lmfloss.losses import LOSSES
+    from lmfloss.losses import losses_for
 
-    losses = list(losses or DEMO_LOSSES)
-    unknown = [name for name in losses if name not in LOSSES]
+    registry = losses_for(task)
+    losses = list(losses or (MULTILABEL_LOSSES if task == "multilabel" else DEMO_LOSSES))
+    unknown = [name for name in losses if name not in registry]
     if unknown:
-        raise ValueError(f"unknown loss(es) {unknown} for the demo; expected names from {sorted(LOSSES)}")
+        raise ValueError(f"unknown loss(es) {unknown} for the {task} demo; expected names from {sorted(registry)}")
+    columns = summary_columns(task)
+    headline, headline_name = ("map", "mAP") if task == "multilabel" else ("f1_macro", "macro-F1")
     epochs = DEMO_EPOCHS if epochs is None else epochs
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
@@ -104,33 +122,37 @@ def run_demo(
 
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_train_one, loss, epochs, device, str(out), True, 1, overrides): loss
+            futures = {pool.submit(_train_one, loss, epochs, device, str(out), True, 1, overrides, task): loss
                        for loss in losses}
             for future in as_completed(futures):
                 loss = futures[future]
                 results[loss] = future.result()
-                logger.info("demo: %s done after %.0fs, test macro-F1 %.4f", loss,
-                            time.perf_counter() - began, results[loss]["test"]["f1_macro"])
+                logger.info("demo: %s done after %.0fs, test %s %.4f", loss, time.perf_counter() - began,
+                            headline_name, results[loss]["test"][headline])
     else:
         for loss in losses:
-            results[loss] = _train_one(loss, epochs, device, str(out), quiet, None, overrides)
-            logger.info("demo: %s done after %.0fs, test macro-F1 %.4f", loss,
-                        time.perf_counter() - began, results[loss]["test"]["f1_macro"])
+            results[loss] = _train_one(loss, epochs, device, str(out), quiet, None, overrides, task)
+            logger.info("demo: %s done after %.0fs, test %s %.4f", loss, time.perf_counter() - began,
+                        headline_name, results[loss]["test"][headline])
     reports = {loss: results[loss]["test"] for loss in losses}
-    rows = [{"loss": loss, **{k: reports[loss][k] for k in SUMMARY_COLUMNS[1:]}} for loss in losses]
+    rows = [{"loss": loss, **{k: reports[loss][k] for k in columns[1:]}} for loss in losses]
     class_names = results[losses[0]]["class_names"]
     train_counts = results[losses[0]]["train_class_counts"]
     seconds = time.perf_counter() - began
-    markdown = _markdown(rows, reports, class_names, train_counts, epochs, seconds)
+    if task == "multilabel":
+        markdown = _multilabel_markdown(rows, reports, class_names, train_counts, epochs, seconds)
+    else:
+        markdown = _markdown(rows, reports, class_names, train_counts, epochs, seconds)
     atomic_write_text(markdown, out / "summary.md")
-    atomic_write_text(_csv(rows), out / "summary.csv")
-    _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png")
+    atomic_write_text(_csv(rows, columns), out / "summary.csv")
+    _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png",
+             "ap_per_label" if task == "multilabel" else "f1_per_class")
     return DemoSummary(out, rows, markdown, seconds)
 
 
 def _train_one(
     loss: str, epochs: int, device: str, out: str, quiet: bool, threads: int | None,
-    overrides: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None, task: str = "multiclass",
 ) -> dict:
     """Train one demo run; module-level so a spawned worker process can run it."""
     import torch
@@ -139,12 +161,42 @@ def _train_one(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    config = demo_config(loss, epochs, device).replace(**(overrides or {}))
+    config = demo_config(loss, epochs, device, task).replace(**(overrides or {}))
     return fit(config, Path(out) / loss, overwrite=True, quiet=quiet).report
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    return dict_rows_text(SUMMARY_COLUMNS, rows, lambda v: v if isinstance(v, str) else f"{v:.4f}")
+def _csv(rows: list[dict[str, Any]], columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
+    return dict_rows_text(columns, rows, lambda v: v if isinstance(v, str) else f"{v:.4f}")
+
+
+def _multilabel_markdown(rows, reports, label_names, train_counts, epochs, seconds) -> str:
+    from lmfloss.report.render import Table
+
+    def text(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    summary = Table(name="summary", title="Test split, best epoch by validation mAP",
+                    columns=["loss", "mAP", "95% CI mAP", "AUC (macro)", "AUC (micro)", "F1 (0.5)",
+                             "F1 (val thresholds)", "subset accuracy"])
+    best = max(r["map"] for r in rows if r["map"] is not None)
+    for i, row in enumerate(rows):
+        ci = reports[row["loss"]].get("map_ci95")
+        summary.rows.append([row["loss"], text(row["map"]), "n/a" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+                             text(row["auc_macro"]), text(row["auc_micro"]), text(row["f1_macro"]),
+                             text(row["f1_macro_at_threshold"]), text(row["subset_accuracy"])])
+        if row["map"] == best:
+            summary.best.add((i, 1))
+    per_label = Table(name="per_label", title="Per-label test AP (training positives in brackets)",
+                      columns=["loss", *(f"{n} ({c})" for n, c in zip(label_names, train_counts))])
+    for row in rows:
+        aps = reports[row["loss"]]["ap_per_label"]
+        per_label.rows.append([row["loss"], *(text(aps[n]) for n in label_names)])
+    return "\n".join([
+        "# lmfloss demo: synthetic multi-label lesions, ResNet-18 from scratch at 32 px", "",
+        f"{epochs} epochs per loss, Adam lr 1e-3, batch 32, best epoch by validation mAP, per-label "
+        f"thresholds chosen on validation, test split; {seconds:.0f} s in all.", "",
+        summary.to_markdown(), per_label.to_markdown(),
+    ])
 
 
 def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
@@ -182,7 +234,7 @@ def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
     return "\n".join(lines)
 
 
-def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path) -> None:
+def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path, key: str = "f1_per_class") -> None:
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -192,12 +244,15 @@ def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path) ->
     ax = fig.subplots()
     x = np.arange(len(class_names))
     for i, loss in enumerate(losses):
-        ax.bar(x + (i - (len(losses) - 1) / 2) * width, [reports[loss]["f1_per_class"][n] for n in class_names],
+        heights = [reports[loss][key][n] for n in class_names]
+        ax.bar(x + (i - (len(losses) - 1) / 2) * width, [np.nan if h is None else h for h in heights],
                width, label=loss)
     ax.set_xticks(x, [f"{n}\n({c})" for n, c in zip(class_names, train_counts)], fontsize=8)
-    ax.set_ylabel("test F1")
+    what = "AP" if key == "ap_per_label" else "F1"
+    ax.set_ylabel(f"test {what}")
     ax.set_ylim(0, 1)
-    ax.set_title("Per-class test F1 (training images per class)")
+    ax.set_title("Per-label test AP (positive training images per label)" if what == "AP"
+                 else "Per-class test F1 (training images per class)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
