@@ -178,3 +178,25 @@ def test_cam_explains_each_label_of_an_image_against_that_labels_boxes(tmp_path)
         own = [box for kind, box in lesions[index] if kinds[kind] == label]
         assert int(row["n_boxes"]) == len(own) == 1  # scored against that label's lesion only
     assert len({row["id"].split("#")[0] for row in rows}) == 4
+
+
+def test_k_fold_of_a_multilabel_csv_keeps_patients_together_and_summarises_map(ml_run, tmp_path, capsys):
+    _, path, _ = ml_run
+    folds_csv = tmp_path / "folds.csv"
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel", "--group-by", "patient",
+                 "--folds", "3", "--out", str(folds_csv), "--quiet"]) == 0
+    rows = _rows(folds_csv)
+    assert list(rows[0]) == ["path", "labels", "fold"]
+    patients = {}
+    for row in rows:
+        patients.setdefault(int(row["path"].split("x")[1].split(".")[0]) // 2, set()).add(row["fold"])
+    assert all(len(f) == 1 for f in patients.values())
+    out = tmp_path / "cv"
+    assert main(["train", "--dataset", "csv", "--csv", str(path), "--task", "multilabel", "--loss", "bce",
+                 "--group-by", "patient", "--folds", "2", "--bootstrap", "0", "--out", str(out), *TINY]) == 0
+    summary = _rows(out / "cv_summary.csv")
+    assert [r["fold"] for r in summary] == ["1", "2", "mean", "std"]
+    assert "map" in summary[0] and "accuracy" not in summary[0]
+    maps = [json.loads((out / f"fold-{k}" / "report.json").read_text())["test"]["map"] for k in (1, 2)]
+    assert float(summary[2]["map"]) == pytest.approx(np.mean(maps), abs=1e-6)
+    assert "test mAP" in capsys.readouterr().out
