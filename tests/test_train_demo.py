@@ -26,6 +26,8 @@ def _check_outputs(out, losses):
     text = (out / "summary.md").read_text()
     assert "| ce |" in text and "| lmf |" in text and "fibroma (20)" in text
     assert (out / "f1_per_class.png").stat().st_size > 1000
+    page = (out / "report.html").read_text(encoding="utf-8")  # make demo ends with the page
+    assert "<svg" in page and "Content-Security-Policy" in page
 
 
 @pytest.mark.slow

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                         help="bootstrap resamples for intervals and paired tests (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--no-figures", action="store_true", help="skip the PNG/PDF figures")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG/PDF/SVG figures")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page (tables, figures, curves of every "
+                             "run, confusion and reliability diagrams, Grad-CAM), viewable offline")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.set_defaults(func=_run_report)
 
@@ -42,10 +45,13 @@ def _run_report(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         seed=args.seed,
         figures=not args.no_figures,
+        html=args.html,
     )
     finished = sum(r.finished for r in result.runs)
     print(
         f"{len(result.runs)} runs ({finished} finished); "
         f"{len(result.tables)} tables, {len(result.comparisons)} paired tests -> {result.out_dir / 'report.md'}"
     )
+    if result.html is not None:
+        print(f"html: {result.html}")
     return 0

@@ -331,4 +331,6 @@ def _run_demo(args: argparse.Namespace) -> int:
                        jobs=args.jobs, task=args.task)
     print(summary.markdown)
     print(f"written: {summary.out_dir}/summary.md, summary.csv, f1_per_class.png and one run per loss")
+    if summary.html is not None:
+        print(f"report: {summary.html} (open it in a browser; one self-contained page)")
     return 0

@@ -81,6 +81,7 @@ class ReportResult:
     comparisons: list[Comparison]
     tables: list[Table] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    html: Path | None = None
 
 
 def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
@@ -123,6 +124,7 @@ def build_report(
     n_boot: int = 1000,
     seed: int = 0,
     figures: bool = True,
+    html: bool | str | Path = False,
 ) -> ReportResult:
     """Read runs under ``roots`` (never re-training) and write the report into ``out_dir``.
 
@@ -132,7 +134,9 @@ def build_report(
         compare_paper: Also write the paper's Tables 2-6 numbers beside the measured ones.
         n_boot: Bootstrap resamples for intervals and paired tests.
         seed: Bootstrap seed (the report is reproducible).
-        figures: Write Figs. 1, 2, 4 (PNG + PDF).
+        figures: Write Figs. 1, 2, 4 (PNG + PDF + SVG).
+        html: Also write ``report.html``, one self-contained page (:mod:`lmfloss.report.html`),
+            into ``out_dir`` (``True``) or at this path.
 
     Returns:
         A :class:`ReportResult`.
@@ -144,6 +148,10 @@ def build_report(
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if html:
+        from lmfloss.report.html import require_jinja2
+
+        require_jinja2()  # before any work: a missing extra is one line, nothing written
     runs = find_runs(roots)  # first: a wrong RUNS_DIR leaves no empty output folder behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,6 +202,12 @@ def build_report(
         _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper), report_md
     )
     result.files.append(report_md)
+    if html:
+        from lmfloss.report.html import write_html
+
+        where = None if html is True else Path(html)
+        result.html = write_html(result, roots, n_boot, figure_files, compare_tables, path=where)
+        result.files.append(result.html)
     logger.info("report written to %s (%d files)", out, len(result.files))
     return result
 
@@ -285,12 +299,7 @@ def _report_markdown(
         lines += ["## Grad-CAM against the annotations", "", cams.to_markdown(), ""]
     if any(figure_files.values()):
         lines += ["## Figures", ""]
-        captions = {
-            "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
-            "Fig. 2": "per-class image counts of each dataset",
-            "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
-            "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± SD",
-        }
+        from lmfloss.report.html import FIGURE_CAPTIONS as captions
         for label, paths in figure_files.items():
             png = [p for p in paths if p.suffix == ".png"]
             if png:
@@ -301,5 +310,5 @@ def _report_markdown(
               "- `paired_tests.csv`: every paired test, over seeds and over test images",
               *(["- `summary_multilabel.csv`, `paired_tests_multilabel.csv`: the same for the multi-label "
                  "datasets, on mAP and macro AUC"] if multilabel.datasets(result.grid) else []),
-              "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG and PDF", ""]
+              "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG, PDF and SVG", ""]
     return "\n".join(lines)

@@ -35,10 +35,15 @@ def _pyplot():
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    """PNG (report.md), PDF (a paper) and SVG (report.html inlines it; text kept as text)."""
+    import matplotlib
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.svg"]
     save_figure(fig, paths[0], dpi=150, bbox_inches="tight")
     save_figure(fig, paths[1], bbox_inches="tight")
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem}):
+        save_figure(fig, paths[2], bbox_inches="tight", metadata={"Date": None})
     _pyplot().close(fig)
     return paths
 

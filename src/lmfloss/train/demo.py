@@ -69,6 +69,7 @@ class DemoSummary:
     rows: list[dict[str, Any]]
     markdown: str
     seconds: float
+    html: Path | None = None
 
 
 def run_demo(
@@ -80,6 +81,7 @@ def run_demo(
     jobs: int | None = None,
     overrides: dict[str, Any] | None = None,
     task: str = "multiclass",
+    html_report: bool = True,
 ) -> DemoSummary:
     """Train one run per loss into ``out_dir/<loss>`` and summarise them.
 
@@ -147,7 +149,21 @@ def run_demo(
     atomic_write_text(_csv(rows, columns), out / "summary.csv")
     _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png",
              "ap_per_label" if task == "multilabel" else "f1_per_class")
-    return DemoSummary(out, rows, markdown, seconds)
+    html = _html_report(out, losses) if html_report else None
+    return DemoSummary(out, rows, markdown, seconds, html)
+
+
+def _html_report(out: Path, losses: Sequence[str]) -> Path | None:
+    """``out/report.html``: the demo's runs as ``lmfloss report --html`` shows them (the full
+    report's files in ``out/report/``); ``None`` with a warning when jinja2 is missing."""
+    from lmfloss.errors import LmflossError
+    from lmfloss.report import build_report
+
+    try:
+        return build_report([out / loss for loss in losses], out / "report", n_boot=200, html=out / "report.html").html
+    except LmflossError as exc:  # the html extra is missing: the demo itself succeeded
+        logger.warning("no report.html: %s", exc)
+        return None
 
 
 def _train_one(

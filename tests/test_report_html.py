@@ -1,0 +1,252 @@
+"""report.html (issue 20): one self-contained page, checked in a real browser.
+
+The static tests read the file; the browser tests open it in headless Chromium from Debian's
+packages, driven by Playwright (``executable_path``; no browser is ever downloaded): no console
+error, no page error, no request but ``file:``/``data:``, every image and SVG drawn at a non-zero
+size, the summary table's numbers equal to ``summary.csv``, sorting by a header click. Outside
+CI a machine without Chromium skips them with the reason; CI (``.ci/run`` sets LMFLOSS_CI=1 and
+installs chromium) runs them or fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmfloss.cli import main
+from lmfloss.report import build_report
+from report_helpers import LABELS, make_run, noisy_preds
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("LMFLOSS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A study with everything a page must show or flag: 3 seeds x 3 losses on two models, an
+    unfinished run, an unreadable config, a run missing a metric, and lmfloss cam output."""
+    root = tmp_path_factory.mktemp("study")
+    runs = root / "runs"
+    for model in ("efficientnet_v2_s", "resnet50"):
+        for loss, error in (("ce", 0.35), ("focal", 0.32), ("lmf", 0.25)):
+            for seed in (1, 2, 3):
+                make_run(runs, model=model, loss=loss, seed=seed, preds=noisy_preds(LABELS, error, seed + 10 * len(loss)),
+                         val_f1=0.5 + 0.01 * seed + (0.1 if loss == "lmf" else 0))
+    make_run(runs, model="resnet50", loss="ce", seed=4, finished=False)
+    broken = runs / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_bytes(b"dataset: \xff\xfe not utf-8\n")
+    cam = root / "runs" / "cam-out"
+    cam.mkdir()
+    (cam / "cam_summary.csv").write_text(
+        "run,group,seed,target,class,layer,n_images,pointing_hit_rate,energy_in_box\n"
+        "ham10000-efficientnet_v2_s-lmf-alpha1.0-beta1.0-s1,lmf,1,pred,all,features.6,8,0.625,0.41\n")
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(cam / "fig_attention.png")
+    out = root / "report"
+    result = build_report([runs], out, n_boot=200, html=True)
+    return out, result
+
+
+class _Tables(HTMLParser):
+    """Every <table>'s id and its rows of cell texts; every <img> src; every <script>/<link>/<a> URL."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.urls: list[str] = []
+        self.images: list[str] = []
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href", "xlink:href", "action"):
+            if key in attrs:
+                self.urls.append(attrs[key])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "table":
+            self._table = attrs.get("id", "")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(path: Path) -> _Tables:
+    parser = _Tables()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _number(text: str) -> float:
+    match = re.search(r"[-+−]?\d+(\.\d+)?", text)
+    assert match, text
+    return float(match.group(0).replace("−", "-"))
+
+
+def _check_summary(rows: list[list[str]], summary_csv: list[dict[str, str]]) -> None:
+    """The page's summary rows against summary.csv: LMF's and the chosen baseline's macro-F1 and
+    the seed-level difference, as the page rounds them (2 decimals)."""
+    header, body = rows[0], rows[1:]
+    chosen = {(r["model"], r["baseline"]): r for r in summary_csv if r["best_on_val"] == "True"}
+    assert len(body) == len(chosen) > 0
+    column = {name: header.index(name) for name in ("Model", "LMF", "best baseline (val)", "ΔF1 (seeds)")}
+    models = {"EfficientNetV2": "efficientnet_v2_s", "ResNet-50": "resnet50"}
+    names = {"CCE": "ce", "Focal": "focal"}
+    for row in body:
+        baseline = names[row[column["best baseline (val)"]].split()[0]]
+        reference = chosen[(models[row[column["Model"]]], baseline)]
+        assert _number(row[column["LMF"]]) == pytest.approx(float(reference["lmf_f1"]), abs=0.006)
+        assert _number(row[column["best baseline (val)"]].split(maxsplit=1)[1]) == pytest.approx(
+            float(reference["baseline_f1"]), abs=0.006)
+        assert _number(row[column["ΔF1 (seeds)"]]) == pytest.approx(float(reference["delta_f1"]), abs=0.006)
+
+
+# ------------------------------------------------------------------------------ the file
+def test_the_page_is_one_file_that_fetches_nothing(study):
+    out, result = study
+    page = out / "report.html"
+    assert result.html == page and page.is_file()
+    text = page.read_text(encoding="utf-8")
+    assert re.search(r'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:;',
+                     html.unescape(text))
+    parsed = _parse(page)
+    assert all(url.startswith(("data:", "#")) for url in parsed.urls), [u[:40] for u in parsed.urls
+                                                                         if not u.startswith(("data:", "#"))]
+    assert parsed.images and all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert not re.search(r"""(src|href)=["']https?:""", text)
+    assert "<svg" in text and text.count("<table") >= 5
+
+
+def test_the_summary_is_summary_csv_and_every_run_is_accounted_for(study):
+    out, _ = study
+    parsed = _parse(out / "report.html")
+    _check_summary(parsed.tables["summary"], _csv(out / "summary.csv"))
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "1 unfinished" in text or "unfinished (1 run" in text  # the unfinished seed is flagged
+    assert "broken" in text and "cannot be read" in text.replace("could not", "cannot")  # the unreadable run too
+    assert "Grad-CAM" in text and "0.625" in text  # cam_summary.csv's row
+
+
+def test_every_figure_has_alt_text(study):
+    out, _ = study
+    text = (out / "report.html").read_text(encoding="utf-8")
+    for match in re.finditer(r"<img [^>]*>", text):
+        assert re.search(r'alt="[^"]{10,}"', match.group(0))
+    assert text.count('role="img" aria-label="') == text.count('<div class="svg"')
+
+
+def test_report_html_flag_and_a_missing_runs_folder(tmp_path, capsys):
+    make_run(tmp_path / "runs", seed=1)
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--html", "--bootstrap", "50",
+                 "--quiet"]) == 0
+    assert f"html: {tmp_path / 'r' / 'report.html'}" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2"), "--html"]) == 2
+    assert not (tmp_path / "r2").exists()
+
+
+# ------------------------------------------------------------------------------ the browser
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if executable is None or sync_playwright is None:
+        reason = ("needs Debian's chromium (apt-get install chromium) and playwright (pip install playwright); "
+                  f"chromium: {executable or 'not found'}, playwright: {'found' if sync_playwright else 'missing'}")
+        if os.environ.get("LMFLOSS_CI"):
+            pytest.fail(f"CI must run the browser test: {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def open_page(browser, path: Path):
+    """The page at ``path`` with everything it logged and asked for."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = {"console": [], "errors": [], "requests": []}
+    page.on("console", lambda message: seen["console"].append((message.type, message.text)))
+    page.on("pageerror", lambda error: seen["errors"].append(str(error)))
+    page.on("request", lambda request: seen["requests"].append(request.url))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    return page, seen
+
+
+def test_the_browser_shows_it_with_no_error_and_no_request(browser, study):
+    out, _ = study
+    page, seen = open_page(browser, out / "report.html")
+    assert [m for m in seen["console"] if m[0] in ("error", "warning")] == []
+    assert seen["errors"] == []
+    assert seen["requests"] and all(url.startswith(("file:", "data:")) for url in seen["requests"])
+    sizes = page.evaluate("""() => Array.from(document.querySelectorAll('img, main svg'))
+        .filter((e) => e.tagName.toLowerCase() === 'img' || !e.parentElement.closest('svg'))
+        .map((e) => { const r = e.getBoundingClientRect(); return [e.tagName, r.width, r.height]; })""")
+    assert len(sizes) >= 4
+    assert all(width > 10 and height > 10 for _, width, height in sizes), sizes
+    broken = page.evaluate("() => Array.from(document.images).filter((i) => !i.complete || i.naturalWidth === 0).length")
+    assert broken == 0
+    page.close()
+
+
+def test_the_browsers_summary_is_summary_csv_and_tables_sort(browser, study):
+    out, _ = study
+    page, _ = open_page(browser, out / "report.html")
+    rows = page.evaluate("""() => Array.from(document.querySelectorAll('#summary tr'))
+        .map((tr) => Array.from(tr.children).map((c) => c.textContent.trim()))""")
+    _check_summary(rows, _csv(out / "summary.csv"))
+    table = page.locator("table.sortable").nth(1)
+    header = table.locator("th").nth(5)  # a numeric column
+    header.click()
+    column = table.evaluate("(t) => Array.from(t.tBodies[0].rows).map((r) => r.children[5].textContent.trim())")
+    numbers = [float(re.match(r"[-\d.]+", c).group(0)) for c in column if re.match(r"[-\d.]+", c)]
+    assert numbers == sorted(numbers)
+    header.click()
+    column = table.evaluate("(t) => Array.from(t.tBodies[0].rows).map((r) => r.children[5].textContent.trim())")
+    numbers = [float(re.match(r"[-\d.]+", c).group(0)) for c in column if re.match(r"[-\d.]+", c)]
+    assert numbers == sorted(numbers, reverse=True)
+    page.close()
