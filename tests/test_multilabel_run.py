@@ -200,3 +200,25 @@ def test_k_fold_of_a_multilabel_csv_keeps_patients_together_and_summarises_map(m
     maps = [json.loads((out / f"fold-{k}" / "report.json").read_text())["test"]["map"] for k in (1, 2)]
     assert float(summary[2]["map"]) == pytest.approx(np.mean(maps), abs=1e-6)
     assert "test mAP" in capsys.readouterr().out
+
+
+def test_a_multilabel_sweep_optimises_map_and_writes_its_html_report(tmp_path, capsys):
+    import yaml
+
+    sweep = tmp_path / "ml-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "ml-sweep", "sampler": "grid", "html": True,
+        "base": {"task": "multilabel", "model": "shufflenet_v2_x0_5", "weights": "none", "image_size": 28,
+                 "epochs": 1, "device": "cpu", "bootstrap": 0, "batch_size": 32},
+        "space": {"loss": ["bce", "lmf"]},
+    }))
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--config", str(sweep), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "val mAP" in printed and f"html: {out / 'report' / 'report.html'}" in printed
+    trials = _rows(out / "trials.csv")
+    assert {t["val_metric"] for t in trials} == {"map"}
+    for trial in trials:
+        report = json.loads((Path(trial["run_dir"]) / "report.json").read_text())
+        assert float(trial["val_f1_macro"]) == pytest.approx(report["val"]["map"])  # the objective is val mAP
+    assert (out / "report" / "report.html").is_file()

@@ -123,10 +123,17 @@ def _run_sweep(args: argparse.Namespace) -> int:
         best = result.best
         test = best.get("test_f1_macro")
         test_text = "" if test is None else f", test macro-F1 {test:.4f}"
-        print(f"best: {best['run_name']} (trial {best['trial']}): val macro-F1 "
-              f"{best['val_f1_macro']:.4f}{test_text}")
+        metric = "mAP" if best.get("val_metric") == "map" else "macro-F1"
+        value = best.get("val_f1_macro")  # the trial's value: the objective of val_metric
+        print(f"best: {best['run_name']} (trial {best['trial']}): val {metric} "
+              f"{'n/a' if value is None else f'{value:.4f}'}{test_text}")
         print(f"  {best['run_dir']}")
     print(f"trials: {result.trials_csv}")
+    if spec.html:
+        from lmfloss.report import build_report
+
+        report = build_report([out_dir / "runs"], out_dir / "report", html=True)
+        print(f"report: {report.out_dir / 'report.md'}; html: {report.html}")
     if result.failed_points:
         print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)}")
         return 1

@@ -21,7 +21,8 @@ trial until there is nothing left:
   finished run (``report.json``), the result is reused instead of retrained, and a
   half-trained run continues from ``last.pt``.
 
-The objective is the validation macro-F1 (``report["val"]["f1_macro"]``), never test.
+The objective is the validation macro-F1 (``report["val"]["f1_macro"]``; a multi-label run's
+mAP, ``report["val"]["map"]``), never test.
 """
 
 from __future__ import annotations
@@ -187,11 +188,14 @@ class Objective:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             logger.warning("trial %d (%s) failed: %s: %s", trial.number, name, type(exc).__name__, exc)
             raise
-        value = float(report["val"]["f1_macro"])
+        metric = objective_metric(report)
+        value = float(report["val"][metric])
         test = report.get("test") or {}
         trial.set_user_attr("reused", reused)
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-        trial.set_user_attr("val_f1_macro", value)
+        f1 = report["val"].get("f1_macro")
+        trial.set_user_attr("val_f1_macro", None if f1 is None else float(f1))
+        trial.set_user_attr("val_metric", metric)
         for metric in TEST_METRICS:
             if isinstance(test.get(metric), (int, float)):
                 trial.set_user_attr(f"test_{metric}", float(test[metric]))
@@ -199,7 +203,7 @@ class Objective:
             "study": self.study_name, "trial": trial.number, "params": params, "tags": tags,
             **{k: v for k, v in tags.items() if k not in ("study", "trial", "params", "tags")},
         }, run_dir)
-        logger.info("trial %d: %s val macro-F1 %.4f%s", trial.number, name, value,
+        logger.info("trial %d: %s val %s %.4f%s", trial.number, name, "mAP" if metric == "map" else "macro-F1", value,
                     " (reused finished run)" if reused else "")
         return value
 
@@ -255,6 +259,11 @@ class Objective:
             trial.set_user_attr("duplicate_of", min(busy))
             raise optuna.TrialPruned(f"the same parameters are being trained by trial {min(busy)}")
         return params
+
+
+def objective_metric(report: Mapping[str, object]) -> str:
+    """What a trial is judged by on validation: macro-F1, or mAP for a multi-label run."""
+    return "map" if report.get("task") == "multilabel" else "f1_macro"
 
 
 def _is_interruption(exc: BaseException) -> bool:

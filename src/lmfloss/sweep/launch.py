@@ -55,8 +55,9 @@ class SweepResult:
 
 
 def trial_rows(study: Study) -> list[dict[str, Any]]:
-    """One row per trial: number, state, value (val macro-F1), run name and folder, params,
-    tags, test metrics, duration and the bookkeeping of retries and duplicates."""
+    """One row per trial: number, state, value (the validation objective: macro-F1, or mAP for a
+    multi-label run -- ``val_metric`` says which), run name and folder, params, tags, test
+    metrics, duration and the bookkeeping of retries and duplicates."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -64,6 +65,7 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
             "trial": t.number,
             "state": t.state.name,
             "val_f1_macro": t.value if t.state == TrialState.COMPLETE else None,
+            "val_metric": attrs.get("val_metric", "f1_macro") if t.state == TrialState.COMPLETE else None,
             "run_name": attrs.get("run_name"),
             "params": dict(t.params),
             "tags": attrs.get("tags") or {},
@@ -84,7 +86,7 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
 def write_trials_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """The trial table as CSV (params and tags as ``key=value;...``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["trial", "state", "val_f1_macro", "run_name", "params", "tags",
+    columns = ["trial", "state", "val_f1_macro", "val_metric", "run_name", "params", "tags",
                *[f"test_{m}" for m in TEST_METRICS], "reused", "seconds", "retry_of",
                "duplicate_of", "error", "worker", "run_dir"]
     flat = [{**row, **{key: ";".join(f"{k}={v}" for k, v in row[key].items()) for key in ("params", "tags")}}

@@ -153,9 +153,12 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"{where}: launcher.nproc_per_node must be a positive integer, got {nproc!r}")
     name = data.get("name") or (Path(source).stem if source else "sweep")
+    html = data.get("html", False)
+    if not isinstance(html, bool):
+        raise ValueError(f"{where}: html must be true or false, got {html!r}")
     spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
                      trials=trials, seed=seed, overrides=_parse_overrides(data.get("overrides"), where),
-                     nproc_per_node=nproc, source=source)
+                     nproc_per_node=nproc, source=source, html=html)
     check_points(spec)
     return spec
 

@@ -44,7 +44,7 @@ from lmfloss.config import flatten as flatten_config
 
 SAMPLERS = ("grid", "random", "tpe")
 TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
-                  "launcher")
+                  "launcher", "html")
 # Keys that say where and how fast a run happens, not what it measures (the "runtime" role
 # of lmfloss.config): they may differ between the machines of one study.
 MACHINE_KEYS = keys_with_role("runtime")
@@ -96,6 +96,8 @@ class SweepSpec:
         source: the file it came from (``None`` when built in code).
         only: ``KEY -> values``: this worker takes only the grid points whose value of every
             KEY is one of the values (``lmfloss sweep --only``); the study stays the same.
+        html: write the report of the sweep's runs (``OUT/report/``, with ``report.html``)
+            when the sweep ends (``html: true`` in the sweep file).
     """
 
     name: str
@@ -108,6 +110,7 @@ class SweepSpec:
     nproc_per_node: int = 1
     source: str | None = None
     only: dict[str, list[Scalar]] = field(default_factory=dict)
+    html: bool = False  # after the sweep, write OUT/report/ with report.html (not part of the fingerprint)
 
     # ---- the grid -------------------------------------------------------------------
     @property
