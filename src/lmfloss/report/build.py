@@ -82,6 +82,8 @@ class ReportResult:
     tables: list[Table] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     html: Path | None = None
+    figure_files: dict[str, list[Path]] = field(default_factory=dict)
+    compare_tables: list[Table] = field(default_factory=list)
 
 
 def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
@@ -197,6 +199,7 @@ def build_report(
         for paths in figure_files.values():
             result.files += paths
 
+    result.figure_files, result.compare_tables = figure_files, compare_tables
     report_md = out / "report.md"
     atomic_write_text(
         _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper), report_md
