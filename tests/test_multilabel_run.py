@@ -221,4 +221,5 @@ def test_a_multilabel_sweep_optimises_map_and_writes_its_html_report(tmp_path, c
     for trial in trials:
         report = json.loads((Path(trial["run_dir"]) / "report.json").read_text())
         assert float(trial["val_f1_macro"]) == pytest.approx(report["val"]["map"])  # the objective is val mAP
-    assert (out / "report" / "report.html").is_file()
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert "Per-label test AUC" in page and "Multi-label: LMF against the best baseline" in page

@@ -49,6 +49,7 @@ def study(tmp_path_factory):
                 make_run(runs, model=model, loss=loss, seed=seed, preds=noisy_preds(LABELS, error, seed + 10 * len(loss)),
                          val_f1=0.5 + 0.01 * seed + (0.1 if loss == "lmf" else 0))
     make_run(runs, model="resnet50", loss="ce", seed=4, finished=False)
+    make_run(runs, model="resnet50", loss="focal", seed=4, legacy=True)  # a run of lmfloss 0.1
     broken = runs / "broken"
     broken.mkdir()
     (broken / "config.yaml").write_bytes(b"dataset: \xff\xfe not utf-8\n")
