@@ -144,7 +144,9 @@ def _run_datasets(args: argparse.Namespace) -> int:
         print(f"  source: {adapter.source}")
         if adapter.group_kind:
             print(f"  --group-by {adapter.group_kind}")
-    print("MedMNIST 2D: " + ", ".join(FLAGS))
+        if adapter.tasks != ("multiclass",):
+            print(f"  --task {' | '.join(adapter.tasks)}")
+    print("MedMNIST 2D: " + ", ".join(FLAGS) + " (chestmnist: multi-label, 14 findings)")
     print("  layout: <flag>.npz or <flag>_64/_128/_224.npz (--dataset <flag>_224) in the root or root/<flag>/; "
           "official splits; --download needs pip install 'lmfloss[medmnist]'")
     print(f"  source: {HOMEPAGE}")
