@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 from lmfloss.data import load_splits
 
@@ -34,15 +35,6 @@ def _png(path: Path, value: int = 0, size: int = 24) -> Path:
     Image.fromarray((rng.random((size, size, 3)) * 200 + value % 50).astype(np.uint8)).save(path)
     return path
 
-
-def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    """The single stderr line of a refused command (no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"lmfloss {command}: error: "), lines[0]
-    return lines[0]
 
 
 def _normalisation_sensitive(folder: Path) -> bool:

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 import lmfloss.fileio as fileio
+from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 from lmfloss.errors import DiskFull
 from lmfloss.rundir import read_metrics
@@ -61,15 +62,6 @@ def _train_args(data: Path, out: Path) -> list[str]:
     return ["train", "--dataset", "csv", "--csv", str(data), "--out", str(out),
             "--cache-dir", str(data.parent / "cache"), *TINY]
 
-
-def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    """The single stderr line of a failed command (no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"lmfloss {command}: error: "), lines[0]
-    return lines[0]
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 from lmfloss.data import load_splits
 from lmfloss.data.multilabel import targets_matrix
@@ -17,15 +18,6 @@ from lmfloss.data.multilabel import targets_matrix
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ODIR = SHARED / "odir5k_128"
 LABELS = ("effusion", "hernia", "mass")
-
-
-def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"lmfloss {command}: error: "), lines[0]
-    return lines[0]
 
 
 def _images(folder: Path, n: int, seed: int = 0) -> list[str]:

@@ -324,8 +324,8 @@ def split_key_value(pair: str, option: str, expected: str = "KEY=VALUE") -> tupl
     return key.replace("-", "_"), raw
 
 
-def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
-    """``"50,75"`` / ``"[50, 75]"`` / ``[50, 75]`` -> ``[50, 75]``; ``""``/``"none"`` -> ``None``."""
+def _parse_list(text: Any, convert: Any, example: str, spaces_separate: bool = False) -> list | None:
+    """``"a,b"`` / ``"[a, b]"`` / ``[a, b]`` -> a list of ``convert``-ed parts; ``""``/``"none"`` -> ``None``."""
     if text is None or isinstance(text, list):
         return text
     if isinstance(text, tuple):
@@ -334,21 +334,21 @@ def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
     if not raw or raw.lower() == "none":
         return None
     try:
-        return [int(part) for part in raw.replace(" ", ",").split(",") if part]
+        parts = (raw.replace(" ", ",") if spaces_separate else raw).split(",")
+        return [convert(part.strip()) for part in parts if part.strip()]
     except ValueError:
-        raise ValueError(f"expected whole numbers separated by commas (e.g. 50,75), got {text!r}") from None
+        raise ValueError(f"expected {example}, got {text!r}") from None
+
+
+def parse_int_list(text: str | Sequence[int] | None) -> list[int] | None:
+    """``"50,75"`` / ``"[50, 75]"`` / ``[50, 75]`` -> ``[50, 75]``; ``""``/``"none"`` -> ``None``."""
+    return _parse_list(text, int, "whole numbers separated by commas (e.g. 50,75)", spaces_separate=True)
 
 
 def parse_name_list(text: str | Sequence[str] | None) -> list[str] | None:
-    """``"A,B, C"`` / ``["A", "B"]`` -> ``["A", "B", "C"]``; ``""``/``"none"`` -> ``None``."""
-    if text is None or isinstance(text, list):
-        return text
-    if isinstance(text, tuple):
-        return list(text)
-    raw = str(text).strip().strip("[]")
-    if not raw or raw.lower() == "none":
-        return None
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    """``"A,B, C"`` / ``["A", "B"]`` -> ``["A", "B", "C"]``; ``""``/``"none"`` -> ``None``
+    (a name may hold spaces: ``"Pleural Effusion,Edema"``)."""
+    return _parse_list(text, str, "names separated by commas (e.g. A,B,C)")
 
 
 # ---- files -------------------------------------------------------------------------

@@ -176,6 +176,12 @@ def _multilabel_line(result: Any) -> str:
             f"ODIR score {_fmt((test.get('odir_score') or {}).get('final'))}")
 
 
+def _calibration_line(cal: dict[str, Any]) -> str:
+    return (f"temperature {cal['temperature']:.4f} (fitted on val): ECE {cal['ece_before']:.4f} -> "
+            f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
+            f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
+
+
 def _format_multilabel(report: dict[str, Any]) -> str:
     keys = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "f1_micro", "subset_accuracy",
             "hamming_loss", "ece", "brier", "nll")
@@ -191,11 +197,8 @@ def _format_multilabel(report: dict[str, Any]) -> str:
     if report.get("labels_without_positives"):
         lines.append("labels without a positive image here (out of the macro averages): "
                      + ", ".join(report["labels_without_positives"]))
-    cal = report.get("calibration")
-    if cal:
-        lines.append(f"temperature {cal['temperature']:.4f} (fitted on val): ECE {cal['ece_before']:.4f} -> "
-                     f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
-                     f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
+    if report.get("calibration"):
+        lines.append(_calibration_line(report["calibration"]))
     return "\n".join(lines)
 
 
@@ -216,11 +219,8 @@ def _format_report(report: dict[str, Any]) -> str:
         lines.append(f"at the validation-chosen threshold {at['threshold']:.4f} ({report['positive_class']} "
                      f"positive): sensitivity {at['sensitivity']:.4f}, specificity {at['specificity']:.4f}, "
                      f"balanced accuracy {at['balanced_accuracy']:.4f}")
-    cal = report.get("calibration")
-    if cal:
-        lines.append(f"temperature {cal['temperature']:.4f} (fitted on val): ECE {cal['ece_before']:.4f} -> "
-                     f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}, "
-                     f"Brier {cal['brier_before']:.4f} -> {cal['brier_after']:.4f}")
+    if report.get("calibration"):
+        lines.append(_calibration_line(report["calibration"]))
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from lmfloss.losses.functional import check_non_negative, check_reduction
+from lmfloss.losses.functional import _reduce, check_non_negative, check_reduction
 
 __all__ = [
     "asl_loss",
@@ -190,14 +190,6 @@ def _length(t: Any) -> int | None:
         return None
     return int(t.shape[0]) if isinstance(t, torch.Tensor) and t.ndim else (None if isinstance(t, torch.Tensor)
                                                                            else len(t))
-
-
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
 
 
 def _check_probability(name: str, value: float | None) -> float | None:

@@ -302,6 +302,26 @@ def best_on_val(grid: Grid, dataset: str, model: str) -> Cell | None:
     return max(cells, key=lambda c: float(np.mean(c.val_values(metric))))
 
 
+def paired_cells(grid: Grid, dataset: str, reference: str = "lmf"):
+    """``(model, baseline, reference cell, baseline cell, seed pairs)`` of ``reference`` against
+    every finished baseline of one dataset, runs paired by seed (and CV fold); a baseline
+    sharing no seed is skipped with a warning."""
+    for m in grid.models:
+        ref = grid.cell(dataset, m, reference)
+        if ref.status != OK:
+            continue
+        for loss in grid.losses:
+            base = grid.cell(dataset, m, loss)
+            if loss == reference or not is_baseline(loss) or base.status != OK:
+                continue
+            by_seed = {r.replicate: r for r in base.runs}
+            pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]
+            if not pairs:
+                logger.warning("%s/%s: no common seed between %s and %s; no paired test", dataset, m, reference, loss)
+                continue
+            yield m, loss, ref, base, pairs
+
+
 def paired_tests(
     grid: Grid, *, reference: str = "lmf", n_boot: int = 1000, seed: int = 0
 ) -> list[Comparison]:
@@ -324,23 +344,11 @@ def paired_tests(
         if is_multilabel_dataset(d):
             out += multilabel_comparisons(grid, d, reference=reference, n_boot=n_boot, seed=seed)
             continue
-        for m in grid.models:
-            ref = grid.cell(d, m, reference)
-            if ref.status != OK:
-                continue
-            for loss in grid.losses:
-                base = grid.cell(d, m, loss)
-                if loss == reference or not is_baseline(loss) or base.status != OK:
-                    continue
-                by_seed = {r.replicate: r for r in base.runs}
-                pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]
-                if not pairs:
-                    logger.warning("%s/%s: no common seed between %s and %s; no paired test", d, m, reference, loss)
-                    continue
-                deltas = [a.test("f1_macro") - b.test("f1_macro") for a, b in pairs
-                          if a.test("f1_macro") is not None and b.test("f1_macro") is not None]
-                image_test = _paired(ref, base, pairs, n_boot=n_boot, seed=seed)
-                out.append(Comparison(d, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas), image_test))
+        for m, loss, ref, base, pairs in paired_cells(grid, d, reference):
+            deltas = [a.test("f1_macro") - b.test("f1_macro") for a, b in pairs
+                      if a.test("f1_macro") is not None and b.test("f1_macro") is not None]
+            image_test = _paired(ref, base, pairs, n_boot=n_boot, seed=seed)
+            out.append(Comparison(d, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas), image_test))
     adjusted = holm([c.seed_test.p for c in out])
     return [replace(c, seed_test=replace(c.seed_test, p_holm=p)) for c, p in zip(out, adjusted)]
 

@@ -413,32 +413,31 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
             figures.append(figure_block(label, svg_file_text(svg[0]), f"{label}: {caption}", f"{label}: {caption}."))
     if figures:
         sections.append({"id": "figures", "title": "Figures", "blocks": figures})
-    curves, confusions, reliability = [], [], []
-    for dataset, model in _panels(result.grid):
-        where = f"{dataset_name(dataset)}, {model_name(model)}"
-        fig = curves_figure(result.grid, dataset, model)
-        if fig is not None:
-            curves.append(figure_block(f"curves {dataset} {model}", svg_text(fig),
-                                       f"training and validation curves of every run of {where}",
-                                       f"Curves of every run of {where}: loss (top) and the validation selection "
-                                       "score (bottom); a dot marks the epoch each run kept."))
-        fig = confusion_figure(result.grid, dataset, model)
-        if fig is not None:
-            confusions.append(figure_block(f"confusion {dataset} {model}", svg_text(fig),
-                                           f"test confusion matrices of each loss on {where}",
-                                           f"Test confusion matrices of {where}, summed over each loss's seeds."))
-        fig = reliability_figure(result.grid, dataset, model)
-        if fig is not None:
-            reliability.append(figure_block(f"reliability {dataset} {model}", svg_text(fig),
-                                            f"reliability diagram of each loss on {where}",
-                                            f"Reliability of {where}: test predictions of each loss's seeds pooled; "
-                                            "ECE, Brier and NLL per loss are in the calibration table."))
-    if curves:
-        sections.append({"id": "curves", "title": "Training curves", "blocks": curves})
-    if confusions:
-        sections.append({"id": "confusion", "title": "Confusion matrices", "blocks": confusions})
-    if reliability:
-        sections.append({"id": "calibration", "title": "Calibration", "blocks": reliability})
+    # (section id, title, figure maker, alt text and caption of a panel at ``where``)
+    per_panel = [
+        ("curves", "Training curves", curves_figure,
+         "training and validation curves of every run of {where}",
+         "Curves of every run of {where}: loss (top) and the validation selection score (bottom); a dot "
+         "marks the epoch each run kept."),
+        ("confusion", "Confusion matrices", confusion_figure,
+         "test confusion matrices of each loss on {where}",
+         "Test confusion matrices of {where}, summed over each loss's seeds."),
+        ("calibration", "Calibration", reliability_figure,
+         "reliability diagram of each loss on {where}",
+         "Reliability of {where}: test predictions of each loss's seeds pooled; ECE, Brier and NLL per loss "
+         "are in the calibration table."),
+    ]
+    panels = _panels(result.grid)
+    for section_id, title, maker, alt, caption in per_panel:
+        blocks = []
+        for dataset, model in panels:
+            fig = maker(result.grid, dataset, model)
+            if fig is not None:
+                where = f"{dataset_name(dataset)}, {model_name(model)}"
+                blocks.append(figure_block(f"{section_id} {dataset} {model}", svg_text(fig), alt.format(where=where),
+                                           caption.format(where=where)))
+        if blocks:
+            sections.append({"id": section_id, "title": title, "blocks": blocks})
     cam = _cam_blocks(result, roots)
     if cam:
         sections.append({"id": "cam", "title": "Grad-CAM against the annotations", "blocks": cam})

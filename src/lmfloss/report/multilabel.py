@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfloss.report.aggregate import OK, Cell, Comparison, Grid, best_on_val
+from lmfloss.report.aggregate import OK, Cell, Comparison, Grid, best_on_val, paired_cells
 from lmfloss.report.names import (
     dataset_name,
-    is_baseline,
     is_multilabel_dataset,
     loss_name,
     model_name,
@@ -29,6 +28,8 @@ from lmfloss.report.names import (
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T, PairedTest, mean_std, paired_result, seed_t_test
+from lmfloss.report.summary import _seed_p
+from lmfloss.report.tables import fmt_p, pct
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def label_values(cell: Cell, key: str, label: str) -> list[float]:
     return out
 
 
-def pct(v: float | None) -> str:
-    return DASH if v is None or not np.isfinite(v) else f"{100 * v:.2f}"
-
-
-def fmt_p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _mean_text(vals: list[float], expected_n: int) -> str:
     if not vals:
         return DASH
@@ -94,24 +87,12 @@ def comparisons(grid: Grid, dataset: str, *, reference: str = "lmf", n_boot: int
     :data:`TESTED` (unadjusted: :func:`lmfloss.report.aggregate.paired_tests` applies Holm over
     the whole report)."""
     out = []
-    for m in grid.models:
-        ref = grid.cell(dataset, m, reference)
-        if ref.status != OK:
-            continue
-        for loss in grid.losses:
-            base = grid.cell(dataset, m, loss)
-            if loss == reference or not is_baseline(loss) or base.status != OK:
-                continue
-            by_seed = {r.replicate: r for r in base.runs}
-            pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]
-            if not pairs:
-                logger.warning("%s/%s: no common seed between %s and %s; no paired test", dataset, m, reference, loss)
-                continue
-            for metric in TESTED:
-                deltas = [value(a, metric) - value(b, metric) for a, b in pairs
-                          if value(a, metric) is not None and value(b, metric) is not None]
-                out.append(Comparison(dataset, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas),
-                                      image_test(ref, base, pairs, metric, n_boot=n_boot, seed=seed), metric))
+    for m, loss, ref, base, pairs in paired_cells(grid, dataset, reference):
+        for metric in TESTED:
+            deltas = [value(a, metric) - value(b, metric) for a, b in pairs
+                      if value(a, metric) is not None and value(b, metric) is not None]
+            out.append(Comparison(dataset, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas),
+                                  image_test(ref, base, pairs, metric, n_boot=n_boot, seed=seed), metric))
     return out
 
 
@@ -361,13 +342,6 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
         f"same test images/patients. No seed-level test with fewer than {MIN_SEEDS_T} seeds.",
     ]
     return table
-
-
-def _seed_p(c: Comparison) -> str:
-    t = c.seed_test
-    if t.p is None:
-        return f"— (n={t.n} < {MIN_SEEDS_T} seeds)"
-    return f"{fmt_p(t.p)} (Holm {fmt_p(t.p_holm)})" if t.p_holm is not None else fmt_p(t.p)
 
 
 # ----------------------------------------------------------------------------------- figure

@@ -112,7 +112,15 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     targets ``[N, L]``: every label's probability is a binary forecast, the share of positives
     against ``p`` (:func:`lmfloss.multilabel_metrics.calibration_bins`)."""
     if np.ndim(y_true) == 2:
-        return _plot_binary_reliability(y_true, probs, path, title, n_bins)
+        from lmfloss.multilabel_metrics import _calibration, calibration_bins
+
+        bins = calibration_bins(y_true, probs, n_bins)
+        scores = _calibration(np.asarray(y_true), np.asarray(probs, dtype=np.float64), n_bins)
+        _draw_reliability(bins, bins["frequency"], path, f"{title}\nevery label's p: ECE {scores['ece']:.3f}, "
+                          f"Brier {scores['brier']:.3f}, NLL {scores['nll']:.3f}",
+                          ("share of positives", "gap to p", "sigmoid probability of a label",
+                           "share of image x label"))
+        return
     from lmfloss.metrics import (
         brier_score,
         calibration_bins,
@@ -121,6 +129,18 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     )
 
     bins = calibration_bins(y_true, probs, n_bins)
+    _draw_reliability(bins, bins["accuracy"], path,
+                      f"{title}\nECE {expected_calibration_error(y_true, probs, n_bins):.3f}, "
+                      f"Brier {brier_score(y_true, probs):.3f}, NLL {negative_log_likelihood(y_true, probs):.3f}",
+                      ("accuracy", "gap to confidence", "confidence (top-label softmax probability)",
+                       "share of images"))
+
+
+def _draw_reliability(bins: dict[str, np.ndarray], observed: np.ndarray, path: str | Path, title: str,
+                      words: tuple[str, str, str, str]) -> None:
+    """The two panels of a reliability diagram; ``words``: the observed quantity, the gap, the
+    x axis and the share below."""
+    what, gap, x_label, share = words
     edges = bins["edges"]
     centers = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]
@@ -128,48 +148,16 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     fig = _new_figure(5, 6)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    top.bar(centers[used], bins["accuracy"][used], width=width, edgecolor="black", alpha=0.7, label="accuracy")
-    top.bar(centers[used], bins["confidence"][used] - bins["accuracy"][used], bottom=bins["accuracy"][used],
-            width=width, color="red", alpha=0.25, label="gap to confidence")
+    top.bar(centers[used], observed[used], width=width, edgecolor="black", alpha=0.7, label=what)
+    top.bar(centers[used], bins["confidence"][used] - observed[used], bottom=observed[used],
+            width=width, color="red", alpha=0.25, label=gap)
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
+    top.set_ylabel(what)
     top.legend(loc="upper left", fontsize=8)
-    top.set_title(f"{title}\nECE {expected_calibration_error(y_true, probs, n_bins):.3f}, "
-                  f"Brier {brier_score(y_true, probs):.3f}, NLL {negative_log_likelihood(y_true, probs):.3f}",
-                  fontsize=9)
+    top.set_title(title, fontsize=9)
     bottom.bar(centers, bins["count"] / max(bins["count"].sum(), 1), width=width, edgecolor="black")
-    bottom.set_xlabel("confidence (top-label softmax probability)")
-    bottom.set_ylabel("share of images")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-
-
-def _plot_binary_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, title: str,
-                             n_bins: int) -> None:
-    from lmfloss.multilabel_metrics import _calibration, calibration_bins
-
-    bins = calibration_bins(y_true, probs, n_bins)
-    scores = _calibration(np.asarray(y_true), np.asarray(probs, dtype=np.float64), n_bins)
-    edges = bins["edges"]
-    centers = (edges[:-1] + edges[1:]) / 2
-    width = edges[1] - edges[0]
-    used = bins["count"] > 0
-    fig = _new_figure(5, 6)
-    top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
-    top.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    top.bar(centers[used], bins["frequency"][used], width=width, edgecolor="black", alpha=0.7,
-            label="share of positives")
-    top.bar(centers[used], bins["confidence"][used] - bins["frequency"][used], bottom=bins["frequency"][used],
-            width=width, color="red", alpha=0.25, label="gap to p")
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("share of positives")
-    top.legend(loc="upper left", fontsize=8)
-    top.set_title(f"{title}\nevery label's p: ECE {scores['ece']:.3f}, Brier {scores['brier']:.3f}, "
-                  f"NLL {scores['nll']:.3f}", fontsize=9)
-    bottom.bar(centers, bins["count"] / max(bins["count"].sum(), 1), width=width, edgecolor="black")
-    bottom.set_xlabel("sigmoid probability of a label")
-    bottom.set_ylabel("share of image x label")
+    bottom.set_xlabel(x_label)
+    bottom.set_ylabel(share)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
