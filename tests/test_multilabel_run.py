@@ -88,6 +88,9 @@ def test_report_of_multilabel_runs_tabulates_map_and_auc(ml_run, tmp_path):
     table = _rows(tmp_path / "report" / "tables" / "table_multilabel_shufflenet_v2_x0_5.csv")
     assert table[0]["mAP"] == f"{100 * report['test']['map']:.2f}"
     assert (tmp_path / "report" / "figures" / "fig_label_auc.png").is_file()
+    # No accuracy (a multi-label run has none) and no softmax wording in an all-multi-label report.
+    calibration = (tmp_path / "report" / "tables" / "calibration_shufflenet_v2_x0_5.md").read_text()
+    assert "accuracy |" not in calibration and "top-label" not in calibration
 
 
 def test_predict_gives_a_probability_per_label_and_labels_at_the_val_thresholds(ml_run, tmp_path, capsys):

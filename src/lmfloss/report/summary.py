@@ -193,16 +193,21 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
 def calibration_table(grid: Grid, model: str) -> Table | None:
     """ECE, Brier score and NLL on test per dataset x loss (mean ± std over seeds), or ``None``
     when no run recorded them (runs of lmfloss 0.1)."""
+    from lmfloss.report.names import is_multilabel_dataset
+
+    multilabel = [is_multilabel_dataset(d) for d in grid.datasets]
+    # A multi-label run has no accuracy; an all-multi-label report shows no such column.
+    metrics = CALIBRATION_METRICS if multilabel and all(multilabel) else (*CALIBRATION_METRICS, "accuracy")
     table = Table(
         name=f"calibration_{model}", title=f"Calibration of each loss on {model_name(model)} (test; lower is better)",
-        columns=["Dataset", "Loss", "ECE", "Brier", "NLL", "accuracy"],
+        columns=["Dataset", "Loss", "ECE", "Brier", "NLL", *(["accuracy"] if "accuracy" in metrics else [])],
     )
     any_value = False
     for d in grid.datasets:
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(d, model, loss)
             row = [dataset_name(d) if k == 0 else "", loss_name(loss)]
-            for metric in (*CALIBRATION_METRICS, "accuracy"):
+            for metric in metrics:
                 values = cell.values(metric) if cell.status == OK else []
                 if not values:
                     row.append(DASH)
@@ -213,18 +218,20 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
             table.rows.append(row)
     if not any_value:
         return None
-    from lmfloss.report.names import is_multilabel_dataset
-
-    if any(is_multilabel_dataset(d) for d in grid.datasets):
+    if any(multilabel):
         table.notes.append("Multi-label datasets: every label's sigmoid probability as a binary forecast (ECE over "
                            "15 bins of p, Brier = mean squared error, NLL = mean binary cross-entropy); no accuracy.")
-    table.notes.append(
-        "ECE: top-label expected calibration error over 15 equal-width bins; Brier: multi-class; NLL: mean "
-        "negative log-likelihood; ± the standard deviation over seeds, n=k a value resting on fewer runs than "
-        "the fullest cell has (report.md lists which runs lack it). LDAM and LMF train logits scaled by 30, so "
-        "their raw softmax is not calibrated like cross-entropy's; `lmfloss evaluate --calibrate` fits a "
-        "temperature on validation."
-    )
+    if not all(multilabel):
+        table.notes.append(
+            "ECE: top-label expected calibration error over 15 equal-width bins; Brier: multi-class; NLL: mean "
+            "negative log-likelihood; ± the standard deviation over seeds, n=k a value resting on fewer runs than "
+            "the fullest cell has (report.md lists which runs lack it). LDAM and LMF train logits scaled by 30, so "
+            "their raw softmax is not calibrated like cross-entropy's; `lmfloss evaluate --calibrate` fits a "
+            "temperature on validation."
+        )
+    else:
+        table.notes.append("± the standard deviation over seeds, n=k a value resting on fewer runs than the fullest "
+                           "cell has. `lmfloss evaluate --calibrate` fits a sigmoid temperature on validation.")
     return table
 
 
