@@ -162,7 +162,7 @@ def test_the_page_is_one_file_that_fetches_nothing(study):
 def test_the_summary_is_summary_csv_and_every_run_is_accounted_for(study):
     out, _ = study
     parsed = _parse(out / "report.html")
-    _check_summary(parsed.tables["summary"], _csv(out / "summary.csv"))
+    _check_summary(parsed.tables["table-summary"], _csv(out / "summary.csv"))
     text = (out / "report.html").read_text(encoding="utf-8")
     assert "1 unfinished" in text or "unfinished (1 run" in text  # the unfinished seed is flagged
     assert "broken" in text and "cannot be read" in text.replace("could not", "cannot")  # the unreadable run too
@@ -177,6 +177,45 @@ def test_every_figure_has_alt_text(study):
     assert text.count('role="img" aria-label="') == text.count('<div class="svg"')
 
 
+def test_ids_are_unique_and_every_reference_resolves(study):
+    out, _ = study
+    text = (out / "report.html").read_text(encoding="utf-8")
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:5]
+    references = re.findall(r'(?:url\(#|href="#|aria-describedby=")([^)"]+)', text)
+    assert references and set(references) <= set(ids), sorted(set(references) - set(ids))[:5]
+
+
+def test_a_row_keeps_its_dataset_and_model_when_sorted_away_from_its_group(study):
+    out, _ = study
+    rows = _parse(out / "report.html").tables["table-summary"][1:]
+    assert len(rows) == 2 and all(row[0] and row[1] for row in rows)  # report.md leaves the 2nd dataset blank
+    assert rows[0][0] == rows[1][0]
+
+
+def test_a_damaged_metrics_file_costs_its_curve_not_the_page(tmp_path, caplog):
+    for seed in (1, 2):
+        make_run(tmp_path / "runs", seed=seed)
+    metrics = next((tmp_path / "runs").rglob("metrics.csv"))
+    lines = metrics.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("val_loss")] = "abc"
+    metrics.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    result = build_report([tmp_path / "runs"], tmp_path / "r", n_boot=50, html=True)
+    assert result.html.is_file()
+    assert f"{metrics}: line 2: val_loss 'abc' is not a number" in caplog.text
+
+
+def test_a_dollar_in_a_class_name_is_drawn_as_itself(tmp_path):
+    names = ["nevus", r"cost $\badcmd$ x", "melanoma"]  # mathtext would refuse \badcmd
+    for seed in (1, 2):
+        make_run(tmp_path / "runs", seed=seed, class_names=names)
+    result = build_report([tmp_path / "runs"], tmp_path / "r", n_boot=50, html=True)
+    assert r"cost $\badcmd$ x" in (tmp_path / "r" / "figures" / "fig2_class_distribution.svg").read_text()
+    assert r"cost $\badcmd$ x" in result.html.read_text(encoding="utf-8")
+
+
 def test_report_html_flag_and_a_missing_runs_folder(tmp_path, capsys):
     make_run(tmp_path / "runs", seed=1)
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--html", "--bootstrap", "50",
@@ -184,6 +223,27 @@ def test_report_html_flag_and_a_missing_runs_folder(tmp_path, capsys):
     assert f"html: {tmp_path / 'r' / 'report.html'}" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2"), "--html"]) == 2
     assert not (tmp_path / "r2").exists()
+
+
+def test_without_jinja2_report_and_sweep_say_what_to_install_before_any_work(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import yaml
+
+    from cli_helpers import one_error_line
+
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 -> ImportError
+    make_run(tmp_path / "runs", seed=1)
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--html"]) == 2
+    assert "pip install 'lmfloss[html]'" in one_error_line(capsys, "report")
+    assert not (tmp_path / "r").exists()
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "s", "sampler": "grid", "html": True,
+                                     "base": {"epochs": 1, "weights": "none", "image_size": 28},
+                                     "space": {"loss": ["ce", "lmf"]}}))
+    assert main(["sweep", "--config", str(sweep), "--out", str(tmp_path / "sweep")]) == 2
+    assert "report.html needs jinja2" in one_error_line(capsys, "sweep")
+    assert not (tmp_path / "sweep" / "runs").exists()  # nothing trained
 
 
 # ------------------------------------------------------------------------------ the browser
@@ -237,7 +297,7 @@ def test_the_browser_shows_it_with_no_error_and_no_request(browser, study):
 def test_the_browsers_summary_is_summary_csv_and_tables_sort(browser, study):
     out, _ = study
     page, _ = open_page(browser, out / "report.html")
-    rows = page.evaluate("""() => Array.from(document.querySelectorAll('#summary tr'))
+    rows = page.evaluate("""() => Array.from(document.querySelectorAll('#table-summary tr'))
         .map((tr) => Array.from(tr.children).map((c) => c.textContent.trim()))""")
     _check_summary(rows, _csv(out / "summary.csv"))
     table = page.locator("table.sortable").nth(1)
@@ -250,4 +310,28 @@ def test_the_browsers_summary_is_summary_csv_and_tables_sort(browser, study):
     column = table.evaluate("(t) => Array.from(t.tBodies[0].rows).map((r) => r.children[5].textContent.trim())")
     numbers = [float(re.match(r"[-\d.]+", c).group(0)) for c in column if re.match(r"[-\d.]+", c)]
     assert numbers == sorted(numbers, reverse=True)
+    page.close()
+
+
+def test_the_sort_orders_signed_numbers_intervals_and_text_and_puts_blanks_last(browser, tmp_path):
+    from lmfloss.report.html import CSS, SORT_SCRIPT, csp
+
+    cells = ["+2.09 (p=0.816)", "\u2014", "\u22123.10", "-1.5", "36.73 \u00b1 0.74", "<0.001", "", "[9.10, 12.00]",
+             "[34.14, 41.64]", "0.5"]
+    body = "".join(f"<tr><td>{c}</td></tr>" for c in cells)
+    page_path = tmp_path / "sort.html"
+    page_path.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
+                         f'content="{csp()}"><style>{CSS}</style></head><body><table class="sortable"><thead><tr>'
+                         f"<th>x</th></tr></thead><tbody>{body}</tbody></table><script>{SORT_SCRIPT}</script>"
+                         "</body></html>", encoding="utf-8")
+    page, seen = open_page(browser, page_path)
+    header = page.locator("th")
+    read = "() => Array.from(document.querySelectorAll('tbody td')).map((c) => c.textContent.trim())"
+    header.click()
+    assert page.evaluate(read) == ["\u22123.10", "-1.5", "<0.001", "0.5", "+2.09 (p=0.816)", "[9.10, 12.00]",
+                                   "[34.14, 41.64]", "36.73 \u00b1 0.74", "\u2014", ""]
+    header.click()
+    assert page.evaluate(read) == ["36.73 \u00b1 0.74", "[34.14, 41.64]", "[9.10, 12.00]", "+2.09 (p=0.816)", "0.5",
+                                   "<0.001", "-1.5", "\u22123.10", "\u2014", ""]
+    assert seen["errors"] == []
     page.close()

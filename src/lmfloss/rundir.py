@@ -197,8 +197,15 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float | int | None]]:
     if not path.is_file():
         return []
     _, rows = read_csv_rows(path, ["epoch"], what="metrics file")
-    return [{k: (None if v == "" else int(v) if k == "epoch" else float(v)) for k, v in row.items() if k != "_line"}
-            for row in rows]
+
+    def number(row: dict[str, str], key: str) -> float | int | None:
+        value = row[key]
+        try:
+            return None if value == "" else int(value) if key == "epoch" else float(value)
+        except ValueError:
+            raise ValueError(f"{path}: line {row['_line']}: {key} {value!r} is not a number") from None
+
+    return [{k: number(row, k) for k in row if k != "_line"} for row in rows]
 
 
 # ---- predictions.csv -----------------------------------------------------------------

@@ -85,6 +85,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
         spec = dataclasses.replace(spec, nproc_per_node=args.nproc_per_trial)
     study_name = args.study or spec.name
     out_dir = Path(args.out) if args.out else Path("sweeps") / study_name
+    if spec.html and not args.dry_run:
+        from lmfloss.report.html import require_jinja2
+
+        require_jinja2()  # html: true needs jinja2: say so before hours of training, not after
 
     if args.dry_run:
         if spec.sampler == "grid":
@@ -130,10 +134,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
         print(f"  {best['run_dir']}")
     print(f"trials: {result.trials_csv}")
     if spec.html:
+        from lmfloss.errors import USER_ERRORS
         from lmfloss.report import build_report
 
-        report = build_report([out_dir / "runs"], out_dir / "report", html=True)
-        print(f"report: {report.out_dir / 'report.md'}; html: {report.html}")
+        try:
+            report = build_report([out_dir / "runs"], out_dir / "report", html=True)
+            print(f"report: {report.out_dir / 'report.md'}; html: {report.html}")
+        except USER_ERRORS as exc:  # the sweep's own outcome (and exit status) still follows
+            print(f"no report: {exc}; lmfloss report {out_dir / 'runs'} --html writes it")
     if result.failed_points:
         print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)}")
         return 1

@@ -189,30 +189,38 @@ def build_report(
     for table in result.tables:
         result.files += table.write(out / "tables")
 
-    figure_files: dict[str, list[Path]] = {}
-    if figures:
-        figure_files["Fig. 1"] = figure1(grid, out / "figures")
-        figure_files["Fig. 2"] = figure2(grid, runs, out / "figures")
-        figure_files["Fig. 4"] = figure4(runs, out / "figures")
-        if multilabel.datasets(grid):
-            figure_files["Per-label AUC"] = multilabel.figure_label_auc(grid, out / "figures")
-        for paths in figure_files.values():
-            result.files += paths
+    import matplotlib
 
-    result.figure_files, result.compare_tables = figure_files, compare_tables
-    report_md = out / "report.md"
-    atomic_write_text(
-        _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper), report_md
-    )
-    result.files.append(report_md)
-    if html:
-        from lmfloss.report.html import write_html
+    from lmfloss.report.figures import FIGURE_RC
 
-        where = None if html is True else Path(html)
-        result.html = write_html(result, roots, n_boot, figure_files, compare_tables, path=where)
-        result.files.append(result.html)
+    # Figures drawn with FIGURE_RC: a "$" in a class or run name is text, not mathtext.
+    with matplotlib.rc_context(FIGURE_RC):
+        figure_files = _figures(result, runs, out) if figures else {}
+        result.files += [path for paths in figure_files.values() for path in paths]
+        result.figure_files, result.compare_tables = figure_files, compare_tables
+        report_md = out / "report.md"
+        atomic_write_text(
+            _report_markdown(result, tables, compare_tables, figure_files, roots, n_boot, compare_paper), report_md
+        )
+        result.files.append(report_md)
+        if html:
+            from lmfloss.report.html import write_html
+
+            where = None if html is True else Path(html)
+            result.html = write_html(result, roots, n_boot, figure_files, compare_tables, path=where)
+            result.files.append(result.html)
     logger.info("report written to %s (%d files)", out, len(result.files))
     return result
+
+
+def _figures(result: ReportResult, runs: Sequence[ReportRun], out: Path) -> dict[str, list[Path]]:
+    """Figs. 1, 2, 4 and the per-label AUC figure: name -> files (PNG, PDF, SVG)."""
+    grid = result.grid
+    figure_files = {"Fig. 1": figure1(grid, out / "figures"), "Fig. 2": figure2(grid, runs, out / "figures"),
+                    "Fig. 4": figure4(runs, out / "figures")}
+    if multilabel.datasets(grid):
+        figure_files["Per-label AUC"] = multilabel.figure_label_auc(grid, out / "figures")
+    return figure_files
 
 
 def _status_section(result: ReportResult) -> list[str]:

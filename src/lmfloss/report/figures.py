@@ -34,6 +34,11 @@ def _pyplot():
     return plt
 
 
+# Active while the report draws (a Text reads it when created): a "$" in a class, label or run
+# name is drawn as itself, not parsed as mathtext (which refuses e.g. "$\\badcmd$").
+FIGURE_RC = {"text.parse_math": False}
+
+
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     """PNG (report.md), PDF (a paper) and SVG (report.html inlines it; text kept as text)."""
     import matplotlib
@@ -42,7 +47,8 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.svg"]
     save_figure(fig, paths[0], dpi=150, bbox_inches="tight")
     save_figure(fig, paths[1], bbox_inches="tight")
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem}):
+    # The SVG's raster parts stay inside it whatever the user's matplotlibrc says (report.html inlines it).
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem, "svg.image_inline": True}):
         save_figure(fig, paths[2], bbox_inches="tight", metadata={"Date": None})
     _pyplot().close(fig)
     return paths

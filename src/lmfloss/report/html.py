@@ -47,16 +47,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HTML_NAME = "report.html"
+# matplotlib's SVG as the page needs it, whatever the user's matplotlibrc says: text as text,
+# stable ids, raster parts inline (never a file beside it).
+SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "lmfloss", "svg.image_inline": True}
 INSTALL_HINT = "pip install 'lmfloss[html]'"
 
-SORT_SCRIPT = """\
-(function () {
+SORT_SCRIPT = r"""(function () {
   "use strict";
+  // A cell's key: its leading number ("36.73 \u00b1 0.74", "+2.09 (p=0.816)", "\u22123.1",
+  // "<0.001", "[34.14, 41.64]" by its lower end), else its text; empty and "\u2014" cells last.
+  var NUMBER = /^[<>\[]?\s*([-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?)/i;
   function key(row, index) {
     var cell = row.children[index];
-    var text = cell ? cell.textContent.trim() : "";
-    var number = parseFloat(text.replace("\\u2212", "-").replace(/^[<>]/, ""));
-    return isNaN(number) ? text.toLowerCase() : number;
+    var text = cell ? cell.textContent.trim().replace(/\u2212/g, "-") : "";
+    if (text === "" || text === "\u2014") { return null; }
+    var match = NUMBER.exec(text);
+    return match ? parseFloat(match[1]) : text.toLowerCase();
+  }
+  function compare(x, y) {
+    if (typeof x === "number" && typeof y === "number") { return x - y; }
+    if (typeof x === "number") { return -1; }
+    if (typeof y === "number") { return 1; }
+    return x.localeCompare(y, undefined, {numeric: true});
   }
   document.querySelectorAll("table.sortable th").forEach(function (th) {
     th.addEventListener("click", function () {
@@ -69,8 +81,8 @@ SORT_SCRIPT = """\
       var rows = Array.prototype.slice.call(body.rows);
       rows.sort(function (a, b) {
         var x = key(a, index), y = key(b, index);
-        var order = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
-        return ascending ? order : -order;
+        if (x === null || y === null) { return (x === null) - (y === null); }  // blanks last both ways
+        return ascending ? compare(x, y) : compare(y, x);
       });
       rows.forEach(function (row) { body.appendChild(row); });
     });
@@ -117,7 +129,7 @@ def require_jinja2() -> Any:
     except ImportError:
         from lmfloss.errors import LmflossError
 
-        raise LmflossError(f"lmfloss report --html needs jinja2 (not installed): {INSTALL_HINT}") from None
+        raise LmflossError(f"report.html needs jinja2 (not installed): {INSTALL_HINT}") from None
     return jinja2
 
 
@@ -135,11 +147,17 @@ def _slug(text: str) -> str:
 
 
 def table_block(table: Table) -> dict[str, Any]:
-    """A :class:`Table` as the template's table block (the same display strings as its Markdown)."""
-    return {"kind": "table", "id": _slug(table.name), "title": table.title, "columns": list(table.columns),
-            "rows": [[{"text": text, "best": (i, j) in table.best and bool(text)} for j, text in enumerate(row)]
-                     for i, row in enumerate(table.rows)],
-            "notes": list(table.notes)}
+    """A :class:`Table` as the template's table block: the same display strings as its Markdown,
+    but a label cell the Markdown leaves blank under the same dataset/model repeats it, so a
+    row sorted away from its group still says what it is."""
+    labels = table._n_label_columns()
+    rows, above = [], [""] * labels
+    for i, row in enumerate(table.rows):
+        filled = [text or above[j] if j < labels else text for j, text in enumerate(row)]
+        above = filled[:labels] + above[len(filled[:labels]):]
+        rows.append([{"text": text, "best": (i, j) in table.best and bool(text)} for j, text in enumerate(filled)])
+    return {"kind": "table", "id": "table-" + _slug(table.name), "title": table.title, "columns": list(table.columns),
+            "rows": rows, "notes": [note.replace("`", "") for note in table.notes]}
 
 
 def svg_text(fig: Any) -> str:
@@ -148,7 +166,7 @@ def svg_text(fig: Any) -> str:
 
     buffer = io.StringIO()
     # The figures lay themselves out (subplots_adjust): no "tight" box, which draws them twice.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmfloss"}):
+    with matplotlib.rc_context(SVG_RC):
         fig.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]
@@ -160,8 +178,33 @@ def svg_file_text(path: Path) -> str:
     return text[text.index("<svg"):]
 
 
+_SVG_ID = re.compile(r'\bid="([^"]+)"')
+
+
+def scope_ids(svg: str, prefix: str) -> str:
+    """``svg`` with every ``id`` it defines, and every ``#id`` reference to one, prefixed: many
+    matplotlib SVGs inline in one page would otherwise repeat ``figure_1``, ``axes_1``, clip
+    paths... (duplicate ids, and a reference could resolve into another figure)."""
+    ids = set(_SVG_ID.findall(svg))
+    if not ids:
+        return svg
+    seen: dict[str, int] = {}
+
+    def rename(match: re.Match) -> str:
+        # Two identical images of one figure get one hashed id; references (clip paths, markers)
+        # point at the first definition, so a repeat gets a suffix.
+        name = match.group(1)
+        seen[name] = seen.get(name, 0) + 1
+        return f'id="{prefix}-{name}"' if seen[name] == 1 else f'id="{prefix}-{name}-{seen[name]}"'
+
+    svg = _SVG_ID.sub(rename, svg)
+    return re.sub(r"(url\(#|href=\"#)([^)\"]+)",
+                  lambda m: m.group(1) + (f"{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(2)), svg)
+
+
 def figure_block(fig_id: str, svg: str, alt: str, caption: str) -> dict[str, Any]:
-    return {"kind": "figure", "id": _slug(fig_id), "svg": svg, "alt": alt, "caption": caption}
+    slug = "figure-" + _slug(fig_id)
+    return {"kind": "figure", "id": slug, "svg": scope_ids(svg, slug), "alt": alt, "caption": caption}
 
 
 def _text_blocks(lines: Sequence[str]) -> list[dict[str, Any]]:
@@ -210,7 +253,11 @@ def curves_figure(grid: Any, dataset: str, model: str) -> Any | None:
         cell = grid.cell(dataset, model, loss)
         top, bottom = axes[0][k], axes[1][k]
         for run, finished in [*((r, True) for r in cell.runs), *((r, False) for r in cell.unfinished)]:
-            rows = read_metrics(run.run_dir)
+            try:
+                rows = read_metrics(run.run_dir)
+            except (OSError, ValueError) as exc:  # one damaged file costs its curve, not the page
+                logger.warning("no curves for %s: %s", run.run_dir, exc)
+                continue
             if not rows:
                 continue
             epochs = [r["epoch"] for r in rows]
@@ -400,9 +447,15 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
     sections.append({"id": "leakage", "title": "Split leakage", "blocks": _leakage_blocks(result)})
     sections.append({"id": "tables", "title": "Tables",
                      "blocks": [table_block(t) for t in [*result.tables] if t not in compare_tables]})
+    tests = []
     if any(c.metric == "f1_macro" for c in result.comparisons):
-        sections.append({"id": "tests", "title": "Is LMF's difference real? Paired tests",
-                         "blocks": [table_block(comparison_table(result.comparisons))]})
+        tests.append(table_block(comparison_table(result.comparisons)))
+    if any(c.metric != "f1_macro" for c in result.comparisons):
+        tests.append({"kind": "text", "text": "Multi-label comparisons (mAP and macro AUC, over seeds and over test "
+                                              "images) are summarised in the multi-label summary and tables above; "
+                                              "every test is in paired_tests_multilabel.csv."})
+    if tests:
+        sections.append({"id": "tests", "title": "Is LMF's difference real? Paired tests", "blocks": tests})
     if compare_tables:
         sections.append({"id": "paper", "title": "Beside the paper", "blocks": [table_block(t) for t in compare_tables]})
     figures = []

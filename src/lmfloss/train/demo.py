@@ -156,12 +156,12 @@ def run_demo(
 def _html_report(out: Path, losses: Sequence[str]) -> Path | None:
     """``out/report.html``: the demo's runs as ``lmfloss report --html`` shows them (the full
     report's files in ``out/report/``); ``None`` with a warning when jinja2 is missing."""
-    from lmfloss.errors import LmflossError
+    from lmfloss.errors import USER_ERRORS
     from lmfloss.report import build_report
 
     try:
         return build_report([out / loss for loss in losses], out / "report", n_boot=200, html=out / "report.html").html
-    except LmflossError as exc:  # the html extra is missing: the demo itself succeeded
+    except USER_ERRORS as exc:  # e.g. the html extra is missing: the demo itself succeeded
         logger.warning("no report.html: %s", exc)
         return None
 
