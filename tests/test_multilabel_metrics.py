@@ -60,14 +60,18 @@ def test_a_label_without_positives_is_listed_and_left_out_not_scored_zero():
     assert r["auc_macro"] > np.mean([roc_auc_score(y[:, j], p[:, j]) for j in kept] + [0.0])
 
 
-def test_odir_score_is_kappa_f1_auc_of_the_flattened_labels():
+def test_odir_score_is_the_challenges_evaluation_script():
+    """ODIR-2019's script: flatten, ``pr > 0.5``, ``f1_score(..., average='micro')``, kappa, AUC."""
     y, p = _data()
+    p[:3] = 0.5  # exactly at the threshold: the challenge counts it negative
     s = M.odir_score(y, p)
-    flat_y, flat_p = y.ravel(), p.ravel()
-    pred = (flat_p >= 0.5).astype(int)
-    kappa, f1, auc = cohen_kappa_score(flat_y, pred), f1_score(flat_y, pred), roc_auc_score(flat_y, flat_p)
+    gt, pr = y.flatten(), p.flatten()
+    kappa = cohen_kappa_score(gt, pr > 0.5)
+    f1 = f1_score(gt, pr > 0.5, average="micro")
+    auc = roc_auc_score(gt, pr)
     assert (s["kappa"], s["f1"], s["auc"]) == pytest.approx((kappa, f1, auc))
-    assert s["final"] == pytest.approx((kappa + f1 + auc) / 3)
+    assert s["final"] == pytest.approx((kappa + f1 + auc) / 3.0)
+    assert s["f1"] == pytest.approx(np.mean(gt == (pr > 0.5)))  # micro-F1 of a binary problem: accuracy
 
 
 def test_resampled_ap_and_auc_equal_sklearn_with_sample_weight():

@@ -156,7 +156,7 @@ def _multilabel_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any
         ("macro-F1 at the validation-chosen thresholds", _get(test, "f1_macro_at_threshold"), ""),
         ("subset accuracy (every label right)", _get(test, "subset_accuracy"), ""),
         ("Hamming loss", _get(test, "hamming_loss"), ""),
-        ("ODIR-2019 score ((kappa + F1 + AUC) / 3, flattened, p >= 0.5)", _get(odir, "final"), ""),
+        ("ODIR-2019 score ((kappa + micro-F1 + AUC) / 3, flattened, p > 0.5)", _get(odir, "final"), ""),
     ])
     if report.get("macro_rule"):
         lines += ["", f"Macro averages: {report['macro_rule']}."]

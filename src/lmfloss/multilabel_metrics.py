@@ -165,17 +165,19 @@ def bootstrap_ci(y_true: Any, probs: Any, *, metric: str = "map", n_boot: int = 
 
 # ------------------------------------------------------------------------------ scores
 def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float | None]:
-    """The ODIR-2019 challenge's score: every patient's 8 labels flattened into one binary
-    problem, ``(Cohen's kappa + F1 + ROC AUC) / 3`` with kappa and F1 at ``p >= 0.5`` and
-    the AUC of the probabilities (the challenge's evaluation script, with scikit-learn).
-    Computed for any multi-label split (it is ODIR's definition; the name says so)."""
+    """The ODIR-2019 challenge's score as its evaluation script computes it: every patient's 8
+    labels flattened into one binary problem, ``(Cohen's kappa + F1 + ROC AUC) / 3`` with kappa
+    and F1 of the predictions ``p > 0.5`` (strictly) and F1 *micro*-averaged over both classes
+    (on a flattened binary problem that is the share of correct 0/1 decisions, not the positive
+    class's F1), the AUC of the probabilities. Computed for any multi-label split (it is ODIR's
+    definition; the name says so)."""
     from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
     y, p = check_multilabel(y_true, probs)
     flat_y, flat_p = y.ravel(), p.ravel()
-    pred = (flat_p >= threshold).astype(np.int64)
+    pred = (flat_p > threshold).astype(np.int64)
     kappa = float(cohen_kappa_score(flat_y, pred)) if len(np.unique(np.r_[flat_y, pred])) > 1 else None
-    f1 = float(f1_score(flat_y, pred, zero_division=0))
+    f1 = float(f1_score(flat_y, pred, average="micro"))
     auc = float(roc_auc_score(flat_y, flat_p)) if len(np.unique(flat_y)) == 2 else None
     parts = [kappa, f1, auc]
     final = None if any(v is None for v in parts) else float(np.mean(parts))

@@ -202,7 +202,8 @@ def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n
         "lists) labels without a positive test image. A patient-scored dataset scores patients: a label's "
         "probability is the largest of the patient's images'.",
         "mAP 95% CI: percentile bootstrap over test images/patients (of the seed mean where n>1). ODIR score: "
-        "(kappa + F1 + AUC) / 3 of every label flattened, at p >= 0.5 (the ODIR-2019 challenge's). F1 (val thr.): "
+        "(kappa + micro-F1 + AUC) / 3 of every label flattened, at p > 0.5 (the ODIR-2019 challenge's script). "
+        "F1 (val thr.): "
         "at each label's F1-maximising threshold on validation.",
         "ΔmAP, ΔAUC: LMF minus this loss, percentage points, mean over paired seeds; p: paired t-test over seeds, "
         "Holm-corrected over the report's family (with fewer than 3 seeds: the paired bootstrap over test images, "
