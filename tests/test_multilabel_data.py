@@ -144,7 +144,8 @@ def test_chestmnist_npz_of_the_official_format_is_multilabel_by_nature(tmp_path)
 def test_odir5k_official_task_has_the_patient_labels_on_both_eyes():
     import csv
 
-    splits = load_splits("odir5k", root=ODIR, task="multilabel", group_by="patient")
+    splits = load_splits("odir5k", root=ODIR, task="multilabel")  # patients kept whole without --group-by
+    assert splits.group_by == "patient"
     assert splits.class_names == ["N", "D", "G", "C", "A", "H", "M", "O"]
     rows = list(csv.DictReader((ODIR / "full_df.csv").open(encoding="utf-8")))
     records = [r for s in ("train", "val", "test") for r in splits.records(s)]
@@ -228,3 +229,38 @@ def test_multilabel_on_a_multiclass_only_dataset_or_loss_is_one_line(tmp_path, c
     assert main(["train", "--dataset", "synthetic", "--task", "multilabel", "--loss", "wce", "--out",
                  str(tmp_path / "r")]) == 2
     assert "'wce' is for multi-class tasks only" in _one_error_line(capsys, "train")
+
+
+def test_split_says_how_a_multilabel_set_was_split(tmp_path, capsys):
+    path = _labels_csv(tmp_path)
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel"]) == 0
+    out = capsys.readouterr().out
+    assert "an iteratively stratified 70:15:15 multi-label split, seed 23" in out and "the paper's" not in out
+
+
+def test_scoring_patients_keeps_each_patients_images_in_one_split():
+    """score_by patient combines a patient's eyes, so they must share a split: the config layer
+    sets group_by patient (recorded in config.yaml) and refuses another grouping."""
+    from lmfloss.config import TrainConfig, check_config
+    from lmfloss.data.adapters import resolve_config
+
+    odir = resolve_config(check_config(TrainConfig(dataset="odir5k", task="multilabel")))
+    assert (odir.score_by, odir.group_by) == ("patient", "patient")
+    csv = resolve_config(check_config(TrainConfig(dataset="csv", task="multilabel", score_by="patient")))
+    assert csv.group_by == "patient"
+    assert resolve_config(TrainConfig(dataset="csv", task="multilabel")).group_by is None  # images scored alone
+    with pytest.raises(ValueError, match="use group_by patient, not 'lesion'"):
+        resolve_config(TrainConfig(dataset="csv", task="multilabel", score_by="patient", group_by="lesion"))
+
+
+def test_chestmnist_takes_multilabel_options_without_task():
+    """ChestMNIST is multi-label by nature: --score-by and friends are checked after its task is settled."""
+    from lmfloss.config import TrainConfig, check_config
+    from lmfloss.data.adapters import resolve_config
+
+    config = resolve_config(check_config(TrainConfig(dataset="chestmnist", score_by="image")))
+    assert (config.task, config.score_by, config.select_metric) == ("multilabel", "image", "map")
+    with pytest.raises(ValueError, match="score_by='image' is for multi-label tasks"):
+        resolve_config(check_config(TrainConfig(dataset="synthetic", score_by="image")))
+    with pytest.raises(ValueError, match="label_columns is for multi-label tasks"):
+        resolve_config(check_config(TrainConfig(dataset="csv", label_columns=["A", "B"])))

@@ -85,7 +85,8 @@ class TrainConfig:
     split_seed: int = _key(23, role="experiment",
                            help="seed of the paper's 70:15:15 split (the paper: 23); never depends on --seed")
     group_by: str | None = _key(None, role="experiment", choices=GROUP_CHOICES,
-                                help="keep every lesion or patient in one split: lesion | patient (default: the paper's split)")
+                                help="keep every lesion or patient in one split: lesion | patient (default: the paper's "
+                                     "split; patient for a multi-label run scored per patient)")
     folds: int | None = _key(None, role="experiment",
                              help="k-fold cross-validation: train every fold into OUT/fold-1..K and write "
                                   "OUT/cv_summary.csv (stratified, grouped by --group-by)")
@@ -444,10 +445,8 @@ def check_config(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"config label_columns={columns!r} is invalid; expected column names such as [A, B, C]")
         if len(set(columns)) != len(columns):
             raise ValueError(f"config label_columns={columns!r} names a column twice")
-        if config.task != "multilabel":
-            raise ValueError("config label_columns is for multi-label tasks; add --task multilabel")
-    if config.score_by is not None and config.task != "multilabel":
-        raise ValueError(f"config score_by={config.score_by!r} is for multi-label tasks (--task multilabel)")
+    # label_columns and score_by need a multi-label task: checked once the task is settled
+    # (lmfloss.data.adapters.resolve_config; ChestMNIST is multi-label without --task).
     if config.fold is not None and (config.folds is None or config.fold > config.folds):
         raise ValueError(f"config fold={config.fold!r} needs folds >= fold (got folds={config.folds!r})")
     for name in ("dataset", "model", "loss", "weights", "device"):

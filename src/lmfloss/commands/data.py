@@ -104,11 +104,7 @@ def _run_split(args: argparse.Namespace) -> int:
     if args.folds is not None:
         return _run_folds(args)
     splits = _load(args)
-    if splits.official:
-        print(f"{splits.name}: the dataset's own train/val/test split")
-    else:
-        kind = f"{splits.group_by}-grouped 70:15:15" if splits.group_by else "the paper's 70:15:15"
-        print(f"{splits.name}: {kind} split, seed {splits.seed}")
+    print(f"{splits.name}: {splits.rule()}")
     print(format_count_table(splits))
     leak = splits.leakage()
     if leak is not None and not splits.official:

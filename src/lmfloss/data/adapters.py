@@ -216,7 +216,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         log.info("dataset %r is multi-label: task set to multilabel", config.dataset)
         changes["task"] = task
     if task == "multilabel":
-        changes["score_by"] = config.score_by or get_adapter(config.dataset).score_by
+        score_by = changes["score_by"] = config.score_by or get_adapter(config.dataset).score_by
+        if score_by == "patient":
+            # A patient's images are combined into one score: they must lie in one split, or one
+            # patient would be scored in validation and in test (and a test eye's twin trained on).
+            if config.group_by is None:
+                log.info("scoring patients: each patient's images kept in one split (group_by patient)")
+                changes["group_by"] = "patient"
+            elif config.group_by != "patient":
+                raise ValueError(f"score_by 'patient' combines a patient's images, so they must share a split: "
+                                 f"use group_by patient, not {config.group_by!r}")
         if config.select_metric == "f1_macro":
             changes["select_metric"] = "map"
         elif config.select_metric not in MULTILABEL_SELECT:
@@ -227,9 +236,14 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                              "per label (thresholds chosen on validation)")
         if config.label_columns is not None and config.dataset != "csv":
             raise ValueError(f"label_columns is for --dataset csv, got dataset {config.dataset!r}")
-    elif config.select_metric == "map":
-        raise ValueError("select_metric 'map' (mean average precision over labels) is for multi-label tasks; "
-                         "add --task multilabel or select by f1_macro, auc, accuracy or balanced_accuracy")
+    else:
+        if config.select_metric == "map":
+            raise ValueError("select_metric 'map' (mean average precision over labels) is for multi-label tasks; "
+                             "add --task multilabel or select by f1_macro, auc, accuracy or balanced_accuracy")
+        if config.label_columns is not None:
+            raise ValueError("config label_columns is for multi-label tasks; add --task multilabel")
+        if config.score_by is not None:
+            raise ValueError(f"config score_by={config.score_by!r} is for multi-label tasks (--task multilabel)")
     return config.replace(**changes) if changes else config
 
 

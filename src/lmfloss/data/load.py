@@ -158,6 +158,12 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
     """``(splits, the index with every record, (position, reason) of the records left out)``."""
     adapter = get_adapter(dataset)
     task = resolve_task(dataset, task)
+    if task == "multilabel" and adapter.score_by == "patient" and group_by is None:
+        # The dataset labels patients (ODIR-5K: each eye carries its patient's labels): an eye in
+        # test whose twin is in train would be a leak, so its patients stay whole by default.
+        logger.info("dataset %r labels patients: each patient's images kept in one split (group_by patient)",
+                    dataset)
+        group_by = "patient"
     if label_columns is not None and (dataset != "csv" or task != "multilabel"):
         raise ValueError("--label-columns is for --dataset csv --task multilabel")
     if group_by is not None and group_by not in GROUP_KINDS:
