@@ -264,3 +264,24 @@ def test_chestmnist_takes_multilabel_options_without_task():
         resolve_config(check_config(TrainConfig(dataset="synthetic", score_by="image")))
     with pytest.raises(ValueError, match="label_columns is for multi-label tasks"):
         resolve_config(check_config(TrainConfig(dataset="csv", label_columns=["A", "B"])))
+
+
+@pytest.mark.parametrize("joined", ["effusion|mass", '"effusion,mass"'])
+def test_labels_joined_by_another_separator_are_one_line(tmp_path, capsys, joined):
+    """NIH ChestX-ray14 writes 'A|B': read with ';' that would be a label 'A|B' of its own."""
+    path = _labels_csv(tmp_path)
+    Image.new("RGB", (16, 16)).save(tmp_path / "img" / "extra.png")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(f"img/extra.png,{joined}\n")
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel"]) == 2
+    line = _one_error_line(capsys, "split")
+    assert f"line 62: label {joined.strip(chr(34))!r} looks like several labels" in line
+    assert "separates names with ';' (e.g. effusion;mass)" in line
+
+
+def test_a_label_column_with_a_semicolon_is_one_line(tmp_path, capsys):
+    path = _columns_csv(tmp_path)
+    path.write_text(path.read_text().replace("path,effusion,", "path,effusion;left,", 1))
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel",
+                 "--label-columns", "effusion;left,hernia,mass"]) == 2
+    assert "label 'effusion;left' has a ';'" in _one_error_line(capsys, "split")

@@ -504,6 +504,10 @@ def _multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_colum
     column (``;``-separated names, empty = no finding) or its 0/1 ``label_columns``."""
     if label_columns:
         names = [canonical_label(c) for c in label_columns]
+        joined = [c for c in names if ";" in c]
+        if joined:  # manifests and predictions.csv list an image's labels ';'-separated
+            raise DataError(f"--label-columns: label {joined[0]!r} has a ';', which separates labels in manifests "
+                            "and predictions.csv; rename the column")
         if len(set(names)) != len(names):
             raise DataError(f"--label-columns {list(label_columns)} names a label twice")
         both = [r["_line"] for r in rows if "labels" in columns and r["labels"].strip()]
@@ -518,9 +522,25 @@ def _multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_colum
                         f"found columns {columns}, or pass --label-columns A,B,C for one 0/1 column per label")
     per_row = [[canonical_label(part) for part in r["labels"].split(";")] for r in rows]
     per_row = [[name for name in names if name] for names in per_row]
+    _check_separator(rows, per_row, csv_path)
     names = order_class_names([n for row in per_row for n in row], f"{str(csv_path)!r}")
     position = {name: i for i, name in enumerate(names)}
     return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
+
+
+def _check_separator(rows: list[dict[str, str]], per_row: list[list[str]], csv_path: Path) -> None:
+    """A labels column written with another separator (NIH ChestX-ray14's ``A|B``, or ``A,B``)
+    would make every combination a label of its own: refused, naming the row. A name with ``|``
+    is never one label; one with ``,`` is refused when its parts are labels of other rows."""
+    known = {name for row in per_row for name in row}
+    for row, names in zip(rows, per_row):
+        for name in names:
+            for separator in ("|", ","):
+                parts = [part.strip() for part in name.split(separator)]
+                if len(parts) > 1 and (separator == "|" or all(part in known for part in parts)):
+                    raise DataError(f"{str(csv_path)!r} line {row['_line']}: label {name!r} looks like several "
+                                    f"labels joined by {separator!r}; the labels column separates names with ';' "
+                                    f"(e.g. {';'.join(parts)})")
 
 
 def _check_training_labels(rows: list[dict[str, str]], label_sets: list[tuple[int, ...]], official: list[str],
