@@ -138,7 +138,7 @@ def test_exported_model_ends_in_a_sigmoid_and_equals_predict(ml_run, tmp_path):
     assert not np.allclose(got.sum(axis=1), 1.0)  # independent labels, not a softmax
 
 
-def test_patient_scoring_combines_a_patients_images_by_the_per_label_max(ml_run, tmp_path):
+def test_patient_scoring_combines_a_patients_images_by_the_per_label_max(ml_run, tmp_path, capsys):
     folder, path, _ = ml_run
     out = tmp_path / "patients"
     assert main(["train", "--dataset", "csv", "--csv", str(path), "--task", "multilabel", "--loss", "bce",
@@ -160,6 +160,10 @@ def test_patient_scoring_combines_a_patients_images_by_the_per_label_max(ml_run,
     assert [float(rows[0][f"prob_{n}"]) for n in LABELS] == pytest.approx(per_image.max(axis=0), abs=1e-6)
     assert len(result["ids"]) == len(rows)
     assert probabilities(np.zeros((1, 3)), "multilabel")[0] == pytest.approx([0.5, 0.5, 0.5])
+    # predict decides per image with thresholds chosen on patients, and says so
+    capsys.readouterr()
+    assert main(["predict", "--run", str(out), str(images[members[0]].path)]) == 0
+    assert "thresholds chosen on validation patients to each image alone" in capsys.readouterr().err
 
 
 def test_cam_explains_each_label_of_an_image_against_that_labels_boxes(tmp_path):

@@ -318,6 +318,12 @@ def _label_thresholds(run: Any) -> list[float]:
     report = rundir.read_report(run.run_dir) or {}
     chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
     if report.get("best_epoch") == run.epoch and all(c in chosen for c in run.class_names):
+        if report.get("score_by") == "patient":
+            # Chosen on patients (a label's probability: the larger of the patient's images'); an
+            # image of a patient with that finding in one eye only may rightly fall below it.
+            print("lmfloss predict: pred applies the thresholds chosen on validation patients to each image "
+                  "alone; combine a patient's images by the per-label max of prob_<label> to decide per patient",
+                  file=sys.stderr)
         return [float(chosen[c]) for c in run.class_names]
     logging.getLogger(__name__).info("no validation-chosen thresholds for this checkpoint; pred uses 0.5 per label")
     return [0.5] * len(run.class_names)
