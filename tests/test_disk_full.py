@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 import lmfloss.fileio as fileio
+from cli_helpers import FullDisk
 from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 from lmfloss.errors import DiskFull
@@ -68,30 +69,6 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*.tmp"))
 
 
-class _FullDisk(io.RawIOBase):
-    """A real file that takes ``budget`` bytes, then fails every write with ENOSPC."""
-
-    def __init__(self, path, budget: int) -> None:
-        self._file = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._budget = budget
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        if len(data) > self._budget:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._budget -= len(data)
-        return self._file.write(data)
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 @pytest.fixture
 def full_disk_at(monkeypatch):
     """``full_disk_at(name, nth)``: the ``nth`` write of file ``name`` (through lmfloss.fileio)
@@ -104,7 +81,7 @@ def full_disk_at(monkeypatch):
             if Path(path).name.startswith(f".{name}."):
                 seen[0] += 1
                 if seen[0] == nth:
-                    raw = _FullDisk(path, 100)
+                    raw = FullDisk(path, 100)
                     return io.BufferedWriter(raw) if "b" in mode else io.TextIOWrapper(io.BufferedWriter(raw), **kwargs)
             return open(path, mode, **kwargs)
 

@@ -13,33 +13,10 @@ import pytest
 import torch
 
 import lmfloss.fileio as fileio
+from cli_helpers import FullDisk
 from lmfloss.cli import main
 from lmfloss.errors import DiskFull
 from lmfloss.train.checkpoint import atomic_save, load_checkpoint
-
-
-class _FullDisk(io.RawIOBase):
-    """A real file that takes ``budget`` bytes, then fails every write with ENOSPC."""
-
-    def __init__(self, path, budget: int) -> None:
-        self._file = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._budget = budget
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        if len(data) > self._budget:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self._budget -= len(data)
-        return self._file.write(data)
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
 
 
 @pytest.fixture
@@ -48,7 +25,7 @@ def disk_full_after(monkeypatch):
 
     def arm(budget: int) -> None:
         def fake_open(path, mode="r", **kwargs):
-            raw = _FullDisk(path, budget)
+            raw = FullDisk(path, budget)
             if "b" in mode:
                 return io.BufferedWriter(raw)
             return io.TextIOWrapper(io.BufferedWriter(raw), **kwargs)

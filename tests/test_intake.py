@@ -25,6 +25,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 from lmfloss.data import load_splits
 from lmfloss.errors import DataError, LmflossError
@@ -65,16 +66,6 @@ def _imagefolder(root: Path, n: int = 8, seed: int = 0) -> Path:
         for i in range(n):
             Image.fromarray(_rgb(rng, k)).save(root / name / f"{name}{i}.png")
     return root
-
-
-def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
-    """The single stderr line of a refused command (no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"lmfloss {command}: error: "), lines[0]
-    return lines[0]
 
 
 def _split_of(splits, kind: str = "group") -> dict[str, set[str]]:
