@@ -438,3 +438,23 @@ def test_symbolic_link_loop_is_one_short_line(tmp_path, capsys, link, target):
     line = _one_error_line(capsys, "split")
     assert "symbolic-link loop" in line and len(line) < 400, line
     assert f"link '{root / link}" in line  # the link, or a path through it
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line_not_left_out(tmp_path, capsys, monkeypatch):
+    """os.walk skips a folder it cannot list without a word (and its images with it); the walk
+    names it. Unreadable is injected at os.scandir: a test running as root can read any folder."""
+    root = _two_classes(tmp_path / "data")
+    hidden = root / "malignant" / "batch2"
+    hidden.mkdir()
+    _png(hidden / "m9.png", 199)
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.fspath(path) == os.fspath(hidden):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    assert main(["split", "--dataset", "imagefolder", "--root", str(root)]) == 2
+    line = _one_error_line(capsys, "split")
+    assert f"cannot list the folder '{hidden}' (Permission denied)" in line, line

@@ -80,13 +80,15 @@ def walk_images(root: Path) -> tuple[list[Path], Counter[str]]:
 
     Folder links are followed; one that leads back to a folder holding it (a symbolic-link
     loop, told by the real path of every folder on the way down) is a :class:`DataError`
-    naming the link, instead of a walk 40 links deep that lists every image again.
+    naming the link, instead of a walk 40 links deep that lists every image again. A folder
+    that cannot be listed (no permission, gone while walking) is a :class:`DataError` naming
+    it: ``os.walk`` would skip it without a word, and its images with it.
     """
     found: list[Path] = []
     others: Counter[str] = Counter()
     top = os.fspath(root)
     chains: dict[str, tuple[str, ...]] = {top: (os.path.realpath(top),)}  # folder -> real paths down to it
-    for folder, dirs, files in os.walk(top, followlinks=True):
+    for folder, dirs, files in os.walk(top, onerror=_unlistable, followlinks=True):
         chain = chains.pop(folder)
         kept = []
         for name in sorted(d for d in dirs if not d.startswith(".")):
@@ -107,6 +109,12 @@ def walk_images(root: Path) -> tuple[list[Path], Counter[str]]:
             else:
                 others[ext or "(no extension)"] += 1
     return found, others
+
+
+def _unlistable(error: OSError) -> None:
+    reason = error.strerror or type(error).__name__
+    raise DataError(f"cannot list the folder {error.filename!r} ({reason}): the images in it would be "
+                    "left out; make it readable, or move it out of the data folder")
 
 
 def image_files(root: Path) -> dict[str, list[Path]]:
