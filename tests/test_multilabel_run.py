@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_k_fold_of_a_multilabel_csv_keeps_patients_together_and_summarises_map(m
     assert "test mAP" in capsys.readouterr().out
 
 
-def test_a_multilabel_sweep_optimises_map_and_writes_its_html_report(tmp_path, capsys):
+def test_a_multilabel_sweep_optimises_map_and_writes_its_html_report(tmp_path, capsys, caplog):
     import yaml
 
     sweep = tmp_path / "ml-sweep.yaml"
@@ -220,13 +221,20 @@ def test_a_multilabel_sweep_optimises_map_and_writes_its_html_report(tmp_path, c
         "space": {"loss": ["bce", "lmf"]},
     }))
     out = tmp_path / "sweep"
-    assert main(["sweep", "--config", str(sweep), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    with caplog.at_level(logging.INFO, logger="lmfloss"):
+        assert main(["sweep", "--config", str(sweep), "--out", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "val mAP" in printed and f"html: {out / 'report' / 'report.html'}" in printed
+    assert f"html: {out / 'report' / 'report.html'}" in printed
     trials = _rows(out / "trials.csv")
     assert {t["val_metric"] for t in trials} == {"map"}
     for trial in trials:
         report = json.loads((Path(trial["run_dir"]) / "report.json").read_text())
-        assert float(trial["val_f1_macro"]) == pytest.approx(report["val"]["map"])  # the objective is val mAP
+        assert float(trial["val_objective"]) == pytest.approx(report["val"]["map"])  # the objective is val mAP
+        assert float(trial["val_f1_macro"]) == pytest.approx(report["val"]["f1_macro"])  # each column what it says
+        assert float(trial["test_map"]) == pytest.approx(report["test"]["map"])
+        assert f"trial {trial['trial']}: {trial['run_name']} val mAP {float(trial['val_objective']):.4f}" in caplog.text
+    best = max(trials, key=lambda t: float(t["val_objective"]))
+    assert (f"best: {best['run_name']} (trial {best['trial']}): val mAP {float(best['val_objective']):.4f}, "
+            f"test mAP {float(best['test_map']):.4f}") in printed
     page = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert "Per-label test AUC" in page and "Multi-label: LMF against the best baseline" in page

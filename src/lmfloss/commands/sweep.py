@@ -125,10 +125,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
     print(f"study {result.study_name!r} in {result.storage}: {counts or 'no trials'}")
     if result.best is not None:
         best = result.best
-        test = best.get("test_f1_macro")
-        test_text = "" if test is None else f", test macro-F1 {test:.4f}"
         metric = "mAP" if best.get("val_metric") == "map" else "macro-F1"
-        value = best.get("val_f1_macro")  # the trial's value: the objective of val_metric
+        test = best.get("test_map" if best.get("val_metric") == "map" else "test_f1_macro")
+        test_text = "" if test is None else f", test {metric} {test:.4f}"
+        value = best.get("val_objective")  # the trial's value: the objective of val_metric
         print(f"best: {best['run_name']} (trial {best['trial']}): val {metric} "
               f"{'n/a' if value is None else f'{value:.4f}'}{test_text}")
         print(f"  {best['run_dir']}")

@@ -6,7 +6,7 @@
 
     spec = load_sweep("configs/demo-sweep.yaml")
     result = run_sweep(spec, "sweeps/demo", workers=2)
-    result.best["run_dir"], result.best["val_f1_macro"]
+    result.best["run_dir"], result.best["val_objective"]  # val macro-F1 (mAP if multi-label)
 
 Modules: :mod:`~lmfloss.sweep.spec` (the sweep file's model: grid, overrides, naming),
 :mod:`~lmfloss.sweep.parse` (reading and validating it), :mod:`~lmfloss.sweep.storage`

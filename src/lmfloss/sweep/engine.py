@@ -59,7 +59,8 @@ from lmfloss.sweep.storage import (
 logger = logging.getLogger(__name__)
 
 RUNS_DIR = "runs"
-TEST_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
+TEST_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy",
+                "map", "auc_macro")  # the last two: multi-label runs
 WAIT_LOG_EVERY = 30.0  # seconds between a waiting worker's "still waiting" lines
 
 
@@ -196,9 +197,9 @@ class Objective:
         f1 = report["val"].get("f1_macro")
         trial.set_user_attr("val_f1_macro", None if f1 is None else float(f1))
         trial.set_user_attr("val_metric", metric)
-        for metric in TEST_METRICS:
-            if isinstance(test.get(metric), (int, float)):
-                trial.set_user_attr(f"test_{metric}", float(test[metric]))
+        for key in TEST_METRICS:
+            if isinstance(test.get(key), (int, float)):
+                trial.set_user_attr(f"test_{key}", float(test[key]))
         write_sweep_info({
             "study": self.study_name, "trial": trial.number, "params": params, "tags": tags,
             **{k: v for k, v in tags.items() if k not in ("study", "trial", "params", "tags")},

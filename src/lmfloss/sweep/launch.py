@@ -39,7 +39,8 @@ class SweepResult:
         out_dir: the sweep folder.
         rows: one mapping per trial (see :func:`trial_rows`).
         counts: trials per state (``COMPLETE``, ``FAIL``, ``PRUNED``, ``RUNNING``, ``WAITING``).
-        best: the row of the best complete trial (highest validation macro-F1), or ``None``.
+        best: the row of the best complete trial (highest validation objective: macro-F1, or mAP
+            for a multi-label study), or ``None``.
         failed_points: run names of grid points that failed for good (error or too many kills).
         trials_csv: where :func:`write_trials_csv` put the table.
     """
@@ -64,8 +65,9 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "trial": t.number,
             "state": t.state.name,
-            "val_f1_macro": t.value if t.state == TrialState.COMPLETE else None,
+            "val_objective": t.value if t.state == TrialState.COMPLETE else None,
             "val_metric": attrs.get("val_metric", "f1_macro") if t.state == TrialState.COMPLETE else None,
+            "val_f1_macro": _val_f1_macro(t),
             "run_name": attrs.get("run_name"),
             "params": dict(t.params),
             "tags": attrs.get("tags") or {},
@@ -83,10 +85,21 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
     return rows
 
 
+def _val_f1_macro(trial) -> float | None:
+    """A complete trial's validation macro-F1: its objective in a multi-class study; in a
+    multi-label one the macro-F1 at 0.5 its run recorded (trials of earlier versions: the
+    objective, the only value they kept, when it was macro-F1)."""
+    if trial.state != TrialState.COMPLETE:
+        return None
+    if trial.user_attrs.get("val_metric", "f1_macro") == "f1_macro":
+        return trial.value
+    return trial.user_attrs.get("val_f1_macro")
+
+
 def write_trials_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """The trial table as CSV (params and tags as ``key=value;...``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["trial", "state", "val_f1_macro", "val_metric", "run_name", "params", "tags",
+    columns = ["trial", "state", "val_objective", "val_metric", "val_f1_macro", "run_name", "params", "tags",
                *[f"test_{m}" for m in TEST_METRICS], "reused", "seconds", "retry_of",
                "duplicate_of", "error", "worker", "run_dir"]
     flat = [{**row, **{key: ";".join(f"{k}={v}" for k, v in row[key].items()) for key in ("params", "tags")}}
@@ -103,7 +116,7 @@ def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
     rows = trial_rows(study)
     counts = dict(Counter(r["state"] for r in rows))
     complete = [r for r in rows if r["state"] == "COMPLETE"]
-    best = max(complete, key=lambda r: r["val_f1_macro"]) if complete else None
+    best = max(complete, key=lambda r: r["val_objective"]) if complete else None
     failed: list[str] = []
     if spec.sampler == "grid":
         status = point_status(spec, study.get_trials(deepcopy=False), max_retry)
