@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,13 +39,6 @@ def cli_run(tmp_path_factory):
                  "--out", str(out), "--quiet"])
     assert code == 0
     return out
-
-
-def _one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith(f"lmfloss {command}: error: ")
-    return err[0]
 
 
 @needs_breast
