@@ -31,22 +31,6 @@ from lmfloss.report.tables import fmt_p
 METRICS = (("map", "test mAP"), ("auc_macro", "test macro AUC"), ("odir", "ODIR score"))
 
 
-def metric_values(cell, metric: str) -> list[float]:
-    """Each run's test value; the ODIR score recomputed from ``predictions.csv`` with today's
-    :func:`lmfloss.multilabel_metrics.odir_score` (runs written before its fix hold the old one)."""
-    if metric != "odir":
-        return ml.values(cell, metric)
-    from lmfloss.multilabel_metrics import odir_score
-
-    values = []
-    for run in cell.runs:
-        predictions = run.predictions()
-        final = odir_score(predictions.labels, predictions.probs)["final"]
-        if final is not None:
-            values.append(final)
-    return values
-
-
 def t_interval(values: list[float]) -> str:
     """``mean [lo, hi]`` in percent, the 95 % t-interval over seeds (mean alone with one value)."""
     if not values:
@@ -75,7 +59,7 @@ def dataset_tables(result, dataset: str, n_boot: int) -> list[str]:
             ci = ml.map_interval(cell, n_boot=n_boot)
             mean_map = np.mean(ml.values(cell, "map")) if ml.values(cell, "map") else float("nan")
             name = loss_name(cell.loss) + (" (best baseline on val)" if best is not None and cell is best else "")
-            lines.append(f"| {name} | {cell.n} | " + " | ".join(t_interval(metric_values(cell, m)) for m, _ in METRICS)
+            lines.append(f"| {name} | {cell.n} | " + " | ".join(t_interval(ml.values(cell, m)) for m, _ in METRICS)
                          + f" | {100 * mean_map:.2f}" + ("" if ci is None else f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
                          + f" | {100 * np.mean(cell.val_values('map')):.2f} |")
         lines.append("")
