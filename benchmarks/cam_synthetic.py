@@ -54,7 +54,7 @@ def train_runs(work: Path, args: argparse.Namespace) -> dict[str, dict[str, floa
             # Training time from the run's own log, so a resumed (already finished) run keeps it.
             with (work / "runs" / name / "metrics.csv").open() as handle:
                 seconds = sum(float(row["seconds"]) for row in csv.DictReader(handle))
-            out[name] = {"seconds": seconds, "val_f1": result.best_val_f1_macro,
+            out[name] = {"seconds": seconds, "val_f1": result.best_val_headline,
                          "test_f1": result.report["test"]["f1_macro"],
                          "test_acc": result.report["test"]["accuracy"]}
             print(f"{name}: {seconds:.0f} s, test macro-F1 {out[name]['test_f1']:.3f}", flush=True)

@@ -37,8 +37,9 @@ def test_unknown_model_names_valid_ones():
 
 
 def test_num_classes_checked():
-    with pytest.raises(ValueError, match="num_classes must be an integer >= 2, got 1"):
-        build_model("resnet18", 1, weights="none")
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1 .*got 0"):
+        build_model("resnet18", 0, weights="none")
+    assert build_model("resnet18", 1, weights="none").fc.out_features == 1  # a one-logit head
 
 
 def test_replace_head_rejects_conv_head():

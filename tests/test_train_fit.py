@@ -16,10 +16,10 @@ from lmfloss.errors import LmflossError
 from lmfloss.rundir import METRICS_COLUMNS, RUN_FILES, read_metrics
 from lmfloss.train import NonFiniteLossError, evaluate_run, fit, load_run, predict
 from lmfloss.train.checkpoint import load_checkpoint
+from tiers import fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BREAST = SHARED / "breastmnist" / "breastmnist.npz"
-needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}")
+needs_breast = pytest.mark.realdata("data/breastmnist/breastmnist.npz")
 
 REPORT_KEYS = {
     "accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "balanced_accuracy",
@@ -38,16 +38,13 @@ def tiny_config(**changes) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow, needs_breast)
 def finished_run(tmp_path_factory):
-    if not BREAST.is_file():
-        pytest.skip(f"real data not found: {BREAST}")
     out = tmp_path_factory.mktemp("run") / "breast"
     result = fit(tiny_config(epochs=3), out, quiet=True)
     return result
 
 
-@needs_breast
-@pytest.mark.slow
 def test_run_directory_is_complete(finished_run):
     out = finished_run.run_dir
     for name in RUN_FILES:
@@ -66,8 +63,6 @@ def test_run_directory_is_complete(finished_run):
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2, 3]
 
 
-@needs_breast
-@pytest.mark.slow
 def test_report_equals_sklearn_on_predictions_csv(finished_run):
     out = finished_run.run_dir
     report = json.loads((out / "report.json").read_text())
@@ -93,8 +88,6 @@ def test_report_equals_sklearn_on_predictions_csv(finished_run):
     assert [int(r["train_count"]) for r in per_class] == [147, 399]
 
 
-@needs_breast
-@pytest.mark.slow
 def test_best_checkpoint_is_chosen_on_validation(finished_run):
     out = finished_run.run_dir
     history = read_metrics(out)
@@ -103,14 +96,12 @@ def test_best_checkpoint_is_chosen_on_validation(finished_run):
     report = json.loads((out / "report.json").read_text())
     assert report["best_epoch"] == finished_run.best_epoch == expected
     assert load_checkpoint(out / "best.pt")["epoch"] == expected
-    assert finished_run.best_val_f1_macro == pytest.approx(max(f1s))
+    assert finished_run.best_val_headline == finished_run.best_val_score == pytest.approx(max(f1s))
     # The report's validation F1 is that of the best model, recomputed from scratch.
     assert report["val"]["f1_macro"] == pytest.approx(max(f1s))
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
 
 
-@needs_breast
-@pytest.mark.slow
 def test_load_run_and_evaluate_reproduce_report(finished_run):
     out = finished_run.run_dir
     run = load_run(out, checkpoint="best", device="cpu")
@@ -129,7 +120,6 @@ def test_load_run_and_evaluate_reproduce_report(finished_run):
     np.testing.assert_allclose(probs, again["probs"][:5], atol=1e-5)
 
 
-@needs_breast
 def test_finished_run_is_not_overwritten_silently(finished_run):
     with pytest.raises(LmflossError, match="already holds a finished run"):
         fit(tiny_config(epochs=3), finished_run.run_dir, quiet=True)
@@ -138,7 +128,6 @@ def test_finished_run_is_not_overwritten_silently(finished_run):
     assert again.report == json.loads((finished_run.run_dir / "report.json").read_text())
 
 
-@needs_breast
 def test_resume_with_other_config_is_refused(finished_run):
     with pytest.raises(ValueError, match=r"cannot resume with a different configuration \(loss: run has 'lmf', asked 'ce'\)"):
         fit(tiny_config(epochs=3, loss="ce"), finished_run.run_dir, resume=True, quiet=True)
@@ -177,6 +166,7 @@ class _NaNAfter(torch.nn.Module):
 
 
 @needs_breast
+@pytest.mark.slow
 def test_nan_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
     import lmfloss.losses
 
@@ -191,7 +181,6 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path, monkeypatch):
     assert [r["epoch"] for r in read_metrics(out)] == [1]
 
 
-@needs_breast
 def test_fit_leaves_no_global_state(finished_run):
     import logging
     import signal
@@ -223,7 +212,7 @@ RETINA = SHARED / "retinamnist" / "retinamnist.npz"
 COVID = SHARED / "samples" / "covid19_radiography"
 
 
-@pytest.mark.skipif(not RETINA.is_file(), reason=f"real data not found: {RETINA}")
+@pytest.mark.realdata("data/retinamnist/retinamnist.npz")
 @pytest.mark.slow
 def test_retinamnist_five_classes_auc_equals_sklearn(tmp_path):
     result = fit(tiny_config(dataset="retinamnist", image_size=16, epochs=1, loss="ce"), tmp_path / "r", quiet=True)
@@ -240,7 +229,7 @@ def test_retinamnist_five_classes_auc_equals_sklearn(tmp_path):
     assert test["f1_macro"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro", labels=list(range(5)), zero_division=0))
 
 
-@pytest.mark.skipif(not (COVID / "labels.csv").is_file(), reason=f"sample images not found: {COVID}")
+@pytest.mark.realdata("data/samples/covid19_radiography/labels.csv")
 @pytest.mark.slow
 def test_image_files_through_cache_and_predict_cli(tmp_path, capsys):
     """Real PNG files via the csv adapter (on-disk cache); predict reproduces predictions.csv."""
@@ -290,6 +279,7 @@ def test_best_state_copy_keeps_module_versions_for_load_state_dict():
     assert all(torch.equal(copy[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_skipped_bad_image_is_recorded_and_not_counted(tmp_path):
     from PIL import Image
 

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from lmfloss.fileio import read_text, require_file
+from lmfloss.task import SELECT_METRIC_CHOICES, TASK_CHOICES, LiveChoices
 
 ROLES = ("experiment", "resumable", "runtime")
 
@@ -45,7 +46,9 @@ def _key(default: Any = dataclasses.MISSING, *, role: str, help: str, choices: S
     """A config field with its role, help text, choices and path flag (see the module docstring)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    metadata = {"role": role, "help": help, "choices": tuple(choices) if choices else None, "path": path}
+    if choices is not None and not isinstance(choices, LiveChoices):  # a live view stays live
+        choices = tuple(choices) or None
+    metadata = {"role": role, "help": help, "choices": choices, "path": path}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -55,8 +58,7 @@ NORMALIZE_CHOICES = ("none", "imagenet", "half")
 AUGMENT_CHOICES = ("none", "flip", "randaugment")
 INTENSITY_CHOICES = ("dtype", "minmax")
 STEM_CHOICES = ("imagenet", "small")
-SELECT_METRICS = ("f1_macro", "auc", "accuracy", "balanced_accuracy", "map")
-TASK_CHOICES = ("multiclass", "multilabel")
+SELECT_METRICS = SELECT_METRIC_CHOICES  # every task's (lmfloss.task): a registered task adds its own
 SCORE_BY_CHOICES = ("image", "patient")
 GROUP_CHOICES = ("lesion", "patient")
 SAMPLER_CHOICES = ("none", "balanced", "sqrt")

@@ -206,15 +206,15 @@ def build_model(
         The model in train mode, on the CPU, float32.
 
     Raises:
-        ValueError: unknown name, ``num_classes < 2``, unknown weights value, a stem the
+        ValueError: unknown name, ``num_classes < 1``, unknown weights value, a stem the
             architecture lacks, or a weights file that does not fit the architecture.
         FileNotFoundError: ``weights`` looks like a path but does not exist.
         LmflossError: ImageNet weights are not cached and cannot be downloaded; the
             message names the file to place in torch.hub's checkpoint folder.
     """
     _check_name(name)
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not isinstance(num_classes, int) or num_classes < 1:  # 1: a one-logit head (e.g. a binary task's)
+        raise ValueError(f"num_classes must be an integer >= 1 (the model's outputs), got {num_classes!r}")
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
     choice = "none" if weights is None else str(weights)

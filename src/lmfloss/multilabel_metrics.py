@@ -234,7 +234,7 @@ def calibration_bins(y_true: Any, probs: Any, n_bins: int = 15) -> dict[str, np.
     return {"count": count, "confidence": conf, "frequency": freq, "edges": np.linspace(0.0, 1.0, n_bins + 1)}
 
 
-def _calibration(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+def calibration_scores(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
     """ECE of all ``N x L`` probabilities as binary forecasts (:func:`calibration_bins`),
     Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps)."""
     bins = calibration_bins(y, p, n_bins)
@@ -308,7 +308,7 @@ def multilabel_report(
         "recall_macro": float(np.mean(rec[with_pos])) if with_pos else None,
         "subset_accuracy": float(np.mean((pred == y).all(axis=1))),
         "hamming_loss": float(hamming_loss(y, pred)),
-        **_calibration(y, p),
+        **calibration_scores(y, p),
         "ap_per_label": dict(zip(names, aps)),
         "auc_per_label": dict(zip(names, aucs)),
         "f1_per_label": {n: (float(f1[j]) if positives[j] else None) for j, n in enumerate(names)},

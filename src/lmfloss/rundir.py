@@ -4,7 +4,7 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
 ``evaluate``, ``predict``, ``cam``, ``sweep`` and ``report`` read::
 
     config.yaml       the resolved TrainConfig (absolute paths; what was typed in a comment)
-    metrics.csv       one row per finished epoch (:data:`METRICS_COLUMNS`)
+    metrics.csv       one row per finished epoch (:func:`metrics_columns` of the task)
     last.pt           everything a resume needs, rewritten atomically after every epoch
     best.pt           the model state of the epoch with the best validation score
     report.json       validation and test metrics of best.pt; its presence = *finished*
@@ -38,6 +38,7 @@ import numpy as np
 from lmfloss.config import TrainConfig, load_config_file, save_config
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
+from lmfloss.task import MULTICLASS, Task, get_task
 
 if TYPE_CHECKING:
     import torch
@@ -64,10 +65,15 @@ MODEL_CARD = "MODEL_CARD.md"
 RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION,
              MODEL_CARD)
 RUN_FOLDERS = (TENSORBOARD,)
-METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1_macro",
-                   "val_balanced_accuracy", "val_auc", "lr", "seconds")
-# Multi-label runs add the validation mAP (their selection metric) before lr.
-MULTILABEL_METRICS_COLUMNS = (*METRICS_COLUMNS[:7], "val_map", *METRICS_COLUMNS[7:])
+
+
+def metrics_columns(task: Task | str | None = None) -> tuple[str, ...]:
+    """``metrics.csv``'s columns for ``task``: the losses, the task's validation scores
+    (``val_<key>`` for each of its ``epoch_metrics``), the learning rate and the seconds."""
+    return ("epoch", "train_loss", "val_loss", *(f"val_{k}" for k in get_task(task).epoch_metrics), "lr", "seconds")
+
+
+METRICS_COLUMNS = metrics_columns(MULTICLASS)
 PER_CLASS_COLUMNS = ("class", "train_count", "support", "precision", "recall", "f1")
 PER_LABEL_COLUMNS = ("label", "train_positives", "support", "negatives", "ap", "auc", "precision", "recall", "f1",
                      "threshold", "f1_at_threshold")
@@ -183,10 +189,20 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def write_metrics(history: Sequence[dict[str, Any]], run_dir: str | Path) -> None:
+def upgrade_history_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An epoch row of an older run with today's names: a multi-label run (``val_map``) of
+    lmfloss <= 0.3 called its subset accuracy ``val_accuracy`` and kept an always-empty
+    ``val_balanced_accuracy``."""
+    if "val_map" in row and "val_accuracy" in row:
+        row = {("val_subset_accuracy" if k == "val_accuracy" else k): v for k, v in row.items()
+               if k != "val_balanced_accuracy"}
+    return row
+
+
+def write_metrics(history: Sequence[dict[str, Any]], run_dir: str | Path, task: Task | str | None = None) -> None:
     """Rewrite ``metrics.csv`` from the full history (one row per finished epoch; a value an
     older run did not record, or an undefined AUC, is an empty cell)."""
-    columns = MULTILABEL_METRICS_COLUMNS if any("val_map" in row for row in history) else METRICS_COLUMNS
+    columns = metrics_columns(task)
     rows = [[_fmt(row.get(c)) for c in columns] for row in history]
     atomic_write_text(csv_text(columns, rows), Path(run_dir) / METRICS)
 
@@ -205,7 +221,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float | int | None]]:
         except ValueError:
             raise ValueError(f"{path}: line {row['_line']}: {key} {value!r} is not a number") from None
 
-    return [{k: number(row, k) for k in row if k != "_line"} for row in rows]
+    return [upgrade_history_row({k: number(row, k) for k in row if k != "_line"}) for row in rows]
 
 
 # ---- predictions.csv -----------------------------------------------------------------

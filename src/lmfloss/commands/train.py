@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from lmfloss import rundir
+from lmfloss.config import TrainConfig, parse_int_list, parse_name_list
+from lmfloss.config import build_config as build
+from lmfloss.data.files import walk_images
+from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
+from lmfloss.rundir import read_config
+from lmfloss.task import TASK_CHOICES, get_task
+
 
 def _config_fields() -> list[dataclasses.Field]:
-    from lmfloss.config import TrainConfig
-
     return [f for f in dataclasses.fields(TrainConfig) if f.name != "loss_params"]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, its help and type declared on the field; default None
     means "not given" (the --config file or the default wins)."""
-    from lmfloss.config import parse_int_list, parse_name_list
-
     for f in _config_fields():
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).split("|")[0].strip()  # "int | None" -> "int"
@@ -102,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="parallel one-thread training processes on the CPU (default: one per core)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs per loss")
     demo.add_argument("--device", default="cpu")
-    demo.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass",
+    demo.add_argument("--task", choices=TASK_CHOICES, default="multiclass",
                       help="multilabel: the embedded multi-label set (lesions of 5 kinds, several per image), "
                       "BCE and LMF by default, summarised by mAP and AUC")
     demo.add_argument("--quiet", action="store_true")
@@ -111,15 +118,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
     """The TrainConfig of ``lmfloss train`` (see :func:`lmfloss.config.build_config`)."""
-    from lmfloss.config import build_config as build
 
     overrides = {f.name: getattr(args, f.name, None) for f in _config_fields()}
     return build(args.config_file, overrides, args.loss_param, base)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lmfloss.rundir import read_config
-    from lmfloss.train import fit
+    from lmfloss.train import fit  # torch: lmfloss --help, split and report run without it
     from lmfloss.train.cv import config_of_cv, cross_validate, is_cv_dir
     from lmfloss.train.distributed import is_main_process
 
@@ -139,26 +144,28 @@ def _run_train(args: argparse.Namespace) -> int:
     if config.folds is not None and config.fold is None:
         result = cross_validate(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
         mean, std = result.rows[-2], result.rows[-1]
-        key, name = ("map", "mAP") if result.reports[0].get("task") == "multilabel" else ("f1_macro", "macro-F1")
+        task = get_task(result.reports[0])
+        key, name = task.headline, task.headline_display
         spread = "" if std[key] is None else f" ± {std[key]:.4f}"
         print(f"{out}: {config.folds}-fold cross-validation, test {name} {_fmt(mean[key])}{spread} "
               f"(mean ± std over folds); {Path(out) / 'cv_summary.csv'}")
         return 0
     result = fit(config, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
-    test = result.report["test"]
-    if is_main_process() and result.report.get("task") == "multilabel":
-        print(_multilabel_line(result))
-    elif is_main_process():
-        chosen = (f"val macro-F1 {result.best_val_f1_macro:.4f}" if result.select_metric == "f1_macro" else
-                  f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_f1_macro:.4f}")
-        print(
-            f"{result.run_dir}: best epoch {result.best_epoch} ({chosen}); "
-            f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} "
-            f"[{test['f1_macro_ci95'][0]:.4f}, {test['f1_macro_ci95'][1]:.4f}]"
-            if test.get("f1_macro_ci95") else
-            f"{result.run_dir}: best epoch {result.best_epoch}; test macro-F1 {test['f1_macro']:.4f}"
-        )
+    if is_main_process():
+        print(_FORMATS[result.task.target][0](result))
     return 0
+
+
+def _multiclass_line(result: Any) -> str:
+    """The one line ``lmfloss train`` prints for a run that decides one class per image."""
+    test = result.report["test"]
+    chosen = (f"val macro-F1 {result.best_val_headline:.4f}" if result.select_metric == "f1_macro" else
+              f"val {result.select_metric} {result.best_val_score:.4f}, macro-F1 {result.best_val_headline:.4f}")
+    if test.get("f1_macro_ci95"):
+        return (f"{result.run_dir}: best epoch {result.best_epoch} ({chosen}); "
+                f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} "
+                f"[{test['f1_macro_ci95'][0]:.4f}, {test['f1_macro_ci95'][1]:.4f}]")
+    return f"{result.run_dir}: best epoch {result.best_epoch}; test macro-F1 {test['f1_macro']:.4f}"
 
 
 def _fmt(value: float | None) -> str:
@@ -203,8 +210,10 @@ def _format_multilabel(report: dict[str, Any]) -> str:
 
 
 def _format_report(report: dict[str, Any]) -> str:
-    if report.get("task") == "multilabel":
-        return _format_multilabel(report)
+    return _FORMATS[get_task(report).target][1](report)
+
+
+def _format_multiclass(report: dict[str, Any]) -> str:
     keys = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
             "balanced_accuracy", "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll",
             "sensitivity", "specificity")
@@ -224,9 +233,12 @@ def _format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# How a finished run is printed, by the kind of its targets: (the training line, evaluate's report).
+_FORMATS = {"index": (_multiclass_line, _format_multiclass), "multi-hot": (_multilabel_line, _format_multilabel)}
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from lmfloss import rundir
-    from lmfloss.train import evaluate_run, load_run
+    from lmfloss.train import evaluate_run, load_run  # torch: as in _run_train
 
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     result = evaluate_run(run, args.split, calibrate=args.calibrate, tta=args.tta)
@@ -243,7 +255,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _read_image_list(csv_path: str) -> list[str]:
     """The image paths of ``predict --csv`` (relative ones taken from the CSV's folder)."""
-    from lmfloss.fileio import read_csv_rows
 
     columns, rows = read_csv_rows(csv_path, what="--csv")
     column = next((c for c in ("path", "image", "file", "filename") if c in columns), None)
@@ -255,8 +266,6 @@ def _read_image_list(csv_path: str) -> list[str]:
 
 def _expand_images(arguments: list[str]) -> list[str]:
     """Image files as given; a folder stands for every image below it (any depth, sorted)."""
-    from lmfloss.data.files import walk_images
-
     images: list[str] = []
     for argument in arguments:
         path = Path(argument)
@@ -273,10 +282,7 @@ def _expand_images(arguments: list[str]) -> list[str]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from lmfloss.fileio import atomic_write_text, csv_text
-    from lmfloss.train import load_run, predict
+    from lmfloss.train import load_run, predict  # torch: as in _run_train
 
     images = _expand_images(list(args.images))
     if args.csv:
@@ -287,14 +293,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     probs = predict(run, images, skip_bad_images=args.skip_bad_images, tta=args.tta)
     failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
     header = ["image", "pred"] + [f"prob_{c}" for c in run.class_names] + (["error"] if failed else [])
-    thresholds = _label_thresholds(run) if run.task == "multilabel" else None
+    thresholds = _chosen_thresholds(run)
     rows = []
     for image, row in zip(images, probs):
         if np.isnan(row).any():
             rows.append([image, "", *([""] * len(run.class_names)), "undecodable image"])
         else:
-            pred = (";".join(c for c, p, t in zip(run.class_names, row, thresholds) if p >= t)
-                    if thresholds is not None else run.class_names[int(row.argmax())])
+            decided = run.task.decide(row[None, :], thresholds)[0]
+            pred = (";".join(c for c, d in zip(run.class_names, decided) if d) if np.ndim(decided)
+                    else run.class_names[int(decided)])
             rows.append([image, pred, *(f"{p:.6f}" for p in row), *([""] if failed else [])])
     text = csv_text(header, rows)
     if args.out:
@@ -308,29 +315,30 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label_thresholds(run: Any) -> list[float]:
-    """A multi-label run's decision per label: the thresholds chosen on validation (report.json),
-    else 0.5 (logged), for ``predict``'s ``pred`` column (``;``-separated labels)."""
-    import logging
-
-    from lmfloss import rundir
+def _chosen_thresholds(run: Any) -> list[float] | None:
+    """The per-output thresholds a run chose on validation (report.json; a multi-label run's
+    decision per label), for ``predict``'s ``pred`` column; ``None`` for a task that chooses
+    none (argmax) and for a checkpoint they were not chosen for (the task's default rule)."""
 
     report = rundir.read_report(run.run_dir) or {}
-    chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
-    if report.get("best_epoch") == run.epoch and all(c in chosen for c in run.class_names):
-        if report.get("score_by") == "patient":
-            # Chosen on patients (a label's probability: the larger of the patient's images'); an
-            # image of a patient with that finding in one eye only may rightly fall below it.
-            print("lmfloss predict: pred applies the thresholds chosen on validation patients to each image "
-                  "alone; combine a patient's images by the per-label max of prob_<label> to decide per patient",
-                  file=sys.stderr)
-        return [float(chosen[c]) for c in run.class_names]
-    logging.getLogger(__name__).info("no validation-chosen thresholds for this checkpoint; pred uses 0.5 per label")
-    return [0.5] * len(run.class_names)
+    chosen = run.task.thresholds_of(report)
+    if chosen is None:
+        return None
+    if report.get("best_epoch") != run.epoch:
+        logging.getLogger(__name__).info("the thresholds chosen on validation belong to best.pt; pred of this "
+                                         "checkpoint uses the default per label")
+        return None
+    if report.get("score_by") == "patient":
+        # Chosen on patients (a label's probability: the larger of the patient's images'); an
+        # image of a patient with that finding in one eye only may rightly fall below it.
+        print("lmfloss predict: pred applies the thresholds chosen on validation patients to each image "
+              "alone; combine a patient's images by the per-label max of prob_<label> to decide per patient",
+              file=sys.stderr)
+    return chosen
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from lmfloss.train.demo import run_demo
+    from lmfloss.train.demo import run_demo  # torch: as in _run_train
 
     losses = [s.strip() for s in args.losses.split(",") if s.strip()] if args.losses else None
     summary = run_demo(args.out, losses=losses, epochs=args.epochs, device=args.device, quiet=args.quiet,

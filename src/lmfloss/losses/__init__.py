@@ -126,8 +126,9 @@ MULTILABEL_LOSSES: dict[str, type[MultiLabelLoss]] = {
 }
 """Loss name -> class for multi-label tasks; every class is built as ``cls(label_counts, **params)``."""
 
-TASKS = ("multiclass", "multilabel")
 _REGISTRIES: dict[str, dict[str, type]] = {"multiclass": LOSSES, "multilabel": MULTILABEL_LOSSES}
+TASKS = tuple(_REGISTRIES)
+"""The loss families (``lmfloss.task`` names each task's; this library needs nothing but torch)."""
 
 
 def losses_for(task: str = "multiclass") -> dict[str, type]:

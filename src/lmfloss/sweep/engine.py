@@ -55,6 +55,7 @@ from lmfloss.sweep.storage import (
     open_study,
     redact,
 )
+from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +264,9 @@ class Objective:
 
 
 def objective_metric(report: Mapping[str, object]) -> str:
-    """What a trial is judged by on validation: macro-F1, or mAP for a multi-label run."""
-    return "map" if report.get("task") == "multilabel" else "f1_macro"
+    """What a trial is judged by on validation: its task's headline (macro-F1, or mAP for a
+    multi-label run)."""
+    return get_task(report).headline
 
 
 def _is_interruption(exc: BaseException) -> bool:

@@ -5,6 +5,9 @@ checked before anything is loaded (``fit``) or any trial runs (``lmfloss sweep``
 from __future__ import annotations
 
 from lmfloss.config import TrainConfig, check_config
+from lmfloss.data.adapters import resolve_config
+from lmfloss.models import check_model
+from lmfloss.task import get_task
 
 
 def check_trainable(config: TrainConfig) -> TrainConfig:
@@ -22,18 +25,14 @@ def check_trainable(config: TrainConfig) -> TrainConfig:
     Raises:
         ValueError: naming the key and the value, with the valid ones.
     """
-    from lmfloss.data.adapters import resolve_config
-    from lmfloss.losses import build_loss
-    from lmfloss.models import check_model
-
     check_config(config)
     config = resolve_config(config)
     check_model(config.model, config.stem)
     lengths = [len(v) for v in config.loss_params.values() if isinstance(v, (list, tuple))]
     k = lengths[0] if lengths else 2
-    counts = [[10 * (j + 1), 5] for j in range(k)] if config.task == "multilabel" else [10 * (j + 1) for j in range(k)]
+    task = get_task(config)
     try:
-        build_loss(config.loss, counts, task=config.task, **config.loss_params)
+        task.build_loss(config.loss, task.example_counts(k), **config.loss_params)
     except ValueError as exc:
         if "tasks only" in str(exc):
             raise ValueError(str(exc)) from None

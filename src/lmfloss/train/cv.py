@@ -22,19 +22,20 @@ from lmfloss import rundir
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.task import MULTICLASS, Task, get_task
 from lmfloss.train.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
-CV_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy", "auc_macro_ovr")
-CV_METRICS_MULTILABEL = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "subset_accuracy",
-                         "hamming_loss")
+CV_METRICS = MULTICLASS.cv_metrics
 CV_COLUMNS = ("fold", "n_test", *CV_METRICS, "best_epoch", "run_dir")
 
 
-def cv_metrics(task: str = "multiclass") -> tuple[str, ...]:
-    """The test metrics ``cv_summary.csv`` tabulates for ``task``."""
-    return CV_METRICS_MULTILABEL if task == "multilabel" else CV_METRICS
+def cv_metrics(task: Task | str | None = None) -> tuple[str, ...]:
+    """The test metrics ``cv_summary.csv`` tabulates for ``task`` (:attr:`lmfloss.task.Task.cv_metrics`)."""
+    return get_task(task).cv_metrics
+
+
 CV_SUMMARY = "cv_summary.csv"
 
 
@@ -102,7 +103,7 @@ def _fmt(value: Any) -> Any:
 
 def summary_rows(reports: list[dict[str, Any]], run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per fold (test metrics), then ``mean`` and ``std`` (sample, ddof=1) rows."""
-    metrics = cv_metrics(reports[0].get("task", "multiclass") if reports else "multiclass")
+    metrics = cv_metrics(reports[0] if reports else None)
     rows = []
     for k, (report, run_dir) in enumerate(zip(reports, run_dirs), start=1):
         test = report["test"]

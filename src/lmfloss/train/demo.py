@@ -22,34 +22,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
 from lmfloss.config import TrainConfig
+from lmfloss.errors import USER_ERRORS
 from lmfloss.fileio import atomic_write_text, dict_rows_text, save_figure
+from lmfloss.report import build_report
+from lmfloss.report.render import Table
+from lmfloss.task import MULTICLASS, Task, get_task
+from lmfloss.train.fit import fit
 
 logger = logging.getLogger(__name__)
 
 # CE (the baseline) and LMF by default, to stay well inside the time budget; the paper's
 # other methods (focal, ldam, bwcce) with --losses ce,focal,ldam,bwcce,lmf.
-DEMO_LOSSES = ("ce", "lmf")
+# The task's demo losses (lmfloss.task): CE (the baseline) and LMF for one class per image, to
+# stay well inside the time budget (the paper's other methods with --losses
+# ce,focal,ldam,bwcce,lmf); BCE and LMF on the embedded multi-label set (--task multilabel).
+DEMO_LOSSES = MULTICLASS.demo_losses
 PAPER_LOSSES = ("ce", "focal", "ldam", "bwcce", "lmf")  # the paper's table order
 DEMO_EPOCHS = 4  # enough for every loss to clearly beat the majority-class baseline
-SUMMARY_COLUMNS = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy")
-# --task multilabel: the embedded multi-label set (lesions of 5 kinds, several per image).
-MULTILABEL_LOSSES = ("bce", "lmf")
-MULTILABEL_SUMMARY_COLUMNS = ("loss", "map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold",
-                              "subset_accuracy")
+SUMMARY_COLUMNS = ("loss", *MULTICLASS.summary_metrics)
 
 
-def summary_columns(task: str = "multiclass") -> tuple[str, ...]:
-    """The columns of the demo's ``summary.csv`` for ``task``."""
-    return MULTILABEL_SUMMARY_COLUMNS if task == "multilabel" else SUMMARY_COLUMNS
+def summary_columns(task: Task | str = MULTICLASS) -> tuple[str, ...]:
+    """The columns of the demo's ``summary.csv`` for ``task``: the loss and the task's summary metrics."""
+    return ("loss", *get_task(task).summary_metrics)
 
 
-def demo_config(loss: str, epochs: int = DEMO_EPOCHS, device: str = "cpu", task: str = "multiclass") -> TrainConfig:
+def demo_config(loss: str, epochs: int = DEMO_EPOCHS, device: str = "cpu",
+                task: Task | str = MULTICLASS) -> TrainConfig:
     """The demo's run config for one loss (see the module docstring for the choices)."""
+    task = get_task(task)
     return TrainConfig(
         dataset="synthetic",
-        task=task,
-        select_metric="map" if task == "multilabel" else "f1_macro",
+        task=task.name,
+        select_metric=task.headline,
         model="resnet18",
         weights="none",  # offline and fast; the paper fine-tunes ImageNet weights
         image_size=32,  # synthetic images are 64 px; 32 keeps an epoch to seconds on a CPU
@@ -80,7 +90,7 @@ def run_demo(
     quiet: bool = False,
     jobs: int | None = None,
     overrides: dict[str, Any] | None = None,
-    task: str = "multiclass",
+    task: Task | str = MULTICLASS,
     html_report: bool = True,
 ) -> DemoSummary:
     """Train one run per loss into ``out_dir/<loss>`` and summarise them.
@@ -98,15 +108,14 @@ def run_demo(
     Returns:
         :class:`DemoSummary` with one row per loss (``SUMMARY_COLUMNS``) and the Markdown table.
     """
-    from lmfloss.losses import losses_for
-
-    registry = losses_for(task)
-    losses = list(losses or (MULTILABEL_LOSSES if task == "multilabel" else DEMO_LOSSES))
+    task = get_task(task)
+    registry = task.losses()
+    losses = list(losses or task.demo_losses)
     unknown = [name for name in losses if name not in registry]
     if unknown:
-        raise ValueError(f"unknown loss(es) {unknown} for the {task} demo; expected names from {sorted(registry)}")
+        raise ValueError(f"unknown loss(es) {unknown} for the {task.name} demo; expected names from {sorted(registry)}")
     columns = summary_columns(task)
-    headline, headline_name = ("map", "mAP") if task == "multilabel" else ("f1_macro", "macro-F1")
+    headline, headline_name = task.headline, task.headline_display
     epochs = DEMO_EPOCHS if epochs is None else epochs
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
@@ -124,7 +133,7 @@ def run_demo(
 
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(_train_one, loss, epochs, device, str(out), True, 1, overrides, task): loss
+            futures = {pool.submit(_train_one, loss, epochs, device, str(out), True, 1, overrides, task.name): loss
                        for loss in losses}
             for future in as_completed(futures):
                 loss = futures[future]
@@ -133,7 +142,7 @@ def run_demo(
                             headline_name, results[loss]["test"][headline])
     else:
         for loss in losses:
-            results[loss] = _train_one(loss, epochs, device, str(out), quiet, None, overrides, task)
+            results[loss] = _train_one(loss, epochs, device, str(out), quiet, None, overrides, task.name)
             logger.info("demo: %s done after %.0fs, test %s %.4f", loss, time.perf_counter() - began,
                         headline_name, results[loss]["test"][headline])
     reports = {loss: results[loss]["test"] for loss in losses}
@@ -141,14 +150,10 @@ def run_demo(
     class_names = results[losses[0]]["class_names"]
     train_counts = results[losses[0]]["train_class_counts"]
     seconds = time.perf_counter() - began
-    if task == "multilabel":
-        markdown = _multilabel_markdown(rows, reports, class_names, train_counts, epochs, seconds)
-    else:
-        markdown = _markdown(rows, reports, class_names, train_counts, epochs, seconds)
+    markdown = _MARKDOWN[task.target](rows, reports, class_names, train_counts, epochs, seconds)
     atomic_write_text(markdown, out / "summary.md")
     atomic_write_text(_csv(rows, columns), out / "summary.csv")
-    _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png",
-             "ap_per_label" if task == "multilabel" else "f1_per_class")
+    _plot_f1(reports, class_names, train_counts, out / "f1_per_class.png", task.per_item_metric)
     html = _html_report(out, losses) if html_report else None
     return DemoSummary(out, rows, markdown, seconds, html)
 
@@ -156,9 +161,6 @@ def run_demo(
 def _html_report(out: Path, losses: Sequence[str]) -> Path | None:
     """``out/report.html``: the demo's runs as ``lmfloss report --html`` shows them (the full
     report's files in ``out/report/``); ``None`` with a warning when jinja2 is missing."""
-    from lmfloss.errors import USER_ERRORS
-    from lmfloss.report import build_report
-
     try:
         return build_report([out / loss for loss in losses], out / "report", n_boot=200, html=out / "report.html").html
     except USER_ERRORS as exc:  # e.g. the html extra is missing: the demo itself succeeded
@@ -171,10 +173,6 @@ def _train_one(
     overrides: dict[str, Any] | None = None, task: str = "multiclass",
 ) -> dict:
     """Train one demo run; module-level so a spawned worker process can run it."""
-    import torch
-
-    from lmfloss.train.fit import fit
-
     if threads is not None:
         torch.set_num_threads(threads)
     config = demo_config(loss, epochs, device, task).replace(**(overrides or {}))
@@ -186,8 +184,6 @@ def _csv(rows: list[dict[str, Any]], columns: Sequence[str] = SUMMARY_COLUMNS) -
 
 
 def _multilabel_markdown(rows, reports, label_names, train_counts, epochs, seconds) -> str:
-    from lmfloss.report.render import Table
-
     def text(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
 
@@ -216,8 +212,6 @@ def _multilabel_markdown(rows, reports, label_names, train_counts, epochs, secon
 
 
 def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
-    from lmfloss.report.render import Table
-
     summary = Table(
         name="summary", title="Test split, best epoch by validation macro-F1",
         columns=["loss", "accuracy", "precision (macro)", "recall (macro)", "F1 (macro)", "95% CI F1",
@@ -250,9 +244,11 @@ def _markdown(rows, reports, class_names, train_counts, epochs, seconds) -> str:
     return "\n".join(lines)
 
 
+# The summary.md of each kind of target: per-class F1 and macro scores, or per-label AP and mAP.
+_MARKDOWN = {"index": _markdown, "multi-hot": _multilabel_markdown}
+
+
 def _plot_f1(reports: dict[str, dict], class_names, train_counts, path: Path, key: str = "f1_per_class") -> None:
-    import numpy as np
-    from matplotlib.figure import Figure
 
     losses = list(reports)
     width = 0.8 / len(losses)

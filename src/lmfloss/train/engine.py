@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lmfloss.errors import LmflossError
+from lmfloss.task import MULTICLASS, Task, get_task
 from lmfloss.train.distributed import DistContext, all_reduce_sum, gather_predictions
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def train_one_epoch(
     progress: bool = False,
     should_stop: Callable[[], bool] | None = None,
     check_every: int = 10,
+    task: Task | None = None,
 ) -> dict[str, Any]:
     """One pass over ``loader``: forward, loss, backward, optimizer step.
 
@@ -125,8 +127,9 @@ def train_one_epoch(
 
     Args:
         model: the network (possibly DDP-wrapped), in any mode; set to train mode here.
-        loader: yields ``(images [B, 3, S, S] float32, labels [B] int64, index [B])``.
-        loss_fn: ``loss_fn(logits [B, K], labels [B]) -> scalar`` (reduction ``"mean"``).
+        loader: yields ``(images [B, 3, S, S] float32, labels, index [B])``; labels as the
+            task's dataset gives them (``[B]`` int64 class indices, ``[B, L]`` 0/1 per label).
+        loss_fn: ``loss_fn(logits [B, K], targets) -> scalar`` (reduction ``"mean"``).
         optimizer: stepped once per batch.
         device: where the model lives.
         epoch: 1-based epoch number (for messages).
@@ -138,6 +141,8 @@ def train_one_epoch(
         should_stop: True stops after the current step (polled every step, or at the
             checks under DDP).
         check_every: steps between finiteness checks / progress updates.
+        task: the run's :class:`~lmfloss.task.Task`: turns the loader's labels into the loss's
+            targets (:meth:`~lmfloss.task.Task.loss_target`); ``None`` hands them on as they are.
 
     Returns:
         ``{"loss": mean loss per image over all ranks, "images": images seen by this rank,
@@ -159,7 +164,7 @@ def train_one_epoch(
     for step, (images, labels, _index) in enumerate(bar, start=1):
         images, labels = _to_device(images, labels, device, channels_last, finish)
         with _autocast(device, amp_dtype):
-            loss = loss_fn(_logits(model(images)).float(), labels)
+            loss = loss_fn(_logits(model(images)).float(), labels if task is None else task.loss_target(labels))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -228,19 +233,15 @@ def tta_views(images: torch.Tensor, tta: str | None) -> list[torch.Tensor]:
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, tta: str | None = None,
-                   task: str = "multiclass") -> torch.Tensor:
-    """The model's logits of a batch; with ``tta``, the log of the softmax probabilities
-    averaged over the views (so a softmax of the result is the averaged probability) -- for a
-    multi-label task the logit of the averaged sigmoid probabilities (so a sigmoid of the
-    result is the averaged probability of each label)."""
+                   task: Task | str = MULTICLASS) -> torch.Tensor:
+    """The model's logits of a batch; with ``tta``, logits whose activation is the task's
+    probabilities averaged over the views (:meth:`~lmfloss.task.Task.logits_of`: the log of
+    the averaged softmax, or the logit of each label's averaged sigmoid)."""
     if tta is None:
         return _logits(model(images)).float()
+    task = get_task(task)
     views = [_logits(model(v)).float() for v in tta_views(images, tta)]
-    if task == "multilabel":
-        probs = torch.stack([torch.sigmoid(z) for z in views]).mean(dim=0).double()
-        return torch.logit(probs, eps=1e-12).float()
-    probs = torch.stack([torch.softmax(z, dim=1) for z in views])
-    return probs.mean(dim=0).clamp_min(torch.finfo(torch.float32).tiny).log()
+    return task.logits_of(torch.stack([task.probabilities(z) for z in views]).mean(dim=0))
 
 
 @torch.inference_mode()
@@ -264,12 +265,11 @@ def evaluate(
         loader: yields ``(images, labels, index)``; under DDP a ``DistributedSampler``
             (shuffle off) splits the items, and the padding it adds is removed again.
         tta: test-time augmentation (:func:`predict_logits`): ``"flip"``, ``"flip4"`` or None.
-        task: ``"multiclass"`` or ``"multilabel"`` (how TTA views are averaged).
+        task: the :class:`~lmfloss.task.Task` or its name (how TTA views are averaged).
 
     Returns:
-        ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] int64}`` on the CPU
-        (multi-label: ``labels`` ``[N, L]`` 0/1),
-        sorted by dataset index, each item exactly once (on every rank).
+        ``{"indices": [N] int64, "logits": [N, K] float32, "labels": [N] or [N, L]}``
+        (the labels as the dataset gives them) on the CPU, sorted by dataset index, each item exactly once (on every rank).
     """
     ctx = ctx or DistContext()
     model.eval()

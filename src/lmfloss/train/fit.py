@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from lmfloss import rundir
 from lmfloss.config import (
@@ -44,15 +45,19 @@ from lmfloss.config import (
     format_diff,
     path_keys,
 )
-from lmfloss.errors import Interrupted, LmflossError, TrainingInterrupted
+from lmfloss.errors import DataError, Interrupted, LmflossError, TrainingInterrupted
 from lmfloss.fileio import atomic_write_all, disk_full
+from lmfloss.modelcard import write_model_card
+from lmfloss.models import build_model
 from lmfloss.rundir import RunLock, check_same_data, prepare_run_dir, remove_if_empty
+from lmfloss.task import Task, get_task
 from lmfloss.train import plots
 from lmfloss.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
 )
+from lmfloss.train.checks import check_trainable
 from lmfloss.train.distributed import (
     DistContext,
     all_gather_objects,
@@ -68,22 +73,34 @@ from lmfloss.train.engine import (
     train_one_epoch,
 )
 from lmfloss.train.loaders import load_data, make_loader
-from lmfloss.train.scoring import SplitResult, final_report, split_result
+from lmfloss.train.scoring import SplitResult, final_report, scored, selection_scores, split_result
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunResult:
-    """What :func:`fit` returns; ``report`` is the content of ``report.json``."""
+    """What :func:`fit` returns; ``report`` is the content of ``report.json``.
+
+    ``best_val_score`` is the validation ``select_metric`` of ``best_epoch`` (the score that
+    chose it); :attr:`best_val_headline` the task's headline metric there (macro-F1, mAP).
+    """
 
     run_dir: Path
     best_epoch: int
-    best_val_f1_macro: float
+    best_val_score: float
     report: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     select_metric: str = "f1_macro"
-    best_val_score: float | None = None
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.report)
+
+    @property
+    def best_val_headline(self) -> float:
+        """The task's headline metric on validation at the best epoch (NaN where undefined)."""
+        return _number(self.report["val"].get(self.task.headline))
 
 
 def _set_seed(seed: int) -> None:
@@ -143,8 +160,6 @@ def fit(
             ``resume`` nor ``overwrite`` was given; :class:`TrainingInterrupted`;
             :class:`NonFiniteLossError`.
     """
-    from lmfloss.train.checks import check_trainable
-
     typed = {k: getattr(config, k) for k in path_keys()}
     config = check_trainable(check_config(config).with_absolute_paths())
     if config.folds is not None and config.fold is None:
@@ -205,6 +220,28 @@ class _Training:
     saved_epoch: int = 0  # the epoch last.pt holds (what a full disk leaves to resume from)
 
 
+@dataclass
+class _Run:
+    """What every step of one run reads and nothing changes once training starts (the
+    configuration, where it writes, the data and its counts): one object for the helpers of
+    :func:`_fit` instead of a dozen parameters passed along."""
+
+    config: TrainConfig
+    task: Task
+    out: Path
+    ctx: DistContext
+    device: torch.device
+    class_names: list[str]
+    train_counts: list[Any]
+    data: dict[str, Any]
+    skipped: list[str]
+    datasets: dict[str, Any]
+    progress: bool
+    should_stop: Any
+    loaders: dict[str, Any] = field(default_factory=dict)
+    writer: Any = None
+
+
 def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=None) -> RunResult:
     if config.tensorboard and ctx.is_main:
         _require_tensorboard()
@@ -215,11 +252,9 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         if report is not None:
             logger.info("%s is already finished (%d epochs); nothing to do", out, ckpt["epoch"])
             if ctx.is_main and not (out / rundir.MODEL_CARD).is_file():  # the disk filled up after report.json
-                from lmfloss.modelcard import write_model_card
-
                 write_model_card(out)
-            return RunResult(out, int(report["best_epoch"]), _number(report["val"].get("f1_macro")),
-                             report, list(ckpt["history"]), config.select_metric, _best_score(ckpt))
+            return RunResult(out, int(report["best_epoch"]), _best_score(ckpt), report,
+                             [rundir.upgrade_history_row(r) for r in ckpt["history"]], config.select_metric)
 
     _set_seed(config.seed)
     splits, datasets = load_data(config, ctx, should_stop, progress=ctx.is_main and not quiet)
@@ -228,23 +263,23 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         # A finished run extended to more epochs gets a new report at the end -- removed only
         # now that the data and config checks have passed, so a refused resume changes nothing.
         (out / rundir.REPORT).unlink(missing_ok=True)
-    t = _build(config, list(splits.class_names), train_counts, ckpt, device, ctx, out)
-    loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
+    run = _Run(config, get_task(config), out, ctx, device, list(splits.class_names), train_counts, data, skipped,
+               datasets, progress=ctx.is_main and not quiet, should_stop=should_stop)
+    t = _build(run, ckpt)
+    run.loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     try:
         if ctx.is_main:
             rundir.write_config(config, out, typed)
             if t.history:  # a metrics.csv the disk had no room for is rebuilt from last.pt's history
-                rundir.write_metrics(t.history, out)
-        writer = _tensorboard(config, out, ctx)
+                rundir.write_metrics(t.history, out, run.task)
+        run.writer = _tensorboard(config, out, ctx)
         try:
             for epoch in range(t.start_epoch + 1, config.epochs + 1):
-                _one_epoch(t, config, loaders, epoch, out, ctx, device, list(splits.class_names), data, writer,
-                           progress=ctx.is_main and not quiet, should_stop=should_stop)
+                _one_epoch(t, run, epoch)
         finally:
-            if writer is not None:
-                writer.close()
-        return _finish(t, config, loaders, datasets, list(splits.class_names), train_counts, data, skipped,
-                       out, ctx, device)
+            if run.writer is not None:
+                run.writer.close()
+        return _finish(t, run)
     except Exception as exc:
         full = disk_full(exc, kept=_kept(t.saved_epoch), then=f"continue with: lmfloss train --resume {out}")
         if full is None:
@@ -254,8 +289,6 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
 
 def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     """``(data identity, training counts, skipped images)``, refusing data a run cannot use."""
-    from lmfloss.losses import class_counts
-
     class_names = list(splits.class_names)
     data = splits.identity()
     if ckpt is not None:
@@ -263,12 +296,7 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     # Counted from the training dataset itself: images skipped as undecodable
     # (--skip-bad-images) are not trained on, so they must not count in the margins.
     # class_counts also validates every label once (in [0, K)), so the loss need not per step.
-    if config.task == "multilabel":
-        train_counts = _multilabel_counts(config, splits, datasets)
-    else:
-        train_counts = class_counts(datasets["train"].labels, len(class_names))
-        for split in ("val", "test"):
-            class_counts(datasets[split].labels, len(class_names))
+    train_counts = _train_counts(config, splits, datasets)
     skipped = [*splits.skipped, *(p for s in ("train", "val", "test") for p in datasets[s].skipped)]
     if skipped:
         logger.warning("skipped %d undecodable image(s) (listed in report.json): %s",
@@ -277,13 +305,13 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
         if len(datasets[split]) == 0:
             raise LmflossError(f"dataset {config.dataset!r} has no images in its {split} split")
     reweighted = (config.loss in ("wce", "bwcce", "cb", "logit-adjusted") or config.loss_params.get("drw_epoch") is not None
-                  or (config.task == "multilabel" and config.loss_params.get("pos_weight", "counts" if config.loss == "bce"
-                                                                              else None) is not None))
+                  or get_task(config).resolved_loss_params(config.loss, config.loss_params).get("pos_weight")
+                  not in (None, "none"))
     if config.sampler == "balanced" and reweighted:
         logger.warning("sampler 'balanced' with the re-weighted loss %r%s corrects the imbalance twice "
                        "(the rare classes are drawn more often *and* weighted up); use one of the two, or "
                        "--sampler sqrt", config.loss, " (DRW)" if config.loss_params.get("drw_epoch") is not None else "")
-    if config.select_metric == "auc" and config.task != "multilabel":
+    if config.select_metric == "auc" and get_task(config).target == "index":
         present = set(datasets["val"].labels.tolist())
         absent = [name for c, name in enumerate(class_names) if c not in present]
         if absent:
@@ -292,39 +320,34 @@ def _check_data(config: TrainConfig, splits, datasets, ckpt, out: Path):
     return data, train_counts, skipped
 
 
-def _multilabel_counts(config: TrainConfig, splits, datasets) -> list[list[int]]:
-    """The ``[L, 2]`` (negatives, positives) training table of a multi-label run, refusing a
-    label no training image has (named) and patient scoring without patient ids."""
-    from lmfloss.errors import DataError
-    from lmfloss.losses import check_label_counts, label_counts
-
-    table = label_counts(datasets["train"].labels, len(splits.class_names))
+def _train_counts(config: TrainConfig, splits, datasets) -> list[Any]:
+    """The training counts the loss is built from (images per class, or a multi-label run's
+    ``[L, 2]`` (negatives, positives) table), refusing counts the task's losses cannot use
+    (named) and patient scoring without patient ids. Counting validates every split's labels
+    once, so the loss need not per step."""
+    task, k = get_task(config), len(splits.class_names)
+    counts = task.train_counts(datasets["train"].labels, k)
     try:
-        check_label_counts(table, splits.class_names)
+        task.check_train_counts(counts, splits.class_names)
     except ValueError as exc:
         raise DataError(f"dataset {config.dataset!r}: {exc}") from None
     for split in ("val", "test"):
-        label_counts(datasets[split].labels, len(splits.class_names))  # validates the targets once
+        task.train_counts(datasets[split].labels, k)
     if config.score_by == "patient" and not any(r.group for r in datasets["val"].records):
         raise DataError(f"score_by 'patient' needs patient ids and dataset {config.dataset!r} has none; use "
                         "--score-by image, or give the CSV a patient_id column")
-    return table
+    return counts
 
 
-def _build(config: TrainConfig, class_names: list[str], train_counts: list[Any], ckpt, device, ctx,
-           out: Path) -> _Training:
+def _build(run: _Run, ckpt) -> _Training:
     """Model, loss, optimizer, schedule -- restored from ``last.pt`` when resuming."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    from lmfloss.losses import build_loss
-    from lmfloss.models import build_model
-
+    config, device = run.config, run.device
     # On resume the weights come from last.pt: no need to download ImageNet weights again.
-    model = build_model(config.model, len(class_names), "none" if ckpt is not None else config.weights,
-                        stem=config.stem)
-    # The labels were validated once (class_counts of the training set, and every dataset's
-    # labels come from its adapter's class list): no per-step host read of the targets.
-    loss_fn = build_loss(config.loss, train_counts, task=config.task, validate_args=False, **config.loss_params)
+    model = build_model(config.model, run.task.outputs(len(run.class_names)),
+                        "none" if ckpt is not None else config.weights, stem=config.stem)
+    # The labels were validated once (the training counts, and every dataset's labels come
+    # from its adapter's class list): no per-step host read of the targets.
+    loss_fn = run.task.build_loss(config.loss, run.train_counts, validate_args=False, **config.loss_params)
     model.to(device)
     loss_fn.to(device)
     channels_last = device.type == "cuda" and config.channels_last
@@ -336,21 +359,22 @@ def _build(config: TrainConfig, class_names: list[str], train_counts: list[Any],
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     t = _Training(model, model, loss_fn, optimizer, scheduler, scaler, amp_dtype, channels_last)
     if ckpt is not None:
-        _restore(t, ckpt, config, ctx, out)
+        _restore(t, ckpt, run)
     wrapped = model
-    if ctx.enabled:
+    if run.ctx.enabled:
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     t.train_model = torch.compile(wrapped, mode=config.compile_mode) if config.compile else wrapped
     return t
 
 
-def _restore(t: _Training, ckpt: dict[str, Any], config: TrainConfig, ctx: DistContext, out: Path) -> None:
+def _restore(t: _Training, ckpt: dict[str, Any], run: _Run) -> None:
+    config, ctx, out = run.config, run.ctx, run.out
     t.raw_model.load_state_dict(ckpt["model"])
     t.optimizer.load_state_dict(ckpt["optimizer"])
     t.scheduler.load_state_dict(ckpt["scheduler"])
     if t.scaler is not None and ckpt.get("scaler"):
         t.scaler.load_state_dict(ckpt["scaler"])
-    t.history = list(ckpt["history"])
+    t.history = [rundir.upgrade_history_row(r) for r in ckpt["history"]]
     t.best_epoch, t.best_score = int(ckpt["best_epoch"]), _best_score(ckpt)
     t.start_epoch = t.saved_epoch = int(ckpt["epoch"])
     rng = ckpt["rng"]
@@ -365,11 +389,9 @@ def _restore(t: _Training, ckpt: dict[str, Any], config: TrainConfig, ctx: DistC
     logger.info("resuming %s after epoch %d (best epoch %d)", out, t.start_epoch, t.best_epoch)
 
 
-def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path, ctx: DistContext, device,
-               class_names: list[str], data: dict[str, Any], writer, *, progress: bool, should_stop) -> None:
+def _one_epoch(t: _Training, run: _Run, epoch: int) -> None:
     """Train one epoch, score validation, keep the best state, write the epoch's files."""
-    from lmfloss.train.scoring import selection_scores
-
+    config, ctx, device, loaders = run.config, run.ctx, run.device, run.loaders
     began = time.perf_counter()
     loaders["train"].sampler.set_epoch(epoch - 1)
     t.loss_fn.set_epoch(epoch - 1)
@@ -377,25 +399,20 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
     stats = train_one_epoch(
         t.train_model, loaders["train"], t.loss_fn, t.optimizer, device=device, epoch=epoch,
         amp_dtype=t.amp_dtype, scaler=t.scaler, channels_last=t.channels_last, ctx=ctx,
-        progress=progress, should_stop=should_stop,
+        progress=run.progress, should_stop=run.should_stop, task=run.task,
     )
     if stats["stopped"]:
-        raise TrainingInterrupted(_stop_message(out, epoch, stats["step"], t.start_epoch, t.history))
+        raise TrainingInterrupted(_stop_message(run.out, epoch, stats["step"], t.start_epoch, t.history))
     val = evaluate(t.raw_model, loaders["val"], device=device, amp_dtype=t.amp_dtype,
                    channels_last=t.channels_last, ctx=ctx)
     with torch.no_grad():
-        val_loss = float(t.loss_fn(val["logits"].to(device), val["labels"].to(device)))
-    scores = selection_scores(split_result("val", val, loaders["val"].dataset, config.task), config)
+        val_loss = float(t.loss_fn(val["logits"].to(device), run.task.loss_target(val["labels"].to(device))))
+    scores = selection_scores(split_result("val", val, loaders["val"].dataset, run.task), config)
     score = scores[config.select_metric]
     t.scheduler.step()
-    row = {
-        "epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
-        "val_accuracy": scores["accuracy"], "val_f1_macro": scores["f1_macro"],
-        "val_balanced_accuracy": scores["balanced_accuracy"], "val_auc": scores["auc"],
-        "lr": lr, "seconds": round(time.perf_counter() - began, 3),
-    }
-    if config.task == "multilabel":
-        row["val_map"] = scores["map"]
+    row = {"epoch": epoch, "train_loss": stats["loss"], "val_loss": val_loss,
+           **{f"val_{key}": scores[key] for key in run.task.epoch_metrics},
+           "lr": lr, "seconds": round(time.perf_counter() - began, 3)}
     t.history.append(row)
     improved = score is not None and score > t.best_score
     if improved:  # strictly better: on ties the earlier epoch stays
@@ -403,65 +420,68 @@ def _one_epoch(t: _Training, config: TrainConfig, loaders, epoch: int, out: Path
         t.best_state = _cpu_state_dict(t.raw_model)
     rng = all_gather_objects(ctx, capture_rng_state())
     if ctx.is_main:
-        last = {
-            "model": t.raw_model.state_dict(), "optimizer": t.optimizer.state_dict(),
-            "scheduler": t.scheduler.state_dict(),
-            "scaler": t.scaler.state_dict() if t.scaler is not None else None,
-            "epoch": epoch, "rng": rng, "history": t.history, "best_epoch": t.best_epoch,
-            "best_val_score": t.best_score, "select_metric": config.select_metric,
-            "config": config.to_dict(), "class_names": class_names, "world_size": ctx.world_size, "data": data,
-        }
-        files = [(out / rundir.LAST, lambda handle: torch.save(last, handle))]
-        if improved:
-            best = {"model": t.best_state, "epoch": epoch, "val_f1_macro": scores["f1_macro"],
-                    "select_metric": config.select_metric, "val_score": score,
-                    "config": config.to_dict(), "class_names": class_names, "data": data}
-            # best.pt first and both written before either replaces its file: no space for
-            # last.pt must not leave a best.pt of an epoch that last.pt does not hold (a
-            # resume would take it for the best of an earlier epoch).
-            files.insert(0, (out / rundir.BEST, lambda handle: torch.save(best, handle)))
-        atomic_write_all(files, binary=True)
-        t.saved_epoch = epoch
-        rundir.write_metrics(t.history, out)
-        if writer is not None:
-            for key in ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_auc", "lr"):
-                if row[key] is not None:
-                    writer.add_scalar(key, row[key], epoch)
-            writer.flush()
-    def text(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"
-
+        _save_epoch(t, run, epoch, rng, scores if improved else None)
+        if run.writer is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "seconds") and value is not None:
+                    run.writer.add_scalar(key, value, epoch)
+            run.writer.flush()
     (logger.info if ctx.is_main else logger.debug)(
-        "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %s  val_f1_macro %s  val_auc %s%s  "
-        "lr %.2g  %.1fs%s", epoch, config.epochs, row["train_loss"], val_loss, text(scores["accuracy"]),
-        text(scores["f1_macro"]), text(scores["auc"]),
-        f"  val_map {text(scores['map'])}" if "val_map" in row else "", lr, row["seconds"],
-        "  *best" if improved else "",
+        "epoch %d/%d  train_loss %.4f  val_loss %.4f  %s  lr %.2g  %.1fs%s", epoch, config.epochs,
+        row["train_loss"], val_loss,
+        "  ".join(f"val_{k} {'n/a' if scores[k] is None else f'{scores[k]:.4f}'}" for k in run.task.epoch_metrics),
+        lr, row["seconds"], "  *best" if improved else "",
     )
-    if should_stop():
-        raise TrainingInterrupted(_stop_message(out, epoch + 1, 0, t.start_epoch, t.history))
+    if run.should_stop():
+        raise TrainingInterrupted(_stop_message(run.out, epoch + 1, 0, t.start_epoch, t.history))
 
 
-def _finish(t: _Training, config: TrainConfig, loaders, datasets, class_names: list[str], train_counts: list[int],
-            data: dict[str, Any], skipped: list[str], out: Path, ctx: DistContext, device) -> RunResult:
+def _save_epoch(t: _Training, run: _Run, epoch: int, rng: Any, best_scores: dict[str, Any] | None) -> None:
+    """``last.pt`` (and ``best.pt`` when the epoch improved, with its validation scores) and
+    ``metrics.csv``, all written before any replaces its file."""
+    config = run.config
+    last = {
+        "model": t.raw_model.state_dict(), "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict() if t.scaler is not None else None,
+        "epoch": epoch, "rng": rng, "history": t.history, "best_epoch": t.best_epoch,
+        "best_val_score": t.best_score, "select_metric": config.select_metric,
+        "config": config.to_dict(), "class_names": run.class_names, "world_size": run.ctx.world_size,
+        "data": run.data,
+    }
+    files = [(run.out / rundir.LAST, lambda handle: torch.save(last, handle))]
+    if best_scores is not None:
+        best = {"model": t.best_state, "epoch": epoch, "select_metric": config.select_metric,
+                "val_score": t.best_score, "val_scores": best_scores,
+                "config": config.to_dict(), "class_names": run.class_names, "data": run.data}
+        # best.pt first and both written before either replaces its file: no space for
+        # last.pt must not leave a best.pt of an epoch that last.pt does not hold (a
+        # resume would take it for the best of an earlier epoch).
+        files.insert(0, (run.out / rundir.BEST, lambda handle: torch.save(best, handle)))
+    atomic_write_all(files, binary=True)
+    t.saved_epoch = epoch
+    rundir.write_metrics(t.history, run.out, run.task)
+
+
+def _finish(t: _Training, run: _Run) -> RunResult:
     """The best model by the validation score, evaluated once on validation and test."""
     if t.best_state is None:
-        raise LmflossError(f"no epoch finished in {out}; nothing to evaluate")
+        raise LmflossError(f"no epoch finished in {run.out}; nothing to evaluate")
     t.raw_model.load_state_dict(t.best_state)
     results = {
-        split: split_result(split, evaluate(t.raw_model, loaders[split], device=device, amp_dtype=t.amp_dtype,
-                                            channels_last=t.channels_last, ctx=ctx), datasets[split], config.task)
+        split: split_result(split, evaluate(t.raw_model, run.loaders[split], device=run.device,
+                                            amp_dtype=t.amp_dtype, channels_last=t.channels_last, ctx=run.ctx),
+                            run.datasets[split], run.task)
         for split in ("val", "test")
     }
-    report = final_report(config, class_names, train_counts, results, t.best_epoch)
-    report["data"] = data
-    report["split_leakage"] = data.get("leakage")
-    report["skipped_images"] = [str(p) for p in skipped]
-    if ctx.is_main:
-        write_outputs(out, report, results["test"], t.history, train_counts)
-    barrier(ctx)
-    return RunResult(out, t.best_epoch, _number(report["val"].get("f1_macro")), report, t.history,
-                     config.select_metric, t.best_score)
+    report = final_report(run.config, run.class_names, run.train_counts, results, t.best_epoch)
+    report["data"] = run.data
+    report["split_leakage"] = run.data.get("leakage")
+    report["skipped_images"] = [str(p) for p in run.skipped]
+    if run.ctx.is_main:
+        write_outputs(run.out, report, results["test"], t.history, run.train_counts)
+    barrier(run.ctx)
+    return RunResult(run.out, t.best_epoch, t.best_score, report, t.history, run.config.select_metric)
 
 
 def _number(value: Any) -> float:
@@ -475,27 +495,19 @@ def _best_score(ckpt: dict[str, Any]) -> float:
 
 
 def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history: list[dict[str, Any]],
-                  train_counts: list[int]) -> None:
+                  train_counts: list[Any]) -> None:
     """Write predictions.csv, per_class.csv and the pictures, then report.json (its presence
     marks the run as finished) and MODEL_CARD.md (made from report.json and config.yaml)."""
     class_names = report["class_names"]
-    if report.get("task") == "multilabel":
-        from lmfloss.train.scoring import scored
-
-        test = scored(test, TrainConfig.from_dict(report["config"]))
+    test = scored(test, TrainConfig.from_dict(report["config"]))
     probs = test.probs()
     rundir.write_predictions(test.ids, test.labels, probs, class_names, out)
     rundir.write_per_class(report["test"], class_names, train_counts, out)
     caption = f"test, best epoch {report['best_epoch']}"
-    if report.get("task") == "multilabel":
-        plots.plot_label_confusion(report["test"]["confusion_per_label"], out / rundir.CONFUSION, caption)
-    else:
-        plots.plot_confusion(report["test"]["confusion_matrix"], class_names, out / rundir.CONFUSION, caption)
-    plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES)
+    plots.plot_confusion_of(report, out / rundir.CONFUSION, caption)
+    plots.plot_curves(history, report["best_epoch"], out / rundir.CURVES, test.task)
     plots.plot_reliability(test.labels, probs, out / rundir.CALIBRATION, caption)
     rundir.write_report(report, out)
-    from lmfloss.modelcard import write_model_card
-
     write_model_card(out)  # from report.json and config.yaml, so after them
 
 

@@ -11,15 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from lmfloss import multilabel_metrics
 from lmfloss.fileio import save_figure
+from lmfloss.metrics import (
+    brier_score,
+    calibration_bins,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from lmfloss.task import Task, get_task
 
 logger = logging.getLogger(__name__)
 
 def _new_figure(width: float, height: float):
     """A figure outside pyplot's global state (no backend switch, nothing to close)."""
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(width, height))
 
 
@@ -71,8 +79,19 @@ def plot_label_confusion(matrices: dict[str, Sequence[Sequence[int]]], path: str
     save_figure(fig, path, dpi=120)
 
 
-def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path: str | Path) -> None:
-    """Training/validation loss and validation accuracy/macro-F1 (and AUC, mAP) per epoch."""
+def plot_confusion_of(report: dict[str, Any], path: str | Path, title: str) -> None:
+    """The test confusion of ``report.json``: the K x K matrix, or a multi-label run's 2 x 2
+    matrix per label (``confusion_per_label``)."""
+    if "confusion_per_label" in report["test"]:
+        plot_label_confusion(report["test"]["confusion_per_label"], path, title)
+    else:
+        plot_confusion(report["test"]["confusion_matrix"], report["class_names"], path, title)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path: str | Path,
+                task: Task | str | None = None) -> None:
+    """Training/validation loss and the task's validation scores (``metrics.csv``'s
+    ``val_<key>`` columns: accuracy, macro-F1, AUC, mAP, ...) per epoch."""
     epochs = [r["epoch"] for r in history]
     fig = _new_figure(10, 4)
     left, right = fig.subplots(1, 2)
@@ -81,25 +100,19 @@ def plot_curves(history: Sequence[dict[str, Any]], best_epoch: int | None, path:
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    multilabel = any(r.get("val_map") is not None for r in history)
+    task = get_task(task)
 
     def values(key: str) -> list[float]:
         return [np.nan if r.get(key) is None else r[key] for r in history]
 
-    right.plot(epochs, values("val_accuracy"), marker="o",
-               label="val subset accuracy" if multilabel else "val accuracy")
-    right.plot(epochs, values("val_f1_macro"), marker="o", label="val macro-F1" + (" (p >= 0.5)" if multilabel else ""))
-    if any(r.get("val_auc") is not None for r in history):
-        right.plot(epochs, values("val_auc"), marker="o", label="val AUC" + (" (macro)" if multilabel else ""))
-    if multilabel:
-        right.plot(epochs, values("val_map"), marker="o", label="val mAP")
+    for key in task.epoch_metrics:
+        if any(r.get(f"val_{key}") is not None for r in history):
+            right.plot(epochs, values(f"val_{key}"), marker="o", label=task.epoch_labels.get(key, f"val {key}"))
     if best_epoch is not None:
         right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
     right.legend()
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
@@ -112,22 +125,13 @@ def plot_reliability(y_true: np.ndarray, probs: np.ndarray, path: str | Path, ti
     targets ``[N, L]``: every label's probability is a binary forecast, the share of positives
     against ``p`` (:func:`lmfloss.multilabel_metrics.calibration_bins`)."""
     if np.ndim(y_true) == 2:
-        from lmfloss.multilabel_metrics import _calibration, calibration_bins
-
-        bins = calibration_bins(y_true, probs, n_bins)
-        scores = _calibration(np.asarray(y_true), np.asarray(probs, dtype=np.float64), n_bins)
+        bins = multilabel_metrics.calibration_bins(y_true, probs, n_bins)
+        scores = multilabel_metrics.calibration_scores(np.asarray(y_true), np.asarray(probs, dtype=np.float64), n_bins)
         _draw_reliability(bins, bins["frequency"], path, f"{title}\nevery label's p: ECE {scores['ece']:.3f}, "
                           f"Brier {scores['brier']:.3f}, NLL {scores['nll']:.3f}",
                           ("share of positives", "gap to p", "sigmoid probability of a label",
                            "share of image x label"))
         return
-    from lmfloss.metrics import (
-        brier_score,
-        calibration_bins,
-        expected_calibration_error,
-        negative_log_likelihood,
-    )
-
     bins = calibration_bins(y_true, probs, n_bins)
     _draw_reliability(bins, bins["accuracy"], path,
                       f"{title}\nECE {expected_calibration_error(y_true, probs, n_bins):.3f}, "

@@ -17,8 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from lmfloss import rundir
 from lmfloss.config import TrainConfig
+from lmfloss.data import dataset_for, get_adapter, splits_for
+from lmfloss.data.dataset import prepare_image
+from lmfloss.data.transforms import build_transform
+from lmfloss.errors import DataError
+from lmfloss.models import build_model
+from lmfloss.rundir import check_same_data, read_config
+from lmfloss.task import Task, get_task
+from lmfloss.train.checkpoint import load_checkpoint
+from lmfloss.train.engine import evaluate, predict_logits, resolve_device
+from lmfloss.train.scoring import fit_temperature, reports, scored, split_result
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +61,15 @@ class Run:
     data: dict[str, Any] | None = None
 
     @property
-    def task(self) -> str:
-        """``"multiclass"`` or ``"multilabel"`` (the run's config; ``class_names`` are the labels)."""
-        return self.config.task
+    def task(self) -> Task:
+        """The run's :class:`~lmfloss.task.Task` (its config's; for a multi-label run
+        ``class_names`` are the labels)."""
+        return get_task(self.config)
 
     @functools.cached_property
     def splits(self):
         """The run's :class:`lmfloss.data.Splits` (loaded on first use: needs the dataset),
         checked against the data the run recorded when it was trained."""
-        from lmfloss.data import splits_for
-        from lmfloss.rundir import check_same_data
-
         splits = splits_for(self.config)
         check_same_data(self.data, splits.identity(), list(splits.class_names), self.class_names, self.run_dir)
         return splits
@@ -67,8 +77,6 @@ class Run:
     def dataset(self, split: str):
         """The dataset of ``split`` with the run's preprocessing (:func:`lmfloss.data.dataset_for`),
         never augmented."""
-        from lmfloss.data import dataset_for
-
         return dataset_for(self.config, split, self.splits)
 
     def preprocess(self, image: np.ndarray | str | Path) -> torch.Tensor:
@@ -78,10 +86,6 @@ class Run:
         and scaling/normalisation the run's training data got
         (:func:`lmfloss.data.dataset.prepare_image`).
         """
-        from lmfloss.data import get_adapter
-        from lmfloss.data.dataset import prepare_image
-        from lmfloss.data.transforms import build_transform
-
         c = self.config
         array = prepare_image(image, c.image_size, resize=get_adapter(c.dataset).resize, intensity=c.intensity)
         pixels = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
@@ -100,11 +104,6 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
         FileNotFoundError: not a run directory, or the checkpoint file is missing.
         ValueError: unknown ``checkpoint`` name.
     """
-    from lmfloss.models import build_model
-    from lmfloss.rundir import read_config
-    from lmfloss.train.checkpoint import load_checkpoint
-    from lmfloss.train.engine import resolve_device
-
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
     run_dir = Path(run_dir)
@@ -120,7 +119,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     state = load_checkpoint(path, map_location="cpu")
     class_names = list(state.get("class_names") or [])
-    model = build_model(config.model, len(class_names), weights="none", stem=config.stem)
+    model = build_model(config.model, get_task(config).outputs(len(class_names)), weights="none", stem=config.stem)
     model.load_state_dict(state["model"])
     model.to(dev).eval()
     return Run(run_dir, config, model, class_names, int(state.get("epoch", 0)), dev, state.get("data"))
@@ -144,12 +143,6 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
     Raises:
         ValueError: an empty split (or, with ``calibrate``, an empty validation split).
     """
-    from torch.utils.data import DataLoader
-
-    from lmfloss import rundir
-    from lmfloss.train.engine import evaluate
-    from lmfloss.train.scoring import fit_temperature, reports, split_result
-
     def score(name: str):
         dataset = run.dataset(name)
         if len(dataset) == 0:
@@ -161,18 +154,15 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
 
     results = {split: score(split)}
     # The validation split chooses the binary threshold and the multi-label thresholds.
-    if (calibrate or len(run.class_names) == 2 or run.task == "multilabel") and split != "val":
+    if (calibrate or run.task.chooses_on_val(len(run.class_names))) and split != "val":
         results["val"] = score("val")
     try:
         saved = rundir.read_report(run.run_dir) or {}
     except Exception:  # a damaged report.json only costs the recorded training counts
         saved = {}
-    train_counts = saved.get("train_label_counts" if run.task == "multilabel" else "train_class_counts") \
-        or run.splits.class_counts("train")
+    train_counts = saved.get(run.task.counts_key()) or run.splits.class_counts("train")
     report = reports(results, run.config, run.class_names, train_counts)[split]
     if calibrate:
-        from lmfloss.train.scoring import scored
-
         val = scored(results["val"], run.config)
         temperature = fit_temperature(val.logits, val.labels, task=run.task)
         after = reports(results, run.config, run.class_names, train_counts, temperature)[split]
@@ -187,8 +177,6 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
         if not report["trained_with_flips"]:
             logger.warning("test-time flips on a run trained without flip augmentation (augment=%r); "
                            "recorded in the report", run.config.augment)
-    from lmfloss.train.scoring import scored
-
     target = scored(results[split], run.config)
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
             "ids": target.ids, "labels": target.labels, "probs": target.probs()}
@@ -211,8 +199,6 @@ def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int
     Raises:
         DataError: an undecodable file (unless ``skip_bad_images``), naming it.
     """
-    from lmfloss.errors import DataError
-    from lmfloss.train.engine import predict_logits
 
     run.model.eval()
     k = len(run.class_names)
@@ -228,6 +214,5 @@ def predict(run: Run, images: Sequence[str | Path | np.ndarray], batch_size: int
                     raise
         if tensors:
             logits = predict_logits(run.model, torch.stack(tensors).to(run.device), tta, run.task)
-            activation = torch.sigmoid if run.task == "multilabel" else lambda z: torch.softmax(z, dim=1)
-            out[rows] = activation(logits.float()).cpu().double().numpy()
+            out[rows] = run.task.probabilities(logits.float()).cpu().double().numpy()
     return out

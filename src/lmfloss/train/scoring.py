@@ -1,10 +1,9 @@
 """From a model's logits on a split to ``report.json``'s numbers: one path for training
 (the final report of :func:`lmfloss.train.fit`) and for ``lmfloss evaluate``.
 
-The task (``config.task``, decided once by the config/data layer) says how logits become
-probabilities -- softmax over classes (multi-class) or one sigmoid per label
-(multi-label) -- and which metrics a split gets (:mod:`lmfloss.metrics` or
-:mod:`lmfloss.multilabel_metrics`).
+The task (``config.task``, decided once by the config/data layer; :mod:`lmfloss.task`) says
+how logits become probabilities -- softmax over classes (multi-class) or one sigmoid per
+label (multi-label) -- and which metrics a split gets.
 
 Binary tasks: the positive class (``positive_class``, else the rarer training class) gets
 sensitivity and specificity, and the test metrics are also given at the probability
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 
 from lmfloss.config import TrainConfig
+from lmfloss.metrics import positive_index
+from lmfloss.task import MULTICLASS, Task, get_task
 
 
 @dataclass
@@ -39,9 +40,9 @@ class SplitResult:
     Attributes:
         split: ``"train" | "val" | "test"``.
         ids: record ids (or group ids after :meth:`by_group`), in the order of the other arrays.
-        labels: ``int64 [N]`` true classes, or ``[N, L]`` 0/1 for a multi-label task.
+        labels: the task's labels (``int64 [N]`` classes, or ``[N, L]`` 0/1 for a multi-label task).
         logits: ``float32 [N, K]`` (or ``[N, L]``) the model's outputs.
-        task: ``"multiclass"`` or ``"multilabel"``.
+        task: the :class:`~lmfloss.task.Task` (or its name).
         groups: the group (patient) of each item, when the records have one.
     """
 
@@ -49,19 +50,23 @@ class SplitResult:
     ids: list[str]
     labels: np.ndarray
     logits: np.ndarray
-    task: str = "multiclass"
+    task: Task | str = MULTICLASS
     groups: list[str | None] | None = None
 
+    def __post_init__(self) -> None:
+        self.task = get_task(self.task)
+
     def probs(self, temperature: float = 1.0) -> np.ndarray:
-        """``softmax(logits / T)`` (multi-class) or ``sigmoid(logits / T)`` (multi-label), float64."""
-        return probabilities(self.logits, self.task, temperature)
+        """The task's probabilities of ``logits / T`` (softmax, or a sigmoid per label), float64."""
+        return self.task.probabilities(self.logits, temperature)
 
     def by_group(self) -> SplitResult:
         """The split scored per group (patient): a group's logit of each label is the largest
         of its items' (so its probability is the largest), its truth the union of their labels.
         Items without a group stay items of their own. Group order: first appearance."""
-        if self.task != "multilabel":
-            raise ValueError("scoring by patient combines per-label probabilities; it needs a multi-label task")
+        if not self.task.group_scoring:
+            raise ValueError(f"scoring by patient combines per-label probabilities; a {self.task.display} task "
+                             "has none to combine")
         keys = [g if g else f"{i}" for g, i in zip(self.groups or [None] * len(self.ids), self.ids)]
         order: dict[str, list[int]] = {}
         for k, key in enumerate(keys):
@@ -71,80 +76,54 @@ class SplitResult:
         return SplitResult(self.split, list(order), labels, logits, self.task, None)
 
 
-def probabilities(logits: np.ndarray, task: str = "multiclass", temperature: float = 1.0) -> np.ndarray:
-    """The task's probabilities of ``logits`` (float64): softmax over the last axis, or a sigmoid per label."""
-    z = torch.from_numpy(np.asarray(logits)).double() / temperature
-    return (torch.sigmoid(z) if task == "multilabel" else torch.softmax(z, dim=-1)).numpy()
+def probabilities(logits: np.ndarray, task: Task | str = MULTICLASS, temperature: float = 1.0) -> np.ndarray:
+    """The task's probabilities of ``logits`` (float64): :meth:`lmfloss.task.Task.probabilities`."""
+    return get_task(task).probabilities(logits, temperature)
 
 
 def split_result(split: str, evaluated: Mapping[str, torch.Tensor], dataset: Any,
-                 task: str = "multiclass") -> SplitResult:
+                 task: Task | str = MULTICLASS) -> SplitResult:
     """A :class:`SplitResult` from :func:`lmfloss.train.engine.evaluate`'s output."""
+    task = get_task(task)
     records = [dataset.records[int(i)] for i in evaluated["indices"]]
-    return SplitResult(split, [r.id for r in records], evaluated["labels"].numpy().astype(np.int64),
+    return SplitResult(split, [r.id for r in records], task.label_array(evaluated["labels"].numpy()),
                        evaluated["logits"].float().numpy(), task, [r.group for r in records])
 
 
 def scored(result: SplitResult, config: TrainConfig) -> SplitResult:
     """``result`` at the level the run scores: per patient with ``score_by: patient``."""
-    return result.by_group() if config.task == "multilabel" and config.score_by == "patient" else result
+    return result.by_group() if result.task.group_scoring and config.score_by == "patient" else result
+
+
+def score_level(config: TrainConfig) -> str | None:
+    """``patient`` or ``image`` for a task that may score groups; ``None`` for one that scores images only."""
+    if not get_task(config).group_scoring:
+        return None
+    return "patient" if config.score_by == "patient" else "image"
 
 
 def selection_scores(result: SplitResult, config: TrainConfig) -> dict[str, float | None]:
-    """The validation scores of an epoch (one of which, ``config.select_metric``, picks the best):
-    ``f1_macro``, ``accuracy``, ``balanced_accuracy``, ``auc`` and, multi-label, ``map``."""
+    """The validation scores of an epoch, keyed by the task's ``epoch_metrics`` (one of which,
+    ``config.select_metric``, picks the best epoch)."""
     result = scored(result, config)
-    if result.task == "multilabel":
-        from lmfloss.multilabel_metrics import selection_scores as multilabel_scores
-
-        return {**multilabel_scores(result.labels, result.probs()), "balanced_accuracy": None}
-    from lmfloss.metrics import selection_scores as multiclass_scores
-
-    return multiclass_scores(result.labels, result.probs(), result.logits.shape[1])
+    return result.task.selection_scores(result.labels, result.probs())
 
 
 def reports(results: Mapping[str, SplitResult], config: TrainConfig, class_names: Sequence[str],
-            train_counts: Sequence[int] | None, temperature: float = 1.0) -> dict[str, dict[str, Any]]:
-    """``classification_report`` of every split in ``results`` (``"val"`` among them for a
-    binary task's threshold, which is chosen there and applied to the other splits); for a
-    multi-label task ``multilabel_report``, with per-label thresholds chosen on ``"val"``."""
-    from lmfloss.metrics import classification_report, positive_index, youden_threshold
-
-    if config.task == "multilabel":
-        return _multilabel_reports({s: scored(r, config) for s, r in results.items()}, config, class_names,
-                                   temperature)
-    positive = threshold = None
-    probs = {split: r.probs(temperature) for split, r in results.items()}
-    if len(class_names) == 2:
+            train_counts: Sequence[Any] | None, temperature: float = 1.0) -> dict[str, dict[str, Any]]:
+    """The report of every split in ``results``, at the run's scoring level: thresholds the
+    task chooses (a binary task's Youden threshold, a multi-label task's per-label
+    thresholds) are chosen on ``"val"`` and applied to the other splits."""
+    task = get_task(config)
+    results = {split: scored(r, config) for split, r in results.items()}
+    positive = None
+    if task.target == "index" and len(class_names) == 2:
         positive = positive_index(class_names, train_counts, config.positive_class)
-        if "val" in results:
-            threshold = youden_threshold(results["val"].labels, probs["val"], positive)
-    out = {}
-    for split, result in results.items():
-        out[split] = classification_report(
-            result.labels, probs[split].argmax(axis=1), probs[split], class_names,
-            n_bootstrap=config.bootstrap, seed=config.seed, positive=positive,
-            threshold=threshold if split != "val" else None,
-        )
-        if split == "val" and threshold is not None:
-            out[split]["threshold_youden"] = threshold
-    return out
-
-
-def _multilabel_reports(results: Mapping[str, SplitResult], config: TrainConfig, label_names: Sequence[str],
-                        temperature: float) -> dict[str, dict[str, Any]]:
-    from lmfloss.multilabel_metrics import choose_thresholds, multilabel_report
-
-    probs = {split: r.probs(temperature) for split, r in results.items()}
-    thresholds = choose_thresholds(results["val"].labels, probs["val"]) if "val" in results else None
-    out = {}
-    for split, result in results.items():
-        out[split] = multilabel_report(result.labels, probs[split], label_names, n_bootstrap=config.bootstrap,
-                                       seed=config.seed, thresholds=thresholds if split != "val" else None)
-        out[split]["score_by"] = "patient" if config.score_by == "patient" else "image"
-        if split == "val" and thresholds is not None:
-            out[split]["thresholds_chosen"] = dict(zip(label_names, thresholds))
-    return out
+    level = score_level(config)
+    return task.split_reports({s: r.labels for s, r in results.items()},
+                              {s: r.probs(temperature) for s, r in results.items()}, class_names,
+                              bootstrap=config.bootstrap, seed=config.seed, positive=positive,
+                              common=None if level is None else {"score_by": level})
 
 
 def final_report(config: TrainConfig, class_names: list[str], train_counts: Sequence[Any],
@@ -155,30 +134,27 @@ def final_report(config: TrainConfig, class_names: list[str], train_counts: Sequ
     table of (negatives, positives) per label (``train_class_counts`` then holds the positives,
     ``train_label_counts`` the table).
     """
-    from lmfloss.losses import resolved_loss_params
-
-    report: dict[str, Any] = {"task": config.task, "best_epoch": best_epoch, "select_metric": config.select_metric,
+    task = get_task(config)
+    report: dict[str, Any] = {"task": task.name, "best_epoch": best_epoch, "select_metric": config.select_metric,
                               "class_names": class_names}
-    if config.task == "multilabel":
-        from lmfloss.multilabel_metrics import macro_rule_note
-
+    if task.target == "multi-hot":
         report.update(train_class_counts=[int(pos) for _, pos in train_counts],
-                      train_label_counts=[[int(a), int(b)] for a, b in train_counts],
-                      score_by="patient" if config.score_by == "patient" else "image")
+                      train_label_counts=[[int(a), int(b)] for a, b in train_counts])
     else:
-        from lmfloss.metrics import macro_rule_note
-
         report["train_class_counts"] = list(train_counts)
-    report["macro_rule"] = macro_rule_note()
+    level = score_level(config)
+    if level is not None:
+        report["score_by"] = level
+    report["macro_rule"] = task.macro_rule()
     report["loss"] = {"name": config.loss,
-                      "params": resolved_loss_params(config.loss, config.loss_params, config.task)}
+                      "params": task.resolved_loss_params(config.loss, config.loss_params)}
     report.update(reports(results, config, class_names, train_counts))
     report["config"] = config.to_dict()
     return report
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 200,
-                    task: str = "multiclass") -> float:
+                    task: Task | str = MULTICLASS) -> float:
     """The temperature ``T > 0`` minimising the NLL of ``softmax(logits / T)`` (Guo et al. 2017)
     -- for a multi-label task, of ``sigmoid(logits / T)`` (one temperature for every label).
 
@@ -190,13 +166,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 2
         ValueError: no logits, or shapes that do not match.
     """
     z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    multilabel = task == "multilabel"
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.float64 if multilabel else torch.int64)
-    expected = tuple(z.shape) if multilabel else (z.shape[0],) if z.ndim else ()
+    task = get_task(task)
+    multi_hot = task.target == "multi-hot"
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.float64 if multi_hot else torch.int64)
+    expected = tuple(z.shape) if multi_hot else (z.shape[0],) if z.ndim else ()
     if z.ndim != 2 or z.shape[0] == 0 or tuple(y.shape) != expected:
-        raise ValueError(f"temperature scaling needs logits [N, K] and labels {'[N, K]' if multilabel else '[N]'} "
+        raise ValueError(f"temperature scaling needs logits [N, K] and labels {'[N, K]' if multi_hot else '[N]'} "
                          f"with N > 0, got {tuple(z.shape)} and {tuple(y.shape)}")
-    nll = torch.nn.functional.binary_cross_entropy_with_logits if multilabel else torch.nn.functional.cross_entropy
+    nll = getattr(torch.nn.functional, task.nll_name())
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
