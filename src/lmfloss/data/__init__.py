@@ -10,6 +10,7 @@ ds = make_dataset(splits, "train", image_size=64)      # ds[i] -> (float32 [3,S,
 See ``docs/ARCHITECTURE.md`` for the contract.
 """
 
+import importlib
 from typing import Any
 
 from lmfloss.data.adapters import ADAPTERS, Adapter, get_adapter, list_adapters
@@ -41,7 +42,5 @@ _LAZY = {"ImageDataset": "lmfloss.data.dataset", "make_dataset": "lmfloss.data.d
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lmfloss.data' has no attribute {name!r}")

@@ -18,20 +18,27 @@ on the memory map.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import signal
 import socket
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from lmfloss.data.images import read_image
 from lmfloss.data.records import Record
@@ -137,14 +144,8 @@ def _end_with_parent(parent_pid: int, start_method: str) -> None:
     Everywhere: a daemon thread exits the process once its parent is gone (re-parented, or
     the parent's sentinel closed), so no decoder outlives a ``kill -9`` of the command.
     """
-    import multiprocessing
-    import threading
-    import time
-
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
@@ -268,59 +269,11 @@ def build_cache(
     images_path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(images_path.parent)
     tmp = part_path(images_path)
-    chunk = 64
-    tasks = [
-        [(i, str(r.path)) for i, r in enumerate(records[start : start + chunk], start)]
-        for start in range(0, len(records), chunk)
-    ]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(records), desc=f"caching {images_path.stem}", unit="img")
-    failures: list[tuple[int, str]] = []
-    notes: list[tuple[int, str]] = []
-
-    def stop_now() -> None:
-        if should_stop is not None and should_stop():
-            raise Interrupted(f"stopped while building the image cache {images_path.name} "
-                              f"(nothing written); run the command again to continue",
-                              getattr(should_stop, "signal_number", None) or 2)
-
-    def done(task: list[tuple[int, str]], result: tuple[list, list]) -> bool:
-        failures.extend(result[0])
-        notes.extend(result[1])
-        if bar is not None:
-            bar.update(len(task))
-        return bool(result[0]) and not skip_bad_images  # True: stop at the first bad image
-
+    bar = tqdm(total=len(records), desc=f"caching {images_path.stem}", unit="img") if progress else None
+    outcome = _Outcome(bar, skip_bad_images)
     try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                          shape=(len(records), 3, image_size, image_size))
-        del array  # header written; the rows are filled through fresh memory maps
-        _allocate(tmp)
-        if workers <= 1 or len(tasks) < 2:
-            for task in tasks:
-                stop_now()
-                if done(task, _fill_rows(str(tmp), task, image_size, intensity)):
-                    break
-        else:
-            _fill_in_processes(str(tmp), tasks, image_size, intensity, workers, stop_now, done)
-        failures.sort()
-        image_notes = [(str(records[row].path), note) for row, note in sorted(notes)]
-        if failures and not skip_bad_images:
-            raise DataError(failures[0][1])
-        skipped = [records[row].id for row, _ in failures]
-        for row, _ in failures:
-            logger.warning("skipping undecodable image %s", records[row].path)
-        if skipped:
-            atomic_write_text("".join(f"{s}\n" for s in skipped), skipped_path)
-        else:
-            skipped_path.unlink(missing_ok=True)
-        if image_notes:
-            atomic_write_text(json.dumps(image_notes, ensure_ascii=False), notes_path(images_path))
-        else:
-            notes_path(images_path).unlink(missing_ok=True)
+        _decode_into(tmp, records, image_size, intensity, workers, _stopper(should_stop, images_path), outcome)
+        skipped, image_notes = _keep_outcome(records, outcome, images_path, skipped_path, skip_bad_images)
         os.replace(tmp, images_path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)  # before disk_full measures the free space
@@ -338,13 +291,81 @@ def build_cache(
     return skipped, image_notes
 
 
+class _Outcome:
+    """What the decoding of a cache's chunks found, gathered as each chunk is done."""
+
+    def __init__(self, bar: tqdm | None, skip_bad_images: bool) -> None:
+        self.bar = bar
+        self.skip_bad_images = skip_bad_images
+        self.failures: list[tuple[int, str]] = []  # (row, why it could not be decoded)
+        self.notes: list[tuple[int, str]] = []  # (row, what the intensity rule did to it)
+
+    def done(self, task: list[tuple[int, str]], result: tuple[list, list]) -> bool:
+        """Take one chunk's ``(failures, notes)``; True: stop at the first bad image."""
+        self.failures.extend(result[0])
+        self.notes.extend(result[1])
+        if self.bar is not None:
+            self.bar.update(len(task))
+        return bool(result[0]) and not self.skip_bad_images
+
+
+def _stopper(should_stop: Callable[[], bool] | None, images_path: Path) -> Callable[[], None]:
+    """Raises :class:`Interrupted` once ``should_stop`` says so (polled between chunks)."""
+    def stop_now() -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"stopped while building the image cache {images_path.name} "
+                              f"(nothing written); run the command again to continue",
+                              getattr(should_stop, "signal_number", None) or 2)
+
+    return stop_now
+
+
+def _decode_into(tmp: Path, records: Sequence[Record], image_size: int, intensity: str, workers: int,
+                 stop_now: Callable[[], None], outcome: _Outcome, chunk: int = 64) -> None:
+    """Allocate ``tmp`` (``uint8 [N, 3, S, S]``) and decode every record into it, ``chunk`` images
+    a task, in this process or in ``workers`` processes."""
+    tasks = [
+        [(i, str(r.path)) for i, r in enumerate(records[start : start + chunk], start)]
+        for start in range(0, len(records), chunk)
+    ]
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(records), 3, image_size, image_size))
+    del array  # header written; the rows are filled through fresh memory maps
+    _allocate(tmp)
+    if workers <= 1 or len(tasks) < 2:
+        for task in tasks:
+            stop_now()
+            if outcome.done(task, _fill_rows(str(tmp), task, image_size, intensity)):
+                break
+    else:
+        _fill_in_processes(str(tmp), tasks, image_size, intensity, workers, stop_now, outcome.done)
+
+
+def _keep_outcome(records: Sequence[Record], outcome: _Outcome, images_path: Path, skipped_path: Path,
+                  skip_bad_images: bool) -> tuple[list[str], ImageNotes]:
+    """``(skipped ids, intensity notes)`` of a decoded cache, written next to it (their files
+    removed when there are none); the first undecodable image is a :class:`DataError` unless
+    ``skip_bad_images``."""
+    failures = sorted(outcome.failures)
+    image_notes = [(str(records[row].path), note) for row, note in sorted(outcome.notes)]
+    if failures and not skip_bad_images:
+        raise DataError(failures[0][1])
+    skipped = [records[row].id for row, _ in failures]
+    for row, _ in failures:
+        logger.warning("skipping undecodable image %s", records[row].path)
+    if skipped:
+        atomic_write_text("".join(f"{s}\n" for s in skipped), skipped_path)
+    else:
+        skipped_path.unlink(missing_ok=True)
+    if image_notes:
+        atomic_write_text(json.dumps(image_notes, ensure_ascii=False), notes_path(images_path))
+    else:
+        notes_path(images_path).unlink(missing_ok=True)
+    return skipped, image_notes
+
+
 def _fill_in_processes(array_path: str, tasks: list[list[tuple[int, str]]], image_size: int, intensity: str,
                        workers: int, stop_now: Callable[[], None], done: Callable[..., bool]) -> None:
     """:func:`_fill_rows` of every task in ``workers`` processes, polling ``stop_now`` while waiting."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures import TimeoutError as FutureTimeout
-
     context = multiprocessing.get_context()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_end_with_parent,
                              initargs=(os.getpid(), context.get_start_method())) as pool:

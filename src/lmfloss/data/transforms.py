@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torchvision.transforms import RandAugment
 
 from lmfloss.config import AUGMENT_CHOICES, NORMALIZE_CHOICES
 
@@ -54,8 +55,6 @@ class ImageTransform:
         self.defer_float = defer_float
         self._randaugment: Callable[[torch.Tensor], torch.Tensor] | None = None
         if augment == "randaugment":
-            from torchvision.transforms import RandAugment
-
             self._randaugment = RandAugment()
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
