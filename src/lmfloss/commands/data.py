@@ -6,6 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from lmfloss.config import INTENSITY_CHOICES, parse_name_list
+from lmfloss.fileio import atomic_write_text, csv_text
+from lmfloss.task import TASK_CHOICES, get_task
+
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="adapter name (see `lmfloss datasets`)")
@@ -17,7 +21,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep every lesion (HAM10000, ISIC 2019) or patient (ODIR-5K) in one split",
     )
     parser.add_argument("--download", action="store_true", help="fetch MedMNIST files when missing")
-    parser.add_argument("--task", choices=("multiclass", "multilabel"), default="multiclass",
+    parser.add_argument("--task", choices=TASK_CHOICES, default=get_task(None).name,
                         help="multiclass (default) | multilabel (csv with a labels column or --label-columns, "
                         "odir5k's official task, synthetic; chestmnist is multi-label by itself)")
     parser.add_argument("--label-columns", default=None, metavar="A,B,C",
@@ -31,7 +35,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from lmfloss.data import load_splits
+    from lmfloss.data import load_splits  # deferred: `lmfloss --help` stays instant (cli.py)
 
     return load_splits(
         args.dataset, root=args.root, csv=args.csv, seed=args.seed, group_by=args.group_by,
@@ -41,8 +45,6 @@ def _load(args: argparse.Namespace):
 
 
 def _label_columns(args: argparse.Namespace) -> list[str] | None:
-    from lmfloss.config import parse_name_list
-
     return parse_name_list(args.label_columns)
 
 
@@ -50,9 +52,7 @@ def format_count_table(splits) -> str:
     """A Markdown table of per-class train/val/test counts with a total row (multi-label: the
     positive images of each label, and the images per split in the last row)."""
     rows = splits.count_table()
-    multilabel = splits.task == "multilabel"
-    first = "label (positives)" if multilabel else "class"
-    last = "images" if multilabel else "total"
+    first, last = splits.targets.table_words
     width = max([len(first), len(last), *(len(name) for name, *_ in rows)])
     lines = [
         f"| {first:<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
@@ -62,40 +62,36 @@ def format_count_table(splits) -> str:
     for name, *counts in rows:
         totals = [t + c for t, c in zip(totals, counts)]
         lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:>6}" for c in [*counts, sum(counts)]) + " |")
-    if multilabel:
-        totals = [len(splits.records(s)) for s in ("train", "val", "test")]
+    totals = splits.targets.table_totals(totals, [len(splits.records(s)) for s in ("train", "val", "test")])
     lines.append(f"| {last:<{width}} | " + " | ".join(f"{c:>6}" for c in [*totals, sum(totals)]) + " |")
     return "\n".join(lines)
 
 
 def _run_folds(args: argparse.Namespace) -> int:
+    # deferred: `lmfloss --help` stays instant (cli.py)
     from lmfloss.data.load import fold_assignment
-    from lmfloss.fileio import atomic_write_text, csv_text
+    from lmfloss.data.targets import targets_of
 
     index, folds = fold_assignment(args.dataset, root=args.root, csv=args.csv, folds=args.folds,
                                    fold_seed=args.fold_seed, group_by=args.group_by,
                                    folds_include_test=args.folds_include_test, download=args.download,
                                    skip_bad_images=args.skip_bad_images, task=args.task,
                                    label_columns=_label_columns(args))
-    multilabel = index.task == "multilabel"
+    targets = targets_of(index.task)
     grouped = f", grouped by {args.group_by}" if args.group_by else ""
     print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
     width = max(len("class"), *(len(n) for n in index.class_names))
     print(f"| {'class':<{width}} | " + " | ".join(f"fold {k}" for k in range(1, args.folds + 1)) + " |")
     print(f"|{'-' * (width + 2)}|" + "|".join("-------:" for _ in range(args.folds)) + "|")
     for c, name in enumerate(index.class_names):
-        counts = [sum(1 for r, f in zip(index.records, folds) if f == k and (c in r.labels if multilabel
-                                                                              else r.label == c))
+        counts = [sum(1 for r, f in zip(index.records, folds) if f == k and targets.has(r, c))
                   for k in range(1, args.folds + 1)]
         print(f"| {name:<{width}} | " + " | ".join(f"{n:>6}" for n in counts) + " |")
     if args.out:
         root = index.root
-        def label(r) -> str:
-            return ";".join(index.class_names[j] for j in r.labels) if multilabel else index.class_names[r.label]
-
         rows = [[Path(os.path.relpath(r.path, root)).as_posix() if r.path and root else (r.path or r.id),
-                 label(r), f] for r, f in zip(index.records, folds)]
-        atomic_write_text(csv_text(["path", "labels" if multilabel else "label", "fold"], rows), args.out)
+                 targets.text(r, index.class_names), f] for r, f in zip(index.records, folds)]
+        atomic_write_text(csv_text(["path", targets.column, "fold"], rows), args.out)
         print(f"folds: {args.out}")
     return 0
 
@@ -129,6 +125,7 @@ def _run_split(args: argparse.Namespace) -> int:
 
 
 def _run_datasets(args: argparse.Namespace) -> int:
+    # deferred: `lmfloss --help` stays instant (cli.py)
     from lmfloss.data import list_adapters
     from lmfloss.data.medmnist import FLAGS, HOMEPAGE
 
@@ -140,7 +137,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
         print(f"  source: {adapter.source}")
         if adapter.group_kind:
             print(f"  --group-by {adapter.group_kind}")
-        if adapter.tasks != ("multiclass",):
+        if adapter.tasks != (get_task(None).name,):  # a dataset of the default task only needs no --task
             print(f"  --task {' | '.join(adapter.tasks)}")
     print("MedMNIST 2D: " + ", ".join(FLAGS) + " (chestmnist: multi-label, 14 findings)")
     print("  layout: <flag>.npz or <flag>_64/_128/_224.npz (--dataset <flag>_224) in the root or root/<flag>/; "
@@ -150,6 +147,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
+    # deferred: `lmfloss --help` stays instant (cli.py); the datasets need torch
     from lmfloss.data import make_dataset
     from lmfloss.data.cache import warn_intensity_notes
 
@@ -173,8 +171,6 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the lmfloss parser."""
-    from lmfloss.config import INTENSITY_CHOICES
-
     split = subparsers.add_parser(
         "split", help="split a dataset (the paper's 70:15:15) and write the manifest",
         description="Index a dataset, split it and print per-class train/val/test counts. "

@@ -2,26 +2,33 @@
 
 Every adapter is a function ``index(root, csv, download, task=..., label_columns=...) ->
 DatasetIndex``; the registry holds it with the layout it expects, where the data is
-published (``lmfloss datasets``) and the tasks it can give (:func:`resolve_task`: the one
-place that decides a run's task from what was asked and what the dataset is).
+published (``lmfloss datasets``) and the targets it can give (:func:`resolve_task`: the one
+place that decides a run's task from what was asked and what the dataset is; any registered
+task whose targets the dataset gives, :mod:`lmfloss.task`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmfloss.data import medmnist
+from lmfloss.data import files, medmnist
 from lmfloss.data.records import DatasetIndex
+from lmfloss.data.synthetic import index_synthetic, index_synthetic_multilabel
+from lmfloss.data.targets import or_words, targets_of, tasks_where
+from lmfloss.task import TASKS, Task, get_task
 
 if TYPE_CHECKING:
     from lmfloss.config import TrainConfig
 
-TASKS = ("multiclass", "multilabel")
-MULTILABEL_SELECT = ("map", "auc")
+logger = logging.getLogger(__name__)
+
 IndexFunction = Callable[..., DatasetIndex]
+# What a metric selecting the epoch is, where its name alone does not say (refusals name it).
+_METRIC_NOTES = {"map": " (mean average precision over labels)"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,11 @@ class Adapter:
             either ``--group-by`` name is accepted.
         group_hint: how to give this adapter's data groups (for the error when it has none).
         in_memory: an array dataset (MedMNIST, synthetic), resized in memory with torch.
-        tasks: the tasks the dataset can give, its natural one first (``("multilabel",)``
-            for ChestMNIST; ODIR-5K, csv and synthetic give both).
-        score_by: how a multi-label run of this dataset is scored unless told otherwise
-            (``"patient"`` for ODIR-5K, whose official task scores patients).
+        targets: the kinds of targets the dataset can give (:attr:`lmfloss.task.Task.target`),
+            its natural one first (``("multi-hot",)`` for ChestMNIST; ODIR-5K, csv and
+            synthetic give both ``index`` and ``multi-hot``).
+        score_by: how a run of a task scoring groups (multi-label) of this dataset is scored
+            unless told otherwise (``"patient"`` for ODIR-5K, whose official task scores patients).
     """
 
     name: str
@@ -54,8 +62,13 @@ class Adapter:
     user_groups: bool = False
     group_hint: str = ""
     in_memory: bool = False
-    tasks: tuple[str, ...] = ("multiclass",)
+    targets: tuple[str, ...] = ("index",)
     score_by: str = "image"
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The registered tasks the dataset can give (those of its targets), its natural one first."""
+        return tuple(task.name for kind in self.targets for task in TASKS.values() if task.target == kind)
 
     @property
     def resize(self) -> str:
@@ -64,20 +77,20 @@ class Adapter:
         return "torch" if self.in_memory else "pil"
 
 
+# The synthetic set of each kind of targets: 7 classes, or 5 lesion kinds with boxes per lesion.
+_SYNTHETIC: dict[str, Callable[[], DatasetIndex]] = {"index": index_synthetic, "multi-hot": index_synthetic_multilabel}
+
+
 def _synthetic(root: Path | None, csv: Path | None, download: bool, **options: Any) -> DatasetIndex:
-    from lmfloss.data.synthetic import index_synthetic, index_synthetic_multilabel
-
-    return index_synthetic_multilabel() if options.get("task") == "multilabel" else index_synthetic()
+    return _SYNTHETIC[get_task(options.get("task")).target]()
 
 
-def _files(function_name: str, accepts: tuple[str, ...] = ()) -> IndexFunction:
+def _files(function: Callable[..., DatasetIndex], accepts: tuple[str, ...] = ()) -> IndexFunction:
     """An index function of :mod:`lmfloss.data.files`; ``accepts`` names the options it takes."""
     def index(root: Path | None, csv: Path | None, download: bool, **options: Any) -> DatasetIndex:
-        from lmfloss.data import files
+        return function(root, csv, **{k: v for k, v in options.items() if k in accepts})
 
-        return getattr(files, function_name)(root, csv, **{k: v for k, v in options.items() if k in accepts})
-
-    index.__name__ = function_name
+    index.__name__ = function.__name__
     return index
 
 
@@ -100,10 +113,10 @@ register(Adapter(
     "synthetic", _synthetic,
     layout="(none: generated in memory, deterministic; 3,100 RGB images of 64 px, 7 classes, imbalance 50; "
     "--task multilabel: 3,000 images with up to four lesions of 5 kinds, prevalence 45% to 2%, boxes per lesion)",
-    source="embedded in lmfloss", needs_root=False, in_memory=True, tasks=("multiclass", "multilabel"),
+    source="embedded in lmfloss", needs_root=False, in_memory=True, targets=("index", "multi-hot"),
 ))
 register(Adapter(
-    "ham10000", _files("index_ham10000"),
+    "ham10000", _files(files.index_ham10000),
     layout="Kaggle 'ham1000-segmentation-and-classification': GroundTruth.csv (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC), "
     "images/<id>.jpg, masks/<id>_segmentation.png; or Harvard Dataverse/ISIC: HAM10000_metadata.csv "
     "(lesion_id,image_id,dx,...), HAM10000_images_part_1/, HAM10000_images_part_2/",
@@ -111,28 +124,28 @@ register(Adapter(
     group_kind="lesion",
 ))
 register(Adapter(
-    "isic2019", _files("index_isic2019"),
+    "isic2019", _files(files.index_isic2019),
     layout="ISIC_2019_Training_GroundTruth.csv (image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK), images <id>.jpg anywhere "
     "under the root (e.g. ISIC_2019_Training_Input/); optional ISIC_2019_Training_Metadata.csv for lesion_id",
     source="https://challenge.isic-archive.com/data/#2019 ; https://www.kaggle.com/datasets/andrewmvd/isic-2019",
     group_kind="lesion",
 ))
 register(Adapter(
-    "odir5k", _files("index_odir5k", ("task",)),
+    "odir5k", _files(files.index_odir5k, ("task",)),
     layout="full_df.csv (one row per eye image: ID,...,N,D,G,C,A,H,M,O,labels,filename), images in "
     "preprocessed_images/ or anywhere under the root; --task multilabel: the official task, the patient's 8 "
     "labels N,D,G,C,A,H,M,O on each eye, scored per patient",
     source="https://www.kaggle.com/datasets/andrewmvd/ocular-disease-recognition-odir5k",
-    group_kind="patient", tasks=("multiclass", "multilabel"), score_by="patient",
+    group_kind="patient", targets=("index", "multi-hot"), score_by="patient",
 ))
 register(Adapter(
-    "covid19", _files("index_covid19"),
+    "covid19", _files(files.index_covid19),
     layout="class folders COVID/, Lung_Opacity/, Normal/, Viral Pneumonia/ (each with images/ or images directly), "
     "in the root or one folder below it (COVID-19_Radiography_Dataset/)",
     source="https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
 ))
 register(Adapter(
-    "imagefolder", _files("index_imagefolder"),
+    "imagefolder", _files(files.index_imagefolder),
     layout="<root>/<class>/<image>, images at any depth below a class folder (ids: paths relative to the "
     "root); with <root>/<class>/<patient>/<image> the patient folder is the group of --group-by patient",
     source="your own data", user_groups=True,
@@ -140,11 +153,11 @@ register(Adapter(
     "<root>/<class>/<patient>/<image>",
 ))
 register(Adapter(
-    "csv", _files("index_csv", ("task", "label_columns")), needs_root=False,
+    "csv", _files(files.index_csv, ("task", "label_columns")), needs_root=False,
     layout="--csv FILE with columns path,label[,split][,group] (split: train/val/test; group, patient_id or "
     "lesion_id for --group-by); paths relative to --root or to the CSV's folder; --task multilabel: a column "
     "labels (';'-separated label names, empty = no finding) or one 0/1 column per label (--label-columns A,B,C)",
-    source="your own data", user_groups=True, tasks=("multiclass", "multilabel"),
+    source="your own data", user_groups=True, targets=("index", "multi-hot"),
     group_hint="add a column group (or patient_id, lesion_id) to the CSV",
 ))
 for _flag in medmnist.FLAGS:
@@ -152,7 +165,8 @@ for _flag in medmnist.FLAGS:
         _flag, _medmnist(_flag),
         layout=f"{_flag}.npz (or {_flag}_64/_128/_224.npz via --dataset {_flag}_224) in the root or root/{_flag}/; "
         "official train/val/test splits" + ("; multi-label (14 findings)" if _flag in medmnist.MULTILABEL else ""),
-        source=medmnist.HOMEPAGE, needs_root=False, in_memory=True, tasks=(medmnist.task_of(_flag),),
+        source=medmnist.HOMEPAGE, needs_root=False, in_memory=True,
+        targets=(get_task(medmnist.task_of(_flag)).target,),
     ))
 
 
@@ -168,7 +182,7 @@ def get_adapter(name: str) -> Adapter:
     if parsed is not None:
         base = ADAPTERS[parsed[0]]
         return Adapter(name, _medmnist(name), base.layout, base.source, needs_root=False, in_memory=True,
-                       tasks=base.tasks)
+                       targets=base.targets)
     raise ValueError(
         f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)} "
         "(MedMNIST names may end in _64, _128 or _224)"
@@ -177,74 +191,106 @@ def get_adapter(name: str) -> Adapter:
 
 def resolve_task(dataset: str, task: str = "multiclass") -> str:
     """The task a run of ``dataset`` has when ``task`` was asked: ``task`` itself if the dataset
-    gives it; a dataset that is multi-label by nature (ChestMNIST) is multi-label whatever
-    the default said. The config/data layer decides the task here, once; losses, metrics,
-    report, predict, export and cam read it from the run.
+    gives its targets; a dataset that gives one kind of targets only, other than the default
+    task's (ChestMNIST: multi-label by nature), has its natural task whatever the default said.
+    The config/data layer decides the task here, once; losses, metrics, report, predict,
+    export and cam read it from the run.
 
     Raises:
-        ValueError: an unknown task, or a multi-label task of a multi-class-only dataset.
+        ValueError: an unknown task, or a task whose targets the dataset cannot give (a
+            multi-label task of a multi-class-only dataset).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+    asked = get_task(task)
     adapter = get_adapter(dataset)
-    if task in adapter.tasks:
-        return task
-    if adapter.tasks == ("multilabel",):
-        return "multilabel"
-    raise ValueError(f"dataset {dataset!r} is {' or '.join(t.replace('multi', 'multi-') for t in adapter.tasks)} "
-                     f"only; --task {task} needs one of "
-                     f"{sorted(a.name for a in ADAPTERS.values() if task in a.tasks and a.name not in medmnist.FLAGS)}"
-                     + (" or chestmnist" if task == "multilabel" else ""))
+    if asked.target in adapter.targets:
+        return asked.name
+    if asked is get_task(None) and len(adapter.targets) == 1:
+        return adapter.tasks[0]
+    others = [a.name for a in ADAPTERS.values() if asked.target in a.targets]
+    flags = [name for name in others if name in medmnist.FLAGS]
+    raise ValueError(f"dataset {dataset!r} is {' or '.join(get_task(t).display for t in adapter.tasks)} only; "
+                     f"--task {asked.name} needs one of {sorted(set(others) - set(flags))}"
+                     + "".join(f" or {flag}" for flag in flags))
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """``config`` with the keys that follow from its task settled, once, before anything runs:
-    ``task`` (:func:`resolve_task`) and, for a multi-label task, ``score_by`` (the dataset's
-    own unless given: patient for ODIR-5K) and ``select_metric`` (``map`` when left at the
-    multi-class default ``f1_macro``; ``map`` or ``auc`` otherwise). ``config.yaml`` records
-    the result, so a resumed run, a sweep's reuse check and the report all see the same keys.
+    ``task`` (:func:`resolve_task`); for a task scoring groups (multi-label), ``score_by`` (the
+    dataset's own unless given: patient for ODIR-5K) and the grouping it needs; and
+    ``select_metric`` (the task's headline when left at the default task's, ``f1_macro``: ``map``
+    for a multi-label task; one of the task's selectable metrics otherwise). ``config.yaml``
+    records the result, so a resumed run, a sweep's reuse check and the report all see the same keys.
 
     Raises:
         ValueError: a task the dataset cannot give, a selection metric or key the task has not.
     """
-    import logging
-
-    log = logging.getLogger(__name__)
-    task = resolve_task(config.dataset, config.task)
+    name = resolve_task(config.dataset, config.task)
+    task = get_task(name)
     changes: dict[str, Any] = {}
-    if task != config.task:
-        log.info("dataset %r is multi-label: task set to multilabel", config.dataset)
-        changes["task"] = task
-    if task == "multilabel":
-        score_by = changes["score_by"] = config.score_by or get_adapter(config.dataset).score_by
-        if score_by == "patient":
-            # A patient's images are combined into one score: they must lie in one split, or one
-            # patient would be scored in validation and in test (and a test eye's twin trained on).
-            if config.group_by is None:
-                log.info("scoring patients: each patient's images kept in one split (group_by patient)")
-                changes["group_by"] = "patient"
-            elif config.group_by != "patient":
-                raise ValueError(f"score_by 'patient' combines a patient's images, so they must share a split: "
-                                 f"use group_by patient, not {config.group_by!r}")
-        if config.select_metric == "f1_macro":
-            changes["select_metric"] = "map"
-        elif config.select_metric not in MULTILABEL_SELECT:
-            raise ValueError(f"select_metric {config.select_metric!r} is for multi-class tasks; a multi-label "
-                             f"run selects its epoch by {' or '.join(MULTILABEL_SELECT)}")
-        if config.positive_class is not None:
-            raise ValueError("positive_class is for binary multi-class tasks; a multi-label task has a decision "
-                             "per label (thresholds chosen on validation)")
-        if config.label_columns is not None and config.dataset != "csv":
-            raise ValueError(f"label_columns is for --dataset csv, got dataset {config.dataset!r}")
-    else:
-        if config.select_metric == "map":
-            raise ValueError("select_metric 'map' (mean average precision over labels) is for multi-label tasks; "
-                             "add --task multilabel or select by f1_macro, auc, accuracy or balanced_accuracy")
-        if config.label_columns is not None:
-            raise ValueError("config label_columns is for multi-label tasks; add --task multilabel")
-        if config.score_by is not None:
-            raise ValueError(f"config score_by={config.score_by!r} is for multi-label tasks (--task multilabel)")
+    if name != config.task:
+        logger.info("dataset %r is %s: task set to %s", config.dataset, task.display, name)
+        changes["task"] = name
+    changes.update(_settled_scoring(config, task))
+    changes.update(_settled_select_metric(config, task))
+    _check_task_keys(config, task)
     return config.replace(**changes) if changes else config
+
+
+def _settled_scoring(config: TrainConfig, task: Task) -> dict[str, Any]:
+    """A task scoring groups: ``score_by`` (given, or the dataset's own) and, to score patients,
+    their images kept in one split (``group_by patient``)."""
+    if not task.group_scoring:
+        return {}  # a score_by given is refused with the other keys the task has not
+    score_by = config.score_by or get_adapter(config.dataset).score_by
+    changes: dict[str, Any] = {"score_by": score_by}
+    if score_by == "patient":
+        # A patient's images are combined into one score: they must lie in one split, or one
+        # patient would be scored in validation and in test (and a test eye's twin trained on).
+        if config.group_by is None:
+            logger.info("scoring patients: each patient's images kept in one split (group_by patient)")
+            changes["group_by"] = "patient"
+        elif config.group_by != "patient":
+            raise ValueError(f"score_by 'patient' combines a patient's images, so they must share a split: "
+                             f"use group_by patient, not {config.group_by!r}")
+    return changes
+
+
+def _settled_select_metric(config: TrainConfig, task: Task) -> dict[str, Any]:
+    """The task's headline for a ``select_metric`` left at the default task's; a metric of
+    other tasks only is refused, naming them and what this task selects by."""
+    metric = config.select_metric
+    owners = tasks_where(lambda t: metric in t.select_metrics)
+    if metric in task.select_metrics or not owners:  # a metric no task has: the config's choices refuse it
+        return {}
+    default = get_task(None)
+    if metric == default.headline:  # the config's default, left as it was
+        return {"select_metric": task.headline}
+    displays, names = or_words([t.display for t in owners]), or_words([t.name for t in owners])
+    if task is default:  # the task may be the default by oversight: say which --task has the metric
+        raise ValueError(f"select_metric {metric!r}{_METRIC_NOTES.get(metric, '')} is for {displays} tasks; "
+                         f"add --task {names} or select by {or_words(task.select_metrics)}")
+    raise ValueError(f"select_metric {metric!r} is for {displays} tasks; a {task.display} run selects its epoch "
+                     f"by {or_words(task.select_metrics)}")
+
+
+def _check_task_keys(config: TrainConfig, task: Task) -> None:
+    """Refuse the keys ``task`` has not (naming the tasks they are for), and label columns of a
+    dataset other than ``csv``."""
+    targets = targets_of(task)
+    if config.positive_class is not None and not targets.has_positive_class:
+        kinds = or_words([t.display for t in tasks_where(lambda t: targets_of(t).has_positive_class)])
+        raise ValueError(f"positive_class is for binary {kinds} tasks; a {task.display} task has a decision "
+                         f"per {task.item} (thresholds chosen on validation)")
+    if config.label_columns is not None and not targets.takes_label_columns:
+        owners = tasks_where(lambda t: targets_of(t).takes_label_columns)
+        raise ValueError(f"config label_columns is for {or_words([t.display for t in owners])} tasks; "
+                         f"add --task {or_words([t.name for t in owners])}")
+    if config.label_columns is not None and config.dataset != "csv":
+        raise ValueError(f"label_columns is for --dataset csv, got dataset {config.dataset!r}")
+    if config.score_by is not None and not task.group_scoring:
+        owners = tasks_where(lambda t: t.group_scoring)
+        raise ValueError(f"config score_by={config.score_by!r} is for {or_words([t.display for t in owners])} "
+                         f"tasks (--task {or_words([t.name for t in owners])})")
 
 
 def list_adapters() -> list[Adapter]:

@@ -9,11 +9,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from PIL import Image
+from torch.utils.data import Dataset, get_worker_info
 
 from lmfloss.data.cache import ImageNotes, default_cache_dir, open_cache, warn_intensity_notes
+from lmfloss.data.images import read_image
 from lmfloss.data.records import Record
 from lmfloss.data.splits import Splits
+from lmfloss.data.targets import targets_of
 from lmfloss.data.transforms import build_transform
 
 logger = logging.getLogger(__name__)
@@ -50,10 +53,6 @@ def prepare_image(
     Raises:
         ValueError: an array of another shape or type; FileNotFoundError/DataError for files.
     """
-    from PIL import Image
-
-    from lmfloss.data.images import read_image
-
     if isinstance(image, (str, Path)):
         array = read_image(image, intensity=intensity)
     else:
@@ -93,8 +92,8 @@ class ImageDataset(Dataset):
         skipped: ids of records left out as undecodable (``skip_bad_images``).
         intensity_notes: ``(image path, note)`` for the images the intensity rule left
             nearly constant (see :func:`lmfloss.data.cache.warn_intensity_notes`).
-        task: ``"multiclass"`` or ``"multilabel"`` (the splits'; multi-label items carry a
-            ``float32 [L]`` 0/1 target instead of a class index).
+        task: the task's name (the splits'; its targets, :mod:`lmfloss.data.targets`, make
+            ``labels``: multi-label items carry a ``float32 [L]`` 0/1 target instead of a class index).
 
     Attributes:
         records, class_names, skipped, intensity_notes, task: as given.
@@ -117,12 +116,7 @@ class ImageDataset(Dataset):
         self.intensity_notes: ImageNotes = list(intensity_notes or [])
         self.class_names = list(class_names)
         self.task = task
-        if task == "multilabel":
-            from lmfloss.data.multilabel import targets_matrix
-
-            self.labels = targets_matrix(self.records, len(self.class_names)).astype(np.float32)
-        else:
-            self.labels = np.array([r.label for r in self.records], dtype=np.int64)
+        self.labels = targets_of(task).array(self.records, len(self.class_names))
         self.transform = transform
         self.images_path = images_path
         self.skipped = list(skipped)
@@ -175,8 +169,6 @@ class ImageDataset(Dataset):
         shape = (len(rows), *source.shape[1:])
         # In a DataLoader worker the batch goes to the main process through shared memory:
         # fill it there directly (as the default collate does) instead of copying it over.
-        from torch.utils.data import get_worker_info
-
         out = torch.empty(shape, dtype=torch.uint8)
         if get_worker_info() is not None:
             out.share_memory_()

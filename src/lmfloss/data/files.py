@@ -9,16 +9,20 @@ count with the first few names, never silently dropped.
 from __future__ import annotations
 
 import ast
+import filecmp
 import logging
 import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from lmfloss.data.images import IMAGE_EXTENSIONS
+from lmfloss.data.multilabel import zero_one
 from lmfloss.data.records import (
     SPLIT_NAMES,
     Box,
@@ -28,8 +32,10 @@ from lmfloss.data.records import (
     canonical_text,
     order_class_names,
 )
+from lmfloss.data.targets import targets_of
 from lmfloss.errors import DataError
 from lmfloss.fileio import read_csv_rows
+from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +149,6 @@ def missing_error(what: str, missing: Sequence[str], where: Path) -> FileNotFoun
 
 
 def _same_content(paths: Sequence[Path]) -> bool:
-    import filecmp
-
     return all(filecmp.cmp(paths[0], p, shallow=False) for p in paths[1:])
 
 
@@ -199,8 +203,6 @@ def mask_boxes(mask_path: Path) -> list[Box] | None:
     """The bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of a binary lesion mask's foreground."""
     if not mask_path.is_file():
         return None
-    from PIL import Image
-
     with Image.open(mask_path) as image:
         mask = np.asarray(image.convert("L")) > 127
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -299,26 +301,23 @@ def _odir_label(raw: str, filename: str, path: Path) -> str:
     return str(value).strip()
 
 
-def _zero_one(value: str, column: str, line: str, path: Path) -> int:
-    """A 0/1 cell (``0``, ``1``, ``0.0``, ``1.0``) as an int; anything else names the cell."""
-    text = value.strip()
-    if text in ("0", "1", "0.0", "1.0"):
-        return int(float(text))
-    raise DataError(f"{str(path)!r} line {line}: column {column!r} holds {text!r}; a label column holds 0 or 1")
-
-
 def index_odir5k(root: Path | None, csv_path: Path | None = None, task: str = "multiclass") -> DatasetIndex:
     """ODIR-5K as preprocessed on Kaggle (``full_df.csv``, one row per eye); groups are patient ids.
 
-    ``task="multiclass"``: the paper's single-label form (the ``labels`` column, one class per
-    eye). ``task="multilabel"``: the official ODIR-2019 task -- every eye carries its patient's
-    8 labels (the ``N,D,G,C,A,H,M,O`` columns, :data:`ODIR_LABELS` order); the patient is the
-    group, so a patient-level score (``score_by: patient``) combines the two eyes.
+    A task with class-index targets (``multiclass``): the paper's single-label form (the
+    ``labels`` column, one class per eye). With multi-hot targets (``multilabel``): the official
+    ODIR-2019 task -- every eye carries its patient's 8 labels (the ``N,D,G,C,A,H,M,O`` columns,
+    :data:`ODIR_LABELS` order); the patient is the group, so a patient-level score
+    (``score_by: patient``) combines the two eyes.
     """
-    layout = "full_df.csv with images in preprocessed_images/ (or anywhere under the root)"
-    if task == "multilabel":
-        return _index_odir5k_multilabel(root, layout)
-    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", layout, ["ID", "labels", "filename"])
+    return _ODIR_READERS[get_task(task).target](root, task)
+
+
+ODIR_LAYOUT = "full_df.csv with images in preprocessed_images/ (or anywhere under the root)"
+
+
+def _index_odir5k_classes(root: Path | None, task: str) -> DatasetIndex:
+    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", ODIR_LAYOUT, ["ID", "labels", "filename"])
     files = [r["filename"].strip() for r in rows]
     names = [_odir_label(r["labels"], f, table) for r, f in zip(rows, files)]
     labels = check_labels(names, ODIR_CLASSES, table, files)
@@ -329,20 +328,25 @@ def index_odir5k(root: Path | None, csv_path: Path | None = None, task: str = "m
         Record(id=stem, label=y, path=p, group=f"patient-{r['ID'].strip()}")
         for stem, y, p, r in zip(stems, labels, paths, rows)
     ]
-    return DatasetIndex(name="odir5k", class_names=list(ODIR_CLASSES), records=records, root=root, group_kind="patient")
+    return DatasetIndex(name="odir5k", class_names=list(ODIR_CLASSES), records=records, root=root,
+                        group_kind="patient", task=task)
 
 
-def _index_odir5k_multilabel(root: Path | None, layout: str) -> DatasetIndex:
-    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", layout, ["ID", "filename", *ODIR_LABELS])
+def _index_odir5k_multilabel(root: Path | None, task: str) -> DatasetIndex:
+    root, table, rows = _root_and_table(root, "odir5k", "full_df.csv", ODIR_LAYOUT, ["ID", "filename", *ODIR_LABELS])
     files = [r["filename"].strip() for r in rows]
     stems = [os.path.splitext(f)[0] for f in files]
     paths = lookup_images(stems, image_files(root), root)
     records = []
     for stem, path, row in zip(stems, paths, rows):
-        labels = tuple(j for j, c in enumerate(ODIR_LABELS) if _zero_one(row[c], c, row["_line"], table))
+        labels = tuple(j for j, c in enumerate(ODIR_LABELS) if zero_one(row[c], c, row["_line"], table))
         records.append(Record(id=stem, label=None, path=path, group=f"patient-{row['ID'].strip()}", labels=labels))
     return DatasetIndex(name="odir5k", class_names=list(ODIR_LABELS), records=records, root=root,
-                        group_kind="patient", task="multilabel")
+                        group_kind="patient", task=task)
+
+
+# The reading of full_df.csv that gives each kind of targets (:attr:`lmfloss.task.Task.target`).
+_ODIR_READERS = {"index": _index_odir5k_classes, "multi-hot": _index_odir5k_multilabel}
 
 
 # --- COVID-19 Radiography Database ----------------------------------------------------
@@ -377,8 +381,6 @@ def index_covid19(root: Path | None, csv_path: Path | None = None) -> DatasetInd
 
 def _natural_key(name: str) -> list[object]:
     """``COVID-2`` before ``COVID-10`` (the database's own numbering order)."""
-    import re
-
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
@@ -506,69 +508,12 @@ def _dangling(path: str) -> bool:
     return os.path.islink(path) and not os.path.exists(path)
 
 
-def _multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
-                     csv_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
-    """``(label names, the labels present in each row)`` of a multi-label CSV: its ``labels``
-    column (``;``-separated names, empty = no finding) or its 0/1 ``label_columns``."""
-    if label_columns:
-        names = [canonical_label(c) for c in label_columns]
-        joined = [c for c in names if ";" in c]
-        if joined:  # manifests and predictions.csv list an image's labels ';'-separated
-            raise DataError(f"--label-columns: label {joined[0]!r} has a ';', which separates labels in manifests "
-                            "and predictions.csv; rename the column")
-        if len(set(names)) != len(names):
-            raise DataError(f"--label-columns {list(label_columns)} names a label twice")
-        both = [r["_line"] for r in rows if "labels" in columns and r["labels"].strip()]
-        if both:
-            raise DataError(f"{str(csv_path)!r} line {both[0]} has a value in the 'labels' column and the label "
-                            f"columns {list(label_columns)}; give each image's labels one way")
-        sets = [tuple(j for j, c in enumerate(label_columns) if _zero_one(r[c], c, r["_line"], csv_path))
-                for r in rows]
-        return names, sets
-    if "labels" not in columns:
-        raise DataError(f"{str(csv_path)!r} has no column 'labels' (';'-separated label names, empty = no finding); "
-                        f"found columns {columns}, or pass --label-columns A,B,C for one 0/1 column per label")
-    per_row = [[canonical_label(part) for part in r["labels"].split(";")] for r in rows]
-    per_row = [[name for name in names if name] for names in per_row]
-    _check_separator(rows, per_row, csv_path)
-    names = order_class_names([n for row in per_row for n in row], f"{str(csv_path)!r}")
-    position = {name: i for i, name in enumerate(names)}
-    return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
-
-
-def _check_separator(rows: list[dict[str, str]], per_row: list[list[str]], csv_path: Path) -> None:
-    """A labels column written with another separator (NIH ChestX-ray14's ``A|B``, or ``A,B``)
-    would make every combination a label of its own: refused, naming the row. A name with ``|``
-    is never one label; one with ``,`` is refused when its parts are labels of other rows."""
-    known = {name for row in per_row for name in row}
-    for row, names in zip(rows, per_row):
-        for name in names:
-            for separator in ("|", ","):
-                parts = [part.strip() for part in name.split(separator)]
-                if len(parts) > 1 and (separator == "|" or all(part in known for part in parts)):
-                    raise DataError(f"{str(csv_path)!r} line {row['_line']}: label {name!r} looks like several "
-                                    f"labels joined by {separator!r}; the labels column separates names with ';' "
-                                    f"(e.g. {';'.join(parts)})")
-
-
-def _check_training_labels(rows: list[dict[str, str]], label_sets: list[tuple[int, ...]], official: list[str],
-                           names: list[str], csv_path: Path) -> None:
-    """With a ``split`` column, a label that no training row has is a typo or an unlearnable
-    label: refused with the first line that has it."""
-    in_train = {j for labels, split in zip(label_sets, official) if split == "train" for j in labels}
-    for row, labels, split in zip(rows, label_sets, official):
-        unknown = [names[j] for j in labels if j not in in_train]
-        if unknown:
-            raise DataError(f"{str(csv_path)!r} line {row['_line']} ({split} split): label {unknown[0]!r} appears in "
-                            f"no train row; known from training: {[n for j, n in enumerate(names) if j in in_train]} "
-                            "-- fix the name, or add training images of it")
-
-
 def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass",
               label_columns: Sequence[str] | None = None) -> DatasetIndex:
     """A CSV with ``path,label``, optional ``split`` and an optional group column.
 
-    Multi-label (``task="multilabel"``): a ``labels`` column of ``;``-separated label names
+    The labels are read as the task's targets are (:mod:`lmfloss.data.targets`). Multi-label
+    (``task="multilabel"``): a ``labels`` column of ``;``-separated label names
     (an empty cell is an image with no finding), or one 0/1 column per label named by
     ``label_columns`` (their order is the label order); a row with both is refused, as is a
     label column holding anything but 0 or 1 and, with a ``split`` column, a label no train
@@ -590,25 +535,15 @@ def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass"
     if not csv_path.is_file():
         raise FileNotFoundError(f"CSV file {str(csv_path)!r} does not exist")
     base = require_root(root, "csv", "a folder the CSV's paths are relative to") if root is not None else csv_path.parent
-    multilabel = task == "multilabel"
-    required = ["path", *(label_columns or [])] if multilabel else ["path", "label"]
-    columns, rows = read_csv_rows(csv_path, required, what="CSV file")
+    targets = targets_of(task)
+    columns, rows = read_csv_rows(csv_path, targets.csv_columns(label_columns), what="CSV file")
     if not rows:
         raise DataError(f"{str(csv_path)!r} has no rows")
-    if multilabel:
-        class_names, label_sets = _multilabel_rows(rows, columns, label_columns, csv_path)
-        labels = [";".join(class_names[j] for j in s) for s in label_sets]
-    else:
-        labels = [canonical_label(r["label"]) for r in rows]
-        empty = [r["_line"] for r, label in zip(rows, labels) if not label]
-        if empty:
-            raise DataError(f"{str(csv_path)!r}: empty label on line(s) {', '.join(empty[:5])}")
+    labels = targets.csv_labels(rows, columns, label_columns, csv_path)
     empty = [r["_line"] for r in rows if not r["path"].strip()]
     if empty:
         raise DataError(f"{str(csv_path)!r}: empty path on line(s) {', '.join(empty[:5])}")
-    if not multilabel:
-        class_names = order_class_names([r["label"] for r in rows], f"{str(csv_path)!r}")
-        position = {name: i for i, name in enumerate(class_names)}
+    labels = targets.csv_classes(labels, rows, csv_path)
     ids = [canonical_text(Path(os.path.normpath(r["path"].strip())).as_posix()) for r in rows]
     listings: dict[str, dict[str, list[str]]] = {}
     paths = [locate_file(os.path.normpath(base / r["path"].strip()), listings) for r in rows]
@@ -616,37 +551,44 @@ def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass"
     missing = [r["path"] for r, p in zip(rows, paths) if not (os.path.isfile(p) or _dangling(p))]
     if missing:
         raise missing_error("image files", missing, base)
-    pair = _same_file_twice(ids, paths)
-    if pair is not None:
-        a, b = rows[pair[0]], rows[pair[1]]
-        labels_note = (f" with labels {labels[pair[0]]!r} and {labels[pair[1]]!r}"
-                       if labels[pair[0]] != labels[pair[1]] else "")
-        # Two spellings that print alike (NFC and NFD) are shown with their code points.
-        show = ascii if a["path"] != b["path"] and canonical_text(a["path"]) == canonical_text(b["path"]) else repr
-        raise DataError(
-            f"{str(csv_path)!r}: lines {a['_line']} and {b['_line']} name the same image "
-            f"({show(a['path'])} and {show(b['path'])}){labels_note}; keep one row per image"
-        )
-    official = None
-    if "split" in columns:
-        official = [(r.get("split") or "").strip().lower() for r in rows]
-        bad = sorted({s for s in official if s not in SPLIT_NAMES})
-        if bad:
-            raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
+    _refuse_one_image_twice(rows, ids, paths, labels.texts, csv_path)
+    official = _csv_split(rows, columns, csv_path)
     group_column = next((c for c in GROUP_COLUMNS if c in columns), None)
     groups = [(canonical_label(r[group_column]) or None) if group_column else None for r in rows]
-    if multilabel:
-        if official is not None:
-            _check_training_labels(rows, label_sets, official, class_names, csv_path)
-        records = [Record(id=i, label=None, path=os.path.abspath(p), group=g, labels=ls)
-                   for i, ls, p, g in zip(ids, label_sets, paths, groups)]
-    else:
-        records = [
-            Record(id=i, label=position[y], path=os.path.abspath(p), group=g)
-            for i, y, p, g in zip(ids, labels, paths, groups)
-        ]
+    if official is not None:
+        targets.check_csv_split(rows, labels, official, csv_path)
+    records = [targets.record(i, value, path=os.path.abspath(p), group=g)
+               for i, value, p, g in zip(ids, labels.values, paths, groups)]
     kind = None
     if group_column:
         kind = "lesion" if "lesion" in group_column else "patient"
-    return DatasetIndex(name="csv", class_names=class_names, records=records, root=base,
+    return DatasetIndex(name="csv", class_names=labels.class_names, records=records, root=base,
                         official_split=official, group_kind=kind, source=csv_path.resolve(), task=task)
+
+
+def _refuse_one_image_twice(rows: list[dict[str, str]], ids: Sequence[str], paths: Sequence[str],
+                            labels: Sequence[str], csv_path: Path) -> None:
+    """Two rows naming one image (:func:`_same_file_twice`) are refused, naming both lines."""
+    pair = _same_file_twice(ids, paths)
+    if pair is None:
+        return
+    a, b = rows[pair[0]], rows[pair[1]]
+    labels_note = (f" with labels {labels[pair[0]]!r} and {labels[pair[1]]!r}"
+                   if labels[pair[0]] != labels[pair[1]] else "")
+    # Two spellings that print alike (NFC and NFD) are shown with their code points.
+    show = ascii if a["path"] != b["path"] and canonical_text(a["path"]) == canonical_text(b["path"]) else repr
+    raise DataError(
+        f"{str(csv_path)!r}: lines {a['_line']} and {b['_line']} name the same image "
+        f"({show(a['path'])} and {show(b['path'])}){labels_note}; keep one row per image"
+    )
+
+
+def _csv_split(rows: list[dict[str, str]], columns: list[str], csv_path: Path) -> list[str] | None:
+    """The CSV's own split (its ``split`` column), or ``None`` without one."""
+    if "split" not in columns:
+        return None
+    official = [(r.get("split") or "").strip().lower() for r in rows]
+    bad = sorted({s for s in official if s not in SPLIT_NAMES})
+    if bad:
+        raise DataError(f"{str(csv_path)!r}: split values {bad} are not among {list(SPLIT_NAMES)}")
+    return official

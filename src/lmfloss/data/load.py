@@ -6,24 +6,18 @@ import dataclasses
 import logging
 import os
 import stat
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from lmfloss.data.adapters import get_adapter, resolve_task
+from lmfloss.data.adapters import Adapter, get_adapter, resolve_task
 from lmfloss.data.images import image_header_ok
 from lmfloss.data.records import SPLIT_NAMES, DatasetIndex, check_class_names
-from lmfloss.data.splits import (
-    GROUP_KINDS,
-    Splits,
-    check_split_classes,
-    fold_split,
-    group_split,
-    mixed_class_groups,
-    paper_split,
-)
+from lmfloss.data.splits import GROUP_KINDS, Splits, check_split_classes
+from lmfloss.data.targets import Targets, or_words, targets_of, tasks_where
 from lmfloss.errors import DataError
+from lmfloss.task import Task, get_task
 
 if TYPE_CHECKING:
     from lmfloss.config import TrainConfig
@@ -93,6 +87,38 @@ def _without(index: DatasetIndex, assignment: list[T], bad: list[tuple[int, str]
     return kept, [assignment[i] for i in keep]
 
 
+@dataclass(frozen=True)
+class LoadRequest:
+    """What :func:`load_splits` is asked: a dataset and how to split it (its arguments, one
+    object). Built once, from a run's config (:meth:`of`) or from ``load_splits``' arguments,
+    and handed to the loader whole.
+    """
+
+    dataset: str
+    root: str | Path | None = None
+    csv: str | Path | None = None
+    seed: int = 23  # the paper's split seed
+    group_by: str | None = None
+    download: bool = False
+    skip_bad_images: bool = False
+    folds: int | None = None
+    fold: int | None = None
+    fold_seed: int = 23
+    folds_include_test: bool = False
+    task: str = "multiclass"
+    label_columns: Sequence[str] | None = None
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> LoadRequest:
+        """The request of a run's config (dataset, root, csv, split seed, group_by, fold...)."""
+        return cls(
+            dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
+            group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
+            folds=config.folds, fold=config.fold, fold_seed=config.fold_seed,
+            folds_include_test=config.folds_include_test, task=config.task, label_columns=config.label_columns,
+        )
+
+
 def load_splits(
     dataset: str,
     root: str | Path | None = None,
@@ -133,8 +159,9 @@ def load_splits(
             folds themselves).
         folds_include_test: pool a dataset's official train/val/test split into the folds
             (k-fold is refused on such a dataset otherwise: it would discard its test split).
-        task: ``"multiclass"`` or ``"multilabel"`` (:func:`lmfloss.data.adapters.resolve_task`:
-            a dataset multi-label by nature is multi-label whatever was asked). Multi-label
+        task: a task's name (:mod:`lmfloss.task`; :func:`lmfloss.data.adapters.resolve_task`:
+            a dataset multi-label by nature is multi-label whatever was asked). How the images
+            are split follows the task's targets (:mod:`lmfloss.data.targets`): multi-label
             splits and folds use iterative stratification (:mod:`lmfloss.data.multilabel`).
         label_columns: ``csv`` with ``task="multilabel"``: the 0/1 columns, one per label.
 
@@ -147,39 +174,74 @@ def load_splits(
         DataError: malformed metadata, labels outside the classes, an empty class, an
             unreadable image file (without ``skip_bad_images``).
     """
-    return _load(dataset, root, csv, seed, group_by, download, skip_bad_images, folds, fold, fold_seed,
-                 folds_include_test, task, label_columns)[0]
+    return _load(LoadRequest(
+        dataset, root=root, csv=csv, seed=seed, group_by=group_by, download=download,
+        skip_bad_images=skip_bad_images, folds=folds, fold=fold, fold_seed=fold_seed,
+        folds_include_test=folds_include_test, task=task, label_columns=label_columns,
+    ))[0]
 
 
-def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: int, group_by: str | None,
-          download: bool, skip_bad_images: bool, folds: int | None, fold: int | None, fold_seed: int,
-          folds_include_test: bool, task: str = "multiclass",
-          label_columns: list[str] | None = None) -> tuple[Splits, DatasetIndex, list[tuple[int, str]]]:
+def _load(request: LoadRequest) -> tuple[Splits, DatasetIndex, list[tuple[int, str]]]:
     """``(splits, the index with every record, (position, reason) of the records left out)``."""
-    adapter = get_adapter(dataset)
-    task = resolve_task(dataset, task)
-    if task == "multilabel" and adapter.score_by == "patient" and group_by is None:
+    adapter = get_adapter(request.dataset)
+    task = get_task(resolve_task(request.dataset, request.task))
+    request = _settled(request, adapter, task)
+    index = _read_index(request, adapter, task)
+    bad = _bad_images(index, request.skip_bad_images)
+    check_folds(request.dataset, index, request.folds, request.fold, request.folds_include_test)
+    targets = targets_of(task)
+    if request.group_by is not None:
+        targets.warn_groups(index, request.group_by)
+    assignment, official = _assign(request, index, targets)
+    kept, kept_assignment = _without(index, assignment, bad)
+    cv = None
+    if request.folds is not None and request.fold is not None:
+        cv = {"folds": request.folds, "fold": request.fold, "fold_seed": request.fold_seed}
+    splits = Splits(
+        kept, kept_assignment, seed=request.seed, group_by=request.group_by, official=official,
+        skip_bad_images=request.skip_bad_images, skipped=[str(index.records[i].path) for i, _ in bad], cv=cv,
+    )
+    check_split_classes(splits)
+    if request.group_by is None:
+        _warn_leakage(splits)
+    return splits, index, bad
+
+
+def _settled(request: LoadRequest, adapter: Adapter, task: Task) -> LoadRequest:
+    """``request`` checked against its dataset and task, with a patient-scored dataset's images
+    grouped by patient unless a grouping was asked."""
+    dataset, group_by = request.dataset, request.group_by
+    if task.group_scoring and adapter.score_by == "patient" and group_by is None:
         # The dataset labels patients (ODIR-5K: each eye carries its patient's labels): an eye in
         # test whose twin is in train would be a leak, so its patients stay whole by default.
         logger.info("dataset %r labels patients: each patient's images kept in one split (group_by patient)",
                     dataset)
         group_by = "patient"
-    if label_columns is not None and (dataset != "csv" or task != "multilabel"):
-        raise ValueError("--label-columns is for --dataset csv --task multilabel")
+    if request.label_columns is not None and (dataset != "csv" or not targets_of(task).takes_label_columns):
+        names = or_words([t.name for t in tasks_where(lambda t: targets_of(t).takes_label_columns)])
+        raise ValueError(f"--label-columns is for --dataset csv --task {names}")
     if group_by is not None and group_by not in GROUP_KINDS:
         raise ValueError(f"group_by must be None or one of {list(GROUP_KINDS)}, got {group_by!r}")
     if group_by is not None and not adapter.user_groups and adapter.group_kind != group_by:
         supported = f"only by {adapter.group_kind!r}" if adapter.group_kind else "not at all"
         raise ValueError(f"dataset {dataset!r} can be grouped {supported}, got group_by={group_by!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if adapter.needs_root and root is None:
+    if not isinstance(request.seed, int) or isinstance(request.seed, bool):
+        raise ValueError(f"seed must be an integer, got {request.seed!r}")
+    if adapter.needs_root and request.root is None:
         raise ValueError(f"dataset {dataset!r} needs --root; expected layout: {adapter.layout}")
-    root_path = Path(root).expanduser() if root is not None else None
-    csv_path = Path(csv).expanduser() if csv is not None else None
-    index = adapter.index(root_path, csv_path, download, task=task, label_columns=label_columns)
-    if index.task != task:  # an adapter that ignored the task it was asked for: a bug, said plainly
-        raise DataError(f"dataset {dataset!r} gave a {index.task} index for task {task!r}")
+    return dataclasses.replace(request, group_by=group_by)
+
+
+def _read_index(request: LoadRequest, adapter: Adapter, task: Task) -> DatasetIndex:
+    """The adapter's index of the request's data, of ``task`` (checked: class names, group ids)."""
+    dataset, group_by = request.dataset, request.group_by
+    root_path = Path(request.root).expanduser() if request.root is not None else None
+    csv_path = Path(request.csv).expanduser() if request.csv is not None else None
+    index = adapter.index(root_path, csv_path, request.download, task=task.name,
+                          label_columns=request.label_columns)
+    if get_task(index.task).target != task.target:  # an adapter that ignored the task it was asked for: a bug
+        raise DataError(f"dataset {dataset!r} gave a {index.task} index for task {task.name!r}")
+    index.task = task.name  # the task asked, whichever task of these targets the adapter knows
     check_class_names(index.class_names)
     index.group_kind = index.group_kind or adapter.group_kind
     if group_by is not None and not any(r.group for r in index.records):
@@ -188,66 +250,24 @@ def _load(dataset: str, root: str | Path | None, csv: str | Path | None, seed: i
             "put HAM10000_metadata.csv (lesion_id,image_id,...) next to GroundTruth.csv"
             if dataset == "ham10000" else f"its metadata must give a {group_by} id per image")
         raise DataError(f"dataset {dataset!r} ({where!r}) has no {group_by} ids to group by; {hint}")
-    bad = _bad_images(index, skip_bad_images)
-    check_folds(dataset, index, folds, fold, folds_include_test)
-    if group_by is not None and task == "multiclass":
-        _warn_mixed_groups(index, group_by)
-    assignment, official = _assign(dataset, index, seed, group_by, folds, fold, fold_seed)
-    kept, kept_assignment = _without(index, assignment, bad)
-    splits = Splits(
-        kept, kept_assignment, seed=seed, group_by=group_by, official=official,
-        skip_bad_images=skip_bad_images, skipped=[str(index.records[i].path) for i, _ in bad],
-        cv={"folds": folds, "fold": fold, "fold_seed": fold_seed} if folds is not None and fold is not None else None,
-    )
-    check_split_classes(splits)
-    if group_by is None:
-        _warn_leakage(splits)
-    return splits, index, bad
+    return index
 
 
-def _assign(dataset: str, index: DatasetIndex, seed: int, group_by: str | None, folds: int | None,
-            fold: int | None, fold_seed: int) -> tuple[list[str], bool]:
+def _assign(request: LoadRequest, index: DatasetIndex, targets: Targets) -> tuple[list[str], bool]:
     """``(split of every record, whether it is the dataset's own split)``."""
-    multilabel = index.task == "multilabel"
-    if folds is not None and fold is not None:
-        if multilabel:
-            from lmfloss.data.multilabel import multilabel_fold_split
-
-            return multilabel_fold_split(index.records, len(index.class_names), folds, fold, fold_seed,
-                                         grouped=group_by is not None), False
-        return fold_split(index.records, len(index.class_names), folds, fold, fold_seed, grouped=group_by is not None), False
+    grouped = request.group_by is not None
+    if request.folds is not None and request.fold is not None:
+        return targets.fold_split(index.records, len(index.class_names), request.folds, request.fold,
+                                  request.fold_seed, grouped), False
     if index.official_split is not None:
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
         if bad:
             raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
-        if group_by is not None:
-            raise ValueError(f"dataset {dataset!r} comes with its own split; group_by={group_by!r} does not apply")
+        if grouped:
+            raise ValueError(f"dataset {request.dataset!r} comes with its own split; "
+                             f"group_by={request.group_by!r} does not apply")
         return list(index.official_split), True
-    if multilabel:
-        from lmfloss.data.multilabel import multilabel_split
-
-        return multilabel_split(index.records, len(index.class_names), seed, grouped=group_by is not None), False
-    if group_by is None:
-        return paper_split([r.label for r in index.records], len(index.class_names), seed), False
-    return group_split(index.records, len(index.class_names), seed), False
-
-
-def _warn_mixed_groups(index: DatasetIndex, group_by: str) -> None:
-    """One warning naming the groups with images of several classes (the first few and the
-    count): a grouped split or fold keeps each in one place, stratified as one class."""
-    mixed = mixed_class_groups(index.records)
-    if not mixed:
-        return
-    kind = index.group_kind or group_by
-
-    def counts(count: Counter[int]) -> str:
-        return ", ".join(f"{index.class_names[c]} {n}" for c, n in sorted(count.items()))
-
-    shown = "; ".join(f"{group!r} ({counts(count)})" for group, count in list(mixed.items())[:3])
-    more = "; ..." if len(mixed) > 3 else ""
-    logger.warning("%d %s group(s) have images of more than one class: %s%s; each stays whole in one split, "
-                   "stratified as its most common class (ties: the first in class order), and takes its other "
-                   "images along", len(mixed), kind, shown, more)
+    return targets.split(index.records, len(index.class_names), request.seed, grouped), False
 
 
 def _warn_leakage(splits: Splits) -> None:
@@ -285,29 +305,19 @@ def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Pat
                     label_columns: list[str] | None = None) -> tuple[DatasetIndex, list[int]]:
     """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same
     folds (assigned over every file, unreadable ones left out after, as :func:`load_splits` does)."""
-    from lmfloss.data.splits import assign_folds
-
-    _, index, bad = _load(dataset, root, csv, 23, group_by if group_by else None, download, skip_bad_images,
-                          folds, 1, fold_seed, folds_include_test, task, label_columns)
-    if index.task == "multilabel":
-        from lmfloss.data.multilabel import multilabel_folds
-
-        assigned = multilabel_folds(index.records, len(index.class_names), folds, fold_seed,
-                                    grouped=group_by is not None)
-    else:
-        assigned = assign_folds(index.records, len(index.class_names), folds, fold_seed,
-                                grouped=group_by is not None)
+    _, index, bad = _load(LoadRequest(
+        dataset, root=root, csv=csv, group_by=group_by if group_by else None, download=download,
+        skip_bad_images=skip_bad_images, folds=folds, fold=1, fold_seed=fold_seed,
+        folds_include_test=folds_include_test, task=task, label_columns=label_columns,
+    ))
+    assigned = targets_of(index.task).folds(index.records, len(index.class_names), folds, fold_seed,
+                                            grouped=group_by is not None)
     return _without(index, assigned, bad)
 
 
 def splits_for(config: TrainConfig) -> Splits:
     """The :class:`Splits` of a run's config (dataset, root, csv, split seed, group_by, fold...)."""
-    return load_splits(
-        dataset=config.dataset, root=config.root, csv=config.csv, seed=config.split_seed,
-        group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
-        folds=config.folds, fold=config.fold, fold_seed=config.fold_seed,
-        folds_include_test=config.folds_include_test, task=config.task, label_columns=config.label_columns,
-    )
+    return _load(LoadRequest.of(config))[0]
 
 
 def dataset_for(
@@ -329,6 +339,7 @@ def dataset_for(
     ``lmfloss prepare --workers`` builds it. ``warn_notes``: see :func:`make_dataset`.
     """
     splits = splits if splits is not None else splits_for(config)
+    # torch-free module (lmfloss split loads it): only the datasets need torch
     from lmfloss.data.dataset import make_dataset
 
     return make_dataset(

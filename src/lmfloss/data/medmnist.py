@@ -17,12 +17,17 @@ import logging
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lmfloss.data.records import DatasetIndex, Record
+from lmfloss.data.records import DatasetIndex
+from lmfloss.data.targets import targets_of
 from lmfloss.errors import DataError
+from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +148,69 @@ def _class_names(flag: str) -> list[str]:
     return list(CLASS_NAMES[flag])
 
 
+def _class_column(labels: np.ndarray, class_names: list[str], path: Path, flag: str, split: str) -> np.ndarray:
+    """A split's ``[N, 1]`` labels as ``int64 [N]`` class indices."""
+    if labels.shape[1] != 1:
+        raise DataError(f"{str(path)!r} holds multi-label targets; {flag} is a single-label dataset")
+    return labels[:, 0].astype(np.int64)
+
+
+def _check_class_column(labels: np.ndarray, class_names: list[str], path: Path, flag: str) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
+    if bad.size:
+        raise DataError(
+            f"{str(path)!r}: label {int(labels[bad[0]])} outside 0..{len(class_names) - 1} ({flag} classes {class_names})"
+        )
+
+
+def _label_rows(labels: np.ndarray, class_names: list[str], path: Path, flag: str, split: str) -> np.ndarray:
+    """A split's ``[N, L]`` 0/1 labels as ``int64 [N, L]``."""
+    if labels.shape[1] != len(class_names):
+        raise DataError(f"{str(path)!r}: {split}_labels has {labels.shape[1]} columns; {flag} has "
+                        f"{len(class_names)} labels {class_names}")
+    return labels.astype(np.int64)
+
+
+def _check_label_rows(labels: np.ndarray, class_names: list[str], path: Path, flag: str) -> None:
+    bad = np.flatnonzero(((labels != 0) & (labels != 1)).any(axis=1))
+    if bad.size:
+        raise DataError(f"{str(path)!r}: label row {int(bad[0])} holds {labels[bad[0]].tolist()}; "
+                        f"{flag}'s labels are 0/1 per finding")
+
+
+@dataclass(frozen=True)
+class _LabelReader:
+    """How an npz's ``{split}_labels`` give one kind of targets (:attr:`lmfloss.task.Task.target`)."""
+
+    read: Callable[[np.ndarray, list[str], Path, str, str], np.ndarray]  # one split's labels, their shape checked
+    check: Callable[[np.ndarray, list[str], Path, str], None]  # every label's value
+    value: Callable[[np.ndarray], Any]  # one image's target, as its Record holds it
+
+
+_READERS = {
+    "index": _LabelReader(_class_column, _check_class_column, int),
+    "multi-hot": _LabelReader(_label_rows, _check_label_rows, lambda row: tuple(np.flatnonzero(row).tolist())),
+}
+
+
+def _images(array: np.ndarray, path: Path) -> np.ndarray:
+    """``uint8 [N, H, W, 3]`` of the npz's images (grayscale repeated into 3 channels), read-only."""
+    if array.ndim == 3:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.dtype != np.uint8:
+        raise DataError(f"{str(path)!r}: expected uint8 images [N, H, W] or [N, H, W, 3], got {array.dtype} {array.shape}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    array.setflags(write=False)
+    return array
+
+
 def index_medmnist(name: str, root: str | Path | None, download_missing: bool = False) -> DatasetIndex:
     """Read a MedMNIST 2D ``.npz`` into a :class:`DatasetIndex` with its official split.
 
     Grayscale images (``[N, H, W]``) are repeated into 3 channels for ImageNet networks.
-    Record ids are ``<flag>-<split>-<row within split>``.
+    Record ids are ``<flag>-<split>-<row within split>``. ChestMNIST's labels are 0/1 rows
+    (multi-label), the others' one class index per image.
 
     Raises:
         FileNotFoundError: the file is missing and ``download_missing`` is False.
@@ -170,11 +233,12 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
             )
         path = download(flag, size, root)
     class_names = _class_names(flag)
+    task = task_of(flag)
+    reader = _READERS[get_task(task).target]
     try:
         data = np.load(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read MedMNIST file {str(path)!r}: {exc}") from None
-    multilabel = flag in MULTILABEL
     with data:
         images, labels, official = [], [], []
         for split in ("train", "val", "test"):
@@ -184,43 +248,18 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
                 raise DataError(f"MedMNIST file {str(path)!r} lacks arrays {missing}; found {data.files}")
             split_images = data[f"{split}_images"]
             split_labels = np.asarray(data[f"{split}_labels"]).reshape(len(split_images), -1)
-            if multilabel and split_labels.shape[1] != len(class_names):
-                raise DataError(f"{str(path)!r}: {split}_labels has {split_labels.shape[1]} columns; {flag} has "
-                                f"{len(class_names)} labels {class_names}")
-            if not multilabel and split_labels.shape[1] != 1:
-                raise DataError(f"{str(path)!r} holds multi-label targets; {flag} is a single-label dataset")
             images.append(split_images)
-            labels.append(split_labels.astype(np.int64) if multilabel else split_labels[:, 0].astype(np.int64))
+            labels.append(reader.read(split_labels, class_names, path, flag, split))
             official += [split] * len(split_images)
-    array = np.concatenate(images)
-    if array.ndim == 3:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.dtype != np.uint8:
-        raise DataError(f"{str(path)!r}: expected uint8 images [N, H, W] or [N, H, W, 3], got {array.dtype} {array.shape}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
+    array = _images(np.concatenate(images), path)
     all_labels = np.concatenate(labels)
-    if multilabel:
-        bad = np.flatnonzero(((all_labels != 0) & (all_labels != 1)).any(axis=1))
-        if bad.size:
-            raise DataError(f"{str(path)!r}: label row {int(bad[0])} holds {all_labels[bad[0]].tolist()}; "
-                            f"{flag}'s labels are 0/1 per finding")
-    else:
-        bad = np.flatnonzero((all_labels < 0) | (all_labels >= len(class_names)))
-        if bad.size:
-            raise DataError(
-                f"{str(path)!r}: label {int(all_labels[bad[0]])} outside 0..{len(class_names) - 1} ({flag} classes {class_names})"
-            )
-    array.setflags(write=False)
+    reader.check(all_labels, class_names, path, flag)
+    targets = targets_of(task)
     records, counters = [], {"train": 0, "val": 0, "test": 0}
     for row, (label, split) in enumerate(zip(all_labels, official)):
-        rid = f"{flag}-{split}-{counters[split]}"
-        if multilabel:
-            records.append(Record(id=rid, label=None, row=row, labels=tuple(np.flatnonzero(label).tolist())))
-        else:
-            records.append(Record(id=rid, label=int(label), row=row))
+        records.append(targets.record(f"{flag}-{split}-{counters[split]}", reader.value(label), row=row))
         counters[split] += 1
     return DatasetIndex(
         name=name, class_names=class_names, records=records, root=root, official_split=official, images=array,
-        task=task_of(flag),
+        task=task,
     )

@@ -1,4 +1,6 @@
-"""Multi-label data: target matrices, label counts, and splits by iterative stratification.
+"""Multi-label data: target matrices, label counts, splits by iterative stratification, a CSV's
+labels column, and :data:`MULTI_HOT`, the data layer's ``multi-hot`` targets
+(:mod:`lmfloss.data.targets`).
 
 A multi-label record carries ``Record.labels``, the indices of the labels present (``()`` is
 an image with no finding). Splitting must keep every label's prevalence in every split --
@@ -20,11 +22,20 @@ multi-class datasets. The seed breaks the algorithm's ties (the same seed, the s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from lmfloss.data.records import Record
+from lmfloss.data.records import (
+    SPLIT_NAMES,
+    CsvLabels,
+    DatasetIndex,
+    Record,
+    canonical_label,
+    order_class_names,
+)
+from lmfloss.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +72,7 @@ def _groups(records: Sequence[Record], num_labels: int, grouped: bool) -> tuple[
 
 def _stratify(labels: np.ndarray, shares: Sequence[float], seed: int) -> np.ndarray:
     """The subset (index into ``shares``) of each row, by iterative stratification."""
+    # deferred: iterstrat imports scikit-learn (seconds); only a multi-label split needs it
     from iterstrat.ml_stratifiers import IterativeStratification
 
     if len(labels) == 0:
@@ -90,6 +102,7 @@ def multilabel_folds(records: Sequence[Record], num_labels: int, k: int, seed: i
     Raises:
         ValueError: ``k < 2`` or more folds than groups.
     """
+    # deferred: iterstrat imports scikit-learn (seconds); only multi-label folds need it
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
@@ -129,3 +142,176 @@ def multilabel_fold_split(records: Sequence[Record], num_labels: int, k: int, fo
         for i in members:
             assignment[rest[i]] = "val" if s == 0 else "train"
     return assignment
+
+
+# ---- a CSV's labels column or 0/1 columns -------------------------------------------------
+
+
+def zero_one(value: str, column: str, line: str, path: Path) -> int:
+    """A 0/1 cell (``0``, ``1``, ``0.0``, ``1.0``) as an int; anything else names the cell."""
+    text = value.strip()
+    if text in ("0", "1", "0.0", "1.0"):
+        return int(float(text))
+    raise DataError(f"{str(path)!r} line {line}: column {column!r} holds {text!r}; a label column holds 0 or 1")
+
+
+def multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
+                    csv_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
+    """``(label names, the labels present in each row)`` of a multi-label CSV: its ``labels``
+    column (``;``-separated names, empty = no finding) or its 0/1 ``label_columns``."""
+    if label_columns:
+        names = [canonical_label(c) for c in label_columns]
+        joined = [c for c in names if ";" in c]
+        if joined:  # manifests and predictions.csv list an image's labels ';'-separated
+            raise DataError(f"--label-columns: label {joined[0]!r} has a ';', which separates labels in manifests "
+                            "and predictions.csv; rename the column")
+        if len(set(names)) != len(names):
+            raise DataError(f"--label-columns {list(label_columns)} names a label twice")
+        both = [r["_line"] for r in rows if "labels" in columns and r["labels"].strip()]
+        if both:
+            raise DataError(f"{str(csv_path)!r} line {both[0]} has a value in the 'labels' column and the label "
+                            f"columns {list(label_columns)}; give each image's labels one way")
+        sets = [tuple(j for j, c in enumerate(label_columns) if zero_one(r[c], c, r["_line"], csv_path))
+                for r in rows]
+        return names, sets
+    if "labels" not in columns:
+        raise DataError(f"{str(csv_path)!r} has no column 'labels' (';'-separated label names, empty = no finding); "
+                        f"found columns {columns}, or pass --label-columns A,B,C for one 0/1 column per label")
+    per_row = [[canonical_label(part) for part in r["labels"].split(";")] for r in rows]
+    per_row = [[name for name in names if name] for names in per_row]
+    _check_separator(rows, per_row, csv_path)
+    names = order_class_names([n for row in per_row for n in row], f"{str(csv_path)!r}")
+    position = {name: i for i, name in enumerate(names)}
+    return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
+
+
+def _check_separator(rows: list[dict[str, str]], per_row: list[list[str]], csv_path: Path) -> None:
+    """A labels column written with another separator (NIH ChestX-ray14's ``A|B``, or ``A,B``)
+    would make every combination a label of its own: refused, naming the row. A name with ``|``
+    is never one label; one with ``,`` is refused when its parts are labels of other rows."""
+    known = {name for row in per_row for name in row}
+    for row, names in zip(rows, per_row):
+        for name in names:
+            for separator in ("|", ","):
+                parts = [part.strip() for part in name.split(separator)]
+                if len(parts) > 1 and (separator == "|" or all(part in known for part in parts)):
+                    raise DataError(f"{str(csv_path)!r} line {row['_line']}: label {name!r} looks like several "
+                                    f"labels joined by {separator!r}; the labels column separates names with ';' "
+                                    f"(e.g. {';'.join(parts)})")
+
+
+def check_training_labels(rows: list[dict[str, str]], label_sets: list[tuple[int, ...]], official: list[str],
+                          names: list[str], csv_path: Path) -> None:
+    """With a ``split`` column, a label that no training row has is a typo or an unlearnable
+    label: refused with the first line that has it."""
+    in_train = {j for labels, split in zip(label_sets, official) if split == "train" for j in labels}
+    for row, labels, split in zip(rows, label_sets, official):
+        unknown = [names[j] for j in labels if j not in in_train]
+        if unknown:
+            raise DataError(f"{str(csv_path)!r} line {row['_line']} ({split} split): label {unknown[0]!r} appears in "
+                            f"no train row; known from training: {[n for j, n in enumerate(names) if j in in_train]} "
+                            "-- fix the name, or add training images of it")
+
+
+class MultiHot:
+    """The ``multi-hot`` targets: a record's ``labels`` are the indices of the labels present.
+
+    What the data layer does with such targets -- count, show, split, fold and check them, read
+    them from a CSV -- asked through :func:`lmfloss.data.targets.targets_of`, never by the task's name.
+    """
+
+    kind = "multi-hot"
+    column = "labels"  # the manifest's and the folds file's column: label names joined by ';'
+    table_words = ("label (positives)", "images")  # the count table's first column and its last row
+    has_positive_class = False  # a decision per label, at thresholds chosen on validation
+    takes_label_columns = True
+
+    # ---- records --------------------------------------------------------------------------
+    def record(self, id: str, value: tuple[int, ...], *, path: str | None = None, group: str | None = None,
+               row: int | None = None) -> Record:
+        """A :class:`Record` with the labels ``value`` (no class index)."""
+        return Record(id=id, label=None, path=path, group=group, row=row, labels=value)
+
+    def has(self, record: Record, c: int) -> bool:
+        return c in record.labels
+
+    def counts(self, records: Sequence[Record], num_classes: int) -> list[int]:
+        """The positive images of each label."""
+        counts = [0] * num_classes
+        for record in records:
+            for label in record.labels:
+                counts[label] += 1
+        return counts
+
+    def text(self, record: Record, class_names: Sequence[str]) -> str:
+        """The record's label names joined by ``;`` (empty for no finding): a manifest's ``labels``."""
+        return ";".join(class_names[j] for j in record.labels)
+
+    def array(self, records: Sequence[Record], num_labels: int) -> np.ndarray:
+        """``float32 [N, L]`` of 0/1 (a dataset's ``labels``, as the losses take them)."""
+        return targets_matrix(records, num_labels).astype(np.float32)
+
+    def table_totals(self, column_sums: list[int], images: list[int]) -> list[int]:
+        """The count table's last row: the images per split (an image counts once, whatever its labels)."""
+        return images
+
+    # ---- splits ---------------------------------------------------------------------------
+    def split(self, records: Sequence[Record], num_labels: int, seed: int, grouped: bool) -> list[str]:
+        return multilabel_split(records, num_labels, seed, grouped=grouped)
+
+    def folds(self, records: Sequence[Record], num_labels: int, k: int, seed: int, grouped: bool) -> list[int]:
+        return multilabel_folds(records, num_labels, k, seed, grouped=grouped)
+
+    def fold_split(self, records: Sequence[Record], num_labels: int, k: int, fold: int, seed: int,
+                   grouped: bool) -> list[str]:
+        return multilabel_fold_split(records, num_labels, k, fold, seed, grouped=grouped)
+
+    def rule(self, grouped: str, seed: int) -> str:
+        return f"an iteratively stratified 70:15:15 multi-label split{grouped}, seed {seed}"
+
+    def check_splits(self, name: str, class_names: Sequence[str], records: Mapping[str, Sequence[Record]]) -> None:
+        """Every label needs a positive (and a negative) training image; a label no validation or
+        test image has is a warning (its scores there are listed as undefined)."""
+        tables = {s: label_count_table(records[s], len(class_names)) for s in SPLIT_NAMES}
+        for j, label in enumerate(class_names):
+            total = sum(tables[s][j][1] for s in SPLIT_NAMES)
+            negatives, positives = tables["train"][j]
+            if positives == 0:
+                where = "" if not total else f"; its {total} positive image(s) are all in validation/test"
+                raise DataError(f"label {label!r} of dataset {name!r} has no positive training image{where}; "
+                                "every label needs at least one -- fix the label name, add training images or drop it")
+            if negatives == 0:
+                raise DataError(f"label {label!r} is positive on every training image ({positives}); it cannot be "
+                                "learned as a decision -- drop the label")
+            for split in ("val", "test"):
+                if tables[split][j][1] == 0:
+                    logger.warning("label %r has no positive %s image (%d in all); its %s scores are undefined and "
+                                   "listed as such", label, split, total, split)
+
+    def warn_groups(self, index: DatasetIndex, group_by: str) -> None:
+        """Nothing to warn about: a group is split with the union of its images' labels."""
+
+    # ---- a CSV's labels -------------------------------------------------------------------
+    def csv_columns(self, label_columns: Sequence[str] | None) -> list[str]:
+        """The columns a CSV of these targets must have (its ``labels`` column is checked when read)."""
+        return ["path", *(label_columns or [])]
+
+    def csv_labels(self, rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
+                   csv_path: Path) -> CsvLabels:
+        """The rows' labels, from the ``labels`` column or the 0/1 ``label_columns``
+        (:func:`multilabel_rows`), with the label order."""
+        class_names, label_sets = multilabel_rows(rows, columns, label_columns, csv_path)
+        texts = [";".join(class_names[j] for j in s) for s in label_sets]
+        return CsvLabels(texts, class_names, label_sets)
+
+    def csv_classes(self, labels: CsvLabels, rows: list[dict[str, str]], csv_path: Path) -> CsvLabels:
+        """``labels``: their order was known as they were read."""
+        return labels
+
+    def check_csv_split(self, rows: list[dict[str, str]], labels: CsvLabels, official: list[str],
+                        csv_path: Path) -> None:
+        """With a ``split`` column, a label that no training row has is refused (:func:`check_training_labels`)."""
+        check_training_labels(rows, labels.values, official, labels.class_names, csv_path)
+
+
+MULTI_HOT = MultiHot()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmfloss.data.images import SIXTEEN_BIT_MODES
+from lmfloss.task import get_task
 
 RECIPE_VERSION = 1  # bump when the recipe's step vocabulary changes
 SIXTEEN_BIT_SCALE = 255.0 / 65535.0  # lmfloss.data.images: 16-bit pixels under "dtype"
@@ -30,6 +31,14 @@ INTENSITY_TEXT = {
              "rounded half to even (np.rint)",
     "minmax": "by each image's own range: (x - min) * 255 / (max - min) over all channels of the image at its "
               "original size (before resizing), rounded half to even (np.rint); a constant image becomes 0",
+}
+
+
+# The graph's last step, by the task's activation (:attr:`lmfloss.task.Task.activation`).
+ACTIVATION_STEPS: dict[str, dict[str, Any]] = {
+    "softmax": {"op": "softmax", "in_graph": True, "axis": 1, "how": "float32 probabilities [N, K] in class_names order"},
+    "sigmoid": {"op": "sigmoid", "in_graph": True,
+                "how": "float32 probabilities [N, L], one per label in class_names order, independent (multi-label)"},
 }
 
 
@@ -82,6 +91,7 @@ def preprocessing_recipe(config: Any, training_resize: str, resize_in_graph: boo
         training_resize: ``"pil"`` (file datasets) or ``"torch"`` (array datasets).
         resize_in_graph: whether the exported graph resizes (TorchScript of an array dataset).
     """
+    # torch-free module (the recipe is plain data): transforms imports torch
     from lmfloss.data.transforms import NORMALIZATIONS
 
     size = config.image_size
@@ -109,11 +119,7 @@ def preprocessing_recipe(config: Any, training_resize: str, resize_in_graph: boo
          "how": "identity (no mean/std)" if stats is None else "(x - mean[c]) / std[c] per RGB channel c"},
         {"op": "network", "in_graph": True, "architecture": config.model,
          "how": f"float32 [N, 3, {size}, {size}] -> logits [N, K]"},
-        ({"op": "sigmoid", "in_graph": True,
-          "how": "float32 probabilities [N, L], one per label in class_names order, independent (multi-label)"}
-         if getattr(config, "task", "multiclass") == "multilabel" else
-         {"op": "softmax", "in_graph": True, "axis": 1,
-          "how": "float32 probabilities [N, K] in class_names order"}),
+        dict(ACTIVATION_STEPS[get_task(config).activation]),
     ]
     return {
         "version": RECIPE_VERSION,

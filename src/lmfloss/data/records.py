@@ -13,8 +13,11 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from lmfloss.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,22 @@ class DatasetIndex:
     box_labels: dict[str, list[int]] | None = None
 
 
+@dataclass
+class CsvLabels:
+    """The labels of a CSV's rows as a kind of targets reads them (:mod:`lmfloss.data.targets`).
+
+    Attributes:
+        texts: each row's label(s) as one text: its class name, or its label names joined by ``;``.
+        class_names: the class (label) names in index order, once known.
+        values: each row's target, once the order is known: a class index, or the sorted
+            indices of the labels present.
+    """
+
+    texts: list[str]
+    class_names: list[str] | None = None
+    values: list[Any] | None = None
+
+
 def check_class_names(class_names: Sequence[str]) -> None:
     if len(class_names) < 2:
         raise ValueError(f"a classification dataset needs at least 2 classes, got {list(class_names)}")
@@ -154,8 +173,6 @@ def order_class_names(labels: Iterable[str], source: str) -> list[str]:
     Raises:
         DataError: two labels are equal as numbers but different as strings.
     """
-    from lmfloss.errors import DataError
-
     labels = list(labels)
     _report_merged_spellings(labels, source)
     unique = sorted({canonical_label(label) for label in labels})
