@@ -376,11 +376,11 @@ def write_per_class(report: dict[str, Any], class_names: Sequence[str], train_co
                     run_dir: str | Path) -> None:
     """``per_class.csv``: ``class,train_count,support,precision,recall,f1`` of one split.
 
-    Multi-label (``report["task"] == "multilabel"``, ``train_counts`` the ``[L, 2]`` table):
+    A multi-label run (``train_counts`` the ``[L, 2]`` table, ``report`` per label):
     :data:`PER_LABEL_COLUMNS` -- each label's training positives, positives and negatives in
     the split, AP, AUC, precision/recall/F1 at 0.5, the validation-chosen threshold and F1 at it
     (empty where undefined: a label without positives here)."""
-    if report.get("task") == "multilabel":
+    if "ap_per_label" in report:  # a report per label (multi-hot targets): one row per label
         def cell(key: str, name: str) -> str:
             value = (report.get(key) or {}).get(name)
             return "" if value is None else f"{value:.6f}"
