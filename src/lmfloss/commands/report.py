@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from lmfloss.report import build_report
+    from lmfloss.report import build_report  # deferred: `lmfloss --help` stays instant (cli.py)
 
     result = build_report(
         args.runs_dirs,

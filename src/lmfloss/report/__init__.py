@@ -2,14 +2,18 @@
 
 ``lmfloss report RUNS_DIR... --out DIR [--compare-paper]`` calls :func:`build_report`.
 It never re-trains: every number comes from the runs' ``report.json`` and
-``predictions.csv``, and never imports torch. Modules: ``runs`` (find and read runs),
-``settings`` (the LMF study's settings), ``cam`` (Grad-CAM summaries), ``aggregate`` (the
-dataset x model x loss grid, paired tests), ``stats`` (spread and bootstrap),
-``tables``/``render`` (Markdown, CSV, LaTeX), ``figures`` (PNG, PDF), ``paper`` (the
-published numbers) and ``build`` (the whole report).
+``predictions.csv``, and never imports torch. Modules, from the bottom up: ``names``
+(display names, the dataset key and its task), ``stats`` (spread and bootstrap), ``render``
+(a table as Markdown, CSV, LaTeX), ``settings`` (the LMF study's settings), ``paper`` (the
+published numbers), ``runs`` (find and read runs), ``cam`` (Grad-CAM summaries), ``grid``
+(the cell, grid and comparison types), ``formats`` (how a number is written), ``figures``
+(PNG, PDF, SVG), ``multilabel`` (datasets reported per label), ``aggregate`` (building the
+grid, paired tests), ``tables`` and ``summary`` (the paper's tables, the summary),
+``status`` (what was written, the runs section), ``html`` (report.html) and ``build``
+(the whole report). Each imports only modules listed before it.
 """
 
-from lmfloss.report.build import RESULT_COLUMNS, ReportResult, build_report, result_rows
+from lmfloss.report.build import RESULT_COLUMNS, build_report, result_rows
 from lmfloss.report.runs import ReportRun, find_runs, read_run
 from lmfloss.report.settings import infer_settings
 from lmfloss.report.stats import (
@@ -19,6 +23,7 @@ from lmfloss.report.stats import (
     mean_std,
     paired_bootstrap_test,
 )
+from lmfloss.report.status import ReportResult
 from lmfloss.rundir import Predictions, read_predictions
 
 __all__ = [

@@ -4,7 +4,9 @@ The grid is the one implied by the runs present (every dataset x model x loss se
 in any run); a grid point with no run is *missing*, one whose runs have not finished
 is *unfinished*. Inside a cell, runs that differ only by seed are repeats; when a
 cell holds several configurations (e.g. the LMF hyperparameter study), the one with
-the best mean **validation** macro-F1 is reported — never chosen on test.
+the best mean **validation** headline metric of the task (macro-F1; mAP for a multi-label
+task) is reported — never chosen on test. The cell and grid types live in
+:mod:`lmfloss.report.grid` (re-exported here).
 """
 
 from __future__ import annotations
@@ -13,103 +15,31 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
-from lmfloss.report.names import is_baseline, order_datasets, order_losses, order_models
-from lmfloss.report.runs import UNREADABLE, ReportRun, varied_settings
-from lmfloss.report.stats import (
-    PairedTest,
-    SeedTest,
-    holm,
-    mean_std,
-    paired_bootstrap_test,
-    seed_t_test,
+from lmfloss.report import multilabel
+from lmfloss.report.grid import (
+    MISSING,
+    OK,
+    UNFINISHED,
+    Cell,
+    Comparison,
+    Grid,
+    best_on_val,
+    class_value,
+    paired_cells,
+    per_label,
 )
+from lmfloss.report.names import order_datasets, order_losses, order_models
+from lmfloss.report.runs import UNREADABLE, ReportRun, varied_settings
+from lmfloss.report.stats import PairedTest, holm, paired_bootstrap_test, seed_t_test
+
+__all__ = ["MISSING", "OK", "UNFINISHED", "Cell", "Comparison", "Grid", "best_on_val", "build_grid", "experiments",
+           "missing_values", "paired_cells", "paired_tests"]
 
 logger = logging.getLogger(__name__)
-
-MAIN_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
-CALIBRATION_METRICS = ("ece", "brier", "nll")
-# The test-split scalars the tables average (besides per-class F1 and validation macro-F1).
-AVERAGED_METRICS = (*MAIN_METRICS, *CALIBRATION_METRICS)
-# ... and those of a multi-label study (besides per-label AP/AUC and validation mAP).
-MULTILABEL_AVERAGED = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", *CALIBRATION_METRICS)
-OK, MISSING, UNFINISHED = "ok", "missing", "unfinished"
-
-
-@dataclass
-class Cell:
-    """One dataset x model x loss grid point.
-
-    Attributes:
-        status: ``ok`` (at least one finished run), ``missing`` or ``unfinished``.
-        runs: Finished runs of the reported configuration, sorted by seed.
-        unfinished: Unfinished runs of that configuration (not averaged).
-        n_configs: Distinct configurations found (1 unless a study was run).
-        varied: Config keys whose values differ between those configurations, with the
-            reported configuration's value (``loss_params.beta``, ``epochs``...).
-    """
-
-    dataset: str
-    model: str
-    loss: str
-    status: str = MISSING
-    runs: list[ReportRun] = field(default_factory=list)
-    unfinished: list[ReportRun] = field(default_factory=list)
-    n_configs: int = 0
-    varied: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return len(self.runs)
-
-    @property
-    def seeds(self) -> list[int | None]:
-        return [r.seed for r in self.runs]
-
-    def values(self, metric: str) -> list[float]:
-        """The finished runs' test values of ``metric`` (runs lacking it are skipped)."""
-        return [v for v in (r.test(metric) for r in self.runs) if v is not None]
-
-    def val_values(self, metric: str) -> list[float]:
-        """The finished runs' validation values of ``metric``."""
-        return [v for v in (r.val(metric) for r in self.runs) if v is not None]
-
-    def mean_std(self, metric: str) -> tuple[float, float | None] | None:
-        values = self.values(metric)
-        return mean_std(values) if values else None
-
-    def per_class_f1(self, class_name: str) -> list[float]:
-        """The finished runs' test F1 of one class (runs that did not record it are skipped)."""
-        values = (_class_f1(run, class_name) for run in self.runs)
-        return [v for v in values if v is not None]
-
-
-def _class_f1(run: ReportRun, class_name: str) -> float | None:
-    return _class_value(run, "f1_per_class", class_name)
-
-
-def _class_value(run: ReportRun, key: str, class_name: str) -> float | None:
-    """A per-class (per-label) test value of ``report.json`` (``f1_per_class``, ``ap_per_label``...)."""
-    per_class = ((run.report or {}).get("test") or {}).get(key) or {}
-    value = per_class.get(class_name)
-    return None if value is None else float(value)
-
-
-@dataclass
-class Grid:
-    """All cells plus the axes in display order."""
-
-    datasets: list[str]
-    models: list[str]
-    losses: list[str]
-    cells: dict[tuple[str, str, str], Cell]
-    expected_n: int  # the largest seed count of any cell: fewer is flagged with n=...
-
-    def cell(self, dataset: str, model: str, loss: str) -> Cell:
-        return self.cells[(dataset, model, loss)]
 
 
 def missing_values(grid: Grid) -> list[tuple[ReportRun, list[str]]]:
@@ -122,35 +52,37 @@ def missing_values(grid: Grid) -> list[tuple[ReportRun, list[str]]]:
 
     Returns:
         ``(run, keys)`` per run lacking something, in grid order; keys are ``report.json``
-        paths: ``test.ece``, ``test.f1_per_class.<class>``, ``val.f1_macro``.
+        paths: ``test.ece``, ``test.f1_per_class.<class>``, ``val.f1_macro``. What is checked
+        is the task's: its averaged metrics, its per-class (per-label) score, its headline.
     """
     counted = [(cell.dataset, run) for cell in grid.cells.values() if cell.status == OK for run in cell.runs]
-    scalars = {task: [m for m in (MULTILABEL_AVERAGED if task == "multilabel" else AVERAGED_METRICS)
-                      if any(run.test(m) is not None for _, run in counted if run.task == task)]
-               for task in ("multiclass", "multilabel")}
-    per_class_key = {"multiclass": "f1_per_class", "multilabel": "ap_per_label"}
+    tasks = {run.task for _, run in counted}
+    scalars = {task: [m for m in task.averaged_metrics
+                      if any(run.test(m) is not None for _, run in counted if run.task is task)] for task in tasks}
     classes: dict[str, list[str]] = defaultdict(list)
     for dataset, run in counted:
         for name in run.class_names:
-            if name not in classes[dataset] and _class_value(run, per_class_key[run.task], name) is not None:
+            if name not in classes[dataset] and class_value(run, run.task.per_item_metric, name) is not None:
                 classes[dataset].append(name)
-    check_val = {task: any(run.val(run.primary_metric) is not None for _, run in counted if run.task == task)
-                 for task in ("multiclass", "multilabel")}
+    check_val = {task: any(run.val(task.headline) is not None for _, run in counted if run.task is task)
+                 for task in tasks}
     out = []
     for dataset, run in counted:
-        key = per_class_key[run.task]
-        keys = [f"test.{m}" for m in scalars[run.task] if run.test(m) is None]
-        keys += [f"test.{key}.{c}" for c in classes[dataset] if _class_value(run, key, c) is None]
-        if check_val[run.task] and run.val(run.primary_metric) is None:
-            keys.append(f"val.{run.primary_metric}")
+        task = run.task
+        key = task.per_item_metric
+        keys = [f"test.{m}" for m in scalars[task] if run.test(m) is None]
+        keys += [f"test.{key}.{c}" for c in classes[dataset] if class_value(run, key, c) is None]
+        if check_val[task] and run.val(task.headline) is None:
+            keys.append(f"val.{task.headline}")
         if keys:
             out.append((run, keys))
     return out
 
 
 def _config_score(runs: list[ReportRun]) -> float:
-    """A configuration's mean validation score: macro-F1, or mAP for a multi-label task."""
-    values = [v for v in (r.val(r.primary_metric) for r in runs) if v is not None]
+    """A configuration's mean validation score: its task's headline (macro-F1; mAP for a
+    multi-label task)."""
+    values = [v for v in (r.val(r.task.headline) for r in runs) if v is not None]
     return float(np.mean(values)) if values else float("-inf")
 
 
@@ -196,7 +128,7 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
     if len(candidates) > 1:
         logger.info(
             "%s/%s/%s: %d configurations; reporting the best by validation %s",
-            dataset, model, loss, len(candidates), "mAP" if runs[0].task == "multilabel" else "macro-F1",
+            dataset, model, loss, len(candidates), runs[0].task.headline_display,
         )
     cell.status = OK
     cell.runs = _one_per_seed(sorted(finished[best], key=_seed_key))
@@ -263,65 +195,6 @@ def _seed_key(run: ReportRun) -> tuple[int, int, str]:
     return (*run.replicate, str(run.run_dir))
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """LMF against one baseline in one dataset x model.
-
-    Attributes:
-        seeds: the seeds both have, paired.
-        seed_test: paired t-test over those seeds of the test difference of ``metric`` (from
-            each run's ``report.json``), its t-interval, and the Holm-corrected p over the
-            report's family (every LMF-vs-baseline comparison of the report).
-        test: paired bootstrap over the same test images (needs ``predictions.csv``), or
-            ``None`` when the predictions are missing or the test sets differ.
-        metric: what is compared: ``f1_macro`` (multi-class), ``map`` or ``auc_macro``
-            (multi-label; both in the family).
-    """
-
-    dataset: str
-    model: str
-    baseline: str
-    seeds: list[int | None]
-    seed_test: SeedTest
-    test: PairedTest | None = None
-    metric: str = "f1_macro"
-
-
-def best_on_val(grid: Grid, dataset: str, model: str) -> Cell | None:
-    """The baseline with the best mean **validation** macro-F1 (multi-label: mAP) in a dataset
-    x model (never chosen on test; LMF and LMF-DRW are not baselines); ``None`` without a
-    finished baseline."""
-    cells = [grid.cell(dataset, model, loss) for loss in grid.losses if is_baseline(loss)]
-    cells = [c for c in cells if c.status == OK]
-    if not cells:
-        return None
-    metric = cells[0].runs[0].primary_metric
-    cells = [c for c in cells if c.val_values(metric)]
-    if not cells:
-        return None
-    return max(cells, key=lambda c: float(np.mean(c.val_values(metric))))
-
-
-def paired_cells(grid: Grid, dataset: str, reference: str = "lmf"):
-    """``(model, baseline, reference cell, baseline cell, seed pairs)`` of ``reference`` against
-    every finished baseline of one dataset, runs paired by seed (and CV fold); a baseline
-    sharing no seed is skipped with a warning."""
-    for m in grid.models:
-        ref = grid.cell(dataset, m, reference)
-        if ref.status != OK:
-            continue
-        for loss in grid.losses:
-            base = grid.cell(dataset, m, loss)
-            if loss == reference or not is_baseline(loss) or base.status != OK:
-                continue
-            by_seed = {r.replicate: r for r in base.runs}
-            pairs = [(r, by_seed[r.replicate]) for r in ref.runs if r.replicate in by_seed]
-            if not pairs:
-                logger.warning("%s/%s: no common seed between %s and %s; no paired test", dataset, m, reference, loss)
-                continue
-            yield m, loss, ref, base, pairs
-
-
 def paired_tests(
     grid: Grid, *, reference: str = "lmf", n_boot: int = 1000, seed: int = 0
 ) -> list[Comparison]:
@@ -330,27 +203,31 @@ def paired_tests(
 
     Runs are paired by seed; predictions are aligned by record id, so both systems are
     scored on the same resampled test images. Pairs without predictions or with different
-    test sets get no image-level test (a warning says why). Multi-label datasets are compared
-    on mAP and on macro AUC (:func:`lmfloss.report.multilabel.comparisons`), in the same
-    Holm family.
+    test sets get no image-level test (a warning says why). Datasets reported per label
+    (multi-label) are compared on mAP and on macro AUC
+    (:func:`lmfloss.report.multilabel.comparisons`), in the same Holm family.
     """
-    from lmfloss.report.multilabel import comparisons as multilabel_comparisons
-    from lmfloss.report.names import is_multilabel_dataset
-
     out: list[Comparison] = []
     if reference not in grid.losses:
         return out
     for d in grid.datasets:
-        if is_multilabel_dataset(d):
-            out += multilabel_comparisons(grid, d, reference=reference, n_boot=n_boot, seed=seed)
-            continue
-        for m, loss, ref, base, pairs in paired_cells(grid, d, reference):
-            deltas = [a.test("f1_macro") - b.test("f1_macro") for a, b in pairs
-                      if a.test("f1_macro") is not None and b.test("f1_macro") is not None]
-            image_test = _paired(ref, base, pairs, n_boot=n_boot, seed=seed)
-            out.append(Comparison(d, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas), image_test))
+        compare = multilabel.comparisons if per_label(grid.task(d)) else per_class_comparisons
+        out += compare(grid, d, reference=reference, n_boot=n_boot, seed=seed)
     adjusted = holm([c.seed_test.p for c in out])
     return [replace(c, seed_test=replace(c.seed_test, p_holm=p)) for c, p in zip(out, adjusted)]
+
+
+def per_class_comparisons(grid: Grid, dataset: str, *, reference: str = "lmf", n_boot: int = 1000,
+                          seed: int = 0) -> list[Comparison]:
+    """``reference`` against every baseline of a dataset reported per class, per model, on
+    test macro-F1 (unadjusted: :func:`paired_tests` applies Holm over the whole report)."""
+    out = []
+    for m, loss, ref, base, pairs in paired_cells(grid, dataset, reference):
+        deltas = [a.test("f1_macro") - b.test("f1_macro") for a, b in pairs
+                  if a.test("f1_macro") is not None and b.test("f1_macro") is not None]
+        image_test = _paired(ref, base, pairs, n_boot=n_boot, seed=seed)
+        out.append(Comparison(dataset, m, loss, [a.seed for a, _ in pairs], seed_t_test(deltas), image_test))
+    return out
 
 
 def _paired(ref: Cell, base: Cell, pairs: list, *, n_boot: int, seed: int) -> PairedTest | None:

@@ -15,25 +15,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.report import html as html_page
 from lmfloss.report import multilabel
-from lmfloss.report.aggregate import (
-    MISSING,
-    OK,
-    UNFINISHED,
-    Comparison,
-    Grid,
-    build_grid,
-    missing_values,
-    paired_tests,
-)
-from lmfloss.report.figures import figure1, figure2, figure4
-from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.aggregate import build_grid, paired_tests
+from lmfloss.report.figures import FIGURE_CAPTIONS, FIGURE_RC, figure1, figure2, figure4
+from lmfloss.report.grid import Comparison, Grid
 from lmfloss.report.render import Table
-from lmfloss.report.runs import INVALID, UNREADABLE, ReportRun, find_runs
+from lmfloss.report.runs import UNREADABLE, ReportRun, find_runs
+from lmfloss.report.status import ReportResult, status_section
 from lmfloss.report.summary import (
     PAIRED_COLUMNS,
     SUMMARY_COLUMNS,
@@ -62,30 +54,6 @@ RESULT_COLUMNS = (
 )
 
 
-@dataclass
-class ReportResult:
-    """What :func:`build_report` wrote.
-
-    Attributes:
-        out_dir: The output folder.
-        runs: Every run found.
-        grid: The dataset x model x loss cells.
-        comparisons: Paired bootstrap tests of LMF vs each baseline.
-        tables: The tables written.
-        files: Every file written.
-    """
-
-    out_dir: Path
-    runs: list[ReportRun]
-    grid: Grid
-    comparisons: list[Comparison]
-    tables: list[Table] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    html: Path | None = None
-    figure_files: dict[str, list[Path]] = field(default_factory=dict)
-    compare_tables: list[Table] = field(default_factory=list)
-
-
 def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
     """One mapping per run with :data:`RESULT_COLUMNS`; values straight from ``report.json``."""
     rows = []
@@ -104,10 +72,10 @@ def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
             "epochs_done": run.epochs_done,
             "data_fingerprint": run.fingerprint,
             "run_dir": str(run.run_dir),
-            "task": run.task,
+            "task": run.task.name,
             **{m: run.test(m) for m in ("map", "auc_macro", "auc_micro")},
-            "odir_score": ((run.report or {}).get("test") or {}).get("odir_score", {}).get("final")
-            if run.task == "multilabel" else None,
+            # The ODIR-2019 score: of a run reported per label, none elsewhere.
+            "odir_score": (((run.report or {}).get("test") or {}).get("odir_score") or {}).get("final"),
             "val_map": run.val("map"),
         })
     return rows
@@ -151,9 +119,7 @@ def build_report(
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if html:
-        from lmfloss.report.html import require_jinja2
-
-        require_jinja2()  # before any work: a missing extra is one line, nothing written
+        html_page.require_jinja2()  # before any work: a missing extra is one line, nothing written
     runs = find_runs(roots)  # first: a wrong RUNS_DIR leaves no empty output folder behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,34 +130,16 @@ def build_report(
     result.files.append(_write_csv(out / "results.csv", RESULT_COLUMNS, result_rows(runs)))
     result.files.append(_write_csv(out / "paired_tests.csv", PAIRED_COLUMNS, paired_rows(comparisons)))
     result.files.append(_write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary_rows(grid, comparisons)))
-    if multilabel.datasets(grid):
-        result.files.append(_write_csv(out / "summary_multilabel.csv", multilabel.SUMMARY_COLUMNS,
-                                       multilabel.summary_rows(grid, comparisons)))
-        result.files.append(_write_csv(out / "paired_tests_multilabel.csv", multilabel.PAIRED_COLUMNS,
-                                       multilabel.paired_rows(comparisons)))
+    for name, columns, rows in multilabel.csv_files(grid, comparisons):
+        result.files.append(_write_csv(out / name, columns, rows))
 
-    tables = [t for t in (main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models) if t.rows]
-    tables += [t for t in (per_class_table(grid, m) for m in grid.models) if t.rows]
-    for m in grid.models:
-        tables += [t for t in (multilabel.main_table(grid, m, comparisons, n_boot=n_boot, seed=seed),
-                               multilabel.per_label_table(grid, m, "auc_per_label"),
-                               multilabel.per_label_table(grid, m, "ap_per_label")) if t is not None]
-    tables += [t for t in (calibration_table(grid, m) for m in grid.models) if t is not None]
-    table6 = hparam_table(grid, compare_paper=compare_paper)
-    if table6 is not None:
-        tables.append(table6)
-    compare_tables: list[Table] = []
-    if compare_paper:
-        compare_tables = [t for t in (compare_main_table(grid, m) for m in grid.models) if t is not None]
-        if "efficientnet_v2_s" in grid.models:
-            compare_tables.append(per_class_table(grid, "efficientnet_v2_s", compare_paper=True))
+    tables = _tables(grid, comparisons, compare_paper=compare_paper, n_boot=n_boot, seed=seed)
+    compare_tables = _compare_tables(grid) if compare_paper else []
     result.tables = tables + compare_tables
     for table in result.tables:
         result.files += table.write(out / "tables")
 
-    import matplotlib
-
-    from lmfloss.report.figures import FIGURE_RC
+    import matplotlib  # not at the top: lmfloss.cam imports this package without matplotlib
 
     # Figures drawn with FIGURE_RC: a "$" in a class or run name is text, not mathtext.
     with matplotlib.rc_context(FIGURE_RC):
@@ -204,13 +152,33 @@ def build_report(
         )
         result.files.append(report_md)
         if html:
-            from lmfloss.report.html import write_html
-
             where = None if html is True else Path(html)
-            result.html = write_html(result, roots, n_boot, figure_files, compare_tables, path=where)
+            result.html = html_page.write_html(result, roots, n_boot, figure_files, compare_tables, path=where)
             result.files.append(result.html)
     logger.info("report written to %s (%d files)", out, len(result.files))
     return result
+
+
+def _tables(grid: Grid, comparisons: Sequence[Comparison], *, compare_paper: bool, n_boot: int,
+            seed: int) -> list[Table]:
+    """The report's tables in report.md's order (those without rows left out)."""
+    tables = [t for t in (main_table(grid, m, comparisons, n_boot=n_boot, seed=seed) for m in grid.models) if t.rows]
+    tables += [t for t in (per_class_table(grid, m) for m in grid.models) if t.rows]
+    for m in grid.models:
+        tables += [t for t in (multilabel.main_table(grid, m, comparisons, n_boot=n_boot, seed=seed),
+                               multilabel.per_label_table(grid, m, "auc_per_label"),
+                               multilabel.per_label_table(grid, m, "ap_per_label")) if t is not None]
+    tables += [t for t in (calibration_table(grid, m) for m in grid.models) if t is not None]
+    table6 = hparam_table(grid, compare_paper=compare_paper)
+    return tables if table6 is None else [*tables, table6]
+
+
+def _compare_tables(grid: Grid) -> list[Table]:
+    """Tables 2-5 beside the paper's numbers (``--compare-paper``)."""
+    tables = [t for t in (compare_main_table(grid, m) for m in grid.models) if t is not None]
+    if "efficientnet_v2_s" in grid.models:
+        tables.append(per_class_table(grid, "efficientnet_v2_s", compare_paper=True))
+    return tables
 
 
 def _figures(result: ReportResult, runs: Sequence[ReportRun], out: Path) -> dict[str, list[Path]]:
@@ -218,52 +186,8 @@ def _figures(result: ReportResult, runs: Sequence[ReportRun], out: Path) -> dict
     grid = result.grid
     figure_files = {"Fig. 1": figure1(grid, out / "figures"), "Fig. 2": figure2(grid, runs, out / "figures"),
                     "Fig. 4": figure4(runs, out / "figures")}
-    if multilabel.datasets(grid):
-        figure_files["Per-label AUC"] = multilabel.figure_label_auc(grid, out / "figures")
+    figure_files.update(multilabel.figures(grid, out / "figures"))
     return figure_files
-
-
-def _status_section(result: ReportResult) -> list[str]:
-    grid = result.grid
-    finished = sum(r.finished for r in result.runs)
-    lines = [
-        f"{len(result.runs)} run directories: {finished} finished, "
-        f"{len(result.runs) - finished} unfinished or unreadable. "
-        f"Grid implied by the runs: {len(grid.datasets)} dataset(s) × {len(grid.models)} "
-        f"model(s) × {len(grid.losses)} loss(es); up to {grid.expected_n} seed(s) per cell.",
-        "",
-    ]
-    gaps = [c for c in grid.cells.values() if c.status in (MISSING, UNFINISHED)]
-    short = [c for c in grid.cells.values() if c.status == OK and (c.n != grid.expected_n or c.unfinished)]
-    if gaps or short:
-        lines.append("Incomplete cells (never averaged silently):")
-        lines.append("")
-        for c in gaps:
-            what = "missing (no run)" if c.status == MISSING else f"unfinished ({len(c.unfinished)} run(s) without report.json)"
-            lines.append(f"- {dataset_name(c.dataset)} / {model_name(c.model)} / {loss_name(c.loss)}: {what}")
-        for c in short:
-            lines.append(
-                f"- {dataset_name(c.dataset)} / {model_name(c.model)} / {loss_name(c.loss)}: "
-                f"n={c.n} finished of {grid.expected_n}" + (f", {len(c.unfinished)} unfinished" if c.unfinished else "")
-            )
-    else:
-        lines.append("Every grid cell is complete.")
-    lacking = missing_values(grid)
-    if lacking:
-        lines += ["", "Values missing from runs: these runs are averaged in the tables but their report.json "
-                  "lacks a value other runs record (an older lmfloss, or a hand-edited file), so each mean "
-                  "of that value rests on fewer runs and shows its n=k:", ""]
-        lines += [f"- `{run.run_dir}` ({dataset_name(run.dataset)} / {model_name(run.model)} / "
-                  f"{loss_name(run.loss)}, seed {run.seed}): {', '.join(keys)}" for run, keys in lacking]
-    invalid = [r for r in result.runs if r.status == INVALID]
-    if invalid:
-        lines += ["", "Runs whose report.json cannot be read (counted as unfinished):", ""]
-        lines += [f"- `{r.run_dir}`: {r.problem}" for r in invalid]
-    unreadable = [r for r in result.runs if r.status == UNREADABLE]
-    if unreadable:
-        lines += ["", "Run directories whose config.yaml cannot be read (left out of every table):", ""]
-        lines += [f"- `{r.run_dir}`: {r.problem}" for r in unreadable]
-    return lines + [""]
 
 
 def _report_markdown(
@@ -283,7 +207,7 @@ def _report_markdown(
     summary_ml = multilabel.summary_table(result.grid, result.comparisons)
     if summary_ml is not None:
         lines += ["## Summary (multi-label): LMF against the best baseline", "", summary_ml.to_markdown(), ""]
-    lines += ["## Runs", ""] + _status_section(result)
+    lines += ["## Runs", ""] + status_section(result)
     lines += ["## Tables", ""]
     for table in tables:
         lines += [table.to_markdown(), ""]
@@ -310,16 +234,15 @@ def _report_markdown(
         lines += ["## Grad-CAM against the annotations", "", cams.to_markdown(), ""]
     if any(figure_files.values()):
         lines += ["## Figures", ""]
-        from lmfloss.report.html import FIGURE_CAPTIONS as captions
         for label, paths in figure_files.items():
             png = [p for p in paths if p.suffix == ".png"]
             if png:
                 rel = os.path.relpath(png[0], result.out_dir)
-                lines += [f"![{label}: {captions[label]}]({rel})", "", f"{label}: {captions[label]}.", ""]
+                caption = FIGURE_CAPTIONS[label]
+                lines += [f"![{label}: {caption}]({rel})", "", f"{label}: {caption}.", ""]
     lines += ["## Files", "", "- `results.csv`: one row per run (values as in each run's report.json)",
               "- `summary.csv`: LMF against every baseline per dataset x model (which one was best on validation)",
               "- `paired_tests.csv`: every paired test, over seeds and over test images",
-              *(["- `summary_multilabel.csv`, `paired_tests_multilabel.csv`: the same for the multi-label "
-                 "datasets, on mAP and macro AUC"] if multilabel.datasets(result.grid) else []),
+              *multilabel.files_note(result.grid),
               "- `tables/`: every table as Markdown, CSV and LaTeX", "- `figures/`: PNG, PDF and SVG", ""]
     return "\n".join(lines)

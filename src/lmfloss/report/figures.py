@@ -11,21 +11,32 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lmfloss.fileio import save_figure
-from lmfloss.report.aggregate import OK, Grid
+from lmfloss.report.grid import OK, Grid, per_class_datasets
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import mean_absolute_deviation
 
 logger = logging.getLogger(__name__)
 
+# Each figure's caption (report.md and report.html).
+FIGURE_CAPTIONS = {
+    "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
+    "Fig. 2": "per-class image counts of each dataset (multi-label: positive images per label)",
+    "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
+    "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± SD",
+}
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only; never a window)."""
+    # not at the top: lmfloss.cam imports this package without matplotlib.
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never open a window
@@ -39,9 +50,10 @@ def _pyplot():
 FIGURE_RC = {"text.parse_math": False}
 
 
-def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    """PNG (report.md), PDF (a paper) and SVG (report.html inlines it; text kept as text)."""
-    import matplotlib
+def save_figure_files(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    """``fig`` as PNG (report.md), PDF (a paper) and SVG (report.html inlines it; text kept as
+    text) in ``out_dir``, then closed; returns the three paths."""
+    import matplotlib  # not at the top: lmfloss.cam imports this package without matplotlib
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.svg"]
@@ -50,7 +62,7 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     # The SVG's raster parts stay inside it whatever the user's matplotlibrc says (report.html inlines it).
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem, "svg.image_inline": True}):
         save_figure(fig, paths[2], bbox_inches="tight", metadata={"Date": None})
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return paths
 
 
@@ -82,14 +94,10 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
 def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     """Fig. 1: grouped bars of mean macro-F1 per dataset and loss; returns the files.
     Multi-label datasets have their own figure (:func:`lmfloss.report.multilabel.figure_label_auc`)."""
-    from dataclasses import replace
-
-    from lmfloss.report.names import is_multilabel_dataset
-
-    grid = replace(grid, datasets=[d for d in grid.datasets if not is_multilabel_dataset(d)])
+    grid = replace(grid, datasets=per_class_datasets(grid))
     if not grid.datasets:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     data = fig1_data(grid)
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(grid.datasets)), 4))
     width = 0.8 / max(len(grid.losses), 1)
@@ -112,7 +120,7 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
         ax.set_title(f"Macro-F1, mean over {len(grid.models)} architectures "
                      "± mean absolute deviation")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Loss")
-    return _save(fig, Path(out_dir), "fig1_macro_f1")
+    return save_figure_files(fig, Path(out_dir), "fig1_macro_f1")
 
 
 def class_distribution(runs: Sequence[ReportRun]) -> dict[str, dict[str, int]]:
@@ -144,7 +152,7 @@ def class_distribution(runs: Sequence[ReportRun]) -> dict[str, dict[str, int]]:
 
 def figure2(grid: Grid, runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
     """Fig. 2: one bar chart of per-class image counts per dataset; returns the files."""
-    plt = _pyplot()
+    plt = pyplot()
     dist = class_distribution(runs)
     datasets = [d for d in grid.datasets if d in dist]
     if not datasets:
@@ -163,7 +171,7 @@ def figure2(grid: Grid, runs: Sequence[ReportRun], out_dir: str | Path) -> list[
     for k in range(len(datasets), rows * cols):
         axes[k // cols][k % cols].axis("off")
     fig.tight_layout()
-    return _save(fig, Path(out_dir), "fig2_class_distribution")
+    return save_figure_files(fig, Path(out_dir), "fig2_class_distribution")
 
 
 def fig4_data(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
@@ -202,7 +210,7 @@ def fig4_data(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[str, tupl
 
 def figure4(runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
     """Fig. 4: mean macro-F1 ± mean absolute deviation per setting; returns the files."""
-    plt = _pyplot()
+    plt = pyplot()
     data = fig4_data(runs)
     if not data:
         logger.info("no LMF hyperparameter study among the runs; Fig. 4 skipped")
@@ -218,4 +226,4 @@ def figure4(runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
         ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}")
         ax.set_ylabel("Mean macro F1 (%)")
     fig.tight_layout()
-    return _save(fig, Path(out_dir), "fig4_hparam_settings")
+    return save_figure_files(fig, Path(out_dir), "fig4_hparam_settings")

@@ -32,17 +32,22 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lmfloss import __version__
+from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
-from lmfloss.report.names import dataset_name, is_multilabel_dataset, loss_name, model_name
+from lmfloss.report import multilabel
+from lmfloss.report.cam import find_cam_summaries
+from lmfloss.report.figures import FIGURE_CAPTIONS
+from lmfloss.report.grid import OK, Grid, per_label
+from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
-
-if TYPE_CHECKING:
-    from lmfloss.report.build import ReportResult
+from lmfloss.report.status import ReportResult, status_section
+from lmfloss.report.summary import cam_table, comparison_table, summary_table
+from lmfloss.rundir import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -114,21 +119,17 @@ figcaption { font-size: .85rem; color: #444; }
 ul.flags li { color: #8a1c1c; }
 """
 
-FIGURE_CAPTIONS = {
-    "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
-    "Fig. 2": "per-class image counts of each dataset (multi-label: positive images per label)",
-    "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
-    "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± SD",
-}
+# A reliability diagram's x and y axes and the calibration bins' observed rate: of the top
+# label (a task reported per class) or of every label's probability (per label).
+_TOP_LABEL_RELIABILITY = ("confidence (top-label probability)", "accuracy", "accuracy")
+_PER_LABEL_RELIABILITY = ("probability of a label", "share of positives", "frequency")
 
 
 def require_jinja2() -> Any:
     """The ``jinja2`` module, or a one-line error saying what to install."""
     try:
-        import jinja2
+        import jinja2  # optional extra: lmfloss[html]
     except ImportError:
-        from lmfloss.errors import LmflossError
-
         raise LmflossError(f"report.html needs jinja2 (not installed): {INSTALL_HINT}") from None
     return jinja2
 
@@ -162,7 +163,7 @@ def table_block(table: Table) -> dict[str, Any]:
 
 def svg_text(fig: Any) -> str:
     """A matplotlib figure as inline SVG markup (text kept as text, stable ids, no XML prolog)."""
-    import matplotlib
+    import matplotlib  # not at the top: lmfloss.cam imports this package without matplotlib
 
     buffer = io.StringIO()
     # The figures lay themselves out (subplots_adjust): no "tight" box, which draws them twice.
@@ -223,30 +224,30 @@ def _text_blocks(lines: Sequence[str]) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------- run figures
 def _new_figure(width: float, height: float) -> Any:
+    # not at the top: lmfloss.cam imports this package without matplotlib
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height))
 
 
-def _panels(grid: Any) -> list[tuple[str, str]]:
-    from lmfloss.report.aggregate import OK
-
+def _panels(grid: Grid) -> list[tuple[str, str]]:
     return [(d, m) for d in grid.datasets for m in grid.models
             if any(grid.cell(d, m, loss).status == OK or grid.cell(d, m, loss).unfinished for loss in grid.losses)]
 
 
-def curves_figure(grid: Any, dataset: str, model: str) -> Any | None:
+def curves_figure(grid: Grid, dataset: str, model: str) -> Any | None:
     """Every run's curves of one dataset x model, one column per loss: training and validation
-    loss (top), validation macro-F1 (mAP for multi-label) with each run's selected epoch marked
-    (bottom); unfinished runs dashed."""
-    from lmfloss.rundir import read_metrics
+    loss (top), the validation headline metric of the task (macro-F1; mAP for multi-label) with
+    each run's selected epoch marked (bottom); unfinished runs dashed."""
+    # not at the top: lmfloss.cam imports this package without matplotlib
+    from matplotlib.ticker import MaxNLocator
 
     losses = [loss for loss in grid.losses if grid.cell(dataset, model, loss).runs
               or grid.cell(dataset, model, loss).unfinished]
     if not losses:
         return None
-    multilabel = is_multilabel_dataset(dataset)
-    score = "val_map" if multilabel else "val_f1_macro"
+    task = grid.task(dataset)
+    score = f"val_{task.headline}"
     fig = _new_figure(2.6 * len(losses) + 0.6, 4.6)
     axes = fig.subplots(2, len(losses), squeeze=False, sharex="col")
     for k, loss in enumerate(losses):
@@ -277,30 +278,26 @@ def curves_figure(grid: Any, dataset: str, model: str) -> Any | None:
         bottom.set_xlabel("epoch", fontsize=8)
         if k == 0:
             top.set_ylabel("loss (train —, val —)", fontsize=8)
-            bottom.set_ylabel(f"val {'mAP' if multilabel else 'macro-F1'}", fontsize=8)
+            bottom.set_ylabel(f"val {task.headline_display}", fontsize=8)
         bottom.set_ylim(0, 1)
         if len(cell.runs) + len(cell.unfinished) <= 6:
             bottom.legend(fontsize=6, loc="lower right")
-        from matplotlib.ticker import MaxNLocator
-
         for ax in (top, bottom):
             ax.tick_params(labelsize=7)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{dataset_name(dataset)}, {model_name(model)}: train (blue) and val (orange) loss; val "
-                 f"{'mAP' if multilabel else 'macro-F1'} with each run's selected epoch (dot)", fontsize=9)
+                 f"{task.headline_display} with each run's selected epoch (dot)", fontsize=9)
     # A fixed layout (tight_layout measures every tick label of every panel: most of the cost).
     fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=0.98, bottom=0.11, top=0.86, wspace=0.32, hspace=0.12)
     return fig
 
 
-def confusion_figure(grid: Any, dataset: str, model: str) -> Any | None:
-    """The test confusion matrix of every loss of one (multi-class) dataset x model, summed
-    over the cell's seeds (rows: true class, normalised; counts in the cells)."""
-    from lmfloss.report.aggregate import OK
-
+def confusion_figure(grid: Grid, dataset: str, model: str) -> Any | None:
+    """The test confusion matrix of every loss of one dataset x model reported per class,
+    summed over the cell's seeds (rows: true class, normalised; counts in the cells)."""
     cells = [grid.cell(dataset, model, loss) for loss in grid.losses]
     cells = [c for c in cells if c.status == OK]
-    if not cells or is_multilabel_dataset(dataset):
+    if not cells or per_label(grid.task(dataset)):
         return None
     names = cells[0].runs[0].class_names
     k = len(names)
@@ -337,13 +334,13 @@ def confusion_figure(grid: Any, dataset: str, model: str) -> Any | None:
     return fig
 
 
-def reliability_figure(grid: Any, dataset: str, model: str, n_bins: int = 15) -> Any | None:
+def reliability_figure(grid: Grid, dataset: str, model: str, n_bins: int = 15) -> Any | None:
     """One reliability curve per loss of one dataset x model, the test predictions of its seeds
     pooled: accuracy against top-label confidence (multi-label: the share of positives against
-    every label's probability), the diagonal for reference."""
-    from lmfloss.report.aggregate import OK
-
-    multilabel = is_multilabel_dataset(dataset)
+    every label's probability, :meth:`lmfloss.task.Task.calibration_bins`), the diagonal for
+    reference."""
+    task = grid.task(dataset)
+    x_label, y_label, observed_key = _PER_LABEL_RELIABILITY if per_label(task) else _TOP_LABEL_RELIABILITY
     fig = _new_figure(4.2, 3.6)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
@@ -364,16 +361,8 @@ def reliability_figure(grid: Any, dataset: str, model: str, n_bins: int = 15) ->
         if not ys:
             continue
         y, p = np.concatenate(ys), np.concatenate(ps)
-        if multilabel:
-            from lmfloss.multilabel_metrics import calibration_bins
-
-            bins = calibration_bins(y, p, n_bins)
-            observed = bins["frequency"]
-        else:
-            from lmfloss.metrics import calibration_bins
-
-            bins = calibration_bins(y, p, n_bins)
-            observed = bins["accuracy"]
+        bins = task.calibration_bins(y, p, n_bins)
+        observed = bins[observed_key]
         used = bins["count"] > 0
         ax.plot(bins["confidence"][used], observed[used], "o-", markersize=3, linewidth=1, label=loss_name(loss))
         drawn += 1
@@ -381,8 +370,8 @@ def reliability_figure(grid: Any, dataset: str, model: str, n_bins: int = 15) ->
         return None
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("probability of a label" if multilabel else "confidence (top-label probability)", fontsize=8)
-    ax.set_ylabel("share of positives" if multilabel else "accuracy", fontsize=8)
+    ax.set_xlabel(x_label, fontsize=8)
+    ax.set_ylabel(y_label, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}", fontsize=9)
@@ -410,9 +399,6 @@ def _leakage_blocks(result: ReportResult) -> list[dict[str, Any]]:
 
 
 def _cam_blocks(result: ReportResult, roots: Sequence[str | Path]) -> list[dict[str, Any]]:
-    from lmfloss.report.cam import find_cam_summaries
-    from lmfloss.report.summary import cam_table
-
     blocks: list[dict[str, Any]] = []
     table = cam_table(result.runs, roots)
     if table is not None:
@@ -433,17 +419,13 @@ def _cam_blocks(result: ReportResult, roots: Sequence[str | Path]) -> list[dict[
 def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_files: dict[str, list[Path]],
                    compare_tables: Sequence[Table] = ()) -> list[dict[str, Any]]:
     """The page's sections, each a list of blocks (tables, figures, warnings, text)."""
-    from lmfloss.report import multilabel
-    from lmfloss.report.build import _status_section
-    from lmfloss.report.summary import comparison_table, summary_table
-
     sections: list[dict[str, Any]] = []
     summary = [t for t in (summary_table(result.grid, result.comparisons),
                            multilabel.summary_table(result.grid, result.comparisons)) if t is not None]
     if summary:
         sections.append({"id": "summary", "title": "Summary: LMF against the best baseline",
                          "blocks": [table_block(t) for t in summary]})
-    sections.append({"id": "runs", "title": "Runs", "blocks": _text_blocks(_status_section(result))})
+    sections.append({"id": "runs", "title": "Runs", "blocks": _text_blocks(status_section(result))})
     sections.append({"id": "leakage", "title": "Split leakage", "blocks": _leakage_blocks(result)})
     sections.append({"id": "tables", "title": "Tables",
                      "blocks": [table_block(t) for t in [*result.tables] if t not in compare_tables]})

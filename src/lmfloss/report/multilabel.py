@@ -1,7 +1,7 @@
 """Multi-label studies in the report: the same form, judged by mAP and macro AUC.
 
-A multi-label dataset (a dataset key ending in ``:multilabel``, :func:`lmfloss.report.runs.
-assign_dataset_keys`) gets, like a multi-class one, cells of seeds, the configuration and the
+A dataset whose task is reported per label (multi-hot targets, :func:`lmfloss.report.grid.
+per_label`) gets, like a multi-class one, cells of seeds, the configuration and the
 baseline chosen on **validation** (mAP instead of macro-F1), paired t-tests over seeds with
 Holm's correction over the report's whole family, and a paired bootstrap over the same test
 images -- on mAP and on macro AUC, both in the family. Its tables: mAP, macro and micro AUC,
@@ -18,18 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfloss.report.aggregate import OK, Cell, Comparison, Grid, best_on_val, paired_cells
-from lmfloss.report.names import (
-    dataset_name,
-    is_multilabel_dataset,
-    loss_name,
-    model_name,
+from lmfloss import multilabel_metrics
+from lmfloss.metrics import bootstrap_indices
+from lmfloss.report.figures import pyplot, save_figure_files
+from lmfloss.report.formats import DASH, fmt_p, pct, seed_p
+from lmfloss.report.grid import (
+    OK,
+    Cell,
+    Comparison,
+    Grid,
+    best_on_val,
+    paired_cells,
+    per_label,
+    per_label_datasets,
 )
+from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T, PairedTest, mean_std, paired_result, seed_t_test
-from lmfloss.report.summary import _seed_p
-from lmfloss.report.tables import fmt_p, pct
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,6 @@ TESTED = ("map", "auc_macro")  # compared over seeds (Holm family) and over imag
 METRIC_NAMES = {"map": "mAP", "auc_macro": "macro AUC", "auc_micro": "micro AUC", "f1_macro": "F1 (0.5)",
                 "f1_macro_at_threshold": "F1 (val thr.)", "odir": "ODIR score"}
 TABLE_METRICS = ("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "odir")
-DASH = "—"
 SUMMARY_COLUMNS = ("dataset", "model", "metric", "baseline", "best_on_val", "selected_on", "n_seeds", "lmf",
                    "baseline_value", "delta", "delta_ci_low", "delta_ci_high", "p_seeds", "p_seeds_holm", "p_images")
 PAIRED_COLUMNS = ("dataset", "model", "metric", "reference", "baseline", "n_pairs", "seeds", "seed_deltas",
@@ -76,8 +81,8 @@ def _mean_text(vals: list[float], expected_n: int) -> str:
 
 
 def datasets(grid: Grid) -> list[str]:
-    """The grid's multi-label datasets."""
-    return [d for d in grid.datasets if is_multilabel_dataset(d)]
+    """The grid's datasets reported per label (multi-label)."""
+    return per_label_datasets(grid)
 
 
 # ------------------------------------------------------------------------------ comparisons
@@ -99,9 +104,7 @@ def comparisons(grid: Grid, dataset: str, *, reference: str = "lmf", n_boot: int
 def image_test(ref: Cell, base: Cell, pairs: list, metric: str, *, n_boot: int, seed: int) -> PairedTest | None:
     """Paired bootstrap over the same test images (patients) of the seed-mean difference in
     ``metric`` (mAP or macro AUC), from the runs' ``predictions.csv`` probabilities."""
-    from lmfloss.metrics import bootstrap_indices
-    from lmfloss.multilabel_metrics import resampled_macro
-
+    resampled_macro = multilabel_metrics.resampled_macro
     metric = {"auc_macro": "auc"}.get(metric, metric)  # report.json's name -> the resampler's
     try:
         first = pairs[0][0].predictions()
@@ -126,8 +129,6 @@ def image_test(ref: Cell, base: Cell, pairs: list, metric: str, *, n_boot: int, 
 def map_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
     """95% bootstrap interval of the cell's mAP over test images: one run's ``map_ci95``, or
     for several seeds the interval of the seed-mean mAP on the shared test images."""
-    from lmfloss.multilabel_metrics import bootstrap_ci
-
     if cell.status != OK:
         return None
     if cell.n == 1:
@@ -141,7 +142,7 @@ def map_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, 
         return None
     if any(p is None for p in stacked):
         return None
-    return bootstrap_ci(first.labels, np.stack(stacked), metric="map", n_boot=n_boot, seed=seed)
+    return multilabel_metrics.bootstrap_ci(first.labels, np.stack(stacked), metric="map", n_boot=n_boot, seed=seed)
 
 
 def _delta_text(comp: Comparison | None) -> str:
@@ -259,7 +260,7 @@ def summary_rows(grid: Grid, comparisons: Sequence[Comparison]) -> list[dict[str
     multi-label comparisons (values in percent; the baseline best on validation mAP marked)."""
     rows = []
     for c in comparisons:
-        if not is_multilabel_dataset(c.dataset):
+        if not per_label(c.task):
             continue
         lmf, base = grid.cell(c.dataset, c.model, "lmf"), grid.cell(c.dataset, c.model, c.baseline)
         chosen = best_on_val(grid, c.dataset, c.model)
@@ -285,7 +286,7 @@ def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
     """``paired_tests_multilabel.csv``: every multi-label comparison at both levels (fractions)."""
     rows = []
     for c in comparisons:
-        if not is_multilabel_dataset(c.dataset):
+        if not per_label(c.task):
             continue
         t, b = c.seed_test, c.test
         rows.append({
@@ -326,9 +327,9 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
                 f"{loss_name(best.loss)} {_mean_text(values(best, 'map'), grid.expected_n)}",
                 DASH if t.mean is None else f"{100 * t.mean:+.2f}",
                 DASH if t.ci95 is None else f"[{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}]",
-                _seed_p(c_map), DASH if c_map.test is None else fmt_p(c_map.test.p_value),
+                seed_p(c_map), DASH if c_map.test is None else fmt_p(c_map.test.p_value),
                 DASH if c_auc is None or c_auc.seed_test.mean is None else f"{100 * c_auc.seed_test.mean:+.2f}",
-                DASH if c_auc is None else _seed_p(c_auc), f"{lmf.n}/{best.n}",
+                DASH if c_auc is None else seed_p(c_auc), f"{lmf.n}/{best.n}",
                 f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}",
             ])
     if not table.rows:
@@ -345,13 +346,33 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
     return table
 
 
+def csv_files(grid: Grid, comparisons: Sequence[Comparison]) -> list[tuple[str, Sequence[str], list[dict]]]:
+    """The report's per-label CSV files, ``(file name, columns, rows)``; none without a
+    dataset reported per label."""
+    if not datasets(grid):
+        return []
+    return [("summary_multilabel.csv", SUMMARY_COLUMNS, summary_rows(grid, comparisons)),
+            ("paired_tests_multilabel.csv", PAIRED_COLUMNS, paired_rows(comparisons))]
+
+
+def files_note(grid: Grid) -> list[str]:
+    """report.md's line on the per-label CSV files (none without a dataset reported per label)."""
+    if not datasets(grid):
+        return []
+    return ["- `summary_multilabel.csv`, `paired_tests_multilabel.csv`: the same for the multi-label "
+            "datasets, on mAP and macro AUC"]
+
+
 # ----------------------------------------------------------------------------------- figure
+def figures(grid: Grid, out_dir: str | Path) -> dict[str, list[Path]]:
+    """The report's per-label figures, name -> files (none without a dataset reported per label)."""
+    return {"Per-label AUC": figure_label_auc(grid, out_dir)} if datasets(grid) else {}
+
+
 def figure_label_auc(grid: Grid, out_dir: str | Path) -> list[Path]:
     """Per multi-label dataset x model: each label's test AUC by loss (mean over seeds, error
     bar the SD), labels ordered by training positives (rarest last); PNG and PDF."""
-    from lmfloss.report.figures import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(d, m) for d in datasets(grid) for m in grid.models
               if any(grid.cell(d, m, loss).status == OK for loss in grid.losses)]
     if not panels:
@@ -376,4 +397,4 @@ def figure_label_auc(grid: Grid, out_dir: str | Path) -> list[Path]:
         ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}: per-label AUC (training positives)", fontsize=10)
         ax.legend(fontsize="x-small", ncol=min(len(grid.losses), 6), loc="lower left")
     fig.tight_layout()
-    return _save(fig, Path(out_dir), "fig_label_auc")
+    return save_figure_files(fig, Path(out_dir), "fig_label_auc")

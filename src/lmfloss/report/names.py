@@ -1,10 +1,15 @@
-"""Display names: the paper's spelling of datasets, architectures and losses.
+"""Display names: the paper's spelling of datasets, architectures and losses, and the
+report's key of a dataset (:class:`DatasetKey`: the data's name and its runs' task).
 
 Anything not listed is shown under its own name, so runs of other datasets, models
 or losses (``retinamnist``, ``resnet18``, ``cb``...) still get rows and columns.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from lmfloss.task import Task, get_task
 
 DATASET_NAMES = {
     "odir5k": "ODIR-5K",
@@ -31,25 +36,58 @@ _LOSS_ORDER = ["ce", "bce", "focal", "asl", "ldam", "bwcce", "lmf"]
 LMF_FAMILY = ("lmf", "lmf-drw")
 
 
+class DatasetKey(str):
+    """A dataset of a report: the data's name and the task its runs learnt.
+
+    One dataset's two tasks (ODIR-5K's single-label form and its official multi-label task)
+    are two datasets of a report. As a string it is the key ``results.csv``, ``summary.csv``
+    and the grid show: the name, with ``:<task>`` for a task other than the default (a
+    config without ``task``); code asks :attr:`task`, never the string.
+
+    Attributes:
+        name: the adapter's name, or the CSV/folder's, with ``@<fingerprint>`` where runs of
+            one name saw different data (:func:`lmfloss.report.runs.assign_dataset_keys`).
+        task: the :class:`~lmfloss.task.Task` of the dataset's runs.
+    """
+
+    name: str
+    task: Task
+
+    def __new__(cls, name: str, task: Task | str | None = None) -> DatasetKey:
+        task = get_task(task)
+        key = super().__new__(cls, name if task is get_task(None) else f"{name}:{task.name}")
+        key.name, key.task = name, task
+        return key
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a pickle names the task; unpickling finds the registered one
+        return (DatasetKey, (self.name, self.task.name))
+
+    def __copy__(self) -> DatasetKey:  # immutable: a copy is the key itself
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DatasetKey:
+        return self
+
+
+def dataset_key(key: str) -> DatasetKey:
+    """``key`` as a :class:`DatasetKey` (a plain string: a dataset of the default task)."""
+    return key if isinstance(key, DatasetKey) else DatasetKey(key)
+
+
 def is_baseline(loss: str) -> bool:
     """Every method but LMF and LMF-DRW (LDAM-DRW is a published baseline)."""
     return loss not in LMF_FAMILY
 
 
-def dataset_name(name: str) -> str:
+def dataset_name(key: str) -> str:
     """``ham10000`` -> ``HAM-10K``; unknown names unchanged; ``name@fingerprint`` (runs of one
-    name on different data) -> ``name (data fingerprint)``; ``name:multilabel`` -> ``name
-    (multi-label)``."""
-    name, multilabel, _ = name.partition(":multilabel")
-    base, _, fingerprint = name.partition("@")
+    name on different data) -> ``name (data fingerprint)``; a task other than the default
+    says so: ``chestmnist (multi-label)``."""
+    key = dataset_key(key)
+    base, _, fingerprint = key.name.partition("@")
     shown = DATASET_NAMES.get(base, base)
     shown = f"{shown} (data {fingerprint})" if fingerprint else shown
-    return f"{shown} (multi-label)" if multilabel else shown
-
-
-def is_multilabel_dataset(key: str) -> bool:
-    """Whether a report's dataset key is a multi-label task (:func:`lmfloss.report.runs.assign_dataset_keys`)."""
-    return key.endswith(":multilabel")
+    return shown if key.task is get_task(None) else f"{shown} ({key.task.display})"
 
 
 def model_name(name: str) -> str:
@@ -67,11 +105,13 @@ def _ordered(names: set[str] | list[str], known: list[str]) -> list[str]:
     return [n for n in known if n in names] + sorted(names - set(known))
 
 
-def _ordered_datasets(names: set[str] | list[str], known: list[str]) -> list[str]:
-    # A multi-label task sits right after the same dataset's single-label one.
-    names = set(names)
-    return sorted(names, key=lambda n: (known.index(n.partition(":")[0]) if n.partition(":")[0] in known
-                                        else len(known), n.partition(":")[0], n))
+def _ordered_datasets(keys: set[str] | list[str], known: list[str]) -> list[str]:
+    # One dataset's other task sits right after its default one.
+    def order(key: str) -> tuple[int, str, str]:
+        name = dataset_key(key).name
+        return (known.index(name) if name in known else len(known), name, key)
+
+    return sorted(set(keys), key=order)
 
 
 def order_datasets(names: set[str] | list[str]) -> list[str]:

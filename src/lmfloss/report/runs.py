@@ -26,7 +26,9 @@ from typing import Any
 from lmfloss import rundir
 from lmfloss.config import TrainConfig, flatten, keys_with_role
 from lmfloss.errors import LmflossError
+from lmfloss.report.names import DatasetKey
 from lmfloss.report.settings import infer_settings, read_setting
+from lmfloss.task import Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,8 @@ def _number(value: Any) -> float | None:
 
 @cache
 def _loss_defaults(name: str) -> tuple[tuple[str, Any], ...]:
-    # Only for runs of lmfloss 0.1, whose report.json lacks the resolved loss parameters:
-    # then (and only then) the loss library -- and torch -- is imported to fill them in.
+    # torch-free: only for runs of lmfloss 0.1, whose report.json lacks the resolved loss
+    # parameters, is the loss library -- and torch -- imported to fill them in.
     from lmfloss.losses import loss_parameters
 
     try:
@@ -75,7 +77,7 @@ class ReportRun:
         problem: Why the run is invalid or unreadable.
         dataset_key: The dataset this run counts for (set by :func:`find_runs`: the
             adapter name, or the CSV/folder name, with the data fingerprint added where
-            runs of one name saw different data).
+            runs of one name saw different data, and the run's task).
     """
 
     run_dir: Path
@@ -85,7 +87,7 @@ class ReportRun:
     setting: str | None = None
     epochs_done: int = 0
     problem: str | None = None
-    dataset_key: str | None = None
+    dataset_key: DatasetKey | None = None
     _predictions: rundir.Predictions | None = field(default=None, repr=False)
 
     @property
@@ -102,20 +104,20 @@ class ReportRun:
         return self.data.get("fingerprint")
 
     @property
-    def task(self) -> str:
-        """``"multiclass"`` or ``"multilabel"``: ``report.json``'s, else the config's (runs
-        older than multi-label support are multi-class)."""
-        return str((self.report or {}).get("task") or self.config.get("task") or "multiclass")
+    def task(self) -> Task:
+        """The run's :class:`~lmfloss.task.Task`: ``report.json``'s, else the config's (runs
+        older than multi-label support are multi-class). Its ``headline`` is the metric the
+        run is judged and its configuration chosen by.
+
+        Raises:
+            ValueError: a task this installation does not know (:func:`read_run` lists such a
+                run as unreadable).
+        """
+        return _task_of(self.report, self.config)
 
     @property
-    def primary_metric(self) -> str:
-        """The metric the run's task is judged and selected by: macro-F1 (multi-class, the
-        paper's), mAP (multi-label)."""
-        return "map" if self.task == "multilabel" else "f1_macro"
-
-    @property
-    def dataset(self) -> str:
-        return self.dataset_key or str(self.config.get("dataset"))
+    def dataset(self) -> DatasetKey:
+        return self.dataset_key or DatasetKey(str(self.config.get("dataset")), self.task)
 
     @property
     def model(self) -> str:
@@ -218,6 +220,10 @@ def varied_settings(chosen: ReportRun, runs: Sequence[ReportRun]) -> dict[str, A
     return {k: mine.get(k) for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
 
 
+def _task_of(report: dict[str, Any] | None, config: dict[str, Any]) -> Task:
+    return get_task((report or {}).get("task") or config.get("task"))
+
+
 def _metric(report: dict[str, Any] | None, split: str, metric: str) -> float | None:
     if not report:
         return None
@@ -253,6 +259,11 @@ def read_run(run_dir: str | Path) -> ReportRun | None:
         epochs = len(rundir.read_metrics(run_dir))
     except (OSError, ValueError):
         epochs = 0
+    try:
+        _task_of(report, config)
+    except ValueError as exc:  # a task this installation does not know: its tables cannot be built
+        logger.warning("run %s: unknown task: %s; listed as unreadable", run_dir, exc)
+        return ReportRun(run_dir=run_dir, config={}, status=UNREADABLE, problem=f"unknown task: {exc}")
     return ReportRun(run_dir=run_dir, config=config, status=status, report=report,
                      setting=read_setting(run_dir, config), epochs_done=epochs, problem=problem)
 
@@ -262,9 +273,9 @@ def assign_dataset_keys(runs: Sequence[ReportRun]) -> None:
 
     The key is the adapter's name (``ham10000``, ``retinamnist``), for ``csv`` and
     ``imagefolder`` the name of the CSV file or image folder; where runs of one name saw
-    different data (different fingerprints), ``@<fingerprint>`` is appended to each. A
-    multi-label run's key ends in ``:multilabel``: one dataset's two tasks (ODIR-5K's
-    single-label form and its official multi-label task) are two datasets of a report.
+    different data (different fingerprints), ``@<fingerprint>`` is appended to each. The key
+    holds the run's task (:class:`~lmfloss.report.names.DatasetKey`): one dataset's two tasks
+    (ODIR-5K's single-label form and its official multi-label task) are two datasets of a report.
     """
     by_name: dict[tuple[str, str], set[str | None]] = defaultdict(set)
     names = {}
@@ -281,7 +292,7 @@ def assign_dataset_keys(runs: Sequence[ReportRun]) -> None:
         name = names[id(run)]
         versions = by_name[(name, run.task)] - {None}
         key = f"{name}@{run.fingerprint[:8]}" if len(versions) > 1 and run.fingerprint else name
-        run.dataset_key = f"{key}:multilabel" if run.task == "multilabel" else key
+        run.dataset_key = DatasetKey(key, run.task)
 
 
 def find_runs(roots: Sequence[str | Path]) -> list[ReportRun]:

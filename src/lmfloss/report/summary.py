@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lmfloss.report.aggregate import CALIBRATION_METRICS, OK, Cell, Comparison, Grid, best_on_val
 from lmfloss.report.cam import find_cam_summaries, match_run
+from lmfloss.report.formats import DASH, fmt_p, n_note, pct, seed_p, seeds_note
+from lmfloss.report.grid import OK, Cell, Comparison, Grid, best_on_val, per_label
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T
-from lmfloss.report.tables import DASH, fmt_p, n_note, pct, seeds_note, train_counts
+from lmfloss.report.tables import train_counts
 
 SUMMARY_COLUMNS = (
     "dataset", "model", "baseline", "best_on_val", "selected_on", "n_seeds", "lmf_f1", "baseline_f1",
@@ -36,6 +37,7 @@ PAIRED_COLUMNS = (
     "ci95_t_lo", "ci95_t_hi", "p_seeds_t", "p_seeds_holm", "n_images", "delta_f1_images", "ci95_images_lo",
     "ci95_images_hi", "p_images", "p_seeds_and_images", "n_boot",
 )
+CALIBRATION_METRICS = ("ece", "brier", "nll")
 FAMILY_NOTE = ("Holm-corrected over the family of every LMF-vs-baseline comparison in this report "
                "({n} with a seed-level p)")
 
@@ -91,13 +93,6 @@ def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
     return rows
 
 
-def _seed_p(c: Comparison) -> str:
-    t = c.seed_test
-    if t.p is None:
-        return f"— (n={t.n} < {MIN_SEEDS_T} seeds)"
-    return f"{fmt_p(t.p)} (Holm {fmt_p(t.p_holm)})" if t.p_holm is not None else fmt_p(t.p)
-
-
 def _ci(c: Comparison) -> str:
     t = c.seed_test
     return DASH if t.ci95 is None else f"[{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}]"
@@ -143,7 +138,7 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
                 dataset_name(d), model_name(m), pct(_mean(lmf.values("f1_macro"))),
                 f"{loss_name(best.loss)} {pct(_mean(best.values('f1_macro')))}",
                 DASH if c.seed_test.mean is None
-                else f"{100 * c.seed_test.mean:+.2f}{n_note(c.seed_test.n, grid.expected_n)}", _ci(c), _seed_p(c),
+                else f"{100 * c.seed_test.mean:+.2f}{n_note(c.seed_test.n, grid.expected_n)}", _ci(c), seed_p(c),
                 DASH if c.test is None else fmt_p(c.test.p_value), spread,
                 f"{len(lmf.values('f1_macro'))}/{len(best.values('f1_macro'))}", budget,
                 _minority_text(grid, d, lmf, best),
@@ -176,7 +171,7 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
         table.rows.append([
             dataset_name(c.dataset), model_name(c.model), loss_name(c.baseline), str(t.n),
             ", ".join(f"{100 * d:+.2f}" for d in t.deltas) or DASH,
-            DASH if t.mean is None else f"{100 * t.mean:+.2f}", _ci(c), _seed_p(c),
+            DASH if t.mean is None else f"{100 * t.mean:+.2f}", _ci(c), seed_p(c),
             DASH if b is None else f"{100 * b.delta:+.2f}",
             DASH if b is None else f"[{100 * b.ci95[0]:+.2f}, {100 * b.ci95[1]:+.2f}]",
             DASH if b is None else fmt_p(b.p_value),
@@ -193,11 +188,9 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
 def calibration_table(grid: Grid, model: str) -> Table | None:
     """ECE, Brier score and NLL on test per dataset x loss (mean ± std over seeds), or ``None``
     when no run recorded them (runs of lmfloss 0.1)."""
-    from lmfloss.report.names import is_multilabel_dataset
-
-    multilabel = [is_multilabel_dataset(d) for d in grid.datasets]
+    labelwise = [per_label(grid.task(d)) for d in grid.datasets]
     # A multi-label run has no accuracy; an all-multi-label report shows no such column.
-    metrics = CALIBRATION_METRICS if multilabel and all(multilabel) else (*CALIBRATION_METRICS, "accuracy")
+    metrics = CALIBRATION_METRICS if labelwise and all(labelwise) else (*CALIBRATION_METRICS, "accuracy")
     table = Table(
         name=f"calibration_{model}", title=f"Calibration of each loss on {model_name(model)} (test; lower is better)",
         columns=["Dataset", "Loss", "ECE", "Brier", "NLL", *(["accuracy"] if "accuracy" in metrics else [])],
@@ -218,10 +211,10 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
             table.rows.append(row)
     if not any_value:
         return None
-    if any(multilabel):
+    if any(labelwise):
         table.notes.append("Multi-label datasets: every label's sigmoid probability as a binary forecast (ECE over "
                            "15 bins of p, Brier = mean squared error, NLL = mean binary cross-entropy); no accuracy.")
-    if not all(multilabel):
+    if not all(labelwise):
         table.notes.append(
             "ECE: top-label expected calibration error over 15 equal-width bins; Brier: multi-class; NLL: mean "
             "negative log-likelihood; ± the standard deviation over seeds, n=k a value resting on fewer runs than "

@@ -3,7 +3,9 @@
 Numbers are percentages with two decimals, as in the paper; ``mean ± std`` (sample
 standard deviation) where a cell has several seeds, with ``n=k`` whenever a value rests on
 fewer runs than the fullest cell has (a seed unfinished, or a metric an older run did not
-record), so nothing is averaged over a partial set silently.
+record), so nothing is averaged over a partial set silently (:mod:`lmfloss.report.formats`).
+Only the datasets reported per class are here; per-label ones have tables of their own
+(:mod:`lmfloss.report.multilabel`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import logging
 
 import numpy as np
 
-from lmfloss.report.aggregate import MISSING, OK, UNFINISHED, Cell, Comparison, Grid
-from lmfloss.report.names import dataset_name, is_multilabel_dataset, loss_name, model_name
+from lmfloss.report.formats import DASH, fmt_p, metric_text, n_note, pct, seeds_note, status_text
+from lmfloss.report.grid import OK, Cell, Comparison, Grid, per_class_datasets
+from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.paper import (
     paper_best_hparams,
     paper_main,
@@ -21,7 +24,7 @@ from lmfloss.report.paper import (
     paper_train_samples,
 )
 from lmfloss.report.render import Table
-from lmfloss.report.stats import bootstrap_ci, mean_std
+from lmfloss.report.stats import bootstrap_ci
 
 logger = logging.getLogger(__name__)
 
@@ -33,64 +36,6 @@ METRIC_LABELS = {
 }
 # The paper's table number of each architecture (Tables 2-4) — others get their own name.
 PAPER_TABLE_OF_MODEL = {"efficientnet_v2_s": 2, "resnet50": 3, "densenet121": 4}
-DASH = "—"
-
-
-def pct(value: float | None) -> str:
-    """``0.84614`` -> ``"84.61"``; ``None`` -> an em dash."""
-    return DASH if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
-
-
-def fmt_p(p_value: float) -> str:
-    """Three decimals; ``<0.001`` below that (the bootstrap's floor is ``1/(B+1)``)."""
-    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
-
-
-def status_text(cell: Cell, expected_n: int) -> str | None:
-    """``missing``/``unfinished`` for a cell without finished runs, else ``None``."""
-    if cell.status == MISSING:
-        return "missing"
-    if cell.status == UNFINISHED:
-        return f"unfinished ({len(cell.unfinished)} run{'s' if len(cell.unfinished) > 1 else ''})"
-    return None
-
-
-def seeds_note(cell: Cell, expected_n: int, n: int | None = None) -> str:
-    """`` (n=2)``/`` (n=2; 1 unfinished)`` when a value rests on fewer runs than the fullest
-    cell has, else empty.
-
-    Args:
-        cell: the cell the value is of.
-        expected_n: the fullest cell's run count (:attr:`Grid.expected_n`).
-        n: how many runs the value rests on (default: the cell's finished runs; fewer where
-            some of them did not record the metric).
-    """
-    n = cell.n if n is None else n
-    parts = []
-    if n != expected_n:
-        parts.append(f"n={n}")
-    if cell.unfinished:
-        parts.append(f"{len(cell.unfinished)} unfinished")
-    return f" ({'; '.join(parts)})" if parts else ""
-
-
-def metric_text(cell: Cell, metric: str, expected_n: int) -> str:
-    """The display text of one metric of one cell."""
-    status = status_text(cell, expected_n)
-    if status:
-        return status
-    values = cell.values(metric)
-    if not values:
-        return DASH
-    mean, std = mean_std(values)
-    text = pct(mean) if std is None else f"{pct(mean)} ± {100 * std:.2f}"
-    return text + seeds_note(cell, expected_n, len(values))
-
-
-def n_note(n: int, expected_n: int) -> str:
-    """`` (n=2)`` for a statistic over ``n`` runs (or seed pairs) where the fullest cell has
-    ``expected_n``, else empty."""
-    return "" if n == expected_n else f" (n={n})"
 
 
 def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
@@ -114,12 +59,6 @@ def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, f
     labels = first.labels
     k = max(len(first.class_names), int(max(labels.max(), np.max(stacked))) + 1)
     return bootstrap_ci(labels, np.stack(stacked), num_classes=k, n_boot=n_boot, seed=seed)
-
-
-def multiclass_datasets(grid: Grid) -> list[str]:
-    """The grid's multi-class datasets (multi-label ones have tables of their own:
-    :mod:`lmfloss.report.multilabel`)."""
-    return [d for d in grid.datasets if not is_multilabel_dataset(d)]
 
 
 def _mark_best(table: Table, row_block: list[int], columns: list[int], scores: dict) -> None:
@@ -153,7 +92,7 @@ def main_table(
     table = Table(name=name, title=title, columns=columns)
     tests = {(c.dataset, c.baseline): c for c in (comparisons or []) if c.model == model and c.metric == "f1_macro"}
     scores: dict[tuple[int, int], float] = {}
-    for dataset in multiclass_datasets(grid):
+    for dataset in per_class_datasets(grid):
         block = []
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(dataset, model, loss)
@@ -214,7 +153,7 @@ def _config_notes(grid: Grid, model: str) -> list[str]:
                 chosen = ", ".join(f"{k}={v}" for k, v in cell.varied.items())
                 notes.append(
                     f"{dataset_name(dataset)} / {loss_name(loss)}: {cell.n_configs} configurations "
-                    f"ran; shown is the best by validation macro-F1 ({chosen})."
+                    f"ran; shown is the best by validation {grid.task(dataset).headline_display} ({chosen})."
                 )
     return notes
 
@@ -293,7 +232,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
         + (" beside the paper's" if compare else ""),
         columns=columns,
     )
-    for dataset in multiclass_datasets(grid):
+    for dataset in per_class_datasets(grid):
         counts = train_counts(grid, dataset)
         for c, class_name in enumerate(_class_names(grid, dataset)):
             i = len(table.rows)
