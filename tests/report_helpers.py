@@ -119,3 +119,74 @@ def make_run(
                           "source": None, "images": {"train": 0, "val": 0, "test": len(labels)}}
     (run_dir / "report.json").write_text(json.dumps(report))
     return run_dir
+
+
+ML_LABELS = ["effusion", "hernia", "mass", "nodule"]
+_ML_PREVALENCE = np.array([0.4, 0.08, 0.25, 0.15])
+
+
+def _ml_split(n: int, skill: float, label_seed: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, L]`` 0/1 labels (the same for every run: ``label_seed``) and probabilities whose
+    separation grows with ``skill`` (the run's own noise: ``seed``)."""
+    y = (np.random.default_rng(label_seed).random((n, len(ML_LABELS))) < _ML_PREVALENCE).astype(np.int64)
+    noise = np.random.default_rng(seed).normal(size=y.shape)
+    return y, 1.0 / (1.0 + np.exp(-(skill * (2 * y - 1) + noise - 0.5)))
+
+
+def make_multilabel_run(
+    root: Path,
+    *,
+    dataset: str = "chestmnist",
+    model: str = "resnet18",
+    loss: str = "bce",
+    seed: int = 1,
+    skill: float = 1.0,
+    loss_params: dict | None = None,
+    finished: bool = True,
+    metrics_header: str = "new",
+    name: str | None = None,
+) -> Path:
+    """Write one multi-label run directory as training writes it (report.json from
+    :func:`lmfloss.multilabel_metrics.multilabel_report` on the run's own predictions.csv;
+    thresholds chosen on validation); returns it.
+
+    ``metrics_header``: ``"new"`` (``val_subset_accuracy``) or ``"old"`` (lmfloss <= 0.3's
+    ``val_accuracy`` and an empty ``val_balanced_accuracy``).
+    """
+    from lmfloss import multilabel_metrics, rundir
+
+    params = dict(loss_params or {})
+    run_dir = root / (name or f"{dataset}-{model}-{loss}-{'-'.join(f'{k}{v}' for k, v in params.items())}-s{seed}")
+    run_dir.mkdir(parents=True)
+    config = TrainConfig(dataset=dataset, task="multilabel", model=model, loss=loss, loss_params=params, seed=seed,
+                         weights="none", epochs=2, select_metric="map").to_dict()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if metrics_header == "old":
+        metrics = ("epoch,train_loss,val_loss,val_accuracy,val_f1_macro,val_balanced_accuracy,val_auc,val_map,lr,"
+                   "seconds\n1,0.9,0.8,0.2,0.3,,0.6,0.4,0.0001,1.0\n2,0.7,0.7,0.25,0.35,,0.65,0.45,0.0001,1.0\n")
+    else:
+        metrics = ("epoch,train_loss,val_loss,val_subset_accuracy,val_f1_macro,val_auc,val_map,lr,seconds\n"
+                   "1,0.9,0.8,0.2,0.3,0.6,0.4,0.0001,1.0\n2,0.7,0.7,0.25,0.35,0.65,0.45,0.0001,1.0\n")
+    (run_dir / "metrics.csv").write_text(metrics)
+    if not finished:
+        return run_dir
+    y_val, p_val = _ml_split(80, skill, 7, 1000 + seed)
+    y_test, p_test = _ml_split(120, skill, 8, 2000 + seed)
+    rundir.write_predictions([f"img{i:04d}" for i in range(len(y_test))], y_test, p_test, ML_LABELS, run_dir)
+    thresholds = multilabel_metrics.choose_thresholds(y_val, p_val)
+    val = multilabel_metrics.multilabel_report(y_val, p_val, ML_LABELS, n_bootstrap=0, seed=seed)
+    val["thresholds_chosen"] = dict(zip(ML_LABELS, thresholds))
+    positives = [int(c) for c in (np.random.default_rng(9).random((400, len(ML_LABELS))) < _ML_PREVALENCE).sum(0)]
+    report = {
+        "task": "multilabel", "best_epoch": 2, "select_metric": "map", "class_names": ML_LABELS,
+        "train_class_counts": positives, "train_label_counts": [[400 - p, p] for p in positives],
+        "loss": {"name": loss, "params": params},
+        "data": {"dataset": dataset, "name": dataset, "fingerprint": f"fp-{dataset}", "source": None,
+                 "images": {"train": 400, "val": len(y_val), "test": len(y_test)}},
+        "val": val,
+        "test": multilabel_metrics.multilabel_report(y_test, p_test, ML_LABELS, thresholds=thresholds, n_bootstrap=50,
+                                                     seed=seed),
+        "config": config,
+    }
+    (run_dir / "report.json").write_text(json.dumps(report))
+    return run_dir
