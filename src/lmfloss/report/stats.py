@@ -95,6 +95,7 @@ def seed_t_test(deltas: Sequence[float]) -> SeedTest:
     order), so the seed is the unit of replication; with fewer than 3 seeds no test is
     made rather than a number that cannot hold its level.
     """
+    # deferred: scipy.stats takes about a second to import (lmfloss.cam imports this module too)
     from scipy import stats
 
     values = np.asarray(list(deltas), dtype=np.float64)
