@@ -138,7 +138,7 @@ def _per_class(t: torch.Tensor | None, like: torch.Tensor, name: str) -> torch.T
     return t.to(device=like.device, dtype=like.dtype)
 
 
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+def reduce_terms(values: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return values.mean()
     if reduction == "sum":
@@ -268,7 +268,7 @@ def focal_loss(
     check_reduction(reduction)
     gamma = check_non_negative("gamma", gamma)
     z, t = _prepare(logits, target, _length(alpha), validate_args)
-    return _reduce(_focal_terms(z, t, gamma, _per_class(alpha, z, "alpha")), reduction)
+    return reduce_terms(_focal_terms(z, t, gamma, _per_class(alpha, z, "alpha")), reduction)
 
 
 def lmf_loss(
@@ -317,7 +317,7 @@ def lmf_loss(
     ldam = F.cross_entropy(
         _margin_logits(z, t, m, scale), t, weight=_per_class(weight, z, "weight"), reduction=reduction
     )
-    focal = _reduce(_focal_terms(z, t, gamma, _per_class(focal_alpha, z, "focal_alpha")), reduction)
+    focal = reduce_terms(_focal_terms(z, t, gamma, _per_class(focal_alpha, z, "focal_alpha")), reduction)
     # Skip the multiplications by 1 (the default setting): two fewer kernels per direction.
     ldam = ldam if alpha == 1.0 else alpha * ldam
     focal = focal if beta == 1.0 else beta * focal
@@ -388,4 +388,4 @@ def class_balanced_loss(
         raise ValueError(f"base must be 'ce' or 'focal', got {base!r}")
     gamma = check_non_negative("gamma", gamma) if base == "focal" else 0.0
     z, t = _prepare(logits, target, _length(weight), validate_args)
-    return _reduce(_focal_terms(z, t, gamma, _per_class(weight, z, "weight")), reduction)
+    return reduce_terms(_focal_terms(z, t, gamma, _per_class(weight, z, "weight")), reduction)

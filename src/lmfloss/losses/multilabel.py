@@ -53,7 +53,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from lmfloss.losses.functional import _reduce, check_non_negative, check_reduction
+from lmfloss.losses.functional import check_non_negative, check_reduction, reduce_terms
 
 __all__ = [
     "asl_loss",
@@ -215,7 +215,7 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_weight: torch.Te
     """
     check_reduction(reduction)
     z, y = _prepare(logits, target, _length(pos_weight), validate_args)
-    return _reduce(_bce_terms(z, y, _per_label(pos_weight, z, "pos_weight")), reduction)
+    return reduce_terms(_bce_terms(z, y, _per_label(pos_weight, z, "pos_weight")), reduction)
 
 
 def _focal_terms(z: torch.Tensor, y: torch.Tensor, gamma: float, alpha: float | None) -> torch.Tensor:
@@ -243,7 +243,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: flo
     gamma = check_non_negative("gamma", gamma)
     alpha = _check_probability("alpha", alpha)
     z, y = _prepare(logits, target, None, validate_args)
-    return _reduce(_focal_terms(z, y, gamma, alpha), reduction)
+    return reduce_terms(_focal_terms(z, y, gamma, alpha), reduction)
 
 
 def asl_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
@@ -282,7 +282,7 @@ def asl_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma_neg: float = 4
         # x^γ has an infinite derivative at x = 0 for γ < 1; the whole term's is 0 there.
         factor = torch.where(positive, base.where(positive, 1.0).pow(exponent), (exponent == 0).to(base.dtype))
         terms = factor * terms
-    return _reduce(terms, reduction)
+    return reduce_terms(terms, reduction)
 
 
 def _margin_logits(z: torch.Tensor, y: torch.Tensor, pos_margins: torch.Tensor,
@@ -316,7 +316,7 @@ def ldam_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_marg
     m_pos = _per_label(pos_margins, z, "pos_margins")
     m_neg = _per_label(neg_margins, z, "neg_margins")
     terms = _bce_terms(_margin_logits(z, y, m_pos, m_neg, scale), y, _per_label(pos_weight, z, "pos_weight"))
-    return _reduce(terms, reduction)
+    return reduce_terms(terms, reduction)
 
 
 def lmf_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_margins: torch.Tensor,
@@ -342,4 +342,4 @@ def lmf_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_margi
     ldam = _bce_terms(_margin_logits(z, y, m_pos, m_neg, scale), y, _per_label(pos_weight, z, "pos_weight"))
     focal = _focal_terms(z, y, gamma, focal_alpha)
     terms = (ldam if alpha == 1.0 else alpha * ldam) + (focal if beta == 1.0 else beta * focal)
-    return _reduce(terms, reduction)
+    return reduce_terms(terms, reduction)

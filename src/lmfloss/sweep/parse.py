@@ -15,7 +15,7 @@ from lmfloss.config import (
     split_key_value,
 )
 from lmfloss.sweep.spec import (
-    _CONFIG_FIELDS,
+    CONFIG_FIELDS,
     SAMPLERS,
     TOP_LEVEL_KEYS,
     Override,
@@ -33,11 +33,11 @@ def check_key(key: Any, where: str) -> str:
         raise ValueError(f"{where}: keys must be strings, got {key!r}")
     if key.startswith(("loss_params.", "tags.")) and key.split(".", 1)[1]:
         return key
-    if key in _CONFIG_FIELDS and key != "loss_params":
+    if key in CONFIG_FIELDS and key != "loss_params":
         return key
     raise ValueError(
         f"{where}: unknown key {key!r}; expected a TrainConfig field "
-        f"({', '.join(f for f in _CONFIG_FIELDS if f != 'loss_params')}), "
+        f"({', '.join(f for f in CONFIG_FIELDS if f != 'loss_params')}), "
         "'loss_params.<name>' or 'tags.<name>'"
     )
 

@@ -48,7 +48,7 @@ TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "s
 # Keys that say where and how fast a run happens, not what it measures (the "runtime" role
 # of lmfloss.config): they may differ between the machines of one study.
 MACHINE_KEYS = keys_with_role("runtime")
-_CONFIG_FIELDS = tuple(field_names())
+CONFIG_FIELDS = tuple(field_names())
 
 Scalar = str | int | float | bool | None
 
