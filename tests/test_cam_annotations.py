@@ -96,7 +96,7 @@ def test_dataset_boxes_and_no_source(caplog):
         annotation_source(_splits(["a"]), boxes_csv="x.csv", masks_dir="y")
 
 
-@pytest.mark.skipif(not (HAM / "masks").is_dir(), reason=f"shared data absent: {HAM}")
+@pytest.mark.realdata("data/samples/ham10000/masks")
 def test_mask_folder_on_real_ham10000_masks(tmp_path):
     paths = sorted((HAM / "masks").glob("*_segmentation.png"))
     ids = [p.name.removesuffix("_segmentation.png") for p in paths]

@@ -172,7 +172,7 @@ def test_mask_to_boxes_crafted():
         mask_to_boxes(mask, connectivity=6)
 
 
-@pytest.mark.skipif(not HAM_MASKS.is_dir(), reason=f"shared data absent: {HAM_MASKS}")
+@pytest.mark.realdata("data/samples/ham10000/masks")
 def test_mask_to_boxes_on_real_ham10000_masks():
     from PIL import Image
 

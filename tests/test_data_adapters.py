@@ -19,9 +19,7 @@ from lmfloss.errors import DataError
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = SHARED / "samples"
 METADATA = SHARED / "metadata"
-needs_shared = pytest.mark.skipif(
-    not (SAMPLES.is_dir() and METADATA.is_dir()), reason=f"real sample data not found at {SHARED}"
-)
+needs_shared = pytest.mark.realdata("data/samples", "data/metadata")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -215,7 +213,7 @@ def test_csv_without_split_uses_the_paper_split_and_root(tmp_path):
 # --- MedMNIST -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (SHARED / "retinamnist").is_dir(), reason="retinamnist.npz not in ../shared/data")
+@pytest.mark.realdata("data/retinamnist/retinamnist.npz")
 @pytest.mark.parametrize(
     ("flag", "counts"),
     [

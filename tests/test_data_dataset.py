@@ -116,9 +116,8 @@ def test_bad_options_are_named(synthetic, option, value):
         make_dataset(synthetic, "train", image_size=0)
 
 
+@pytest.mark.realdata("data/breastmnist/breastmnist.npz")
 def test_medmnist_grayscale_becomes_three_channels():
-    if not (SHARED / "breastmnist").is_dir():
-        pytest.skip("breastmnist.npz not in ../shared/data")
     splits = load_splits("breastmnist", root=SHARED / "breastmnist")
     ds = make_dataset(splits, "val", image_size=28)
     image = ds[0][0]
@@ -210,10 +209,9 @@ def test_skip_bad_images_leaves_them_out_and_records_them(tmp_path):
         make_dataset(strict, split, image_size=16, cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.realdata("data/samples/odir5k/images")
 def test_real_jpeg_samples_through_the_cache(tmp_path):
     images = SHARED / "samples" / "odir5k" / "images"
-    if not images.is_dir():
-        pytest.skip("ODIR-5K samples not in ../shared/data")
     for i, path in enumerate(sorted(images.glob("*.jpg"))[:10]):
         (tmp_path / "data" / ("x" if i % 2 else "y")).mkdir(parents=True, exist_ok=True)
         (tmp_path / "data" / ("x" if i % 2 else "y") / path.name).symlink_to(path)
@@ -237,3 +235,4 @@ def test_parallel_cache_build_equals_serial_and_reports_bad_files(tmp_path):
     with pytest.raises(DataError, match=f"cannot decode image .*{bad.name}"):
         make_dataset(splits, "train", image_size=16, cache_dir=tmp_path / "broken", cache_workers=2)
     assert not list((tmp_path / "broken").iterdir())  # the temporary file is gone too
+

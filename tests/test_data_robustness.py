@@ -141,6 +141,7 @@ def _two_classes(root: Path, n: int = 8) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_dangling_link_is_an_unreadable_image_for_split_and_train_alike(tmp_path, capsys):
     import json
 
@@ -360,7 +361,7 @@ def _dim_16_bit(root: Path, n: int = 7) -> Path:
     return root
 
 
-@pytest.mark.parametrize("command", ["prepare", "train"])
+@pytest.mark.parametrize("command", ["prepare", pytest.param("train", marks=pytest.mark.slow)])
 def test_dim_dataset_warns_once_for_all_its_splits(tmp_path, caplog, command):
     root = _dim_16_bit(tmp_path / "xray")
     data = ["--dataset", "imagefolder", "--root", str(root), "--cache-dir", str(tmp_path / "cache")]

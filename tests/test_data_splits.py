@@ -16,9 +16,7 @@ from lmfloss.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 METADATA = SHARED / "metadata"
-needs_metadata = pytest.mark.skipif(
-    not METADATA.is_dir(), reason=f"real metadata not found at {METADATA} (../shared/data)"
-)
+needs_metadata = pytest.mark.realdata("data/metadata")
 
 SPLITS = ("train", "val", "test")
 
@@ -222,3 +220,4 @@ def test_empty_training_class_is_an_error(tmp_path):
     (tmp_path / "c" / "0.png").touch()
     splits = load_splits("imagefolder", root=tmp_path)  # n=1: train 1, val/test 0 (a warning)
     assert splits.class_counts("train") == [3, 1, 1]
+

@@ -31,6 +31,7 @@ from lmfloss.errors import DiskFull
 from lmfloss.rundir import read_metrics
 from lmfloss.train.checkpoint import load_checkpoint
 from report_helpers import LABELS, make_run, noisy_preds
+from tiers import fixture_marks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -115,6 +116,7 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow)
 def reference(data, tmp_path_factory, one_torch_thread) -> Path:
     """The same training, uninterrupted."""
     out = tmp_path_factory.mktemp("disk-full-ref") / "run"
@@ -185,6 +187,7 @@ def test_a_full_disk_at_the_model_card_is_finished_on_resume(data, reference, tm
     _assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_tensorboard_out_of_space_is_one_line_naming_its_file(data, tmp_path, capsys, monkeypatch):
     """A writer that is not lmfloss's (tensorboard) meets the full disk: still one line."""
     pytest.importorskip("tensorboard")

@@ -20,6 +20,7 @@ from lmfloss.config import TrainConfig
 from lmfloss.data.dataset import prepare_image
 from lmfloss.data.transforms import NORMALIZATIONS
 from lmfloss.export import ONNX_MODULES, DeployedModel, export_run, sidecar_info
+from tiers import fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BREAST = SHARED / "breastmnist" / "breastmnist.npz"
@@ -30,10 +31,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWa
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow, pytest.mark.realdata("data/breastmnist/breastmnist.npz"))
 def trained(tmp_path_factory, one_torch_thread):
     """A finished binary run (BreastMNIST, ImageNet normalisation, a Youden threshold)."""
-    if not BREAST.is_file():
-        pytest.skip(f"real data not found: {BREAST}")
     from lmfloss.train import fit
 
     out = tmp_path_factory.mktemp("export") / "run"

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from lmfloss.cli import main
+from tiers import fixture_marks
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")]
@@ -88,6 +89,7 @@ def _export(run_dir: Path, fmt: str, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow)
 def trained(dataset, tmp_path_factory):
     """``trained(rule)``: a finished 1-epoch run of that intensity rule and its exports
     (``{"run": RUN_DIR, "torchscript": FILE, "onnx": FILE}``, ONNX where the extra is

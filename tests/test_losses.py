@@ -106,10 +106,9 @@ def test_class_counts_matches_bincount_order():
     assert class_counts(torch.tensor(targets), 3) == [2, 1, 3]
 
 
+@pytest.mark.realdata("data/retinamnist/retinamnist.npz")
 def test_class_counts_on_retinamnist():
     path = SHARED / "retinamnist" / "retinamnist.npz"
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path}")
     import numpy as np
 
     labels = np.load(path)["train_labels"]  # uint8 [1080, 1]

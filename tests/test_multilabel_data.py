@@ -140,7 +140,7 @@ def test_chestmnist_npz_of_the_official_format_is_multilabel_by_nature(tmp_path)
     assert np.array_equal(targets_matrix(splits.records("val"), 14), arrays["val_labels"])
 
 
-@pytest.mark.skipif(not (ODIR / "full_df.csv").is_file(), reason="needs ../shared/data/odir5k_128 (real ODIR-5K)")
+@pytest.mark.realdata("data/odir5k_128/full_df.csv")
 def test_odir5k_official_task_has_the_patient_labels_on_both_eyes():
     import csv
 

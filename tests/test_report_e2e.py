@@ -19,7 +19,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BREAST = SHARED / "breastmnist"
 
 
-@pytest.mark.skipif(not (BREAST / "breastmnist.npz").is_file(), reason=f"BreastMNIST not found under {BREAST}")
+@pytest.mark.realdata("data/breastmnist/breastmnist.npz")
 def test_report_on_two_real_runs(tmp_path: Path, capsys):
     fit = pytest.importorskip("lmfloss.train").fit
     from lmfloss.config import TrainConfig

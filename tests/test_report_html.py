@@ -24,6 +24,7 @@ import pytest
 from lmfloss.cli import main
 from lmfloss.report import build_report
 from report_helpers import LABELS, make_run, noisy_preds
+from tiers import fixture_marks
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -248,6 +249,7 @@ def test_without_jinja2_report_and_sweep_say_what_to_install_before_any_work(tmp
 
 # ------------------------------------------------------------------------------ the browser
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.browser)
 def browser():
     executable = _chromium()
     try:

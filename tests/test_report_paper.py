@@ -52,7 +52,7 @@ def test_per_class_and_hparam_cells():
     assert paper_best_hparams("retinamnist", "resnet18") is None
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason=f"paper text not found at {PAPER}")
+@pytest.mark.realdata("paper/lmfloss-paper.txt")
 def test_every_embedded_row_appears_in_the_paper_text():
     text = PAPER.read_text()
     paper_loss = {"ce": "CCE loss", "focal": "Focal loss", "ldam": "LDAM loss",

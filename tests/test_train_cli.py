@@ -11,11 +11,11 @@ import yaml
 
 from cli_helpers import one_error_line as _one_error_line
 from lmfloss.cli import main
+from tiers import fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BREAST = SHARED / "breastmnist" / "breastmnist.npz"
 HAM_IMAGES = SHARED / "samples" / "ham10000" / "images"
-needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}")
+needs_breast = pytest.mark.realdata("data/breastmnist/breastmnist.npz")
 
 TINY = ["--dataset", "breastmnist", "--root", str(SHARED), "--model", "shufflenet_v2_x0_5",
         "--weights", "none", "--image-size", "16", "--epochs", "1", "--device", "cpu",
@@ -23,10 +23,9 @@ TINY = ["--dataset", "breastmnist", "--root", str(SHARED), "--model", "shufflene
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow, needs_breast)
 def cli_run(tmp_path_factory):
     """A run trained from a YAML config with a flag overriding it."""
-    if not BREAST.is_file():
-        pytest.skip(f"real data not found: {BREAST}")
     folder = tmp_path_factory.mktemp("cli")
     config = folder / "run.yaml"
     config.write_text(yaml.safe_dump({
@@ -41,7 +40,6 @@ def cli_run(tmp_path_factory):
     return out
 
 
-@needs_breast
 def test_train_config_file_with_flag_overrides(cli_run, capsys):
     saved = yaml.safe_load((cli_run / "config.yaml").read_text())
     assert saved["epochs"] == 1  # the flag beat the file's 3
@@ -51,7 +49,6 @@ def test_train_config_file_with_flag_overrides(cli_run, capsys):
     assert (cli_run / "report.json").is_file()
 
 
-@needs_breast
 def test_evaluate_writes_and_prints_report(cli_run, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run", str(cli_run), "--split", "test", "--checkpoint", "last"]) == 0
@@ -71,7 +68,6 @@ def test_evaluate_writes_and_prints_report(cli_run, capsys):
     assert rundir.read_eval(cli_run, "val", "last") is None
 
 
-@needs_breast
 def test_evaluate_calibrate_fits_the_temperature_on_validation(cli_run, capsys, monkeypatch):
     from lmfloss.train import scoring
 
@@ -90,8 +86,7 @@ def test_evaluate_calibrate_fits_the_temperature_on_validation(cli_run, capsys, 
     assert flipped["tta"] == "flip" and flipped["trained_with_flips"] is False  # allowed, and recorded
 
 
-@needs_breast
-@pytest.mark.skipif(not HAM_IMAGES.is_dir(), reason=f"sample images not found: {HAM_IMAGES}")
+@pytest.mark.realdata("data/samples/ham10000/images")
 def test_predict_images_and_csv(cli_run, tmp_path, capsys):
     images = sorted(HAM_IMAGES.glob("*.jpg"))[:3]
     listing = tmp_path / "list.csv"
@@ -109,7 +104,7 @@ def test_predict_images_and_csv(cli_run, tmp_path, capsys):
         assert row["pred"] == names[probs.index(max(probs))]
 
 
-@needs_breast
+@pytest.mark.slow
 def test_existing_run_refused_then_overwrite(cli_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *TINY, "--out", str(cli_run)]) == 2
@@ -122,7 +117,7 @@ def test_existing_run_refused_then_overwrite(cli_run, tmp_path, capsys):
     assert (copy / "metrics.csv").read_text().splitlines()[1].split(",")[:-1] == first.splitlines()[1].split(",")[:-1]
 
 
-@needs_breast
+@pytest.mark.slow
 def test_resume_cli_continues_a_run(cli_run, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["train", *TINY, "--loss", "ce", "--out", str(out)]) == 0
@@ -186,7 +181,6 @@ def test_bad_run_directory(argv, expected, capsys):
     assert expected in _one_error_line(capsys, argv[0])
 
 
-@needs_breast
 def test_predict_errors(cli_run, tmp_path, capsys):
     listing = tmp_path / "bad.csv"
     listing.write_text("file_name\nx.png\n")

@@ -15,8 +15,7 @@ from lmfloss.data import Record, load_splits
 from lmfloss.data.splits import assign_folds, fold_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BREAST = SHARED / "breastmnist" / "breastmnist.npz"
-needs_breast = pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}")
+needs_breast = pytest.mark.realdata("data/breastmnist/breastmnist.npz")
 
 
 def _records(n_per_class=(40, 12, 6), patients=True) -> list[Record]:

@@ -18,9 +18,8 @@ from lmfloss.rundir import RUN_FILES
 from lmfloss.train import evaluate_run, load_run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BREAST = SHARED / "breastmnist" / "breastmnist.npz"
 pytestmark = [
-    pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}"),
+    pytest.mark.realdata("data/breastmnist/breastmnist.npz"),
     pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend"),
     pytest.mark.slow,
 ]

@@ -54,6 +54,7 @@ def test_demo_rejects_unknown_loss(tmp_path, capsys):
     assert "unknown loss(es) ['nope']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_multilabel_summarises_map_per_loss(tmp_path):
     summary = demo.run_demo(tmp_path / "ml2", epochs=1, jobs=1, quiet=True, task="multilabel", overrides=TINY)
     with open(tmp_path / "ml2" / "summary.csv", newline="") as handle:

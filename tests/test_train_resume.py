@@ -18,11 +18,7 @@ from lmfloss.train import fit
 from lmfloss.train.checkpoint import load_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BREAST = SHARED / "breastmnist" / "breastmnist.npz"
-pytestmark = [
-    pytest.mark.skipif(not BREAST.is_file(), reason=f"real data not found: {BREAST}"),
-    pytest.mark.slow,
-]
+pytestmark = [pytest.mark.realdata("data/breastmnist/breastmnist.npz"), pytest.mark.slow]
 EPOCHS = 3
 
 

@@ -70,6 +70,8 @@ def test_a_class_without_images_cannot_be_drawn():
         ClassAwareSampler(np.array([0, 0, 2, 2]), "balanced")
 
 
+@pytest.mark.realdata("data/breastmnist/breastmnist.npz")
+@pytest.mark.slow
 def test_fit_with_a_balanced_sampler_and_a_reweighted_loss_warns(tmp_path, caplog, one_torch_thread):
     from pathlib import Path
 
@@ -77,8 +79,6 @@ def test_fit_with_a_balanced_sampler_and_a_reweighted_loss_warns(tmp_path, caplo
     from lmfloss.train import fit
 
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (shared / "breastmnist" / "breastmnist.npz").is_file():
-        pytest.skip(f"real data not found: {shared}")
     config = TrainConfig(dataset="breastmnist", root=str(shared), model="shufflenet_v2_x0_5", weights="none",
                          image_size=28, epochs=1, batch_size=64, lr=1e-3, device="cpu", loss="wce", bootstrap=0,
                          sampler="balanced")
