@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiers import MARKS_ATTRIBUTE
+from data_helpers import TINY, imagefolder
+from tiers import MARKS_ATTRIBUTE, fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -38,6 +39,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+@fixture_marks(pytest.mark.slow)
+def imagefolder_run(tmp_path_factory):
+    """A finished 1-epoch run on a tiny two-class image folder, trained once for every module
+    that only reads it (predict, cam)."""
+    # Imported here, not at the top: a conftest that cannot import lmfloss (src half-way
+    # through an edit) would fail every test, not only those that use this run.
+    from lmfloss.cli import main
+
+    folder = tmp_path_factory.mktemp("imagefolder-run")
+    root = imagefolder(folder / "data")
+    out = folder / "run"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # as one_torch_thread, which a session fixture cannot use
+    try:
+        code = main(["train", "--dataset", "imagefolder", "--root", str(root), "--out", str(out),
+                     "--cache-dir", str(folder / "cache"), *TINY])
+    finally:
+        torch.set_num_threads(previous)
+    assert code == 0
+    return out
 
 
 # ---- tiers: marks from fixtures, one skip for absent ../shared -----------------------------

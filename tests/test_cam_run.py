@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+from cli_helpers import one_error_line
 from lmfloss.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -317,3 +318,12 @@ def test_ids_keep_their_order_and_true_target(resnet_run, tmp_path, capsys):
     assert all(r["target_class"] == r["true_class"] for r in rows)
     assert {r["method"] for r in rows} == {"gradcam++"}
     assert not (out / "overlays").exists()
+
+
+def test_cam_target_layer_without_spatial_output_is_refused(imagefolder_run, tmp_path, capsys):
+    out = tmp_path / "cam"
+    assert main(["cam", "--run", str(imagefolder_run), "--target-layer", "fc", "--out", str(out),
+                 "--n", "2", "--no-overlays", "--quiet"]) == 2
+    line = one_error_line(capsys, "cam")
+    assert "'fc' has no spatial output" in line
+    assert "layers with one:" in line and "conv5" in line  # shufflenet's last feature map

@@ -11,8 +11,9 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from lmfloss.config import TrainConfig
 from lmfloss.data import cache as cache_module
-from lmfloss.data import load_splits, make_dataset
+from lmfloss.data import dataset_for, load_splits, make_dataset, splits_for
 from lmfloss.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from lmfloss.errors import DataError
 
@@ -236,3 +237,11 @@ def test_parallel_cache_build_equals_serial_and_reports_bad_files(tmp_path):
         make_dataset(splits, "train", image_size=16, cache_dir=tmp_path / "broken", cache_workers=2)
     assert not list((tmp_path / "broken").iterdir())  # the temporary file is gone too
 
+
+def test_training_counts_come_from_the_loss_librarys_class_counts():
+    from lmfloss.losses import class_counts
+
+    config = TrainConfig(dataset="synthetic", image_size=16)
+    splits = splits_for(config)
+    train = dataset_for(config, "train", splits)
+    assert class_counts(train.labels, len(splits.class_names)) == splits.class_counts("train")

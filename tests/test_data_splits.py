@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from data_helpers import csv_dataset
 from lmfloss.data import load_splits, paper_split, paper_split_sizes
 from lmfloss.data.splits import group_split
 from lmfloss.errors import DataError
@@ -221,3 +222,40 @@ def test_empty_training_class_is_an_error(tmp_path):
     splits = load_splits("imagefolder", root=tmp_path)  # n=1: train 1, val/test 0 (a warning)
     assert splits.class_counts("train") == [3, 1, 1]
 
+
+# ---- the data's identity: its content, not where it was read ----------------------------------
+def test_data_identity_follows_content_not_location(tmp_path):
+    from lmfloss.report.runs import ReportRun, assign_dataset_keys
+
+    first = csv_dataset(tmp_path / "site-a")
+    other = tmp_path / "site-b"
+    shutil.copytree(first.parent, other)
+    relabelled = other / "base.csv"  # same stem, same images, one label changed
+    relabelled.write_text(first.read_text().replace("img/benign0.png,benign", "img/benign0.png,malignant"))
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(first.parent, moved)
+
+    a = load_splits("csv", csv=first)
+    b = load_splits("csv", csv=relabelled)
+    c = load_splits("csv", csv=moved / "base.csv")
+    assert a.display_name == b.display_name == c.display_name == "base"
+    assert a.fingerprint() != b.fingerprint()
+    assert a.identity()["fingerprint"] != b.identity()["fingerprint"]
+    assert a.fingerprint() == c.fingerprint()
+    same = {k: v for k, v in a.identity().items() if k != "source"}
+    assert same == {k: v for k, v in c.identity().items() if k != "source"}
+    assert a.identity()["source"] != c.identity()["source"]  # where it was read is recorded, not compared
+
+    def run(name: str, splits) -> ReportRun:
+        return ReportRun(run_dir=tmp_path / name, status="finished",
+                         config={"dataset": "csv", "csv": str(splits.index.source), "model": "resnet18",
+                                 "loss": "ce"},
+                         report={"data": splits.identity()})
+
+    runs = [run("r1", a), run("r2", b)]
+    assign_dataset_keys(runs)
+    assert runs[0].dataset_key != runs[1].dataset_key
+    assert all("@" in r.dataset_key and r.dataset_key.startswith("base@") for r in runs)
+    runs = [run("r1", a), run("r3", c)]
+    assign_dataset_keys(runs)
+    assert runs[0].dataset_key == runs[1].dataset_key == "base"

@@ -111,3 +111,19 @@ def test_bad_input_raises(y, pred, match):
 def test_bootstrap_rejects_empty():
     with pytest.raises(ValueError, match="n=0"):
         bootstrap_indices(0, 10, seed=0)
+
+
+def test_class_without_support_counts_as_zero_recall_like_sklearn():
+    from sklearn.metrics import recall_score
+
+    from lmfloss.metrics import classification_report
+
+    y_true = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    y_pred = np.array([0, 1, 0, 1, 1, 2, 1, 2])  # class 2 predicted, never true
+    probs = np.eye(3)[y_pred] * 0.7 + 0.1
+    report = classification_report(y_true, y_pred, probs, ["a", "b", "c"], n_bootstrap=0)
+    reference = recall_score(y_true, y_pred, labels=range(3), average="macro", zero_division=0)
+    assert report["recall_macro"] == pytest.approx(reference)
+    assert report["balanced_accuracy"] == pytest.approx(report["recall_macro"])
+    assert report["balanced_accuracy"] == pytest.approx((2 / 4 + 3 / 4 + 0) / 3)
+    assert report["classes_without_support"] == ["c"]

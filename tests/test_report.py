@@ -337,3 +337,21 @@ def test_fig1_with_one_architecture_spreads_over_seeds(tmp_path: Path):
     mean, mad, n = fig1_data(build_grid(runs))[("breastmnist", "ce")]
     assert mean == pytest.approx(np.mean(values), abs=1e-12) and n == 3
     assert mad == pytest.approx(np.mean(np.abs(np.array(values) - np.mean(values))), abs=1e-12)
+
+
+def test_report_lists_a_run_with_a_cp1252_config_as_unreadable(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    (runs / "bad").mkdir(parents=True)
+    (runs / "bad" / "config.yaml").write_bytes("dataset: csv\nnote: Übel\n".encode("cp1252"))
+    (runs / "started").mkdir()
+    (runs / "started" / "config.yaml").write_text("dataset: synthetic\nmodel: resnet18\nloss: ce\n")
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out), "--no-figures", "--quiet"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    text = (out / "report.md").read_text()
+    assert "2 run directories: 0 finished" in text
+    after = text[text.index("whose config.yaml cannot be read"):].splitlines()[1:]
+    listed = [line for line in after[: after.index("## Tables")] if line.startswith("- ")]
+    assert len(listed) == 1, listed  # the unfinished run is not unreadable
+    assert f"`{runs / 'bad'}`" in listed[0] and "not UTF-8" in listed[0]
+    assert "synthetic / resnet18 / CCE: unfinished (1 run(s)" in text

@@ -417,3 +417,15 @@ def test_wait_lines_come_every_30_s_and_at_once_when_a_heartbeat_is_late(caplog)
         assert len(log([trial], {7: 95.0})) == 1  # 30 s on: said again
         assert log([], {}) == []  # nothing running: nothing to say
     assert len(caplog.records) == 3 and caplog.records[1].getMessage() == late[0]
+
+
+def test_bare_postgresql_url_gets_the_installed_driver_and_a_refused_connection_is_named():
+    pytest.importorskip("psycopg2")
+    from lmfloss.sweep.storage import make_storage, with_driver
+
+    assert with_driver("postgresql://u:p@h/db") == "postgresql+psycopg2://u:p@h/db"
+    assert with_driver("postgresql+psycopg://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(LmflossError, match="connection refused") as info:
+        make_storage("postgresql://u:p@127.0.0.1:1/db")
+    assert ":p@" not in str(info.value)  # the password is not printed

@@ -6,7 +6,10 @@ import itertools
 from pathlib import Path
 
 import pytest
+import yaml
 
+from cli_helpers import one_error_line
+from lmfloss.cli import main
 from lmfloss.config import TrainConfig
 from lmfloss.sweep import Range, load_sweep, parse_sets, parse_sweep, point_key, run_name
 
@@ -242,3 +245,18 @@ def test_only_selects_grid_points_and_keeps_the_study():
         parse_only(["loss"])
     with pytest.raises(ValueError, match="unknown key 'los'"):
         parse_only(["los=ce"])
+
+
+@pytest.mark.parametrize(("space", "extra", "culprit"), [
+    ({"loss": ["ce", "lfm"]}, {}, "lfm"),
+    ({"loss": ["lmf"], "loss_params.betta": [1.0, 2.0]}, {}, "betta"),
+    ({"loss": ["ce", "lmf"]}, {"trials": 3}, "trials"),
+], ids=["loss-typo", "loss-param-typo", "grid-with-trials"])
+def test_sweep_dry_run_refuses_typos(tmp_path, capsys, space, extra, culprit):
+    base = yaml.safe_load((Path(__file__).parents[1] / "configs" / "demo-sweep.yaml").read_text())["base"]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "typo", "sampler": "grid", "base": base, "space": space, **extra}))
+    assert main(["sweep", "--config", str(sweep), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    line = one_error_line(capsys, "sweep")
+    assert repr(culprit) in line or f"{culprit}:" in line, line
+    assert not (tmp_path / "out").exists()

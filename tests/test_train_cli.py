@@ -6,10 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from cli_helpers import one_error_line as _one_error_line
+from cli_helpers import one_error_line
+from data_helpers import CLASSES, csv_dataset, rgb
+from data_helpers import TINY as TINY_FILES
 from lmfloss.cli import main
 from tiers import fixture_marks
 
@@ -108,7 +112,7 @@ def test_predict_images_and_csv(cli_run, tmp_path, capsys):
 def test_existing_run_refused_then_overwrite(cli_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *TINY, "--out", str(cli_run)]) == 2
-    line = _one_error_line(capsys, "train")
+    line = one_error_line(capsys, "train")
     assert "already holds a finished run" in line and "--overwrite" in line
     copy = tmp_path / "again"
     assert main(["train", *TINY, "--loss", "ce", "--out", str(copy)]) == 0
@@ -148,24 +152,24 @@ def test_resume_cli_continues_a_run(cli_run, tmp_path, capsys):
 def test_train_user_errors_are_one_line(argv, expected, tmp_path, capsys):
     code = main(["train", *TINY, *argv, "--out", str(tmp_path / "x")])
     assert code == 2
-    assert expected in _one_error_line(capsys, "train")
+    assert expected in one_error_line(capsys, "train")
 
 
 def test_train_needs_out(capsys):
     assert main(["train", "--dataset", "synthetic"]) == 2
-    assert "--out RUN_DIR" in _one_error_line(capsys, "train")
+    assert "--out RUN_DIR" in one_error_line(capsys, "train")
 
 
 def test_missing_config_file(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
-    assert "nope.yaml" in _one_error_line(capsys, "train")
+    assert "nope.yaml" in one_error_line(capsys, "train")
 
 
 def test_unknown_config_key(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("modle: resnet18\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown config key(s) ['modle']" in _one_error_line(capsys, "train")
+    assert "unknown config key(s) ['modle']" in one_error_line(capsys, "train")
 
 
 @pytest.mark.parametrize(
@@ -178,13 +182,55 @@ def test_unknown_config_key(tmp_path, capsys):
 )
 def test_bad_run_directory(argv, expected, capsys):
     assert main(argv) == 2
-    assert expected in _one_error_line(capsys, argv[0])
+    assert expected in one_error_line(capsys, argv[0])
 
 
 def test_predict_errors(cli_run, tmp_path, capsys):
     listing = tmp_path / "bad.csv"
     listing.write_text("file_name\nx.png\n")
     assert main(["predict", "--run", str(cli_run), "--csv", str(listing)]) == 2
-    assert "needs a 'path' column" in _one_error_line(capsys, "predict")
+    assert "needs a 'path' column" in one_error_line(capsys, "predict")
     assert main(["predict", "--run", str(cli_run)]) == 2
-    assert "needs image files, a folder of images or --csv" in _one_error_line(capsys, "predict")
+    assert "needs image files, a folder of images or --csv" in one_error_line(capsys, "predict")
+
+
+def test_quiet_train_error_is_the_only_stderr_line(tmp_path, capsys):
+    table = csv_dataset(tmp_path, n=4)
+    rows = table.read_text().splitlines()
+    # No validation images: training is refused after the data (and its cache) is loaded.
+    rows = ["path,label,split"] + [f"{r},{'test' if i % 4 == 0 else 'train'}" for i, r in enumerate(rows[1:])]
+    table.write_text("\n".join(rows) + "\n")
+    code = main(["train", "--dataset", "csv", "--csv", str(table), "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache"), *TINY_FILES])
+    assert code == 2
+    line = one_error_line(capsys, "train")
+    assert "no images in its val split" in line
+
+
+def test_predict_expands_folders_and_skips_bad_images_on_request(imagefolder_run, tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "new"
+    (folder / "ward" / "bed3").mkdir(parents=True)
+    good = [folder / "a.png", folder / "ward" / "b.jpg", folder / "ward" / "bed3" / "c.png"]
+    for k, path in enumerate(good):
+        Image.fromarray(rgb(rng, k % 2, size=40)).save(path)
+    broken = folder / "ward" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a PNG")
+    (folder / "notes.txt").write_text("not an image\n")
+
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--run", str(imagefolder_run), str(folder), "--skip-bad-images", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(r["image"] for r in rows) == sorted(map(str, [*good, broken]))
+    for row in rows:
+        if row["image"] == str(broken):
+            assert row["pred"] == "" and row["error"] == "undecodable image"
+        else:
+            assert row["pred"] in CLASSES and row["error"] == ""
+            assert sum(float(row[f"prob_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-5)
+    assert str(broken) in capsys.readouterr().err
+
+    assert main(["predict", "--run", str(imagefolder_run), str(folder), "--out", str(tmp_path / "no.csv")]) == 2
+    line = one_error_line(capsys, "predict")
+    assert str(broken) in line and "--skip-bad-images" in line
+    assert not (tmp_path / "no.csv").exists()
