@@ -2,7 +2,8 @@
 
 Tiers (registered in pyproject.toml):
 - ``slow``: trains a model (``make test-fast`` leaves these out). A test that uses a fixture
-  marked with ``tiers.fixture_marks(pytest.mark.slow)`` is slow too.
+  marked with ``tiers.fixture_marks(pytest.mark.slow)`` is slow too. The sweep's concurrency
+  tests are slow as well: their worker processes take seconds each to import torch and optuna.
 - ``browser``: drives Chromium through Playwright.
 - ``realdata(*paths)``: reads ``../shared`` (paths relative to it); skipped here, with one
   reason naming what is missing, where it is absent.

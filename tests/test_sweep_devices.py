@@ -57,6 +57,8 @@ def test_memory_check_refuses_more_trials_than_fit():
         check_memory(["0", "1"], 2, need_bytes=8 * gib, free_bytes=free.get)
 
 
+# Worker processes (each imports torch and optuna): seconds each, as slow as a tiny training.
+@pytest.mark.slow
 def test_each_worker_sees_its_own_gpu_and_every_point_runs_once(tmp_path):
     spec = parse_sweep(GRID)
     result = run_sweep(spec, tmp_path / "out", runner=placed_runner, heartbeat=1, devices=["0", "1"],

@@ -128,6 +128,8 @@ def completed_once(trials, spec) -> None:
         assert Path(t.user_attrs["run_dir"]).name == run_name(t.params)
 
 
+# Worker processes (each imports torch and optuna): seconds each, as slow as a tiny training.
+@pytest.mark.slow
 def test_two_concurrent_workers_complete_every_grid_point_once(tmp_path, storage_url):
     study = f"two-workers-{uuid.uuid4().hex[:8]}"
     workers = [start_worker(tmp_path, storage_url, study, sleep=0.3, wait_for=2) for _ in range(2)]
@@ -142,6 +144,8 @@ def test_two_concurrent_workers_complete_every_grid_point_once(tmp_path, storage
     assert len({pid for pid, _, _ in starts}) == 2, "both workers should have trained trials"
 
 
+# Worker processes (each imports torch and optuna): seconds each, as slow as a tiny training.
+@pytest.mark.slow
 def test_killed_worker_trial_is_rerun_by_another_worker(tmp_path, storage_url):
     study = f"kill-{uuid.uuid4().hex[:8]}"
     victim = start_worker(tmp_path, storage_url, study, sleep=300, wait_for=1)
@@ -174,6 +178,8 @@ def test_killed_worker_trial_is_rerun_by_another_worker(tmp_path, storage_url):
     assert survivor == Counter(run_name(p) for p in spec.grid_points())
 
 
+# Worker processes (each imports torch and optuna): seconds each, as slow as a tiny training.
+@pytest.mark.slow
 def test_local_worker_processes_share_the_grid(tmp_path):
     spec = parse_sweep(GRID)
     result = run_sweep(spec, tmp_path / "out", workers=2, runner=fast_runner, heartbeat=1)
