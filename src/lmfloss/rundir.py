@@ -13,7 +13,8 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
     confusion.png, curves.png, calibration.png
     MODEL_CARD.md     what the model is, how it was trained and tested, its limits (from the two above)
     sweep.json        a sweep trial's study, trial number, parameters and tags
-    eval-<split>-<checkpoint>.json   ``lmfloss evaluate``'s metrics (:func:`read_eval`)
+    eval-<split>-<checkpoint>[-tta-<views>][-calibrated].json   ``lmfloss evaluate``'s metrics (:func:`read_eval`)
+    eval-<name>.json  ``lmfloss evaluate --name``: the run scored on an external set (:func:`read_external_evals`)
     .lock             held while a process trains into the directory (:class:`RunLock`)
 
 Importing this module does not import torch, so ``lmfloss report`` and ``split`` stay
@@ -153,9 +154,33 @@ def write_report(report: dict[str, Any], run_dir: str | Path) -> None:
 
 
 # ---- eval-<split>-<checkpoint>.json (lmfloss evaluate) ----------------------------------
-def eval_path(run_dir: str | Path, split: str, checkpoint: str) -> Path:
-    """Where ``lmfloss evaluate --split SPLIT --checkpoint best|last`` writes by default."""
-    return Path(run_dir) / f"eval-{split}-{checkpoint}.json"
+def eval_path(run_dir: str | Path, split: str, checkpoint: str, *, tta: str | None = None,
+              calibrated: bool = False) -> Path:
+    """Where ``lmfloss evaluate --split SPLIT --checkpoint best|last`` writes by default: the
+    name says what was done (``eval-test-best-tta-flip-calibrated.json``), so no evaluation
+    overwrites another."""
+    return Path(run_dir) / ("-".join(["eval", split, checkpoint, *(["tta", tta] if tta else []),
+                                      *(["calibrated"] if calibrated else [])]) + ".json")
+
+
+def external_eval_path(run_dir: str | Path, name: str) -> Path:
+    """Where ``lmfloss evaluate --name NAME`` writes a run's score on an external set."""
+    return Path(run_dir) / f"eval-{name}.json"
+
+
+def read_external_evals(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every external evaluation of a run (``eval-NAME.json`` with an ``external`` key), by name;
+    an unreadable file is left out with a warning naming it."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(run_dir).glob("eval-*.json")):
+        try:
+            payload = _read_json(path, "run `lmfloss evaluate --name` again")
+        except LmflossError as exc:
+            logger.warning("%s", exc)
+            continue
+        if isinstance(payload, dict) and isinstance(payload.get("external"), str):
+            found[payload["external"]] = payload
+    return found
 
 
 def write_eval(payload: dict[str, Any], path: str | Path) -> None:

@@ -74,8 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--split", choices=("val", "test"), default="test")
     ev.add_argument("--checkpoint", choices=("best", "last"), default="best")
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--out", metavar="FILE.json", help="where to write the report "
-                    "(default RUN_DIR/eval-<split>-<checkpoint>.json)")
+    ev.add_argument("--out", metavar="FILE.json", help="where to write the report (default "
+                    "RUN_DIR/eval-<split>-<checkpoint>[-tta-<views>][-calibrated].json, or eval-<name>.json)")
+    ev.add_argument("--dataset", default=None, help="external validation: score the run on this whole labelled "
+                    "dataset it never saw (with --root or --csv, and --name)")
+    ev.add_argument("--root", default=None, help="the external dataset's root folder")
+    ev.add_argument("--csv", default=None, help="the external dataset's CSV (--dataset csv)")
+    ev.add_argument("--name", default=None, help="the external set's name: writes RUN_DIR/eval-<name>.json, "
+                    "shown beside the internal test by lmfloss report")
+    ev.add_argument("--label-map", default=None, metavar="EXTERNAL=RUN,...",
+                    help="the external set's class or label names that differ from the run's")
     ev.add_argument("--tta", choices=("flip", "flip4"), default=None,
                     help="test-time augmentation: average the softmax over horizontal flips (flip) or "
                     "horizontal, vertical and both (flip4)")
@@ -240,9 +248,12 @@ _FORMATS = {"index": (_multiclass_line, _format_multiclass), "multi-hot": (_mult
 def _run_evaluate(args: argparse.Namespace) -> int:
     from lmfloss.train import evaluate_run, load_run  # torch: as in _run_train
 
+    if args.dataset or args.csv or args.root or args.name or args.label_map:
+        return _run_external(args)
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     result = evaluate_run(run, args.split, calibrate=args.calibrate, tta=args.tta)
-    out = Path(args.out) if args.out else rundir.eval_path(args.run, args.split, args.checkpoint)
+    out = Path(args.out) if args.out else rundir.eval_path(args.run, args.split, args.checkpoint, tta=args.tta,
+                                                           calibrated=args.calibrate)
     payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
                "class_names": run.class_names, **result["report"]}
     rundir.write_eval(payload, out)
@@ -279,6 +290,40 @@ def _expand_images(arguments: list[str]) -> list[str]:
         else:
             raise FileNotFoundError(f"image file {argument!r} does not exist")
     return images
+
+
+def _run_external(args: argparse.Namespace) -> int:
+    """``lmfloss evaluate --dataset D (--root R | --csv F) --name NAME``: external validation."""
+    # torch: as in _run_train
+    from lmfloss.train.run import EXTERNAL_NAME, evaluate_external, load_run, parse_label_map
+
+    if not args.name or not EXTERNAL_NAME.fullmatch(args.name):
+        raise ValueError("external validation needs --name NAME (letters, digits, '.', '_', '-'), got "
+                         f"{args.name!r}: the result is written to RUN_DIR/eval-NAME.json")
+    if not (args.dataset or args.csv):
+        raise ValueError("external validation needs --dataset (and --root) or --csv")
+    if args.calibrate or args.split != "test":
+        raise ValueError("--calibrate and --split are for the run's own splits, not an external set")
+    overrides = {"dataset": args.dataset or "csv", "root": args.root, "csv": args.csv}
+    label_map = parse_label_map(args.label_map)
+    run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    result = evaluate_external(run, overrides, label_map=label_map, tta=args.tta)
+    out = Path(args.out) if args.out else rundir.external_eval_path(args.run, args.name)
+    report = result["report"]
+    payload = {"external": args.name, "dataset": result["dataset"], "root": args.root, "csv": args.csv,
+               "label_map": label_map, "checkpoint": args.checkpoint, "epoch": run.epoch, "class_names": run.class_names,
+               "thresholds_from": "the run's validation split", **report}
+    rundir.write_eval(payload, out)
+    internal = (rundir.read_report(args.run) or {}).get("test") or {}
+    key, name = run.task.headline, run.task.headline_display
+    level = report.get("score_by", "images")
+    print(f"{args.run} on {args.name} ({result['dataset']}, {report['n']} {'patients' if level == 'patient' else 'images'}):")
+    print(_format_report(report))
+    if isinstance(internal.get(key), (int, float)) and isinstance(report.get(key), (int, float)):
+        print(f"{name}: internal test {internal[key]:.4f}, external {report[key]:.4f} "
+              f"({report[key] - internal[key]:+.4f})")
+    print(f"written: {out}")
+    return 0
 
 
 def _run_predict(args: argparse.Namespace) -> int:

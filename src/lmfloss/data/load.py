@@ -6,12 +6,13 @@ import dataclasses
 import logging
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from lmfloss.data.adapters import Adapter, get_adapter, resolve_task
+from lmfloss.config import option_keys
+from lmfloss.data.adapters import Adapter, get_adapter, resolve_task, settled_options
 from lmfloss.data.images import image_header_ok
 from lmfloss.data.records import SPLIT_NAMES, DatasetIndex, check_class_names
 from lmfloss.data.splits import GROUP_KINDS, Splits, check_split_classes
@@ -107,6 +108,7 @@ class LoadRequest:
     folds_include_test: bool = False
     task: str = "multiclass"
     label_columns: Sequence[str] | None = None
+    options: Mapping[str, str | None] | None = None  # the dataset's own options (views, uncertain...)
 
     @classmethod
     def of(cls, config: TrainConfig) -> LoadRequest:
@@ -116,6 +118,7 @@ class LoadRequest:
             group_by=config.group_by, download=config.download, skip_bad_images=config.skip_bad_images,
             folds=config.folds, fold=config.fold, fold_seed=config.fold_seed,
             folds_include_test=config.folds_include_test, task=config.task, label_columns=config.label_columns,
+            options={key: getattr(config, key) for key in option_keys()},
         )
 
 
@@ -133,6 +136,7 @@ def load_splits(
     folds_include_test: bool = False,
     task: str = "multiclass",
     label_columns: list[str] | None = None,
+    options: Mapping[str, str | None] | None = None,
 ) -> Splits:
     """Index a dataset and split it into train/val/test.
 
@@ -164,6 +168,8 @@ def load_splits(
             are split follows the task's targets (:mod:`lmfloss.data.targets`): multi-label
             splits and folds use iterative stratification (:mod:`lmfloss.data.multilabel`).
         label_columns: ``csv`` with ``task="multilabel"``: the 0/1 columns, one per label.
+        options: the dataset's own options (``views``, ``labels``, ``uncertain``, ``blank``:
+            :attr:`lmfloss.data.adapters.Adapter.options`); ``None`` values take its defaults.
 
     Returns:
         The :class:`Splits`.
@@ -177,7 +183,7 @@ def load_splits(
     return _load(LoadRequest(
         dataset, root=root, csv=csv, seed=seed, group_by=group_by, download=download,
         skip_bad_images=skip_bad_images, folds=folds, fold=fold, fold_seed=fold_seed,
-        folds_include_test=folds_include_test, task=task, label_columns=label_columns,
+        folds_include_test=folds_include_test, task=task, label_columns=label_columns, options=options,
     ))[0]
 
 
@@ -207,6 +213,21 @@ def _load(request: LoadRequest) -> tuple[Splits, DatasetIndex, list[tuple[int, s
     return splits, index, bad
 
 
+def whole_dataset(config: TrainConfig) -> Splits:
+    """Every record of ``config``'s dataset as one ``test`` split, undivided: an external
+    validation set (``lmfloss evaluate --name``) is scored whole, so none of a split's checks
+    (classes in every split, training positives) applies. Bad images as ``skip_bad_images`` says."""
+    request = LoadRequest.of(config)
+    adapter = get_adapter(request.dataset)
+    task = get_task(resolve_task(request.dataset, request.task))
+    request = _settled(request, adapter, task)
+    index = _read_index(request, adapter, task)
+    bad = _bad_images(index, request.skip_bad_images)
+    kept, assignment = _without(index, ["test"] * len(index.records), bad)
+    return Splits(kept, assignment, seed=request.seed, group_by=request.group_by, official=True,
+                  skip_bad_images=request.skip_bad_images, skipped=[str(index.records[i].path) for i, _ in bad])
+
+
 def _settled(request: LoadRequest, adapter: Adapter, task: Task) -> LoadRequest:
     """``request`` checked against its dataset and task, with a patient-scored dataset's images
     grouped by patient unless a grouping was asked."""
@@ -217,6 +238,9 @@ def _settled(request: LoadRequest, adapter: Adapter, task: Task) -> LoadRequest:
         logger.info("dataset %r labels patients: each patient's images kept in one split (group_by patient)",
                     dataset)
         group_by = "patient"
+    if group_by is None and adapter.group_by is not None:  # a dataset of many images per patient (chest X-rays)
+        group_by = adapter.group_by
+    options = settled_options(dataset, request.options or {})
     if request.label_columns is not None and (dataset != "csv" or not targets_of(task).takes_label_columns):
         names = or_words([t.name for t in tasks_where(lambda t: targets_of(t).takes_label_columns)])
         raise ValueError(f"--label-columns is for --dataset csv --task {names}")
@@ -229,7 +253,7 @@ def _settled(request: LoadRequest, adapter: Adapter, task: Task) -> LoadRequest:
         raise ValueError(f"seed must be an integer, got {request.seed!r}")
     if adapter.needs_root and request.root is None:
         raise ValueError(f"dataset {dataset!r} needs --root; expected layout: {adapter.layout}")
-    return dataclasses.replace(request, group_by=group_by)
+    return dataclasses.replace(request, group_by=group_by, options=options)
 
 
 def _read_index(request: LoadRequest, adapter: Adapter, task: Task) -> DatasetIndex:
@@ -238,7 +262,7 @@ def _read_index(request: LoadRequest, adapter: Adapter, task: Task) -> DatasetIn
     root_path = Path(request.root).expanduser() if request.root is not None else None
     csv_path = Path(request.csv).expanduser() if request.csv is not None else None
     index = adapter.index(root_path, csv_path, request.download, task=task.name,
-                          label_columns=request.label_columns)
+                          label_columns=request.label_columns, seed=request.seed, **(request.options or {}))
     if get_task(index.task).target != task.target:  # an adapter that ignored the task it was asked for: a bug
         raise DataError(f"dataset {dataset!r} gave a {index.task} index for task {task.name!r}")
     index.task = task.name  # the task asked, whichever task of these targets the adapter knows
@@ -263,7 +287,7 @@ def _assign(request: LoadRequest, index: DatasetIndex, targets: Targets) -> tupl
         bad = sorted(set(index.official_split) - set(SPLIT_NAMES))
         if bad:
             raise DataError(f"split values {bad} are not among {list(SPLIT_NAMES)}")
-        if grouped:
+        if grouped and index.split_groups != request.group_by:
             raise ValueError(f"dataset {request.dataset!r} comes with its own split; "
                              f"group_by={request.group_by!r} does not apply")
         return list(index.official_split), True
@@ -302,16 +326,17 @@ def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Pat
                     folds: int, fold_seed: int = 23, group_by: str | None = None,
                     folds_include_test: bool = False, download: bool = False,
                     skip_bad_images: bool = False, task: str = "multiclass",
-                    label_columns: list[str] | None = None) -> tuple[DatasetIndex, list[int]]:
+                    label_columns: list[str] | None = None,
+                    options: Mapping[str, str | None] | None = None) -> tuple[DatasetIndex, list[int]]:
     """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same
     folds (assigned over every file, unreadable ones left out after, as :func:`load_splits` does)."""
-    _, index, bad = _load(LoadRequest(
+    splits, index, bad = _load(LoadRequest(
         dataset, root=root, csv=csv, group_by=group_by if group_by else None, download=download,
         skip_bad_images=skip_bad_images, folds=folds, fold=1, fold_seed=fold_seed,
-        folds_include_test=folds_include_test, task=task, label_columns=label_columns,
+        folds_include_test=folds_include_test, task=task, label_columns=label_columns, options=options,
     ))
     assigned = targets_of(index.task).folds(index.records, len(index.class_names), folds, fold_seed,
-                                            grouped=group_by is not None)
+                                            grouped=splits.group_by is not None)
     return _without(index, assigned, bad)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from lmfloss import rundir
 from lmfloss.config import TrainConfig
 from lmfloss.data import dataset_for, get_adapter, splits_for
 from lmfloss.data.dataset import prepare_image
+from lmfloss.data.load import whole_dataset
 from lmfloss.data.transforms import build_transform
 from lmfloss.errors import DataError
 from lmfloss.models import build_model
@@ -30,7 +32,7 @@ from lmfloss.rundir import check_same_data, read_config
 from lmfloss.task import Task, get_task
 from lmfloss.train.checkpoint import load_checkpoint
 from lmfloss.train.engine import evaluate, predict_logits, resolve_device
-from lmfloss.train.scoring import fit_temperature, reports, scored, split_result
+from lmfloss.train.scoring import SplitResult, fit_temperature, reports, scored, split_result
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +182,113 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
     target = scored(results[split], run.config)
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
             "ids": target.ids, "labels": target.labels, "probs": target.probs()}
+
+
+EXTERNAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``--label-map``: ``EXTERNAL=RUN,...`` pairs (an external set's name of a class or label
+    -> the run's name of it).
+
+    Raises:
+        ValueError: a pair without ``=``, or one external name mapped twice.
+    """
+    mapping: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in (text or "").split(","))):
+        source, sep, target = (part.strip() for part in pair.partition("="))
+        if not sep or not source or not target:
+            raise ValueError(f"--label-map takes EXTERNAL=RUN pairs separated by ',', got {pair!r}")
+        if source in mapping:
+            raise ValueError(f"--label-map maps {source!r} twice")
+        mapping[source] = target
+    return mapping
+
+
+def external_splits(run: Run, overrides: dict[str, Any], label_map: dict[str, str]) -> tuple[Any, TrainConfig,
+                                                                                                 list[int]]:
+    """The whole labelled external dataset as one ``test`` split, read with the run's own
+    settings (task, grouping, intensity rule, image size), and the index of each of its
+    classes or labels among the run's (the external set's order may differ).
+
+    Raises:
+        ValueError: a class or label the run knows and the external set lacks, or the reverse
+            (after ``label_map``): both lists named, nothing scored.
+    """
+    config = run.config.replace(**{"folds": None, "fold": None, "label_columns": None, "csv": None, "root": None,
+                                   **overrides})
+    whole = whole_dataset(config)
+    names = [label_map.get(n, n) for n in whole.class_names]
+    unknown_sources = sorted(set(label_map) - set(whole.class_names))
+    lacking = [n for n in run.class_names if n not in names]
+    extra = [n for n in names if n not in run.class_names]
+    if unknown_sources or lacking or extra or len(set(names)) != len(names):
+        what = run.task.item
+        raise ValueError(
+            f"the external set's {what}s do not match the run's: "
+            + "; ".join(part for part in (
+                f"the run knows {lacking} and the external set has none" if lacking else "",
+                f"the external set has {extra} the run does not know" if extra else "",
+                f"--label-map names {unknown_sources}, not {what}s of the external set" if unknown_sources else "",
+                "two external names map to one" if len(set(names)) != len(names) else "") if part)
+            + f". Nothing is scored as absent: map the names with --label-map EXTERNAL=RUN,... (run's {what}s: "
+            f"{run.class_names}; external: {whole.class_names})")
+    return whole, config, [run.class_names.index(n) for n in names]
+
+
+def _in_run_order(result: SplitResult, order: list[int]) -> SplitResult:
+    """``result``'s labels in the run's class (label) order; ``order[j]`` is the run's index of
+    the external set's class ``j``."""
+    labels = np.asarray(result.labels)
+    if labels.ndim == 2:
+        aligned = np.zeros_like(labels)
+        aligned[:, order] = labels
+    else:
+        aligned = np.asarray(order, dtype=np.int64)[labels]
+    return SplitResult(result.split, result.ids, aligned, result.logits, result.task, result.groups)
+
+
+def evaluate_external(run: Run, overrides: dict[str, Any], *, label_map: dict[str, str] | None = None,
+                      batch_size: int | None = None, tta: str | None = None) -> dict[str, Any]:
+    """Score a finished run on a whole labelled dataset it never saw (external validation).
+
+    The run's own preprocessing, its scoring level (patients when the run scores patients)
+    and the thresholds it chose on **its** validation split (a binary task's Youden threshold,
+    a multi-label task's per-label thresholds) -- never re-chosen on the external set. The
+    report has the form of ``report.json``'s test section, bootstrap intervals included.
+
+    Args:
+        run: from :func:`load_run`.
+        overrides: the external set's config keys (``dataset`` and ``root`` or ``csv``, ...).
+        label_map: an external class or label name -> the run's name of it.
+
+    Returns:
+        ``{"report", "ids", "labels", "probs", "dataset", "n_images"}``.
+
+    Raises:
+        ValueError: names that do not match (:func:`external_splits`), an empty external set.
+    """
+    whole, config, order = external_splits(run, overrides, label_map or {})
+    dataset = dataset_for(config, "test", whole)
+    if len(dataset) == 0:
+        raise ValueError(f"the external set {config.dataset!r} has no images")
+    loader = DataLoader(dataset, batch_size=batch_size or run.config.batch_size, shuffle=False)
+    external = _in_run_order(split_result("test", evaluate(run.model, loader, device=run.device, tta=tta,
+                                                           task=run.task), dataset, run.task), order)
+    results = {"test": external}
+    if run.task.chooses_on_val(len(run.class_names)):
+        val = run.dataset("val")
+        results["val"] = split_result("val", evaluate(run.model, DataLoader(val, batch_size=loader.batch_size),
+                                                      device=run.device, tta=tta, task=run.task), val, run.task)
+    try:
+        saved = rundir.read_report(run.run_dir) or {}
+    except Exception:  # a damaged report.json only costs the recorded training counts
+        saved = {}
+    train_counts = saved.get(run.task.counts_key()) or run.splits.class_counts("train")
+    report = reports(results, run.config, run.class_names, train_counts)["test"]
+    target = scored(external, run.config)
+    return {"report": report, "ids": target.ids, "labels": target.labels, "probs": target.probs(),
+            "dataset": config.dataset, "n_images": len(dataset)}
 
 
 @torch.inference_mode()
