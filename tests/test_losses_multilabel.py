@@ -230,7 +230,7 @@ def test_half_precision_logits_are_upcast(name):
 # ----------------------------------------------------------------------- bad input
 def test_label_counts_from_targets_and_their_checks():
     assert label_counts(torch.tensor([[1, 0], [1, 1], [0, 0]])) == [[1, 2], [2, 1]]
-    with pytest.raises(ValueError, match="0 or 1, got 2"):
+    with pytest.raises(ValueError, match=r"0 or 1 \(-1 or NaN where unknown\), got 2"):
         label_counts([[0, 2]])
     with pytest.raises(ValueError, match="label 'hernia' has no positive training image"):
         multilabel.check_label_counts([[5, 2], [7, 0]], ["effusion", "hernia"])
@@ -260,3 +260,154 @@ def test_a_loss_of_the_other_task_is_refused_by_name():
         build_loss("lmf", COUNTS, task="multi-label")
     assert "negative_margins" in loss_parameters("lmf", "multilabel")
     assert "negative_margins" not in loss_parameters("lmf")
+
+
+# ------------------------------------------- unknown entries: NaN targets and the mask
+NAN = float("nan")
+
+
+def _unknown_batch(n: int = 10, seed: int = 1):
+    """Logits, targets with NaN in random places (label 2 unknown on every image), a mask."""
+    logits, target = _batch(n=n, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    target = target.double()
+    target[torch.rand(n, L, generator=g) < 0.3] = NAN
+    target[:, 2] = NAN  # a label with no known entry in the batch
+    target[2, 0], target[3, 0] = 1.0, 0.0  # label 0 keeps both sides
+    mask = torch.rand(n, L, generator=g) > 0.2
+    mask[2, 0] = mask[3, 0] = True
+    return logits, target, mask
+
+
+def _torch_ref_terms(name: str, z: torch.Tensor, y: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """The default form of each loss written out in float64 torch, on kept entries only
+    (``z``, ``y``, label index ``j`` are 1-D), so autograd gives the reference gradient."""
+    m_pos = torch.tensor(_ref_margins(COUNTS)[0], dtype=torch.float64)[j]
+    w = torch.tensor([neg / pos for neg, pos in COUNTS], dtype=torch.float64)[j]
+    p = torch.sigmoid(z)
+
+    def bce(x, weight=1.0):
+        return -(weight * y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x))
+
+    def focal(gamma, alpha):
+        p_t = torch.where(y == 1, p, 1 - p)
+        a_t = 1.0 if alpha is None else torch.where(y == 1, alpha, 1 - alpha)
+        return -a_t * (1 - p_t) ** gamma * torch.where(y == 1, F.logsigmoid(z), F.logsigmoid(-z))
+
+    if name == "bce":
+        return bce(z, w)
+    if name == "focal":
+        return focal(2.0, 0.25)
+    if name == "asl":
+        p_m = (p - 0.05).clamp(min=0)
+        return torch.where(y == 1, -torch.log(p.clamp(min=1e-8)), -(p_m ** 4) * torch.log((1 - p_m).clamp(min=1e-8)))
+    ldam = bce(30 * (z - y * m_pos))
+    return ldam if name == "ldam" else ldam + focal(1.5, None)
+
+
+def _masked_reference(name: str, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, reduction: str):
+    keep = mask & ~torch.isnan(target)
+    rows, cols = keep.nonzero(as_tuple=True)
+    terms = _torch_ref_terms(name, logits[rows, cols], target[rows, cols], cols)
+    if reduction == "none":
+        return torch.zeros_like(logits).index_put((rows, cols), terms)
+    if reduction == "sum":
+        return terms.sum()
+    return terms.sum() / len(terms) if len(terms) else logits.sum() * 0.0
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", sorted(MULTILABEL_LOSSES))
+def test_masked_losses_equal_the_float64_formula_without_the_dropped_entries(name, reduction):
+    logits, target, mask = _unknown_batch()
+    loss = build_loss(name, COUNTS, task="multilabel", reduction=reduction).double()
+    x, x_ref = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours = loss(x, target, mask=mask)
+    ref = _masked_reference(name, x_ref, target, mask, reduction)
+    torch.testing.assert_close(ours, ref)
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    dropped = ~mask | torch.isnan(target)
+    assert bool((x.grad[dropped] == 0).all()) and bool(torch.isfinite(x.grad).all())
+    if reduction == "none":
+        assert bool((ours[dropped] == 0).all())
+
+
+@pytest.mark.parametrize("name", sorted(MULTILABEL_LOSSES))
+def test_gradcheck_float64_with_unknown_entries_and_a_mask(name):
+    logits, target, mask = _unknown_batch(n=5)
+    loss = build_loss(name, COUNTS, task="multilabel").double()
+    x = (logits / 3).clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: loss(v, target, mask=mask), (x,))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", sorted(MULTILABEL_LOSSES))
+def test_nothing_known_is_a_zero_loss_with_a_zero_gradient(name, reduction):
+    loss = build_loss(name, COUNTS, task="multilabel", reduction=reduction)
+    for target, mask in ((torch.full((3, L), NAN), None), (torch.ones(3, L), torch.zeros(3, L, dtype=torch.bool))):
+        x = torch.randn(3, L, requires_grad=True)
+        out = loss(x, target, mask=mask)
+        out.sum().backward()
+        assert bool((out == 0).all()) and bool((x.grad == 0).all())
+
+
+@pytest.mark.parametrize("name", sorted(MULTILABEL_LOSSES))
+def test_nan_minus_one_and_the_mask_drop_the_same_entries(name):
+    logits, target, mask = _unknown_batch()
+    loss = build_loss(name, COUNTS, task="multilabel")
+    logits = logits.float()
+    known = ~torch.isnan(target)
+    filled = torch.where(known, target, torch.zeros(())).float()
+    by_nan = loss(logits, target.float())
+    torch.testing.assert_close(loss(logits, filled, mask=known), by_nan)
+    torch.testing.assert_close(loss(logits, torch.where(known, target, -1.0).long()), by_nan)  # -1 codes unknown
+    # The mask and NaN combine: both drop, neither overrides the other.
+    torch.testing.assert_close(loss(logits, target.float(), mask=mask), loss(logits, filled, mask=mask & known))
+    # The mean is over the kept entries, not over N x L.
+    terms = build_loss(name, COUNTS, task="multilabel", reduction="none")(logits, target.float(), mask=mask)
+    torch.testing.assert_close(loss(logits, target.float(), mask=mask), terms.sum() / (mask & known).sum())
+
+
+@pytest.mark.parametrize("name", sorted(MULTILABEL_LOSSES))
+def test_unknown_entries_with_extreme_logits_stay_finite_in_value_and_gradient(name):
+    logits = torch.tensor([[1e4, -1e4, 1e4, -1e4], [-1e4, 1e4, -1e4, 1e4]], requires_grad=True)
+    target = torch.tensor([[1.0, NAN, 0, NAN], [NAN, 1, NAN, 0]])
+    value = build_loss(name, COUNTS, task="multilabel")(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+def test_label_counts_count_known_entries_only():
+    y = torch.tensor([[1, 0, -1], [0, -1, -1], [1, 1, -1], [-1, 0, -1]])
+    assert label_counts(y) == [[1, 2], [2, 1], [0, 0]]
+    assert label_counts(y.double().masked_fill(y < 0, NAN)) == [[1, 2], [2, 1], [0, 0]]
+    with pytest.raises(ValueError, match="label 2 has no positive training image"):
+        build_loss("bce", label_counts(y), task="multilabel")
+
+
+def test_margins_and_pos_weight_come_from_the_known_entries():
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(200, L, generator=g) < 0.3).long()
+    unknown = torch.rand(200, L, generator=g) < 0.4
+    counts = label_counts(y.masked_fill(unknown, -1))
+    expected = [[int(((y[:, j] == 0) & ~unknown[:, j]).sum()), int(((y[:, j] == 1) & ~unknown[:, j]).sum())]
+                for j in range(L)]
+    assert counts == expected and counts != label_counts(y)
+    bce = build_loss("bce", counts, task="multilabel")
+    torch.testing.assert_close(bce.pos_weight, torch.tensor([n / p for n, p in expected]))
+    m_pos, _ = _ref_margins(expected)
+    torch.testing.assert_close(build_loss("ldam", counts, task="multilabel").pos_margins.double(),
+                               torch.tensor(m_pos, dtype=torch.float64), rtol=1e-6, atol=1e-7)
+
+
+def test_a_malformed_mask_or_target_is_named():
+    loss = build_loss("lmf", COUNTS, task="multilabel")
+    logits = torch.zeros(2, L)
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor.*got dtype torch.float32"):
+        loss(logits, torch.zeros(2, L), mask=torch.ones(2, L))
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor.*shape \(2, 3\)"):
+        loss(logits, torch.zeros(2, L), mask=torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"0 or 1 \(NaN or -1 where unknown\), got -2"):
+        loss(logits, torch.full((2, L), -2.0))

@@ -7,10 +7,22 @@ binary decision on its own logit, so the imbalance is per label: ``label_counts[
 
 Every function takes ``logits`` ``[N, L]`` (float16/bfloat16 are upcast to float32, as
 under AMP) and ``target`` ``[N, L]`` of 0/1 (float, int or bool), and ``reduction`` in
-``"mean" | "sum" | "none"``. ``"mean"`` is the plain mean over all ``N x L`` terms -- as
-``nn.BCEWithLogitsLoss`` and torchvision's ``sigmoid_focal_loss`` -- so the loss does not
-grow with the batch size (ASL's reference code sums over the batch; not here).
-``"none"`` returns the ``[N, L]`` terms.
+``"mean" | "sum" | "none"``. ``"mean"`` is the plain mean over the kept terms -- all ``N x L``
+when every entry is known, as ``nn.BCEWithLogitsLoss`` and torchvision's
+``sigmoid_focal_loss`` -- so the loss does not grow with the batch size (ASL's reference
+code sums over the batch; not here). ``"none"`` returns the ``[N, L]`` terms.
+
+Unknown entries (CheXpert's U-Ignore, a finding a dataset does not annotate) are left out:
+a target may be ``NaN`` (what :meth:`lmfloss.task.MultiLabel.loss_target` makes of the
+label array's ``-1``) or ``-1``, and every loss takes an optional ``mask`` (bool ``[N, L]``,
+``True`` = use). The two combine -- an entry is **kept only where the mask is True and the
+target is known**; neither overrides the other. Then ``"mean"`` = (sum of the kept terms) /
+(number of kept entries), and ``0`` when nothing is kept (a batch of unknowns adds nothing,
+its gradient is 0); ``"sum"`` sums the kept terms; ``"none"`` gives ``0`` at every dropped
+entry. The value and the gradient at a dropped entry are exactly 0 (the target is replaced
+before any arithmetic, so no NaN reaches the graph). Counts -- margins and ``pos_weight`` --
+come from the kept entries too: :func:`label_counts` counts each label over its known
+entries.
 
 What comes from which paper, and what is this library's choice:
 
@@ -71,15 +83,16 @@ Reduction = Literal["mean", "sum", "none"]
 
 # --------------------------------------------------------------------------- counts
 def label_counts(targets: Any, num_labels: int | None = None) -> list[list[int]]:
-    """``[L, 2]`` training counts ``(negatives, positives)`` per label, in label-index order.
+    """``[L, 2]`` training counts ``(negatives, positives)`` per label, in label-index order,
+    over each label's **known** entries (``-1`` or ``NaN`` is unknown and counted in neither).
 
     Args:
-        targets: ``[N, L]`` 0/1 (tensor, array or nested sequence) -- the very targets the
-            loss will see.
+        targets: ``[N, L]`` of 0/1, with ``-1`` or ``NaN`` where unknown (tensor, array or
+            nested sequence) -- the very targets the loss will see.
         num_labels: ``L`` (checked against the targets' width when given).
 
     Raises:
-        ValueError: not ``[N, L]``, a value other than 0 and 1, or a width other than ``num_labels``.
+        ValueError: not ``[N, L]``, a value other than 0, 1, -1 and NaN, or a width other than ``num_labels``.
     """
     t = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(
         targets if hasattr(targets, "__array__") else list(targets))
@@ -88,11 +101,13 @@ def label_counts(targets: Any, num_labels: int | None = None) -> list[list[int]]
     if num_labels is not None and t.shape[1] != num_labels:
         raise ValueError(f"targets have {t.shape[1]} labels, expected {num_labels}")
     t = t.to(torch.float64)
-    if t.numel() and not bool(((t == 0) | (t == 1)).all()):
-        bad = t[(t != 0) & (t != 1)][0].item()
-        raise ValueError(f"multi-label targets must be 0 or 1, got {bad!r}")
-    positives = t.sum(dim=0)
-    return [[int(t.shape[0] - p), int(p)] for p in positives.tolist()]
+    unknown = torch.isnan(t) | (t == -1)
+    bad = ~unknown & (t != 0) & (t != 1)
+    if bool(bad.any()):
+        raise ValueError(f"multi-label targets must be 0 or 1 (-1 or NaN where unknown), got {t[bad][0].item()!r}")
+    positives = (t == 1).sum(dim=0)
+    negatives = (t == 0).sum(dim=0)
+    return [[int(n), int(p)] for n, p in zip(negatives.tolist(), positives.tolist())]
 
 
 def check_label_counts(counts: Any, label_names: Sequence[str] | None = None) -> list[tuple[int, int]]:
@@ -151,9 +166,13 @@ def multilabel_margins(counts: Any, max_margin: float = 0.5, *,
 
 # --------------------------------------------------------------------------- validation
 def _prepare(logits: torch.Tensor, target: torch.Tensor, num_labels: int | None,
-             validate_args: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check shapes (and, with ``validate_args``, that targets are 0/1: one host read); upcast
-    half-precision logits to float32; targets to the logits' dtype."""
+             validate_args: bool = True, mask: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(logits, target, keep)``: shapes checked (and, with ``validate_args``, that targets are
+    0/1 or unknown: one host read); half-precision logits upcast to float32; targets in the
+    logits' dtype with every dropped entry set to 0 (so no NaN enters the arithmetic); ``keep``
+    the bool ``[N, L]`` of kept entries -- ``mask`` and a known target -- or ``None`` when every
+    entry is kept by construction (integer targets, no mask)."""
     if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise ValueError(f"logits and target must be tensors, got {type(logits).__name__} and "
                          f"{type(target).__name__}")
@@ -167,13 +186,40 @@ def _prepare(logits: torch.Tensor, target: torch.Tensor, num_labels: int | None,
     if target.shape != logits.shape:
         raise ValueError(f"multi-label target must have the logits' shape {tuple(logits.shape)} "
                          f"([N, L] of 0/1), got shape {tuple(target.shape)}")
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
+                             or mask.shape != logits.shape):
+        got = f"dtype {mask.dtype}, shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) \
+            else type(mask).__name__
+        raise ValueError(f"mask must be a bool tensor of the logits' shape {tuple(logits.shape)} "
+                         f"(True = use the entry), got {got}")
+    known = None
+    if target.dtype.is_floating_point:
+        known = ~torch.isnan(target) & (target != -1)
+    elif target.dtype != torch.bool:
+        known = target != -1
     if validate_args and target.numel():
-        bad = (target != 0) & (target != 1)
+        bad = (target != 0) & (target != 1) if known is None else known & (target != 0) & (target != 1)
         if bool(bad.any()):
-            raise ValueError(f"multi-label target must hold 0 or 1, got {target[bad][0].item()!r}")
+            raise ValueError("multi-label target must hold 0 or 1 (NaN or -1 where unknown), got "
+                             f"{target[bad][0].item()!r}")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    return logits, target.to(logits.dtype)
+    keep = known if mask is None else (mask if known is None else mask & known)
+    y = target.to(logits.dtype)
+    if keep is not None:
+        y = torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
+    return logits, y, keep
+
+
+def _reduce_kept(terms: torch.Tensor, keep: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """``reduction`` of the kept terms: dropped ones are 0 (value and gradient), and ``"mean"``
+    divides by the number of kept entries (0 when none is kept)."""
+    if keep is None:
+        return reduce_terms(terms, reduction)
+    terms = torch.where(keep, terms, torch.zeros((), dtype=terms.dtype, device=terms.device))
+    if reduction == "mean":
+        return terms.sum() / keep.sum().clamp(min=1).to(terms.dtype)
+    return reduce_terms(terms, reduction)
 
 
 def _per_label(t: Any, like: torch.Tensor, name: str) -> torch.Tensor | None:
@@ -207,15 +253,20 @@ def _bce_terms(z: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_weight: torch.Tensor | None = None,
-             reduction: Reduction = "mean", validate_args: bool = True) -> torch.Tensor:
+             reduction: Reduction = "mean", mask: torch.Tensor | None = None,
+             validate_args: bool = True) -> torch.Tensor:
     """Binary cross-entropy per label, ``-[w_l y log p + (1 - y) log(1 - p)]`` with ``p = σ(z)``.
 
-    ``pos_weight`` ``[L]`` multiplies the positive terms (PyTorch's ``pos_weight``); the mean is
-    over all ``N x L`` terms -- exactly ``nn.BCEWithLogitsLoss(pos_weight=w)``.
+    ``pos_weight`` ``[L]`` multiplies the positive terms (PyTorch's ``pos_weight``); with every
+    entry known the mean is over all ``N x L`` terms -- exactly ``nn.BCEWithLogitsLoss(pos_weight=w)``.
+
+    ``mask``: bool ``[N, L]``, ``True`` = use; an entry counts only where the mask is True and
+    the target is known (not NaN / -1). ``"mean"`` = sum of the kept terms / number of kept
+    entries (0 if none); ``"none"`` is 0 at every dropped entry.
     """
     check_reduction(reduction)
-    z, y = _prepare(logits, target, _length(pos_weight), validate_args)
-    return reduce_terms(_bce_terms(z, y, _per_label(pos_weight, z, "pos_weight")), reduction)
+    z, y, keep = _prepare(logits, target, _length(pos_weight), validate_args, mask)
+    return _reduce_kept(_bce_terms(z, y, _per_label(pos_weight, z, "pos_weight")), keep, reduction)
 
 
 def _focal_terms(z: torch.Tensor, y: torch.Tensor, gamma: float, alpha: float | None) -> torch.Tensor:
@@ -232,30 +283,38 @@ def _focal_terms(z: torch.Tensor, y: torch.Tensor, gamma: float, alpha: float | 
 
 def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0,
                        alpha: float | None = 0.25, reduction: Reduction = "mean",
-                       validate_args: bool = True) -> torch.Tensor:
+                       mask: torch.Tensor | None = None, validate_args: bool = True) -> torch.Tensor:
     """Sigmoid focal loss, Lin et al. 2017 (Eq. 5): ``-α_t (1 - p_t)^γ log p_t`` per label.
 
     ``p_t = p`` for positives and ``1 - p`` for negatives; ``α_t = α`` for positives and
-    ``1 - α`` for negatives (``alpha=None``: no α). Plain mean over ``N x L``. With ``γ = 0``
+    ``1 - α`` for negatives (``alpha=None``: no α). Plain mean over the kept terms. With ``γ = 0``
     and no ``α`` this is BCE. Defaults ``γ = 2``, ``α = 0.25``: Lin et al.'s (torchvision's).
+
+    ``mask``: bool ``[N, L]``, ``True`` = use; an entry counts only where the mask is True and
+    the target is known (not NaN / -1). ``"mean"`` = sum of the kept terms / number of kept
+    entries (0 if none); ``"none"`` is 0 at every dropped entry.
     """
     check_reduction(reduction)
     gamma = check_non_negative("gamma", gamma)
     alpha = _check_probability("alpha", alpha)
-    z, y = _prepare(logits, target, None, validate_args)
-    return reduce_terms(_focal_terms(z, y, gamma, alpha), reduction)
+    z, y, keep = _prepare(logits, target, None, validate_args, mask)
+    return _reduce_kept(_focal_terms(z, y, gamma, alpha), keep, reduction)
 
 
 def asl_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma_neg: float = 4.0, gamma_pos: float = 0.0,
              clip: float = 0.05, eps: float = 1e-8, reduction: Reduction = "mean",
-             validate_args: bool = True) -> torch.Tensor:
+             mask: torch.Tensor | None = None, validate_args: bool = True) -> torch.Tensor:
     """Asymmetric loss (Ridnik et al., ICCV 2021, Eqs. 5-6).
 
     ``L+ = -(1 - p)^γ+ log(max(p, eps))`` for positives,
     ``L- = -p_m^γ- log(max(1 - p_m, eps))`` for negatives, with the shifted probability
     ``p_m = max(p - clip, 0)`` (``1 - p_m = min(1 - p + clip, 1)``, their code). Computed in
-    float32 even under AMP; plain mean over ``N x L`` (their code sums over the batch).
+    float32 even under AMP; plain mean over the kept terms (their code sums over the batch).
     With ``γ+ = γ- = 0`` and ``clip = 0`` this is BCE (up to the ``eps`` clamp).
+
+    ``mask``: bool ``[N, L]``, ``True`` = use; an entry counts only where the mask is True and
+    the target is known (not NaN / -1). ``"mean"`` = sum of the kept terms / number of kept
+    entries (0 if none); ``"none"`` is 0 at every dropped entry.
     """
     check_reduction(reduction)
     gamma_neg = check_non_negative("gamma_neg", gamma_neg)
@@ -264,7 +323,7 @@ def asl_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma_neg: float = 4
     eps = check_non_negative("eps", eps)
     if clip >= 1:
         raise ValueError(f"clip must be in [0, 1), got {clip!r}")
-    z, y = _prepare(logits, target, None, validate_args)
+    z, y, keep = _prepare(logits, target, None, validate_args, mask)
     log_eps = math.log(eps) if eps > 0 else -math.inf
     log_p = F.logsigmoid(z).clamp(min=log_eps)
     one_minus_p = torch.sigmoid(-z)  # 1 - p without cancellation
@@ -282,7 +341,7 @@ def asl_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma_neg: float = 4
         # x^γ has an infinite derivative at x = 0 for γ < 1; the whole term's is 0 there.
         factor = torch.where(positive, base.where(positive, 1.0).pow(exponent), (exponent == 0).to(base.dtype))
         terms = factor * terms
-    return reduce_terms(terms, reduction)
+    return _reduce_kept(terms, keep, reduction)
 
 
 def _margin_logits(z: torch.Tensor, y: torch.Tensor, pos_margins: torch.Tensor,
@@ -297,7 +356,7 @@ def _margin_logits(z: torch.Tensor, y: torch.Tensor, pos_margins: torch.Tensor,
 def ldam_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_margins: torch.Tensor,
                          neg_margins: torch.Tensor | None = None, scale: float = 30.0,
                          pos_weight: torch.Tensor | None = None, reduction: Reduction = "mean",
-                         validate_args: bool = True) -> torch.Tensor:
+                         mask: torch.Tensor | None = None, validate_args: bool = True) -> torch.Tensor:
     """LDAM for multi-label (see the module docstring): BCE on ``s · (z - y ⊙ m+ [+ (1 - y) ⊙ m-])``.
 
     Args:
@@ -306,29 +365,36 @@ def ldam_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_marg
         neg_margins: ``[L]`` margins of the negatives, or ``None`` (the default form).
         scale: ``s`` (Cao et al.: 30).
         pos_weight: optional ``[L]`` BCE ``pos_weight``.
-        reduction: plain mean over ``N x L``, ``"sum"`` or ``"none"``.
+        reduction: plain mean over the kept entries, ``"sum"`` or ``"none"``.
+        mask: bool ``[N, L]``, ``True`` = use; combined with the known targets (an entry counts
+            only where both hold). ``"mean"`` = sum of kept terms / number kept (0 if none);
+            ``"none"`` is 0 at every dropped entry.
 
     With zero margins, ``scale=1`` and no ``pos_weight`` this is BCE.
     """
     check_reduction(reduction)
     scale = check_non_negative("scale", scale)
-    z, y = _prepare(logits, target, _length(pos_margins), validate_args)
+    z, y, keep = _prepare(logits, target, _length(pos_margins), validate_args, mask)
     m_pos = _per_label(pos_margins, z, "pos_margins")
     m_neg = _per_label(neg_margins, z, "neg_margins")
     terms = _bce_terms(_margin_logits(z, y, m_pos, m_neg, scale), y, _per_label(pos_weight, z, "pos_weight"))
-    return reduce_terms(terms, reduction)
+    return _reduce_kept(terms, keep, reduction)
 
 
 def lmf_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_margins: torch.Tensor,
                         neg_margins: torch.Tensor | None = None, alpha: float = 1.0, beta: float = 1.0,
                         gamma: float = 1.5, focal_alpha: float | None = None, scale: float = 30.0,
                         pos_weight: torch.Tensor | None = None, reduction: Reduction = "mean",
-                        validate_args: bool = True) -> torch.Tensor:
+                        mask: torch.Tensor | None = None, validate_args: bool = True) -> torch.Tensor:
     """LMF for multi-label: ``alpha · LDAM + beta · focal`` (Eq. 8 of Sadi et al.) on the same logits.
 
     The LDAM term is :func:`ldam_multilabel_loss`, the focal term :func:`sigmoid_focal_loss` on
-    the raw logits (``gamma``, ``focal_alpha``); both are plain means over ``N x L`` (for
-    ``"none"`` the ``[N, L]`` terms are combined).
+    the raw logits (``gamma``, ``focal_alpha``); both are plain means over the same kept
+    entries (for ``"none"`` the ``[N, L]`` terms are combined).
+
+    ``mask``: bool ``[N, L]``, ``True`` = use; an entry counts only where the mask is True and
+    the target is known (not NaN / -1). ``"mean"`` = sum of the kept terms / number of kept
+    entries (0 if none); ``"none"`` is 0 at every dropped entry.
     """
     check_reduction(reduction)
     alpha = check_non_negative("alpha", alpha)
@@ -336,10 +402,10 @@ def lmf_multilabel_loss(logits: torch.Tensor, target: torch.Tensor, *, pos_margi
     gamma = check_non_negative("gamma", gamma)
     scale = check_non_negative("scale", scale)
     focal_alpha = _check_probability("focal_alpha", focal_alpha)
-    z, y = _prepare(logits, target, _length(pos_margins), validate_args)
+    z, y, keep = _prepare(logits, target, _length(pos_margins), validate_args, mask)
     m_pos = _per_label(pos_margins, z, "pos_margins")
     m_neg = _per_label(neg_margins, z, "neg_margins")
     ldam = _bce_terms(_margin_logits(z, y, m_pos, m_neg, scale), y, _per_label(pos_weight, z, "pos_weight"))
     focal = _focal_terms(z, y, gamma, focal_alpha)
     terms = (ldam if alpha == 1.0 else alpha * ldam) + (focal if beta == 1.0 else beta * focal)
-    return reduce_terms(terms, reduction)
+    return _reduce_kept(terms, keep, reduction)

@@ -2,9 +2,15 @@
 
 Every multi-label loss is constructed as ``Loss(label_counts, **options)`` with
 ``label_counts`` the ``[L, 2]`` training table of ``(negatives, positives)`` per label
-(:func:`lmfloss.losses.label_counts`), is called as ``loss(logits[N, L], target[N, L])`` and
-has ``set_epoch(epoch)`` (a no-op: no multi-label loss has a schedule). Margins and weights
-are derived once in the constructor and kept as buffers; ``forward`` never assigns to ``self``.
+(:func:`lmfloss.losses.label_counts`, over each label's known entries), is called as
+``loss(logits[N, L], target[N, L], mask=None)`` and has ``set_epoch(epoch)`` (a no-op: no
+multi-label loss has a schedule). Margins and weights are derived once in the constructor and
+kept as buffers; ``forward`` never assigns to ``self``.
+
+Unknown entries: ``target`` may hold ``NaN`` (or ``-1``) where a label is unknown, and
+``mask`` (bool ``[N, L]``, ``True`` = use) drops entries too; an entry is kept only where the
+mask is True *and* the target is known, and ``"mean"`` averages over the kept entries only
+(:mod:`lmfloss.losses.multilabel`).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ class MultiLabelLoss(nn.Module):
 
     Args:
         label_counts: ``[L, 2]`` training ``(negatives, positives)`` per label, label-index order.
-        reduction: ``"mean"`` (over all ``N x L`` terms) | ``"sum"`` | ``"none"``.
+        reduction: ``"mean"`` (over the kept terms: all ``N x L`` when every entry is known)
+            | ``"sum"`` | ``"none"``.
         validate_args: check every batch's targets are 0/1 (one host read per call).
 
     Raises:
@@ -112,8 +119,9 @@ class BCELoss(MultiLabelLoss):
         super().__init__(label_counts, reduction=reduction, validate_args=validate_args)
         self.register_buffer("pos_weight", self._pos_weight(pos_weight))
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ML.bce_loss(logits, target, pos_weight=self.pos_weight, reduction=self.reduction,
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return ML.bce_loss(logits, target, pos_weight=self.pos_weight, reduction=self.reduction, mask=mask,
                            validate_args=self.validate_args)
 
 
@@ -136,8 +144,10 @@ class SigmoidFocalLoss(MultiLabelLoss):
         self.gamma = check_non_negative("gamma", gamma)
         self.alpha = ML._check_probability("alpha", alpha)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ML.sigmoid_focal_loss(logits, target, gamma=self.gamma, alpha=self.alpha, reduction=self.reduction,
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return ML.sigmoid_focal_loss(logits, target, gamma=self.gamma, alpha=self.alpha,
+                                     reduction=self.reduction, mask=mask,
                                      validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
@@ -168,9 +178,10 @@ class ASLLoss(MultiLabelLoss):
             raise ValueError(f"clip must be in [0, 1), got {clip!r}")
         self.eps = check_non_negative("eps", eps)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         return ML.asl_loss(logits, target, gamma_neg=self.gamma_neg, gamma_pos=self.gamma_pos, clip=self.clip,
-                           eps=self.eps, reduction=self.reduction, validate_args=self.validate_args)
+                           eps=self.eps, reduction=self.reduction, mask=mask, validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}"
@@ -217,9 +228,11 @@ class LDAMMultiLabelLoss(_MarginMixin, MultiLabelLoss):
         self.scale = check_non_negative("scale", scale)
         self.register_buffer("pos_weight", self._pos_weight(pos_weight))
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         return ML.ldam_multilabel_loss(logits, target, pos_margins=self.pos_margins, neg_margins=self.neg_margins,
-                                       scale=self.scale, pos_weight=self.pos_weight, reduction=self.reduction,
+                                       scale=self.scale, pos_weight=self.pos_weight,
+                                       reduction=self.reduction, mask=mask,
                                        validate_args=self.validate_args)
 
     def extra_repr(self) -> str:
@@ -266,11 +279,12 @@ class LMFMultiLabelLoss(_MarginMixin, MultiLabelLoss):
         self.scale = check_non_negative("scale", scale)
         self.register_buffer("pos_weight", self._pos_weight(pos_weight))
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         return ML.lmf_multilabel_loss(
             logits, target, pos_margins=self.pos_margins, neg_margins=self.neg_margins, alpha=self.alpha,
             beta=self.beta, gamma=self.gamma, focal_alpha=self.focal_alpha, scale=self.scale,
-            pos_weight=self.pos_weight, reduction=self.reduction, validate_args=self.validate_args,
+            pos_weight=self.pos_weight, reduction=self.reduction, mask=mask, validate_args=self.validate_args,
         )
 
     def extra_repr(self) -> str:
