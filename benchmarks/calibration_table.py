@@ -1,7 +1,7 @@
 """Temperature scaling per method: the fitted temperature and test ECE / NLL before and after.
 
 Reads the ``calibration`` block that ``lmfloss evaluate --run RUN --calibrate`` writes into
-``RUN/eval-test-best.json`` (the temperature is fitted on the validation split, never on
+``RUN/eval-test-best-calibrated.json`` (``eval-test-best.json`` before lmfloss 0.4) (the temperature is fitted on the validation split, never on
 test) and prints, per dataset and method, the mean over runs: the runs ``lmfloss report``
 averages in that cell (:func:`lmfloss.report.aggregate.build_grid`: the configuration best on
 validation, one run per seed).
@@ -33,7 +33,7 @@ def calibration_cells(runs: Sequence[ReportRun]) -> dict[tuple[str, str], list[l
             continue
         rows = []
         for run in cell.runs:
-            calibration = (rundir.read_eval(run.run_dir, "test", "best") or {}).get("calibration")
+            calibration = (rundir.read_eval(run.run_dir, "test", "best", calibrated=True) or {}).get("calibration")
             if calibration:
                 rows.append([calibration[f] for f in FIELDS])
         if rows:

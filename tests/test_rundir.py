@@ -166,3 +166,17 @@ def test_losing_the_race_for_a_new_run_directory_leaves_the_winners_lock(tmp_pat
     finally:
         for lock in held:
             lock.release()
+
+
+def test_evaluation_files_are_named_by_what_was_done(tmp_path):
+    names = {rundir.eval_path(tmp_path, "test", "best").name,
+             rundir.eval_path(tmp_path, "test", "best", tta="flip").name,
+             rundir.eval_path(tmp_path, "test", "best", calibrated=True).name,
+             rundir.eval_path(tmp_path, "test", "best", tta="flip4", calibrated=True).name}
+    assert names == {"eval-test-best.json", "eval-test-best-tta-flip.json", "eval-test-best-calibrated.json",
+                     "eval-test-best-tta-flip4-calibrated.json"}  # none overwrites another
+    # a calibrated evaluation written by lmfloss <= 0.3 under the plain name is still found
+    rundir.write_eval({"split": "test", "checkpoint": "best", "calibration": {"temperature": 1.5}},
+                      rundir.eval_path(tmp_path, "test", "best"))
+    assert rundir.read_eval(tmp_path, "test", "best", calibrated=True)["calibration"]["temperature"] == 1.5
+    assert rundir.read_eval(tmp_path, "test", "best", tta="flip") is None

@@ -189,13 +189,20 @@ def write_eval(payload: dict[str, Any], path: str | Path) -> None:
     atomic_write_text(json.dumps(payload, indent=2) + "\n", path)
 
 
-def read_eval(run_dir: str | Path, split: str, checkpoint: str) -> dict[str, Any] | None:
+def read_eval(run_dir: str | Path, split: str, checkpoint: str, *, tta: str | None = None,
+              calibrated: bool = False) -> dict[str, Any] | None:
     """The evaluation :func:`write_eval` left at :func:`eval_path`, or ``None`` if there is none.
+    A calibrated evaluation of lmfloss <= 0.3 (``eval-<split>-<checkpoint>.json`` holding a
+    ``calibration`` block) is read too.
 
     Raises:
         LmflossError: the file is not a JSON mapping of that split and checkpoint.
     """
-    path = eval_path(run_dir, split, checkpoint)
+    path = eval_path(run_dir, split, checkpoint, tta=tta, calibrated=calibrated)
+    if (calibrated or tta) and not path.is_file():
+        older = read_eval(run_dir, split, checkpoint)
+        same = older is not None and (not calibrated or "calibration" in older) and older.get("tta") == tta
+        return older if same else None
     payload = _read_json(path, "run `lmfloss evaluate` again")
     if payload is None:
         return None
