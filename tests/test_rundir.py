@@ -17,6 +17,7 @@ import yaml
 
 from cli_helpers import one_error_line
 from data_helpers import TINY, csv_dataset
+from lmfloss import rundir
 from lmfloss.cli import main
 from lmfloss.errors import LmflossError
 
