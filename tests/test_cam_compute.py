@@ -236,3 +236,18 @@ def test_existing_grads_survive(resnet18, images):
         assert all(torch.all(p.grad == 0.5) for p in resnet18.parameters())
     finally:
         resnet18.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("task_name", ["multiclass", "multilabel"])
+def test_probabilities_are_the_tasks(resnet18, images, task_name):
+    """``probabilities`` are the run's task's (a softmax, or a sigmoid per label); the maps do
+    not depend on the task."""
+    from lmfloss.task import get_task
+
+    task = get_task(task_name)
+    model = resnet18.eval()
+    result = compute_cams(model, images, [0, 1, 2], task=task)
+    with torch.no_grad():
+        expected = task.probabilities(model(images).float()).numpy()
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(result.maps, compute_cams(model, images, [0, 1, 2]).maps)

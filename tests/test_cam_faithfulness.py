@@ -133,3 +133,27 @@ def test_one_set_of_perturbations_scores_every_model_as_its_own_would(images):
             np.testing.assert_array_equal(alone[key], reused[key])
     with pytest.raises(ValueError, match="perturbed images for 6 images and 1 perturbations each"):
         scores_of_perturbed(other, images, shared, [0] * n, kind="drop")
+
+
+@pytest.mark.parametrize("task_name", ["multiclass", "multilabel", "binary1"])
+def test_probabilities_and_scores_are_the_tasks(images, task_name):
+    """The scores are of the run's task's probabilities (a softmax, a sigmoid per label, a
+    registered task's own), not of a softmax chosen here."""
+    import extra_task  # noqa: F401 - registers the one-logit binary task "binary1"
+    from lmfloss.cam.faithfulness import model_probabilities
+    from lmfloss.task import get_task
+
+    task = get_task(task_name)
+    model = RegionModel() if task.outputs(2) == 2 else nn.Sequential(RegionModel(), nn.Linear(2, 1))
+    got = model_probabilities(model, images, task=task)
+    with torch.no_grad():
+        expected = task.probabilities(model(images).float()).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == (len(images), 2)
+    maps = np.stack([_smooth_map(True)] * len(images))
+    scores = faithfulness_scores(model, images, maps, [0] * len(images), kind="drop", task=task)
+    after_drop = scores["conf_drop"]
+    assert after_drop.shape == (len(images),) and np.isfinite(after_drop).all()
+    if task_name == "multiclass":  # the default is the multi-class softmax
+        np.testing.assert_array_equal(after_drop, faithfulness_scores(model, images, maps, [0] * len(images),
+                                                                      kind="drop")["conf_drop"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
 from lmfloss.cam.metrics import Box, mask_to_boxes
 
@@ -134,8 +135,6 @@ def read_boxes_csv(path: str | Path) -> dict[str, list[Box]]:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """A lesion mask as ``bool [H, W]`` (nonzero = lesion; colour masks: any channel)."""
-    from PIL import Image
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mask {str(path)!r} does not exist")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, TargetLayer, choose_target_layer
+from lmfloss.task import MULTICLASS, Task
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,9 @@ class CamResult:
 
     Attributes:
         maps: ``float32 [N, H, W]`` in ``[0, 1]``, at the input's resolution.
-        probabilities: ``float32 [N, K]`` softmax of the logits.
-        predicted: ``int64 [N]`` argmax class.
+        probabilities: ``float32 [N, K]`` the task's probabilities of the logits (softmax, or a
+            sigmoid per label).
+        predicted: ``int64 [N]`` argmax of the probabilities.
         target_classes: ``int64 [N]`` the class each map explains.
         layer: dotted name of the target layer.
         method: the CAM method's name (a key of :data:`METHODS`).
@@ -73,7 +76,7 @@ class CamResult:
 def _cam_class(method: str) -> type:
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; expected one of {sorted(METHODS)}")
-    import pytorch_grad_cam
+    import pytorch_grad_cam  # optional extra: lmfloss[cam]
 
     return getattr(pytorch_grad_cam, METHODS[method])
 
@@ -91,9 +94,7 @@ def _no_bar(iterable: Any, *_args: Any, **_kwargs: Any) -> Any:
 @contextlib.contextmanager
 def _quiet_scorecam() -> Iterator[None]:
     """Hide the tqdm bar ScoreCAM draws per image (the caller shows one bar for the job)."""
-    import types
-
-    from pytorch_grad_cam import score_cam
+    from pytorch_grad_cam import score_cam  # optional extra: lmfloss[cam]
 
     saved = score_cam.tqdm
     score_cam.tqdm = types.SimpleNamespace(tqdm=_no_bar)
@@ -123,9 +124,10 @@ def preserved(model: nn.Module) -> Iterator[list[torch.utils.hooks.RemovableHand
 
 
 def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None,
-               multilabel: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Maps and softmax probabilities (multi-label: a sigmoid per label) of one batch
-    (``classes``: the target per image, or ``None`` for the predicted class)."""
+               task: Task = MULTICLASS) -> tuple[np.ndarray, np.ndarray]:
+    """Maps and the task's probabilities of one batch (``classes``: the target per image,
+    or ``None`` for the predicted class)."""
+    # optional extra: lmfloss[cam]
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
@@ -136,7 +138,7 @@ def _cam_batch(cam: Any, batch: torch.Tensor, classes: list[int] | None,
         bad = [c for c in classes if not 0 <= c < logits.shape[1]]
         if bad:
             raise ValueError(f"target class {bad[0]} out of range for {logits.shape[1]} classes")
-    return maps, (torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).numpy()
+    return maps, task.probabilities(logits).numpy()
 
 
 def _checked_inputs(images: torch.Tensor, target_classes: Sequence[int] | None,
@@ -167,7 +169,7 @@ def compute_cams(
     target_layer: str | TargetLayer | None = None,
     batch_size: int = 16,
     min_map_size: int = DEFAULT_MIN_MAP_SIZE,
-    multilabel: bool = False,
+    task: Task = MULTICLASS,
 ) -> CamResult:
     """Compute one CAM per image.
 
@@ -182,8 +184,9 @@ def compute_cams(
             least ``min_map_size`` per side (:func:`lmfloss.cam.layers.choose_target_layer`).
         batch_size: images per CAM call (pytorch-grad-cam takes the batch at once).
         min_map_size: see ``target_layer``.
-        multilabel: the model scores labels with a sigmoid each (``probabilities`` are then
-            sigmoids; a map explains one label's logit, as ``ClassifierOutputTarget`` does).
+        task: the run's task (:mod:`lmfloss.task`): ``probabilities`` are its probabilities
+            of the logits (a multi-label run's: a sigmoid per label, a map explaining one
+            label's logit, as ``ClassifierOutputTarget`` does).
 
     Returns:
         A :class:`CamResult`.
@@ -216,7 +219,7 @@ def compute_cams(
                 for start in range(0, n, batch_size):
                     batch_classes = None if target_classes is None else target_classes[start : start + batch_size]
                     batch_maps, batch_probs = _cam_batch(cam, images[start : start + batch_size], batch_classes,
-                                                         multilabel)
+                                                         task)
                     maps.append(batch_maps)
                     probs.append(batch_probs)
             finally:

@@ -3,11 +3,12 @@
 A map can sit on the lesion and still not be what the network decides with (Hooker et
 al., "A benchmark for interpretability methods in deep neural networks", NeurIPS 2019).
 The scores here remove the pixels a map ranks highest (or lowest) and measure how the
-softmax probability ``p`` of the map's target class changes. Removed pixels are filled
-by pytorch-grad-cam's ROAD imputer (Rong et al., "A consistent and efficient evaluation
-strategy for attribution methods", ICML 2022: noisy linear imputation from the kept
-neighbours), so that the removal's *shape* does not leak the ranking to the model; the
-perturbations are the package's ``RemoveMostRelevantFirst`` / ``RemoveLeastRelevantFirst``.
+probability ``p`` of the map's target class changes (the run's task's probability: a softmax,
+or a sigmoid per label). Removed pixels are filled by pytorch-grad-cam's ROAD imputer (Rong et
+al., "A consistent and efficient evaluation strategy for attribution methods", ICML 2022:
+noisy linear imputation from the kept neighbours), so that the removal's *shape* does not
+leak the ranking to the model; the perturbations are the package's
+``RemoveMostRelevantFirst`` / ``RemoveLeastRelevantFirst``.
 
 Per image, with ``q`` the share of pixels removed:
 
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmfloss.cam.compute import preserved
+from lmfloss.task import MULTICLASS, Task
 
 FAITHFULNESS = ("road", "drop", "none")
 ROAD_REMOVED = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # % of pixels removed (ROAD's grid)
@@ -99,6 +101,7 @@ def _removals(kind: str) -> list[tuple[str, int]]:
 
 
 def _perturbed(image: torch.Tensor, cam: np.ndarray, order: str, removed: int) -> torch.Tensor:
+    # optional extra: lmfloss[cam]
     from pytorch_grad_cam.metrics.perturbation_confidence import (
         RemoveLeastRelevantFirst,
         RemoveMostRelevantFirst,
@@ -112,17 +115,17 @@ def _perturbed(image: torch.Tensor, cam: np.ndarray, order: str, removed: int) -
 
 
 def model_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None,
-                        multilabel: bool = False) -> np.ndarray:
-    """The model's softmax ``float32 [N, K]`` (multi-label: a sigmoid per label) in eval mode,
-    without gradients, in chunks of :data:`FORWARD_CHUNK` moved to ``device`` (default: the
-    images' own); the model's flags are left as found."""
+                        task: Task = MULTICLASS) -> np.ndarray:
+    """The model's probabilities ``float32 [N, K]`` as ``task`` defines them (a softmax, or
+    a sigmoid per label) in eval mode, without gradients, in chunks of :data:`FORWARD_CHUNK`
+    moved to ``device`` (default: the images' own); the model's flags are left as found."""
     device = images.device if device is None else device
     out = []
     with preserved(model), torch.no_grad():
         model.eval()
         for start in range(0, len(images), FORWARD_CHUNK):
             logits = model(images[start : start + FORWARD_CHUNK].to(device)).float()
-            out.append((torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).cpu())
+            out.append(task.probabilities(logits).cpu())
     return torch.cat(out).numpy()
 
 
@@ -194,8 +197,10 @@ def scores_from_probabilities(before: np.ndarray, after: np.ndarray, target_clas
 
 
 def scores_of_perturbed(model: nn.Module, images: torch.Tensor, perturbed: torch.Tensor,
-                        target_classes: Sequence[int], *, kind: str = "road") -> dict[str, np.ndarray]:
-    """The scores of ``kind`` from :func:`perturbations` of ``images`` made for the same ``kind``.
+                        target_classes: Sequence[int], *, kind: str = "road",
+                        task: Task = MULTICLASS) -> dict[str, np.ndarray]:
+    """The scores of ``kind`` from :func:`perturbations` of ``images`` made for the same ``kind``,
+    on ``task``'s probabilities.
 
     Raises:
         ValueError: ``perturbed`` is not ``len(images)`` times the perturbations of ``kind``,
@@ -209,8 +214,8 @@ def scores_of_perturbed(model: nn.Module, images: torch.Tensor, perturbed: torch
                          f"{len(removals)} perturbations each ({kind!r})")
     if len(target_classes) != len(images):
         raise ValueError(f"got {len(target_classes)} target classes for {len(images)} images")
-    before = model_probabilities(model, images)
-    after = model_probabilities(model, perturbed, images.device)
+    before = model_probabilities(model, images, task=task)
+    after = model_probabilities(model, perturbed, images.device, task)
     return scores_from_probabilities(before, after, target_classes, kind=kind)
 
 
@@ -223,6 +228,7 @@ def faithfulness_scores(
     kind: str = "road",
     seed: int = 0,
     first_index: int = 0,
+    task: Task = MULTICLASS,
 ) -> dict[str, np.ndarray]:
     """Perturbation scores of ``maps`` for ``model`` (definitions in this module's docstring).
 
@@ -238,6 +244,8 @@ def faithfulness_scores(
             ``first_index + k`` is seeded by ``seed`` and ``first_index + k``, so results do
             not depend on the batching.
         first_index: index of ``images[0]`` in the whole job.
+        task: the run's task: the scores are of its probabilities (a softmax, or a sigmoid
+            per label).
 
     Returns:
         ``{name: float64 [N]}`` for the scores of ``kind``.
@@ -248,4 +256,4 @@ def faithfulness_scores(
     if len(target_classes) != len(images):
         raise ValueError(f"got {len(target_classes)} target classes for {len(images)} images")
     perturbed = perturbations(images, maps, kind=kind, seed=seed, first_index=first_index)
-    return scores_of_perturbed(model, images, perturbed, target_classes, kind=kind)
+    return scores_of_perturbed(model, images, perturbed, target_classes, kind=kind, task=task)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
 from lmfloss.cam.metrics import Box
 from lmfloss.fileio import atomic_write, save_figure
@@ -24,8 +27,6 @@ CAPTION_INCHES = 0.35
 
 def resize_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of a float map to ``[height, width]`` (PIL, float32)."""
-    from PIL import Image
-
     cam = np.asarray(cam, dtype=np.float32)
     if cam.shape == (height, width):
         return cam
@@ -48,8 +49,6 @@ def overlay_cam(
     Returns:
         ``uint8 [H, W, 3]`` = ``(1 - alpha) * image + alpha * colormap(cam)``.
     """
-    from matplotlib import colormaps
-
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     image = np.asarray(image)
@@ -67,8 +66,6 @@ def draw_boxes(
     image: np.ndarray, boxes: Sequence[Box], *, colour: tuple[int, int, int] = BOX_COLOUR
 ) -> np.ndarray:
     """Draw boxes (x1/y1 exclusive) on a copy of ``uint8 [H, W, 3]``; line ~1% of the size."""
-    from PIL import Image, ImageDraw
-
     canvas = Image.fromarray(np.ascontiguousarray(image[..., :3]))
     draw = ImageDraw.Draw(canvas)
     line = max(1, round(min(canvas.size) / 100))
@@ -86,8 +83,6 @@ def save_overlay(
     path: str | Path, image: np.ndarray, cam: np.ndarray, boxes: Sequence[Box] = ()
 ) -> Path:
     """Write the CAM overlay (with boxes, if any) as a PNG at the image's resolution."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(draw_boxes(overlay_cam(image, cam), boxes))
@@ -128,8 +123,6 @@ def attention_figure(
     Returns:
         The two written paths (PNG, PDF).
     """
-    from matplotlib.figure import Figure
-
     if not rows:
         raise ValueError("the attention figure needs at least one image row")
     for row in rows:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss.cam.selection import run_labels
+from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
 from lmfloss.report.runs import (
     UNREADABLE,
@@ -90,8 +91,6 @@ def _read(run_dir: Path) -> ReportRun:
 
 
 def _image_size(run: ReportRun) -> int:
-    from lmfloss.config import TrainConfig
-
     return int(run.config.get("image_size", TrainConfig.image_size))
 
 

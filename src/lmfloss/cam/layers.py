@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.models import DenseNet, EfficientNet, ResNet
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ def _conv_layers(model: nn.Module) -> list[str]:
 
 
 def _registry() -> dict[type, Callable[[nn.Module], list[str]]]:
-    from torchvision.models import DenseNet, EfficientNet, ResNet
-
     return {ResNet: _resnet_blocks, DenseNet: _densenet_blocks, EfficientNet: _efficientnet_blocks}
 
 
@@ -227,8 +226,6 @@ def choose_target_layer(model: nn.Module, name: str | None = None,
 
 
 def _resolved(model: nn.Module, name: str, map_size: tuple[int, int] | None) -> TargetLayer:
-    from torchvision.models import DenseNet
-
     transform = _relu if isinstance(model, DenseNet) and name in ("features", "features.norm5") else None
     return TargetLayer(name, model.get_submodule(name), transform, map_size)
 

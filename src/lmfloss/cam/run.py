@@ -31,20 +31,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from lmfloss.cam.compute import METHODS, compute_cams
+from lmfloss.cam.faithfulness import (
+    check_faithfulness,
+    model_probabilities,
+    perturbations,
+    random_maps,
+    scores_from_probabilities,
+)
+from lmfloss.cam.figure import FigureCell, FigureRow, attention_figure, write_overlays
 from lmfloss.cam.groups import CamRun, describe_runs
-from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size
+from lmfloss.cam.layers import DEFAULT_MIN_MAP_SIZE, check_min_map_size, choose_target_layer
 from lmfloss.cam.metrics import check_tolerance, pointing_metrics, region_metrics
-from lmfloss.cam.selection import Selection, select_scored
+from lmfloss.cam.selection import Selection, explains_labels, select_scored
 from lmfloss.cam.tables import FAITHFULNESS_KEYS, SCORE_KEYS, write_tables
-
-if TYPE_CHECKING:
-    import torch
+from lmfloss.task import get_task
+from lmfloss.train import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +113,6 @@ class CamOptions:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        from lmfloss.cam.compute import METHODS
-        from lmfloss.cam.faithfulness import check_faithfulness
-
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
         if self.method not in METHODS:
@@ -161,8 +168,6 @@ def _map_size(result: Any) -> str:
 # ---- 1. validate (CamOptions, lmfloss.cam.groups.describe_runs) and load ------------------
 def _load(runs: Sequence[CamRun], options: CamOptions) -> list[Any]:
     """Load every run's model; refuse runs whose classes or split ids differ."""
-    from lmfloss.train import load_run
-
     loaded = [load_run(r.run_dir, checkpoint=options.checkpoint, device=options.device) for r in runs]
     reference = loaded[0]
     class_names = list(reference.class_names)
@@ -179,28 +184,29 @@ def _load(runs: Sequence[CamRun], options: CamOptions) -> list[Any]:
 
 def _layers(loaded: Sequence[Any], runs: Sequence[CamRun], options: CamOptions) -> list[Any]:
     """Each run's target layer at its image size (one dummy forward each), before any work."""
-    from lmfloss.cam.layers import choose_target_layer
-
     return [choose_target_layer(run.model, options.target_layer, (info.image_size, info.image_size),
                                 min_map_size=options.min_map_size) for run, info in zip(loaded, runs)]
 
 
-def _multilabel_options(loaded: Sequence[Any], options: CamOptions) -> CamOptions:
-    """Multi-label runs explain each label an image has, one map per (image, label), scored
-    against that label's region: the target is the true label (``pred`` -- the default -- is
-    taken as that; ``both`` and ``--misclassified`` have no multi-label meaning)."""
-    from dataclasses import replace
-
-    tasks = {run.task for run in loaded}
-    if tasks == {"multiclass"}:
-        return options
+def _task_options(loaded: Sequence[Any], options: CamOptions) -> CamOptions:
+    """The options for the runs' task (one task: runs of several are refused). A run whose
+    images have any subset of labels (:func:`lmfloss.cam.selection.explains_labels`) explains
+    each label an image has, one map per (image, label), scored against that label's region:
+    the target is the true label (``pred`` -- the default -- is taken as that; ``both`` and
+    ``--misclassified`` have no meaning there)."""
+    tasks = {get_task(run.task) for run in loaded}
     if len(tasks) > 1:
-        raise ValueError("multi-class and multi-label runs compared together; compare runs of one task")
+        raise ValueError(f"{' and '.join(sorted(t.display for t in tasks))} runs compared together; "
+                         "compare runs of one task")
+    task = tasks.pop()
+    if not explains_labels(task):
+        return options
     if options.target == "both" or options.misclassified:
-        raise ValueError("multi-label runs get one map per label present in an image (--target true); "
+        raise ValueError(f"{task.display} runs get one map per {task.item} present in an image (--target true); "
                          "--target both and --misclassified are for multi-class runs")
     if options.target == "pred":
-        logger.info("multi-label runs: one map per label present in each image, for that label's logit")
+        logger.info("%s runs: one map per %s present in each image, for that %s's logit", task.display, task.item,
+                    task.item)
     return replace(options, target="true")
 
 
@@ -209,11 +215,11 @@ def _multilabel_options(loaded: Sequence[Any], options: CamOptions) -> CamOption
 class _BatchWork:
     """What the faithfulness scores of one batch share between targets and runs, made once.
 
-    - per run, the softmax of the clean batch (every target of a run scores against it);
+    - per run, the probabilities of the clean batch (every target of a run scores against it);
     - per input and map size, the random-map baseline's perturbed images: the random maps
       are seeded per image (:func:`lmfloss.cam.faithfulness.random_maps`), not per run, and
       ROAD's imputation is most of the cost of the scores;
-    - per run, the softmax of those perturbed images (the same for every target).
+    - per run, the probabilities of those perturbed images (the same for every target).
     """
 
     def __init__(self, options: CamOptions, start: int) -> None:
@@ -223,25 +229,17 @@ class _BatchWork:
         self._random: dict[int, np.ndarray] = {}
 
     def clean(self, r: int, run: Any, batch: torch.Tensor) -> np.ndarray:
-        from lmfloss.cam.faithfulness import model_probabilities
-
         if r not in self._clean:
-            self._clean[r] = model_probabilities(run.model, batch, multilabel=run.task == "multilabel")
+            self._clean[r] = model_probabilities(run.model, batch, task=get_task(run.task))
         return self._clean[r]
 
     def random(self, r: int, run: Any, batch: torch.Tensor, map_size: tuple[int, int]) -> np.ndarray:
-        from lmfloss.cam.faithfulness import model_probabilities
-
         if r not in self._random:  # a run has one layer, so one map size
             self._random[r] = model_probabilities(run.model, self._random_perturbed(batch, map_size), batch.device,
-                                                  multilabel=run.task == "multilabel")
+                                                  get_task(run.task))
         return self._random[r]
 
     def _random_perturbed(self, batch: torch.Tensor, map_size: tuple[int, int]) -> torch.Tensor:
-        import torch
-
-        from lmfloss.cam.faithfulness import perturbations, random_maps
-
         images = batch.detach().cpu()
         for made_from, size, perturbed in self._perturbed:
             if size == tuple(map_size) and torch.equal(made_from, images):
@@ -254,19 +252,13 @@ class _BatchWork:
 
 def _faithfulness(r: int, run: Any, batch: Any, result: Any, options: CamOptions, start: int,
                   work: _BatchWork) -> dict[str, np.ndarray]:
-    from lmfloss.cam.faithfulness import (
-        model_probabilities,
-        perturbations,
-        scores_from_probabilities,
-    )
-
     if options.faithfulness == "none":
         return {}
     kind = options.faithfulness
     before = work.clean(r, run, batch)
     own_perturbed = perturbations(batch, result.maps, kind=kind, seed=options.seed, first_index=start)
     own = scores_from_probabilities(before, model_probabilities(run.model, own_perturbed, batch.device,
-                                                                multilabel=run.task == "multilabel"),
+                                                                get_task(run.task)),
                                     result.target_classes, kind=kind)
     rand = scores_from_probabilities(before, work.random(r, run, batch, result.map_size), result.target_classes,
                                      kind=kind)
@@ -274,8 +266,6 @@ def _faithfulness(r: int, run: Any, batch: Any, result: Any, options: CamOptions
 
 
 def _merge(parts: list[Any], faith: list[dict[str, np.ndarray]]) -> tuple[Any, dict[str, np.ndarray]]:
-    from dataclasses import replace
-
     result = replace(parts[0], **{
         key: np.concatenate([getattr(p, key) for p in parts])
         for key in ("maps", "probabilities", "predicted", "target_classes")
@@ -291,10 +281,6 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
     Batch by batch, every run and target in turn, so that what they can share of one batch
     (:class:`_BatchWork`) is made once while only that batch's perturbations are held.
     """
-    import torch
-
-    from lmfloss.cam.compute import compute_cams
-
     datasets = [run.dataset(options.split) for run in loaded]
     positions = [{rec.id: i for i, rec in enumerate(ds.records)} for ds in datasets]
     labels = [int(rec.label) for rec in selection.records]  # multi-label: each item's label
@@ -310,7 +296,7 @@ def _compute(loaded: Sequence[Any], runs: Sequence[CamRun], layers: Sequence[Any
             for target in options.targets:
                 classes = labels[start : start + len(records)] if target == "true" else None
                 result = compute_cams(run.model, batch, classes, method=options.method, target_layer=layer,
-                                      batch_size=len(batch), multilabel=run.task == "multilabel")
+                                      batch_size=len(batch), task=get_task(run.task))
                 parts[(r, target)][0].append(result)
                 parts[(r, target)][1].append(_faithfulness(r, run, batch, result, options, start, work))
                 bar.update(len(batch))
@@ -354,10 +340,9 @@ def _score(info: CamRun, maps: TargetMaps, selection: Selection, class_names: Se
            options: CamOptions) -> list[dict[str, Any]]:
     result = maps.result
     rows = []
-    multilabel = bool(selection.image_ids)
     for k, rec in enumerate(selection.records):
         pred = int(result.predicted[k])
-        if multilabel:  # an item is (image, one of its labels): "pred" is whether the run finds that label
+        if selection.image_ids:  # an item is (image, one of its labels): "pred" is whether the run finds that label
             pred = int(rec.label) if result.probabilities[k, int(rec.label)] >= 0.5 else -1
         ann = selection.annotations[rec.id]
         faith = {key: float(maps.faithfulness[key][k]) if key in maps.faithfulness else math.nan
@@ -378,8 +363,6 @@ def _score(info: CamRun, maps: TargetMaps, selection: Selection, class_names: Se
 
 # ---- 5. write ----------------------------------------------------------------------------
 def _overlays(out: Path, info: CamRun, maps: TargetMaps, selection: Selection) -> list[Path]:
-    from lmfloss.cam.figure import write_overlays
-
     boxes = {i: (a.boxes if a else []) for i, a in selection.annotations.items()}
     return write_overlays(out / "overlays" / info.label, maps.target, maps.result.maps, selection.records,
                           selection.images, boxes)
@@ -404,8 +387,6 @@ def _shown_prediction(result: Any, k: int, rec: Any, class_names: Sequence[str],
 
 def _write_figure(out: Path, figure_maps: dict[str, tuple[CamRun, Any]], selection: Selection,
                   class_names: Sequence[str], options: CamOptions) -> list[Path]:
-    from lmfloss.cam.figure import FigureCell, FigureRow, attention_figure
-
     shown = selection.records[: max(options.figure_rows, 0)]
     if not shown or not figure_maps:
         return []
@@ -448,14 +429,12 @@ def run_cam(
         LmflossError: a ``runs_from`` folder without finished runs.
         TypeError: a keyword that is not a field of :class:`CamOptions`.
     """
-    from tqdm.auto import tqdm
-
     if "ids" in fields:
         fields["ids"] = tuple(fields["ids"]) if fields["ids"] else None
     options = CamOptions(**fields)
     runs = describe_runs(run_dirs, runs_from=runs_from)
     loaded = _load(runs, options)
-    options = _multilabel_options(loaded, options)
+    options = _task_options(loaded, options)
     layers = _layers(loaded, runs, options)
     selection = select_scored(loaded, runs[0].image_size, options)
     class_names = list(loaded[0].class_names)

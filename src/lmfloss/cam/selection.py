@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from lmfloss.cam.annotations import Annotation, annotation_source
+from lmfloss import rundir
+from lmfloss.cam.annotations import Annotation, annotation_source, clip_boxes
 from lmfloss.cam.metrics import default_tolerance, derangement, rescale_boxes
+from lmfloss.task import Task, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -95,22 +98,20 @@ def predictions(run: Any, split: str, dataset: Any, batch_size: int, checkpoint:
 
     ``predictions.csv`` holds the best checkpoint's test predictions, so it is used only for
     ``split == "test"`` and ``checkpoint == "best"``; otherwise a forward pass
-    (:func:`lmfloss.train.engine.evaluate`) gives them.
+    (:func:`lmfloss.train.engine.evaluate`) gives them, decided as the run's task decides.
     """
-    from lmfloss import rundir
-
     if split == "test" and checkpoint == "best" and (Path(run.run_dir) / rundir.PREDICTIONS).is_file():
         saved = rundir.read_predictions(run.run_dir, run.class_names)
         return {str(i): int(p) for i, p in zip(saved.ids, saved.preds)}
+    # torch-free: lmfloss.cam.groups imports this module, and scores without torch
     from torch.utils.data import DataLoader
 
     from lmfloss.train.engine import evaluate
 
+    task = get_task(run.task)
     result = evaluate(run.model, DataLoader(dataset, batch_size=batch_size, shuffle=False), device=run.device)
-    return {
-        dataset.records[int(i)].id: int(p)
-        for i, p in zip(result["indices"].tolist(), result["logits"].argmax(1).tolist())
-    }
+    decided = task.decide(task.probabilities(result["logits"].float().cpu().numpy()))
+    return {dataset.records[int(i)].id: int(p) for i, p in zip(result["indices"].tolist(), decided.tolist())}
 
 
 def select_images(
@@ -151,6 +152,13 @@ def select_images(
     return round_robin(pool, n or DEFAULT_N)
 
 
+def explains_labels(task: Task) -> bool:
+    """Whether ``lmfloss cam`` explains each label of an image, one item per (image, label),
+    rather than the image: for a task whose images have any subset of labels (a multi-hot
+    target, :attr:`lmfloss.task.Task.target`)."""
+    return task.target == "multi-hot"
+
+
 def label_items(records: Sequence[Any], class_names: Sequence[str]) -> tuple[list[Any], dict[str, str]]:
     """Multi-label records as (image, label) items: one record per label an image has, with the
     id ``<image id>#<label>`` and that label as ``label``; and item id -> image id."""
@@ -166,8 +174,6 @@ def label_items(records: Sequence[Any], class_names: Sequence[str]) -> tuple[lis
 def region_on_map(annotation: Annotation, image_shape: tuple[int, int], map_shape: tuple[int, int]) -> np.ndarray:
     """The annotation on the map's grid: the mask (nearest neighbour) or the boxes' union."""
     if annotation.mask is not None:
-        from PIL import Image
-
         region = np.asarray(
             Image.fromarray(annotation.mask.astype(np.uint8) * 255).resize(
                 (map_shape[1], map_shape[0]), Image.Resampling.NEAREST
@@ -215,7 +221,7 @@ def select_scored(loaded: Sequence[Any], map_size: int, options: Any) -> Selecti
         raise ValueError(f"the {options.split} split of {splits.name!r} has no images to explain")
     image_ids: dict[str, str] = {}
     originals = {record.id: record for record in chosen}
-    if getattr(splits, "task", "multiclass") == "multilabel":
+    if explains_labels(get_task(splits)):
         chosen, image_ids = label_items(chosen, splits.class_names)
         if not chosen:
             raise ValueError(f"none of the selected {options.split} images of {splits.name!r} has a label to explain")
@@ -245,8 +251,6 @@ def _annotation(source: Any, splits: Any, record: Any, image: Any, shape: tuple[
     if source is None:
         return None
     if per_label and getattr(source, "source", None) == "dataset" and splits.index.box_labels is not None:
-        from lmfloss.cam.annotations import clip_boxes
-
         boxes = splits.boxes(image, label=int(record.label))
         boxes = clip_boxes(boxes, shape[1], shape[0], image_id=image.id) if boxes else []
         return Annotation(boxes, None, "dataset") if boxes else None

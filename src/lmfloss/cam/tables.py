@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lmfloss.cam.compare import GROUP_COLUMNS, TEST_COLUMNS, group_summary, paired_tests
 from lmfloss.fileio import atomic_write_text, dict_rows_text
 
 SCORE_KEYS = (
@@ -118,8 +119,6 @@ def write_tables(out: Path, rows: list[dict[str, Any]], class_names: Sequence[st
         ``{"metrics_csv", "summary_csv", "groups_csv", "tests_csv"}`` (paths; ``tests_csv``
         ``None`` with one group) and the rows ``{"summary", "groups", "tests"}``.
     """
-    from lmfloss.cam.compare import GROUP_COLUMNS, TEST_COLUMNS, group_summary, paired_tests
-
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows, class_names)
     groups = group_summary(summary)

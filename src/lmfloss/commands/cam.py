@@ -88,7 +88,7 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def _run_cam(args: argparse.Namespace) -> int:
-    from lmfloss.cam.run import run_cam
+    from lmfloss.cam.run import run_cam  # torch: lmfloss --help runs without it
 
     outputs = run_cam(
         args.runs, args.out, runs_from=args.runs_from, split=args.split, ids=args.ids, n=args.n,
