@@ -163,3 +163,50 @@ def test_writing_a_card_imports_no_torch(binary_run):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split()[0] == "[]"
     assert json.loads((run_dir / "report.json").read_text())["class_names"][0] in (run_dir / MODEL_CARD).read_text()
+
+
+def _multilabel_report(score_by: str) -> tuple[dict, dict]:
+    """report.json and config of a multi-label run, made by training's own report code."""
+    from lmfloss.train.scoring import SplitResult, final_report
+
+    config = TrainConfig(dataset="csv", task="multilabel", score_by=score_by, loss="bce", bootstrap=0)
+    rng = np.random.default_rng(0)
+    results = {}
+    for split in ("val", "test"):
+        labels = (rng.random((12, 3)) < 0.5).astype(np.int64)
+        logits = rng.normal(size=(12, 3)).astype(np.float32) + 2 * labels
+        results[split] = SplitResult(split, [f"{split}{i}" for i in range(12)], labels, logits, "multilabel",
+                                     [f"p{i // 2}" for i in range(12)])
+    return final_report(config, ["a", "b", "c"], [[6, 6], [5, 7], [8, 4]], results, best_epoch=2), config.to_dict()
+
+
+@pytest.mark.parametrize("score_by", ["image", "patient"])
+def test_a_multilabel_card_says_the_tasks_words(score_by):
+    report, config = _multilabel_report(score_by)
+    card = model_card_text(report, config)
+    unit = "patients" if score_by == "patient" else "images"
+    assert report["test"]["n"] == (6 if score_by == "patient" else 12)
+    assert f"Evaluated only on the held-out test split of csv ({report['test']['n']} {unit})" in card
+    assert "- Task: multi-label (3 labels per image, any subset; the table counts each label's positive images)." in card
+    assert "| label (positives) |" in card and "3 labels (one sigmoid each): a, b, c." in card
+    assert f"| validation mAP | {report['val']['map']:.4f} |" in card and f"| scored per | {score_by} |" in card
+    assert f"| mAP (mean average precision over labels) | {report['test']['map']:.4f} |" in card
+    assert "macro-F1 |" not in card.split("## Test metrics")[0]  # the headline is mAP
+
+
+def test_a_registered_task_gets_the_card_of_its_target(binary_run):
+    import dataclasses
+
+    import extra_task
+    from lmfloss.modelcard import card_kind
+
+    _, report = binary_run
+    report["task"] = extra_task.BINARY.name  # one sigmoid logit, one class per image
+    report["loss"]["params"]["scale"] = 30.0
+    card = model_card_text(report, {})
+    assert "| class | train | val | test |" in card and "- Task:" not in card
+    assert f"| validation macro-F1 | {report['val']['f1_macro']:.4f} |" in card
+    assert "its sigmoid outputs are scores rather than calibrated risks" in card
+    ordinal = dataclasses.replace(extra_task.BINARY, name="ordinal", target="cumulative")
+    with pytest.raises(ValueError, match=r"target 'cumulative' has no model card layout"):
+        card_kind(ordinal)

@@ -16,15 +16,18 @@ the exported file (Mitchell et al., "Model Cards for Model Reporting", FAT* 2019
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmfloss import __version__, rundir
 from lmfloss.config import TrainConfig
+from lmfloss.data.splits import paper_split_sizes
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
 from lmfloss.rundir import MODEL_CARD
+from lmfloss.task import Task, get_task
 
 NOT_RECORDED = "not recorded"
 FEW_TEST_IMAGES = 10  # below this a class's test F1 moves by > 0.1 with one image
@@ -78,8 +81,6 @@ def _class_counts(report: Mapping[str, Any], class_names: Sequence[str]) -> dict
 def _split_rule(config: Mapping[str, Any], report: Mapping[str, Any], counts: Mapping[str, list]) -> str:
     """How the images were split: ``data.split`` of the report (lmfloss records it since
     k-fold), else reconstructed from the config and the per-class counts."""
-    from lmfloss.data.splits import paper_split_sizes
-
     data = report.get("data") or {}
     seed = config.get("split_seed")
     if data.get("split"):
@@ -115,7 +116,7 @@ def _leakage(report: Mapping[str, Any]) -> tuple[str, str | None]:
     return line, f"{line[0].upper()}{line[1:]}, so the test metrics are likely optimistic."
 
 
-def _protocol(config: Mapping[str, Any], report: Mapping[str, Any]) -> list[str]:
+def _protocol(config: Mapping[str, Any], report: Mapping[str, Any], task: Task) -> list[str]:
     milestones = config.get("lr_milestones")
     schedule = (f"MultiStepLR: x{config.get('lr_gamma')} after epochs {', '.join(map(str, milestones))}"
                 if milestones else f"StepLR: x{config.get('lr_gamma')} every {config.get('lr_step')} epochs")
@@ -126,8 +127,8 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any]) -> list[str]
         ("optimizer", f"Adam, lr {config.get('lr')}, weight decay {config.get('weight_decay')}"),
         ("lr schedule", schedule),
         ("model selection", f"best validation {select}: epoch {report.get('best_epoch', NOT_RECORDED)}"),
-        *([("validation mAP", _get(report.get("val"), "map")), ("scored per", report.get("score_by", "image"))]
-          if report.get("task") == "multilabel" else [("validation macro-F1", _get(report.get("val"), "f1_macro"))]),
+        (f"validation {task.headline_display}", _get(report.get("val"), task.headline)),
+        *([("scored per", report.get("score_by", "image"))] if task.group_scoring else []),
         ("image size", f"{config.get('image_size')} px"),
         ("normalisation", f"{config.get('normalize')}: {_NORMALIZE.get(str(config.get('normalize')), '')}".rstrip(": ")),
         ("augmentation", config.get("augment")),
@@ -139,9 +140,10 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any]) -> list[str]
     return _table(("setting", "value"), rows)
 
 
-def _multilabel_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], label_names: Sequence[str],
-                             checkpoint: str) -> tuple[list[str], list[str]]:
-    """(lines of the test section of a multi-label run, limitations they imply)."""
+def _label_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], label_names: Sequence[str],
+                        checkpoint: str) -> tuple[list[str], list[str]]:
+    """(lines of the test section of a run with any subset of labels per image, limitations
+    they imply)."""
     test = report.get("test") or {}
     odir = test.get("odir_score") or {}
     unit = "patients" if report.get("score_by") == "patient" else "images"
@@ -181,11 +183,9 @@ def _multilabel_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any
     return lines, limits
 
 
-def _test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], class_names: Sequence[str],
-                  checkpoint: str) -> tuple[list[str], list[str]]:
-    """(lines of the test section, limitations they imply)."""
-    if report.get("task") == "multilabel":
-        return _multilabel_test_metrics(report, config, class_names, checkpoint)
+def _class_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], class_names: Sequence[str],
+                        checkpoint: str) -> tuple[list[str], list[str]]:
+    """(lines of the test section of a run with one class per image, limitations they imply)."""
     test = report.get("test") or {}
     limits: list[str] = []
     lines = [f"{checkpoint} (epoch {report.get('best_epoch', NOT_RECORDED)}), {_get(test, 'n')} test images; "
@@ -232,6 +232,99 @@ def _test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], class_na
     return lines, limits
 
 
+@dataclass(frozen=True)
+class CardKind:
+    """What a card says differently by the shape of the task's target
+    (:attr:`lmfloss.task.Task.target`); ``{display}``, ``{item}`` and ``{n}`` (the number of
+    classes or labels) in the texts are the task's.
+
+    Attributes:
+        test_section: ``(report, config, class names, checkpoint) -> (lines, limitations)``.
+        counts_header: the first column of the data section's table of counts.
+        task_line: a line of the data section saying what the task is, or ``None``.
+    """
+
+    test_section: Callable[[Mapping[str, Any], Mapping[str, Any], Sequence[str], str], tuple[list[str], list[str]]]
+    counts_header: str
+    task_line: str | None = None
+
+
+CARD_KINDS: dict[str, CardKind] = {
+    "index": CardKind(_class_test_metrics, "{item}"),
+    "multi-hot": CardKind(_label_test_metrics, "{item} (positives)",
+                          "- Task: {display} ({n} {item}s per image, any subset; the table counts each {item}'s "
+                          "positive images)."),
+}
+"""Target kind -> what the card says of it."""
+
+
+def card_kind(task: Task) -> CardKind:
+    """The :class:`CardKind` of ``task``'s target.
+
+    Raises:
+        ValueError: a target kind this module does not describe (the known ones are listed).
+    """
+    try:
+        return CARD_KINDS[task.target]
+    except KeyError:
+        raise ValueError(f"task {task.name!r}: target {task.target!r} has no model card layout; "
+                         f"known targets: {sorted(CARD_KINDS)}") from None
+
+
+def _data_section(report: Mapping[str, Any], config: Mapping[str, Any], task: Task,
+                  class_names: Sequence[str]) -> list[str]:
+    """The "Data" section: dataset, split, leakage check and the counts per split."""
+    data = report.get("data") or {}
+    counts = _class_counts(report, class_names)
+    images = data.get("images") or {}
+    name = data.get("name") or config["dataset"]
+    kind = card_kind(task)
+    lines = ["## Data", "",
+             f"- Dataset: {name} (adapter `{config['dataset']}`), data fingerprint "
+             f"`{data.get('fingerprint', NOT_RECORDED)}`, "
+             + (f"read from `{data['source']}`." if data.get("source") else "source folder: none or not recorded."),
+             f"- Split: {_split_rule(config, report, counts)}.",
+             "- Images: " + (" / ".join(f"{images[s]} {s}" for s in ("train", "val", "test") if s in images)
+                             or NOT_RECORDED) + ".",
+             f"- Leakage check: {_leakage(report)[0]}."]
+    if report.get("skipped_images"):
+        lines.append(f"- Skipped as undecodable: {len(report['skipped_images'])} images (listed in report.json).")
+    if kind.task_line:
+        lines.append(kind.task_line.format(display=task.display, n=len(class_names), item=task.item))
+    heads = ("train", "val", "test")
+    if report.get("score_by") == "patient":
+        heads = ("train (images)", "val (patients)", "test (patients)")  # val/test are scored per patient
+    return lines + ["", *_table((kind.counts_header.format(item=task.item), *heads),
+                                [(c, *(NOT_RECORDED if counts[s][k] is None else counts[s][k]
+                                       for s in ("train", "val", "test"))) for k, c in enumerate(class_names)], "r")]
+
+
+def _uses(report: Mapping[str, Any], config: Mapping[str, Any], task: Task, origin: str,
+          limits: Sequence[str]) -> list[str]:
+    """The "Intended use and limitations" items, each from a recorded fact."""
+    test = report.get("test") or {}
+    name = (report.get("data") or {}).get("name") or config["dataset"]
+    size = config["image_size"]
+    unit = "patients" if report.get("score_by") == "patient" else "images"
+    uses = ["Research use only: not a medical device, and not for diagnosis or any clinical decision.",
+            f"Trained at {size} px {origin} on {name}; give it images preprocessed as in training "
+            f"(intensity rule {config['intensity']}, resized to {size}x{size}, normalisation {config['normalize']}).",
+            f"Evaluated only on the held-out test split of {name} ({_get(test, 'n')} {unit}); not validated "
+            "on external data (other sites, devices or populations)."]
+    leak_limit = _leakage(report)[1]
+    if leak_limit:
+        uses.append(leak_limit)
+    uses += limits
+    loss = report.get("loss") or {}
+    params = loss.get("params")
+    scale = params.get("scale") if isinstance(params, Mapping) else None
+    if isinstance(scale, (int, float)) and scale != 1 and test.get("ece") is not None:
+        uses.append(f"`{loss.get('name') or config['loss']}` trains logits multiplied by a scale of {scale}, so its "
+                    f"{task.activation} outputs are scores rather than calibrated risks "
+                    f"(test ECE {test['ece']:.4f}); `lmfloss evaluate --calibrate` fits a temperature on validation.")
+    return uses
+
+
 def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_dir: str | Path | None = None,
                     export: Mapping[str, Any] | None = None) -> str:
     """The Markdown of a run's model card.
@@ -250,39 +343,18 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
         The card, ending with a newline.
     """
     config = {**TrainConfig().to_dict(), **dict(config)}
+    task = get_task(report)
     data = report.get("data") or {}
     class_names = [str(c) for c in report.get("class_names") or []]
-    counts = _class_counts(report, class_names)
     name = data.get("name") or config["dataset"]
     loss = report.get("loss") or {}
     loss_name = loss.get("name") or config["loss"]
     params = loss.get("params")
-    leak_line, leak_limit = _leakage(report)
-    images = data.get("images") or {}
 
     lines = [f"# Model card: {config['model']} trained with {loss_name} on {name}", "",
              f"Generated by lmfloss {__version__} from `report.json` and `config.yaml`"
              + (f" of `{run_dir}`" if run_dir is not None else "") + "; every number is copied from them.", "",
-             "## Data", "",
-             f"- Dataset: {name} (adapter `{config['dataset']}`), data fingerprint "
-             f"`{data.get('fingerprint', NOT_RECORDED)}`, "
-             + (f"read from `{data['source']}`." if data.get("source") else "source folder: none or not recorded."),
-             f"- Split: {_split_rule(config, report, counts)}.",
-             "- Images: " + (" / ".join(f"{images[s]} {s}" for s in ("train", "val", "test") if s in images)
-                             or NOT_RECORDED) + ".",
-             f"- Leakage check: {leak_line}."]
-    if report.get("skipped_images"):
-        lines.append(f"- Skipped as undecodable: {len(report['skipped_images'])} images (listed in report.json).")
-    multilabel = report.get("task") == "multilabel"
-    if multilabel:
-        lines.append(f"- Task: multi-label ({len(class_names)} labels per image, any subset; the table counts each "
-                     "label's positive images).")
-    heads = ("train", "val", "test")
-    if multilabel and report.get("score_by") == "patient":
-        heads = ("train (images)", "val (patients)", "test (patients)")  # val/test are scored per patient
-    lines += ["", *_table(("label (positives)" if multilabel else "class", *heads),
-                          [(c, *(NOT_RECORDED if counts[s][k] is None else counts[s][k]
-                                 for s in ("train", "val", "test"))) for k, c in enumerate(class_names)], "r")]
+             *_data_section(report, config, task, class_names)]
 
     weights = config["weights"]
     origin = ("from scratch (no pre-trained weights)" if weights == "none" else
@@ -293,30 +365,14 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
         loss_text = f"with {dict(config['loss_params']) or 'defaults'} (resolved parameters {NOT_RECORDED})"
     lines += ["", "## Model and loss", "",
               f"- Network: torchvision `{config['model']}`, {_STEMS.get(config['stem'], config['stem'])}, trained {origin}; "
-              f"{len(class_names)} {'labels (one sigmoid each)' if multilabel else 'classes'}: "
-              f"{', '.join(class_names) or NOT_RECORDED}.",
+              f"{len(class_names)} {task.items}: {', '.join(class_names) or NOT_RECORDED}.",
               f"- Loss: `{loss_name}` {loss_text}.",
-              "", "## Training protocol", "", *_protocol(config, report)]
+              "", "## Training protocol", "", *_protocol(config, report, task)]
 
-    test_lines, limits = _test_metrics(report, config, class_names, "best.pt")
+    test_lines, limits = card_kind(task).test_section(report, config, class_names, "best.pt")
     lines += ["", "## Test metrics", "", *test_lines]
-
-    test = report.get("test") or {}
-    size = config["image_size"]
-    uses = ["Research use only: not a medical device, and not for diagnosis or any clinical decision.",
-            f"Trained at {size} px {origin} on {name}; give it images preprocessed as in training "
-            f"(intensity rule {config['intensity']}, resized to {size}x{size}, normalisation {config['normalize']}).",
-            f"Evaluated only on the held-out test split of {name} ({_get(test, 'n')} images); not validated "
-            "on external data (other sites, devices or populations)."]
-    if leak_limit:
-        uses.append(leak_limit)
-    uses += limits
-    scale = params.get("scale") if isinstance(params, Mapping) else None
-    if isinstance(scale, (int, float)) and scale != 1 and test.get("ece") is not None:
-        uses.append(f"`{loss_name}` trains logits multiplied by a scale of {scale}, so its "
-                    f"{'sigmoid' if multilabel else 'softmax'} outputs are scores rather than calibrated risks "
-                    f"(test ECE {test['ece']:.4f}); `lmfloss evaluate --calibrate` fits a temperature on validation.")
-    lines += ["", "## Intended use and limitations", "", *(f"- {u}" for u in uses)]
+    lines += ["", "## Intended use and limitations", "",
+              *(f"- {u}" for u in _uses(report, config, task, origin, limits))]
 
     if export:
         lines += ["", "## Exported model", "",
