@@ -14,6 +14,14 @@ left out of the macro averages, never silently dropped and never scored 0 (torch
 scores it AUROC 0, its issue #2494, which lowers macro AUC exactly on the tail labels).
 Likewise a label with no negative image has no AUC (``labels_without_negatives``).
 
+Unknown entries: a label array may hold ``-1`` (or ``NaN``) where a label is not known for an
+image (CheXpert's U-Ignore, a finding a dataset does not annotate). Every per-label metric is
+computed over the images where that label is known -- scikit-learn on those rows only -- and
+the report says how many that is (``known_per_label``). Across labels: micro AUC, micro F1,
+Hamming loss, calibration and the ODIR score pool the known ``(image, label)`` entries; subset
+accuracy is the share of images (with at least one known label) whose every *known* label is
+right. The bootstrap weighs an unknown entry 0 in every resample.
+
 Bootstrap: resampling images with replacement is weighting each image by how often it was
 drawn, so AP and AUC of all resamples are computed at once from weighted cumulative counts
 (:func:`resampled_ap`, :func:`resampled_auc`; equal to scikit-learn's with ``sample_weight``,
@@ -35,17 +43,20 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # the fixed rule (and ODIR-2019's)
 SELECTION_METRICS = ("map", "auc")
+UNKNOWN = -1  # the label arrays' code of an unknown entry (the data layer's and MultiLabel's)
 
 
 def macro_rule_note() -> str:
     """The rule of every multi-label macro average, as written into ``report.json``."""
     return ("macro metrics average over the labels with at least one positive image in the split "
             "(AUC: and one negative); the others are listed in labels_without_positives / "
-            "labels_without_negatives, never scored 0")
+            "labels_without_negatives, never scored 0; each label is scored over the images where it "
+            "is known (known_per_label), unknown entries (-1) are left out of every metric")
 
 
 def check_multilabel(y_true: Any, probs: Any, num_labels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(y [N, L] int64, probs [N, L] float64)``, or ValueError naming the problem."""
+    """``(y [N, L] int64, probs [N, L] float64)`` with ``-1`` (:data:`UNKNOWN`) where an entry is
+    unknown (a ``NaN`` label becomes ``-1``), or ValueError naming the problem."""
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype=np.float64)
     if y.ndim != 2 or p.shape != y.shape:
@@ -54,29 +65,45 @@ def check_multilabel(y_true: Any, probs: Any, num_labels: int | None = None) -> 
         raise ValueError(f"expected {num_labels} labels, got {y.shape[1]}")
     if y.shape[0] == 0:
         raise ValueError("cannot compute metrics on an empty split (0 images)")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"multi-label targets must be 0 or 1, got values {sorted(set(np.unique(y).tolist()) - {0, 1})}")
+    if y.dtype.kind == "f":
+        y = np.where(np.isnan(y), UNKNOWN, y)
+    if not np.isin(y, (0, 1, UNKNOWN)).all():
+        raise ValueError("multi-label targets must be 0 or 1 (-1 where unknown), got values "
+                         f"{sorted(set(np.unique(y).tolist()) - {0, 1, UNKNOWN})}")
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
         raise ValueError("probabilities must be finite and in [0, 1]")
     return y.astype(np.int64), p
+
+
+def known_entries(y: np.ndarray) -> np.ndarray:
+    """Bool ``[N, L]``: where the label is known (not :data:`UNKNOWN`)."""
+    return np.asarray(y) != UNKNOWN
+
+
+def known_per_label(y_true: Any) -> list[int]:
+    """How many images each label is known for: the entries its metrics rest on."""
+    return known_entries(y_true).sum(axis=0).astype(int).tolist()
 
 
 # --------------------------------------------------------------------------- thresholds
 def choose_thresholds(y_true: Any, probs: Any) -> list[float]:
     """Per label, the probability threshold that maximises F1 on these (validation) images.
 
-    Ties keep the highest threshold (the fewest false positives). A label without positive
-    images gets :data:`DEFAULT_THRESHOLD` (no F1 to maximise).
+    Ties keep the highest threshold (the fewest false positives). Only the images where the
+    label is known count. A label without a known positive gets :data:`DEFAULT_THRESHOLD`
+    (no F1 to maximise).
     """
     from sklearn.metrics import precision_recall_curve
 
     y, p = check_multilabel(y_true, probs)
+    known = known_entries(y)
     out = []
     for j in range(y.shape[1]):
-        if y[:, j].sum() == 0:
+        rows = known[:, j]
+        if y[rows, j].sum() == 0:
             out.append(DEFAULT_THRESHOLD)
             continue
-        precision, recall, thresholds = precision_recall_curve(y[:, j], p[:, j])
+        precision, recall, thresholds = precision_recall_curve(y[rows, j], p[rows, j])
         precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
@@ -97,7 +124,11 @@ def _weights(indices: np.ndarray, n: int) -> np.ndarray:
 
 def _grouped(y: np.ndarray, score: np.ndarray, w: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Weighted positive and negative counts per group of tied scores, ``[R, G]`` each, the
-    groups in ``descending`` (or ascending) order of the score."""
+    groups in ``descending`` (or ascending) order of the score. An unknown entry (``y = -1``)
+    weighs 0 in every resample."""
+    known = y != UNKNOWN
+    w = w * known
+    y = np.where(known, y, 0)
     order = np.argsort(-score if descending else score, kind="stable")
     s, ys, ws = score[order], y[order].astype(np.float64), w[:, order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -108,7 +139,7 @@ def _grouped(y: np.ndarray, score: np.ndarray, w: np.ndarray, descending: bool) 
 
 def resampled_ap(y: np.ndarray, score: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Average precision of one label on each resample, ``[R]`` (NaN where a resample has no
-    positive): scikit-learn's ``average_precision_score`` with the resample's multiplicities as
+    known positive; unknown entries, ``y = -1``, weigh 0): scikit-learn's ``average_precision_score`` with the resample's multiplicities as
     ``sample_weight``, ``AP = Σ_k (R_k - R_{k-1}) P_k`` over thresholds in descending order."""
     pos, neg = _grouped(np.asarray(y), np.asarray(score, dtype=np.float64), _weights(indices, len(y)), True)
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
@@ -121,7 +152,8 @@ def resampled_ap(y: np.ndarray, score: np.ndarray, indices: np.ndarray) -> np.nd
 
 
 def resampled_auc(y: np.ndarray, score: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """ROC AUC of one label on each resample, ``[R]`` (NaN without both classes): the weighted
+    """ROC AUC of one label on each resample, ``[R]`` (NaN without both known classes; unknown
+    entries weigh 0): the weighted
     Mann-Whitney statistic, ties counting one half -- scikit-learn's ``roc_auc_score`` with
     ``sample_weight``."""
     pos, neg = _grouped(np.asarray(y), np.asarray(score, dtype=np.float64), _weights(indices, len(y)), False)
@@ -170,14 +202,15 @@ def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) ->
     and F1 of the predictions ``p > 0.5`` (strictly) and F1 *micro*-averaged over both classes
     (on a flattened binary problem that is the share of correct 0/1 decisions, not the positive
     class's F1), the AUC of the probabilities. Computed for any multi-label split (it is ODIR's
-    definition; the name says so)."""
+    definition; the name says so), over the known entries."""
     from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
     y, p = check_multilabel(y_true, probs)
-    flat_y, flat_p = y.ravel(), p.ravel()
+    known = known_entries(y)
+    flat_y, flat_p = y[known], p[known]
     pred = (flat_p > threshold).astype(np.int64)
     kappa = float(cohen_kappa_score(flat_y, pred)) if len(np.unique(np.r_[flat_y, pred])) > 1 else None
-    f1 = float(f1_score(flat_y, pred, average="micro"))
+    f1 = float(f1_score(flat_y, pred, average="micro")) if flat_y.size else None
     auc = float(roc_auc_score(flat_y, flat_p)) if len(np.unique(flat_y)) == 2 else None
     parts = [kappa, f1, auc]
     final = None if any(v is None for v in parts) else float(np.mean(parts))
@@ -185,15 +218,44 @@ def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) ->
 
 
 def _per_label_ranking(y: np.ndarray, p: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    """Per label, ROC AUC and AP over the images where it is known (``None``: undefined)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    known = known_entries(y)
     aucs, aps = [], []
     for j in range(y.shape[1]):
-        positives = int(y[:, j].sum())
-        both = 0 < positives < y.shape[0]
-        aucs.append(float(roc_auc_score(y[:, j], p[:, j])) if both else None)
-        aps.append(float(average_precision_score(y[:, j], p[:, j])) if positives else None)
+        yj, pj = y[known[:, j], j], p[known[:, j], j]
+        positives = int(yj.sum())
+        both = 0 < positives < yj.size
+        aucs.append(float(roc_auc_score(yj, pj)) if both else None)
+        aps.append(float(average_precision_score(yj, pj)) if positives else None)
     return aucs, aps
+
+
+def decision_counts(y: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Per label, over its known entries: ``tp, fp, fn, tn`` (``[L]`` int64 each) and the
+    ``precision, recall, f1`` they give (0 where undefined: scikit-learn's ``zero_division=0``)."""
+    known = known_entries(y)
+    tp = ((pred == 1) & (y == 1)).sum(axis=0)
+    fp = ((pred == 1) & (y == 0)).sum(axis=0)
+    fn = ((pred == 0) & (y == 1)).sum(axis=0)
+    tn = ((pred == 0) & (y == 0) & known).sum(axis=0)
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b, out=np.zeros(a.shape, dtype=np.float64), where=b > 0)
+
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn)}
+
+
+def subset_accuracy(y: np.ndarray, pred: np.ndarray) -> float | None:
+    """The share of images whose every **known** label is decided right, over the images with at
+    least one known label (``None`` if none has)."""
+    known = known_entries(y)
+    rows = known.any(axis=1)
+    if not rows.any():
+        return None
+    return float(np.mean(((pred == y) | ~known).all(axis=1)[rows]))
 
 
 def _mean_defined(values: Sequence[float | None]) -> float | None:
@@ -203,29 +265,28 @@ def _mean_defined(values: Sequence[float | None]) -> float | None:
 
 def selection_scores(y_true: Any, probs: Any) -> dict[str, float | None]:
     """The validation scores one of which picks the best epoch of a multi-label run:
-    ``map``, ``auc`` (macro), ``f1_macro`` (at 0.5, over labels with positives) and
-    ``accuracy`` (subset accuracy at 0.5)."""
-    from sklearn.metrics import f1_score
-
+    ``map``, ``auc`` (macro), ``f1_macro`` (at 0.5, over labels with a known positive) and
+    ``accuracy`` (subset accuracy at 0.5 over the known labels, :func:`subset_accuracy`)."""
     y, p = check_multilabel(y_true, probs)
     aucs, aps = _per_label_ranking(y, p)
     pred = (p >= DEFAULT_THRESHOLD).astype(np.int64)
-    with_pos = [j for j in range(y.shape[1]) if y[:, j].any()]
-    f1 = f1_score(y[:, with_pos], pred[:, with_pos], average=None, zero_division=0) if with_pos else []
+    with_pos = (y == 1).any(axis=0)
+    f1 = decision_counts(y, pred)["f1"]
     return {
         "map": _mean_defined(aps),
         "auc": _mean_defined(aucs),
-        "f1_macro": float(np.mean(f1)) if with_pos else None,
-        "accuracy": float(np.mean((pred == y).all(axis=1))),
+        "f1_macro": float(np.mean(f1[with_pos])) if with_pos.any() else None,
+        "accuracy": subset_accuracy(y, pred),
     }
 
 
 def calibration_bins(y_true: Any, probs: Any, n_bins: int = 15) -> dict[str, np.ndarray]:
     """Reliability bins of all ``N x L`` probabilities as binary forecasts: equal-width bins of
     ``p`` (``[i/M, (i+1)/M)``, the last closed), each with its count, mean ``p`` and share of
-    positives."""
+    positives -- over the known entries."""
     y, p = check_multilabel(y_true, probs)
-    flat_y, flat_p = y.ravel().astype(np.float64), p.ravel()
+    known = known_entries(y)
+    flat_y, flat_p = y[known].astype(np.float64), p[known]
     index = np.minimum((flat_p * n_bins).astype(np.int64), n_bins - 1)
     count = np.bincount(index, minlength=n_bins).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -234,12 +295,17 @@ def calibration_bins(y_true: Any, probs: Any, n_bins: int = 15) -> dict[str, np.
     return {"count": count, "confidence": conf, "frequency": freq, "edges": np.linspace(0.0, 1.0, n_bins + 1)}
 
 
-def calibration_scores(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float]:
-    """ECE of all ``N x L`` probabilities as binary forecasts (:func:`calibration_bins`),
-    Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps)."""
+def calibration_scores(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> dict[str, float | None]:
+    """ECE of the known entries' probabilities as binary forecasts (:func:`calibration_bins`),
+    Brier (mean squared error) and NLL (mean binary cross-entropy, ``p`` clipped at eps), over
+    the known entries (``None`` each when no entry is known)."""
+    y, p = check_multilabel(y, p)
+    known = known_entries(y)
+    if not known.any():
+        return {"ece": None, "brier": None, "nll": None}
     bins = calibration_bins(y, p, n_bins)
     used = bins["count"] > 0
-    flat_y, flat_p = y.ravel().astype(np.float64), p.ravel()
+    flat_y, flat_p = y[known].astype(np.float64), p[known]
     eps = np.finfo(np.float64).eps
     clipped = np.clip(flat_p, eps, 1 - eps)
     return {
@@ -262,7 +328,7 @@ def multilabel_report(
     """Every metric of a multi-label split, as JSON-ready Python values.
 
     Args:
-        y_true: ``[N, L]`` 0/1.
+        y_true: ``[N, L]`` 0/1, ``-1`` where unknown (left out of every metric).
         probs: ``[N, L]`` sigmoid probabilities.
         label_names: ``L`` names in label-index order (keys of the per-label dicts).
         thresholds: per-label thresholds chosen on **validation** (:func:`choose_thresholds`);
@@ -274,69 +340,83 @@ def multilabel_report(
         ``task, n, map, auc_macro, auc_micro, f1_macro, f1_micro, precision_macro,
         recall_macro, subset_accuracy, hamming_loss, ece, brier, nll`` (macro averages by
         :func:`macro_rule_note`), ``ap_per_label, auc_per_label, f1_per_label,
-        precision_per_label, recall_per_label, support`` (positives), ``negatives``,
+        precision_per_label, recall_per_label, support`` (known positives), ``negatives`` (known
+        negatives), ``known_per_label`` (the images each label is scored over),
         ``labels_without_positives, labels_without_negatives, confusion_per_label``
         (``[[tn, fp], [fn, tp]]`` at 0.5), ``odir_score``, ``map_ci95, auc_macro_ci95``;
         with ``thresholds``: ``thresholds, f1_per_label_at_threshold, f1_macro_at_threshold``.
     """
-    from sklearn.metrics import (
-        f1_score,
-        hamming_loss,
-        multilabel_confusion_matrix,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
-
     names = [str(n) for n in label_names]
     y, p = check_multilabel(y_true, probs, len(names))
-    positives = y.sum(axis=0)
-    negatives = y.shape[0] - positives
-    with_pos = [j for j in range(len(names)) if positives[j] > 0]
-    aucs, aps = _per_label_ranking(y, p)
-    pred = (p >= DEFAULT_THRESHOLD).astype(np.int64)
-    prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
-    flat = y.ravel()
-    report: dict[str, Any] = {
-        "task": "multilabel",
-        "n": int(y.shape[0]),
-        "map": _mean_defined(aps),
-        "auc_macro": _mean_defined(aucs),
-        "auc_micro": float(roc_auc_score(flat, p.ravel())) if 0 < flat.sum() < flat.size else None,
-        "f1_macro": float(np.mean(f1[with_pos])) if with_pos else None,
-        "f1_micro": float(f1_score(y, pred, average="micro", zero_division=0)),
-        "precision_macro": float(np.mean(prec[with_pos])) if with_pos else None,
-        "recall_macro": float(np.mean(rec[with_pos])) if with_pos else None,
-        "subset_accuracy": float(np.mean((pred == y).all(axis=1))),
-        "hamming_loss": float(hamming_loss(y, pred)),
+    positives, negatives = (y == 1).sum(axis=0), (y == 0).sum(axis=0)
+    with_pos = positives > 0
+    report: dict[str, Any] = {"task": "multilabel", "n": int(y.shape[0]), **_ranking_scores(y, p, names),
+                              **_decision_scores(y, (p >= DEFAULT_THRESHOLD).astype(np.int64), names)}
+    report.update({
         **calibration_scores(y, p),
-        "ap_per_label": dict(zip(names, aps)),
-        "auc_per_label": dict(zip(names, aucs)),
-        "f1_per_label": {n: (float(f1[j]) if positives[j] else None) for j, n in enumerate(names)},
-        "precision_per_label": {n: float(prec[j]) for j, n in enumerate(names)},
-        "recall_per_label": {n: (float(rec[j]) if positives[j] else None) for j, n in enumerate(names)},
         "support": {n: int(positives[j]) for j, n in enumerate(names)},
         "negatives": {n: int(negatives[j]) for j, n in enumerate(names)},
+        "known_per_label": dict(zip(names, known_per_label(y))),
         "labels_without_positives": [n for j, n in enumerate(names) if positives[j] == 0],
         "labels_without_negatives": [n for j, n in enumerate(names) if negatives[j] == 0],
-        "confusion_per_label": {n: m.tolist() for n, m in zip(names, multilabel_confusion_matrix(y, pred))},
         "odir_score": odir_score(y, p),
         "macro_rule": macro_rule_note(),
-    }
+    })
     if report["labels_without_positives"]:
         logger.info("labels without a positive image in this split (left out of the macro averages, listed in "
                     "the report): %s", ", ".join(report["labels_without_positives"]))
-    report["map_ci95"] = (list(ci) if n_bootstrap > 0 and (ci := bootstrap_ci(y, p, metric="map", n_boot=n_bootstrap,
-                                                                            seed=seed)) else None)
-    report["auc_macro_ci95"] = (list(ci) if n_bootstrap > 0 and (ci := bootstrap_ci(
-        y, p, metric="auc", n_boot=n_bootstrap, seed=seed)) else None)
+    for key, metric in (("map_ci95", "map"), ("auc_macro_ci95", "auc")):
+        ci = bootstrap_ci(y, p, metric=metric, n_boot=n_bootstrap, seed=seed) if n_bootstrap > 0 else None
+        report[key] = list(ci) if ci else None
     if thresholds is not None:
         t = np.asarray(thresholds, dtype=np.float64)
         if t.shape != (len(names),):
             raise ValueError(f"thresholds must have one value per label ({len(names)}), got {t.shape}")
-        pred_t = (p >= t).astype(np.int64)
-        f1_t = precision_recall_fscore_support(y, pred_t, average=None, zero_division=0)[2]
+        f1_t = decision_counts(y, (p >= t).astype(np.int64))["f1"]
         report["thresholds"] = dict(zip(names, map(float, t)))
-        report["f1_per_label_at_threshold"] = {n: (float(f1_t[j]) if positives[j] else None)
+        report["f1_per_label_at_threshold"] = {n: (float(f1_t[j]) if with_pos[j] else None)
                                                for j, n in enumerate(names)}
-        report["f1_macro_at_threshold"] = float(np.mean(f1_t[with_pos])) if with_pos else None
+        report["f1_macro_at_threshold"] = float(np.mean(f1_t[with_pos])) if with_pos.any() else None
     return report
+
+
+def _ranking_scores(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """mAP, macro and micro AUC and the per-label AP and AUC, over the known entries."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs, aps = _per_label_ranking(y, p)
+    known = known_entries(y)
+    flat_y, flat_p = y[known], p[known]
+    return {
+        "map": _mean_defined(aps),
+        "auc_macro": _mean_defined(aucs),
+        "auc_micro": float(roc_auc_score(flat_y, flat_p)) if 0 < flat_y.sum() < flat_y.size else None,
+        "ap_per_label": dict(zip(names, aps)),
+        "auc_per_label": dict(zip(names, aucs)),
+    }
+
+
+def _decision_scores(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """The 0/1 decisions' scores at 0.5, per label over its known entries (macro over labels
+    with a known positive), micro F1 and Hamming loss over every known entry."""
+    c = decision_counts(y, pred)
+    with_pos = (y == 1).any(axis=0)
+    tp, fp, fn = int(c["tp"].sum()), int(c["fp"].sum()), int(c["fn"].sum())
+    known = int(known_entries(y).sum())
+
+    def macro(values: np.ndarray) -> float | None:
+        return float(np.mean(values[with_pos])) if with_pos.any() else None
+
+    return {
+        "f1_macro": macro(c["f1"]),
+        "f1_micro": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "precision_macro": macro(c["precision"]),
+        "recall_macro": macro(c["recall"]),
+        "subset_accuracy": subset_accuracy(y, pred),
+        "hamming_loss": (fp + fn) / known if known else None,
+        "f1_per_label": {n: (float(c["f1"][j]) if with_pos[j] else None) for j, n in enumerate(names)},
+        "precision_per_label": {n: float(c["precision"][j]) for j, n in enumerate(names)},
+        "recall_per_label": {n: (float(c["recall"][j]) if with_pos[j] else None) for j, n in enumerate(names)},
+        "confusion_per_label": {n: [[int(c["tn"][j]), int(c["fp"][j])], [int(c["fn"][j]), int(c["tp"][j])]]
+                                for j, n in enumerate(names)},
+    }

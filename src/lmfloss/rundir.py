@@ -302,14 +302,14 @@ def write_predictions(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray,
 
     Multi-label (``labels`` ``[N, L]``): ``id,labels,pred,true_<label>...,prob_<label>...``;
     ``labels`` and ``pred`` are ``;``-joined label names (``pred``: ``p >= 0.5``; the thresholds
-    chosen on validation are in report.json), ``true_<label>`` 0/1, ``prob_<label>`` the sigmoid
+    chosen on validation are in report.json), ``true_<label>`` 0/1 (-1 unknown), ``prob_<label>`` the sigmoid
     written exactly (``repr``), so that scikit-learn on this file gives ``report.json``'s numbers
     even where a barely trained model's probabilities differ in the 9th digit.
     """
     if np.ndim(labels) == 2:
         header = ["id", "labels", "pred", *(f"true_{c}" for c in class_names), *(f"prob_{c}" for c in class_names)]
         rows = [
-            [i, ";".join(c for c, t in zip(class_names, truth) if t), ";".join(c for c, p in zip(class_names, row)
+            [i, ";".join(c for c, t in zip(class_names, truth) if t == 1), ";".join(c for c, p in zip(class_names, row)
                                                                              if p >= 0.5),
              *(int(t) for t in truth), *(repr(float(x)) for x in row)]  # exact: report.json == sklearn(csv)
             for i, truth, row in zip(ids, labels, probs)

@@ -239,7 +239,17 @@ class MultiLabel(Task):
         return (np.asarray(probs) >= cut).astype(np.int64)
 
     def loss_target(self, labels: Any) -> Any:
-        return labels.float()
+        """Float 0/1 targets with ``NaN`` where a label is unknown (``-1`` in the label array):
+        the losses leave those entries out (:mod:`lmfloss.losses.multilabel`)."""
+        target = labels.float()
+        return target.masked_fill(labels < 0, float("nan"))
+
+    def label_array(self, labels: Any) -> np.ndarray:
+        """``int64 [N, L]`` of 0/1 with ``-1`` where unknown (a ``NaN`` label is unknown too)."""
+        array = np.asarray(labels)
+        if array.dtype.kind == "f":
+            array = np.where(np.isnan(array), multilabel_metrics.UNKNOWN, array)
+        return array.astype(np.int64)
 
     def train_counts(self, labels: Any, num_classes: int) -> list[Any]:
         from lmfloss.losses import label_counts  # torch-free module: the losses need torch

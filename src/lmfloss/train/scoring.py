@@ -15,7 +15,9 @@ Patient-level scoring (``score_by: patient``, multi-label; ODIR-5K's official ta
 patients, both eyes together): a patient's probability of a label is the **largest** of its
 images' probabilities (a finding seen in either eye is the patient's finding), its truth the
 union of its images' labels. Since the sigmoid is monotone, that is the sigmoid of the
-largest logit, so :meth:`SplitResult.by_group` combines logits.
+largest logit, so :meth:`SplitResult.by_group` combines logits. An unknown label (``-1``) of
+an image is left out: a patient's label is unknown only where it is unknown on every image,
+else the largest of its known values -- which is the plain maximum of -1 < 0 < 1.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class SplitResult:
     Attributes:
         split: ``"train" | "val" | "test"``.
         ids: record ids (or group ids after :meth:`by_group`), in the order of the other arrays.
-        labels: the task's labels (``int64 [N]`` classes, or ``[N, L]`` 0/1 for a multi-label task).
+        labels: the task's labels (``int64 [N]`` classes, or ``[N, L]`` 0/1 for a multi-label task,
+            ``-1`` where unknown).
         logits: ``float32 [N, K]`` (or ``[N, L]``) the model's outputs.
         task: the :class:`~lmfloss.task.Task` (or its name).
         groups: the group (patient) of each item, when the records have one.
@@ -62,7 +65,9 @@ class SplitResult:
 
     def by_group(self) -> SplitResult:
         """The split scored per group (patient): a group's logit of each label is the largest
-        of its items' (so its probability is the largest), its truth the union of their labels.
+        of its items' (so its probability is the largest), its truth the union of their labels:
+        per label the largest known value (1 if any image has it, else 0 if any image is known
+        negative, else -1: unknown on every image -- the maximum, since -1 < 0 < 1).
         Items without a group stay items of their own. Group order: first appearance."""
         if not self.task.group_scoring:
             raise ValueError(f"scoring by patient combines per-label probabilities; a {self.task.display} task "
@@ -72,7 +77,7 @@ class SplitResult:
         for k, key in enumerate(keys):
             order.setdefault(key, []).append(k)
         logits = np.stack([self.logits[m].max(axis=0) for m in order.values()])
-        labels = np.stack([self.labels[m].max(axis=0) for m in order.values()])
+        labels = np.stack([self.labels[m].max(axis=0) for m in order.values()])  # -1 < 0 < 1: see above
         return SplitResult(self.split, list(order), labels, logits, self.task, None)
 
 
@@ -160,7 +165,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 2
 
     Fitted in float64 with L-BFGS on ``log T`` (so ``T`` stays positive), from ``T = 1``.
     Pass **validation** logits: a temperature fitted on test would make test calibration
-    look better than it is.
+    look better than it is. A label of ``-1`` (unknown) is left out of the NLL: the mean is
+    over the known entries.
 
     Raises:
         ValueError: no logits, or shapes that do not match.
@@ -174,12 +180,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 2
         raise ValueError(f"temperature scaling needs logits [N, K] and labels {'[N, K]' if multi_hot else '[N]'} "
                          f"with N > 0, got {tuple(z.shape)} and {tuple(y.shape)}")
     nll = getattr(torch.nn.functional, task.nll_name())
+    known = y >= 0  # -1 = unknown (a class index is never negative)
+    y = torch.where(known, y, torch.zeros((), dtype=y.dtype))
+    weight = known.to(torch.float64)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = nll(z / log_t.exp(), y)
+        loss = (nll(z / log_t.exp(), y, reduction="none") * weight).sum() / weight.sum().clamp(min=1)
         loss.backward()
         return loss
 
