@@ -21,9 +21,14 @@ Multi-label tasks (targets ``[N, L]`` of 0/1, one sigmoid per label) have their 
 (:data:`MULTILABEL_LOSSES`: ``bce``, ``focal``, ``asl``, ``ldam``, ``lmf``), built from the
 ``[L, 2]`` table of training ``(negatives, positives)`` per label::
 
-    counts = label_counts(train_targets)                  # [[neg, pos], ...] per label
+    counts = label_counts(train_targets)                  # [[neg, pos], ...] per label, known entries
     criterion = build_loss("lmf", counts, task="multilabel")
     loss = criterion(model(x), y)                         # logits [N, L], y [N, L] of 0/1
+    loss = criterion(model(x), y, mask=keep)              # NaN in y or False in keep: left out
+
+An unknown entry (``NaN`` or ``-1`` in the targets, or ``False`` in the optional bool ``mask``;
+both combine) is left out: ``"mean"`` averages the kept entries only, the gradient there is 0,
+and :func:`label_counts` counts each label over its known entries.
 
 A multi-class-only loss asked for a multi-label task (or the reverse) is refused by name.
 """

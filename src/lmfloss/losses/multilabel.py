@@ -113,8 +113,8 @@ def label_counts(targets: Any, num_labels: int | None = None) -> list[list[int]]
 def check_label_counts(counts: Any, label_names: Sequence[str] | None = None) -> list[tuple[int, int]]:
     """Validate a ``[L, 2]`` table of ``(negatives, positives)`` and return it as int pairs.
 
-    Every label needs at least one positive and one negative training image: a margin, a
-    ``pos_weight`` or a decision needs both sides.
+    Every label needs at least one positive and one negative training image (counted over
+    the known entries): a margin, a ``pos_weight`` or a decision needs both sides.
 
     Raises:
         ValueError: not ``[L, 2]`` whole non-negative numbers, ``L < 1``, or a label with no
@@ -138,6 +138,9 @@ def check_label_counts(counts: Any, label_names: Sequence[str] | None = None) ->
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) \
                     or float(value) != int(value) or value < 0:
                 raise ValueError(f"label {name} has count {value!r}; counts must be whole numbers >= 0")
+        if pos == 0 and neg == 0:
+            raise ValueError(f"label {name} is unknown on every training image (no known positive or negative); "
+                             "a loss cannot learn it -- drop the label or train on data that annotates it")
         if pos == 0:
             raise ValueError(f"label {name} has no positive training image ({int(neg)} negatives); every label "
                              "needs at least one -- drop the label or fix the split")
