@@ -131,6 +131,50 @@ def test_a_pil_resized_run_refuses_other_sizes_in_the_graph():
         model(torch.zeros(1, 8, 8, 3))  # float pixels
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("task_name", ["multiclass", "multilabel", "binary1"])
+def test_the_graph_ends_in_the_tasks_probabilities(fmt, task_name):
+    """The export's last step is the run's task's probabilities: a softmax, a sigmoid per
+    label, or a registered task's own (one logit -> ``[1 - p, p]``)."""
+    import extra_task  # noqa: F401 - registers the one-logit binary task "binary1"
+    from lmfloss.export import load_exported, onnx_bytes, torchscript_bytes
+    from lmfloss.task import get_task
+
+    if fmt == "onnx" and not all(importlib.util.find_spec(m) for m in ONNX_MODULES):
+        pytest.skip("the export extra is not installed")
+    task = get_task(task_name)
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 3, task.outputs(2)))
+    model = DeployedModel(network, 8, "none", task=task).eval()
+    data = onnx_bytes(model, {}) if fmt == "onnx" else torchscript_bytes(model, {})
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    with torch.no_grad():
+        logits = network(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0)
+        expected = task.probabilities(logits).numpy()
+    got = load_exported(data, fmt)(images)
+    assert got.shape == expected.shape == (3, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(load_exported(data, fmt)(images[:1]), expected[:1], atol=1e-6, rtol=0)
+
+
+def test_an_output_kind_is_asked_of_the_tasks_target():
+    import extra_task
+    from lmfloss.export import output_kind
+    from lmfloss.task import MULTICLASS, MULTILABEL
+
+    assert output_kind(MULTICLASS).words(MULTICLASS) == {
+        "meaning": "softmax class probabilities in class_names order", "counted": "classes"}
+    assert output_kind(MULTILABEL).words(MULTILABEL) == {
+        "meaning": "sigmoid probabilities, one per label in class_names order (multi-label: any subset of the "
+                   "labels)", "counted": "labels (a sigmoid each)"}
+    assert output_kind(extra_task.BINARY).words(extra_task.BINARY)["meaning"] == (
+        "sigmoid class probabilities in class_names order")
+    ordinal = dataclasses.replace(MULTICLASS, name="ordinal", target="cumulative")
+    with pytest.raises(ValueError, match=r"target 'cumulative' has no export description; known targets: "
+                                         r"\['index', 'multi-hot'\]"):
+        output_kind(ordinal)
+
+
 def test_onnx_metadata_and_sidecar_carry_the_runs_facts(exported, trained):
     path = _exported(exported, "onnx")
     import onnx

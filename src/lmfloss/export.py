@@ -1,10 +1,11 @@
 """A run's model with its preprocessing, as one ONNX or TorchScript file someone can deploy.
 
 The exported graph takes what an image decoder gives -- ``uint8`` RGB images
-``[N, H, W, 3]`` -- and returns ``float32`` class probabilities ``[N, K]`` (softmax, in
-``class_names`` order). Inside it: ``x / 255`` and the run's per-channel normalisation
-(:data:`lmfloss.data.transforms.NORMALIZATIONS`), the network, the softmax. The batch size
-is free.
+``[N, H, W, 3]`` -- and returns ``float32`` probabilities ``[N, K]`` in ``class_names`` order,
+as the run's task defines them (:meth:`lmfloss.task.Task.probabilities`: a softmax over the
+classes of a multi-class run, a sigmoid per label of a multi-label run). Inside it: ``x / 255``
+and the run's per-channel normalisation (:data:`lmfloss.data.transforms.NORMALIZATIONS`), the
+network, the task's activation. The batch size is free.
 
 Resizing -- which inputs are exact:
 
@@ -38,7 +39,8 @@ The recipe (``preprocessing`` in the sidecar, :func:`preprocessing_recipe`) is a
 list of steps with exact parameters, from an image file to the probabilities: ``decode``
 (PIL), ``to_uint8_rgb`` (the run's intensity rule, :mod:`lmfloss.data.images`, case by PIL
 mode), ``resize`` (the training resize), then what the graph does itself (``in_graph``):
-``scale`` (``x / 255``), ``normalize``, ``network``, ``softmax``. Following it with NumPy
+``scale`` (``x / 255``), ``normalize``, ``network`` and the task's activation (``softmax``,
+``sigmoid``). Following it with NumPy
 and PIL alone gives ``lmfloss predict``'s probabilities (``tests/test_export_recipe.py``
 does exactly that, for both intensity rules).
 
@@ -56,7 +58,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,10 +67,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmfloss import __version__, rundir
+from lmfloss import __version__, multilabel_metrics, rundir
+from lmfloss.data import get_adapter
 from lmfloss.data.recipe import INTENSITY_EFFECT_ON_8_BIT, INTENSITY_TEXT, preprocessing_recipe
+from lmfloss.data.transforms import NORMALIZATIONS
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write, atomic_write_text
+from lmfloss.modelcard import model_card_text
+from lmfloss.task import MULTICLASS, Task, get_task
+from lmfloss.train.run import CHECKPOINTS, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +87,19 @@ ONNX_OPSET = 18
 TORCHSCRIPT_EXTRA_FILE = "lmfloss.json"
 TOLERANCE = 1e-4  # largest probability difference allowed between the export and PyTorch
 MODEL_CARD_SUFFIX = ".MODEL_CARD.md"  # FILE.MODEL_CARD.md: one card per exported model
-TEST_METRICS = ("n", "accuracy", "balanced_accuracy", "f1_macro", "f1_macro_ci95", "auc_macro_ovr", "ece",
-                "brier", "nll", "f1_per_class", "positive_class", "sensitivity", "specificity", "at_threshold")
-MULTILABEL_TEST_METRICS = ("n", "map", "map_ci95", "auc_macro", "auc_macro_ci95", "auc_micro", "f1_macro",
-                           "f1_macro_at_threshold", "subset_accuracy", "hamming_loss", "ece", "brier", "nll",
-                           "ap_per_label", "auc_per_label", "odir_score", "labels_without_positives", "score_by")
+
+
+class ProbabilityHead(nn.Module):
+    """The task's logits -> probabilities (:meth:`lmfloss.task.Task.probabilities`) as a
+    module, so the exported graph ends in the task's activation whatever the task: a softmax,
+    a sigmoid per label, or a registered task's own (``[N, 1]`` logits -> ``[N, 2]``)."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.task.probabilities(logits)
 
 
 class DeployedModel(nn.Module):
@@ -92,23 +107,26 @@ class DeployedModel(nn.Module):
 
     The run's preprocessing (:meth:`lmfloss.train.Run.preprocess`) and network in one
     module: ``x / 255``, then ``(x - mean) / std`` when the run normalised, the network
-    and a softmax (a multi-label run: a sigmoid per label).
+    and the task's activation (:class:`ProbabilityHead`).
 
     Args:
-        network: the trained classifier (eval mode), float ``[N, 3, S, S]`` -> logits ``[N, K]``.
+        network: the trained classifier (eval mode), float ``[N, 3, S, S]`` -> logits.
         image_size: the run's ``S``.
         normalize: the run's normalisation (a key of ``NORMALIZATIONS``).
         resize_in_graph: resize other sizes to ``S`` with training's torch resize (array
             dataset runs only); otherwise another size is an error.
-        multilabel: end in a sigmoid per label (a multi-label run) instead of a softmax.
+        task: the run's task; the graph ends in its probabilities.
+        head: the task's probabilities as a module (default :class:`ProbabilityHead` of
+            ``task``; TorchScript takes a traced one, since a task object cannot be scripted).
     """
 
-    def __init__(self, network: nn.Module, image_size: int, normalize: str, resize_in_graph: bool = False,
-                 multilabel: bool = False) -> None:
-        super().__init__()
-        self.multilabel = multilabel
-        from lmfloss.data.transforms import NORMALIZATIONS
+    __jit_ignored_attributes__ = ["task"]  # a Python object, asked in Python only (the head is traced)
 
+    def __init__(self, network: nn.Module, image_size: int, normalize: str, resize_in_graph: bool = False,
+                 task: Task = MULTICLASS, head: nn.Module | None = None) -> None:
+        super().__init__()
+        self.task = task
+        self.head = ProbabilityHead(task) if head is None else head
         stats = NORMALIZATIONS[normalize]
         mean, std = stats if stats is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         self.network = network
@@ -137,9 +155,7 @@ class DeployedModel(nn.Module):
         x = x / 255.0
         if self.normalized:
             x = (x - self.mean) / self.std
-        if self.multilabel:
-            return torch.sigmoid(self.network(x).float())
-        return torch.softmax(self.network(x).float(), dim=1)
+        return self.head(self.network(x).float())
 
 
 @dataclass(frozen=True)
@@ -197,13 +213,11 @@ def deployable(run: Any, resize_in_graph: bool = False) -> DeployedModel:
     Raises:
         ValueError: ``resize_in_graph`` for a file dataset run (PIL's resize is not in any graph).
     """
-    from lmfloss.data import get_adapter
-
     if resize_in_graph and get_adapter(run.config.dataset).resize != "torch":
         raise ValueError(f"dataset {run.config.dataset!r} was resized with PIL in training; "
                          "that resize cannot be put in the graph")
     return DeployedModel(run.model.cpu().eval(), run.config.image_size, run.config.normalize, resize_in_graph,
-                         multilabel=run.task == "multilabel").eval()
+                         get_task(run.config)).eval()
 
 
 def onnx_bytes(model: DeployedModel, metadata: dict[str, str]) -> bytes:
@@ -234,16 +248,20 @@ def onnx_bytes(model: DeployedModel, metadata: dict[str, str]) -> bytes:
 
 
 def torchscript_bytes(model: DeployedModel, info: dict[str, Any]) -> bytes:
-    """``model`` as a TorchScript file: the network traced, the preprocessing scripted (its
-    size check and resize stay shape-dependent), the sidecar as extra file ``lmfloss.json``."""
+    """``model`` as a TorchScript file: the network and the task's probabilities traced, the
+    preprocessing scripted (its size check and resize stay shape-dependent), the sidecar as
+    extra file ``lmfloss.json``."""
     size = model.image_size
     with warnings.catch_warnings():  # torch 2.9+ deprecates torch.jit; the user asked for it
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
         # A copy without gradients: the saved module's outputs should not require grad.
         frozen = copy.deepcopy(model.network).requires_grad_(False)
-        network = torch.jit.trace(frozen, torch.zeros(2, 3, size, size))
+        example = torch.zeros(2, 3, size, size)
+        network = torch.jit.trace(frozen, example)
+        with torch.no_grad():
+            head = torch.jit.trace(model.head, network(example).float())
         scripted = torch.jit.script(DeployedModel(network, size, model.normalize, model.resize_in_graph,
-                                                  model.multilabel).eval())
+                                                  model.task, head).eval())
         buffer = io.BytesIO()
         torch.jit.save(scripted, buffer, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(info, indent=2)})
     return buffer.getvalue()
@@ -252,7 +270,7 @@ def torchscript_bytes(model: DeployedModel, info: dict[str, Any]) -> bytes:
 def load_exported(data: bytes, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
     """A callable ``uint8 [N, H, W, 3] -> float32 [N, K]`` (numpy) of an exported file's bytes."""
     if fmt == "onnx":
-        import onnxruntime
+        import onnxruntime  # optional extra: lmfloss[export]
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -284,42 +302,105 @@ def _check_export(model: DeployedModel, data: bytes, fmt: str) -> float:
     return worst
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """What an export says of a task's outputs, by the shape of its target
+    (:attr:`lmfloss.task.Task.target`); ``{activation}``, ``{item}``, ``{items}`` and
+    ``{display}`` in the texts are the task's words.
+
+    Attributes:
+        meaning: the sidecar's ``output.meaning``.
+        counted: what ``lmfloss export`` says the ``K`` outputs are.
+        decision: ``(run, report.json, measured) -> the sidecar's decision rule``.
+    """
+
+    meaning: str
+    counted: str
+    decision: Callable[[Any, Mapping[str, Any], bool], dict[str, Any]]
+
+    def words(self, task: Task) -> dict[str, str]:
+        """The texts of this kind in ``task``'s words."""
+        fields = {"activation": task.activation, "item": task.item, "items": task.items, "display": task.display}
+        return {"meaning": self.meaning.format(**fields), "counted": self.counted.format(**fields)}
+
+
+def _class_decision(run: Any, report: Mapping[str, Any], measured: bool) -> dict[str, Any]:
+    """One class per image: the argmax, or for two classes ``P(positive) >= threshold`` at
+    the validation-chosen Youden threshold where ``report.json`` describes the exported weights."""
+    test = report.get("test") or {}
+    positive = test.get("positive_class") if len(run.class_names) == 2 else None
+    if positive is None:
+        return {"rule": "argmax"}
+    threshold = (test.get("at_threshold") or {}).get("threshold") if measured else None
+    return {"positive_class": positive, "positive_index": run.class_names.index(positive),
+            "threshold": threshold, "chosen_on": "validation, Youden's J" if threshold is not None else None,
+            "rule": (f"P({positive}) >= threshold" if threshold is not None else
+                     "argmax (report.json holds no threshold for this checkpoint)")}
+
+
+def _label_decision(run: Any, report: Mapping[str, Any], measured: bool) -> dict[str, Any]:
+    """Any subset of labels: a label is present when its probability reaches its threshold,
+    chosen on validation (F1 per label) where ``report.json`` describes the exported weights,
+    else 0.5; with ``score_by: patient`` the thresholds apply to a patient's probability, the
+    largest of its images'."""
+    chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
+    ok = measured and all(name in chosen for name in run.class_names)
+    per_patient = report.get("score_by") == "patient"
+    return {
+        "rule": "label l is present when P(l) >= thresholds[l]",
+        "thresholds": {name: float(chosen[name]) if ok else multilabel_metrics.DEFAULT_THRESHOLD
+                       for name in run.class_names},
+        "chosen_on": "validation, the F1-maximising threshold of each label" if ok else None,
+        "score_by": "patient" if per_patient else "image",
+        **({"patient_rule": "a patient's probability of a label is the largest of its images' (both eyes); the "
+                            "thresholds were chosen on those patient probabilities"} if per_patient else {}),
+    }
+
+
+OUTPUT_KINDS: dict[str, OutputKind] = {
+    "index": OutputKind("{activation} {item} probabilities in class_names order", "{items}", _class_decision),
+    "multi-hot": OutputKind("{activation} probabilities, one per {item} in class_names order ({display}: any "
+                            "subset of the {item}s)", "{item}s (a {activation} each)", _label_decision),
+}
+"""Target kind -> what an export says of the outputs and how they become decisions."""
+
+
+def output_kind(task: Task) -> OutputKind:
+    """The :class:`OutputKind` of ``task``'s target.
+
+    Raises:
+        ValueError: a target kind this module does not describe (the known ones are listed).
+    """
+    try:
+        return OUTPUT_KINDS[task.target]
+    except KeyError:
+        raise ValueError(f"task {task.name!r}: target {task.target!r} has no export description; "
+                         f"known targets: {sorted(OUTPUT_KINDS)}") from None
+
+
 def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, out: Path,
                  resize_in_graph: bool) -> dict[str, Any]:
     """The sidecar's content (see the module docstring); metrics and threshold only where
     ``report.json`` describes the exported weights (best.pt, or last.pt of the best epoch)."""
-    from lmfloss.data import get_adapter
-    from lmfloss.data.transforms import NORMALIZATIONS
-
     c, size, k = run.config, run.config.image_size, len(run.class_names)
+    task = get_task(c)
+    kind = output_kind(task)
     training_resize = get_adapter(c.dataset).resize
     measured = report.get("best_epoch") == run.epoch
     test = report.get("test") or {}
-    threshold = (test.get("at_threshold") or {}).get("threshold") if measured else None
-    positive = test.get("positive_class") if k == 2 else None
     stats = NORMALIZATIONS[c.normalize]
     how = (f"any H, W: the graph resizes to {size}x{size} as training did (torch bilinear, antialiased, rounded "
            "to uint8; bit-exact on the CPU)" if resize_in_graph else
            f"resize to {size}x{size} first, as training did: lmfloss.data.dataset.prepare_image(image, {size}, "
            f"resize={training_resize!r})" + (" (PIL bilinear)" if training_resize == "pil" else
                                              " (torch bilinear, antialiased, rounded to uint8)"))
-    decision: dict[str, Any] = {"rule": "argmax"}
-    if positive is not None:
-        decision = {"positive_class": positive, "positive_index": run.class_names.index(positive),
-                    "threshold": threshold, "chosen_on": "validation, Youden's J" if threshold is not None else None,
-                    "rule": (f"P({positive}) >= threshold" if threshold is not None else
-                             "argmax (report.json holds no threshold for this checkpoint)")}
     data = report.get("data") or run.data or {}
-    task = str(getattr(c, "task", None) or "multiclass")
-    if task == "multilabel":
-        decision = _multilabel_decision(run, report, measured)
-    recipe = preprocessing_recipe(c, training_resize, resize_in_graph)
     return {
         "lmfloss_version": __version__,
         "format": fmt,
         "file": out.name,
         "model_card": model_card_path(out).name,
-        "task": task,
+        "task": task.name,
         "source": {"run_dir": str(run.run_dir.resolve()), "checkpoint": checkpoint, "epoch": run.epoch},
         "class_names": list(run.class_names),
         "image_size": size,
@@ -327,42 +408,21 @@ def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, ou
                   "into 3 channels)", "shape": ["N", "H", "W", 3] if resize_in_graph else ["N", size, size, 3],
                   "resize_in_graph": resize_in_graph, "training_resize": training_resize, "resize": how},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["N", k],
-                   "meaning": ("sigmoid probabilities, one per label in class_names order (multi-label: any "
-                               "subset of the labels)" if task == "multilabel" else
-                               "softmax class probabilities in class_names order")},
+                   "meaning": kind.words(task)["meaning"]},
         "intensity": {"rule": c.intensity, "description": INTENSITY_TEXT[c.intensity],
                       "eight_bit_images": INTENSITY_EFFECT_ON_8_BIT[c.intensity],
                       "applies_to": "image files (see preprocessing.arrays)"},
-        "preprocessing": recipe,
+        "preprocessing": preprocessing_recipe(c, training_resize, resize_in_graph),
         "normalization": {"name": c.normalize, "scale": "x / 255", "mean": None if stats is None else list(stats[0]),
                           "std": None if stats is None else list(stats[1]), "in_graph": True},
-        "decision": decision,
+        "decision": kind.decision(run, report, measured),
         "data": {key: data.get(key) for key in ("dataset", "name", "fingerprint")},
         "model": {"architecture": c.model, "stem": c.stem, "weights": c.weights,
                   "loss": (report.get("loss") or {}).get("name", c.loss)},
-        "test_metrics": ({key: test[key] for key in (MULTILABEL_TEST_METRICS if task == "multilabel" else TEST_METRICS)
-                          if key in test} if measured else None),
+        "test_metrics": {key: test[key] for key in task.test_metrics if key in test} if measured else None,
         "test_metrics_of": (f"{checkpoint}.pt, epoch {run.epoch}" if measured else
                             f"not measured: report.json describes best.pt (epoch {report.get('best_epoch')}); "
                             f"run lmfloss evaluate --checkpoint {checkpoint}"),
-    }
-
-
-def _multilabel_decision(run: Any, report: dict[str, Any], measured: bool) -> dict[str, Any]:
-    """A multi-label run's decision: a label is present when its probability reaches its
-    threshold, chosen on validation (F1 per label) where ``report.json`` describes the
-    exported weights, else 0.5; with ``score_by: patient`` the thresholds apply to a
-    patient's probability, the largest of its images'."""
-    chosen = (report.get("val") or {}).get("thresholds_chosen") or {}
-    ok = measured and all(name in chosen for name in run.class_names)
-    per_patient = report.get("score_by") == "patient"
-    return {
-        "rule": "label l is present when P(l) >= thresholds[l]",
-        "thresholds": {name: float(chosen[name]) if ok else 0.5 for name in run.class_names},
-        "chosen_on": "validation, the F1-maximising threshold of each label" if ok else None,
-        "score_by": "patient" if per_patient else "image",
-        **({"patient_rule": "a patient's probability of a label is the largest of its images' (both eyes); the "
-                            "thresholds were chosen on those patient probabilities"} if per_patient else {}),
     }
 
 
@@ -410,10 +470,6 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str, checkpoint: str =
         LmflossError: an unfinished run (no report.json), the ONNX extra missing, or an
             export that does not match PyTorch. Nothing is written in any of these cases.
     """
-    from lmfloss.data import get_adapter
-    from lmfloss.modelcard import model_card_text
-    from lmfloss.train.run import CHECKPOINTS, load_run
-
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
     if checkpoint not in CHECKPOINTS:

@@ -54,7 +54,8 @@ class Task:
         epoch_metrics: the validation scores of every epoch, as ``metrics.csv`` columns
             (``val_<key>``) in order.
         epoch_labels: a reader's name of each epoch metric (curves, logs).
-        test_metrics: the test metrics a model card, an export and ``lmfloss evaluate`` show.
+        test_metrics: the ``report.json`` test keys an export's sidecar summarises, in order
+            (``test_metrics``; the binary decision and per-class/label keys included).
         summary_metrics: the columns of ``lmfloss demo``'s summary (after ``loss``).
         averaged_metrics: what the study report averages over seeds.
         cv_metrics: what ``lmfloss train --folds`` tabulates per fold.
@@ -316,7 +317,7 @@ MULTICLASS = MultiClass(
     epoch_metrics=("accuracy", "f1_macro", "balanced_accuracy", "auc"),
     epoch_labels=_EPOCH_LABELS,
     test_metrics=("n", "accuracy", "balanced_accuracy", "f1_macro", "f1_macro_ci95", "auc_macro_ovr", "ece",
-                  "brier", "nll"),
+                  "brier", "nll", "f1_per_class", "positive_class", "sensitivity", "specificity", "at_threshold"),
     summary_metrics=("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy"),
     averaged_metrics=("accuracy", "precision_macro", "recall_macro", "f1_macro", "ece", "brier", "nll"),
     cv_metrics=("accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy", "auc_macro_ovr"),
@@ -333,7 +334,8 @@ MULTILABEL = MultiLabel(
     epoch_metrics=("subset_accuracy", "f1_macro", "auc", "map"),
     epoch_labels={**_EPOCH_LABELS, "f1_macro": "val macro-F1 (p >= 0.5)", "auc": "val AUC (macro)"},
     test_metrics=("n", "map", "map_ci95", "auc_macro", "auc_macro_ci95", "auc_micro", "f1_macro",
-                  "f1_macro_at_threshold", "subset_accuracy", "ece", "brier", "nll"),
+                  "f1_macro_at_threshold", "subset_accuracy", "hamming_loss", "ece", "brier", "nll",
+                  "ap_per_label", "auc_per_label", "odir_score", "labels_without_positives", "score_by"),
     summary_metrics=("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "subset_accuracy"),
     averaged_metrics=("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "ece", "brier", "nll"),
     cv_metrics=("map", "auc_macro", "auc_micro", "f1_macro", "f1_macro_at_threshold", "subset_accuracy",

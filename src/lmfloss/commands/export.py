@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from lmfloss.task import get_task
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export``."""
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from lmfloss.export import export_run
+    from lmfloss.export import export_run, output_kind  # torch: lmfloss --help runs without it
 
     result = export_run(args.run, args.out, args.fmt, checkpoint=args.checkpoint)
     info = result.info
@@ -41,7 +43,8 @@ def _run_export(args: argparse.Namespace) -> int:
     decision = info["decision"]
     rule = (f"; positive class {decision['positive_class']}, threshold {decision['threshold']:.4f}"
             if decision.get("threshold") is not None else "")
-    kind = "labels (a sigmoid each)" if info.get("task") == "multilabel" else "classes"
+    task = get_task(info)  # the sidecar records the task by name
+    kind = output_kind(task).words(task)["counted"]
     print(f"{result.model}: {args.fmt}, uint8 RGB [{shape}] -> probabilities of {len(info['class_names'])} "
           f"{kind}{rule}")
     print(f"written: {result.model}, {result.sidecar}, {result.model_card}")
