@@ -411,3 +411,16 @@ def test_a_malformed_mask_or_target_is_named():
         loss(logits, torch.zeros(2, L), mask=torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"0 or 1 \(NaN or -1 where unknown\), got -2"):
         loss(logits, torch.full((2, L), -2.0))
+
+
+def test_masked_ldam_with_negative_margins_and_pos_weight_equals_the_formula():
+    logits, target, mask = _unknown_batch()
+    loss = build_loss("ldam", COUNTS, task="multilabel", negative_margins=True, pos_weight="counts").double()
+    keep = mask & ~torch.isnan(target)
+    rows, cols = keep.nonzero(as_tuple=True)
+    m_pos, m_neg = (torch.tensor(m, dtype=torch.float64)[cols] for m in _ref_margins(COUNTS, negative=True))
+    w = torch.tensor([neg / pos for neg, pos in COUNTS], dtype=torch.float64)[cols]
+    z, y = logits[rows, cols], target[rows, cols]
+    s = 30 * (z - y * m_pos + (1 - y) * m_neg)
+    expected = -(w * y * F.logsigmoid(s) + (1 - y) * F.logsigmoid(-s)).mean()
+    torch.testing.assert_close(loss(logits, target, mask=mask), expected)

@@ -19,6 +19,9 @@ Everything lmfloss knows about a key is declared once, on the field (``metadata`
 * ``help`` -- the command-line help of ``lmfloss train --<key>``.
 * ``choices`` -- the valid values of a string key (checked by :func:`check_config`).
 * ``path`` -- a file or folder path; stored absolute in a run's ``config.yaml``.
+* ``option`` -- a dataset's own option (``views``, ``uncertain``...): the datasets that take it
+  declare it with its default (:class:`lmfloss.data.adapters.Adapter`), which a run records in
+  ``config.yaml``; any other dataset refuses it.
 
 The resolved config is written as ``config.yaml`` into every run directory and is
 enough to rebuild the run's data, model and loss (``lmfloss evaluate``/``cam``/``predict``).
@@ -42,13 +45,13 @@ ROLES = ("experiment", "resumable", "runtime")
 
 
 def _key(default: Any = dataclasses.MISSING, *, role: str, help: str, choices: Sequence[Any] | None = None,
-         path: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A config field with its role, help text, choices and path flag (see the module docstring)."""
+         path: bool = False, option: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its role, help text, choices, path and option flags (see the module docstring)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     if choices is not None and not isinstance(choices, LiveChoices):  # a live view stays live
         choices = tuple(choices) or None
-    metadata = {"role": role, "help": help, "choices": choices, "path": path}
+    metadata = {"role": role, "help": help, "choices": choices, "path": path, "option": option}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -59,7 +62,7 @@ AUGMENT_CHOICES = ("none", "flip", "randaugment")
 INTENSITY_CHOICES = ("dtype", "minmax")
 STEM_CHOICES = ("imagenet", "small")
 SELECT_METRICS = SELECT_METRIC_CHOICES  # every task's (lmfloss.task): a registered task adds its own
-SCORE_BY_CHOICES = ("image", "patient")
+SCORE_BY_CHOICES = ("image", "patient", "study")
 GROUP_CHOICES = ("lesion", "patient")
 SAMPLER_CHOICES = ("none", "balanced", "sqrt")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
@@ -78,9 +81,24 @@ class TrainConfig:
                                            help="csv, multilabel: one 0/1 column per label, e.g. A,B,C (instead of "
                                                 "a labels column of ';'-separated label names)")
     score_by: str | None = _key(None, role="experiment", choices=SCORE_BY_CHOICES,
-                                help="multilabel: score each image, or each patient (its images' probabilities "
-                                     "combined by the per-label max: ODIR-5K's official task). Default: patient "
-                                     "for odir5k, image otherwise")
+                                help="multilabel: score each image, each patient (its images' probabilities "
+                                     "combined by the per-label max: ODIR-5K's official task) or each study (its "
+                                     "views combined so: CheXpert's). Default: patient for odir5k, study for "
+                                     "chexpert, image otherwise")
+    views: str | None = _key(None, role="experiment", option=True,
+                             help="the X-ray views kept: nih-cxr14 PA | AP | all; chexpert frontal | lateral | all "
+                                  "(default all)")
+    labels: str | None = _key(None, role="experiment", option=True,
+                              help="chexpert: all (its 14 observations, the default) | competition (Atelectasis, "
+                                   "Cardiomegaly, Consolidation, Edema, Pleural Effusion)")
+    uncertain: str | None = _key(None, role="experiment", option=True,
+                                 help="chexpert: what an uncertain (-1) label means (Irvin et al. 2019): ignore "
+                                      "(U-Ignore, the default: left out of the loss and the metrics) | ones "
+                                      "(U-Ones: positive) | zeros (U-Zeros: negative), or per label, e.g. "
+                                      "Atelectasis=ones,Cardiomegaly=zeros (others: ignore, or a bare policy)")
+    blank: str | None = _key(None, role="experiment", option=True,
+                             help="chexpert: what a blank (not mentioned) label means: zeros (negative, the "
+                                  "default) | ignore (unknown: left out)")
     root: str | None = _key(None, role="runtime", path=True,
                             help="dataset root folder (not needed for synthetic and MedMNIST's default folder)")
     csv: str | None = _key(None, role="runtime", path=True, help="CSV file path,label[,split] of the csv adapter")
@@ -228,6 +246,11 @@ def keys_with_role(*roles: str) -> frozenset[str]:
     if bad:
         raise ValueError(f"unknown role(s) {bad}; expected {list(ROLES)}")
     return frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] in roles)
+
+
+def option_keys() -> tuple[str, ...]:
+    """Keys that are a dataset's own options (``views``, ``uncertain``...; see ``option`` above)."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["option"])
 
 
 def path_keys() -> tuple[str, ...]:
