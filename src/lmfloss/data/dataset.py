@@ -93,11 +93,11 @@ class ImageDataset(Dataset):
         intensity_notes: ``(image path, note)`` for the images the intensity rule left
             nearly constant (see :func:`lmfloss.data.cache.warn_intensity_notes`).
         task: the task's name (the splits'; its targets, :mod:`lmfloss.data.targets`, make
-            ``labels``: multi-label items carry a ``float32 [L]`` 0/1 target instead of a class index).
+            ``labels``: multi-label items carry an ``int64 [L]`` target of 1, 0 and -1 (unknown) instead of a class index).
 
     Attributes:
         records, class_names, skipped, intensity_notes, task: as given.
-        labels: ``int64 [N]`` class index of each item; multi-label: ``float32 [N, L]`` 0/1.
+        labels: ``int64 [N]`` class index of each item; multi-label: ``int64 [N, L]``, 1 positive, 0 negative, -1 unknown.
     """
 
     def __init__(

@@ -43,30 +43,41 @@ SPLIT_SHARES = {"val": 0.15, "test": 0.15, "train": 0.70}
 
 
 def targets_matrix(records: Sequence[Record], num_labels: int) -> np.ndarray:
-    """``uint8 [N, L]``: 1 where a record has the label."""
-    out = np.zeros((len(records), num_labels), dtype=np.uint8)
+    """``int8 [N, L]``: 1 where a record has the label, -1 where its value is unknown
+    (``Record.unknown``), 0 elsewhere."""
+    out = np.zeros((len(records), num_labels), dtype=np.int8)
     for i, record in enumerate(records):
         if record.labels is None:
             raise ValueError(f"record {record.id!r} has no multi-label targets (labels is None)")
         out[i, list(record.labels)] = 1
+        out[i, list(record.unknown)] = -1
     return out
 
 
 def label_count_table(records: Sequence[Record], num_labels: int) -> list[list[int]]:
-    """``[L, 2]``: ``(negatives, positives)`` of each label among ``records``."""
-    positives = targets_matrix(records, num_labels).sum(axis=0, dtype=np.int64)
-    return [[len(records) - int(p), int(p)] for p in positives]
+    """``[L, 2]``: ``(negatives, positives)`` of each label among ``records``, over the images
+    whose value of the label is known (an unknown value is neither)."""
+    targets = targets_matrix(records, num_labels)
+    positives = (targets == 1).sum(axis=0, dtype=np.int64)
+    negatives = (targets == 0).sum(axis=0, dtype=np.int64)
+    return [[int(n), int(p)] for n, p in zip(negatives, positives)]
+
+
+def unknown_counts(records: Sequence[Record], num_labels: int) -> list[int]:
+    """The images of ``records`` whose value of each label is unknown."""
+    return (targets_matrix(records, num_labels) == -1).sum(axis=0, dtype=np.int64).tolist()
 
 
 def _groups(records: Sequence[Record], num_labels: int, grouped: bool) -> tuple[list[list[int]], np.ndarray]:
-    """``(members of each group, [G, L] union of their labels)`` in first-appearance order."""
+    """``(members of each group, [G, L] union of their positive labels)`` in first-appearance order
+    (an unknown value stratifies as a negative: nothing is known to be there)."""
     members: dict[str, list[int]] = {}
     for i, record in enumerate(records):
         key = record.group if grouped and record.group else f"\0{record.id}"
         members.setdefault(key, []).append(i)
-    targets = targets_matrix(records, num_labels)
+    targets = targets_matrix(records, num_labels) == 1
     lists = list(members.values())
-    union = np.stack([targets[m].max(axis=0) for m in lists]) if lists else np.zeros((0, num_labels), np.uint8)
+    union = np.stack([targets[m].max(axis=0) for m in lists]) if lists else np.zeros((0, num_labels), bool)
     return lists, union
 
 
@@ -134,14 +145,25 @@ def multilabel_fold_split(records: Sequence[Record], num_labels: int, k: int, fo
         raise ValueError(f"fold must be an integer in 1..{k}, got {fold!r}")
     folds = multilabel_folds(records, num_labels, k, seed, grouped)
     rest = [i for i, f in enumerate(folds) if f != fold]
-    inner = [records[i] for i in rest]
-    lists, union = _groups(inner, num_labels, grouped)
-    subset = _stratify(union, [0.15, 0.85], seed + fold)
+    held = multilabel_holdout([records[i] for i in rest], num_labels, 0.15, seed + fold, grouped)
     assignment = ["test" if f == fold else "" for f in folds]
+    for i, is_held in zip(rest, held):
+        assignment[i] = "val" if is_held else "train"
+    return assignment
+
+
+def multilabel_holdout(records: Sequence[Record], num_labels: int, share: float, seed: int,
+                       grouped: bool = False) -> list[bool]:
+    """Whether each record is in a held-out ``share`` of the (groups of) records, drawn by
+    iterative stratification (a validation set from a published training list, a fold's
+    validation from the other folds)."""
+    lists, union = _groups(records, num_labels, grouped)
+    subset = _stratify(union, [share, 1.0 - share], seed)
+    held = [False] * len(records)
     for members, s in zip(lists, subset):
         for i in members:
-            assignment[rest[i]] = "val" if s == 0 else "train"
-    return assignment
+            held[i] = int(s) == 0
+    return held
 
 
 # ---- a CSV's labels column or 0/1 columns -------------------------------------------------
@@ -248,8 +270,9 @@ class MultiHot:
         return ";".join(class_names[j] for j in record.labels)
 
     def array(self, records: Sequence[Record], num_labels: int) -> np.ndarray:
-        """``float32 [N, L]`` of 0/1 (a dataset's ``labels``, as the losses take them)."""
-        return targets_matrix(records, num_labels).astype(np.float32)
+        """``int64 [N, L]``: 1 positive, 0 negative, -1 unknown (a dataset's ``labels``; the task's
+        ``loss_target`` makes the unknown entries NaN for the losses, the metrics skip them)."""
+        return targets_matrix(records, num_labels).astype(np.int64)
 
     def table_totals(self, column_sums: list[int], images: list[int]) -> list[int]:
         """The count table's last row: the images per split (an image counts once, whatever its labels)."""

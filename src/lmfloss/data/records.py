@@ -42,6 +42,13 @@ class Record:
         labels: multi-label datasets: the indices (into ``class_names``, the label names) of
             the labels present, sorted; ``()`` is a valid image with no finding. ``None`` in a
             multi-class dataset.
+        unknown: multi-label datasets: the indices of the labels whose value is not known for
+            this image (CheXpert's uncertain labels under U-Ignore, a blank under ``blank:
+            ignore``), sorted, disjoint from ``labels``; ``-1`` in the label array, left out by
+            the losses and metrics. ``()``: every label is known (a label not in ``labels`` is
+            negative).
+        study: the imaging study the image belongs to (CheXpert's ``patientX/studyY``: the views
+            of one examination), for scoring studies (``score_by: study``); ``None`` otherwise.
     """
 
     id: str
@@ -50,6 +57,8 @@ class Record:
     group: str | None = None
     row: int | None = None
     labels: tuple[int, ...] | None = None
+    unknown: tuple[int, ...] = ()
+    study: str | None = None
 
 
 @dataclass
@@ -73,6 +82,11 @@ class DatasetIndex:
             once; everything downstream asks ``Splits.task``.
         box_labels: multi-label datasets with boxes: the label index of each box of
             ``boxes[id]``, in the same order.
+        split_rule: how the adapter made ``official_split``, in words, when the dataset's own
+            lists leave part of it to be drawn (NIH ChestX-ray14's validation from its
+            ``train_val_list.txt``); ``None``: the dataset's own split as published.
+        split_groups: the group kind ``official_split`` keeps whole (``"patient"`` for NIH's
+            patient-disjoint lists), so ``group_by`` of that kind agrees with it.
     """
 
     name: str
@@ -87,6 +101,8 @@ class DatasetIndex:
     source: Path | None = None
     task: str = "multiclass"
     box_labels: dict[str, list[int]] | None = None
+    split_rule: str | None = None
+    split_groups: str | None = None
 
 
 @dataclass

@@ -277,7 +277,7 @@ class Splits:
             return (f"{self.cv['folds']}-fold cross-validation (stratified{grouped}, fold seed "
                     f"{self.cv['fold_seed']}): fold {self.cv['fold']} as test, 15% of the rest as validation")
         if self.official:
-            return "the dataset's own train/val/test split"
+            return self.index.split_rule or "the dataset's own train/val/test split"
         return self.targets.rule(grouped, self.seed)
 
     def count_table(self) -> list[tuple[str, int, int, int]]:
