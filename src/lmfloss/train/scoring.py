@@ -34,6 +34,11 @@ from lmfloss.config import TrainConfig
 from lmfloss.metrics import positive_index
 from lmfloss.task import MULTICLASS, Task, get_task
 
+# The levels that combine items, in the order of SplitResult's groups and studies (a level not
+# here, image, scores every image alone). A study (CheXpert) is scored by the maximum over its
+# views, as Irvin et al. (2019) score one.
+SCORE_UNITS = ("patient", "study")
+
 
 @dataclass
 class SplitResult:
@@ -47,6 +52,7 @@ class SplitResult:
         logits: ``float32 [N, K]`` (or ``[N, L]``) the model's outputs.
         task: the :class:`~lmfloss.task.Task` (or its name).
         groups: the group (patient) of each item, when the records have one.
+        studies: the study of each item (``Record.study``, CheXpert), when the records have one.
     """
 
     split: str
@@ -55,6 +61,7 @@ class SplitResult:
     logits: np.ndarray
     task: Task | str = MULTICLASS
     groups: list[str | None] | None = None
+    studies: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         self.task = get_task(self.task)
@@ -63,22 +70,26 @@ class SplitResult:
         """The task's probabilities of ``logits / T`` (softmax, or a sigmoid per label), float64."""
         return self.task.probabilities(self.logits, temperature)
 
-    def by_group(self) -> SplitResult:
+    def by_group(self, level: str = "patient") -> SplitResult:
         """The split scored per group (patient): a group's logit of each label is the largest
         of its items' (so its probability is the largest), its truth the union of their labels:
         per label the largest known value (1 if any image has it, else 0 if any image is known
         negative, else -1: unknown on every image -- the maximum, since -1 < 0 < 1).
-        Items without a group stay items of their own. Group order: first appearance."""
+        Items without a group stay items of their own. Group order: first appearance.
+        ``level``: ``"patient"`` (``groups``) or ``"study"`` (``studies``)."""
         if not self.task.group_scoring:
             raise ValueError(f"scoring by patient combines per-label probabilities; a {self.task.display} task "
                              "has none to combine")
-        keys = [g if g else f"{i}" for g, i in zip(self.groups or [None] * len(self.ids), self.ids)]
+        if level not in SCORE_UNITS:
+            raise ValueError(f"score level {level!r} is not one of {list(SCORE_UNITS)}")
+        units = dict(zip(SCORE_UNITS, (self.groups, self.studies)))[level]
+        keys = [g if g else f"{i}" for g, i in zip(units or [None] * len(self.ids), self.ids)]
         order: dict[str, list[int]] = {}
         for k, key in enumerate(keys):
             order.setdefault(key, []).append(k)
         logits = np.stack([self.logits[m].max(axis=0) for m in order.values()])
         labels = np.stack([self.labels[m].max(axis=0) for m in order.values()])  # -1 < 0 < 1: see above
-        return SplitResult(self.split, list(order), labels, logits, self.task, None)
+        return SplitResult(self.split, list(order), labels, logits, self.task)
 
 
 def probabilities(logits: np.ndarray, task: Task | str = MULTICLASS, temperature: float = 1.0) -> np.ndarray:
@@ -92,19 +103,23 @@ def split_result(split: str, evaluated: Mapping[str, torch.Tensor], dataset: Any
     task = get_task(task)
     records = [dataset.records[int(i)] for i in evaluated["indices"]]
     return SplitResult(split, [r.id for r in records], task.label_array(evaluated["labels"].numpy()),
-                       evaluated["logits"].float().numpy(), task, [r.group for r in records])
+                       evaluated["logits"].float().numpy(), task, [r.group for r in records],
+                       [r.study for r in records])
 
 
 def scored(result: SplitResult, config: TrainConfig) -> SplitResult:
-    """``result`` at the level the run scores: per patient with ``score_by: patient``."""
-    return result.by_group() if result.task.group_scoring and config.score_by == "patient" else result
+    """``result`` at the level the run scores: per patient (study) with ``score_by: patient`` (``study``)."""
+    if result.task.group_scoring and config.score_by in SCORE_UNITS:
+        return result.by_group(config.score_by)
+    return result
 
 
 def score_level(config: TrainConfig) -> str | None:
-    """``patient`` or ``image`` for a task that may score groups; ``None`` for one that scores images only."""
+    """``patient``, ``study`` or ``image`` for a task that may score groups; ``None`` for one that
+    scores images only."""
     if not get_task(config).group_scoring:
         return None
-    return "patient" if config.score_by == "patient" else "image"
+    return config.score_by if config.score_by in SCORE_UNITS else "image"
 
 
 def selection_scores(result: SplitResult, config: TrainConfig) -> dict[str, float | None]:
