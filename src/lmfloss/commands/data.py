@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from lmfloss.config import INTENSITY_CHOICES, parse_name_list
+from lmfloss.config import INTENSITY_CHOICES, field_info, option_keys, parse_name_list
 from lmfloss.fileio import atomic_write_text, csv_text
 from lmfloss.task import TASK_CHOICES, get_task
 
@@ -26,6 +26,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         "odir5k's official task, synthetic; chestmnist is multi-label by itself)")
     parser.add_argument("--label-columns", default=None, metavar="A,B,C",
                         help="csv, multilabel: one 0/1 column per label instead of a labels column")
+    for key in option_keys():  # a dataset's own options, as lmfloss train takes them (help declared on the key)
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, help=field_info(key)["help"])
     parser.add_argument(
         "--skip-bad-images", action="store_true",
         help="skip unreadable or undecodable images with a warning instead of failing "
@@ -40,12 +42,16 @@ def _load(args: argparse.Namespace):
     return load_splits(
         args.dataset, root=args.root, csv=args.csv, seed=args.seed, group_by=args.group_by,
         download=args.download, skip_bad_images=args.skip_bad_images, task=args.task,
-        label_columns=_label_columns(args),
+        label_columns=_label_columns(args), options=_options(args),
     )
 
 
 def _label_columns(args: argparse.Namespace) -> list[str] | None:
     return parse_name_list(args.label_columns)
+
+
+def _options(args: argparse.Namespace) -> dict[str, str | None]:
+    return {key: getattr(args, key) for key in option_keys()}
 
 
 def format_count_table(splits) -> str:
@@ -67,6 +73,23 @@ def format_count_table(splits) -> str:
     return "\n".join(lines)
 
 
+def format_unknown_table(splits) -> str:
+    """A Markdown table of the images per label and split whose value is unknown (CheXpert's
+    uncertain labels under U-Ignore, blanks under ``--blank ignore``): left out of that label's
+    loss and metrics."""
+    # deferred: `lmfloss --help` stays instant (cli.py)
+    from lmfloss.data.multilabel import unknown_counts
+
+    columns = {s: unknown_counts(splits.records(s), splits.num_classes) for s in ("train", "val", "test")}
+    width = max(len("unknown (left out)"), *(len(n) for n in splits.class_names))
+    lines = [f"| {'unknown (left out)':<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
+             f"|{'-' * (width + 2)}|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|"]
+    for j, name in enumerate(splits.class_names):
+        counts = [columns[s][j] for s in ("train", "val", "test")]
+        lines.append(f"| {name:<{width}} | " + " | ".join(f"{c:>6}" for c in [*counts, sum(counts)]) + " |")
+    return "\n".join(lines)
+
+
 def _run_folds(args: argparse.Namespace) -> int:
     # deferred: `lmfloss --help` stays instant (cli.py)
     from lmfloss.data.load import fold_assignment
@@ -76,7 +99,7 @@ def _run_folds(args: argparse.Namespace) -> int:
                                    fold_seed=args.fold_seed, group_by=args.group_by,
                                    folds_include_test=args.folds_include_test, download=args.download,
                                    skip_bad_images=args.skip_bad_images, task=args.task,
-                                   label_columns=_label_columns(args))
+                                   label_columns=_label_columns(args), options=_options(args))
     targets = targets_of(index.task)
     grouped = f", grouped by {args.group_by}" if args.group_by else ""
     print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
@@ -102,6 +125,8 @@ def _run_split(args: argparse.Namespace) -> int:
     splits = _load(args)
     print(f"{splits.name}: {splits.rule()}")
     print(format_count_table(splits))
+    if any(record.unknown for record in splits.index.records):
+        print(format_unknown_table(splits))
     leak = splits.leakage()
     if leak is not None and not splits.official:
         print(f"{splits.index.group_kind} groups straddling splits: {leak['straddling_groups']}; test images "
@@ -136,7 +161,9 @@ def _run_datasets(args: argparse.Namespace) -> int:
         print(f"  layout: {adapter.layout}")
         print(f"  source: {adapter.source}")
         if adapter.group_kind:
-            print(f"  --group-by {adapter.group_kind}")
+            print(f"  --group-by {adapter.group_kind}" + (" (the default)" if adapter.group_by else ""))
+        if adapter.options:
+            print("  options: " + ", ".join(f"--{key} (default {value})" for key, value in adapter.options.items()))
         if adapter.tasks != (get_task(None).name,):  # a dataset of the default task only needs no --task
             print(f"  --task {' | '.join(adapter.tasks)}")
     print("MedMNIST 2D: " + ", ".join(FLAGS) + " (chestmnist: multi-label, 14 findings)")

@@ -10,12 +10,13 @@ task whose targets the dataset gives, :mod:`lmfloss.task`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmfloss.data import files, medmnist
+from lmfloss.config import option_keys
+from lmfloss.data import chestxray, files, medmnist
 from lmfloss.data.records import DatasetIndex
 from lmfloss.data.synthetic import index_synthetic, index_synthetic_multilabel
 from lmfloss.data.targets import or_words, targets_of, tasks_where
@@ -50,7 +51,13 @@ class Adapter:
             its natural one first (``("multi-hot",)`` for ChestMNIST; ODIR-5K, csv and
             synthetic give both ``index`` and ``multi-hot``).
         score_by: how a run of a task scoring groups (multi-label) of this dataset is scored
-            unless told otherwise (``"patient"`` for ODIR-5K, whose official task scores patients).
+            unless told otherwise (``"patient"`` for ODIR-5K, whose official task scores patients;
+            ``"study"`` for CheXpert, whose paper scores a study by the maximum over its views).
+        options: the dataset's own options (config keys declared ``option``: ``views``,
+            ``labels``, ``uncertain``, ``blank``) with their defaults; another dataset refuses them.
+        group_by: how its images are grouped when split unless told otherwise (``"patient"``
+            for the chest X-ray collections, whose patients have many images).
+        studies: its records carry their study (``Record.study``), so ``score_by: study`` applies.
     """
 
     name: str
@@ -64,6 +71,9 @@ class Adapter:
     in_memory: bool = False
     targets: tuple[str, ...] = ("index",)
     score_by: str = "image"
+    options: Mapping[str, str] = field(default_factory=dict)
+    group_by: str | None = None
+    studies: bool = False
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -160,6 +170,16 @@ register(Adapter(
     source="your own data", user_groups=True, targets=("index", "multi-hot"),
     group_hint="add a column group (or patient_id, lesion_id) to the CSV",
 ))
+register(Adapter(
+    "nih-cxr14", _files(chestxray.index_nih_cxr14, ("seed", *chestxray.NIH_OPTIONS)),
+    layout=chestxray.NIH_LAYOUT, source=chestxray.NIH_SOURCE, group_kind="patient", targets=("multi-hot",),
+    options=chestxray.NIH_OPTIONS, group_by="patient",
+))
+register(Adapter(
+    "chexpert", _files(chestxray.index_chexpert, ("seed", *chestxray.CHEXPERT_OPTIONS)),
+    layout=chestxray.CHEXPERT_LAYOUT, source=chestxray.CHEXPERT_SOURCE, group_kind="patient",
+    targets=("multi-hot",), score_by="study", options=chestxray.CHEXPERT_OPTIONS, group_by="patient", studies=True,
+))
 for _flag in medmnist.FLAGS:
     register(Adapter(
         _flag, _medmnist(_flag),
@@ -230,7 +250,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if name != config.task:
         logger.info("dataset %r is %s: task set to %s", config.dataset, task.display, name)
         changes["task"] = name
-    changes.update(_settled_scoring(config, task))
+    changes.update(settled_options(config.dataset, {k: getattr(config, k) for k in option_keys()}))
+    if config.group_by is None and get_adapter(config.dataset).group_by is not None:
+        changes["group_by"] = get_adapter(config.dataset).group_by
+    changes.update(_settled_scoring(config.replace(**changes), task))
     changes.update(_settled_select_metric(config, task))
     _check_task_keys(config, task)
     return config.replace(**changes) if changes else config
@@ -241,7 +264,12 @@ def _settled_scoring(config: TrainConfig, task: Task) -> dict[str, Any]:
     their images kept in one split (``group_by patient``)."""
     if not task.group_scoring:
         return {}  # a score_by given is refused with the other keys the task has not
-    score_by = config.score_by or get_adapter(config.dataset).score_by
+    adapter = get_adapter(config.dataset)
+    score_by = config.score_by or adapter.score_by
+    if score_by == "study" and not adapter.studies:
+        owners = [a.name for a in ADAPTERS.values() if a.studies]
+        raise ValueError(f"score_by 'study' needs images that know their study ({', '.join(owners)}); dataset "
+                         f"{config.dataset!r} has none -- use score_by image or patient")
     changes: dict[str, Any] = {"score_by": score_by}
     if score_by == "patient":
         # A patient's images are combined into one score: they must lie in one split, or one
@@ -253,6 +281,23 @@ def _settled_scoring(config: TrainConfig, task: Task) -> dict[str, Any]:
             raise ValueError(f"score_by 'patient' combines a patient's images, so they must share a split: "
                              f"use group_by patient, not {config.group_by!r}")
     return changes
+
+
+def settled_options(dataset: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's own options (:attr:`Adapter.options`): each given value, or the dataset's
+    default, for the options it takes (a run records them: ``config.yaml`` says which
+    uncertainty policy it trained with).
+
+    Raises:
+        ValueError: an option given to a dataset that does not take it, naming those that do.
+    """
+    adapter = get_adapter(dataset)
+    for key, value in given.items():
+        if value is not None and key not in adapter.options:
+            owners = [a.name for a in ADAPTERS.values() if key in a.options]
+            raise ValueError(f"{key} is an option of dataset {or_words(owners)}, not of {dataset!r} "
+                             f"(got {key}={value!r})")
+    return {key: default if given.get(key) is None else given[key] for key, default in adapter.options.items()}
 
 
 def _settled_select_metric(config: TrainConfig, task: Task) -> dict[str, Any]:
