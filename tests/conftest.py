@@ -17,6 +17,7 @@ sweep workers, DDP) must be marked by reading the test.
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from pathlib import Path
 
@@ -29,13 +30,19 @@ from tiers import MARKS_ATTRIBUTE, fixture_marks
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One intra-op thread for the whole session, and for the processes tests start (the CLI,
+    # sweep workers, DDP): models at 28-64 px gain nothing from intra-op threads, and on a
+    # shared 2-core machine OpenMP threads waiting for a busy core make them 10-100x slower
+    # (a 3-epoch BreastMNIST fit took 115 s on two threads on a loaded machine).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Run a module's tiny models on one intra-op thread, then restore the setting.
-
-    Models at 28-64 px gain nothing from intra-op threads, and on a shared 2-core machine
-    OpenMP threads waiting for a busy core make them 10-100x slower.
-    """
+    """Run a module's tiny models on one intra-op thread, then restore the setting (the
+    session already runs on one, see pytest_configure; this keeps a module right on its own)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -54,13 +61,8 @@ def imagefolder_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("imagefolder-run")
     root = imagefolder(folder / "data")
     out = folder / "run"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # as one_torch_thread, which a session fixture cannot use
-    try:
-        code = main(["train", "--dataset", "imagefolder", "--root", str(root), "--out", str(out),
-                     "--cache-dir", str(folder / "cache"), *TINY])
-    finally:
-        torch.set_num_threads(previous)
+    code = main(["train", "--dataset", "imagefolder", "--root", str(root), "--out", str(out),
+                 "--cache-dir", str(folder / "cache"), *TINY])
     assert code == 0
     return out
 
