@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 STAMP_RUN := $(VENV)/.installed
 
-.PHONY: demo test lint install install-dev bench clean
+.PHONY: demo test test-fast lint install install-dev bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,15 @@ demo: $(STAMP_RUN)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# Everything, as CI runs it (.ci/run): every tier, the browser included.
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
+
+# The tier to run while editing: no training, no browser (markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: $(STAMP_RUN)
 	$(PY) benchmarks/bench_losses.py
