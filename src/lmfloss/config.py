@@ -167,6 +167,10 @@ class TrainConfig:
                               help="validation metric that picks the best epoch: f1_macro (the paper) | auc "
                                    "(MedMNIST v2) | accuracy | balanced_accuracy; multilabel: map (mean average "
                                    "precision; taken when f1_macro is left as the default) | auc (macro)")
+    refit: bool = _key(False, role="experiment",
+                       help="after selection, train a fresh model on train + validation for the chosen number "
+                            "of epochs (same schedule and seed) and report its test metrics beside the selection "
+                            "run's (report.json 'refit', refit.pt); thresholds stay those chosen on validation")
     positive_class: str | None = _key(None, role="experiment",
                                       help="binary tasks: the class called positive for sensitivity, specificity "
                                            "and the Youden threshold (default: the rarer training class)")

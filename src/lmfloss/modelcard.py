@@ -325,6 +325,23 @@ def _uses(report: Mapping[str, Any], config: Mapping[str, Any], task: Task, orig
     return uses
 
 
+def _refit_lines(report: Mapping[str, Any], task: Task) -> list[str]:
+    """The refit model beside the selection run (``report.json``'s ``refit``), if there is one."""
+    refit = report.get("refit")
+    if not isinstance(refit, Mapping):
+        return []
+    test, chosen = refit.get("test") or {}, report.get("test") or {}
+    return ["", "### Refit on train + validation", "",
+            f"After selection, a fresh model was trained on the training and validation images together "
+            f"({refit.get('train_images', NOT_RECORDED)} images) for the {refit.get('epochs', NOT_RECORDED)} epoch(s) "
+            f"selection chose, with the same seed and schedule (`{refit.get('checkpoint', 'refit.pt')}`); its "
+            f"decision thresholds are {refit.get('thresholds_from', NOT_RECORDED)}. No data was left to check it "
+            "on but the test split.", "",
+            *_table(("model", f"test {task.headline_display}", "95% CI"),
+                    [("selection run (best.pt)", _get(chosen, task.headline), _interval(chosen.get(f"{task.headline}_ci95"))),
+                     ("refit (train + validation)", _get(test, task.headline), _interval(test.get(f"{task.headline}_ci95")))])]
+
+
 def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_dir: str | Path | None = None,
                     export: Mapping[str, Any] | None = None) -> str:
     """The Markdown of a run's model card.
@@ -370,7 +387,7 @@ def model_card_text(report: Mapping[str, Any], config: Mapping[str, Any], run_di
               "", "## Training protocol", "", *_protocol(config, report, task)]
 
     test_lines, limits = card_kind(task).test_section(report, config, class_names, "best.pt")
-    lines += ["", "## Test metrics", "", *test_lines]
+    lines += ["", "## Test metrics", "", *test_lines, *_refit_lines(report, task)]
     lines += ["", "## Intended use and limitations", "",
               *(f"- {u}" for u in _uses(report, config, task, origin, limits))]
 

@@ -7,6 +7,7 @@ A run directory is what ``lmfloss train`` (:func:`lmfloss.train.fit`) writes and
     metrics.csv       one row per finished epoch (:func:`metrics_columns` of the task)
     last.pt           everything a resume needs, rewritten atomically after every epoch
     best.pt           the model state of the epoch with the best validation score
+    refit.pt          with ``refit``: the model trained on train + validation for best.pt's epochs
     report.json       validation and test metrics of best.pt; its presence = *finished*
     predictions.csv   id,label,pred,prob_<class>... of the test split (class names)
     per_class.csv     class,train_count,support,precision,recall,f1 (test)
@@ -50,6 +51,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 LAST = "last.pt"
 BEST = "best.pt"
+REFIT = "refit.pt"
 REPORT = "report.json"
 PREDICTIONS = "predictions.csv"
 PER_CLASS = "per_class.csv"
@@ -63,7 +65,7 @@ TENSORBOARD = "tensorboard"
 MODEL_CARD = "MODEL_CARD.md"
 
 # Files fit() writes; --overwrite removes exactly these (never anything else in the folder).
-RUN_FILES = (CONFIG, METRICS, LAST, BEST, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION,
+RUN_FILES = (CONFIG, METRICS, LAST, BEST, REFIT, REPORT, PREDICTIONS, PER_CLASS, CONFUSION, CURVES, CALIBRATION,
              MODEL_CARD)
 RUN_FOLDERS = (TENSORBOARD,)
 

@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev = subparsers.add_parser("evaluate", help="recompute a run's report from a checkpoint")
     ev.add_argument("--run", required=True, metavar="RUN_DIR")
     ev.add_argument("--split", choices=("val", "test"), default="test")
-    ev.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    ev.add_argument("--checkpoint", choices=("best", "last", "refit"), default="best",
+                    help="best (chosen on validation), last, or refit (trained on train + validation: --refit)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", metavar="FILE.json", help="where to write the report (default "
                     "RUN_DIR/eval-<split>-<checkpoint>[-tta-<views>][-calibrated].json, or eval-<name>.json)")
@@ -102,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--skip-bad-images", action="store_true",
                     help="predict the other images when one cannot be decoded (listed, with an error column)")
     pr.add_argument("--out", metavar="FILE.csv", help="write the predictions here (default: stdout)")
-    pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    pr.add_argument("--checkpoint", choices=("best", "last", "refit"), default="best")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_run_predict)

@@ -25,6 +25,7 @@ reproducible training script must.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -45,6 +46,8 @@ from lmfloss.config import (
     format_diff,
     path_keys,
 )
+from lmfloss.data import dataset_for
+from lmfloss.data.splits import Splits
 from lmfloss.errors import DataError, Interrupted, LmflossError, TrainingInterrupted
 from lmfloss.fileio import atomic_write_all, disk_full
 from lmfloss.modelcard import write_model_card
@@ -235,6 +238,7 @@ class _Run:
     train_counts: list[Any]
     data: dict[str, Any]
     skipped: list[str]
+    splits: Splits
     datasets: dict[str, Any]
     progress: bool
     should_stop: Any
@@ -264,7 +268,7 @@ def _fit(config, out, resume, overwrite, quiet, device, ctx, should_stop, typed=
         # now that the data and config checks have passed, so a refused resume changes nothing.
         (out / rundir.REPORT).unlink(missing_ok=True)
     run = _Run(config, get_task(config), out, ctx, device, list(splits.class_names), train_counts, data, skipped,
-               datasets, progress=ctx.is_main and not quiet, should_stop=should_stop)
+               splits, datasets, progress=ctx.is_main and not quiet, should_stop=should_stop)
     t = _build(run, ckpt)
     run.loaders = {s: make_loader(datasets[s], config, ctx, device, train=s == "train") for s in datasets}
     try:
@@ -478,6 +482,8 @@ def _finish(t: _Training, run: _Run) -> RunResult:
     report["data"] = run.data
     report["split_leakage"] = run.data.get("leakage")
     report["skipped_images"] = [str(p) for p in run.skipped]
+    if run.config.refit:
+        report["refit"] = _refit(run, t, results)
     if run.ctx.is_main:
         write_outputs(run.out, report, results["test"], t.history, run.train_counts)
     barrier(run.ctx)
@@ -492,6 +498,51 @@ def _number(value: Any) -> float:
 def _best_score(ckpt: dict[str, Any]) -> float:
     # Checkpoints of lmfloss 0.1 kept only the best validation macro-F1 (the only metric then).
     return float(ckpt.get("best_val_score", ckpt.get("best_val_f1_macro", -float("inf"))))
+
+
+def _refit(run: _Run, t: _Training, results: dict[str, SplitResult]) -> dict[str, Any]:
+    """Train a fresh model on train + validation for the selected number of epochs (the same
+    seed, schedule and augmentation; no validation is left to choose anything, so the
+    thresholds of the selection run's validation split are kept), save ``refit.pt`` and return
+    its test report with how it was made (``report.json``'s ``refit``)."""
+    config, ctx = run.config, run.ctx
+    epochs = t.best_epoch
+    merged = _train_and_val_as_train(run.splits)
+    train = dataset_for(config, "train", merged, defer_float=True, warn_notes=False)
+    logger.info("refit: %d epoch(s) on train + validation (%d images)", epochs, len(train))
+    _set_seed(config.seed)
+    counts = _train_counts(config, merged, {"train": train, "val": run.datasets["val"], "test": run.datasets["test"]})
+    refit_run = dataclasses.replace(run, train_counts=counts, loaders={
+        "train": make_loader(train, config, ctx, run.device, train=True), "test": run.loaders["test"]})
+    r = _build(refit_run, None)
+    for epoch in range(1, epochs + 1):
+        refit_run.loaders["train"].sampler.set_epoch(epoch - 1)
+        r.loss_fn.set_epoch(epoch - 1)
+        stats = train_one_epoch(r.train_model, refit_run.loaders["train"], r.loss_fn, r.optimizer, device=run.device,
+                                epoch=epoch, amp_dtype=r.amp_dtype, scaler=r.scaler, channels_last=r.channels_last,
+                                ctx=ctx, progress=run.progress, should_stop=run.should_stop, task=run.task)
+        if stats["stopped"]:
+            raise TrainingInterrupted(f"stopped during the refit (epoch {epoch}); the selection run is saved. "
+                                      f"Continue with: lmfloss train --resume {run.out}")
+        r.scheduler.step()
+        logger.info("refit epoch %d/%d  train_loss %.4f", epoch, epochs, stats["loss"])
+    test = split_result("test", evaluate(r.raw_model, run.loaders["test"], device=run.device, amp_dtype=r.amp_dtype,
+                                         channels_last=r.channels_last, ctx=ctx), run.datasets["test"], run.task)
+    if ctx.is_main:
+        state = {"model": _cpu_state_dict(r.raw_model), "epoch": epochs, "refit": True, "config": config.to_dict(),
+                 "class_names": run.class_names, "data": run.data}
+        atomic_write_all([(run.out / rundir.REFIT, lambda handle: torch.save(state, handle))], binary=True)
+    report = final_report(config, run.class_names, counts, {"val": results["val"], "test": test}, t.best_epoch)
+    return {"epochs": epochs, "train_images": len(train), "train_counts": counts, "checkpoint": rundir.REFIT,
+            "thresholds_from": "the selection run's validation split", "test": report["test"]}
+
+
+def _train_and_val_as_train(splits: Splits) -> Splits:
+    """``splits`` with its validation records moved into train (test unchanged)."""
+    test = {id(r) for r in splits.records("test")}
+    assignment = ["test" if id(r) in test else "train" for r in splits.index.records]
+    return Splits(splits.index, assignment, seed=splits.seed, group_by=splits.group_by, official=splits.official,
+                  skip_bad_images=splits.skip_bad_images, skipped=splits.skipped)
 
 
 def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history: list[dict[str, Any]],

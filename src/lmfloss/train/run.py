@@ -36,7 +36,7 @@ from lmfloss.train.scoring import SplitResult, fit_temperature, reports, scored,
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = ("best", "last")
+CHECKPOINTS = ("best", "last", "refit")  # refit: trained on train + validation (config refit)
 
 
 @dataclass
