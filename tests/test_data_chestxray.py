@@ -312,3 +312,23 @@ def test_u_ones_and_u_ignore_runs_differ_as_they_should(tmp_path):
     assert ones[atelectasis] == [ignore[atelectasis][0], ignore[atelectasis][1] + uncertain]
     assert [c for j, c in enumerate(ones) if j != atelectasis] == [c for j, c in enumerate(ignore) if j != atelectasis]
     assert reports["ones"]["score_by"] == reports["ignore"]["score_by"] == "study"
+
+
+def test_a_study_scored_report_counts_studies_and_its_card_says_so():
+    from lmfloss.modelcard import model_card_text  # only this test writes a model card
+    from lmfloss.train.scoring import final_report
+
+    config = TrainConfig(dataset="chexpert", task="multilabel", score_by="study", loss="bce", bootstrap=0,
+                         labels="competition")
+    rng = np.random.default_rng(0)
+    results = {}
+    for split in ("val", "test"):
+        labels = np.repeat((rng.random((6, 5)) < 0.5).astype(np.int64), 2, axis=0)  # two views per study
+        labels[0, 0] = labels[1, 0] = -1  # an uncertain Atelectasis under U-Ignore
+        logits = rng.normal(size=(12, 5)).astype(np.float32) + 2 * labels
+        results[split] = SplitResult(split, [f"{split}{i}" for i in range(12)], labels, logits, "multilabel",
+                                     [f"p{i // 4}" for i in range(12)], [f"p{i // 4}/s{i // 2}" for i in range(12)])
+    report = final_report(config, CHEXPERT_COMPETITION, [[6, 6]] * 5, results, best_epoch=1)
+    assert report["score_by"] == "study" and report["test"]["n"] == 6
+    card = model_card_text(report, config.to_dict())
+    assert "(6 studies)" in card and "| val (studies) |" in card and "| scored per | study |" in card

@@ -63,6 +63,7 @@ INTENSITY_CHOICES = ("dtype", "minmax")
 STEM_CHOICES = ("imagenet", "small")
 SELECT_METRICS = SELECT_METRIC_CHOICES  # every task's (lmfloss.task): a registered task adds its own
 SCORE_BY_CHOICES = ("image", "patient", "study")
+SCORED_UNITS = {"image": "images", "patient": "patients", "study": "studies"}  # what a score_by level scores
 GROUP_CHOICES = ("lesion", "patient")
 SAMPLER_CHOICES = ("none", "balanced", "sqrt")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")

@@ -351,9 +351,11 @@ def _label_decision(run: Any, report: Mapping[str, Any], measured: bool) -> dict
         "thresholds": {name: float(chosen[name]) if ok else multilabel_metrics.DEFAULT_THRESHOLD
                        for name in run.class_names},
         "chosen_on": "validation, the F1-maximising threshold of each label" if ok else None,
-        "score_by": "patient" if per_patient else "image",
+        "score_by": report.get("score_by") or "image",
         **({"patient_rule": "a patient's probability of a label is the largest of its images' (both eyes); the "
                             "thresholds were chosen on those patient probabilities"} if per_patient else {}),
+        **({"study_rule": "a study's probability of a label is the largest of its views'; the thresholds were "
+                          "chosen on those study probabilities"} if report.get("score_by") == "study" else {}),
     }
 
 

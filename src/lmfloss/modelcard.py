@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss import __version__, rundir
-from lmfloss.config import TrainConfig
+from lmfloss.config import SCORED_UNITS, TrainConfig
 from lmfloss.data.splits import paper_split_sizes
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
@@ -146,9 +146,10 @@ def _label_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], la
     they imply)."""
     test = report.get("test") or {}
     odir = test.get("odir_score") or {}
-    unit = "patients" if report.get("score_by") == "patient" else "images"
+    unit = SCORED_UNITS.get(report.get("score_by"), "images")
     lines = [f"{checkpoint} (epoch {report.get('best_epoch', NOT_RECORDED)}), {_get(test, 'n')} test {unit}"
              + (" (a patient's probability of a label: the largest of its images')" if unit == "patients" else "")
+             + (" (a study's probability of a label: the largest of its views')" if unit == "studies" else "")
              + f"; intervals: percentile bootstrap over test {unit} ({config.get('bootstrap')} resamples).", ""]
     lines += _table(("metric", "value", "95% interval"), [
         ("mAP (mean average precision over labels)", _get(test, "map"), _interval(test.get("map_ci95"))),
@@ -292,8 +293,9 @@ def _data_section(report: Mapping[str, Any], config: Mapping[str, Any], task: Ta
     if kind.task_line:
         lines.append(kind.task_line.format(display=task.display, n=len(class_names), item=task.item))
     heads = ("train", "val", "test")
-    if report.get("score_by") == "patient":
-        heads = ("train (images)", "val (patients)", "test (patients)")  # val/test are scored per patient
+    if report.get("score_by") in ("patient", "study"):  # val/test are scored per patient (study)
+        unit = SCORED_UNITS[report["score_by"]]
+        heads = ("train (images)", f"val ({unit})", f"test ({unit})")
     return lines + ["", *_table((kind.counts_header.format(item=task.item), *heads),
                                 [(c, *(NOT_RECORDED if counts[s][k] is None else counts[s][k]
                                        for s in ("train", "val", "test"))) for k, c in enumerate(class_names)], "r")]
@@ -305,7 +307,7 @@ def _uses(report: Mapping[str, Any], config: Mapping[str, Any], task: Task, orig
     test = report.get("test") or {}
     name = (report.get("data") or {}).get("name") or config["dataset"]
     size = config["image_size"]
-    unit = "patients" if report.get("score_by") == "patient" else "images"
+    unit = SCORED_UNITS.get(report.get("score_by"), "images")
     uses = ["Research use only: not a medical device, and not for diagnosis or any clinical decision.",
             f"Trained at {size} px {origin} on {name}; give it images preprocessed as in training "
             f"(intensity rule {config['intensity']}, resized to {size}x{size}, normalisation {config['normalize']}).",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmfloss import rundir
-from lmfloss.config import TrainConfig, parse_int_list, parse_name_list
+from lmfloss.config import SCORED_UNITS, TrainConfig, parse_int_list, parse_name_list
 from lmfloss.config import build_config as build
 from lmfloss.data.files import walk_images
 from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
@@ -185,7 +185,7 @@ def _multilabel_line(result: Any) -> str:
     """The one line ``lmfloss train`` prints for a multi-label run."""
     report, test = result.report, result.report["test"]
     ci = test.get("map_ci95")
-    level = "patients" if report.get("score_by") == "patient" else "images"
+    level = SCORED_UNITS.get(report.get("score_by"), "images")
     return (f"{result.run_dir}: best epoch {result.best_epoch} (val {result.select_metric} "
             f"{_fmt(result.best_val_score)}); test ({test['n']} {level}) mAP {_fmt(test['map'])}"
             + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f", macro AUC {_fmt(test['auc_macro'])}, "
@@ -380,6 +380,9 @@ def _chosen_thresholds(run: Any) -> list[float] | None:
         print("lmfloss predict: pred applies the thresholds chosen on validation patients to each image "
               "alone; combine a patient's images by the per-label max of prob_<label> to decide per patient",
               file=sys.stderr)
+    if report.get("score_by") == "study":  # chosen on studies: a study's probability is the max over its views
+        print("lmfloss predict: pred applies the thresholds chosen on validation studies to each view alone; "
+              "combine a study's views by the per-label max of prob_<label> to decide per study", file=sys.stderr)
     return chosen
 
 
