@@ -13,9 +13,12 @@ all the comparisons a report makes (:func:`holm`).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,7 +32,7 @@ from lmfloss.metrics import (
 
 __all__ = [
     "BOOTSTRAP_METRICS", "MIN_PAIRS_TWO_LEVEL", "MIN_SEEDS_T", "PairedTest", "SeedTest", "bootstrap_ci",
-    "holm", "mean_absolute_deviation", "mean_std", "paired_bootstrap_test", "resampled_metric",
+    "cell_interval", "holm", "resampled_scores", "mean_absolute_deviation", "mean_std", "paired_bootstrap_test", "resampled_metric",
     "seed_t_test",
 ]
 
@@ -167,6 +170,106 @@ def _shifted_p(deltas: np.ndarray, observed: float) -> float:
     return (1 + extreme) / (deltas.size + 1)
 
 
+# ------------------------------------------------------------------ shared resamples
+# Every cell interval and paired test of a report draws the same resamples (one seed, one test
+# set), so each system's score on them is computed once and reused, and the resamples are
+# counted as a matrix W [B, N] (how often each image is drawn) that turns a system's scores
+# into three matrix products instead of B bincounts. Exact: the counts are integers (float32
+# holds them exactly below 2**24 images), and F1 is then computed in float64 as before.
+_MAX_SHARED = 64_000_000  # W's entries (B x N) kept in memory at once: 256 MB of float32
+_SCORE_CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
+_SCORE_CACHE_SIZE = 4096  # systems' score vectors remembered (4096 x 1000 floats: 32 MB)
+
+
+@lru_cache(maxsize=4)
+def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``W[b, i]``: how often resample ``b`` of :func:`lmfloss.metrics.bootstrap_indices`
+    ``(n, n_boot, seed)`` draws item ``i`` (float32, read-only)."""
+    idx = bootstrap_indices(n, n_boot, seed)
+    counts = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    counts = counts.reshape(n_boot, n).astype(np.float32)
+    counts.setflags(write=False)
+    return counts
+
+
+def _one_hot(values: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((values.size, k), dtype=np.float32)
+    out[np.arange(values.size), values] = 1
+    return out
+
+
+def _score_key(labels: np.ndarray, preds: np.ndarray, k: int, n_boot: int, seed: int, metric: str) -> bytes:
+    return hashlib.blake2b(b"%d %d %d %s|" % (k, n_boot, seed, metric.encode()) + labels.tobytes() + b"|"
+                           + preds.tobytes(), digest_size=20).digest()
+
+
+def _macro_f1_shared(labels: np.ndarray, preds: np.ndarray, k: int, counts: np.ndarray) -> np.ndarray:
+    """Macro-F1 ``[S, B]`` of the systems ``preds`` ``[S, N]`` on the resamples ``counts`` ``[B, N]``:
+    one matrix product gives every system's per-class predicted and true-positive counts."""
+    n_sys = preds.shape[0]
+    columns = np.zeros((labels.size, 2 * n_sys * k + k), dtype=np.float32)
+    items = np.arange(labels.size)
+    columns[items, labels] = 1  # support
+    for s, row in enumerate(preds):
+        columns[items, k + 2 * s * k + row] = 1  # predicted
+        hits = items[row == labels]
+        columns[hits, k + (2 * s + 1) * k + labels[hits]] = 1  # true positives
+    counted = (counts @ columns).astype(np.float64)
+    support = counted[:, :k]
+    out = np.empty((n_sys, counts.shape[0]))
+    for s in range(n_sys):
+        predicted = counted[:, k + 2 * s * k: k + (2 * s + 1) * k]
+        tp = counted[:, k + (2 * s + 1) * k: k + (2 * s + 2) * k]
+        fn = support - tp  # the same float64 operations as macro_f1_from_indices: the same values
+        fp = predicted - tp
+        denom = 2 * tp + fp + fn
+        out[s] = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(axis=1)
+    return out
+
+
+def resampled_scores(labels: np.ndarray, preds: np.ndarray, num_classes: int, n_boot: int, seed: int,
+                     metric: str = "f1_macro") -> np.ndarray:
+    """``metric`` of each system (``preds`` ``[N]`` or ``[S, N]``) on each of the ``n_boot``
+    resamples of seed ``seed``, ``[B]`` or ``[S, B]``: equal to
+    :func:`lmfloss.metrics.resampled_metric` on ``bootstrap_indices(N, n_boot, seed)``,
+    computed once per system for the whole report (remembered by content)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.atleast_2d(np.asarray(preds, dtype=np.int64))
+    n, k = labels.size, num_classes
+    keys = [_score_key(labels, row, k, n_boot, seed, metric) for row in rows]
+    todo = [s for s, key in enumerate(keys) if key not in _SCORE_CACHE]
+    if todo:
+        if metric != "f1_macro" or n_boot * n > _MAX_SHARED or n >= 2**24:
+            idx = bootstrap_indices(n, n_boot, seed)
+            fresh = np.stack([resampled_metric(labels, rows[s], idx, k, metric) for s in todo])
+        else:
+            fresh = _macro_f1_shared(labels, rows[todo], k, resample_counts(n, n_boot, seed))
+        for s, scores in zip(todo, fresh):
+            scores.setflags(write=False)
+            _SCORE_CACHE[keys[s]] = scores
+    out = []
+    for key in keys:
+        _SCORE_CACHE.move_to_end(key)
+        out.append(_SCORE_CACHE[key])
+    while len(_SCORE_CACHE) > _SCORE_CACHE_SIZE:
+        _SCORE_CACHE.popitem(last=False)
+    return np.stack(out) if np.ndim(preds) == 2 else out[0]
+
+
+def cell_interval(labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray, *, num_classes: int,
+                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """:func:`lmfloss.metrics.bootstrap_ci` of macro-F1 (the same resamples, the same numbers),
+    each system's resampled scores shared with the report's paired tests."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.atleast_2d(np.asarray(preds, dtype=np.int64))
+    k = check_labels(y, p, num_classes)
+    values = np.mean(list(resampled_scores(y, p, k, n_boot, seed)), axis=0)
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def paired_bootstrap_test(
     labels: Sequence[int] | np.ndarray,
     preds_a: Sequence[int] | np.ndarray,
@@ -214,14 +317,13 @@ def paired_bootstrap_test(
         raise ValueError(f"paired predictions must have one shape; got {a.shape} and {b.shape}")
     k = check_labels(y, np.concatenate([a, b]), num_classes)
 
-    def per_pair(idx: np.ndarray) -> np.ndarray:  # [S, R] differences
-        return np.stack([
-            resampled_metric(y, a[s], idx, k, metric) - resampled_metric(y, b[s], idx, k, metric)
-            for s in range(a.shape[0])
-        ])
-
-    seed_deltas = per_pair(np.arange(y.size)[None, :])[:, 0]
-    return paired_result(seed_deltas, per_pair(bootstrap_indices(y.size, n_boot, seed)), int(y.size), n_boot, seed)
+    full = np.arange(y.size)[None, :]
+    seed_deltas = np.array([resampled_metric(y, a[s], full, k, metric)[0] - resampled_metric(y, b[s], full, k, metric)[0]
+                            for s in range(a.shape[0])])
+    # [S, B] differences on shared resamples (each system scored once per report)
+    scores = resampled_scores(y, np.concatenate([a, b]), k, n_boot, seed, metric)
+    matrix = np.stack([scores[s] - scores[a.shape[0] + s] for s in range(a.shape[0])])
+    return paired_result(seed_deltas, matrix, int(y.size), n_boot, seed)
 
 
 def paired_result(seed_deltas: np.ndarray, matrix: np.ndarray, n_items: int, n_boot: int, seed: int) -> PairedTest:

@@ -14,7 +14,17 @@ import logging
 
 import numpy as np
 
-from lmfloss.report.formats import DASH, fmt_p, metric_text, n_note, pct, seeds_note, status_text
+from lmfloss.report.formats import (
+    DASH,
+    fmt_p,
+    metric_text,
+    n_note,
+    num,
+    pct,
+    seeds_note,
+    signed_pct,
+    status_text,
+)
 from lmfloss.report.grid import OK, Cell, Comparison, Grid, per_class_datasets
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.paper import (
@@ -24,7 +34,7 @@ from lmfloss.report.paper import (
     paper_train_samples,
 )
 from lmfloss.report.render import Table
-from lmfloss.report.stats import bootstrap_ci
+from lmfloss.report.stats import cell_interval
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +68,7 @@ def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, f
         return None
     labels = first.labels
     k = max(len(first.class_names), int(max(labels.max(), np.max(stacked))) + 1)
-    return bootstrap_ci(labels, np.stack(stacked), num_classes=k, n_boot=n_boot, seed=seed)
+    return cell_interval(labels, np.stack(stacked), num_classes=k, n_boot=n_boot, seed=seed)
 
 
 def _mark_best(table: Table, row_block: list[int], columns: list[int], scores: dict) -> None:
@@ -132,12 +142,12 @@ def _delta_text(comp: Comparison, expected_n: int) -> str:
     # Over seeds: the pairs with a macro-F1 on both sides (t.n); over images: every seed paired.
     if t.p is not None and t.mean is not None:
         p = fmt_p(t.p_holm if t.p_holm is not None else t.p)
-        return f"{100 * t.mean:+.2f} (p{'' if p.startswith('<') else '='}{p}{_n_part(t.n, expected_n)})"
+        return f"{signed_pct(t.mean)} (p{'' if p.startswith('<') else '='}{p}{_n_part(t.n, expected_n)})"
     if comp.test is not None:
         p = fmt_p(comp.test.p_value)
-        return (f"{100 * comp.test.delta:+.2f} (images p{'' if p.startswith('<') else '='}{p}"
+        return (f"{signed_pct(comp.test.delta)} (images p{'' if p.startswith('<') else '='}{p}"
                 f"{_n_part(len(comp.seeds), expected_n)})")
-    return DASH if t.mean is None else f"{100 * t.mean:+.2f}{n_note(t.n, expected_n)}"
+    return DASH if t.mean is None else f"{signed_pct(t.mean)}{n_note(t.n, expected_n)}"
 
 
 def _n_part(n: int, expected_n: int) -> str:
@@ -189,7 +199,7 @@ def compare_main_table(grid: Grid, model: str) -> Table | None:
                 if stats is None or paper_value is None:
                     row.append(DASH)
                 else:
-                    row.append(f"{100 * stats[0] - paper_value:+.2f}")
+                    row.append(num(100 * stats[0] - paper_value, "+.2f"))
             table.rows.append(row)
     table.notes.append("Paper: Sadi et al., Tables 2-4 (single runs at 224 px, 100 epochs).")
     return table
@@ -249,7 +259,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
                     row.append(DASH)
                 else:
                     mean = float(np.mean(values))
-                    std = f" ± {100 * np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+                    std = f" ± {num(np.std(values, ddof=1), '.2f', 100)}" if len(values) > 1 else ""
                     row.append(pct(mean) + std + seeds_note(cell, grid.expected_n, len(values)))
                     scores[(i, len(row) - 1)] = mean
                 if compare:
@@ -257,7 +267,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
                     row.append(DASH if published is None else f"{published:.2f}")
                     row.append(
                         DASH if published is None or not values
-                        else f"{100 * float(np.mean(values)) - published:+.2f}"
+                        else num(100 * float(np.mean(values)) - published, "+.2f")
                     )
             table.rows.append(row)
             if scores:  # best loss of this class: a row-wise maximum
