@@ -209,7 +209,7 @@ def test_hparam_settings_and_fig4(tmp_path: Path):
     data = fig4_data(find_runs([root]))[("ham10000", "efficientnet_v2_s")]
     s1 = [f1[(0.5, 0.5)], f1[(2.0, 2.0)], f1[(1.0, 1.0)]]
     assert data["setting-1"][0] == pytest.approx(np.mean(s1), abs=1e-12)
-    assert data["setting-1"][1] == pytest.approx(np.mean(np.abs(np.array(s1) - np.mean(s1))), abs=1e-12)
+    assert data["setting-1"][1] == pytest.approx(np.std(s1, ddof=1), abs=1e-12)  # the page's one spread: SD
     assert data["setting-2"][2] == 3 and data["setting-3"][2] == 1
 
 
@@ -238,7 +238,7 @@ def test_compare_paper_and_figures(tmp_path: Path):
     data = fig1_data(result.grid)
     values = [r.test("f1_macro") for r in result.runs if r.loss == "ce"]
     assert data[("ham10000", "ce")][0] == pytest.approx(np.mean(values), abs=1e-12)
-    assert data[("ham10000", "ce")][1] == pytest.approx(abs(values[0] - values[1]) / 2, abs=1e-12)
+    assert data[("ham10000", "ce")][1] == 0.0  # one seed per architecture: no SD over seeds to pool
     md = (out / "report.md").read_text()
     assert "Beside the paper" in md and "figures/fig1_macro_f1.png" in md
     assert re.search(r"\| HAM-10K \| CCE \| .* \| 81\.85 \|", md)
@@ -334,9 +334,9 @@ def test_fig1_with_one_architecture_spreads_over_seeds(tmp_path: Path):
         make_run(root, dataset="breastmnist", model="resnet18", loss="ce", seed=seed)
     runs = find_runs([root])
     values = [r.test("f1_macro") for r in runs]
-    mean, mad, n = fig1_data(build_grid(runs))[("breastmnist", "ce")]
+    mean, sd, n = fig1_data(build_grid(runs))[("breastmnist", "ce")]
     assert mean == pytest.approx(np.mean(values), abs=1e-12) and n == 3
-    assert mad == pytest.approx(np.mean(np.abs(np.array(values) - np.mean(values))), abs=1e-12)
+    assert sd == pytest.approx(np.std(values, ddof=1), abs=1e-12)  # the tables' spread, not the paper's MAD
 
 
 def test_report_lists_a_run_with_a_cp1252_config_as_unreadable(tmp_path, capsys):

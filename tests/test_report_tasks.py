@@ -16,8 +16,8 @@ import yaml
 
 from lmfloss.report import build_report, find_runs
 from lmfloss.report.aggregate import best_on_val, build_grid, missing_values
-from lmfloss.report.html import curves_figure
 from lmfloss.report.names import DatasetKey, dataset_name
+from lmfloss.report.panels import curves_figure
 from lmfloss.report.runs import UNREADABLE
 from lmfloss.task import MULTICLASS, MULTILABEL, TASKS, register_task
 from report_helpers import LABELS, make_multilabel_run, make_run, noisy_preds
@@ -107,13 +107,14 @@ def test_the_baseline_and_configuration_are_chosen_on_the_tasks_validation_headl
 
 def test_curves_plot_the_headline_from_old_and_new_metrics_files(mixed):
     grid = build_grid(find_runs([mixed]))
-    fig = curves_figure(grid, "chestmnist:multilabel", "resnet18")
-    bottom = fig.axes[len(fig.axes) // 2]  # the first loss's validation-score panel (row 2, column 1)
-    assert bottom.get_ylabel() == "val mAP"
-    curves = [line for line in bottom.get_lines() if len(line.get_xdata()) == 2]
-    assert len(curves) == 3  # seed 1 (val_accuracy, val_balanced_accuracy) and seeds 2, 3 (val_subset_accuracy)
+    fig = curves_figure(grid, "chestmnist:multilabel", "resnet18").fig
+    score = fig.axes[1]  # the validation-score panel
+    assert score.get_ylabel() == "val mAP"
+    curves = [line for line in score.get_lines() if len(line.get_xdata()) == 2]
+    # one mean line per loss, over seed 1 (val_accuracy, val_balanced_accuracy) and seeds 2, 3 (val_subset_accuracy)
+    assert [line.get_gid() for line in curves] == ["lossc--bce--score", "lossc--lmf--score"]
     for line in curves:
-        assert list(line.get_ydata()) == [0.4, 0.45]  # val_map of every run
+        assert list(line.get_ydata()) == pytest.approx([0.4, 0.45])  # val_map of every run
 
 
 def test_values_missing_from_a_run_are_the_tasks(mixed, tmp_path):
@@ -152,10 +153,10 @@ def test_a_registered_task_flows_through_the_report(graded, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "HAM-10K (graded)" in text and "Table 2." in text  # the per-class tables: its targets are indices
     assert [r["dataset"] for r in _rows(tmp_path / "report" / "summary.csv")] == ["ham10000:graded"]
-    fig = curves_figure(result.grid, "ham10000:graded", "efficientnet_v2_s")
-    bottom = fig.axes[len(fig.axes) // 2]  # ce's validation-score panel
-    assert bottom.get_ylabel() == "val balanced accuracy"
-    assert [list(line.get_ydata()) for line in bottom.get_lines()][0] == [0.61]
+    fig = curves_figure(result.grid, "ham10000:graded", "efficientnet_v2_s").fig
+    score = fig.axes[1]  # the validation-score panel
+    assert score.get_ylabel() == "val balanced accuracy"
+    assert [list(line.get_ydata()) for line in score.get_lines()][0] == [0.61]
 
 
 def test_a_run_of_a_task_this_installation_lacks_is_listed_not_fatal(tmp_path):

@@ -7,9 +7,10 @@ It never re-trains: every number comes from the runs' ``report.json`` and
 (a table as Markdown, CSV, LaTeX), ``settings`` (the LMF study's settings), ``paper`` (the
 published numbers), ``runs`` (find and read runs), ``cam`` (Grad-CAM summaries), ``grid``
 (the cell, grid and comparison types), ``formats`` (how a number is written), ``figures``
-(PNG, PDF, SVG), ``multilabel`` (datasets reported per label), ``aggregate`` (building the
-grid, paired tests), ``tables`` and ``summary`` (the paper's tables, the summary),
-``status`` (what was written, the runs section), ``html`` (report.html) and ``build``
+(PNG, PDF, SVG), ``panels`` (the page's figures of one dataset x model), ``multilabel``
+(datasets reported per label), ``aggregate`` (building the grid, paired tests), ``tables`` and
+``summary`` (the paper's tables, the summary and its sentences), ``status`` (what was written,
+the runs section and table), ``html`` (report.html) and ``build``
 (the whole report). Each imports only modules listed before it.
 """
 

@@ -21,10 +21,10 @@ from lmfloss.fileio import atomic_write_text, dict_rows_text
 from lmfloss.report import html as html_page
 from lmfloss.report import multilabel
 from lmfloss.report.aggregate import build_grid, paired_tests
-from lmfloss.report.figures import FIGURE_CAPTIONS, FIGURE_RC, figure1, figure2, figure4
+from lmfloss.report.figures import FIGURE_RC, figure1, figure2, figure4, figure_caption
 from lmfloss.report.grid import Comparison, Grid
 from lmfloss.report.render import Table
-from lmfloss.report.runs import UNREADABLE, ReportRun, find_runs
+from lmfloss.report.runs import UNREADABLE, ReportRun, find_runs, invalidate_bad_predictions
 from lmfloss.report.status import ReportResult, status_section
 from lmfloss.report.summary import (
     PAIRED_COLUMNS,
@@ -123,6 +123,7 @@ def build_report(
     runs = find_runs(roots)  # first: a wrong RUNS_DIR leaves no empty output folder behind
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    invalidate_bad_predictions(runs)  # a NaN probability costs its run, not the report
     grid = build_grid([r for r in runs if r.status != UNREADABLE])
     comparisons = paired_tests(grid, n_boot=n_boot, seed=seed)
     result = ReportResult(out, runs, grid, comparisons)
@@ -238,7 +239,7 @@ def _report_markdown(
             png = [p for p in paths if p.suffix == ".png"]
             if png:
                 rel = os.path.relpath(png[0], result.out_dir)
-                caption = FIGURE_CAPTIONS[label]
+                caption = figure_caption(label, result.grid)
                 lines += [f"![{label}: {caption}]({rel})", "", f"{label}: {caption}.", ""]
     lines += ["## Files", "", "- `results.csv`: one row per run (values as in each run's report.json)",
               "- `summary.csv`: LMF against every baseline per dataset x model (which one was best on validation)",

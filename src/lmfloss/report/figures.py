@@ -1,9 +1,14 @@
 """The paper's Figs. 1, 2 and 4 from runs, as PNG and PDF (matplotlib, Agg backend).
 
-- Fig. 1: macro-F1 per dataset and loss, mean across architectures, error bar = mean
-  absolute deviation across architectures (the paper's "average deviation").
+- Fig. 1: macro-F1 per dataset and loss, mean across architectures (of each one's seed
+  mean), error bar = ± 1 SD over seeds (pooled over architectures) -- the tables' dispersion,
+  not the paper's "average deviation", so the page has one measure.
 - Fig. 2: per-class image counts of each dataset (train + val + test of the runs' split).
-- Fig. 4: mean macro-F1 per LMF hyperparameter setting, error bar = mean absolute deviation.
+- Fig. 4: mean macro-F1 per LMF hyperparameter setting, error bar = ± 1 SD over the
+  setting's configurations.
+
+Each figure's caption is built with it from the same words (:func:`figure_caption`), and each
+loss has its report-wide colour (:func:`lmfloss.report.names.loss_colors`).
 """
 
 from __future__ import annotations
@@ -19,19 +24,34 @@ import numpy as np
 
 from lmfloss.fileio import save_figure
 from lmfloss.report.grid import OK, Grid, per_class_datasets
-from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.names import dataset_name, loss_colors, loss_gid, loss_name, model_name
 from lmfloss.report.runs import ReportRun
-from lmfloss.report.stats import mean_absolute_deviation
 
 logger = logging.getLogger(__name__)
 
-# Each figure's caption (report.md and report.html).
+# Each figure's caption (report.md and report.html); Fig. 1's depends on the grid (figure_caption).
 FIGURE_CAPTIONS = {
-    "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± mean absolute deviation",
+    "Fig. 1": "macro-F1 per dataset and loss, mean over architectures ± 1 SD over seeds",
     "Fig. 2": "per-class image counts of each dataset (multi-label: positive images per label)",
-    "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± mean absolute deviation",
-    "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± SD",
+    "Fig. 4": "mean macro-F1 per LMF hyperparameter setting ± 1 SD over its configurations",
+    "Per-label AUC": "each label's test AUC by loss (multi-label datasets), mean over seeds ± 1 SD over seeds",
 }
+
+
+def figure_caption(label: str, grid: Grid) -> str:
+    """A figure's caption, the words its own title uses (Fig. 1 names its architectures)."""
+    if label != "Fig. 1":
+        return FIGURE_CAPTIONS.get(label, label)
+    models = grid.models
+    if len(models) == 1:
+        return f"macro-F1 of {model_name(models[0])} per dataset and loss, mean over seeds ± 1 SD over seeds"
+    return (f"macro-F1 per dataset and loss, mean over {len(models)} architectures ± 1 SD over seeds "
+            "(pooled over the architectures)")
+
+
+def sd(values: Sequence[float]) -> float:
+    """The sample standard deviation (ddof 1; 0 for a single value: no spread to draw)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def pyplot() -> Any:
@@ -67,27 +87,28 @@ def save_figure_files(fig: Any, out_dir: Path, stem: str) -> list[Path]:
 
 
 def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
-    """``(dataset, loss) -> (mean, mean abs. deviation, n models)`` of macro-F1.
+    """``(dataset, loss) -> (mean, SD over seeds, n models)`` of macro-F1.
 
     Each architecture contributes its cell's seed-mean test macro-F1; architectures
     whose cell is missing or unfinished are left out (``n models`` says how many count).
-    With a single architecture the spread across architectures is 0 by definition, so
-    the seeds take their place: mean and mean absolute deviation over seeds, ``n`` seeds.
+    The spread is the SD over seeds, as in the tables: pooled over the architectures
+    (the root of their mean seed variance, of those with two seeds or more). With a single
+    architecture: mean and SD over its seeds, ``n`` seeds.
     """
     data = {}
     for dataset in grid.datasets:
         for loss in grid.losses:
-            values = []
-            for model in grid.models:
-                cell = grid.cell(dataset, model, loss)
-                if cell.status != OK:
-                    continue
-                if len(grid.models) == 1:
-                    values = cell.values("f1_macro")
-                elif cell.values("f1_macro"):
-                    values.append(float(np.mean(cell.values("f1_macro"))))
-            if values:
-                data[(dataset, loss)] = (float(np.mean(values)), mean_absolute_deviation(values), len(values))
+            cells = [grid.cell(dataset, m, loss) for m in grid.models]
+            per_model = [c.values("f1_macro") for c in cells if c.status == OK and c.values("f1_macro")]
+            if not per_model:
+                continue
+            if len(grid.models) == 1:
+                values = per_model[0]
+                data[(dataset, loss)] = (float(np.mean(values)), sd(values), len(values))
+                continue
+            variances = [float(np.var(v, ddof=1)) for v in per_model if len(v) > 1]
+            pooled = float(np.sqrt(np.mean(variances))) if variances else 0.0
+            data[(dataset, loss)] = (float(np.mean([np.mean(v) for v in per_model])), pooled, len(per_model))
     return data
 
 
@@ -102,23 +123,22 @@ def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(grid.datasets)), 4))
     width = 0.8 / max(len(grid.losses), 1)
     x = np.arange(len(grid.datasets))
+    colors = loss_colors(grid.losses)
     for k, loss in enumerate(grid.losses):
         heights = [100 * data.get((d, loss), (np.nan, 0, 0))[0] for d in grid.datasets]
         errors = [100 * data.get((d, loss), (0, 0, 0))[1] for d in grid.datasets]
         positions = x + (k - (len(grid.losses) - 1) / 2) * width
-        ax.bar(positions, heights, width, yerr=errors, capsize=3, label=loss_name(loss))
+        bars = ax.bar(positions, heights, width, yerr=errors, capsize=3, label=loss_name(loss), color=colors[loss])
+        for patch in bars.patches:
+            patch.set_gid(loss_gid(loss, "bar"))
         for pos, d, h in zip(positions, grid.datasets, heights):
             n = data.get((d, loss), (0, 0, 0))[2]
             if 0 < n < len(grid.models) or (len(grid.models) == 1 and n != grid.expected_n):
                 ax.annotate(f"n={n}", (pos, h), ha="center", va="bottom", fontsize="x-small")
     ax.set_xticks(x, [dataset_name(d) for d in grid.datasets])
     ax.set_ylabel("Macro F1 (%)")
-    if len(grid.models) == 1:
-        ax.set_title(f"Macro-F1 of {model_name(grid.models[0])}, mean over seeds "
-                     "± mean absolute deviation")
-    else:
-        ax.set_title(f"Macro-F1, mean over {len(grid.models)} architectures "
-                     "± mean absolute deviation")
+    caption = figure_caption("Fig. 1", grid)
+    ax.set_title(caption[0].upper() + caption[1:], fontsize="medium")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Loss")
     return save_figure_files(fig, Path(out_dir), "fig1_macro_f1")
 
@@ -175,7 +195,7 @@ def figure2(grid: Grid, runs: Sequence[ReportRun], out_dir: str | Path) -> list[
 
 
 def fig4_data(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
-    """``(dataset, model) -> {setting: (mean, mean abs. deviation, n configs)}``.
+    """``(dataset, model) -> {setting: (mean, SD over configurations, n configs)}``.
 
     Each distinct ``(alpha, beta)`` of finished LMF runs contributes its seed-mean
     test macro-F1 to each setting it belongs to (the sweep's recorded setting, else
@@ -202,14 +222,14 @@ def fig4_data(runs: Sequence[ReportRun]) -> dict[tuple[str, str], dict[str, tupl
                 per_setting[setting].append(float(np.mean(values)))
         if per_setting:
             out[(dataset, model)] = {
-                s: (float(np.mean(v)), mean_absolute_deviation(v), len(v))
+                s: (float(np.mean(v)), sd(v), len(v))
                 for s, v in sorted(per_setting.items())
             }
     return out
 
 
 def figure4(runs: Sequence[ReportRun], out_dir: str | Path) -> list[Path]:
-    """Fig. 4: mean macro-F1 ± mean absolute deviation per setting; returns the files."""
+    """Fig. 4: mean macro-F1 ± 1 SD per setting; returns the files."""
     plt = pyplot()
     data = fig4_data(runs)
     if not data:

@@ -15,16 +15,48 @@ from lmfloss.report.grid import MISSING, UNFINISHED, Cell, Comparison
 from lmfloss.report.stats import MIN_SEEDS_T, mean_std
 
 DASH = "—"
+MINUS = "\u2212"  # a non-finite value's sign: ``−inf`` (finite numbers keep report.md's ASCII ``-``)
+
+
+def nonfinite(value: float) -> str:
+    """How every table writes a value that is not a finite number: ``NaN``, ``+inf``, ``−inf``."""
+    if np.isnan(value):
+        return "NaN"
+    return "+inf" if value > 0 else f"{MINUS}inf"
+
+
+def num(value: float, spec: str = ".2f", scale: float = 1.0) -> str:
+    """``format(scale * value, spec)``, or :func:`nonfinite`'s word: one rule for every table
+    (``num(0.0209, "+.2f", 100)`` -> ``"+2.09"``; ``num(nan, "+.2f")`` -> ``"NaN"``)."""
+    value = float(value)
+    return format(scale * value, spec) if np.isfinite(value) else nonfinite(value)
 
 
 def pct(value: float | None) -> str:
-    """``0.84614`` -> ``"84.61"``; ``None`` -> an em dash."""
-    return DASH if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+    """``0.84614`` -> ``"84.61"``; ``None`` -> an em dash; NaN/±inf -> ``NaN``/``+inf``/``−inf``."""
+    return DASH if value is None else num(value, ".2f", 100)
+
+
+def signed_pct(value: float | None) -> str:
+    """A difference in percentage points, its sign always written: ``+2.09``, ``-3.10``, ``NaN``."""
+    return DASH if value is None else num(value, "+.2f", 100)
+
+
+def interval_pct(ci: tuple[float, float] | None) -> str:
+    """A signed interval in percentage points: ``[-0.40, +5.40]``."""
+    return DASH if ci is None else f"[{signed_pct(ci[0])}, {signed_pct(ci[1])}]"
+
+
+def spread_text(mean: float, std: float | None) -> str:
+    """``mean ± std`` in percent; a non-finite mean is written alone (its spread says nothing)."""
+    if std is None or not np.isfinite(mean):
+        return pct(mean)
+    return f"{pct(mean)} ± {num(std, '.2f', 100)}"
 
 
 def fmt_p(p_value: float) -> str:
     """Three decimals; ``<0.001`` below that (the bootstrap's floor is ``1/(B+1)``)."""
-    return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+    return "<0.001" if p_value < 0.001 else num(p_value, ".3f")
 
 
 def status_text(cell: Cell, expected_n: int) -> str | None:
@@ -63,9 +95,7 @@ def metric_text(cell: Cell, metric: str, expected_n: int) -> str:
     values = cell.values(metric)
     if not values:
         return DASH
-    mean, std = mean_std(values)
-    text = pct(mean) if std is None else f"{pct(mean)} ± {100 * std:.2f}"
-    return text + seeds_note(cell, expected_n, len(values))
+    return spread_text(*mean_std(values)) + seeds_note(cell, expected_n, len(values))
 
 
 def n_note(n: int, expected_n: int) -> str:

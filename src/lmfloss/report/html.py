@@ -41,13 +41,13 @@ from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
 from lmfloss.report import multilabel
 from lmfloss.report.cam import find_cam_summaries
-from lmfloss.report.figures import FIGURE_CAPTIONS
-from lmfloss.report.grid import OK, Grid, per_label
+from lmfloss.report.figures import figure_caption
+from lmfloss.report.grid import OK, Grid
 from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.panels import SD_WORDS, confusion_panels, curves_figure, reliability_figure
 from lmfloss.report.render import Table
-from lmfloss.report.status import ReportResult, status_section
-from lmfloss.report.summary import cam_table, comparison_table, summary_table
-from lmfloss.rundir import read_metrics
+from lmfloss.report.status import ReportResult, runs_table, status_section
+from lmfloss.report.summary import Answer, answers, cam_table, comparison_table, summary_table
 
 logger = logging.getLogger(__name__)
 
@@ -96,20 +96,41 @@ SORT_SCRIPT = r"""(function () {
 """
 
 CSS = """\
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; max-width: 1200px;
-       padding: 0 1.5rem 3rem; color: #1b1b1b; line-height: 1.45; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1b1b1b;
+       line-height: 1.45; }
+.page { max-width: 1200px; padding: 0 1.5rem 3rem; min-width: 0; }
+nav#contents { position: sticky; top: 0; z-index: 3; background: #f7f8fa; border-bottom: 1px solid #ddd;
+               padding: .4rem 1rem; font-size: .85rem; max-height: 35vh; overflow-y: auto; }
+nav#contents ul { display: flex; flex-wrap: wrap; gap: .1rem 1rem; padding: 0; margin: .2rem 0; list-style: none; }
+.nav-title { font-weight: 600; margin: .3rem 0 0; }
+@media (min-width: 1000px) {
+  body { display: grid; grid-template-columns: 14rem minmax(0, 1fr); }
+  nav#contents { height: 100vh; max-height: none; box-sizing: border-box; border-bottom: 0;
+                 border-right: 1px solid #ddd; padding: 1rem; }
+  nav#contents ul { display: block; }
+  nav#contents li { margin: .15rem 0; }
+}
 h1 { font-size: 1.6rem; margin-top: 1.5rem; }
 h2 { font-size: 1.25rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
+section { scroll-margin-top: 1rem; }
 p.meta { color: #444; }
-nav ul { display: flex; flex-wrap: wrap; gap: .3rem 1rem; padding: 0; list-style: none; }
+p.answer { font-size: 1.02rem; margin: .5rem 0; padding: .35rem .7rem; border-left: 4px solid #8aa4c8;
+           background: #f4f7fb; }
+.better, td.pos { color: #0a6e31; } .worse, td.neg { color: #b3261e; }
 code { background: #f3f3f3; padding: 0 .2em; border-radius: 3px; }
 .table-wrap { overflow-x: auto; margin: 1rem 0 .3rem; }
-table { border-collapse: collapse; font-size: .85rem; font-variant-numeric: tabular-nums; }
+table { border-collapse: separate; border-spacing: 0; font-size: .85rem; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
-th, td { border: 1px solid #d9d9d9; padding: .25rem .5rem; text-align: right; white-space: nowrap; }
-th { background: #f4f6f8; cursor: pointer; position: sticky; top: 0; }
+th, td { border: 1px solid #d9d9d9; border-width: 0 1px 1px 0; padding: .25rem .5rem; text-align: right;
+         white-space: nowrap; background: #fff; }
+tr > :first-child { border-left-width: 1px; } thead th { border-top-width: 1px; }
+th { background: #f4f6f8; cursor: pointer; }
 th[data-order="asc"]::after { content: " \\25B2"; } th[data-order="desc"]::after { content: " \\25BC"; }
 td:first-child, td:nth-child(2), th:first-child, th:nth-child(2) { text-align: left; }
+td:first-child, th:first-child { position: sticky; left: 0; z-index: 1; box-sizing: border-box; width: 7.5rem;
+                                 min-width: 7.5rem; max-width: 7.5rem; white-space: normal; }
+td:nth-child(2), th:nth-child(2) { position: sticky; left: 7.5rem; z-index: 1; }
+td.wrap { white-space: normal; min-width: 9rem; max-width: 16rem; text-align: left; }
 td.best { background: #eef7ee; }
 .notes p { font-size: .8rem; color: #555; margin: .2rem 0; }
 figure { margin: 1.2rem 0; }
@@ -117,12 +138,22 @@ figure .svg svg, figure img { max-width: 100%; height: auto; }
 figcaption { font-size: .85rem; color: #444; }
 .warning { border-left: 4px solid #d9822b; background: #fff6ec; padding: .4rem .8rem; margin: .6rem 0; }
 ul.flags li { color: #8a1c1c; }
+.confusions { display: flex; flex-wrap: wrap; gap: .8rem 1.2rem; align-items: flex-start; }
+table.confusion { font-size: .75rem; }
+table.confusion th, table.confusion td { padding: .12rem .3rem; }
+table.confusion caption { font-weight: 600; }
+table.confusion th, table.confusion td { position: static; width: auto; min-width: 0; max-width: 7rem;
+                                         white-space: normal; overflow-wrap: anywhere; cursor: default; }
+table.confusion td { text-align: center; min-width: 2.2rem; }
+table.confusion th.true { text-align: left; background: #f4f6f8; }
+@media print { nav#contents { display: none; } body { display: block; } }
 """
 
-# A reliability diagram's x and y axes and the calibration bins' observed rate: of the top
-# label (a task reported per class) or of every label's probability (per label).
-_TOP_LABEL_RELIABILITY = ("confidence (top-label probability)", "accuracy", "accuracy")
-_PER_LABEL_RELIABILITY = ("probability of a label", "share of positives", "frequency")
+# The summary's columns the page shows first, so the answer -- and the minority class's F1 --
+# is in view without scrolling sideways (report.md keeps the CSV's order).
+SUMMARY_FIRST = ("Dataset", "Model", "LMF", "best baseline (val)", "ΔF1 (seeds)", "minority-class F1",
+                 "95% CI (t)", "p (seeds)")
+_SIGNED = re.compile(r"^[+\-\u2212]\d")
 
 
 def require_jinja2() -> Any:
@@ -147,18 +178,31 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def table_block(table: Table) -> dict[str, Any]:
+def _sign(column: str, text: str) -> str | None:
+    """``pos``/``neg`` for a signed difference in a Δ column (coloured, beside its +/− sign)."""
+    if "Δ" not in column or not _SIGNED.match(text):
+        return None
+    return "pos" if text.startswith("+") else "neg"
+
+
+def table_block(table: Table, first: Sequence[str] = (), wide: Sequence[str] = ()) -> dict[str, Any]:
     """A :class:`Table` as the template's table block: the same display strings as its Markdown,
     but a label cell the Markdown leaves blank under the same dataset/model repeats it, so a
-    row sorted away from its group still says what it is."""
-    labels = table._n_label_columns()
+    row sorted away from its group still says what it is. Columns named in ``first`` come
+    first (in that order); columns in ``wide`` may wrap; a signed difference is marked."""
+    labels = table.n_label_columns()
+    order = [table.columns.index(c) for c in first if c in table.columns]
+    order += [j for j in range(len(table.columns)) if j not in order]
     rows, above = [], [""] * labels
     for i, row in enumerate(table.rows):
         filled = [text or above[j] if j < labels else text for j, text in enumerate(row)]
         above = filled[:labels] + above[len(filled[:labels]):]
-        rows.append([{"text": text, "best": (i, j) in table.best and bool(text)} for j, text in enumerate(filled)])
-    return {"kind": "table", "id": "table-" + _slug(table.name), "title": table.title, "columns": list(table.columns),
-            "rows": rows, "notes": [note.replace("`", "") for note in table.notes]}
+        rows.append([{"text": filled[j], "best": (i, j) in table.best and bool(filled[j]),
+                      "sign": _sign(table.columns[j], filled[j]), "wrap": table.columns[j] in wide}
+                     for j in order if j < len(filled)])
+    return {"kind": "table", "id": "table-" + _slug(table.name), "title": table.title,
+            "columns": [table.columns[j] for j in order], "rows": rows,
+            "notes": [note.replace("`", "") for note in table.notes]}
 
 
 def svg_text(fig: Any) -> str:
@@ -222,161 +266,82 @@ def _text_blocks(lines: Sequence[str]) -> list[dict[str, Any]]:
     return blocks
 
 
-# ------------------------------------------------------------------------- run figures
-def _new_figure(width: float, height: float) -> Any:
-    # not at the top: lmfloss.cam imports this package without matplotlib
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
+# ------------------------------------------------------------------------- cell figures
 def _panels(grid: Grid) -> list[tuple[str, str]]:
     return [(d, m) for d in grid.datasets for m in grid.models
             if any(grid.cell(d, m, loss).status == OK or grid.cell(d, m, loss).unfinished for loss in grid.losses)]
 
 
-def curves_figure(grid: Grid, dataset: str, model: str) -> Any | None:
-    """Every run's curves of one dataset x model, one column per loss: training and validation
-    loss (top), the validation headline metric of the task (macro-F1; mAP for multi-label) with
-    each run's selected epoch marked (bottom); unfinished runs dashed."""
-    # not at the top: lmfloss.cam imports this package without matplotlib
-    from matplotlib.ticker import MaxNLocator
-
-    losses = [loss for loss in grid.losses if grid.cell(dataset, model, loss).runs
-              or grid.cell(dataset, model, loss).unfinished]
-    if not losses:
-        return None
-    task = grid.task(dataset)
-    score = f"val_{task.headline}"
-    fig = _new_figure(2.6 * len(losses) + 0.6, 4.6)
-    axes = fig.subplots(2, len(losses), squeeze=False, sharex="col")
-    for k, loss in enumerate(losses):
-        cell = grid.cell(dataset, model, loss)
-        top, bottom = axes[0][k], axes[1][k]
-        for run, finished in [*((r, True) for r in cell.runs), *((r, False) for r in cell.unfinished)]:
-            try:
-                rows = read_metrics(run.run_dir)
-            except (OSError, ValueError) as exc:  # one damaged file costs its curve, not the page
-                logger.warning("no curves for %s: %s", run.run_dir, exc)
-                continue
-            if not rows:
-                continue
-            epochs = [r["epoch"] for r in rows]
-            style = "-" if finished else "--"
-            label = f"seed {run.seed}" + ("" if finished else " (unfinished)")
-            marker = "." if len(epochs) < 30 else None  # a run of one epoch is a point
-            top.plot(epochs, [np.nan if r.get("train_loss") is None else r["train_loss"] for r in rows], style,
-                     marker=marker, color="tab:blue", linewidth=1, alpha=.7)
-            top.plot(epochs, [np.nan if r.get("val_loss") is None else r["val_loss"] for r in rows], style,
-                     marker=marker, color="tab:orange", linewidth=1, alpha=.7)
-            values = [np.nan if r.get(score) is None else r[score] for r in rows]
-            line = bottom.plot(epochs, values, style, marker=marker, linewidth=1, label=label)[0]
-            best = (run.report or {}).get("best_epoch")
-            if finished and best in epochs:
-                bottom.plot([best], [values[epochs.index(best)]], "o", color=line.get_color(), markersize=4)
-        top.set_title(loss_name(loss), fontsize=9)
-        bottom.set_xlabel("epoch", fontsize=8)
-        if k == 0:
-            top.set_ylabel("loss (train —, val —)", fontsize=8)
-            bottom.set_ylabel(f"val {task.headline_display}", fontsize=8)
-        bottom.set_ylim(0, 1)
-        if len(cell.runs) + len(cell.unfinished) <= 6:
-            bottom.legend(fontsize=6, loc="lower right")
-        for ax in (top, bottom):
-            ax.tick_params(labelsize=7)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{dataset_name(dataset)}, {model_name(model)}: train (blue) and val (orange) loss; val "
-                 f"{task.headline_display} with each run's selected epoch (dot)", fontsize=9)
-    # A fixed layout (tight_layout measures every tick label of every panel: most of the cost).
-    fig.subplots_adjust(left=0.6 / fig.get_figwidth(), right=0.98, bottom=0.11, top=0.86, wspace=0.32, hspace=0.12)
-    return fig
+def cell_id(dataset: str, model: str) -> str:
+    """The page anchor of one dataset x model (the contents list links to it)."""
+    return "cell-" + _slug(f"{dataset} {model}")
 
 
-def confusion_figure(grid: Grid, dataset: str, model: str) -> Any | None:
-    """The test confusion matrix of every loss of one dataset x model reported per class,
-    summed over the cell's seeds (rows: true class, normalised; counts in the cells)."""
-    cells = [grid.cell(dataset, model, loss) for loss in grid.losses]
-    cells = [c for c in cells if c.status == OK]
-    if not cells or per_label(grid.task(dataset)):
-        return None
-    names = cells[0].runs[0].class_names
-    k = len(names)
-    cols = min(3, len(cells))
-    rows = -(-len(cells) // cols)
-    side = max(2.4, 0.32 * k + 1.2)
-    fig = _new_figure(side * cols, side * rows + 0.4)
-    grid_axes = fig.subplots(rows, cols, squeeze=False)
-    axes = grid_axes.ravel()
-    for ax in axes[len(cells):]:
-        ax.axis("off")
-    for index, (ax, cell) in enumerate(zip(axes, cells)):
-        total = np.zeros((k, k))
-        used = 0
-        for run in cell.runs:
-            matrix = ((run.report or {}).get("test") or {}).get("confusion_matrix")
-            if matrix is not None and np.shape(matrix) == (k, k):
-                total += np.asarray(matrix, dtype=np.float64)
-                used += 1
-        norm = total / np.maximum(total.sum(axis=1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), names if index % cols == 0 else [""] * k, fontsize=6)
-        ax.set_title(f"{loss_name(cell.loss)} ({used} run{'s' if used != 1 else ''})", fontsize=8)
-        if k <= 12:
-            for i in range(k):
-                for j in range(k):
-                    ax.text(j, i, int(total[i, j]), ha="center", va="center", fontsize=5,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    fig.suptitle(f"{dataset_name(dataset)}, {model_name(model)}: test confusion (rows: true, columns: predicted)",
-                 fontsize=9)
-    fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=0.98, bottom=0.7 / fig.get_figheight(),
-                        top=1 - 0.5 / fig.get_figheight(), wspace=0.12, hspace=0.45)
-    return fig
+# (what, figure maker, alt text and caption of a panel at ``where``)
+CELL_FIGURES = (
+    ("curves", curves_figure,
+     "training and validation curves of each loss on {where}",
+     "Training curves of {where}: one colour per loss (as in every figure of this page), the mean over seeds "
+     "with a band of " + SD_WORDS + " (a cell of one seed: its run); training loss solid, validation loss "
+     "dashed; a diamond marks the epoch each run kept (chosen on validation)."),
+    ("calibration", reliability_figure,
+     "reliability diagram of each loss on {where}",
+     "Reliability of {where}: test predictions of each loss's seeds pooled; ECE, Brier and NLL per loss are in "
+     "the calibration table."),
+)
 
 
-def reliability_figure(grid: Grid, dataset: str, model: str, n_bins: int = 15) -> Any | None:
-    """One reliability curve per loss of one dataset x model, the test predictions of its seeds
-    pooled: accuracy against top-label confidence (multi-label: the share of positives against
-    every label's probability, :meth:`lmfloss.task.Task.calibration_bins`), the diagonal for
-    reference."""
-    task = grid.task(dataset)
-    x_label, y_label, observed_key = _PER_LABEL_RELIABILITY if per_label(task) else _TOP_LABEL_RELIABILITY
-    fig = _new_figure(4.2, 3.6)
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
-    drawn = 0
-    for loss in grid.losses:
-        cell = grid.cell(dataset, model, loss)
-        if cell.status != OK:
-            continue
-        ys, ps = [], []
-        for run in cell.runs:
-            try:
-                predictions = run.predictions()
-            except (OSError, ValueError):
-                continue
-            if predictions.probs is not None:
-                ys.append(predictions.labels)
-                ps.append(predictions.probs)
-        if not ys:
-            continue
-        y, p = np.concatenate(ys), np.concatenate(ps)
-        bins = task.calibration_bins(y, p, n_bins)
-        observed = bins[observed_key]
-        used = bins["count"] > 0
-        ax.plot(bins["confidence"][used], observed[used], "o-", markersize=3, linewidth=1, label=loss_name(loss))
-        drawn += 1
-    if not drawn:
-        return None
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(x_label, fontsize=8)
-    ax.set_ylabel(y_label, fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"{dataset_name(dataset)}, {model_name(model)}", fontsize=9)
-    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.14, top=0.9)
-    return fig
+def _cell_sections(result: ReportResult, answers_by_cell: dict[tuple[str, str], Answer]) -> list[dict[str, Any]]:
+    """One section per dataset x model: its answer, its curves, confusion matrices, reliability."""
+    sections = []
+    for dataset, model in _panels(result.grid):
+        where = f"{dataset_name(dataset)}, {model_name(model)}"
+        blocks: list[dict[str, Any]] = []
+        if (dataset, model) in answers_by_cell:
+            blocks.append(_answer_block(answers_by_cell[(dataset, model)], prefix="cell-answer"))
+        for what, maker, alt, caption in CELL_FIGURES:
+            panel = maker(result.grid, dataset, model)
+            if panel is not None:
+                text = " ".join([caption.format(where=where), *(note + "." for note in panel.notes)])
+                blocks.append(figure_block(f"{what} {dataset} {model}", svg_text(panel.fig), alt.format(where=where),
+                                           text))
+            if what == "curves":
+                blocks += _confusion_blocks(result.grid, dataset, model, where)
+        sections.append({"id": cell_id(dataset, model), "title": where, "blocks": blocks, "cell": True})
+    return sections
+
+
+# A row share's colour: white to matplotlib's "Blues" dark end, white text on the dark half.
+_LIGHT, _DARK = np.array([247, 251, 255]), np.array([8, 48, 107])
+
+
+def _confusion_blocks(grid: Grid, dataset: str, model: str, where: str) -> list[dict[str, Any]]:
+    found = confusion_panels(grid, dataset, model)
+    if found is None:
+        return []
+    names, panels = found
+    tables = []
+    for panel in panels:
+        rows = []
+        for i, name in enumerate(names):
+            cells = []
+            for j in range(len(names)):
+                share = float(panel.shares[i, j])
+                rgb = np.rint(_LIGHT + share * (_DARK - _LIGHT)).astype(int)
+                cells.append({"text": f"{int(panel.counts[i, j])}", "title": f"{100 * share:.1f} % of true {name}",
+                              "style": f"background:rgb({rgb[0]},{rgb[1]},{rgb[2]});"
+                                       f"color:{'#fff' if share > 0.5 else '#111'}"})
+            rows.append({"name": name, "cells": cells})
+        tables.append({"title": f"{loss_name(panel.loss)} ({panel.runs} run{'s' if panel.runs != 1 else ''})",
+                       "names": names, "rows": rows})
+    return [{"kind": "confusion", "id": "confusion-" + _slug(f"{dataset} {model}"), "tables": tables,
+             "caption": f"Test confusion matrices of {where}, summed over each loss's seeds: rows are the true "
+                        "class, columns the predicted one; numbers are images, the colour each row's share."}]
+
+
+def _answer_block(a: Answer, prefix: str = "answer") -> dict[str, Any]:
+    return {"kind": "answer", "id": f"{prefix}-" + _slug(f"{a.dataset} {a.model}"),
+            "parts": [{"text": text, "css": css} for text, css in a.parts]}
 
 
 # ---------------------------------------------------------------------------- sections
@@ -418,14 +383,21 @@ def _cam_blocks(result: ReportResult, roots: Sequence[str | Path]) -> list[dict[
 
 def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_files: dict[str, list[Path]],
                    compare_tables: Sequence[Table] = ()) -> list[dict[str, Any]]:
-    """The page's sections, each a list of blocks (tables, figures, warnings, text)."""
+    """The page's sections, each a list of blocks (answers, tables, figures, warnings, text); the
+    first answers the question, one section per dataset x model holds its figures."""
     sections: list[dict[str, Any]] = []
+    found = answers(result.grid, result.comparisons)
     summary = [t for t in (summary_table(result.grid, result.comparisons),
                            multilabel.summary_table(result.grid, result.comparisons)) if t is not None]
-    if summary:
-        sections.append({"id": "summary", "title": "Summary: LMF against the best baseline",
-                         "blocks": [table_block(t) for t in summary]})
-    sections.append({"id": "runs", "title": "Runs", "blocks": _text_blocks(status_section(result))})
+    if summary or found:
+        blocks = [_answer_block(a) for a in found]
+        blocks += [table_block(t, first=SUMMARY_FIRST, wide=("minority-class F1", "configurations (LMF/baseline)",
+                                                             "best baseline (val)"))
+                   for t in summary]
+        sections.append({"id": "summary", "title": "Summary: LMF against the best baseline", "blocks": blocks})
+    runs = _text_blocks(status_section(result)) + [table_block(runs_table(result.runs), wide=("loss parameters",
+                                                                                                "status", "folder"))]
+    sections.append({"id": "runs", "title": "Runs", "blocks": runs})
     sections.append({"id": "leakage", "title": "Split leakage", "blocks": _leakage_blocks(result)})
     sections.append({"id": "tables", "title": "Tables",
                      "blocks": [table_block(t) for t in [*result.tables] if t not in compare_tables]})
@@ -444,35 +416,11 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
     for label, paths in figure_files.items():
         svg = [p for p in paths if p.suffix == ".svg"]
         if svg:
-            caption = FIGURE_CAPTIONS.get(label, label)
+            caption = figure_caption(label, result.grid)
             figures.append(figure_block(label, svg_file_text(svg[0]), f"{label}: {caption}", f"{label}: {caption}."))
     if figures:
         sections.append({"id": "figures", "title": "Figures", "blocks": figures})
-    # (section id, title, figure maker, alt text and caption of a panel at ``where``)
-    per_panel = [
-        ("curves", "Training curves", curves_figure,
-         "training and validation curves of every run of {where}",
-         "Curves of every run of {where}: loss (top) and the validation selection score (bottom); a dot "
-         "marks the epoch each run kept."),
-        ("confusion", "Confusion matrices", confusion_figure,
-         "test confusion matrices of each loss on {where}",
-         "Test confusion matrices of {where}, summed over each loss's seeds."),
-        ("calibration", "Calibration", reliability_figure,
-         "reliability diagram of each loss on {where}",
-         "Reliability of {where}: test predictions of each loss's seeds pooled; ECE, Brier and NLL per loss "
-         "are in the calibration table."),
-    ]
-    panels = _panels(result.grid)
-    for section_id, title, maker, alt, caption in per_panel:
-        blocks = []
-        for dataset, model in panels:
-            fig = maker(result.grid, dataset, model)
-            if fig is not None:
-                where = f"{dataset_name(dataset)}, {model_name(model)}"
-                blocks.append(figure_block(f"{section_id} {dataset} {model}", svg_text(fig), alt.format(where=where),
-                                           caption.format(where=where)))
-        if blocks:
-            sections.append({"id": section_id, "title": title, "blocks": blocks})
+    sections += _cell_sections(result, {(a.dataset, a.model): a for a in found})
     cam = _cam_blocks(result, roots)
     if cam:
         sections.append({"id": "cam", "title": "Grad-CAM against the annotations", "blocks": cam})

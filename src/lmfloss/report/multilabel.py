@@ -21,7 +21,7 @@ import numpy as np
 from lmfloss import multilabel_metrics
 from lmfloss.metrics import bootstrap_indices
 from lmfloss.report.figures import pyplot, save_figure_files
-from lmfloss.report.formats import DASH, fmt_p, pct, seed_p
+from lmfloss.report.formats import DASH, fmt_p, interval_pct, pct, seed_p, signed_pct, spread_text
 from lmfloss.report.grid import (
     OK,
     Cell,
@@ -32,7 +32,7 @@ from lmfloss.report.grid import (
     per_label,
     per_label_datasets,
 )
-from lmfloss.report.names import dataset_name, loss_name, model_name
+from lmfloss.report.names import dataset_name, loss_colors, loss_gid, loss_name, model_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T, PairedTest, mean_std, paired_result, seed_t_test
@@ -76,7 +76,7 @@ def _mean_text(vals: list[float], expected_n: int) -> str:
     if not vals:
         return DASH
     mean, std = mean_std(vals)
-    text = pct(mean) if std is None else f"{pct(mean)} ± {100 * std:.2f}"
+    text = spread_text(mean, std)
     return text + ("" if len(vals) == expected_n else f" (n={len(vals)})")
 
 
@@ -151,11 +151,11 @@ def _delta_text(comp: Comparison | None) -> str:
     t = comp.seed_test
     if t.p is not None and t.mean is not None:
         p = fmt_p(t.p_holm if t.p_holm is not None else t.p)
-        return f"{100 * t.mean:+.2f} (p{'' if p.startswith('<') else '='}{p})"
+        return f"{signed_pct(t.mean)} (p{'' if p.startswith('<') else '='}{p})"
     if comp.test is not None:
         p = fmt_p(comp.test.p_value)
-        return f"{100 * comp.test.delta:+.2f} (images p{'' if p.startswith('<') else '='}{p})"
-    return DASH if t.mean is None else f"{100 * t.mean:+.2f}"
+        return f"{signed_pct(comp.test.delta)} (images p{'' if p.startswith('<') else '='}{p})"
+    return DASH if t.mean is None else signed_pct(t.mean)
 
 
 def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n_boot: int = 1000,
@@ -325,10 +325,10 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
             table.rows.append([
                 dataset_name(d), model_name(m), _mean_text(values(lmf, "map"), grid.expected_n),
                 f"{loss_name(best.loss)} {_mean_text(values(best, 'map'), grid.expected_n)}",
-                DASH if t.mean is None else f"{100 * t.mean:+.2f}",
-                DASH if t.ci95 is None else f"[{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}]",
+                DASH if t.mean is None else signed_pct(t.mean),
+                DASH if t.ci95 is None else interval_pct(t.ci95),
                 seed_p(c_map), DASH if c_map.test is None else fmt_p(c_map.test.p_value),
-                DASH if c_auc is None or c_auc.seed_test.mean is None else f"{100 * c_auc.seed_test.mean:+.2f}",
+                DASH if c_auc is None or c_auc.seed_test.mean is None else signed_pct(c_auc.seed_test.mean),
                 DASH if c_auc is None else seed_p(c_auc), f"{lmf.n}/{best.n}",
                 f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}",
             ])
@@ -383,13 +383,16 @@ def figure_label_auc(grid: Grid, out_dir: str | Path) -> list[Path]:
         order = sorted(labels, key=lambda name: -train.get(name, 0))
         width = 0.8 / max(len(grid.losses), 1)
         x = np.arange(len(order))
+        colors = loss_colors(grid.losses)
         for k, loss in enumerate(grid.losses):
             cell = grid.cell(dataset, model, loss)
             stats = [label_values(cell, "auc_per_label", name) if cell.status == OK else [] for name in order]
             means = [100 * float(np.mean(v)) if v else np.nan for v in stats]
             errors = [100 * float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in stats]
-            ax.bar(x + (k - (len(grid.losses) - 1) / 2) * width, means, width, yerr=errors, capsize=2,
-                   label=loss_name(loss))
+            bars = ax.bar(x + (k - (len(grid.losses) - 1) / 2) * width, means, width, yerr=errors, capsize=2,
+                          label=loss_name(loss), color=colors[loss])
+            for patch in bars.patches:
+                patch.set_gid(loss_gid(loss, "bar"))
         ax.set_xticks(x, [f"{name}\n({train.get(name, '?')})" for name in order], fontsize=8)
         ax.set_ylabel("test AUC (%)")
         ax.set_ylim(40, 100)

@@ -130,3 +130,29 @@ def order_losses(names: set[str] | list[str]) -> list[str]:
     baselines = [n for n in _LOSS_ORDER[:-1] if n in names]
     others = sorted(names - set(_LOSS_ORDER) - set(LMF_FAMILY))
     return baselines + others + [n for n in reversed(LMF_FAMILY) if n in names]
+
+
+# Each loss's colour in every figure of a report (Okabe & Ito's colour-blind-safe set, then
+# matplotlib's tab10 for many baselines): LMF and LMF-DRW keep theirs whatever else is drawn.
+_LMF_COLORS = {"lmf": "#D55E00", "lmf-drw": "#000000"}
+_BASELINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#8C564B", "#7F7F7F", "#BCBD22",
+                    "#17BECF", "#9467BD")
+
+
+def loss_colors(losses: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``loss -> colour`` for a report's losses (its grid's, in :func:`order_losses` order): the
+    same loss is the same colour in every figure of the report, whatever a figure leaves out."""
+    colors, k = {}, 0
+    for loss in losses:
+        if loss in _LMF_COLORS:
+            colors[loss] = _LMF_COLORS[loss]
+        else:
+            colors[loss] = _BASELINE_COLORS[k % len(_BASELINE_COLORS)]
+            k += 1
+    return colors
+
+
+def loss_gid(loss: str, what: str) -> str:
+    """The SVG group id of a figure element drawn in a loss's colour (``lossc--lmf--val``): the
+    page's test reads every figure's colour of each loss from it."""
+    return f"lossc--{loss}--{what}"

@@ -59,7 +59,7 @@ class Table:
 
         lines = [f"**{self.title}**", ""]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
-        aligns = ["---" if j < self._n_label_columns() else "---:" for j in range(len(self.columns))]
+        aligns = ["---" if j < self.n_label_columns() else "---:" for j in range(len(self.columns))]
         lines.append("| " + " | ".join(aligns) + " |")
         for i, row in enumerate(self.rows):
             lines.append("| " + " | ".join(cell(i, j, t) for j, t in enumerate(row)) + " |")
@@ -74,7 +74,7 @@ class Table:
 
     def to_latex(self) -> str:
         """A ``table`` environment with ``booktabs`` rules; best cells in ``\\textbf``."""
-        spec = "".join("l" if j < self._n_label_columns() else "r" for j in range(len(self.columns)))
+        spec = "".join("l" if j < self.n_label_columns() else "r" for j in range(len(self.columns)))
         lines = [
             r"\begin{table}[htbp]",
             r"\centering",
@@ -109,7 +109,8 @@ class Table:
             paths.append(path)
         return paths
 
-    def _n_label_columns(self) -> int:
+    def n_label_columns(self) -> int:
+        """How many leading columns are labels (left-aligned; the page repeats them down a group)."""
         # Leading columns whose every cell is non-numeric text are labels (left-aligned).
         count = 0
         for j in range(len(self.columns)):

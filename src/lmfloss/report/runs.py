@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lmfloss import rundir
 from lmfloss.config import TrainConfig, flatten, keys_with_role
@@ -75,6 +79,8 @@ class ReportRun:
         setting: Hyperparameter-study setting recorded by the sweep, if any.
         epochs_done: Rows in ``metrics.csv`` (progress of an unfinished run).
         problem: Why the run is invalid or unreadable.
+        invalid_file: The file an invalid run's problem is in (``report.json``, or
+            ``predictions.csv`` holding a value that is not a probability).
         dataset_key: The dataset this run counts for (set by :func:`find_runs`: the
             adapter name, or the CSV/folder name, with the data fingerprint added where
             runs of one name saw different data, and the run's task).
@@ -88,6 +94,7 @@ class ReportRun:
     epochs_done: int = 0
     problem: str | None = None
     dataset_key: DatasetKey | None = None
+    invalid_file: str = rundir.REPORT  # which file made an invalid run invalid
     _predictions: rundir.Predictions | None = field(default=None, repr=False)
 
     @property
@@ -207,6 +214,56 @@ class ReportRun:
         return self._predictions
 
 
+PROBABILITY_SLACK = 1e-6  # rounding in a written probability (4 decimals) is not an error
+
+
+def prediction_problem(run: ReportRun) -> str | None:
+    """Why ``run``'s ``predictions.csv`` cannot be scored, in one line naming the file and the
+    line (a NaN, an infinity, or a probability outside ``[0, 1]``); ``None`` when every
+    probability is one, or the file is absent or unreadable (the report's tables and figures
+    then say what they lack, as before)."""
+    try:
+        predictions = run.predictions()
+    except (OSError, ValueError):
+        return None
+    probs = predictions.probs
+    if probs is None:
+        return None
+    bad = ~np.isfinite(probs) | (probs < -PROBABILITY_SLACK) | (probs > 1 + PROBABILITY_SLACK)
+    if not bad.any():
+        return None
+    row, column = (int(i) for i in np.argwhere(bad)[0])
+    name = predictions.class_names[column] if column < len(predictions.class_names) else str(column)
+    return (f"{run.run_dir / rundir.PREDICTIONS}: line {row + 2}: prob_{name} is {float(probs[row, column])!r}, not a "
+            f"probability in [0, 1] ({int(bad.any(axis=1).sum())} line(s) like it)")
+
+
+def invalidate_bad_predictions(runs: Sequence[ReportRun]) -> list[ReportRun]:
+    """Mark every finished run whose ``predictions.csv`` holds a value that is not a probability
+    ``invalid`` (with :func:`prediction_problem`'s line), so the rest of the study is reported
+    without it; returns those runs."""
+    bad = []
+    for run in runs:
+        problem = prediction_problem(run) if run.finished else None
+        if problem is not None:
+            logger.warning("run %s is invalid: %s", run.run_dir, problem)
+            run.status, run.problem, run.invalid_file = INVALID, problem, rundir.PREDICTIONS
+            bad.append(run)
+    return bad
+
+
+def nonfinite_values(run: ReportRun) -> list[tuple[str, float]]:
+    """``report.json``'s test and validation scalars that are not finite numbers (NaN, ±inf),
+    as ``("test.f1_macro", nan)`` pairs: the tables print them as they are, the runs section
+    names the run."""
+    out = []
+    for split in ("test", "val"):
+        for key, value in ((run.report or {}).get(split) or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out.append((f"{split}.{key}", value))
+    return out
+
+
 def varied_settings(chosen: ReportRun, runs: Sequence[ReportRun]) -> dict[str, Any]:
     """The experiment settings that differ among ``runs``, with ``chosen``'s values.
 
@@ -295,6 +352,32 @@ def assign_dataset_keys(runs: Sequence[ReportRun]) -> None:
         run.dataset_key = DatasetKey(key, run.task)
 
 
+def config_files(root: Path) -> list[Path]:
+    """Every ``config.yaml`` at or below ``root``, sorted. Symbolic links to folders are
+    followed (a study may be a folder of links to runs kept in several places), each folder
+    read once however many links reach it; a link back to a folder above it (a loop) is
+    refused with one warning line."""
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # reached again through another link: read once
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        if rundir.CONFIG in files:
+            found.append(Path(folder) / rundir.CONFIG)
+        kept = []
+        for name in sorted(subfolders):
+            link = os.path.join(folder, name)
+            target = os.path.realpath(link)
+            if os.path.islink(link) and (real == target or real.startswith(target.rstrip(os.sep) + os.sep)):
+                logger.warning("runs folder: %s links to %s, a folder above it (a loop); not followed", link, target)
+                continue
+            kept.append(name)
+        subfolders[:] = kept
+    return sorted(found)
+
+
 def find_runs(roots: Sequence[str | Path]) -> list[ReportRun]:
     """All run directories at or below each root, finished or not, sorted by path.
 
@@ -318,7 +401,7 @@ def find_runs(roots: Sequence[str | Path]) -> list[ReportRun]:
             raise FileNotFoundError(f"runs folder {str(root)!r} does not exist")
         if not root.is_dir():
             raise NotADirectoryError(f"runs folder {str(root)!r} is a file; expected a folder")
-        for config_path in sorted(root.rglob(rundir.CONFIG)):
+        for config_path in config_files(root):
             run_dir = config_path.parent.resolve()
             if run_dir in seen:
                 continue

@@ -15,12 +15,24 @@ the choice of test images explains?).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lmfloss.report.cam import find_cam_summaries, match_run
-from lmfloss.report.formats import DASH, fmt_p, n_note, pct, seed_p, seeds_note
+from lmfloss.report.formats import (
+    DASH,
+    MINUS,
+    fmt_p,
+    interval_pct,
+    n_note,
+    num,
+    pct,
+    seed_p,
+    seeds_note,
+    signed_pct,
+)
 from lmfloss.report.grid import OK, Cell, Comparison, Grid, best_on_val, per_label
 from lmfloss.report.names import dataset_name, loss_name, model_name
 from lmfloss.report.render import Table
@@ -95,7 +107,7 @@ def paired_rows(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
 
 def _ci(c: Comparison) -> str:
     t = c.seed_test
-    return DASH if t.ci95 is None else f"[{100 * t.ci95[0]:+.2f}, {100 * t.ci95[1]:+.2f}]"
+    return DASH if t.ci95 is None else interval_pct(t.ci95)
 
 
 def _minority_text(grid: Grid, dataset: str, lmf: Cell, best: Cell) -> str:
@@ -130,7 +142,7 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
             if lmf.status != OK or not lmf.values("f1_macro") or best is None or c is None:
                 continue
             spread = "/".join(DASH if len(x.values("f1_macro")) < 2
-                              else f"{100 * float(np.std(x.values('f1_macro'), ddof=1)):.2f}" for x in (lmf, best))
+                              else num(np.std(x.values('f1_macro'), ddof=1), ".2f", 100) for x in (lmf, best))
             budget = f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}"
             if lmf.n_configs > best.n_configs:
                 budget += " (LMF tuned more on val)"
@@ -138,7 +150,7 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
                 dataset_name(d), model_name(m), pct(_mean(lmf.values("f1_macro"))),
                 f"{loss_name(best.loss)} {pct(_mean(best.values('f1_macro')))}",
                 DASH if c.seed_test.mean is None
-                else f"{100 * c.seed_test.mean:+.2f}{n_note(c.seed_test.n, grid.expected_n)}", _ci(c), seed_p(c),
+                else f"{signed_pct(c.seed_test.mean)}{n_note(c.seed_test.n, grid.expected_n)}", _ci(c), seed_p(c),
                 DASH if c.test is None else fmt_p(c.test.p_value), spread,
                 f"{len(lmf.values('f1_macro'))}/{len(best.values('f1_macro'))}", budget,
                 _minority_text(grid, d, lmf, best),
@@ -159,6 +171,68 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
     return table
 
 
+SIGNIFICANCE = 0.05  # the level the page's sentences name a Holm-corrected p against
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The page's one-sentence answer for a dataset x model, as ``(text, emphasis)`` parts:
+    the difference's part is emphasised ``better``/``worse`` (a colour, beside its +/− sign)."""
+
+    dataset: str
+    model: str
+    parts: tuple[tuple[str, str | None], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+
+def _display_signed(value: float) -> str:
+    # A typographic minus in prose: a hyphen reads as a dash in a sentence (the tables keep report.md's "-").
+    return signed_pct(value).replace("-", MINUS, 1)
+
+
+def answer(grid: Grid, comparisons: Sequence[Comparison], dataset: str, model: str) -> Answer | None:
+    """LMF against the best baseline on validation in one dataset x model, in one sentence built
+    from the summary's numbers (the task's headline metric: macro-F1, mAP): the two means, the
+    signed difference over paired seeds, its t-interval, the Holm-corrected p and what it says.
+    ``None`` where the summary has no row."""
+    if "lmf" not in grid.losses:
+        return None
+    task = grid.task(dataset)
+    metric = task.headline
+    lmf, best = grid.cell(dataset, model, "lmf"), best_on_val(grid, dataset, model)
+    if lmf.status != OK or best is None or not lmf.values(metric):
+        return None
+    c = next((c for c in comparisons if (c.dataset, c.model, c.baseline, c.metric) == (dataset, model, best.loss,
+                                                                                         metric)), None)
+    if c is None or c.seed_test.mean is None:
+        return None
+    t = c.seed_test
+    finite = bool(np.isfinite(t.mean))
+    verdict = ("LMF better" if t.mean > 0 else "LMF worse" if t.mean < 0 else "no difference") if finite else "undefined"
+    emphasis = ("better" if t.mean > 0 else "worse" if t.mean < 0 else None) if finite else None
+    spread = (f"95 % CI [{_display_signed(t.ci95[0])}, {_display_signed(t.ci95[1])}] over {t.n} seeds"
+              if t.ci95 is not None else f"over {t.n} seed{'s' if t.n != 1 else ''}")
+    if t.p_holm is not None:
+        word = "significant" if t.p_holm < SIGNIFICANCE else "not significant"
+        test = f", Holm p {fmt_p(t.p_holm)} — {word} at {SIGNIFICANCE:g}."
+    else:
+        test = f" — no test over seeds with fewer than {MIN_SEEDS_T} seeds."
+    lead = (f"{dataset_name(dataset)}, {model_name(model)}: LMF {pct(_mean(lmf.values(metric)))} vs "
+            f"{loss_name(best.loss)} {pct(_mean(best.values(metric)))} (test {task.headline_display}; "
+            f"{loss_name(best.loss)} is the best baseline on validation), ")
+    return Answer(dataset, model, ((lead, None), (f"{_display_signed(t.mean)} points ({verdict})", emphasis),
+                                   (f", {spread}{test}", None)))
+
+
+def answers(grid: Grid, comparisons: Sequence[Comparison]) -> list[Answer]:
+    """:func:`answer` of every dataset x model that has one, in the grid's order."""
+    found = (answer(grid, comparisons, d, m) for d in grid.datasets for m in grid.models)
+    return [a for a in found if a is not None]
+
+
 def comparison_table(comparisons: Sequence[Comparison]) -> Table:
     """Every LMF-vs-baseline comparison at both levels."""
     table = Table(
@@ -170,10 +244,10 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
         t, b = c.seed_test, c.test
         table.rows.append([
             dataset_name(c.dataset), model_name(c.model), loss_name(c.baseline), str(t.n),
-            ", ".join(f"{100 * d:+.2f}" for d in t.deltas) or DASH,
-            DASH if t.mean is None else f"{100 * t.mean:+.2f}", _ci(c), seed_p(c),
-            DASH if b is None else f"{100 * b.delta:+.2f}",
-            DASH if b is None else f"[{100 * b.ci95[0]:+.2f}, {100 * b.ci95[1]:+.2f}]",
+            ", ".join(signed_pct(d) for d in t.deltas) or DASH,
+            DASH if t.mean is None else signed_pct(t.mean), _ci(c), seed_p(c),
+            DASH if b is None else signed_pct(b.delta),
+            DASH if b is None else interval_pct(b.ci95),
             DASH if b is None else fmt_p(b.p_value),
         ])
     n_family = sum(c.seed_test.p is not None for c in comparisons)
@@ -206,8 +280,8 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
                     row.append(DASH)
                     continue
                 any_value = any_value or metric != "accuracy"
-                std = f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
-                row.append(f"{np.mean(values):.3f}{std}{seeds_note(cell, grid.expected_n, len(values))}")
+                std = f" ± {num(np.std(values, ddof=1), '.3f')}" if len(values) > 1 else ""
+                row.append(f"{num(np.mean(values), '.3f')}{std}{seeds_note(cell, grid.expected_n, len(values))}")
             table.rows.append(row)
     if not any_value:
         return None
