@@ -332,3 +332,15 @@ def test_a_study_scored_report_counts_studies_and_its_card_says_so():
     assert report["score_by"] == "study" and report["test"]["n"] == 6
     card = model_card_text(report, config.to_dict())
     assert "(6 studies)" in card and "| val (studies) |" in card and "| scored per | study |" in card
+
+
+def test_unknown_labels_reach_the_manifest_and_the_fingerprint(tmp_path):
+    root = write_chexpert(tmp_path / "data")
+    ignore, zeros = (load_splits("chexpert", root=root, options={"labels": "competition", "uncertain": policy})
+                     for policy in ("ignore", "zeros"))
+    assert ignore.fingerprint() != zeros.fingerprint()  # the same positives, one entry known vs unknown
+    with open(ignore.write_manifest(tmp_path / "m.csv"), newline="") as f:
+        rows = {row["path"]: row for row in csv.DictReader(f)}
+    assert rows["CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"]["unknown"] == "Atelectasis"
+    with open(zeros.write_manifest(tmp_path / "z.csv"), newline="") as f:
+        assert "unknown" not in next(csv.reader(f))

@@ -172,13 +172,15 @@ class Splits:
         return Path(os.path.relpath(record.path, self.root)).as_posix()
 
     def manifest_rows(self) -> list[dict[str, str]]:
-        """``{"path", "label", "split", "id"}`` for every record, train then val then test."""
+        """``{"path", "label", "split", "id", "unknown"}`` for every record, train then val then test
+        (``unknown``: the names of the labels whose value is not known, joined by ``;``)."""
         return [
             {
                 "path": self.relative_path(r),
                 "label": self.label_text(r),
                 "split": split,
                 "id": r.id,
+                "unknown": ";".join(self.class_names[j] for j in r.unknown),
             }
             for split in SPLIT_NAMES
             for r in self._by_split[split]
@@ -187,12 +189,14 @@ class Splits:
     def write_manifest(self, path: str | Path) -> Path:
         """Write ``path,label,split`` (paths relative to the root) as CSV; multi-label:
         ``path,labels,split`` with the label names joined by ``;`` (what ``--dataset csv --task
-        multilabel`` reads back)."""
+        multilabel`` reads back) and, when some label's value is unknown (CheXpert under U-Ignore),
+        a column ``unknown`` of those label names (read back as a csv, they would be negative)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         column = self.targets.column
         rows = [{**row, column: row["label"]} for row in self.manifest_rows()]
-        atomic_write_text(dict_rows_text(["path", column, "split"], rows), path)
+        unknown = ["unknown"] if any(row["unknown"] for row in rows) else []
+        atomic_write_text(dict_rows_text(["path", column, "split", *unknown], rows), path)
         return path
 
     def write_boxes(self, path: str | Path) -> Path | None:
@@ -235,12 +239,14 @@ class Splits:
         image's manifest path (relative to the root), class and split.
 
         Equal for the same data found under another root (another machine); different when
-        an image, a label, a split or the class order differs. ``report.json`` records it so
+        an image, a label (or which labels are unknown), a split or the class order differs. ``report.json`` records it so
         that runs on different data are never compared, and ``evaluate``/``--resume``/``cam``
         check that the data did not change since training.
         """
         digest = hashlib.sha256(("\t".join(self.class_names) + "\n").encode())
-        rows = sorted(f"{r['path']}\t{r['label']}\t{r['split']}" for r in self.manifest_rows())
+        # an unknown label (U-Ignore) is data too: U-Zeros and U-Ignore differ only there
+        rows = sorted(f"{r['path']}\t{r['label']}\t{r['split']}" + (f"\t?{r['unknown']}" if r["unknown"] else "")
+                      for r in self.manifest_rows())
         for row in rows:
             digest.update(f"{row}\n".encode())
         return digest.hexdigest()[:12]
