@@ -344,3 +344,16 @@ def test_unknown_labels_reach_the_manifest_and_the_fingerprint(tmp_path):
     assert rows["CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"]["unknown"] == "Atelectasis"
     with open(zeros.write_manifest(tmp_path / "z.csv"), newline="") as f:
         assert "unknown" not in next(csv.reader(f))
+
+
+def test_chexpert_folds_pool_valid_csv_when_asked_and_keep_patients_whole(tmp_path, capsys):
+    from lmfloss.data.load import fold_assignment  # only this test assigns folds
+
+    root = write_chexpert(tmp_path / "data")
+    assert main(["split", "--dataset", "chexpert", "--root", str(root), "--folds", "3"]) == 2
+    assert "--folds-include-test" in one_error_line(capsys, "split")  # valid.csv is kept unless asked
+    index, folds = fold_assignment("chexpert", root=root, folds=3, folds_include_test=True,
+                                   options={"labels": "competition"})
+    fold_of: dict[str, int] = {}
+    assert len(index.records) == 48 and set(folds) == {1, 2, 3}
+    assert all(fold_of.setdefault(r.group, f) == f for r, f in zip(index.records, folds))

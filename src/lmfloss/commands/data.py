@@ -92,6 +92,7 @@ def format_unknown_table(splits) -> str:
 
 def _run_folds(args: argparse.Namespace) -> int:
     # deferred: `lmfloss --help` stays instant (cli.py)
+    from lmfloss.data.adapters import get_adapter
     from lmfloss.data.load import fold_assignment
     from lmfloss.data.targets import targets_of
 
@@ -101,7 +102,8 @@ def _run_folds(args: argparse.Namespace) -> int:
                                    skip_bad_images=args.skip_bad_images, task=args.task,
                                    label_columns=_label_columns(args), options=_options(args))
     targets = targets_of(index.task)
-    grouped = f", grouped by {args.group_by}" if args.group_by else ""
+    group_by = args.group_by or get_adapter(args.dataset).group_by  # a chest X-ray set groups patients itself
+    grouped = f", grouped by {group_by}" if group_by else ""
     print(f"{index.name}: {args.folds}-fold cross-validation (stratified{grouped}), fold seed {args.fold_seed}")
     width = max(len("class"), *(len(n) for n in index.class_names))
     print(f"| {'class':<{width}} | " + " | ".join(f"fold {k}" for k in range(1, args.folds + 1)) + " |")
