@@ -337,3 +337,128 @@ def test_the_sort_orders_signed_numbers_intervals_and_text_and_puts_blanks_last(
                                    "<0.001", "-1.5", "\u22123.10", "\u2014", ""]
     assert seen["errors"] == []
     page.close()
+
+
+# ------------------------------------------------------------------- what a reader sees (issue 26)
+LONG_NAMES = ["Melanocytic nevus (dermoscopic)", "Basal cell carcinoma of the skin", "Benign keratosis-like lesion"]
+
+
+@pytest.fixture(scope="module")
+def long_names(tmp_path_factory):
+    """Five losses (the grid that left a blank third) on classes whose names are long."""
+    root = tmp_path_factory.mktemp("long")
+    for k, loss in enumerate(("ce", "focal", "ldam", "bwcce", "lmf")):
+        for seed in (1, 2, 3):
+            make_run(root / "runs", loss=loss, seed=seed, class_names=LONG_NAMES,
+                     preds=noisy_preds(LABELS, 0.4 - 0.04 * k, seed + 10 * k), val_f1=0.5 + 0.02 * k)
+    return build_report([root / "runs"], root / "report", n_boot=50, html=True)
+
+
+def _answers(page) -> list[str]:
+    return page.evaluate("() => Array.from(document.querySelectorAll('#summary p.answer')).map((p) => p.textContent)")
+
+
+def test_the_first_screen_answers_in_sentences_equal_to_the_summary(browser, study):
+    out, _ = study
+    page, _ = open_page(browser, out / "report.html")
+    sentences = _answers(page)
+    chosen = [r for r in _csv(out / "summary.csv") if r["best_on_val"] == "True"]
+    assert len(sentences) == len(chosen) == 2
+    for text, row in zip(sentences, chosen):
+        numbers = re.match(r".*?: LMF ([\d.]+) vs \S+ ([\d.]+) .*?, ([+\u2212][\d.]+) points \(LMF (better|worse)\), "
+                           r"95 % CI \[([+\u2212][\d.]+), ([+\u2212][\d.]+)\] over (\d) seeds, Holm p ([\d.]+) — "
+                           r"(not )?significant", text)
+        assert numbers, text
+        lmf, base, delta, verdict, lo, hi, n, p, negated = numbers.groups()
+        value = lambda s: float(s.replace("\u2212", "-"))  # noqa: E731
+        assert value(lmf) == pytest.approx(float(row["lmf_f1"]), abs=0.006)
+        assert value(base) == pytest.approx(float(row["baseline_f1"]), abs=0.006)
+        assert value(delta) == pytest.approx(float(row["delta_f1"]), abs=0.006)
+        assert verdict == ("better" if float(row["delta_f1"]) > 0 else "worse")
+        assert value(lo) == pytest.approx(float(row["delta_ci_low"]), abs=0.006)
+        assert value(hi) == pytest.approx(float(row["delta_ci_high"]), abs=0.006)
+        assert int(n) == int(row["n_seeds"]) and float(p) == pytest.approx(float(row["p_seeds_holm"]), abs=0.0006)
+        assert (negated is None) == (float(row["p_seeds_holm"]) < 0.05)
+    seen = page.evaluate("""() => {
+        const first = document.querySelector('#summary p.answer').getBoundingClientRect();
+        const sign = document.querySelector('#summary p.answer strong');
+        const minority = Array.from(document.querySelectorAll('#table-summary th'))
+            .find((th) => th.textContent === 'minority-class F1').getBoundingClientRect();
+        return {bottom: first.bottom, height: innerHeight, width: innerWidth, minority: minority.right,
+                sign: getComputedStyle(sign).color, text: getComputedStyle(sign.parentElement).color};
+    }""")
+    assert seen["bottom"] <= seen["height"]  # the answer is on the first screen
+    assert seen["minority"] <= seen["width"]  # minority-class F1 without scrolling sideways
+    assert seen["sign"] != seen["text"]  # the difference is coloured (its +/- sign is text too)
+    page.close()
+
+
+def test_no_text_is_cut_at_a_figures_edge(browser, long_names):
+    page, _ = open_page(browser, long_names.html)
+    outside = page.evaluate("""() => {
+        const out = [];
+        document.querySelectorAll('main figure .svg > svg').forEach((svg) => {
+            const box = svg.getBoundingClientRect();
+            svg.querySelectorAll('text').forEach((t) => {
+                const r = t.getBoundingClientRect();
+                if (r.width === 0) { return; }
+                if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1) {
+                    out.push([svg.closest('figure').id, t.textContent]);
+                }
+            });
+        });
+        document.querySelectorAll('table.confusion th').forEach((th) => {
+            if (th.scrollWidth > th.clientWidth + 1) { out.push(['confusion', th.textContent]); }
+        });
+        return out;
+    }""")
+    assert outside == []
+    names = page.evaluate("""() => Array.from(document.querySelectorAll('table.confusion th.true'))
+        .map((th) => th.textContent)""")
+    assert names == LONG_NAMES * 5  # every class name whole, in every one of the five losses' matrices
+    page.close()
+
+
+def test_each_loss_has_one_colour_in_every_figure(browser, long_names):
+    page, _ = open_page(browser, long_names.html)
+    found = page.evaluate("""() => {
+        const out = [];
+        document.querySelectorAll('[id*="lossc--"]').forEach((group) => {
+            const loss = /lossc--(.+?)--/.exec(group.id)[1];
+            const colours = new Set();
+            group.querySelectorAll('path, use').forEach((e) => {
+                const style = getComputedStyle(e);
+                [style.stroke, style.fill].forEach((c) => {
+                    if (c && c !== 'none' && c !== 'rgb(0, 0, 0)' && c !== 'rgb(255, 255, 255)') { colours.add(c); }
+                });
+            });
+            out.push([loss, group.closest('figure').id, Array.from(colours)]);
+        });
+        return out;
+    }""")
+    figures = {figure for _, figure, _ in found}
+    assert any(f.startswith("figure-fig-1") for f in figures) and any("curves" in f for f in figures)
+    assert any("calibration" in f for f in figures)
+    colour: dict[str, set[str]] = {}
+    for loss, _, colours in found:
+        assert len(colours) == 1, (loss, colours)
+        colour.setdefault(loss, set()).update(colours)
+    assert set(colour) == {"ce", "focal", "ldam", "bwcce", "lmf"}
+    assert all(len(c) == 1 for c in colour.values()), colour  # the same colour in every figure
+    assert len({c for cs in colour.values() for c in cs}) == 5  # and no two losses share one
+    page.close()
+
+
+def test_the_contents_stay_in_view_and_reach_every_dataset_and_model(browser, study):
+    out, result = study
+    page, _ = open_page(browser, out / "report.html")
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    nav = page.evaluate("""() => { const r = document.querySelector('nav#contents').getBoundingClientRect();
+                                   return [r.top, r.bottom, innerHeight]; }""")
+    assert nav[0] >= -1 and nav[0] < nav[2] and nav[1] > 0  # still on screen at the bottom of the page
+    links = page.evaluate("() => Array.from(document.querySelectorAll('nav#contents ul.cells a')).map((a) => a.textContent)")
+    assert links == ["HAM-10K, EfficientNetV2", "HAM-10K, ResNet-50"]
+    page.locator("nav#contents ul.cells a").nth(1).click()
+    top = page.evaluate("() => document.querySelector('#cell-ham10000-resnet50').getBoundingClientRect().top")
+    assert 0 <= top < 40
+    page.close()

@@ -359,3 +359,32 @@ def test_the_contents_list_links_every_dataset_and_model(page):
         assert anchor in links and f'<section id="{anchor}" class="cell">' in html
     assert all(f'id="{link}"' in html for link in links)
     assert "position: sticky" in re.search(r"nav#contents \{[^}]*\}", html).group(0)
+
+
+def test_no_text_of_a_cell_figure_leaves_the_figure(tmp_path):
+    """matplotlib's own renderer boxes at build time (the browser test checks the drawn page)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    runs = _study(tmp_path / "runs", losses=(("ce", 0.3), ("focal", 0.3), ("ldam", 0.3), ("bwcce", 0.3),
+                                             ("lmf", 0.2)))
+    grid = build_grid(find_runs([runs]))
+    for maker in (curves_figure, reliability_figure):
+        fig = maker(grid, "ham10000", "efficientnet_v2_s").fig
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        frame = fig.bbox
+        # matplotlib keeps labels of ticks beyond an axis's view (never drawn): only those in view count
+        hidden = set()
+        for ax in fig.axes:
+            for axis, (lo, hi) in ((ax.xaxis, sorted(ax.get_xlim())), (ax.yaxis, sorted(ax.get_ylim()))):
+                for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                    if not lo - 1e-9 <= tick.get_loc() <= hi + 1e-9:
+                        hidden.update({id(tick.label1), id(tick.label2)})
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+        assert len(texts) > 10
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert (box.x0 >= frame.x0 - 0.5 and box.x1 <= frame.x1 + 0.5 and box.y0 >= frame.y0 - 0.5
+                    and box.y1 <= frame.y1 + 0.5), (maker.__name__, text.get_text(), box, frame)
