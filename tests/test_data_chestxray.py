@@ -357,3 +357,11 @@ def test_chexpert_folds_pool_valid_csv_when_asked_and_keep_patients_whole(tmp_pa
     fold_of: dict[str, int] = {}
     assert len(index.records) == 48 and set(folds) == {1, 2, 3}
     assert all(fold_of.setdefault(r.group, f) == f for r, f in zip(index.records, folds))
+
+
+def test_chexpert_prefers_the_release_folder_over_another_train_csv(tmp_path):
+    root = write_chexpert(tmp_path / "data")
+    (root / "aaa-other").mkdir()
+    (root / "aaa-other" / "train.csv").write_text("Path,label\nx.png,a\n")  # another dataset under the root
+    assert load_splits("chexpert", root=root, options={"labels": "competition"}).index.source.parent.name == \
+        "CheXpert-v1.0-small"

@@ -287,7 +287,8 @@ def _chexpert_targets(row: Mapping[str, str], names: Sequence[str], policies: Se
 
 def _chexpert_table(root: Path) -> tuple[Path, Path]:
     """``(train.csv, valid.csv)`` under ``root`` (in it or up to two folders below)."""
-    train = find_metadata(root, ["train.csv"])
+    # the release's own folders first: a root holding several datasets may have other train.csv files
+    train = find_metadata(root, ["train.csv", *(f"{prefix}train.csv" for prefix in CHEXPERT_PREFIXES)])
     if train is None:
         raise FileNotFoundError(f"train.csv not found under {str(root)!r}; expected {CHEXPERT_LAYOUT}")
     valid = train.parent / "valid.csv"
