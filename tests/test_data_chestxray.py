@@ -365,3 +365,9 @@ def test_chexpert_prefers_the_release_folder_over_another_train_csv(tmp_path):
     (root / "aaa-other" / "train.csv").write_text("Path,label\nx.png,a\n")  # another dataset under the root
     assert load_splits("chexpert", root=root, options={"labels": "competition"}).index.source.parent.name == \
         "CheXpert-v1.0-small"
+
+
+def test_an_image_listed_twice_is_refused_with_both_lines(tmp_path, capsys):
+    root = write_nih(tmp_path / "nih", rows=[*NIH_ROWS, NIH_ROWS[4]])
+    assert main(["split", "--dataset", "nih-cxr14", "--root", str(root)]) == 2
+    assert f"image {NIH_ROWS[4][0]!r} twice (lines 6 and {len(NIH_ROWS) + 2})" in one_error_line(capsys, "split")

@@ -97,6 +97,14 @@ NIH_OPTIONS = {"views": "all"}
 CHEXPERT_OPTIONS = {"views": "all", "labels": "all", "uncertain": "ignore", "blank": "zeros"}
 
 
+def _refuse_repeats(ids: Sequence[str], lines: Sequence[str], table: Path) -> None:
+    """An image listed twice would be trained on twice and could land in two splits: refused."""
+    first: dict[str, str] = {}
+    for image, line in zip(ids, lines):
+        if first.setdefault(image, line) != line:
+            raise DataError(f"{str(table)!r} lists image {image!r} twice (lines {first[image]} and {line})")
+
+
 def _choice(value: str, choices: Mapping[str, object], option: str, dataset: str) -> str:
     if value not in choices:
         raise ValueError(f"--{option} {value!r} is not one of {list(choices)} for dataset {dataset!r}")
@@ -138,6 +146,7 @@ def index_nih_cxr14(root: Path | None, csv_path: Path | None = None, *, views: s
     required = ["Image Index", "Finding Labels", "Patient ID", *(["View Position"] if NIH_VIEWS[views] else [])]
     rows = read_csv(table, required)
     ids = [r["Image Index"].strip() for r in rows]
+    _refuse_repeats(ids, [r["_line"] for r in rows], table)
     labels = [nih_findings(r["Finding Labels"], r["_line"], table) for r in rows]
     official = _nih_official(root, table, ids)
     keep = [i for i, r in enumerate(rows) if NIH_VIEWS[views] is None or r["View Position"].strip() in NIH_VIEWS[views]]
@@ -324,7 +333,9 @@ def index_chexpert(root: Path | None, csv_path: Path | None = None, *, views: st
     required = ["Path", *names, *(["Frontal/Lateral"] if CHEXPERT_VIEWS[views] else [])]
     records, splits, missing = [], [], []
     for table, split in ((train, "train"), (valid, "val")):
-        for row in read_csv(table, required):
+        rows = read_csv(table, required)
+        _refuse_repeats([r["Path"].strip() for r in rows], [r["_line"] for r in rows], table)
+        for row in rows:
             present, unknown = _chexpert_targets(row, names, policies, blank, table)
             if CHEXPERT_VIEWS[views] and row["Frontal/Lateral"].strip() not in CHEXPERT_VIEWS[views]:
                 continue
