@@ -108,3 +108,24 @@ def test_label_mismatch_is_refused_in_one_line(odir_run, tmp_path, capsys):
     assert not (out / "eval-x.json").exists()
     assert main(["evaluate", "--run", str(out), "--dataset", "odir5k", "--root", str(external)]) == 2
     assert "--name" in one_error_line(capsys, "evaluate")
+
+
+def test_predict_csv_with_a_patient_column_scores_patients_as_the_run(odir_run, tmp_path, capsys):
+    out, external, _ = odir_run
+    rows = list(csv.DictReader((external / "full_df.csv").open()))[:30]
+    listing = tmp_path / "eyes.csv"
+    listing.write_text("path,patient_id\n" + "".join(
+        f"{external / 'preprocessed_images' / r['filename']},{r['ID']}\n" for r in rows))
+    assert main(["predict", "--run", str(out), "--csv", str(listing), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "one row per patient" in capsys.readouterr().err
+    patients = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [p["patient"] for p in patients] == list(dict.fromkeys(r["ID"] for r in rows))
+    # each patient's probability is the largest of its images' (predict per image, then max)
+    assert main(["predict", "--run", str(out), *(str(external / "preprocessed_images" / r["filename"]) for r in rows),
+                 "--out", str(tmp_path / "i.csv")]) == 0
+    images = {Path(r["image"]).name: r for r in csv.DictReader((tmp_path / "i.csv").open())}
+    for patient in patients:
+        eyes = [images[r["filename"]] for r in rows if r["ID"] == patient["patient"]]
+        assert int(patient["images"]) == len(eyes)
+        for label in LABELS:
+            assert float(patient[f"prob_{label}"]) == pytest.approx(max(float(e[f"prob_{label}"]) for e in eyes))

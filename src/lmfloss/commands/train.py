@@ -265,15 +265,26 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_image_list(csv_path: str) -> list[str]:
-    """The image paths of ``predict --csv`` (relative ones taken from the CSV's folder)."""
+PATIENT_COLUMNS = ("patient_id", "patient", "group")  # predict --csv: a patient per image, as the csv adapter reads
 
+
+def _read_image_list(csv_path: str) -> tuple[list[str], list[str] | None]:
+    """The image paths of ``predict --csv`` (relative ones taken from the CSV's folder) and,
+    where the CSV has a patient column, each image's patient."""
     columns, rows = read_csv_rows(csv_path, what="--csv")
     column = next((c for c in ("path", "image", "file", "filename") if c in columns), None)
     if column is None:
         raise ValueError(f"--csv {csv_path!r} needs a 'path' column of image files; it has {columns}")
+    patient = next((c for c in PATIENT_COLUMNS if c in columns), None)
     base = Path(csv_path).parent
-    return [str(p if Path(p).is_absolute() else base / p) for p in (row[column].strip() for row in rows) if p]
+    rows = [row for row in rows if row[column].strip()]
+    images = [str(p if Path(p).is_absolute() else base / p) for p in (row[column].strip() for row in rows)]
+    if patient is None:
+        return images, None
+    missing = [str(row["_line"]) for row in rows if not row[patient].strip()]
+    if missing:
+        raise ValueError(f"--csv {csv_path!r}: line(s) {', '.join(missing[:5])} have no {patient}")
+    return images, [row[patient].strip() for row in rows]
 
 
 def _expand_images(arguments: list[str]) -> list[str]:
@@ -331,12 +342,18 @@ def _run_predict(args: argparse.Namespace) -> int:
     from lmfloss.train import load_run, predict  # torch: as in _run_train
 
     images = _expand_images(list(args.images))
+    patients = None
     if args.csv:
-        images += _expand_images(_read_image_list(args.csv))
+        listed, patients = _read_image_list(args.csv)
+        patients = None if patients is None else [None] * len(images) + patients
+        images += listed
     if not images:
         raise ValueError("lmfloss predict needs image files, a folder of images or --csv FILE")
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    per_patient = patients is not None and run.task.group_scoring and run.config.score_by == "patient"
     probs = predict(run, images, skip_bad_images=args.skip_bad_images, tta=args.tta)
+    if per_patient:
+        return _predict_patients(args, run, images, patients, probs)
     failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
     header = ["image", "pred"] + [f"prob_{c}" for c in run.class_names] + (["error"] if failed else [])
     thresholds = _chosen_thresholds(run)
@@ -361,7 +378,37 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chosen_thresholds(run: Any) -> list[float] | None:
+def _predict_patients(args: argparse.Namespace, run: Any, images: list[str], patients: list[str | None],
+                      probs: np.ndarray) -> int:
+    """``predict --csv`` with a patient column for a run that scores patients: one row per
+    patient, its probability of a label the largest of its images' (as the run was scored and
+    its thresholds chosen), decided at the validation-chosen thresholds."""
+    groups: dict[str, list[int]] = {}
+    for i, (image, patient) in enumerate(zip(images, patients)):
+        if not np.isnan(probs[i]).any():
+            groups.setdefault(patient or image, []).append(i)
+    thresholds = _chosen_thresholds(run, per_patient=True)
+    rows = []
+    for patient, members in groups.items():
+        combined = probs[members].max(axis=0)
+        decided = run.task.decide(combined[None, :], thresholds)[0]
+        rows.append([patient, len(members), ";".join(c for c, d in zip(run.class_names, decided) if d),
+                     *(f"{p:.6f}" for p in combined)])
+    text = csv_text(["patient", "images", "pred", *(f"prob_{c}" for c in run.class_names)], rows)
+    failed = [image for image, row in zip(images, probs) if np.isnan(row).any()]
+    if args.out:
+        atomic_write_text(text, args.out)
+        print(f"{len(rows)} patient predictions ({len(images) - len(failed)} images) written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    print("lmfloss predict: one row per patient (the --csv's patient column): a label's probability is the "
+          "largest of the patient's images', as the run is scored", file=sys.stderr)
+    if failed:
+        print(f"lmfloss predict: skipped {len(failed)} undecodable image(s): {', '.join(failed[:5])}", file=sys.stderr)
+    return 0
+
+
+def _chosen_thresholds(run: Any, per_patient: bool = False) -> list[float] | None:
     """The per-output thresholds a run chose on validation (report.json; a multi-label run's
     decision per label), for ``predict``'s ``pred`` column; ``None`` for a task that chooses
     none (argmax) and for a checkpoint they were not chosen for (the task's default rule)."""
@@ -374,7 +421,7 @@ def _chosen_thresholds(run: Any) -> list[float] | None:
         logging.getLogger(__name__).info("the thresholds chosen on validation belong to best.pt; pred of this "
                                          "checkpoint uses the default per label")
         return None
-    if report.get("score_by") == "patient":
+    if report.get("score_by") == "patient" and not per_patient:
         # Chosen on patients (a label's probability: the larger of the patient's images'); an
         # image of a patient with that finding in one eye only may rightly fall below it.
         print("lmfloss predict: pred applies the thresholds chosen on validation patients to each image "
