@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,8 +60,6 @@ COMMAND_EXTRAS = {
 
 def check_extra(command: str) -> None:
     """Raise a one-line error saying what to ``pip install`` when ``command``'s extra is missing."""
-    import importlib.util
-
     if command not in COMMAND_EXTRAS:
         return
     module, extra = COMMAND_EXTRAS[command]
@@ -87,8 +87,6 @@ def _disk_full(exc: BaseException) -> DiskFull | None:
 def _reader_gone() -> int:
     # The reader of our output went away (`lmfloss ... | head`): not an error of ours.
     # Point stdout at devnull so the interpreter's final flush does not fail again.
-    import os
-
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 

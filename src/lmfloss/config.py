@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from lmfloss.fileio import read_text, require_file
+from lmfloss.fileio import atomic_write_text, read_text, require_file
 from lmfloss.task import SELECT_METRIC_CHOICES, TASK_CHOICES, LiveChoices
 
 ROLES = ("experiment", "resumable", "runtime")
@@ -408,8 +408,6 @@ def config_yaml(config: TrainConfig, typed: Mapping[str, Any] | None = None) -> 
 
 def save_config(config: TrainConfig, path: str | Path, typed: Mapping[str, Any] | None = None) -> None:
     """Write ``config.yaml`` atomically (see :func:`config_yaml`)."""
-    from lmfloss.fileio import atomic_write_text
-
     atomic_write_text(config_yaml(config, typed), path)
 
 

@@ -207,6 +207,7 @@ def youden_threshold(y_true: np.ndarray, probs: np.ndarray, positive: int) -> fl
     Chosen on validation (never test); ``None`` when validation lacks one of the two classes.
     Ties keep the highest threshold (the most specific operating point).
     """
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import roc_curve
 
     y = (np.asarray(y_true) == positive).astype(int)
@@ -260,6 +261,7 @@ def selection_scores(y_true: np.ndarray, probs: np.ndarray, num_classes: int) ->
     """The validation scores one of which picks the best epoch (``TrainConfig.select_metric``):
     ``f1_macro``, ``accuracy``, ``balanced_accuracy`` (macro recall over all K) and ``auc``
     (macro one-vs-rest; ``None`` when a class is absent)."""
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import f1_score, recall_score, roc_auc_score
 
     y = np.asarray(y_true, dtype=np.int64)
@@ -311,6 +313,7 @@ def classification_report(
         ``classes_without_support``; binary: ``positive_class, sensitivity, specificity``
         and, with ``threshold``, ``at_threshold``.
     """
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -319,17 +322,9 @@ def classification_report(
         roc_auc_score,
     )
 
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
     names = [str(c) for c in class_names]
     k = len(names)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}")
-    if len(y_true) == 0:
-        raise ValueError("cannot compute metrics on an empty split (0 images)")
-    for label, arr in (("y_true", y_true), ("y_pred", y_pred)):
-        if arr.min() < 0 or arr.max() >= k:
-            raise ValueError(f"{label} holds labels outside [0, {k}) for {k} class names: {sorted(set(arr.tolist()))}")
+    y_true, y_pred = _checked_predictions(y_true, y_pred, k)
     labels = list(range(k))
     prec, rec, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -346,14 +341,8 @@ def classification_report(
         "balanced_accuracy": float(rec.mean()),
         "auc_macro_ovr": _auc(y_true, probs, k, roc_auc_score),
         "auc_macro_ovo": _auc(y_true, probs, k, roc_auc_score, multi_class="ovo"),
-        "ece": None if probs is None else expected_calibration_error(y_true, probs),
-        "brier": None if probs is None else brier_score(y_true, probs),
-        "nll": None if probs is None else negative_log_likelihood(y_true, probs),
-        "f1_per_class": dict(zip(names, map(float, f1))),
-        "precision_per_class": dict(zip(names, map(float, prec))),
-        "recall_per_class": dict(zip(names, map(float, rec))),
-        "support": dict(zip(names, map(int, support))),
-        "classes_without_support": [n for n, s in zip(names, support) if s == 0],
+        **_calibration_scores(y_true, probs),
+        **_per_class_scores(names, prec, rec, f1, support),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "f1_macro_ci95": (
             list(bootstrap_ci(y_true, y_pred, num_classes=k, n_boot=n_bootstrap, seed=seed))
@@ -366,11 +355,49 @@ def classification_report(
     return report
 
 
+def _checked_predictions(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``y_true`` and ``y_pred`` as int64 arrays, after checking they are 1-D, of equal, non-zero
+    length and hold labels in ``[0, k)``."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {y_true.shape} and {y_pred.shape}")
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on an empty split (0 images)")
+    for label, arr in (("y_true", y_true), ("y_pred", y_pred)):
+        if arr.min() < 0 or arr.max() >= k:
+            raise ValueError(f"{label} holds labels outside [0, {k}) for {k} class names: {sorted(set(arr.tolist()))}")
+    return y_true, y_pred
+
+
+def _calibration_scores(y_true: np.ndarray, probs: np.ndarray | None) -> dict[str, float | None]:
+    """``ece``, ``brier`` and ``nll`` of the probabilities (each None without them)."""
+    return {
+        "ece": None if probs is None else expected_calibration_error(y_true, probs),
+        "brier": None if probs is None else brier_score(y_true, probs),
+        "nll": None if probs is None else negative_log_likelihood(y_true, probs),
+    }
+
+
+def _per_class_scores(names: list[str], prec: np.ndarray, rec: np.ndarray, f1: np.ndarray,
+                      support: np.ndarray) -> dict[str, Any]:
+    """The per-class dicts of :func:`classification_report` (name -> value) and the classes
+    without support."""
+    return {
+        "f1_per_class": dict(zip(names, map(float, f1))),
+        "precision_per_class": dict(zip(names, map(float, prec))),
+        "recall_per_class": dict(zip(names, map(float, rec))),
+        "support": dict(zip(names, map(int, support))),
+        "classes_without_support": [n for n, s in zip(names, support) if s == 0],
+    }
+
+
 def binary_metrics(y_true: np.ndarray, probs: np.ndarray | None, class_names: Sequence[str], positive: int,
                    threshold: float | None = None, recall: np.ndarray | None = None) -> dict[str, Any]:
     """``positive_class``, ``sensitivity``, ``specificity`` (of the argmax predictions) and,
     with a ``threshold`` on the positive class's probability, ``at_threshold``: accuracy,
     sensitivity, specificity, macro-F1 and balanced accuracy of ``p_positive >= threshold``."""
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import precision_recall_fscore_support
 
     labels = [0, 1]

@@ -93,6 +93,7 @@ def choose_thresholds(y_true: Any, probs: Any) -> list[float]:
     label is known count. A label without a known positive gets :data:`DEFAULT_THRESHOLD`
     (no F1 to maximise).
     """
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import precision_recall_curve
 
     y, p = check_multilabel(y_true, probs)
@@ -203,6 +204,7 @@ def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) ->
     (on a flattened binary problem that is the share of correct 0/1 decisions, not the positive
     class's F1), the AUC of the probabilities. Computed for any multi-label split (it is ODIR's
     definition; the name says so), over the known entries."""
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
     y, p = check_multilabel(y_true, probs)
@@ -219,6 +221,7 @@ def odir_score(y_true: Any, probs: Any, threshold: float = DEFAULT_THRESHOLD) ->
 
 def _per_label_ranking(y: np.ndarray, p: np.ndarray) -> tuple[list[float | None], list[float | None]]:
     """Per label, ROC AUC and AP over the images where it is known (``None``: undefined)."""
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     known = known_entries(y)
@@ -382,6 +385,7 @@ def multilabel_report(
 
 def _ranking_scores(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict[str, Any]:
     """mAP, macro and micro AUC and the per-label AP and AUC, over the known entries."""
+    # slow import (sklearn ~2-3s): `lmfloss --help` loads this module
     from sklearn.metrics import roc_auc_score
 
     aucs, aps = _per_label_ranking(y, p)
