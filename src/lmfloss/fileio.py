@@ -268,13 +268,14 @@ def read_csv_rows(path: str | Path, required: Sequence[str] = (), what: str = "C
     if missing:
         raise DataError(f"{what} {str(path)!r} lacks column(s) {missing}; found columns {columns}")
     needed = max((columns.index(c) for c in required), default=-1)
+    width = len(columns)
     rows = []
     try:
         for values in reader:
             line = reader.line_num
-            if not values or not any(v.strip() for v in values):
+            if not values or not "".join(values).strip():
                 continue  # blank line
-            if len(values) > len(columns):
+            if len(values) > width:
                 raise DataError(
                     f"{what} {str(path)!r} line {line} has {len(values)} fields but the header has "
                     f"{len(columns)}; quote values that contain commas"
@@ -282,7 +283,10 @@ def read_csv_rows(path: str | Path, required: Sequence[str] = (), what: str = "C
             if len(values) <= needed:
                 absent = [c for c in required if columns.index(c) >= len(values)]
                 raise DataError(f"{what} {str(path)!r} line {line} has no value for column(s) {absent}")
-            rows.append({c: (values[i] if i < len(values) else "") for i, c in enumerate(columns)} | {"_line": str(line)})
+            # dict(zip(...)): a 1,500-line predictions.csv is read per run of a 300-run report
+            row = dict(zip(columns, values if len(values) == width else values + [""] * (width - len(values))))
+            row["_line"] = str(line)
+            rows.append(row)
     except csv.Error as exc:
         raise DataError(f"{what} {str(path)!r} line {reader.line_num}: {exc}") from None
     return columns, rows
