@@ -332,6 +332,7 @@ def test_a_study_scored_report_counts_studies_and_its_card_says_so():
     assert report["score_by"] == "study" and report["test"]["n"] == 6
     card = model_card_text(report, config.to_dict())
     assert "(6 studies)" in card and "| val (studies) |" in card and "| scored per | study |" in card
+    assert "| data option labels | competition |" in card  # what the labels meant in training
 
 
 def test_unknown_labels_reach_the_manifest_and_the_fingerprint(tmp_path):

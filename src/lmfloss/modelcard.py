@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfloss import __version__, rundir
-from lmfloss.config import SCORED_UNITS, TrainConfig
+from lmfloss.config import SCORED_UNITS, TrainConfig, option_keys
 from lmfloss.data.splits import paper_split_sizes
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
@@ -137,6 +137,8 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any], task: Task) 
     if "sampler" in config:
         rows.append(("class sampler", config["sampler"]))
     rows += [("seed", config.get("seed")), ("split seed", config.get("split_seed"))]
+    # the dataset's own options (CheXpert's uncertainty policy...): what the labels meant in training
+    rows += [(f"data option {key}", config[key]) for key in option_keys() if config.get(key) is not None]
     return _table(("setting", "value"), rows)
 
 
