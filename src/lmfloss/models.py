@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import DenseNet, EfficientNet, ResNet
 
 from lmfloss.errors import LmflossError
 
@@ -128,8 +129,6 @@ def _small_efficientnet_stem(model: nn.Module) -> list[str]:
 
 
 def _small_stems() -> dict[type, Any]:
-    from torchvision.models import DenseNet, EfficientNet, ResNet
-
     return {ResNet: _small_resnet_stem, DenseNet: _small_densenet_stem, EfficientNet: _small_efficientnet_stem}
 
 

@@ -27,9 +27,14 @@ a file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
+import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmfloss.config import TrainConfig, load_config_file, save_config
-from lmfloss.errors import LmflossError
+from lmfloss.errors import DataError, LmflossError
 from lmfloss.fileio import atomic_write_text, csv_text, read_csv_rows
 from lmfloss.task import MULTICLASS, Task, get_task
 
@@ -378,8 +383,6 @@ def read_predictions(path: str | Path, class_names: Iterable[str] = ()) -> Predi
         return _read_multilabel(path, columns, rows, list(class_names))
     missing = [c for c in ("label", "pred") if c not in columns]
     if missing:
-        from lmfloss.errors import DataError
-
         raise DataError(f"predictions file {str(path)!r} lacks column(s) {missing}; found columns {columns}")
     prob_columns = [c for c in columns if c.startswith("prob_")]
     names = list(class_names) or [c[len("prob_"):] for c in prob_columns]
@@ -471,11 +474,6 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        import fcntl
-        import os
-        import socket
-        import time
-
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -494,8 +492,6 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            import os
-
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
@@ -514,7 +510,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable lmfloss checkpoint.
     """
-    import torch
+    import torch  # torch-free: split and report import this module; only reading a checkpoint needs torch
 
     path = Path(path)
     if not path.is_file():
@@ -605,8 +601,6 @@ def check_same_data(recorded: dict[str, Any] | None, current: dict[str, Any], cl
 def remove_if_empty(run_dir: Path) -> None:
     """Remove a run directory that holds nothing but its lock file (a run that failed
     before writing anything leaves no folder behind)."""
-    import contextlib
-
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
         (run_dir / LOCK_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
