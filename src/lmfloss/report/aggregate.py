@@ -33,7 +33,7 @@ from lmfloss.report.grid import (
     per_label,
 )
 from lmfloss.report.names import order_datasets, order_losses, order_models
-from lmfloss.report.runs import UNREADABLE, ReportRun, varied_settings
+from lmfloss.report.runs import UNREADABLE, ReportRun, aligned_preds, varied_settings
 from lmfloss.report.stats import PairedTest, holm, paired_bootstrap_test, seed_t_test
 
 __all__ = ["MISSING", "OK", "UNFINISHED", "Cell", "Comparison", "Grid", "best_on_val", "build_grid", "experiments",
@@ -245,24 +245,28 @@ def _paired(ref: Cell, base: Cell, pairs: list, *, n_boot: int, seed: int) -> Pa
             for run_a, run_b in group:
                 pa = run_a.predictions()
                 try:
-                    pb = pa.aligned(run_b.predictions())
+                    b_preds = aligned_preds(pa, run_b.predictions())
                 except ValueError as exc:
                     raise ValueError(f"{run_b.run_dir} vs {run_a.run_dir}: {exc}") from None
-                g_ids += list(pa.ids)
-                g_labels += list(pa.labels)
-                g_a += list(pa.preds)
-                g_b += list(pb.preds)
+                g_ids.append(pa.ids)
+                g_labels.append(pa.labels)
+                g_a.append(pa.preds)
+                g_b.append(b_preds)
+            g_ids, g_labels = np.concatenate(g_ids), np.concatenate(g_labels)
             if ids is None:
-                ids, labels = g_ids, np.asarray(g_labels)
+                ids, labels = g_ids, g_labels
                 class_names = group[0][0].predictions().class_names
+            if np.array_equal(g_ids, ids):  # the same images in the same order: nothing to permute
+                perm = np.arange(len(ids))
             elif sorted(g_ids) != sorted(ids):
                 raise ValueError("the seeds were tested on different images")
-            order = {i: k for k, i in enumerate(g_ids)}
-            perm = [order[i] for i in ids]
-            if not np.array_equal(np.asarray(g_labels)[perm], labels):
+            else:
+                order = {i: k for k, i in enumerate(g_ids)}
+                perm = np.array([order[i] for i in ids], dtype=np.int64)
+            if not np.array_equal(g_labels[perm], labels):
                 raise ValueError("the seeds give different labels to the same test images")
-            preds_a.append(np.asarray(g_a)[perm])
-            preds_b.append(np.asarray(g_b)[perm])
+            preds_a.append(np.concatenate(g_a)[perm])
+            preds_b.append(np.concatenate(g_b)[perm])
     except (OSError, ValueError) as exc:
         logger.warning("%s/%s %s vs %s: no image-level test (%s)", ref.dataset, ref.model, ref.loss, base.loss, exc)
         return None

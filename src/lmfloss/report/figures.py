@@ -77,11 +77,13 @@ def save_figure_files(fig: Any, out_dir: Path, stem: str) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.svg"]
-    save_figure(fig, paths[0], dpi=150, bbox_inches="tight")
-    save_figure(fig, paths[1], bbox_inches="tight")
+    # The tight box measured once for the three files ("tight" in each savefig draws the figure twice).
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+    save_figure(fig, paths[0], dpi=150, bbox_inches=box)
+    save_figure(fig, paths[1], bbox_inches=box)
     # The SVG's raster parts stay inside it whatever the user's matplotlibrc says (report.html inlines it).
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem, "svg.image_inline": True}):
-        save_figure(fig, paths[2], bbox_inches="tight", metadata={"Date": None})
+        save_figure(fig, paths[2], bbox_inches=box, metadata={"Date": None})
     pyplot().close(fig)
     return paths
 

@@ -252,6 +252,21 @@ def invalidate_bad_predictions(runs: Sequence[ReportRun]) -> list[ReportRun]:
     return bad
 
 
+def aligned_preds(reference: rundir.Predictions, other: rundir.Predictions) -> np.ndarray:
+    """``other``'s predictions in ``reference``'s image order (:meth:`Predictions.aligned`),
+    without building the id index when both list the same images in the same order (every run
+    of a study usually does: the report pairs hundreds of them).
+
+    Raises:
+        ValueError: the two hold different images or different labels for one image.
+    """
+    if np.array_equal(reference.ids, other.ids):
+        if not np.array_equal(reference.labels, other.labels):
+            raise ValueError("the two runs give different labels to the same test images")
+        return other.preds
+    return reference.aligned(other).preds
+
+
 def nonfinite_values(run: ReportRun) -> list[tuple[str, float]]:
     """``report.json``'s test and validation scalars that are not finite numbers (NaN, ±inf),
     as ``("test.f1_macro", nan)`` pairs: the tables print them as they are, the runs section

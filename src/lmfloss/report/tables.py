@@ -34,6 +34,7 @@ from lmfloss.report.paper import (
     paper_train_samples,
 )
 from lmfloss.report.render import Table
+from lmfloss.report.runs import aligned_preds
 from lmfloss.report.stats import cell_interval
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def f1_interval(cell: Cell, n_boot: int = 1000, seed: int = 0) -> tuple[float, f
             return float(ci[0]), float(ci[1])
     try:
         first = cell.runs[0].predictions()
-        stacked = [first.aligned(r.predictions()).preds for r in cell.runs]
+        stacked = [aligned_preds(first, r.predictions()) for r in cell.runs]
     except (OSError, ValueError) as exc:
         logger.warning("%s/%s/%s: no macro-F1 interval (%s)", cell.dataset, cell.model, cell.loss, exc)
         return None
