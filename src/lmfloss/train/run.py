@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lmfloss import rundir
-from lmfloss.config import TrainConfig
+from lmfloss.config import TrainConfig, option_keys
 from lmfloss.data import dataset_for, get_adapter, splits_for
 from lmfloss.data.dataset import prepare_image
 from lmfloss.data.load import whole_dataset
@@ -215,8 +215,10 @@ def external_splits(run: Run, overrides: dict[str, Any], label_map: dict[str, st
         ValueError: a class or label the run knows and the external set lacks, or the reverse
             (after ``label_map``): both lists named, nothing scored.
     """
-    config = run.config.replace(**{"folds": None, "fold": None, "label_columns": None, "csv": None, "root": None,
-                                   **overrides})
+    # The external set's own location and dataset options (views, uncertainty policy...), not the run's.
+    reset = {"folds": None, "fold": None, "label_columns": None, "csv": None, "root": None,
+             **dict.fromkeys(option_keys())}
+    config = run.config.replace(**{**reset, **overrides})
     whole = whole_dataset(config)
     names = [label_map.get(n, n) for n in whole.class_names]
     unknown_sources = sorted(set(label_map) - set(whole.class_names))
