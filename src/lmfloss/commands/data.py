@@ -7,6 +7,13 @@ import os
 from pathlib import Path
 
 from lmfloss.config import INTENSITY_CHOICES, field_info, option_keys, parse_name_list
+from lmfloss.data import list_adapters, load_splits
+from lmfloss.data.adapters import get_adapter
+from lmfloss.data.cache import warn_intensity_notes
+from lmfloss.data.load import fold_assignment
+from lmfloss.data.medmnist import FLAGS, HOMEPAGE
+from lmfloss.data.multilabel import unknown_counts
+from lmfloss.data.targets import targets_of
 from lmfloss.fileio import atomic_write_text, csv_text
 from lmfloss.task import TASK_CHOICES, get_task
 
@@ -37,8 +44,6 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from lmfloss.data import load_splits  # deferred: `lmfloss --help` stays instant (cli.py)
-
     return load_splits(
         args.dataset, root=args.root, csv=args.csv, seed=args.seed, group_by=args.group_by,
         download=args.download, skip_bad_images=args.skip_bad_images, task=args.task,
@@ -77,9 +82,6 @@ def format_unknown_table(splits) -> str:
     """A Markdown table of the images per label and split whose value is unknown (CheXpert's
     uncertain labels under U-Ignore, blanks under ``--blank ignore``): left out of that label's
     loss and metrics."""
-    # deferred: `lmfloss --help` stays instant (cli.py)
-    from lmfloss.data.multilabel import unknown_counts
-
     columns = {s: unknown_counts(splits.records(s), splits.num_classes) for s in ("train", "val", "test")}
     width = max(len("unknown (left out)"), *(len(n) for n in splits.class_names))
     lines = [f"| {'unknown (left out)':<{width}} | {'train':>6} | {'val':>6} | {'test':>6} | {'total':>6} |",
@@ -91,11 +93,6 @@ def format_unknown_table(splits) -> str:
 
 
 def _run_folds(args: argparse.Namespace) -> int:
-    # deferred: `lmfloss --help` stays instant (cli.py)
-    from lmfloss.data.adapters import get_adapter
-    from lmfloss.data.load import fold_assignment
-    from lmfloss.data.targets import targets_of
-
     index, folds = fold_assignment(args.dataset, root=args.root, csv=args.csv, folds=args.folds,
                                    fold_seed=args.fold_seed, group_by=args.group_by,
                                    folds_include_test=args.folds_include_test, download=args.download,
@@ -152,10 +149,6 @@ def _run_split(args: argparse.Namespace) -> int:
 
 
 def _run_datasets(args: argparse.Namespace) -> int:
-    # deferred: `lmfloss --help` stays instant (cli.py)
-    from lmfloss.data import list_adapters
-    from lmfloss.data.medmnist import FLAGS, HOMEPAGE
-
     for adapter in list_adapters():
         if adapter.name in FLAGS:
             continue
@@ -176,9 +169,8 @@ def _run_datasets(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    # deferred: `lmfloss --help` stays instant (cli.py); the datasets need torch
+    # torch-free: the datasets need torch; `lmfloss split` and `--help` load this module
     from lmfloss.data import make_dataset
-    from lmfloss.data.cache import warn_intensity_notes
 
     splits = _load(args)
     if splits.index.images is not None:

@@ -14,6 +14,14 @@ trial is re-run by another worker.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmfloss.errors import USER_ERRORS
+
+if TYPE_CHECKING:
+    from lmfloss.sweep.spec import SweepSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,42 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    import dataclasses
-    from pathlib import Path
-
-    from lmfloss.sweep import load_sweep, parse_sets, run_name, run_sweep
-
-    spec = load_sweep(args.config, sets=parse_sets(args.sets))
-    if args.only:
-        from lmfloss.sweep.parse import parse_only
-
-        spec = dataclasses.replace(spec, only=parse_only(args.only))
-        if spec.sampler != "grid":
-            raise ValueError(f"--only selects grid points; sampler {spec.sampler!r} has none")
-        if not spec.wanted_points():
-            raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(spec.grid_points())} grid points")
-    if args.nproc_per_trial is not None:
-        if args.nproc_per_trial < 1:
-            raise ValueError(f"--nproc-per-trial must be >= 1, got {args.nproc_per_trial}")
-        spec = dataclasses.replace(spec, nproc_per_node=args.nproc_per_trial)
-    study_name = args.study or spec.name
-    out_dir = Path(args.out) if args.out else Path("sweeps") / study_name
-    if spec.html and not args.dry_run:
-        from lmfloss.report.html import require_jinja2
-
-        require_jinja2()  # html: true needs jinja2: say so before hours of training, not after
-
-    if args.dry_run:
-        if spec.sampler == "grid":
-            points = spec.wanted_points()
-            print(f"{len(points)} grid point(s) of sweep {spec.name!r}"
-                  + (f" (of {len(spec.grid_points())}, --only)" if spec.only else "") + ":")
-            for point in points:
-                print(f"  {out_dir / 'runs' / run_name(point)}")
-        else:
-            print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
-        return 0
-
+    # optional extra: lmfloss.sweep imports optuna (lmfloss[sweep]); `lmfloss --help` runs without it
+    from lmfloss.sweep import load_sweep, parse_sets, run_sweep
     from lmfloss.sweep.devices import (
         check_memory,
         gpu_free_bytes,
@@ -109,6 +83,19 @@ def _run_sweep(args: argparse.Namespace) -> int:
         worker_devices,
     )
     from lmfloss.sweep.engine import RERUN_ADVICE, SweepInterrupted
+
+    spec = _with_cli_options(load_sweep(args.config, sets=parse_sets(args.sets)), args)
+    study_name = args.study or spec.name
+    out_dir = Path(args.out) if args.out else Path("sweeps") / study_name
+    if spec.html and not args.dry_run:
+        # slow import (lmfloss.report ~0.4s): `lmfloss --help` loads this module
+        from lmfloss.report.html import require_jinja2
+
+        require_jinja2()  # html: true needs jinja2: say so before hours of training, not after
+
+    if args.dry_run:
+        _print_dry_run(spec, out_dir)
+        return 0
 
     devices = parse_devices(args.devices)
     worker_devices(devices or ["cpu"], args.trials_per_device)  # validates --trials-per-device
@@ -124,25 +111,68 @@ def _run_sweep(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
     print(f"study {result.study_name!r} in {result.storage}: {counts or 'no trials'}")
     if result.best is not None:
-        best = result.best
-        metric = "mAP" if best.get("val_metric") == "map" else "macro-F1"
-        test = best.get("test_map" if best.get("val_metric") == "map" else "test_f1_macro")
-        test_text = "" if test is None else f", test {metric} {test:.4f}"
-        value = best.get("val_objective")  # the trial's value: the objective of val_metric
-        print(f"best: {best['run_name']} (trial {best['trial']}): val {metric} "
-              f"{'n/a' if value is None else f'{value:.4f}'}{test_text}")
-        print(f"  {best['run_dir']}")
+        _print_best(result.best)
     print(f"trials: {result.trials_csv}")
     if spec.html:
-        from lmfloss.errors import USER_ERRORS
-        from lmfloss.report import build_report
-
-        try:
-            report = build_report([out_dir / "runs"], out_dir / "report", html=True)
-            print(f"report: {report.out_dir / 'report.md'}; html: {report.html}")
-        except USER_ERRORS as exc:  # the sweep's own outcome (and exit status) still follows
-            print(f"no report: {exc}; lmfloss report {out_dir / 'runs'} --html writes it")
+        _print_html_report(out_dir)
     if result.failed_points:
         print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)}")
         return 1
     return 0
+
+
+def _with_cli_options(spec: SweepSpec, args: argparse.Namespace) -> SweepSpec:
+    """``spec`` with ``--only`` and ``--nproc-per-trial`` applied (each checked)."""
+    # optional extra: lmfloss.sweep imports optuna (lmfloss[sweep])
+    from lmfloss.sweep.parse import parse_only
+
+    if args.only:
+        spec = dataclasses.replace(spec, only=parse_only(args.only))
+        if spec.sampler != "grid":
+            raise ValueError(f"--only selects grid points; sampler {spec.sampler!r} has none")
+        if not spec.wanted_points():
+            raise ValueError(f"--only {' '.join(args.only)} matches none of the {len(spec.grid_points())} grid points")
+    if args.nproc_per_trial is not None:
+        if args.nproc_per_trial < 1:
+            raise ValueError(f"--nproc-per-trial must be >= 1, got {args.nproc_per_trial}")
+        spec = dataclasses.replace(spec, nproc_per_node=args.nproc_per_trial)
+    return spec
+
+
+def _print_dry_run(spec: SweepSpec, out_dir: Path) -> None:
+    """``--dry-run``: the run directories of the grid points, or what the search explores."""
+    # optional extra: lmfloss.sweep imports optuna (lmfloss[sweep])
+    from lmfloss.sweep import run_name
+
+    if spec.sampler == "grid":
+        points = spec.wanted_points()
+        print(f"{len(points)} grid point(s) of sweep {spec.name!r}"
+              + (f" (of {len(spec.grid_points())}, --only)" if spec.only else "") + ":")
+        for point in points:
+            print(f"  {out_dir / 'runs' / run_name(point)}")
+    else:
+        print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
+
+
+def _print_best(best: dict[str, Any]) -> None:
+    """The best trial's line: its validation score and, when it has one, its test score."""
+    metric = "mAP" if best.get("val_metric") == "map" else "macro-F1"
+    test = best.get("test_map" if best.get("val_metric") == "map" else "test_f1_macro")
+    test_text = "" if test is None else f", test {metric} {test:.4f}"
+    value = best.get("val_objective")  # the trial's value: the objective of val_metric
+    print(f"best: {best['run_name']} (trial {best['trial']}): val {metric} "
+          f"{'n/a' if value is None else f'{value:.4f}'}{test_text}")
+    print(f"  {best['run_dir']}")
+
+
+def _print_html_report(out_dir: Path) -> None:
+    """``html: true``: the sweep's report; a report that cannot be built is a line, not an error
+    (the sweep's own outcome and exit status still follow)."""
+    # slow import (lmfloss.report ~0.4s): `lmfloss --help` loads this module
+    from lmfloss.report import build_report
+
+    try:
+        report = build_report([out_dir / "runs"], out_dir / "report", html=True)
+        print(f"report: {report.out_dir / 'report.md'}; html: {report.html}")
+    except USER_ERRORS as exc:  # the sweep's own outcome (and exit status) still follows
+        print(f"no report: {exc}; lmfloss report {out_dir / 'runs'} --html writes it")

@@ -133,7 +133,8 @@ def build_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lmfloss.train import fit  # torch: lmfloss --help, split and report run without it
+    # torch-free: lmfloss.train loads torch; `lmfloss --help`, split and report load this module
+    from lmfloss.train import fit
     from lmfloss.train.cv import config_of_cv, cross_validate, is_cv_dir
     from lmfloss.train.distributed import is_main_process
 
@@ -247,7 +248,7 @@ _FORMATS = {"index": (_multiclass_line, _format_multiclass), "multi-hot": (_mult
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from lmfloss.train import evaluate_run, load_run  # torch: as in _run_train
+    from lmfloss.train import evaluate_run, load_run  # torch-free: as in _run_train
 
     if args.dataset or args.csv or args.root or args.name or args.label_map:
         return _run_external(args)
@@ -306,7 +307,7 @@ def _expand_images(arguments: list[str]) -> list[str]:
 
 def _run_external(args: argparse.Namespace) -> int:
     """``lmfloss evaluate --dataset D (--root R | --csv F) --name NAME``: external validation."""
-    # torch: as in _run_train
+    # torch-free: as in _run_train
     from lmfloss.train.run import EXTERNAL_NAME, evaluate_external, load_run, parse_label_map
 
     if not args.name or not EXTERNAL_NAME.fullmatch(args.name):
@@ -339,7 +340,7 @@ def _run_external(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from lmfloss.train import load_run, predict  # torch: as in _run_train
+    from lmfloss.train import load_run, predict  # torch-free: as in _run_train
 
     images = _expand_images(list(args.images))
     patients = None
@@ -434,7 +435,7 @@ def _chosen_thresholds(run: Any, per_patient: bool = False) -> list[float] | Non
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from lmfloss.train.demo import run_demo  # torch: as in _run_train
+    from lmfloss.train.demo import run_demo  # torch-free: as in _run_train
 
     losses = [s.strip() for s in args.losses.split(",") if s.strip()] if args.losses else None
     summary = run_demo(args.out, losses=losses, epochs=args.epochs, device=args.device, quiet=args.quiet,

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
+
 from lmfloss.errors import LmflossError
+from lmfloss.losses import build_loss
+from lmfloss.models import build_model
+from lmfloss.train.engine import amp_dtype_for
 
 HEADROOM = 1.15  # cuDNN workspaces, fragmentation and the CUDA context beside the measured peak
 
 
 def visible_gpu_count() -> int:
-    """GPUs this process can see (0 without CUDA or without torch)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return 0
+    """GPUs this process can see (0 without CUDA)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -89,8 +90,6 @@ def check_memory(devices: Sequence[str], trials_per_device: int, need_bytes: int
 
 
 def gpu_free_bytes(device: str) -> int:
-    import torch
-
     free, _total = torch.cuda.mem_get_info(int(device))
     return int(free)
 
@@ -99,12 +98,6 @@ def measure_trial_memory(config, device: str = "0") -> int:
     """Peak GPU memory (bytes) of one training step of ``config`` (its model, batch size,
     image size, loss and precision) on GPU ``device``: the model, Adam's state, the
     activations of a batch and the gradients."""
-    import torch
-
-    from lmfloss.losses import build_loss
-    from lmfloss.models import build_model
-    from lmfloss.train.engine import amp_dtype_for
-
     gpu = torch.device("cuda", int(device))
     torch.cuda.reset_peak_memory_stats(gpu)
     before = torch.cuda.memory_allocated(gpu)

@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
 from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -304,8 +305,6 @@ class HeartbeatAges:
         if not numbers:
             return {}
         try:
-            import sqlalchemy as sa
-
             study_id = self.storage.get_study_id_from_name(self.study_name)
             for number in numbers:
                 if number not in self._ids:

@@ -11,17 +11,20 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from optuna.study import Study
 from optuna.trial import TrialState
 
 from lmfloss.errors import Interrupted
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.sweep.devices import worker_devices
 from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_worker
 from lmfloss.sweep.runners import TrialRunner
 from lmfloss.sweep.spec import SweepSpec, point_key, run_name
@@ -130,8 +133,6 @@ def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
 
 @contextlib.contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -141,8 +142,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int, env: dict[str, str] | None = None) -> None:
-    import sys
-
     # Before anything initialises CUDA in this fresh (spawned) process: its one GPU.
     os.environ.update(env or {})
     logging.basicConfig(level=log_level, format="%(processName)s: %(message)s")
@@ -153,6 +152,45 @@ def _worker_process(kwargs: dict[str, Any], log_level: int, threads: int, env: d
         sys.exit(128 + exc.signal_number)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _run_local_workers(kwargs: dict[str, Any], workers: int, placement: list[str] | None) -> None:
+    """Run ``workers`` workers on the study until they stop (:func:`run_sweep`'s several-worker case).
+
+    Args:
+        kwargs: :func:`lmfloss.sweep.engine.run_worker`'s arguments, less ``worker_index``.
+        workers: how many workers in all.
+        placement: per worker, the GPU it sees (``CUDA_VISIBLE_DEVICES``), or None.
+    """
+    # Without GPU placement this process is worker 0 and the others are spawned (no forked
+    # torch/DB state); with placement every worker is spawned, so each can be given its GPU
+    # before CUDA starts. Every worker gets an equal share of the CPU threads.
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    level = logging.getLogger("lmfloss").getEffectiveLevel()
+    first = 0 if placement is not None else 1
+    processes = [
+        context.Process(target=_worker_process, name=f"worker-{i}",
+                        args=({**kwargs, "worker_index": i}, level, threads,
+                              {"CUDA_VISIBLE_DEVICES": placement[i]} if placement else None))
+        for i in range(first, workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        if placement is None:
+            with _torch_threads(threads):
+                run_worker(**kwargs, worker_index=0)
+        for process in processes:
+            process.join()
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        raise
+    for process in processes:
+        if process.exitcode:
+            logger.warning("%s exited with status %s; its trials are re-run by the others "
+                           "or the next `lmfloss sweep`", process.name, process.exitcode)
 
 
 def run_sweep(
@@ -190,8 +228,6 @@ def run_sweep(
         ValueError: ``workers < 1`` or ``trials_per_device < 1``.
         LmflossError: the storage cannot be opened or holds another sweep.
     """
-    from lmfloss.sweep.devices import worker_devices
-
     placement = worker_devices(devices, trials_per_device) if devices else None
     if placement is not None:
         workers = len(placement)
@@ -211,33 +247,5 @@ def run_sweep(
         run_worker(**kwargs)
         return summarize(spec, out_dir, url, study_name, max_retry=max_retry)
 
-    # Without GPU placement this process is worker 0 and the others are spawned (no forked
-    # torch/DB state); with placement every worker is spawned, so each can be given its GPU
-    # before CUDA starts. Every worker gets an equal share of the CPU threads.
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    level = logging.getLogger("lmfloss").getEffectiveLevel()
-    first = 0 if placement is not None else 1
-    processes = [
-        context.Process(target=_worker_process, name=f"worker-{i}",
-                        args=({**kwargs, "worker_index": i}, level, threads,
-                              {"CUDA_VISIBLE_DEVICES": placement[i]} if placement else None))
-        for i in range(first, workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        if placement is None:
-            with _torch_threads(threads):
-                run_worker(**kwargs, worker_index=0)
-        for process in processes:
-            process.join()
-    except BaseException:
-        for process in processes:
-            process.terminate()
-        raise
-    for process in processes:
-        if process.exitcode:
-            logger.warning("%s exited with status %s; its trials are re-run by the others "
-                           "or the next `lmfloss sweep`", process.name, process.exitcode)
+    _run_local_workers(kwargs, workers, placement)
     return summarize(spec, out_dir, url, study_name, max_retry=max_retry)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lmfloss.config import (
     TrainConfig,
     apply_overrides,
@@ -22,7 +24,9 @@ from lmfloss.sweep.spec import (
     Range,
     Scalar,
     SweepSpec,
+    run_name,
 )
+from lmfloss.train.checks import check_trainable
 
 _SCALAR = (str, int, float, bool, type(None))
 
@@ -187,9 +191,6 @@ def check_points(spec: SweepSpec) -> None:
     Raises:
         ValueError: naming the point and what is wrong with it.
     """
-    from lmfloss.sweep.spec import run_name
-    from lmfloss.train.checks import check_trainable
-
     points = spec.grid_points() if spec.sampler == "grid" else _representative_points(spec)
     checked: set[str] = set()
     for point in points:
@@ -285,8 +286,6 @@ def parse_only(pairs: Sequence[str] | None) -> dict[str, list[Scalar]]:
 
 
 def yaml_scalar(text: str) -> Scalar:
-    import yaml
-
     try:
         value = yaml.safe_load(text.strip())
     except yaml.YAMLError:

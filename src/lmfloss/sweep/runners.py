@@ -21,6 +21,7 @@ from typing import Any
 from lmfloss.config import TrainConfig, save_config
 from lmfloss.errors import LmflossError
 from lmfloss.rundir import TRIAL_CONFIG, read_report
+from lmfloss.train import fit
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ TrialRunner = Callable[[TrainConfig, Path], Mapping[str, Any]]
 def train_in_process(config: TrainConfig, run_dir: Path) -> Mapping[str, Any]:
     """Train with :func:`lmfloss.train.fit`, resuming from ``last.pt`` when a killed
     worker left one (so a re-run trial continues instead of starting over)."""
-    from lmfloss.train import fit
-
     # resume=True starts a new run when there is no last.pt and continues one otherwise.
     result = fit(config, run_dir, resume=True, overwrite=False, quiet=True)
     return result.report

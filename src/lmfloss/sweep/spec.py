@@ -41,6 +41,7 @@ from typing import Any
 
 from lmfloss.config import TrainConfig, apply_overrides, field_names, keys_with_role
 from lmfloss.config import flatten as flatten_config
+from lmfloss.data.adapters import resolve_config
 
 SAMPLERS = ("grid", "random", "tpe")
 TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
@@ -196,8 +197,6 @@ class SweepSpec:
             flat = flatten(values, tags)
             if all(k in flat and _same(flat[k], v) for k, v in override.when.items()):
                 apply_overrides(values, override.set, extra=tags)
-        from lmfloss.data.adapters import resolve_config
-
         return resolve_config(TrainConfig.from_dict(values).with_absolute_paths()), tags
 
     def fingerprint(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import socket
@@ -17,6 +18,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import Study
 from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
 
 from lmfloss.errors import DiskFull, LmflossError
 from lmfloss.fileio import disk_full
@@ -34,8 +36,6 @@ def default_storage(out_dir: str | Path) -> str:
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is reported as given (it has no password to hide)
         return url
@@ -54,8 +54,6 @@ def with_driver(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         return url
-    import importlib.util
-
     for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
         if importlib.util.find_spec(module) is not None:
             return f"postgresql+{driver}://{rest}"
@@ -84,8 +82,6 @@ def _database_full(exc: BaseException, url: str) -> DiskFull | None:
     path = None
     if url.startswith("sqlite"):
         try:
-            from sqlalchemy.engine import make_url
-
             path = make_url(url).database or None
         except Exception:  # an unparsable URL: the line names no file
             path = None
