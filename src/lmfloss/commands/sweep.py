@@ -151,7 +151,8 @@ def _print_dry_run(spec: SweepSpec, out_dir: Path) -> None:
         for point in points:
             print(f"  {out_dir / 'runs' / run_name(point)}")
     else:
-        print(f"{spec.sampler} search of {spec.trials} trial(s) over {spec.keys}")
+        per_space = f" per space x {len(spec.subspaces)} spaces" if spec.budget == "per_space" else ""
+        print(f"{spec.sampler} search of {spec.trials} trial(s){per_space} over {spec.keys}")
 
 
 def _print_best(best: dict[str, Any]) -> None:

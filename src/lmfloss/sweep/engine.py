@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
@@ -56,6 +57,7 @@ from lmfloss.sweep.storage import (
     open_study,
     redact,
 )
+from lmfloss.sweep.tuning import PER_SPACE, next_space, scalar_params
 from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
@@ -110,7 +112,7 @@ def next_action(spec: SweepSpec, trials: Sequence[FrozenTrial], max_retry: int) 
         if status["free"] or status["waiting"] or waiting:
             return "run"
         return "wait" if running else "done"
-    budget = spec.trials or 0
+    budget = spec.total_trials
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     errors = sum(t.state == TrialState.FAIL and "error" in t.user_attrs for t in trials)
     if complete >= budget or errors >= budget:
@@ -243,16 +245,13 @@ class Objective:
 
     # random / TPE: sample, then make sure no other trial is training the same folder
     def _search_params(self, trial: Trial) -> dict[str, Scalar]:
-        params: dict[str, Scalar] = {}
-        for key, spec in self.spec.subspaces[0].items():
-            if isinstance(spec, Range):
-                if spec.integer:
-                    params[key] = trial.suggest_int(key, int(spec.low), int(spec.high),
-                                                    step=int(spec.step or 1), log=spec.log)
-                else:
-                    params[key] = trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
-            else:
-                params[key] = trial.suggest_categorical(key, spec)
+        if self.spec.budget == PER_SPACE:  # the space with the fewest trials, its keys named per space
+            space = next_space(self.spec, trial.study.get_trials(deepcopy=False))
+            trial.set_user_attr("space", space)
+            params = scalar_params(self.spec, space, lambda name, value: _suggest(trial, name, value))
+            trial.set_user_attr("point", params)
+        else:
+            params = {key: _suggest(trial, key, value) for key, value in self.spec.subspaces[0].items()}
         key = point_key(params)
         trial.set_user_attr("claim", key)
         busy = [t.number for t in trial.study.get_trials(deepcopy=False)
@@ -262,6 +261,15 @@ class Objective:
             trial.set_user_attr("duplicate_of", min(busy))
             raise optuna.TrialPruned(f"the same parameters are being trained by trial {min(busy)}")
         return params
+
+
+def _suggest(trial: Trial, name: str, value: Any) -> Scalar:
+    """One value of a random/TPE trial: from a :class:`Range`, or one of a list of choices."""
+    if isinstance(value, Range):
+        if value.integer:
+            return trial.suggest_int(name, int(value.low), int(value.high), step=int(value.step or 1), log=value.log)
+        return trial.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
+    return trial.suggest_categorical(name, value)
 
 
 def objective_metric(report: Mapping[str, object]) -> str:

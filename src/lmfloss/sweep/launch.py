@@ -29,6 +29,7 @@ from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_wo
 from lmfloss.sweep.runners import TrialRunner
 from lmfloss.sweep.spec import SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import default_storage, make_sampler, make_storage, open_study, redact
+from lmfloss.sweep.tuning import PER_SPACE, write_tuning
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def trial_rows(study: Study) -> list[dict[str, Any]]:
             "val_metric": attrs.get("val_metric", "f1_macro") if t.state == TrialState.COMPLETE else None,
             "val_f1_macro": _val_f1_macro(t),
             "run_name": attrs.get("run_name"),
-            "params": dict(t.params),
+            "params": dict(attrs.get("point") or t.params),  # per-space trials: the keys, not optuna's names
+            "space": attrs.get("space"),
             "tags": attrs.get("tags") or {},
             "reused": attrs.get("reused"),
             "seconds": attrs.get("seconds"),
@@ -128,6 +130,8 @@ def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
     result = SweepResult(study_name=study_name, storage=redact(storage), out_dir=out_dir, rows=rows,
                          counts=counts, best=best, failed_points=failed)
     result.trials_csv = write_trials_csv(rows, out_dir / "trials.csv")
+    if spec.budget == PER_SPACE:
+        write_tuning(spec, rows, out_dir)
     return result
 
 

@@ -26,6 +26,7 @@ from lmfloss.sweep.spec import (
     SweepSpec,
     run_name,
 )
+from lmfloss.sweep.tuning import PER_SPACE, check_budget
 from lmfloss.train.checks import check_trainable
 
 _SCALAR = (str, int, float, bool, type(None))
@@ -138,7 +139,9 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
         raise ValueError(f"{where}: sampler must be one of {list(SAMPLERS)}, got {data.get('sampler')!r}")
 
     base = _parse_base(data.get("base") or {}, where, base_dir, sets)
-    subspaces = _parse_space(data.get("space"), sampler, where)
+    raw_space = data.get("space")
+    budget = check_budget(data.get("budget"), sampler, len(raw_space) if isinstance(raw_space, list) else 1, where)
+    subspaces = _parse_space(raw_space, sampler, where, per_space=budget == PER_SPACE)
     trials = data.get("trials")
     if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
         raise ValueError(f"{where}: trials must be a positive integer, got {trials!r}")
@@ -162,7 +165,7 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
         raise ValueError(f"{where}: html must be true or false, got {html!r}")
     spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
                      trials=trials, seed=seed, overrides=_parse_overrides(data.get("overrides"), where),
-                     nproc_per_node=nproc, source=source, html=html)
+                     nproc_per_node=nproc, source=source, html=html, budget=budget)
     check_points(spec)
     return spec
 
@@ -222,7 +225,7 @@ def _parse_base(base_raw: Any, where: str, base_dir: Path | None, sets: Mapping[
     return base
 
 
-def _parse_space(raw_space: Any, sampler: str, where: str) -> list[dict[str, Any]]:
+def _parse_space(raw_space: Any, sampler: str, where: str, per_space: bool = False) -> list[dict[str, Any]]:
     if raw_space is None:
         raise ValueError(f"{where}: 'space' is missing; give at least one key with its values")
     if isinstance(raw_space, list):
@@ -232,8 +235,9 @@ def _parse_space(raw_space: Any, sampler: str, where: str) -> list[dict[str, Any
     else:
         subspaces = [_parse_subspace(raw_space, f"{where} space")]
     if sampler != "grid":
-        if len(subspaces) > 1:
-            raise ValueError(f"{where}: a list of spaces (a union of grids) needs sampler: grid, got {sampler!r}")
+        if len(subspaces) > 1 and not per_space:
+            raise ValueError(f"{where}: a list of spaces (a union of grids) needs sampler: grid, or "
+                             f"budget: per_space (the same {sampler} budget in each), got {sampler!r}")
         tied = [k for k, v in subspaces[0].items() if isinstance(v, tuple)]
         if tied:
             raise ValueError(f"{where}: same_as ({tied}) needs sampler: grid, got {sampler!r}")

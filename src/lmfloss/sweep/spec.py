@@ -45,7 +45,7 @@ from lmfloss.data.adapters import resolve_config
 
 SAMPLERS = ("grid", "random", "tpe")
 TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
-                  "launcher", "html")
+                  "launcher", "html", "budget")
 # Keys that say where and how fast a run happens, not what it measures (the "runtime" role
 # of lmfloss.config): they may differ between the machines of one study.
 MACHINE_KEYS = keys_with_role("runtime")
@@ -112,6 +112,12 @@ class SweepSpec:
     source: str | None = None
     only: dict[str, list[Scalar]] = field(default_factory=dict)
     html: bool = False  # after the sweep, write OUT/report/ with report.html (not part of the fingerprint)
+    budget: str = "total"  # per_space: `trials` trials in each entry of a list of spaces (lmfloss.sweep.tuning)
+
+    @property
+    def total_trials(self) -> int:
+        """Complete trials the sweep wants: ``trials``, or ``trials`` per space with ``budget: per_space``."""
+        return (self.trials or 0) * (len(self.subspaces) if self.budget == "per_space" else 1)
 
     # ---- the grid -------------------------------------------------------------------
     @property
@@ -216,6 +222,7 @@ class SweepSpec:
             "overrides": [[o.when, {k: v for k, v in o.set.items() if k not in MACHINE_KEYS}]
                           for o in self.overrides],
             "trials": self.trials,
+            **({"budget": self.budget} if self.budget != "total" else {}),  # older studies keep their fingerprint
         }
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,90 @@
+"""budget: per_space -- the same tuning budget for every loss (issue 28), then each loss's
+chosen configuration as a grid of seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lmfloss.sweep import parse_sweep, run_worker
+from lmfloss.sweep.launch import summarize
+from lmfloss.sweep.parse import load_sweep
+from lmfloss.sweep.tuning import confirm_sweep, tuning_markdown
+
+TUNE = {
+    "name": "tune-test",
+    "sampler": "random",
+    "trials": 3,
+    "seed": 0,
+    "budget": "per_space",
+    "base": {"dataset": "synthetic", "epochs": 1},
+    "space": [
+        {"loss": ["lmf"], "loss_params.alpha": {"low": 0.25, "high": 2.0}, "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        {"loss": ["focal"], "loss_params.gamma": {"low": 0.5, "high": 3.0}, "lr": {"low": 1e-5, "high": 1e-3, "log": True}},
+        {"loss": ["ce"], "weight_decay": [0.0, 5e-4]},
+    ],
+}
+
+
+def scored_runner(config, run_dir: Path) -> dict:
+    """No training: the validation score is a known function of the configuration."""
+    value = 0.5 + 0.1 * (config.loss == "lmf") - abs(config.lr - 1e-3) + config.weight_decay
+    report = {"val": {"f1_macro": value}, "test": {"f1_macro": value / 2, "accuracy": 0.25}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "report.json").write_text(json.dumps(report))
+    return report
+
+
+def test_per_space_budget_is_parsed_and_checked():
+    spec = parse_sweep(TUNE)
+    assert spec.budget == "per_space" and spec.total_trials == 9
+    with pytest.raises(ValueError, match="a list of spaces .* needs sampler: grid, or budget: per_space"):
+        parse_sweep({**TUNE, "budget": "total"})
+    with pytest.raises(ValueError, match="budget: per_space .* needs sampler random or tpe and at least two"):
+        parse_sweep({**TUNE, "space": TUNE["space"][0]})
+    with pytest.raises(ValueError, match="budget must be one of"):
+        parse_sweep({**TUNE, "budget": "equal"})
+    # a sweep without budget keeps the fingerprint it had (a running study is still joined)
+    single = {k: v for k, v in TUNE.items() if k != "budget"} | {"space": TUNE["space"][0]}
+    assert parse_sweep(single).fingerprint() == parse_sweep({**single, "budget": "total"}).fingerprint()
+
+
+def test_every_space_gets_the_same_trials_and_the_best_of_each_is_confirmed(tmp_path):
+    spec = parse_sweep(TUNE)
+    out = tmp_path / "out"
+    assert run_worker(spec, out, runner=scored_runner, heartbeat=1) == 9
+    result = summarize(spec, out, f"sqlite:///{out / 'study.db'}", spec.name)
+    rows = result.rows
+    per_loss = {}
+    for row in rows:
+        assert row["state"] == "COMPLETE"
+        per_loss.setdefault(row["params"]["loss"], []).append(row)
+    assert {k: len(v) for k, v in per_loss.items()} == {"lmf": 3, "focal": 3, "ce": 3}  # the same budget
+    for loss, trials in per_loss.items():  # each trial drew from its own loss's space
+        assert all(spec.subspaces[t["space"]]["loss"] == [loss] for t in trials)
+        assert all(set(t["params"]) == set(spec.subspaces[t["space"]]) for t in trials)
+    lmf = [r for r in rows if r["params"]["loss"] == "lmf"]
+    assert all(0.25 <= r["params"]["loss_params.alpha"] <= 2.0 and 1e-4 <= r["params"]["lr"] <= 1e-2 for r in lmf)
+    text = (out / "tuning.md").read_text()
+    assert "**3 trials per space**" in text and "## focal" in text and "float in [0.25, 2] " in text.replace("|", " ")
+    best_lmf = max(lmf, key=lambda r: r["val_objective"])
+    assert f"{best_lmf['val_objective']:.4f}" in text
+    confirm = load_sweep(out / "confirm.yaml")
+    points = confirm.grid_points()
+    assert len(points) == 3 * 5 and {p["seed"] for p in points} == {1, 2, 3, 4, 5}
+    chosen_lmf = {p["loss_params.alpha"] for p in points if p["loss"] == "lmf"}
+    assert chosen_lmf == {best_lmf["params"]["loss_params.alpha"]}
+
+
+def test_tuning_summary_says_when_a_space_chose_nothing():
+    spec = parse_sweep(TUNE)
+    rows = [{"trial": 0, "state": "COMPLETE", "space": 0, "val_objective": 0.7, "val_metric": "f1_macro",
+             "params": {"loss": "lmf", "loss_params.alpha": 1.0, "lr": 1e-3}},
+            {"trial": 1, "state": "FAIL", "space": 1, "val_objective": None, "params": {}}]
+    text = tuning_markdown(spec, rows)
+    assert "Trials: 0 complete, 1 failed." in text and "No complete trial: nothing chosen." in text
+    assert yaml.safe_load(yaml.safe_dump(confirm_sweep(spec, rows)))["space"] == [
+        {"loss": ["lmf"], "loss_params.alpha": [1.0], "lr": [0.001], "seed": [1, 2, 3, 4, 5]}]
