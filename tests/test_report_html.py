@@ -302,7 +302,7 @@ def test_the_browsers_summary_is_summary_csv_and_tables_sort(browser, study):
     rows = page.evaluate("""() => Array.from(document.querySelectorAll('#table-summary tr'))
         .map((tr) => Array.from(tr.children).map((c) => c.textContent.trim()))""")
     _check_summary(rows, _csv(out / "summary.csv"))
-    table = page.locator("table.sortable").nth(1)
+    table = page.locator("#tables table.sortable").first  # Table 2 (the runs table above is folded)
     header = table.locator("th").nth(5)  # a numeric column
     header.click()
     column = table.evaluate("(t) => Array.from(t.tBodies[0].rows).map((r) => r.children[5].textContent.trim())")

@@ -138,13 +138,15 @@ figure .svg svg, figure img { max-width: 100%; height: auto; }
 figcaption { font-size: .85rem; color: #444; }
 .warning { border-left: 4px solid #d9822b; background: #fff6ec; padding: .4rem .8rem; margin: .6rem 0; }
 ul.flags li { color: #8a1c1c; }
+details.table > summary { cursor: pointer; font-weight: 600; margin: .8rem 0 .2rem; }
 .confusions { display: flex; flex-wrap: wrap; gap: .8rem 1.2rem; align-items: flex-start; }
 table.confusion { font-size: .75rem; }
 table.confusion th, table.confusion td { padding: .12rem .3rem; }
 table.confusion caption { font-weight: 600; }
-table.confusion th, table.confusion td { position: static; width: auto; min-width: 0; max-width: 7rem;
-                                         white-space: normal; overflow-wrap: anywhere; cursor: default; }
-table.confusion td { text-align: center; min-width: 2.2rem; }
+table.confusion th, table.confusion td { position: static; width: auto; min-width: 0; max-width: 9rem;
+                                         white-space: normal; overflow-wrap: break-word; cursor: default;
+                                         text-align: center; }
+table.confusion td { min-width: 2.2rem; }
 table.confusion th.true { text-align: left; background: #f4f6f8; }
 @media print { nav#contents { display: none; } body { display: block; } }
 """
@@ -395,8 +397,9 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
                                                              "best baseline (val)"))
                    for t in summary]
         sections.append({"id": "summary", "title": "Summary: LMF against the best baseline", "blocks": blocks})
-    runs = _text_blocks(status_section(result)) + [table_block(runs_table(result.runs), wide=("loss parameters",
-                                                                                                "status", "folder"))]
+    every_run = table_block(runs_table(result.runs), wide=("loss parameters", "status", "folder"))
+    every_run["collapsed"] = f"Every run: {len(result.runs)} rows (click to open)"  # a 300-run table is long
+    runs = _text_blocks(status_section(result)) + [every_run]
     sections.append({"id": "runs", "title": "Runs", "blocks": runs})
     sections.append({"id": "leakage", "title": "Split leakage", "blocks": _leakage_blocks(result)})
     sections.append({"id": "tables", "title": "Tables",
