@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmfloss import rundir
 from lmfloss.report import build_report, find_runs
 from lmfloss.report.aggregate import best_on_val, build_grid, missing_values
 from lmfloss.report.names import DatasetKey, dataset_name
@@ -181,3 +182,23 @@ def test_a_dataset_key_is_its_text_and_keeps_its_task():
         assert copied == key and copied.name == "odir5k" and copied.task is MULTILABEL
     assert dataset_name(key) == "ODIR-5K (multi-label)" and dataset_name("odir5k@abc") == "ODIR-5K (data abc)"
     assert json.dumps({"dataset": key}) == '{"dataset": "odir5k:multilabel"}'
+
+
+# ---- a multi-label run written by lmfloss 0.3 (before lmfloss.task) -------------------------
+RUN_03 = Path(__file__).resolve().parent / "fixtures" / "runs-0.3" / "synthetic-multilabel-bce"
+
+
+def test_a_multilabel_run_of_lmfloss_0_3_still_reads(tmp_path):
+    """0.3's multi-label metrics.csv called its subset accuracy val_accuracy and kept an empty
+    val_balanced_accuracy; its report.json and predictions.csv are today's."""
+    history = rundir.read_metrics(RUN_03)
+    raw = list(csv.DictReader((RUN_03 / "metrics.csv").open()))
+    assert [r["val_subset_accuracy"] for r in history] == [float(r["val_accuracy"]) for r in raw]
+    assert all("val_accuracy" not in r and "val_balanced_accuracy" not in r for r in history)
+    (run,) = find_runs([RUN_03])
+    assert run.task.name == "multilabel"
+    report = json.loads((RUN_03 / "report.json").read_text())
+    result = build_report([RUN_03], tmp_path / "report", n_boot=50)
+    rows = list(csv.DictReader((tmp_path / "report" / "results.csv").open()))
+    assert len(rows) == 1 and float(rows[0]["map"]) == pytest.approx(report["test"]["map"], abs=1e-4)
+    assert result is not None
