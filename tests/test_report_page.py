@@ -388,3 +388,17 @@ def test_no_text_of_a_cell_figure_leaves_the_figure(tmp_path):
             box = text.get_window_extent(renderer)
             assert (box.x0 >= frame.x0 - 0.5 and box.x1 <= frame.x1 + 0.5 and box.y0 >= frame.y0 - 0.5
                     and box.y1 <= frame.y1 + 0.5), (maker.__name__, text.get_text(), box, frame)
+
+
+def test_the_multi_label_summary_keeps_its_column_order_on_the_page(tmp_path):
+    from report_helpers import make_multilabel_run
+
+    for loss in ("bce", "lmf"):
+        for seed in (1, 2, 3):
+            make_multilabel_run(tmp_path / "runs", loss=loss, seed=seed)
+    result = build_report([tmp_path / "runs"], tmp_path / "r", n_boot=20, figures=False, html=True)
+    html = result.html.read_text(encoding="utf-8")
+    header = re.search(r'<table id="table-summary-multilabel".*?<thead><tr>(.*?)</tr>', html, re.S).group(1)
+    columns = re.findall(r"<th[^>]*>(.*?)</th>", header)
+    assert columns[:5] == ["Dataset", "Model", "LMF mAP", "best baseline (val)", "ΔmAP (seeds)"]
+    assert len(answers(result.grid, result.comparisons)) == 1 and "test mAP" in html  # its sentence is on mAP

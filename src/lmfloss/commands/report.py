@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG/PDF/SVG figures")
     parser.add_argument("--html", action="store_true",
-                        help="also write report.html: one self-contained page (tables, figures, curves of every "
-                             "run, confusion and reliability diagrams, Grad-CAM), viewable offline")
+                        help="also write report.html: one self-contained page (an answer sentence per dataset x "
+                             "model, tables, figures, curves per dataset x model with mean +/- SD over seeds, "
+                             "confusion and reliability diagrams, every run, Grad-CAM), viewable offline")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.set_defaults(func=_run_report)
 
