@@ -402,3 +402,10 @@ def test_the_multi_label_summary_keeps_its_column_order_on_the_page(tmp_path):
     columns = re.findall(r"<th[^>]*>(.*?)</th>", header)
     assert columns[:5] == ["Dataset", "Model", "LMF mAP", "best baseline (val)", "ΔmAP (seeds)"]
     assert len(answers(result.grid, result.comparisons)) == 1 and "test mAP" in html  # its sentence is on mAP
+
+
+def test_captions_end_in_one_full_stop(page):
+    out, _ = page
+    html = (out / "report.html").read_text(encoding="utf-8")
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html, re.S)
+    assert captions and not [c for c in captions if c.rstrip().endswith("..")]

@@ -304,7 +304,7 @@ def _cell_sections(result: ReportResult, answers_by_cell: dict[tuple[str, str], 
         for what, maker, alt, caption in CELL_FIGURES:
             panel = maker(result.grid, dataset, model)
             if panel is not None:
-                text = " ".join([caption.format(where=where), *(note + "." for note in panel.notes)])
+                text = " ".join([caption.format(where=where), *(note.rstrip(".") + "." for note in panel.notes)])
                 blocks.append(figure_block(f"{what} {dataset} {model}", svg_text(panel.fig), alt.format(where=where),
                                            text))
             if what == "curves":
