@@ -22,8 +22,10 @@ from lmfloss import rundir
 from lmfloss.config import TrainConfig
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text, dict_rows_text
+from lmfloss.report.render import Table
 from lmfloss.task import MULTICLASS, Task, get_task
 from lmfloss.train.distributed import is_main_process
+from lmfloss.train.fit import fit
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,6 @@ def cross_validate(config: TrainConfig, out_dir: str | Path, *, resume: bool = F
         LmflossError: ``out_dir`` holds a run directory of its own, or (without ``resume``/
             ``overwrite``) folds of a previous cross-validation.
     """
-    from lmfloss.train.fit import fit
-
     if config.folds is None or config.fold is not None:
         raise ValueError("cross_validate needs config.folds set and config.fold unset")
     out = Path(out_dir)
@@ -119,8 +119,6 @@ def summary_rows(reports: list[dict[str, Any]], run_dirs: list[Path]) -> list[di
 
 
 def summary_markdown(config: TrainConfig, rows: list[dict[str, Any]]) -> str:
-    from lmfloss.report.render import Table
-
     metrics = cv_metrics(config.task)
     table = Table(name="cv_summary", title=f"{config.folds}-fold cross-validation: {config.dataset}, "
                   f"{config.model}, loss {config.loss} (test split of each fold)",

@@ -15,9 +15,11 @@ instead of 100 at 1e-4, bootstrap of 200 resamples.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,9 +130,6 @@ def run_demo(
                 f"{jobs} processes in parallel" if jobs > 1 else "one after the other")
     results: dict[str, dict[str, Any]] = {}
     if jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = {pool.submit(_train_one, loss, epochs, device, str(out), True, 1, overrides, task.name): loss

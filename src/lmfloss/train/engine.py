@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from lmfloss.errors import LmflossError
 from lmfloss.task import MULTICLASS, Task, get_task
@@ -79,8 +82,6 @@ def _logits(output: Any) -> torch.Tensor:
 def _progress(loader: Any, desc: str, enabled: bool) -> Any:
     if not enabled:
         return loader
-    from tqdm.auto import tqdm
-
     return tqdm(loader, desc=desc, total=len(loader), leave=False, unit="batch", dynamic_ncols=True)
 
 
@@ -155,8 +156,7 @@ def train_one_epoch(
     model.train()
     start = time.perf_counter()
     pending: list[tuple[int, torch.Tensor, int]] = []  # (step, loss, batch size) not yet checked
-    loss_sum = 0.0
-    images_seen = 0
+    loss_sum, images_seen = 0.0, 0
     step = 0
     stopped = False
     bar = _progress(loader, f"epoch {epoch}", progress)
@@ -165,14 +165,7 @@ def train_one_epoch(
         images, labels = _to_device(images, labels, device, channels_last, finish)
         with _autocast(device, amp_dtype):
             loss = loss_fn(_logits(model(images)).float(), labels if task is None else task.loss_target(labels))
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        _backward_and_step(loss, optimizer, scaler)
         pending.append((step, loss.detach(), len(labels)))
         images_seen += len(labels)
         at_check = step % check_every == 0 or step == len(loader)
@@ -180,8 +173,7 @@ def train_one_epoch(
             loss_sum += _check_pending(pending, epoch)
             pending.clear()
             if progress:
-                rate = images_seen / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", img_s=f"{rate:.0f}")
+                _show_running_loss(bar, loss_sum, images_seen, start)
         if should_stop is not None and (at_check or not ctx.enabled) and should_stop():
             stopped = True
             break
@@ -189,6 +181,31 @@ def train_one_epoch(
         loss_sum += _check_pending(pending, epoch)
     if progress:
         bar.close()
+    return _epoch_result(ctx, loss_sum, images_seen, step, start, stopped)
+
+
+def _backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       scaler: torch.amp.GradScaler | None) -> None:
+    """Gradients of ``loss`` (scaled by ``scaler`` for fp16) and one optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
+def _show_running_loss(bar: Any, loss_sum: float, images_seen: int, start: float) -> None:
+    """The progress bar's running loss per image and images/s."""
+    rate = images_seen / max(time.perf_counter() - start, 1e-9)
+    bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", img_s=f"{rate:.0f}")
+
+
+def _epoch_result(ctx: DistContext, loss_sum: float, images_seen: int, step: int, start: float,
+                  stopped: bool) -> dict[str, Any]:
+    """:func:`train_one_epoch`'s summary; the loss is averaged over every rank's images."""
     total_loss, total_images = all_reduce_sum(ctx, [loss_sum, float(images_seen)])
     return {
         "loss": total_loss / max(total_images, 1.0),
@@ -313,9 +330,6 @@ def stop_on_signals() -> Iterator[StopFlag]:
     Outside the main thread (where handlers cannot be installed) the flag never fires.
     A second Ctrl-C while stopping raises ``KeyboardInterrupt`` at once.
     """
-    import signal
-    import threading
-
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag

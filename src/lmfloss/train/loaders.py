@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 
 import torch
+from torch.utils.data import DataLoader, DistributedSampler
 
 from lmfloss.config import TrainConfig
+from lmfloss.data import dataset_for, splits_for
+from lmfloss.data.cache import warn_intensity_notes
+from lmfloss.data.dataset import BatchedDataset, collated
 from lmfloss.train.distributed import DistContext, barrier
+from lmfloss.train.sampling import ClassAwareSampler
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +25,6 @@ def load_data(config: TrainConfig, ctx: DistContext | None = None, should_stop=N
     A warning about the dataset's images (nearly constant after the intensity rule) is
     given once for the three splits, by rank 0.
     """
-    from lmfloss.data import dataset_for, splits_for
-    from lmfloss.data.cache import warn_intensity_notes
-
     ctx = ctx or DistContext()
 
     def load():
@@ -52,10 +54,6 @@ def make_loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.de
     batches), or with ``config.sampler`` a class re-sampled epoch
     (:class:`lmfloss.train.sampling.ClassAwareSampler`). Evaluation: every item once, in order.
     """
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    from lmfloss.train.sampling import ClassAwareSampler
-
     if train and config.sampler != "none":
         sampler = ClassAwareSampler(dataset.labels, config.sampler, num_replicas=ctx.world_size, rank=ctx.rank,
                                     seed=config.seed, start_epoch=config.sampler_start_epoch)
@@ -67,8 +65,6 @@ def make_loader(dataset, config: TrainConfig, ctx: DistContext, device: torch.de
     drop_last = train and per_rank % config.batch_size == 1 and per_rank > 1
     if drop_last:
         logger.info("dropping the last training batch of 1 image each epoch (BatchNorm needs >= 2)")
-    from lmfloss.data.dataset import BatchedDataset, collated
-
     # Whole batches: one read of the memory map per batch, no per-image Python work, pinned
     # once; the engine augments and scales a batch on the device (ImageDataset.gather).
     return DataLoader(
