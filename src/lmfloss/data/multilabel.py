@@ -199,10 +199,12 @@ def multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_column
     if "labels" not in columns:
         raise DataError(f"{str(csv_path)!r} has no column 'labels' (';'-separated label names, empty = no finding); "
                         f"found columns {columns}, or pass --label-columns A,B,C for one 0/1 column per label")
-    per_row = [[canonical_label(part) for part in r["labels"].split(";")] for r in rows]
-    per_row = [[name for name in names if name] for names in per_row]
+    # Each name as written (spaces beside a ';' are the separator's, not a second spelling):
+    # order_class_names reports names written in several Unicode forms, as for single labels.
+    written = [[part.strip() for part in r["labels"].split(";") if part.strip()] for r in rows]
+    per_row = [[canonical_label(name) for name in names] for names in written]
     _check_separator(rows, per_row, csv_path)
-    names = order_class_names([n for row in per_row for n in row], f"{str(csv_path)!r}")
+    names = order_class_names([n for row in written for n in row], f"{str(csv_path)!r}")
     position = {name: i for i, name in enumerate(names)}
     return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
 

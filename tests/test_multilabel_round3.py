@@ -1,0 +1,78 @@
+"""Multi-label data, round 3 (issue 26, point 8): nothing silently wrong in a label source."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_helpers import one_error_line
+from lmfloss.cli import main
+from lmfloss.data import load_splits
+from lmfloss.data.multilabel import targets_matrix
+
+NFC = unicodedata.normalize("NFC", "névus")
+NFD = unicodedata.normalize("NFD", "névus")
+
+
+def _images(folder: Path, n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(folder / "img" / f"x{i}.png")
+    return [f"img/x{i}.png" for i in range(n)]
+
+
+def _labels(i: int, nevus: str = NFC) -> list[str]:
+    return [name for name, every in (("effusion", 2), (nevus, 3), ("mass", 5)) if i % every == 0]
+
+
+def test_nfc_and_nfd_spellings_in_a_labels_cell_are_one_label_with_an_info_line(tmp_path, caplog):
+    names = _images(tmp_path, 60)
+    lines = ["path,labels"] + [f"{n},{';'.join(_labels(i, NFD if i % 2 else NFC))}" for i, n in enumerate(names)]
+    path = tmp_path / "findings.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="lmfloss"):
+        splits = load_splits("csv", csv=path, task="multilabel")
+    assert splits.class_names == ["effusion", "mass", NFC]
+    merged = [r.getMessage() for r in caplog.records if "Unicode normalisation" in r.getMessage()]
+    assert len(merged) == 1 and ascii(NFD) in merged[0] and "1 label(s)" in merged[0]
+
+
+def test_a_space_after_the_separator_is_not_a_second_spelling(tmp_path, caplog):
+    names = _images(tmp_path, 60)
+    lines = ["path,labels"] + [f"{n},{'; '.join(_labels(i))}" for i, n in enumerate(names)]
+    path = tmp_path / "findings.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="lmfloss"):
+        load_splits("csv", csv=path, task="multilabel")
+    assert not [r for r in caplog.records if "Unicode normalisation" in r.getMessage()]
+
+
+@pytest.mark.parametrize(("header", "asked"), [(NFD, NFC), (NFC, NFD)])
+def test_label_column_headers_match_in_nfc(tmp_path, header, asked):
+    names = _images(tmp_path, 60)
+    lines = [f"path,effusion,{header},mass"]
+    for i, n in enumerate(names):
+        found = _labels(i)
+        lines.append(n + "," + ",".join("1" if x in found else "0" for x in ("effusion", NFC, "mass")))
+    path = tmp_path / "columns.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    splits = load_splits("csv", csv=path, task="multilabel", label_columns=["effusion", asked, "mass"])
+    assert splits.class_names == ["effusion", NFC, "mass"]
+    records = {r.id: r for s in ("train", "val", "test") for r in splits.records(s)}
+    assert records["img/x0.png"].labels == (0, 1, 2) and records["img/x3.png"].labels == (1,)
+
+
+def test_a_label_column_that_is_absent_is_still_one_line(tmp_path, capsys):
+    names = _images(tmp_path, 10)
+    path = tmp_path / "columns.csv"
+    path.write_text("path,effusion\n" + "".join(f"{n},1\n" for n in names), encoding="utf-8")
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel",
+                 "--label-columns", f"effusion,{NFC}"]) == 2
+    line = one_error_line(capsys, "split")
+    assert "lacks column(s)" in line and "névus" in line and "found columns ['path', 'effusion']" in line
