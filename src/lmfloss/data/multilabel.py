@@ -193,7 +193,8 @@ def multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_column
         if both:
             raise DataError(f"{str(csv_path)!r} line {both[0]} has a value in the 'labels' column and the label "
                             f"columns {list(label_columns)}; give each image's labels one way")
-        sets = [tuple(j for j, c in enumerate(label_columns) if zero_one(r[c], c, r["_line"], csv_path))
+        headers = _label_headers(columns, names, label_columns, csv_path)
+        sets = [tuple(j for j, c in enumerate(headers) if zero_one(r[c], c, r["_line"], csv_path))
                 for r in rows]
         return names, sets
     if "labels" not in columns:
@@ -207,6 +208,16 @@ def multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_column
     names = order_class_names([n for row in written for n in row], f"{str(csv_path)!r}")
     position = {name: i for i, name in enumerate(names)}
     return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
+
+
+def _label_headers(columns: list[str], names: list[str], label_columns: Sequence[str], csv_path: Path) -> list[str]:
+    """The header of each label column, matched in NFC as every other name (a header typed
+    written in NFD is the column ``--label-columns`` names in NFC)."""
+    by_name = {canonical_label(c): c for c in columns}
+    missing = [asked for asked, name in zip(label_columns, names) if name not in by_name]
+    if missing:
+        raise DataError(f"CSV file {str(csv_path)!r} lacks column(s) {missing}; found columns {columns}")
+    return [by_name[name] for name in names]
 
 
 def _check_separator(rows: list[dict[str, str]], per_row: list[list[str]], csv_path: Path) -> None:
@@ -318,8 +329,9 @@ class MultiHot:
 
     # ---- a CSV's labels -------------------------------------------------------------------
     def csv_columns(self, label_columns: Sequence[str] | None) -> list[str]:
-        """The columns a CSV of these targets must have (its ``labels`` column is checked when read)."""
-        return ["path", *(label_columns or [])]
+        """The columns a CSV of these targets must have (its ``labels`` column and its label
+        columns, matched in NFC, are checked when read)."""
+        return ["path"]
 
     def csv_labels(self, rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
                    csv_path: Path) -> CsvLabels:
