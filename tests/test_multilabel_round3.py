@@ -76,3 +76,44 @@ def test_a_label_column_that_is_absent_is_still_one_line(tmp_path, capsys):
                  "--label-columns", f"effusion,{NFC}"]) == 2
     line = one_error_line(capsys, "split")
     assert "lacks column(s)" in line and "névus" in line and "found columns ['path', 'effusion']" in line
+
+
+def _chestmnist(folder: Path, value: float, dtype=np.float32) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("val", 10), ("test", 10)):
+        arrays[f"{split}_images"] = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+        labels = (rng.random((n, 14)) < 0.3).astype(dtype)
+        labels[0] = 1
+        if split == "val":
+            labels[3, 5] = value
+        arrays[f"{split}_labels"] = labels
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "chestmnist.npz", **arrays)
+    return folder
+
+
+@pytest.mark.parametrize("value", [0.7, 0.2, 2.0, -1.0, float("nan")])
+def test_a_chestmnist_label_other_than_0_or_1_is_refused_never_cast(tmp_path, capsys, value):
+    root = _chestmnist(tmp_path, value)
+    assert main(["split", "--dataset", "chestmnist", "--root", str(root)]) == 2
+    line = one_error_line(capsys, "split")
+    assert "chestmnist.npz" in line and f"holds {value:g}" in line
+    assert "val_labels row 3, label 'nodule'" in line  # the place: split, row and label
+
+
+def test_a_chestmnist_file_of_float_0_and_1_reads_as_integers(tmp_path):
+    splits = load_splits("chestmnist", root=_chestmnist(tmp_path, 1.0))
+    assert targets_matrix(splits.records("val"), 14)[3, 5] == 1
+
+
+def test_a_fractional_class_index_in_a_medmnist_file_is_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 30), ("val", 9), ("test", 9)):
+        arrays[f"{split}_images"] = (rng.random((n, 28, 28)) * 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).astype(np.float64)[:, None]
+    arrays["test_labels"][4, 0] = 0.5
+    np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
+    assert main(["split", "--dataset", "pneumoniamnist", "--root", str(tmp_path)]) == 2
+    assert "test_labels row 4 holds 0.5" in one_error_line(capsys, "split")

@@ -148,11 +148,23 @@ def _class_names(flag: str) -> list[str]:
     return list(CLASS_NAMES[flag])
 
 
+def _whole_numbers(labels: np.ndarray, path: Path, split: str) -> np.ndarray:
+    """``labels`` as ``int64``, refusing a value that is not a whole number (``2.7`` cast to ``2``
+    would be a label changed without a word), named with its split and row."""
+    if labels.dtype.kind not in "iubf":
+        raise DataError(f"{str(path)!r}: {split}_labels are {labels.dtype}; expected numeric labels")
+    bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels))) if labels.dtype.kind == "f" else []
+    if len(bad):
+        raise DataError(f"{str(path)!r}: {split}_labels row {int(bad[0])} holds {labels[bad[0]]:g}; "
+                        "a class index is a whole number")
+    return labels.astype(np.int64)
+
+
 def _class_column(labels: np.ndarray, class_names: list[str], path: Path, flag: str, split: str) -> np.ndarray:
     """A split's ``[N, 1]`` labels as ``int64 [N]`` class indices."""
     if labels.shape[1] != 1:
         raise DataError(f"{str(path)!r} holds multi-label targets; {flag} is a single-label dataset")
-    return labels[:, 0].astype(np.int64)
+    return _whole_numbers(labels[:, 0], path, split)
 
 
 def _check_class_column(labels: np.ndarray, class_names: list[str], path: Path, flag: str) -> None:
@@ -164,18 +176,23 @@ def _check_class_column(labels: np.ndarray, class_names: list[str], path: Path, 
 
 
 def _label_rows(labels: np.ndarray, class_names: list[str], path: Path, flag: str, split: str) -> np.ndarray:
-    """A split's ``[N, L]`` 0/1 labels as ``int64 [N, L]``."""
+    """A split's ``[N, L]`` 0/1 labels as ``int64 [N, L]``; any other value (``0.7``, ``2``, ``-1``,
+    NaN) is refused with its split, row and label -- never cast (``0.7`` would become ``0``)."""
     if labels.shape[1] != len(class_names):
         raise DataError(f"{str(path)!r}: {split}_labels has {labels.shape[1]} columns; {flag} has "
                         f"{len(class_names)} labels {class_names}")
+    if labels.dtype.kind not in "iubf":
+        raise DataError(f"{str(path)!r}: {split}_labels are {labels.dtype}; expected 0/1 per finding")
+    bad = np.argwhere((labels != 0) & (labels != 1))
+    if bad.size:
+        row, column = (int(i) for i in bad[0])
+        raise DataError(f"{str(path)!r}: {split}_labels row {row}, label {class_names[column]!r} holds "
+                        f"{labels[row, column]:g}; {flag}'s labels are 0/1 per finding")
     return labels.astype(np.int64)
 
 
-def _check_label_rows(labels: np.ndarray, class_names: list[str], path: Path, flag: str) -> None:
-    bad = np.flatnonzero(((labels != 0) & (labels != 1)).any(axis=1))
-    if bad.size:
-        raise DataError(f"{str(path)!r}: label row {int(bad[0])} holds {labels[bad[0]].tolist()}; "
-                        f"{flag}'s labels are 0/1 per finding")
+def _values_checked_as_read(labels: np.ndarray, class_names: list[str], path: Path, flag: str) -> None:
+    """Nothing left to check: :func:`_label_rows` refused every value but 0 and 1 per split."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +206,7 @@ class _LabelReader:
 
 _READERS = {
     "index": _LabelReader(_class_column, _check_class_column, int),
-    "multi-hot": _LabelReader(_label_rows, _check_label_rows, lambda row: tuple(np.flatnonzero(row).tolist())),
+    "multi-hot": _LabelReader(_label_rows, _values_checked_as_read, lambda row: tuple(np.flatnonzero(row).tolist())),
 }
 
 
