@@ -77,6 +77,26 @@ def test_report_json_equals_sklearn_on_predictions_csv(ml_run):
     assert float(per_label[0]["ap"]) == pytest.approx(report["test"]["ap_per_label"]["effusion"], abs=1e-6)
 
 
+def test_predictions_csv_pred_is_decided_at_the_validation_thresholds(ml_run):
+    """pred follows the rule of predict and the export (issue 26): scikit-learn's F1 of the
+    file's pred column is report.json's F1 at the thresholds chosen on validation."""
+    from sklearn.metrics import f1_score
+
+    _, _, out = ml_run
+    report = json.loads((out / "report.json").read_text())
+    chosen = report["val"]["thresholds_chosen"]
+    rows = _rows(out / "predictions.csv")
+    for row in rows:
+        assert (row["pred"].split(";") if row["pred"] else []) == [
+            n for n in LABELS if float(row[f"prob_{n}"]) >= chosen[n]]
+    y = np.array([[int(r[f"true_{n}"]) for n in LABELS] for r in rows])
+    pred = np.array([[int(n in r["pred"].split(";")) for n in LABELS] for r in rows])
+    for j, name in enumerate(LABELS):
+        if y[:, j].any():
+            assert report["test"]["f1_per_label_at_threshold"][name] == pytest.approx(
+                f1_score(y[:, j], pred[:, j], zero_division=0), abs=1e-9)
+
+
 def test_report_of_multilabel_runs_tabulates_map_and_auc(ml_run, tmp_path):
     _, _, out = ml_run
     assert main(["report", str(out.parent), "--out", str(tmp_path / "report"), "--bootstrap", "100",

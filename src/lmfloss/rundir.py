@@ -303,27 +303,30 @@ class Predictions:
 
 
 def write_predictions(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                      run_dir: str | Path) -> None:
+                      run_dir: str | Path, decisions: np.ndarray | None = None) -> None:
     """``predictions.csv``: ``id,label,pred,prob_<class>...`` with class names as labels;
     ``pred`` is the argmax of ``probs`` (ties: the lowest class index).
 
     Multi-label (``labels`` ``[N, L]``): ``id,labels,pred,true_<label>...,prob_<label>...``;
-    ``labels`` and ``pred`` are ``;``-joined label names (``pred``: ``p >= 0.5``; the thresholds
-    chosen on validation are in report.json), ``true_<label>`` 0/1 (-1 unknown), ``prob_<label>`` the sigmoid
-    written exactly (``repr``), so that scikit-learn on this file gives ``report.json``'s numbers
-    even where a barely trained model's probabilities differ in the 9th digit.
+    ``labels`` and ``pred`` are ``;``-joined label names, ``pred`` from ``decisions`` (``[N, L]``
+    0/1: the task's decision at the thresholds chosen on validation, :meth:`lmfloss.task.Task.decide`,
+    the rule of ``predict`` and the export; ``p >= 0.5`` without), ``true_<label>`` 0/1 (-1
+    unknown), ``prob_<label>`` the sigmoid written exactly (``repr``), so that scikit-learn on
+    this file gives ``report.json``'s numbers even where a barely trained model's probabilities
+    differ in the 9th digit.
     """
     if np.ndim(labels) == 2:
+        decided = (np.asarray(probs) >= 0.5) if decisions is None else np.asarray(decisions)
         header = ["id", "labels", "pred", *(f"true_{c}" for c in class_names), *(f"prob_{c}" for c in class_names)]
         rows = [
-            [i, ";".join(c for c, t in zip(class_names, truth) if t == 1), ";".join(c for c, p in zip(class_names, row)
-                                                                             if p >= 0.5),
+            [i, ";".join(c for c, t in zip(class_names, truth) if t == 1), ";".join(c for c, d in zip(class_names, ds)
+                                                                             if d),
              *(int(t) for t in truth), *(repr(float(x)) for x in row)]  # exact: report.json == sklearn(csv)
-            for i, truth, row in zip(ids, labels, probs)
+            for i, truth, ds, row in zip(ids, labels, decided, probs)
         ]
         atomic_write_text(csv_text(header, rows), Path(run_dir) / PREDICTIONS)
         return
-    preds = probs.argmax(axis=1)
+    preds = probs.argmax(axis=1) if decisions is None else np.asarray(decisions)
     header = ["id", "label", "pred"] + [f"prob_{c}" for c in class_names]
     rows = [
         [i, class_names[int(t)], class_names[int(p)], *(f"{float(x):.8g}" for x in row)]

@@ -552,7 +552,9 @@ def write_outputs(out: Path, report: dict[str, Any], test: SplitResult, history:
     class_names = report["class_names"]
     test = scored(test, TrainConfig.from_dict(report["config"]))
     probs = test.probs()
-    rundir.write_predictions(test.ids, test.labels, probs, class_names, out)
+    # pred: the rule predict and the export apply (a multi-label run's thresholds chosen on validation)
+    decisions = test.task.decide(probs, test.task.thresholds_of(report))
+    rundir.write_predictions(test.ids, test.labels, probs, class_names, out, decisions)
     rundir.write_per_class(report["test"], class_names, train_counts, out)
     caption = f"test, best epoch {report['best_epoch']}"
     plots.plot_confusion_of(report, out / rundir.CONFUSION, caption)
