@@ -277,10 +277,10 @@ def _raise_wrapped(filename: str | None):
 
 
 def test_the_command_line_turns_any_full_disk_into_one_line(tmp_path, capsys, monkeypatch):
-    import lmfloss.data
+    import lmfloss.commands.data as data_commands  # where `lmfloss split` looks the loader up
 
     target = tmp_path / "cache" / "images.npy"
-    monkeypatch.setattr(lmfloss.data, "load_splits", _raise_wrapped(str(target)))
+    monkeypatch.setattr(data_commands, "load_splits", _raise_wrapped(str(target)))
     argv = ["split", "--dataset", "synthetic", "--out", str(tmp_path / "m.csv"), "--quiet"]
     assert main(argv) == 2
     line = _one_error_line(capsys, "split")
@@ -294,7 +294,7 @@ def test_the_command_line_turns_any_full_disk_into_one_line(tmp_path, capsys, mo
     def other(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lmfloss.data, "load_splits", other)
+    monkeypatch.setattr(data_commands, "load_splits", other)
     with pytest.raises(RuntimeError, match="a bug"):
         main(argv)
 

@@ -73,11 +73,11 @@ def test_evaluate_writes_and_prints_report(cli_run, capsys):
 
 
 def test_evaluate_calibrate_fits_the_temperature_on_validation(cli_run, capsys, monkeypatch):
-    from lmfloss.train import scoring
+    from lmfloss.train import run as run_module  # where evaluate_run looks it up
 
     fitted_on = []
-    real = scoring.fit_temperature
-    monkeypatch.setattr(scoring, "fit_temperature",
+    real = run_module.fit_temperature
+    monkeypatch.setattr(run_module, "fit_temperature",
                         lambda logits, labels, **kw: fitted_on.append(len(labels)) or real(logits, labels, **kw))
     assert main(["evaluate", "--run", str(cli_run), "--calibrate", "--out", str(cli_run / "cal.json")]) == 0
     assert fitted_on == [78]  # BreastMNIST's validation split, never the 156 test images

@@ -59,7 +59,7 @@ def test_demo_multilabel_summarises_map_per_loss(tmp_path):
     summary = demo.run_demo(tmp_path / "ml2", epochs=1, jobs=1, quiet=True, task="multilabel", overrides=TINY)
     with open(tmp_path / "ml2" / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == demo.MULTILABEL_SUMMARY_COLUMNS and [r["loss"] for r in rows] == ["bce", "lmf"]
+    assert tuple(rows[0]) == demo.summary_columns("multilabel") and [r["loss"] for r in rows] == ["bce", "lmf"]
     for row in rows:
         report = json.loads((tmp_path / "ml2" / row["loss"] / "report.json").read_text())
         assert report["task"] == "multilabel"
