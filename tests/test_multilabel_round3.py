@@ -117,3 +117,73 @@ def test_a_fractional_class_index_in_a_medmnist_file_is_refused(tmp_path, capsys
     np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
     assert main(["split", "--dataset", "pneumoniamnist", "--root", str(tmp_path)]) == 2
     assert "test_labels row 4 holds 0.5" in one_error_line(capsys, "split")
+
+
+def _no_finding_csv(folder: Path, word: str = "No Finding") -> Path:
+    names = _images(folder, 60)
+    lines = ["path,labels"] + [f"{n},{';'.join(_labels(i)) or word}" for i, n in enumerate(names)]
+    path = folder / "findings.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_no_finding_reads_that_word_as_no_label(tmp_path, caplog):
+    path = _no_finding_csv(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="lmfloss"):
+        plain = load_splits("csv", csv=path, task="multilabel")
+    assert "No Finding" in plain.class_names  # without the option: a label of its own, with a warning
+    assert any("look like 'no label'" in r.getMessage() and "--no-finding 'No Finding'" in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lmfloss"):
+        read = load_splits("csv", csv=path, task="multilabel", options={"no_finding": "No Finding"})
+    assert read.class_names == ["effusion", "mass", NFC]
+    assert not any("no label" in r.getMessage() for r in caplog.records)
+    records = {r.id: r for s in ("train", "val", "test") for r in read.records(s)}
+    assert records["img/x1.png"].labels == () and records["img/x0.png"].labels == (0, 1, 2)
+
+
+@pytest.mark.parametrize("word", ["Normal", "none", "NO FINDING"])
+def test_a_label_that_looks_like_no_label_is_warned_about(tmp_path, caplog, word):
+    with caplog.at_level(logging.WARNING, logger="lmfloss"):
+        load_splits("csv", csv=_no_finding_csv(tmp_path, word), task="multilabel")
+    assert any(f"{word!r}" in r.getMessage() and "look like 'no label'" in r.getMessage() for r in caplog.records)
+
+
+def test_no_finding_names_a_0_1_column_too(tmp_path):
+    names = _images(tmp_path, 60)
+    lines = ["path,effusion,mass,No Finding"]
+    for i, n in enumerate(names):
+        found = _labels(i)
+        lines.append(f"{n},{int('effusion' in found)},{int('mass' in found)},{int(not found)}")
+    path = tmp_path / "columns.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    splits = load_splits("csv", csv=path, task="multilabel", label_columns=["effusion", "mass", "No Finding"],
+                         options={"no_finding": "No Finding"})
+    assert splits.class_names == ["effusion", "mass"]
+    records = {r.id: r for s in ("train", "val", "test") for r in splits.records(s)}
+    assert records["img/x1.png"].labels == () and records["img/x0.png"].labels == (0, 1)
+
+
+def test_no_finding_beside_a_finding_or_on_a_multiclass_task_is_one_line(tmp_path, capsys):
+    path = _no_finding_csv(tmp_path)
+    path.write_text(path.read_text().replace("img/x2.png,effusion\n", "img/x2.png,effusion;No Finding\n"))
+    assert main(["split", "--dataset", "csv", "--csv", str(path), "--task", "multilabel",
+                 "--no-finding", "No Finding"]) == 2
+    assert "line 4" in one_error_line(capsys, "split")
+    assert main(["split", "--dataset", "synthetic", "--task", "multilabel", "--no-finding", "No Finding"]) == 2
+    assert "no_finding is an option of dataset csv" in one_error_line(capsys, "split")
+    single = tmp_path / "single.csv"
+    single.write_text("path,label\n" + "".join(f"img/x{i}.png,{'AB'[i % 2]}\n" for i in range(60)))
+    assert main(["split", "--dataset", "csv", "--csv", str(single), "--no-finding", "A"]) == 2
+    assert "is for multi-label tasks" in one_error_line(capsys, "split")
+
+
+def test_no_finding_is_recorded_in_the_config():
+    from lmfloss.config import TrainConfig, check_config
+    from lmfloss.data.adapters import resolve_config
+
+    config = resolve_config(check_config(TrainConfig(dataset="csv", task="multilabel", no_finding="No Finding")))
+    assert config.no_finding == "No Finding" and config.to_dict()["no_finding"] == "No Finding"
+    with pytest.raises(ValueError, match="no_finding is an option of dataset csv"):
+        resolve_config(check_config(TrainConfig(dataset="chestmnist", no_finding="No Finding")))

@@ -100,6 +100,10 @@ class TrainConfig:
     blank: str | None = _key(None, role="experiment", option=True,
                              help="chexpert: what a blank (not mentioned) label means: zeros (negative, the "
                                   "default) | ignore (unknown: left out)")
+    no_finding: str | None = _key(None, role="experiment", option=True,
+                                  help="csv, multilabel: the label name that means 'no label' (e.g. 'No Finding'), "
+                                       "read as an image with none of the labels rather than a label of its own "
+                                       "(default: none; NIH ChestX-ray14's adapter knows its own)")
     root: str | None = _key(None, role="runtime", path=True,
                             help="dataset root folder (not needed for synthetic and MedMNIST's default folder)")
     csv: str | None = _key(None, role="runtime", path=True, help="CSV file path,label[,split] of the csv adapter")

@@ -71,7 +71,7 @@ class Adapter:
     in_memory: bool = False
     targets: tuple[str, ...] = ("index",)
     score_by: str = "image"
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str | None] = field(default_factory=dict)
     group_by: str | None = None
     studies: bool = False
 
@@ -163,11 +163,11 @@ register(Adapter(
     "<root>/<class>/<patient>/<image>",
 ))
 register(Adapter(
-    "csv", _files(files.index_csv, ("task", "label_columns")), needs_root=False,
+    "csv", _files(files.index_csv, ("task", "label_columns", "no_finding")), needs_root=False,
     layout="--csv FILE with columns path,label[,split][,group] (split: train/val/test; group, patient_id or "
     "lesion_id for --group-by); paths relative to --root or to the CSV's folder; --task multilabel: a column "
     "labels (';'-separated label names, empty = no finding) or one 0/1 column per label (--label-columns A,B,C)",
-    source="your own data", user_groups=True, targets=("index", "multi-hot"),
+    source="your own data", user_groups=True, targets=("index", "multi-hot"), options={"no_finding": None},
     group_hint="add a column group (or patient_id, lesion_id) to the CSV",
 ))
 register(Adapter(

@@ -283,8 +283,12 @@ class ClassIndex:
         return ["path", "label"]
 
     def csv_labels(self, rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
-                   csv_path: Path) -> CsvLabels:
-        """Each row's ``label`` (:func:`lmfloss.data.records.canonical_label`); an empty one names its lines."""
+                   csv_path: Path, no_finding: str | None = None) -> CsvLabels:
+        """Each row's ``label`` (:func:`lmfloss.data.records.canonical_label`); an empty one names its lines.
+        ``no_finding`` is refused: an image has exactly one class, so "no label" is a class here."""
+        if no_finding is not None:
+            raise ValueError(f"--no-finding {no_finding!r} is for multi-label tasks (--task multilabel); an image of "
+                             "a multi-class task has one class, and a class meaning 'no finding' is one of them")
         labels = [canonical_label(r["label"]) for r in rows]
         empty = [r["_line"] for r, label in zip(rows, labels) if not label]
         if empty:

@@ -509,7 +509,7 @@ def _dangling(path: str) -> bool:
 
 
 def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass",
-              label_columns: Sequence[str] | None = None) -> DatasetIndex:
+              label_columns: Sequence[str] | None = None, no_finding: str | None = None) -> DatasetIndex:
     """A CSV with ``path,label``, optional ``split`` and an optional group column.
 
     The labels are read as the task's targets are (:mod:`lmfloss.data.targets`). Multi-label
@@ -517,7 +517,8 @@ def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass"
     (an empty cell is an image with no finding), or one 0/1 column per label named by
     ``label_columns`` (their order is the label order); a row with both is refused, as is a
     label column holding anything but 0 or 1 and, with a ``split`` column, a label no train
-    row has.
+    row has. ``no_finding``: the label name that means "none of the labels" (``No Finding``),
+    read as no label (multi-label only).
 
     Paths are relative to ``root`` when given, else to the CSV's folder (absolute paths
     are kept); they are normalised (``./a.png``, ``dir//a.png``, ``x/../a.png``) and two
@@ -539,7 +540,7 @@ def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass"
     columns, rows = read_csv_rows(csv_path, targets.csv_columns(label_columns), what="CSV file")
     if not rows:
         raise DataError(f"{str(csv_path)!r} has no rows")
-    labels = targets.csv_labels(rows, columns, label_columns, csv_path)
+    labels = targets.csv_labels(rows, columns, label_columns, csv_path, no_finding=no_finding)
     empty = [r["_line"] for r in rows if not r["path"].strip()]
     if empty:
         raise DataError(f"{str(csv_path)!r}: empty path on line(s) {', '.join(empty[:5])}")

@@ -210,6 +210,41 @@ def multilabel_rows(rows: list[dict[str, str]], columns: list[str], label_column
     return names, [tuple(sorted({position[n] for n in row})) for row in per_row]
 
 
+# Label names that usually mean "none of the labels" (NIH ChestX-ray14's, CheXpert's, a normal class).
+NO_FINDING_LIKE = frozenset({"no finding", "no findings", "no_finding", "nofinding", "normal", "none"})
+
+
+def without_no_finding(names: list[str], label_sets: list[tuple[int, ...]], rows: list[dict[str, str]],
+                       no_finding: str | None, csv_path: Path) -> tuple[list[str], list[tuple[int, ...]]]:
+    """``(names, label_sets)`` with the label ``no_finding`` read as "no label": left out of the
+    labels, an image carrying it has none (``--no-finding 'No Finding'``). An image with it and
+    a finding is refused, naming its line. Without ``no_finding``, a label whose name looks like
+    one (:data:`NO_FINDING_LIKE`) is a warning: it is trained and scored as a label of its own.
+
+    Raises:
+        DataError: an image with ``no_finding`` and another label.
+    """
+    source = str(csv_path)
+    if no_finding is None:
+        alike = [n for n in names if n.casefold() in NO_FINDING_LIKE]
+        if alike:
+            logger.warning("%r: label(s) %s look like 'no label' but are trained and scored as labels of their "
+                           "own; pass --no-finding %r to read it as an image without labels", source,
+                           ", ".join(repr(n) for n in alike), alike[0])
+        return names, label_sets
+    wanted = canonical_label(no_finding)
+    if wanted not in names:
+        logger.warning("%r: --no-finding %r is no label of the file (labels: %s)", source, no_finding, names)
+        return names, label_sets
+    j = names.index(wanted)
+    both = next((row["_line"] for row, s in zip(rows, label_sets) if j in s and len(s) > 1), None)
+    if both is not None:
+        raise DataError(f"{source!r} line {both}: {wanted!r} (--no-finding: no label) beside other labels; "
+                        "an image has findings or none")
+    shift = [k - (k > j) for k in range(len(names))]
+    return [n for k, n in enumerate(names) if k != j], [tuple(shift[k] for k in s if k != j) for s in label_sets]
+
+
 def _label_headers(columns: list[str], names: list[str], label_columns: Sequence[str], csv_path: Path) -> list[str]:
     """The header of each label column, matched in NFC as every other name (a header typed
     written in NFD is the column ``--label-columns`` names in NFC)."""
@@ -334,10 +369,12 @@ class MultiHot:
         return ["path"]
 
     def csv_labels(self, rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
-                   csv_path: Path) -> CsvLabels:
+                   csv_path: Path, no_finding: str | None = None) -> CsvLabels:
         """The rows' labels, from the ``labels`` column or the 0/1 ``label_columns``
-        (:func:`multilabel_rows`), with the label order."""
+        (:func:`multilabel_rows`), with the label order; ``no_finding`` read as no label
+        (:func:`without_no_finding`)."""
         class_names, label_sets = multilabel_rows(rows, columns, label_columns, csv_path)
+        class_names, label_sets = without_no_finding(class_names, label_sets, rows, no_finding, csv_path)
         texts = [";".join(class_names[j] for j in s) for s in label_sets]
         return CsvLabels(texts, class_names, label_sets)
 

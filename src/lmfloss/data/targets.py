@@ -83,8 +83,9 @@ class Targets(Protocol):
         """The columns a ``csv`` dataset must have."""
 
     def csv_labels(self, rows: list[dict[str, str]], columns: list[str], label_columns: Sequence[str] | None,
-                   csv_path: Path) -> CsvLabels:
-        """The rows' labels as read (a malformed one names its line)."""
+                   csv_path: Path, no_finding: str | None = None) -> CsvLabels:
+        """The rows' labels as read (a malformed one names its line); ``no_finding``: the label
+        name read as "no label" (refused by targets without an empty label set)."""
 
     def csv_classes(self, labels: CsvLabels, rows: list[dict[str, str]], csv_path: Path) -> CsvLabels:
         """``labels`` with the class order and each row's target."""
