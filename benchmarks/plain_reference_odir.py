@@ -10,8 +10,18 @@ mean/std. ResNet-18 from scratch, BCEWithLogitsLoss, Adam 1e-3, MultiStepLR [10,
 batch 64, random horizontal flips; trained on eyes, scored per patient (max over eyes, union of
 truths); epoch chosen on validation mAP = mean sklearn AP over labels with a positive.
 """
-import argparse, csv, json, os, platform, sys, time
-import numpy as np, sklearn, torch, torchvision
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import sklearn
+import torch
+import torchvision
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
@@ -34,7 +44,10 @@ torch.use_deterministic_algorithms(True)
 
 with open(os.path.join(args.root, "full_df.csv"), newline="") as f:
     rows = list(csv.DictReader(f))
-stem = lambda name: os.path.splitext(os.path.basename(name.strip()))[0]
+def stem(name):
+    return os.path.splitext(os.path.basename(name.strip()))[0]
+
+
 eye_patient = {stem(r["filename"]): r["ID"].strip() for r in rows}
 eye_labels = {stem(r["filename"]): [int(float(r[c])) for c in LABELS] for r in rows}
 with open(args.manifest, newline="") as f:
@@ -64,7 +77,9 @@ data = {s: load(s) for s in ("train", "val", "test")}
 sizes = {s: {"patients": len(patients[s]), "images": len(data[s][0]),
              "patient_positives": dict(zip(LABELS, np.array([eye_labels[eyes_of[pt][0]] for pt in patients[s]]).sum(0).tolist()))}
          for s in data}
-prep = lambda x: ((x.float() / 255) - MEAN) / STD
+def prep(x):
+    return ((x.float() / 255) - MEAN) / STD
+
 
 def score(model, split):
     """Per-patient (max over eyes) probabilities and truths -> (mAP, per-label AP or None)."""
@@ -73,7 +88,8 @@ def score(model, split):
     with torch.no_grad():
         prob = torch.cat([torch.sigmoid(model(prep(x[i:i + 256]))) for i in range(0, len(x), 256)]).numpy()
     ids = sorted(set(pid), key=int)
-    P = np.stack([prob[pid == i].max(0) for i in ids]); Y = np.stack([y.numpy()[pid == i].max(0) for i in ids])
+    P = np.stack([prob[pid == i].max(0) for i in ids])
+    Y = np.stack([y.numpy()[pid == i].max(0) for i in ids])
     ap = [float(average_precision_score(Y[:, j], P[:, j])) if Y[:, j].sum() > 0 else None for j in range(len(LABELS))]
     return float(np.mean([a for a in ap if a is not None])), dict(zip(LABELS, ap))
 
@@ -84,16 +100,21 @@ loss_fn, gen = torch.nn.BCEWithLogitsLoss(), torch.Generator().manual_seed(args.
 history, best = [], None
 xtr, ytr, _ = data["train"]
 for epoch in range(1, args.epochs + 1):
-    model.train(); t0, total = time.time(), 0.0
+    model.train()
+    t0, total = time.time(), 0.0
     order = torch.randperm(len(xtr), generator=gen)
     for i in range(0, len(order), 64):
         idx = order[i:i + 64]
-        if len(idx) < 2: continue  # BatchNorm cannot train on a single image
+        if len(idx) < 2:  # BatchNorm cannot train on a single image
+            continue
         x = xtr[idx]
         flip = torch.rand(len(idx), generator=gen) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         loss = loss_fn(model(prep(x)), ytr[idx])
-        opt.zero_grad(); loss.backward(); opt.step(); total += loss.item() * len(idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
     sched.step()
     val_map, _ = score(model, "val")
     history.append({"epoch": epoch, "train_loss": total / len(xtr), "val_map": val_map, "seconds": time.time() - t0})
