@@ -187,3 +187,18 @@ def test_no_finding_is_recorded_in_the_config():
     assert config.no_finding == "No Finding" and config.to_dict()["no_finding"] == "No Finding"
     with pytest.raises(ValueError, match="no_finding is an option of dataset csv"):
         resolve_config(check_config(TrainConfig(dataset="chestmnist", no_finding="No Finding")))
+
+
+def test_a_label_with_few_training_or_validation_positives_is_warned_about_by_name(tmp_path, caplog):
+    names = _images(tmp_path, 60)
+    lines = ["path,labels,split"]
+    for i, n in enumerate(names):
+        found = [x for x in _labels(i) if x != NFC] + (["hernia"] if i < 5 else [])
+        lines.append(f"{n},{';'.join(found)},{('train', 'train', 'train', 'val', 'test')[i % 5]}")
+    path = tmp_path / "rare.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="lmfloss"):
+        load_splits("csv", csv=path, task="multilabel")
+    few = [r.getMessage() for r in caplog.records if "fewer than 5 training or validation" in r.getMessage()]
+    assert len(few) == 1
+    assert "1 label(s)" in few[0] and "'hernia' (3 train, 1 val)" in few[0] and "effusion" not in few[0]

@@ -40,6 +40,9 @@ from lmfloss.errors import DataError
 logger = logging.getLogger(__name__)
 
 SPLIT_SHARES = {"val": 0.15, "test": 0.15, "train": 0.70}
+# Below this many positives a label's loss weight, AP and validation-chosen threshold rest on a
+# handful of images: trained and scored, but said so.
+FEW_POSITIVES = 5
 
 
 def targets_matrix(records: Sequence[Record], num_labels: int) -> np.ndarray:
@@ -283,6 +286,17 @@ def check_training_labels(rows: list[dict[str, str]], label_sets: list[tuple[int
                             "-- fix the name, or add training images of it")
 
 
+def _warn_few_positives(class_names: Sequence[str], tables: Mapping[str, list[list[int]]]) -> None:
+    """One warning naming each label with fewer than :data:`FEW_POSITIVES` training or
+    validation positives, with its counts (a validation without any is warned about apart)."""
+    few = [(label, tables["train"][j][1], tables["val"][j][1]) for j, label in enumerate(class_names)
+           if tables["train"][j][1] < FEW_POSITIVES or 0 < tables["val"][j][1] < FEW_POSITIVES]
+    if few:
+        logger.warning("%d label(s) with fewer than %d training or validation positives: %s; their loss weights, "
+                       "AP and validation-chosen thresholds rest on a handful of images", len(few), FEW_POSITIVES,
+                       ", ".join(f"{label!r} ({train} train, {val} val)" for label, train, val in few))
+
+
 class MultiHot:
     """The ``multi-hot`` targets: a record's ``labels`` are the indices of the labels present.
 
@@ -358,6 +372,7 @@ class MultiHot:
                 if tables[split][j][1] == 0:
                     logger.warning("label %r has no positive %s image (%d in all); its %s scores are undefined and "
                                    "listed as such", label, split, total, split)
+        _warn_few_positives(class_names, tables)
 
     def warn_groups(self, index: DatasetIndex, group_by: str) -> None:
         """Nothing to warn about: a group is split with the union of its images' labels."""
