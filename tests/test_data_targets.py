@@ -69,7 +69,10 @@ def test_a_registered_class_index_task_is_split_as_the_multiclass_one(tmp_path, 
 def test_the_task_of_a_dataset_follows_its_targets(binary):
     assert "binary_test" in get_adapter("ham10000").tasks and "binary_test" in get_adapter("csv").tasks
     assert resolve_task("synthetic", binary.name) == binary.name
-    assert resolve_task("chestmnist", "multiclass") == "multilabel"  # the default gives way to the data's nature
+    assert resolve_task("chestmnist") == "multilabel"  # not asked: the data's nature
+    assert resolve_task("csv") == "multiclass"  # not asked, a dataset of both: the default task
+    with pytest.raises(ValueError, match="chestmnist' is multi-label only; --task multiclass needs"):
+        resolve_task("chestmnist", "multiclass")  # asked (issue 26): refused, no longer swapped silently
     with pytest.raises(ValueError, match="dataset 'chestmnist' is multi-label only; --task binary_test needs one of"):
         resolve_task("chestmnist", binary.name)  # a task asked for is never swapped
     config = resolve_config(TrainConfig(dataset="csv", task=binary.name))

@@ -202,3 +202,20 @@ def test_a_label_with_few_training_or_validation_positives_is_warned_about_by_na
     few = [r.getMessage() for r in caplog.records if "fewer than 5 training or validation" in r.getMessage()]
     assert len(few) == 1
     assert "1 label(s)" in few[0] and "'hernia' (3 train, 1 val)" in few[0] and "effusion" not in few[0]
+
+
+def test_a_task_the_dataset_cannot_give_is_refused_when_asked_and_settled_when_not(tmp_path, capsys):
+    from lmfloss.config import TrainConfig, check_config
+    from lmfloss.data.adapters import resolve_config
+
+    root = _chestmnist(tmp_path, 1.0)
+    assert main(["split", "--dataset", "chestmnist", "--root", str(root), "--task", "multiclass"]) == 2
+    line = one_error_line(capsys, "split")
+    assert "'chestmnist' is multi-label only; --task multiclass" in line and "leave --task out" in line
+    assert main(["train", "--dataset", "chestmnist", "--root", str(root), "--task", "multiclass",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "multi-label only" in one_error_line(capsys, "train") and not (tmp_path / "run").exists()
+    assert main(["split", "--dataset", "chestmnist", "--root", str(root)]) == 0  # not asked: its own task
+    assert resolve_config(check_config(TrainConfig(dataset="chestmnist"))).task == "multilabel"
+    assert resolve_config(check_config(TrainConfig(dataset="csv"))).task == "multiclass"  # recorded, not None
+

@@ -74,10 +74,13 @@ class TrainConfig:
     # --- data -------------------------------------------------------------------------
     dataset: str = _key("synthetic", role="experiment",
                         help="dataset adapter (lmfloss datasets), e.g. synthetic, ham10000, retinamnist, csv")
-    task: str = _key("multiclass", role="experiment", choices=TASK_CHOICES,
-                     help="multiclass (one class per image; the paper) | multilabel (any subset of the labels per "
-                          "image: chestmnist, odir5k's official task, csv with a labels column, synthetic); a "
-                          "dataset that is multi-label by nature (chestmnist) sets it itself")
+    # None: not asked -- the dataset's own task (multiclass where it gives both), settled and
+    # recorded by resolve_config; a task asked that the dataset cannot give is refused.
+    task: str | None = _key(None, role="experiment", choices=TASK_CHOICES,
+                            help="multiclass (one class per image; the paper) | multilabel (any subset of the labels "
+                                 "per image: chestmnist, odir5k's official task, csv with a labels column, synthetic). "
+                                 "Default: the dataset's own (multiclass where it gives both; chestmnist is "
+                                 "multi-label by nature)")
     label_columns: list[str] | None = _key(None, role="experiment",
                                            help="csv, multilabel: one 0/1 column per label, e.g. A,B,C (instead of "
                                                 "a labels column of ';'-separated label names)")

@@ -28,7 +28,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep every lesion (HAM10000, ISIC 2019) or patient (ODIR-5K) in one split",
     )
     parser.add_argument("--download", action="store_true", help="fetch MedMNIST files when missing")
-    parser.add_argument("--task", choices=TASK_CHOICES, default=get_task(None).name,
+    parser.add_argument("--task", choices=TASK_CHOICES, default=None,
                         help="multiclass (default) | multilabel (csv with a labels column or --label-columns, "
                         "odir5k's official task, synthetic; chestmnist is multi-label by itself)")
     parser.add_argument("--label-columns", default=None, metavar="A,B,C",

@@ -209,28 +209,30 @@ def get_adapter(name: str) -> Adapter:
     )
 
 
-def resolve_task(dataset: str, task: str = "multiclass") -> str:
+def resolve_task(dataset: str, task: str | None = None) -> str:
     """The task a run of ``dataset`` has when ``task`` was asked: ``task`` itself if the dataset
-    gives its targets; a dataset that gives one kind of targets only, other than the default
-    task's (ChestMNIST: multi-label by nature), has its natural task whatever the default said.
-    The config/data layer decides the task here, once; losses, metrics, report, predict,
-    export and cam read it from the run.
+    gives its targets; not asked (``None``), the dataset's own: the default task where it gives
+    its targets, else its natural one (ChestMNIST: multi-label by nature). A task asked for is
+    never swapped: ``--task multiclass`` on ChestMNIST is refused, as silently training
+    another task than the one asked would be. The config/data layer decides the task here,
+    once; losses, metrics, report, predict, export and cam read it from the run.
 
     Raises:
-        ValueError: an unknown task, or a task whose targets the dataset cannot give (a
-            multi-label task of a multi-class-only dataset).
+        ValueError: an unknown task, or a task asked whose targets the dataset cannot give (a
+            multi-label task of a multi-class-only dataset, a multi-class one of ChestMNIST).
     """
     asked = get_task(task)
     adapter = get_adapter(dataset)
     if asked.target in adapter.targets:
         return asked.name
-    if asked is get_task(None) and len(adapter.targets) == 1:
+    if task is None:
         return adapter.tasks[0]
     others = [a.name for a in ADAPTERS.values() if asked.target in a.targets]
     flags = [name for name in others if name in medmnist.FLAGS]
     raise ValueError(f"dataset {dataset!r} is {' or '.join(get_task(t).display for t in adapter.tasks)} only; "
                      f"--task {asked.name} needs one of {sorted(set(others) - set(flags))}"
-                     + "".join(f" or {flag}" for flag in flags))
+                     + "".join(f" or {flag}" for flag in flags)
+                     + f" (leave --task out for {dataset}'s own task, {adapter.tasks[0]})")
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
@@ -247,8 +249,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     name = resolve_task(config.dataset, config.task)
     task = get_task(name)
     changes: dict[str, Any] = {}
-    if name != config.task:
-        logger.info("dataset %r is %s: task set to %s", config.dataset, task.display, name)
+    if name != config.task:  # not asked (None): the dataset's own, recorded in config.yaml
+        if name != get_task(None).name:
+            logger.info("dataset %r is %s by nature: task set to %s", config.dataset, task.display, name)
         changes["task"] = name
     changes.update(settled_options(config.dataset, {k: getattr(config, k) for k in option_keys()}))
     if config.group_by is None and get_adapter(config.dataset).group_by is not None:

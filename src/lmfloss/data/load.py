@@ -106,7 +106,7 @@ class LoadRequest:
     fold: int | None = None
     fold_seed: int = 23
     folds_include_test: bool = False
-    task: str = "multiclass"
+    task: str | None = None  # None: not asked, the dataset's own (resolve_task)
     label_columns: Sequence[str] | None = None
     options: Mapping[str, str | None] | None = None  # the dataset's own options (views, uncertain...)
 
@@ -134,7 +134,7 @@ def load_splits(
     fold: int | None = None,
     fold_seed: int = 23,
     folds_include_test: bool = False,
-    task: str = "multiclass",
+    task: str | None = None,
     label_columns: list[str] | None = None,
     options: Mapping[str, str | None] | None = None,
 ) -> Splits:
@@ -163,8 +163,9 @@ def load_splits(
             folds themselves).
         folds_include_test: pool a dataset's official train/val/test split into the folds
             (k-fold is refused on such a dataset otherwise: it would discard its test split).
-        task: a task's name (:mod:`lmfloss.task`; :func:`lmfloss.data.adapters.resolve_task`:
-            a dataset multi-label by nature is multi-label whatever was asked). How the images
+        task: a task's name (:mod:`lmfloss.task`), or ``None``: the dataset's own
+            (:func:`lmfloss.data.adapters.resolve_task`: ChestMNIST is multi-label by nature; a
+            task it cannot give is refused, never swapped). How the images
             are split follows the task's targets (:mod:`lmfloss.data.targets`): multi-label
             splits and folds use iterative stratification (:mod:`lmfloss.data.multilabel`).
         label_columns: ``csv`` with ``task="multilabel"``: the 0/1 columns, one per label.
@@ -325,7 +326,7 @@ def check_folds(dataset: str, index: DatasetIndex, folds: int | None, fold: int 
 def fold_assignment(dataset: str, root: str | Path | None = None, csv: str | Path | None = None, *,
                     folds: int, fold_seed: int = 23, group_by: str | None = None,
                     folds_include_test: bool = False, download: bool = False,
-                    skip_bad_images: bool = False, task: str = "multiclass",
+                    skip_bad_images: bool = False, task: str | None = None,
                     label_columns: list[str] | None = None,
                     options: Mapping[str, str | None] | None = None) -> tuple[DatasetIndex, list[int]]:
     """``(index, fold of every record)`` for ``lmfloss split --folds``; the same seed gives the same
