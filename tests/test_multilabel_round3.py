@@ -219,3 +219,17 @@ def test_a_task_the_dataset_cannot_give_is_refused_when_asked_and_settled_when_n
     assert resolve_config(check_config(TrainConfig(dataset="chestmnist"))).task == "multilabel"
     assert resolve_config(check_config(TrainConfig(dataset="csv"))).task == "multiclass"  # recorded, not None
 
+
+@pytest.mark.parametrize("skip", [[], ["--skip-bad-images"]])
+def test_a_missing_image_says_what_skip_bad_images_covers(tmp_path, capsys, skip):
+    from lmfloss.data.files import ODIR_LABELS
+
+    (tmp_path / "preprocessed_images").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "preprocessed_images" / "1_left.jpg")
+    header = ["ID", "filename", *ODIR_LABELS]
+    rows = [["1", "1_left.jpg", *"10000000"], ["1", "1_right.jpg", *"10000000"]]
+    (tmp_path / "full_df.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    assert main(["split", "--dataset", "odir5k", "--root", str(tmp_path), "--task", "multilabel", *skip]) == 2
+    line = one_error_line(capsys, "split")
+    assert "1 image files listed in the metadata are missing" in line and "1_right" in line
+    assert "--skip-bad-images skips unreadable files, not missing ones" in line

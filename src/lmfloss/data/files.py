@@ -142,9 +142,13 @@ def _root_and_table(root: Path | None, name: str, table: str, layout: str,
 
 
 def missing_error(what: str, missing: Sequence[str], where: Path) -> FileNotFoundError:
+    """Files the metadata lists that are not there: the same line with and without
+    ``--skip-bad-images``, which covers files that are there but cannot be read, not missing ones
+    (a missing file is a download or a path gone wrong, never skipped without a word)."""
     shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
     return FileNotFoundError(
-        f"{len(missing)} {what} listed in the metadata are missing under {str(where)!r} (first: {shown})"
+        f"{len(missing)} {what} listed in the metadata are missing under {str(where)!r} (first: {shown}); "
+        "--skip-bad-images skips unreadable files, not missing ones: restore them or remove their rows"
     )
 
 
