@@ -233,3 +233,31 @@ def test_a_missing_image_says_what_skip_bad_images_covers(tmp_path, capsys, skip
     line = one_error_line(capsys, "split")
     assert "1 image files listed in the metadata are missing" in line and "1_right" in line
     assert "--skip-bad-images skips unreadable files, not missing ones" in line
+
+
+def test_a_report_over_mixed_tasks_expects_only_each_task_s_losses(tmp_path):
+    from lmfloss.report import build_report, find_runs
+    from lmfloss.report.aggregate import build_grid
+    from lmfloss.report.figures import fig1_data, figure1
+    from lmfloss.report.grid import per_class_datasets
+    from report_helpers import LABELS, make_multilabel_run, make_run, noisy_preds
+
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        for loss in ("bce", "asl"):
+            make_multilabel_run(root, dataset="chestmnist", loss=loss, seed=seed)
+        for loss in ("ce", "wce"):
+            make_run(root, dataset="ham10000", model="resnet18", loss=loss, seed=seed,
+                     preds=noisy_preds(LABELS, 0.3, seed), val_f1=0.5)
+    grid = build_grid(find_runs([root]))
+    assert {(str(d), loss) for d, _, loss in grid.cells} == {
+        ("ham10000", "ce"), ("ham10000", "wce"), ("chestmnist:multilabel", "bce"), ("chestmnist:multilabel", "asl")}
+    assert grid.losses_of("ham10000") == ["ce", "wce"]
+    per_class = grid.for_datasets(per_class_datasets(grid))
+    assert per_class.losses == ["ce", "wce"] and set(fig1_data(per_class)) == {("ham10000", "ce"), ("ham10000", "wce")}
+    assert figure1(grid, tmp_path / "fig")
+    result = build_report([root], tmp_path / "report", n_boot=20)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "missing (no run)" not in text and "Every grid cell is complete." in text
+    assert "| missing |" not in text and "n/a" not in text  # no table row for another task's loss
+    assert result.grid.cell("ham10000", "resnet18", "bce").status == "n/a"

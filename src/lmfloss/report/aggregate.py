@@ -32,7 +32,7 @@ from lmfloss.report.grid import (
     paired_cells,
     per_label,
 )
-from lmfloss.report.names import order_datasets, order_losses, order_models
+from lmfloss.report.names import dataset_key, order_datasets, order_losses, order_models
 from lmfloss.report.runs import UNREADABLE, ReportRun, aligned_preds, varied_settings
 from lmfloss.report.stats import PairedTest, holm, paired_bootstrap_test, seed_t_test
 
@@ -99,15 +99,22 @@ def build_grid(runs: Sequence[ReportRun]) -> Grid:
     models = order_models({r.model for r in runs})
     losses = order_losses({r.loss for r in runs})
     by_cell: dict[tuple[str, str, str], list[ReportRun]] = defaultdict(list)
+    task_losses: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         by_cell[(run.dataset, run.model, run.loss)].append(run)
+        task_losses[run.task.name].add(run.loss)
+    # A dataset expects the losses of its task only: a multi-label loss is no missing cell of a
+    # multi-class dataset (and the reverse) in a report over both.
+    owned = {name: frozenset(found) for name, found in task_losses.items()}
     cells = {}
     for d in datasets:
+        expected_losses = owned.get(dataset_key(d).task.name, frozenset(losses))
         for m in models:
             for loss in losses:
-                cells[(d, m, loss)] = _make_cell(d, m, loss, by_cell.get((d, m, loss), []))
+                if loss in expected_losses:
+                    cells[(d, m, loss)] = _make_cell(d, m, loss, by_cell.get((d, m, loss), []))
     expected = max((c.n + len(c.unfinished) for c in cells.values()), default=0)
-    return Grid(datasets, models, losses, cells, expected)
+    return Grid(datasets, models, losses, cells, expected, owned)
 
 
 def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Cell:

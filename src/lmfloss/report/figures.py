@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,7 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
     """
     data = {}
     for dataset in grid.datasets:
-        for loss in grid.losses:
+        for loss in grid.losses_of(dataset):
             cells = [grid.cell(dataset, m, loss) for m in grid.models]
             per_model = [c.values("f1_macro") for c in cells if c.status == OK and c.values("f1_macro")]
             if not per_model:
@@ -117,7 +116,7 @@ def fig1_data(grid: Grid) -> dict[tuple[str, str], tuple[float, float, int]]:
 def figure1(grid: Grid, out_dir: str | Path) -> list[Path]:
     """Fig. 1: grouped bars of mean macro-F1 per dataset and loss; returns the files.
     Multi-label datasets have their own figure (:func:`lmfloss.report.multilabel.figure_label_auc`)."""
-    grid = replace(grid, datasets=per_class_datasets(grid))
+    grid = grid.for_datasets(per_class_datasets(grid))
     if not grid.datasets:
         return []
     plt = pyplot()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmfloss.report.grid import MISSING, UNFINISHED, Cell, Comparison
+from lmfloss.report.grid import MISSING, NOT_APPLICABLE, UNFINISHED, Cell, Comparison
 from lmfloss.report.stats import MIN_SEEDS_T, mean_std
 
 DASH = "—"
@@ -63,6 +63,8 @@ def status_text(cell: Cell, expected_n: int) -> str | None:
     """``missing``/``unfinished`` for a cell without finished runs, else ``None``."""
     if cell.status == MISSING:
         return "missing"
+    if cell.status == NOT_APPLICABLE:  # a loss of another task (a table listing every loss)
+        return "n/a"
     if cell.status == UNFINISHED:
         return f"unfinished ({len(cell.unfinished)} run{'s' if len(cell.unfinished) > 1 else ''})"
     return None

@@ -1,7 +1,8 @@
 """The report's cells and grid: the types every table, figure and test of a report reads.
 
-A :class:`Grid` holds one :class:`Cell` per dataset x model x loss (built by
-:func:`lmfloss.report.aggregate.build_grid`); a :class:`Comparison` is LMF against one
+A :class:`Grid` holds one :class:`Cell` per dataset x model x loss of the dataset's task (built by
+:func:`lmfloss.report.aggregate.build_grid`; a loss only another task's runs used is
+:data:`NOT_APPLICABLE` there, never a missing cell); a :class:`Comparison` is LMF against one
 baseline in one dataset x model. Each dataset of the grid is a
 :class:`~lmfloss.report.names.DatasetKey`, which knows its runs' task: a per-class task
 (targets are class indices: macro-F1, per-class F1, a confusion matrix -- the paper's tables)
@@ -15,8 +16,8 @@ figures, html), which all import it; it imports none of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from lmfloss.task import Task
 logger = logging.getLogger(__name__)
 
 OK, MISSING, UNFINISHED = "ok", "missing", "unfinished"
+# A loss no run of the dataset's task used (a multi-label loss beside a multi-class dataset):
+# not a cell of the grid, never listed as missing.
+NOT_APPLICABLE = "n/a"
 
 
 def per_label(task: Task) -> bool:
@@ -106,9 +110,29 @@ class Grid:
     losses: list[str]
     cells: dict[tuple[str, str, str], Cell]
     expected_n: int  # the largest seed count of any cell: fewer is flagged with n=...
+    # task name -> the losses its runs used: a dataset expects only its task's (none: every loss)
+    task_losses: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def cell(self, dataset: str, model: str, loss: str) -> Cell:
-        return self.cells[(dataset, model, loss)]
+        """The cell of a grid point; a loss of another task than the dataset's is a
+        :data:`NOT_APPLICABLE` cell, outside :attr:`cells` (never counted as missing)."""
+        found = self.cells.get((dataset, model, loss))
+        if found is None and loss in self.losses and loss not in self.losses_of(dataset):
+            key = next(d for d in self.datasets if d == dataset)
+            return Cell(key, model, loss, status=NOT_APPLICABLE)
+        return self.cells[(dataset, model, loss)] if found is None else found
+
+    def losses_of(self, dataset: str) -> list[str]:
+        """The losses a dataset's cells are expected for: those its task's runs used, in order."""
+        own = self.task_losses.get(self.task(dataset).name)
+        return list(self.losses) if own is None else [loss for loss in self.losses if loss in own]
+
+    def for_datasets(self, datasets: Sequence[str]) -> Grid:
+        """The grid of ``datasets`` only, with only the losses their tasks have (Fig. 1 of the
+        per-class datasets holds no empty slot for a multi-label loss)."""
+        kept = [d for d in self.datasets if d in set(datasets)]
+        losses = [loss for loss in self.losses if any(loss in self.losses_of(d) for d in kept)]
+        return replace(self, datasets=kept, losses=losses)
 
     def task(self, dataset: str) -> Task:
         """The task of one of the grid's datasets (given as its key or its key's text)."""
@@ -161,7 +185,7 @@ def best_on_val(grid: Grid, dataset: str, model: str) -> Cell | None:
     """The baseline with the best mean **validation** headline metric of the dataset's task
     (macro-F1; mAP for a multi-label task) in a dataset x model (never chosen on test; LMF and
     LMF-DRW are not baselines); ``None`` without a finished baseline."""
-    cells = [grid.cell(dataset, model, loss) for loss in grid.losses if is_baseline(loss)]
+    cells = [grid.cell(dataset, model, loss) for loss in grid.losses_of(dataset) if is_baseline(loss)]
     cells = [c for c in cells if c.status == OK]
     if not cells:
         return None
@@ -181,7 +205,7 @@ def paired_cells(grid: Grid, dataset: str, reference: str = "lmf") -> Iterator[
         ref = grid.cell(dataset, m, reference)
         if ref.status != OK:
             continue
-        for loss in grid.losses:
+        for loss in grid.losses_of(dataset):
             base = grid.cell(dataset, m, loss)
             if loss == reference or not is_baseline(loss) or base.status != OK:
                 continue

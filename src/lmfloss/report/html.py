@@ -271,7 +271,7 @@ def _text_blocks(lines: Sequence[str]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------- cell figures
 def _panels(grid: Grid) -> list[tuple[str, str]]:
     return [(d, m) for d in grid.datasets for m in grid.models
-            if any(grid.cell(d, m, loss).status == OK or grid.cell(d, m, loss).unfinished for loss in grid.losses)]
+            if any(grid.cell(d, m, loss).status == OK or grid.cell(d, m, loss).unfinished for loss in grid.losses_of(d))]
 
 
 def cell_id(dataset: str, model: str) -> str:

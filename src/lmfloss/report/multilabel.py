@@ -163,7 +163,7 @@ def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n
     """Per multi-label dataset x loss: mAP, macro/micro AUC, macro-F1 at 0.5 and at the
     validation thresholds, the ODIR score (percent, mean ± SD over seeds), the mAP interval and
     LMF's difference from each baseline in mAP and macro AUC; best per column bold."""
-    found = [d for d in datasets(grid) if any(grid.cell(d, model, loss).status == OK for loss in grid.losses)]
+    found = [d for d in datasets(grid) if any(grid.cell(d, model, loss).status == OK for loss in grid.losses_of(d))]
     if not found:
         return None
     tests = {(c.dataset, c.baseline, c.metric): c for c in comparisons if c.model == model}
@@ -174,7 +174,7 @@ def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n
     for dataset in found:
         block: list[int] = []
         scores: dict[tuple[int, int], float] = {}
-        for k, loss in enumerate(grid.losses):
+        for k, loss in enumerate(grid.losses_of(dataset)):
             cell = grid.cell(dataset, model, loss)
             i = len(table.rows)
             row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
@@ -216,20 +216,21 @@ def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n
 def per_label_table(grid: Grid, model: str, key: str = "auc_per_label") -> Table | None:
     """Per multi-label dataset and label: the training positives and each loss's test AUC (or
     AP, ``key="ap_per_label"``), mean ± SD over seeds; best per label bold."""
-    found = [d for d in datasets(grid) if any(grid.cell(d, model, loss).status == OK for loss in grid.losses)]
+    found = [d for d in datasets(grid) if any(grid.cell(d, model, loss).status == OK for loss in grid.losses_of(d))]
     if not found:
         return None
+    losses = grid.for_datasets(found).losses  # the columns: the losses of these datasets' task
     what = "AUC" if key == "auc_per_label" else "AP"
     table = Table(name=f"table_per_label_{'auc' if what == 'AUC' else 'ap'}_{model}",
                   title=f"Per-label test {what} on {model_name(model)} (percent)",
-                  columns=["Dataset", "Label", "Train positives", *(loss_name(loss) for loss in grid.losses)])
+                  columns=["Dataset", "Label", "Train positives", *(loss_name(loss) for loss in losses)])
     for dataset in found:
         labels, train = _labels(grid, dataset)
         for c, label in enumerate(labels):
             i = len(table.rows)
             row = [dataset_name(dataset) if c == 0 else "", label, str(train.get(label, DASH))]
             scores = {}
-            for loss in grid.losses:
+            for loss in losses:
                 cell = grid.cell(dataset, model, loss)
                 vals = label_values(cell, key, label) if cell.status == OK else []
                 row.append(_mean_text(vals, grid.expected_n) if cell.status == OK else "missing")
@@ -374,22 +375,23 @@ def figure_label_auc(grid: Grid, out_dir: str | Path) -> list[Path]:
     bar the SD), labels ordered by training positives (rarest last); PNG and PDF."""
     plt = pyplot()
     panels = [(d, m) for d in datasets(grid) for m in grid.models
-              if any(grid.cell(d, m, loss).status == OK for loss in grid.losses)]
+              if any(grid.cell(d, m, loss).status == OK for loss in grid.losses_of(d))]
     if not panels:
         return []
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.4 * len(panels)), squeeze=False)
     for ax, (dataset, model) in zip(axes[:, 0], panels):
         labels, train = _labels(grid, dataset)
         order = sorted(labels, key=lambda name: -train.get(name, 0))
-        width = 0.8 / max(len(grid.losses), 1)
+        losses = grid.losses_of(dataset)  # no empty slot for another task's loss
+        width = 0.8 / max(len(losses), 1)
         x = np.arange(len(order))
         colors = loss_colors(grid.losses)
-        for k, loss in enumerate(grid.losses):
+        for k, loss in enumerate(losses):
             cell = grid.cell(dataset, model, loss)
             stats = [label_values(cell, "auc_per_label", name) if cell.status == OK else [] for name in order]
             means = [100 * float(np.mean(v)) if v else np.nan for v in stats]
             errors = [100 * float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in stats]
-            bars = ax.bar(x + (k - (len(grid.losses) - 1) / 2) * width, means, width, yerr=errors, capsize=2,
+            bars = ax.bar(x + (k - (len(losses) - 1) / 2) * width, means, width, yerr=errors, capsize=2,
                           label=loss_name(loss), color=colors[loss])
             for patch in bars.patches:
                 patch.set_gid(loss_gid(loss, "bar"))

@@ -156,7 +156,7 @@ def curves_figure(grid: Grid, dataset: str, model: str) -> Panel | None:
     fig = new_figure(9.0, 3.3)
     loss_ax, score_ax = fig.subplots(1, 2)
     handles, notes, drawn_loss, drawn_score = [], [], [], []
-    for loss in grid.losses:
+    for loss in grid.losses_of(dataset):
         cell = grid.cell(dataset, model, loss)
         runs = cell.runs or cell.unfinished
         curves = read_curves(runs, ("train_loss", "val_loss", score)) if runs else None
@@ -240,7 +240,7 @@ def confusion_panels(grid: Grid, dataset: str, model: str) -> tuple[list[str], l
     """``(class names, one panel per finished loss)`` of a dataset x model reported per class,
     or ``None`` (a per-label dataset, or no finished run). The page draws them as tables: a
     class name wraps like any text, so it is never cut, and each cell's number is page text."""
-    cells = [c for c in (grid.cell(dataset, model, loss) for loss in grid.losses) if c.status == OK]
+    cells = [c for c in (grid.cell(dataset, model, loss) for loss in grid.losses_of(dataset)) if c.status == OK]
     if not cells or per_label(grid.task(dataset)):
         return None
     names = cells[0].runs[0].class_names
@@ -280,7 +280,7 @@ def reliability_figure(grid: Grid, dataset: str, model: str, n_bins: int = 15) -
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
     drawn = 0
-    for loss in grid.losses:
+    for loss in grid.losses_of(dataset):
         cell = grid.cell(dataset, model, loss)
         pooled = _pooled(cell) if cell.status == OK else None
         if pooled is None:

@@ -271,7 +271,7 @@ def calibration_table(grid: Grid, model: str) -> Table | None:
     )
     any_value = False
     for d in grid.datasets:
-        for k, loss in enumerate(grid.losses):
+        for k, loss in enumerate(grid.losses_of(d)):
             cell = grid.cell(d, model, loss)
             row = [dataset_name(d) if k == 0 else "", loss_name(loss)]
             for metric in metrics:

@@ -105,7 +105,7 @@ def main_table(
     scores: dict[tuple[int, int], float] = {}
     for dataset in per_class_datasets(grid):
         block = []
-        for k, loss in enumerate(grid.losses):
+        for k, loss in enumerate(grid.losses_of(dataset)):
             cell = grid.cell(dataset, model, loss)
             i = len(table.rows)
             row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
@@ -158,7 +158,7 @@ def _n_part(n: int, expected_n: int) -> str:
 def _config_notes(grid: Grid, model: str) -> list[str]:
     notes = []
     for dataset in grid.datasets:
-        for loss in grid.losses:
+        for loss in grid.losses_of(dataset):
             cell = grid.cell(dataset, model, loss)
             if cell.status == OK and cell.n_configs > 1:
                 chosen = ", ".join(f"{k}={v}" for k, v in cell.varied.items())
@@ -188,7 +188,7 @@ def compare_main_table(grid: Grid, model: str) -> Table | None:
         columns=columns,
     )
     for dataset in datasets:
-        for k, loss in enumerate(grid.losses):
+        for k, loss in enumerate(grid.losses_of(dataset)):
             cell = grid.cell(dataset, model, loss)
             published = paper_main(dataset, model, loss)
             row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
@@ -231,8 +231,9 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
     Table 5 model) each loss also gets the published value and the difference.
     """
     compare = compare_paper and model == "efficientnet_v2_s"
+    losses = grid.for_datasets(per_class_datasets(grid)).losses  # the columns: the per-class tasks' losses
     columns = ["Dataset", "Class", "Train samples"]
-    for loss in grid.losses:
+    for loss in losses:
         columns.append(loss_name(loss))
         if compare:
             columns += [f"{loss_name(loss)} (paper)", "Δ"]
@@ -250,7 +251,7 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
             row = [dataset_name(dataset) if c == 0 else "", class_name]
             row.append(str(counts[class_name]) if class_name in counts else DASH)
             scores = {}
-            for loss in grid.losses:
+            for loss in losses:
                 cell = grid.cell(dataset, model, loss)
                 values = cell.per_class_f1(class_name) if cell.status == OK else []
                 status = status_text(cell, grid.expected_n)
@@ -309,7 +310,7 @@ def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
         + (" (paper's value in brackets)" if compare_paper else ""),
         columns=columns,
     )
-    for dataset in grid.datasets:
+    for dataset in [d for d in grid.datasets if "lmf" in grid.losses_of(d)]:
         for k, (symbol, attr) in enumerate((("α", "alpha"), ("β", "beta"))):
             row = [dataset_name(dataset) if k == 0 else "", symbol]
             for model in grid.models:
