@@ -29,14 +29,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # Everything, as CI runs it (.ci/run): every tier, the browser included.
+# Test processes (pytest-xdist): one per core of the 2-core machines; PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
 # The tier to run while editing: no training, no browser (markers in pyproject.toml).
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not browser"
 
 bench: $(STAMP_RUN)
 	$(PY) benchmarks/bench_losses.py

@@ -31,7 +31,7 @@ REPORT_KEYS = {
 def tiny_config(**changes) -> TrainConfig:
     """BreastMNIST (546/78/156 images, 2 classes) at 28 px with a 0.35M-parameter network."""
     base = TrainConfig(
-        dataset="breastmnist", root=str(SHARED), model="shufflenet_v2_x0_5", weights="none",
+        dataset="breastmnist", task="multiclass", root=str(SHARED), model="shufflenet_v2_x0_5", weights="none",
         image_size=28, epochs=2, batch_size=32, lr=1e-3, device="cpu", loss="lmf", bootstrap=200,
     )
     return base.replace(**changes)
