@@ -585,7 +585,7 @@ def _tensorboard(config: TrainConfig, out: Path, ctx: DistContext):
 def _require_tensorboard():
     """``SummaryWriter``, or a ValueError saying how to install it."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional extra: lmfloss[tensorboard]
     except ImportError:
         raise ValueError(
             "--tensorboard needs the tensorboard package: pip install 'lmfloss[tensorboard]'"
