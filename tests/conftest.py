@@ -39,6 +39,15 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def binary_task():
+    """tests/extra_task.py's one-logit binary task ("binary1"), registered for one test."""
+    import extra_task
+
+    with extra_task.registered() as task:
+        yield task
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tiny models on one intra-op thread, then restore the setting (the

@@ -8,12 +8,14 @@ with no change to lmfloss itself.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-from lmfloss.task import MULTICLASS, MultiClass, register_task
+from lmfloss.task import MULTICLASS, TASKS, MultiClass, register_task
 
 
 class OneLogitBCE(nn.Module):
@@ -67,8 +69,19 @@ class OneLogitBinary(MultiClass):
         return {**self.loss_parameters(name), **dict(params or {})}
 
 
-BINARY = register_task(OneLogitBinary(**{
+BINARY = OneLogitBinary(**{
     **{f: getattr(MULTICLASS, f) for f in MULTICLASS.__dataclass_fields__},
     "name": "binary1", "display": "one-logit binary", "activation": "sigmoid", "loss_family": "binary1",
     "demo_losses": ("bce1",), "decision": "class 1 where its sigmoid probability is the larger (p >= 0.5)",
-}))
+})
+
+
+@contextlib.contextmanager
+def registered() -> Iterator[OneLogitBinary]:
+    """:data:`BINARY` in lmfloss's task registry for the duration of the block: the registry is
+    global, so a task left registered would change other tests' messages (choices listed)."""
+    register_task(BINARY)
+    try:
+        yield BINARY
+    finally:
+        TASKS.pop(BINARY.name, None)

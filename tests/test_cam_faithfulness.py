@@ -136,10 +136,11 @@ def test_one_set_of_perturbations_scores_every_model_as_its_own_would(images):
 
 
 @pytest.mark.parametrize("task_name", ["multiclass", "multilabel", "binary1"])
-def test_probabilities_and_scores_are_the_tasks(images, task_name):
+def test_probabilities_and_scores_are_the_tasks(images, task_name, request):
     """The scores are of the run's task's probabilities (a softmax, a sigmoid per label, a
     registered task's own), not of a softmax chosen here."""
-    import extra_task  # noqa: F401 - registers the one-logit binary task "binary1"
+    if task_name == "binary1":
+        request.getfixturevalue("binary_task")  # registers the one-logit binary task "binary1"
     from lmfloss.cam.faithfulness import model_probabilities
     from lmfloss.task import get_task
 

@@ -133,10 +133,11 @@ def test_a_pil_resized_run_refuses_other_sizes_in_the_graph():
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("task_name", ["multiclass", "multilabel", "binary1"])
-def test_the_graph_ends_in_the_tasks_probabilities(fmt, task_name):
+def test_the_graph_ends_in_the_tasks_probabilities(fmt, task_name, request):
     """The export's last step is the run's task's probabilities: a softmax, a sigmoid per
     label, or a registered task's own (one logit -> ``[1 - p, p]``)."""
-    import extra_task  # noqa: F401 - registers the one-logit binary task "binary1"
+    if task_name == "binary1":
+        request.getfixturevalue("binary_task")  # registers the one-logit binary task "binary1"
     from lmfloss.export import load_exported, onnx_bytes, torchscript_bytes
     from lmfloss.task import get_task
 

@@ -194,7 +194,7 @@ def test_a_multilabel_card_says_the_tasks_words(score_by):
     assert "macro-F1 |" not in card.split("## Test metrics")[0]  # the headline is mAP
 
 
-def test_a_registered_task_gets_the_card_of_its_target(binary_run):
+def test_a_registered_task_gets_the_card_of_its_target(binary_run, binary_task):
     import dataclasses
 
     import extra_task

@@ -99,7 +99,7 @@ def test_select_metric_of_another_task_is_refused():
 # ---- a task from outside src/: trained, evaluated, predicted, exported and reported --------
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory):
-    import extra_task  # noqa: F401 - registers the one-logit binary task
+    import extra_task
     from data_helpers import TINY, imagefolder
     from lmfloss.cli import main
 
@@ -110,12 +110,13 @@ def binary_run(tmp_path_factory):
     args[args.index("--loss") + 1:args.index("--loss") + 1] = ["bce1"]
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        assert main(["train", "--dataset", "imagefolder", "--root", str(root), "--task", "binary1",
-                     "--out", str(out), "--cache-dir", str(folder / "cache"), *args]) == 0
-    finally:
-        torch.set_num_threads(previous)
-    return root, out
+    with extra_task.registered():  # for this module's tests only: the registry is global
+        try:
+            assert main(["train", "--dataset", "imagefolder", "--root", str(root), "--task", "binary1",
+                         "--out", str(out), "--cache-dir", str(folder / "cache"), *args]) == 0
+        finally:
+            torch.set_num_threads(previous)
+        yield root, out
 
 
 @pytest.mark.slow
