@@ -93,6 +93,15 @@ def test_external_evaluation_equals_sklearn_per_patient(odir_run, capsys):
     assert payload["auc_macro"] == pytest.approx(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in with_pos]),
                                                  abs=2e-3)
     assert payload["map_ci95"][0] <= payload["map"] <= payload["map_ci95"][1]
+    # lmfloss report shows the internal and the external test side by side, with the difference
+    internal = json.loads((out / "report.json").read_text())["test"]["map"]
+    assert main(["report", str(out), "--out", str(folder / "report")]) == 0
+    (row,) = list(csv.DictReader((folder / "report" / "external.csv").open()))
+    assert row["external"] == "odir-other" and row["metric"] == "map" and int(row["n_external"]) == 80
+    assert float(row["internal_test"]) == pytest.approx(internal)
+    assert float(row["external_test"]) == pytest.approx(payload["map"])
+    assert float(row["difference"]) == pytest.approx(payload["map"] - internal)
+    assert "External validation" in (folder / "report" / "report.md").read_text()
 
 
 def test_label_mismatch_is_refused_in_one_line(odir_run, tmp_path, capsys):

@@ -21,6 +21,7 @@ from lmfloss.fileio import atomic_write_text, dict_rows_text
 from lmfloss.report import html as html_page
 from lmfloss.report import multilabel
 from lmfloss.report.aggregate import build_grid, paired_tests
+from lmfloss.report.external import EXTERNAL_COLUMNS, external_rows, external_table
 from lmfloss.report.figures import FIGURE_RC, figure1, figure2, figure4, figure_caption
 from lmfloss.report.grid import Comparison, Grid
 from lmfloss.report.render import Table
@@ -135,6 +136,10 @@ def build_report(
         result.files.append(_write_csv(out / name, columns, rows))
 
     tables = _tables(grid, comparisons, compare_paper=compare_paper, n_boot=n_boot, seed=seed)
+    external = external_table(runs)
+    if external is not None:  # internal and external test side by side (lmfloss evaluate --name)
+        tables.append(external)
+        result.files.append(_write_csv(out / "external.csv", EXTERNAL_COLUMNS, external_rows(runs)))
     compare_tables = _compare_tables(grid) if compare_paper else []
     result.tables = tables + compare_tables
     for table in result.tables:
