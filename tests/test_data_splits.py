@@ -15,6 +15,7 @@ from data_helpers import csv_dataset
 from lmfloss.data import load_splits, paper_split, paper_split_sizes
 from lmfloss.data.splits import group_split
 from lmfloss.errors import DataError
+from tiers import fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 METADATA = SHARED / "metadata"
@@ -34,6 +35,7 @@ def _empty_file(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+@fixture_marks(pytest.mark.slow)  # ~63,000 empty files: half a minute of disk, not a fast test
 def layouts(tmp_path_factory) -> dict[str, Path]:
     """The four datasets in their published layouts, with empty image files."""
     tmp = tmp_path_factory.mktemp("layouts")
