@@ -74,7 +74,7 @@ from lmfloss.data.transforms import NORMALIZATIONS
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write, atomic_write_text
 from lmfloss.modelcard import model_card_text
-from lmfloss.task import MULTICLASS, Task, get_task
+from lmfloss.task import MULTICLASS, Task, get_task, of_target
 from lmfloss.train.run import CHECKPOINTS, load_run
 
 logger = logging.getLogger(__name__)
@@ -373,11 +373,7 @@ def output_kind(task: Task) -> OutputKind:
     Raises:
         ValueError: a target kind this module does not describe (the known ones are listed).
     """
-    try:
-        return OUTPUT_KINDS[task.target]
-    except KeyError:
-        raise ValueError(f"task {task.name!r}: target {task.target!r} has no export description; "
-                         f"known targets: {sorted(OUTPUT_KINDS)}") from None
+    return of_target(OUTPUT_KINDS, task, "export description")
 
 
 def sidecar_info(run: Any, report: dict[str, Any], fmt: str, checkpoint: str, out: Path,

@@ -27,7 +27,7 @@ from lmfloss.data.splits import paper_split_sizes
 from lmfloss.errors import LmflossError
 from lmfloss.fileio import atomic_write_text
 from lmfloss.rundir import MODEL_CARD
-from lmfloss.task import Task, get_task
+from lmfloss.task import Task, get_task, of_target
 
 NOT_RECORDED = "not recorded"
 FEW_TEST_IMAGES = 10  # below this a class's test F1 moves by > 0.1 with one image
@@ -267,11 +267,7 @@ def card_kind(task: Task) -> CardKind:
     Raises:
         ValueError: a target kind this module does not describe (the known ones are listed).
     """
-    try:
-        return CARD_KINDS[task.target]
-    except KeyError:
-        raise ValueError(f"task {task.name!r}: target {task.target!r} has no model card layout; "
-                         f"known targets: {sorted(CARD_KINDS)}") from None
+    return of_target(CARD_KINDS, task, "model card layout")
 
 
 def _data_section(report: Mapping[str, Any], config: Mapping[str, Any], task: Task,

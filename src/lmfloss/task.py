@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from lmfloss import metrics, multilabel_metrics
 
-__all__ = ["MULTICLASS", "MULTILABEL", "SELECT_METRIC_CHOICES", "LiveChoices", "TASKS", "TASK_CHOICES", "MultiClass", "MultiLabel", "Task", "get_task", "register_task",
+T = TypeVar("T")
+
+__all__ = ["MULTICLASS", "MULTILABEL", "SELECT_METRIC_CHOICES", "LiveChoices", "of_target", "TASKS", "TASK_CHOICES", "MultiClass", "MultiLabel", "Task", "get_task", "register_task",
            "task_names"]
 
 
@@ -358,6 +360,20 @@ def register_task(task: Task) -> Task:
         raise ValueError(f"task {task.name!r} is already registered")
     TASKS[task.name] = task
     return task
+
+
+def of_target(table: Mapping[str, T], task: Task, what: str) -> T:
+    """``table[task.target]``: a layer's object for this kind of target (the data layer's
+    reader, the export's words, the model card's layout...), one lookup for every layer.
+
+    Raises:
+        ValueError: a target kind ``table`` does not describe, naming ``what`` and the known kinds.
+    """
+    try:
+        return table[task.target]
+    except KeyError:
+        raise ValueError(f"task {task.name!r}: target {task.target!r} has no {what}; "
+                         f"known targets: {sorted(table)}") from None
 
 
 def task_names() -> tuple[str, ...]:
