@@ -197,18 +197,30 @@ class Task:
         """The report of each split, thresholds chosen on ``"val"`` (when given) and applied to
         the others: a binary task's Youden threshold of ``positive``. ``common``: keys every
         split's report carries (e.g. the scoring level), before the chosen thresholds."""
-        threshold = None
-        if positive is not None and "val" in labels:
-            threshold = metrics.youden_threshold(labels["val"], probs["val"], positive)
+        chosen = self.choose_on_val(labels["val"], probs["val"], positive) if "val" in labels else None
         out = {}
         for split in labels:
-            out[split] = metrics.classification_report(
-                labels[split], self.decide(probs[split]), probs[split], class_names, n_bootstrap=bootstrap,
-                seed=seed, positive=positive, threshold=threshold if split != "val" else None)
+            out[split] = self.split_report(labels[split], probs[split], class_names, bootstrap=bootstrap, seed=seed,
+                                           positive=positive, chosen=chosen if split != "val" else None)
             out[split].update(common or {})
-            if split == "val" and threshold is not None:
-                out[split]["threshold_youden"] = threshold
+            if split == "val" and chosen is not None:
+                out[split].update(self.chosen_entry(chosen, class_names))
         return out
+
+    def choose_on_val(self, labels: np.ndarray, probs: np.ndarray, positive: int | None) -> Any:
+        """What validation chooses for the other splits: a binary task's Youden threshold of
+        ``positive`` (``None``: nothing)."""
+        return None if positive is None else metrics.youden_threshold(labels, probs, positive)
+
+    def chosen_entry(self, chosen: Any, class_names: Sequence[str]) -> dict[str, Any]:
+        """How the validation report records what it chose."""
+        return {"threshold_youden": chosen}
+
+    def split_report(self, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *, bootstrap: int,
+                     seed: int, positive: int | None, chosen: Any) -> dict[str, Any]:
+        """One split's report, with what validation chose applied (``None`` on validation)."""
+        return metrics.classification_report(labels, self.decide(probs), probs, class_names, n_bootstrap=bootstrap,
+                                             seed=seed, positive=positive, threshold=chosen)
 
     def macro_rule(self) -> str:
         """How this task's macro averages treat a class or label absent from a split."""
@@ -221,11 +233,6 @@ class Task:
     def thresholds_of(self, report: Mapping[str, Any]) -> list[float] | None:
         """The per-output thresholds a run chose on validation (``report.json``), if any."""
         return None
-
-    def describe(self) -> dict[str, Any]:
-        """What ``lmfloss losses --task`` and ``docs`` print about the task."""
-        return {"task": self.name, "display": self.display, "activation": self.activation,
-                "headline": self.headline, "select_metrics": list(self.select_metrics)}
 
 
 class MultiClass(Task):
@@ -278,20 +285,16 @@ class MultiLabel(Task):
         scores["subset_accuracy"] = scores.pop("accuracy")  # of the 0/1 decisions at 0.5: one name, one meaning
         return scores
 
-    def split_reports(self, labels: Mapping[str, np.ndarray], probs: Mapping[str, np.ndarray],
-                      class_names: Sequence[str], *, bootstrap: int, seed: int,
-                      positive: int | None = None, common: Mapping[str, Any] | None = None,
-                      ) -> dict[str, dict[str, Any]]:
-        thresholds = multilabel_metrics.choose_thresholds(labels["val"], probs["val"]) if "val" in labels else None
-        out = {}
-        for split in labels:
-            out[split] = multilabel_metrics.multilabel_report(
-                labels[split], probs[split], class_names, n_bootstrap=bootstrap, seed=seed,
-                thresholds=thresholds if split != "val" else None)
-            out[split].update(common or {})
-            if split == "val" and thresholds is not None:
-                out[split]["thresholds_chosen"] = dict(zip(class_names, thresholds))
-        return out
+    def choose_on_val(self, labels: np.ndarray, probs: np.ndarray, positive: int | None) -> Any:
+        return multilabel_metrics.choose_thresholds(labels, probs)
+
+    def chosen_entry(self, chosen: Any, class_names: Sequence[str]) -> dict[str, Any]:
+        return {"thresholds_chosen": dict(zip(class_names, chosen))}
+
+    def split_report(self, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *, bootstrap: int,
+                     seed: int, positive: int | None, chosen: Any) -> dict[str, Any]:
+        return multilabel_metrics.multilabel_report(labels, probs, class_names, n_bootstrap=bootstrap, seed=seed,
+                                                    thresholds=chosen)
 
     def macro_rule(self) -> str:
         return multilabel_metrics.macro_rule_note()
