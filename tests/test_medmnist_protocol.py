@@ -178,3 +178,20 @@ def test_binary_threshold_is_chosen_on_validation_only():
                                    positive=positive, threshold=threshold)
     assert report["at_threshold"]["threshold"] == threshold and report["positive_class"] == "malignant"
     assert {"sensitivity", "specificity"} <= set(report)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("10,15", [10, 15]), ("[10, 15]", [10, 15]), ("15", [15])])
+def test_lr_milestones_as_text_in_a_config_or_sweep_grid(text, expected):
+    """A sweep grid's values are scalars, so a schedule is given as "10,15" (as --lr-milestones takes it)."""
+    from lmfloss.config import TrainConfig, check_config
+
+    config = TrainConfig.from_dict({"epochs": 20, "lr_milestones": text})
+    check_config(config)
+    assert config.lr_milestones == expected
+
+
+def test_lr_milestones_text_that_is_not_epochs_names_the_key():
+    from lmfloss.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"config lr_milestones: expected whole numbers"):
+        TrainConfig.from_dict({"lr_milestones": "ten,15"})

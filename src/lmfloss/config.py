@@ -215,7 +215,14 @@ class TrainConfig:
                 f"loss_params must be a mapping such as {{beta: 2.0}}, got {values['loss_params']!r}"
             )
         values["loss_params"] = dict(values["loss_params"])
-        if isinstance(values.get("lr_milestones"), (list, tuple)):
+        # a list, or its text ("10,15") as --lr-milestones, --set and a sweep grid's values give it
+        for key, parse in (("lr_milestones", parse_int_list), ("label_columns", parse_name_list)):
+            if isinstance(values.get(key), str):
+                try:
+                    values[key] = parse(values[key])
+                except ValueError as err:
+                    raise ValueError(f"config {key}: {err}") from None
+        if isinstance(values.get("lr_milestones"), tuple):
             values["lr_milestones"] = list(values["lr_milestones"])
         if isinstance(values.get("label_columns"), (list, tuple)):
             values["label_columns"] = [str(c) for c in values["label_columns"]]
@@ -514,8 +521,4 @@ def build_config(
             values[key] = value
     if loss_param_pairs:
         apply_overrides(values, {"loss_params": parse_key_values(loss_param_pairs, "--loss-param")})
-    if isinstance(values.get("lr_milestones"), str):
-        values["lr_milestones"] = parse_int_list(values["lr_milestones"])
-    if isinstance(values.get("label_columns"), str):
-        values["label_columns"] = parse_name_list(values["label_columns"])
     return TrainConfig.from_dict(values)
