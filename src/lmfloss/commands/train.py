@@ -189,8 +189,10 @@ def _multilabel_line(result: Any) -> str:
     level = SCORED_UNITS.get(report.get("score_by"), "images")
     return (f"{result.run_dir}: best epoch {result.best_epoch} (val {result.select_metric} "
             f"{_fmt(result.best_val_score)}); test ({test['n']} {level}) mAP {_fmt(test['map'])}"
-            + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f", macro AUC {_fmt(test['auc_macro'])}, "
-            f"ODIR score {_fmt((test.get('odir_score') or {}).get('final'))}")
+            + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f", macro AUC {_fmt(test['auc_macro'])}"
+            # the challenge's own score, on the challenge's data only (report.json keeps it for every run)
+            + (f", ODIR score {_fmt((test.get('odir_score') or {}).get('final'))}"
+               if (report.get("config") or {}).get("dataset") == "odir5k" else ""))
 
 
 def _calibration_line(cal: dict[str, Any]) -> str:
