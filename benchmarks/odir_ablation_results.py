@@ -1,8 +1,8 @@
 """From today's ODIR-5K preset to the recipe, one factor at a time: the table (issue 28).
 
 Reads the runs of the ablation sweep (configs/ablation-odir.yaml: the recipe's selection run with
-one factor set back to the preset's) and of the recipe sweep (configs/multilabel-odir-recipe.yaml:
-its selection runs are the reference row, its refits the training-fraction row), all on the same
+one factor set back to the preset's) and the BCE runs of the recipe (configs/multilabel-odir.yaml:
+their selection runs are the reference row, their refits the training-fraction row), all on the same
 353 test patients, and prints the Markdown table of benchmarks/results/odir-ablation.md. Each
 row's difference is paired by seed against the recipe's selection run, with a 95 % t-interval
 over the seeds (a seed pairs the initialisation and the batch order, not the data split, which is
@@ -31,11 +31,11 @@ def _flat(config: dict) -> dict:
 
 
 def _reports(runs: Path) -> list[dict]:
-    found = []
-    for report in sorted(runs.glob("*/report.json")):
-        data = json.loads(report.read_text())
-        found.append(data)
-    return found
+    return [json.loads(report.read_text()) for report in sorted(runs.glob("*/report.json"))]
+
+
+def _plain_bce(data: dict) -> bool:
+    return data["config"]["loss"] == "bce" and (data["config"].get("loss_params") or {}).get("pos_weight") is None
 
 
 def _factor(config: dict, reference: dict) -> str:
@@ -61,10 +61,10 @@ def _paired(values: dict[int, float], reference: dict[int, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", type=Path, required=True, help="the recipe sweep's runs folder")
+    parser.add_argument("--recipe", type=Path, required=True, help="runs of configs/multilabel-odir.yaml (its plain-BCE runs are read)")
     parser.add_argument("--ablation", type=Path, required=True, help="the ablation sweep's runs folder")
     args = parser.parse_args()
-    recipe = _reports(args.recipe)
+    recipe = [data for data in _reports(args.recipe) if _plain_bce(data)]  # the preset's other losses aside
     if not recipe:
         raise SystemExit(f"no finished run (report.json) under {args.recipe}")
     reference_config = _flat(recipe[0]["config"])

@@ -19,3 +19,17 @@ def test_key_roles_are_one_list_for_resume_sweep_and_report():
     c = TrainConfig(skip_bad_images=True).to_dict()
     assert [k for k, *_ in diff_configs(TrainConfig().to_dict(), c, ignore_roles=("runtime", "resumable"))] == [
         "skip_bad_images"]
+
+
+def test_exponent_numbers_read_as_numbers_in_files_set_and_sweeps(tmp_path):
+    """PyYAML (YAML 1.1) reads ``5e-4`` as a string; a user means a number, everywhere."""
+    from lmfloss.config import build_config, load_config_file, parse_key_values
+    from lmfloss.sweep.parse import yaml_scalar
+
+    path = tmp_path / "c.yaml"
+    path.write_text("weight_decay: 5e-4\nlr: 1E-3\nepochs: 3\nroot: 1e-folder\n")
+    assert load_config_file(path) == {"weight_decay": 0.0005, "lr": 0.001, "epochs": 3, "root": "1e-folder"}
+    assert parse_key_values(["lr=3e-4", "epochs=2e1", "seed=7"]) == {"lr": 0.0003, "epochs": 20.0, "seed": 7}
+    assert yaml_scalar("5e-4") == 0.0005 and yaml_scalar("5e") == "5e"
+    config = build_config(path, {"lr": None})
+    assert (config.weight_decay, config.lr) == (0.0005, 0.001)

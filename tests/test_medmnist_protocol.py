@@ -180,7 +180,7 @@ def test_binary_threshold_is_chosen_on_validation_only():
     assert {"sensitivity", "specificity"} <= set(report)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("10,15", [10, 15]), ("[10, 15]", [10, 15]), ("15", [15])])
+@pytest.mark.parametrize(("text", "expected"), [("10,15", [10, 15]), ("[10, 15]", [10, 15]), ("15", [15]), (15, [15])])
 def test_lr_milestones_as_text_in_a_config_or_sweep_grid(text, expected):
     """A sweep grid's values are scalars, so a schedule is given as "10,15" (as --lr-milestones takes it)."""
     from lmfloss.config import TrainConfig, check_config

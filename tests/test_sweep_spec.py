@@ -260,3 +260,31 @@ def test_sweep_dry_run_refuses_typos(tmp_path, capsys, space, extra, culprit):
     line = one_error_line(capsys, "sweep")
     assert repr(culprit) in line or f"{culprit}:" in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_in_configs_parses_and_each_grid_point_is_a_valid_config(path):
+    from lmfloss.config import build_config, check_config
+
+    raw = yaml.safe_load(path.read_text())
+    if "space" not in raw:  # a training config
+        check_config(build_config(path))
+        return
+    spec = load_sweep(path)
+    if spec.sampler == "grid":
+        for point in spec.grid_points():
+            check_config(spec.resolve(point)[0])
+
+
+@pytest.mark.parametrize("name", ["multilabel-odir.yaml", "multilabel-synthetic.yaml", "ablation-odir.yaml"])
+def test_multilabel_presets_train_with_the_recipe(name):
+    """The recipe that matches the plain script (benchmarks/results/odir-recipe.md): plain BCE,
+    20 epochs with x0.1 after 10 and 15, batch 64, Adam 1e-3 without weight decay, flips."""
+    spec = load_sweep(CONFIGS / name)
+    recipe = {"epochs": 20, "lr_milestones": [10, 15], "batch_size": 64, "lr": 1e-3, "weight_decay": 0.0,
+              "augment": "flip", "select_metric": "map"}
+    base, _ = spec.resolve({})
+    assert {k: getattr(base, k) for k in recipe} == recipe
+    bce = [spec.resolve(p)[0] for p in spec.grid_points() if p.get("loss", base.loss) == "bce"]
+    assert bce and any(c.loss_params == {"pos_weight": None} for c in bce)
+    assert base.refit is (name != "ablation-odir.yaml")  # the ablation's reference is the selection run

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +223,9 @@ class TrainConfig:
                     values[key] = parse(values[key])
                 except ValueError as err:
                     raise ValueError(f"config {key}: {err}") from None
-        if isinstance(values.get("lr_milestones"), tuple):
-            values["lr_milestones"] = list(values["lr_milestones"])
+        milestones = values.get("lr_milestones")
+        if isinstance(milestones, tuple) or (isinstance(milestones, int) and not isinstance(milestones, bool)):
+            values["lr_milestones"] = list(milestones) if isinstance(milestones, tuple) else [milestones]
         if isinstance(values.get("label_columns"), (list, tuple)):
             values["label_columns"] = [str(c) for c in values["label_columns"]]
         return cls(**values)
@@ -333,6 +335,24 @@ def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``5e-4`` and ``1e3`` as numbers: YAML 1.1 (what
+    PyYAML implements) needs a dot in a float, so ``weight_decay: 5e-4`` was the string
+    ``"5e-4"``; YAML 1.2, and every user, reads a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with numbers such as ``5e-4`` read as numbers (:class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
+
+
 def parse_key_values(pairs: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
     """``["beta=2", "class_weight=none", "root=/data"]`` -> ``{"beta": 2, "class_weight": None, ...}``.
 
@@ -346,7 +366,7 @@ def parse_key_values(pairs: Iterable[str] | None, option: str = "--set") -> dict
     for pair in pairs or []:
         key, raw = split_key_value(pair, option)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         if isinstance(value, str) and value.strip().lower() == "none":
@@ -401,7 +421,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ``ValueError`` naming it."""
     path = require_file(path, "config file", "a YAML file")
     try:
-        data = yaml.safe_load(read_text(path, "config file"))
+        data = load_yaml(read_text(path, "config file"))
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if data is None:

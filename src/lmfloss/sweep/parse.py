@@ -13,6 +13,7 @@ from lmfloss.config import (
     TrainConfig,
     apply_overrides,
     load_config_file,
+    load_yaml,
     parse_key_values,
     split_key_value,
 )
@@ -291,7 +292,7 @@ def parse_only(pairs: Sequence[str] | None) -> dict[str, list[Scalar]]:
 
 def yaml_scalar(text: str) -> Scalar:
     try:
-        value = yaml.safe_load(text.strip())
+        value = load_yaml(text.strip())
     except yaml.YAMLError:
         return text.strip()
     return value if isinstance(value, _SCALAR) else text.strip()
