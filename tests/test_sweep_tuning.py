@@ -3,6 +3,7 @@ chosen configuration as a grid of seeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -88,3 +89,46 @@ def test_tuning_summary_says_when_a_space_chose_nothing():
     assert "Trials: 0 complete, 1 failed." in text and "No complete trial: nothing chosen." in text
     assert yaml.safe_load(yaml.safe_dump(confirm_sweep(spec, rows)))["space"] == [
         {"loss": ["lmf"], "loss_params.alpha": [1.0], "lr": [0.001], "seed": [1, 2, 3, 4, 5]}]
+
+
+def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep(tmp_path):
+    """confirm.yaml carries the tuning record; each confirmation run keeps it in sweep.json;
+    the report's tuning table and tuning.csv state the budget, each space and what was chosen."""
+    from lmfloss.report.runs import ReportRun
+    from lmfloss.report.tuning import tuning_rows, tuning_tables
+
+    spec = parse_sweep(TUNE)
+    out = tmp_path / "tune"
+    run_worker(spec, out, runner=scored_runner, heartbeat=1)
+    summarize(spec, out, f"sqlite:///{out / 'study.db'}", spec.name)  # writes tuning.md and confirm.yaml
+    confirm = load_sweep(out / "confirm.yaml")
+    record = confirm.tuning
+    assert record["trials_per_space"] == 3 and [s["label"] for s in record["spaces"]] == ["lmf", "focal", "ce"]
+    assert record["spaces"][0]["searched"]["loss_params.alpha"] == "float in [0.25, 2]"
+    assert all(s["complete"] == 3 and s["chosen"]["val_metric"] == "f1_macro" for s in record["spaces"])
+
+    confirm = dataclasses.replace(confirm, only={"seed": [1, 2]})
+    run_worker(confirm, tmp_path / "confirm", runner=scored_runner, heartbeat=1)
+    runs = []
+    for info in sorted((tmp_path / "confirm" / "runs").glob("*/sweep.json")):
+        assert json.loads(info.read_text())["tuning"] == record  # every confirmation run keeps it
+        seed = json.loads(info.read_text())["params"]["seed"]
+        runs.append(ReportRun(run_dir=info.parent, config={"seed": seed}, status="finished"))
+    assert len(runs) == 3 * 2
+    (table,) = tuning_tables(runs)
+    assert "3 random trials per loss" in table.title and "chosen on validation" in table.title
+    lmf = record["spaces"][0]["chosen"]
+    assert table.rows[0][0] == "LMF" and f"alpha={lmf['params']['loss_params.alpha']:.3g}" in table.rows[0][3]
+    assert "seeds 1, 2" in table.notes[0]
+    rows = tuning_rows(runs)
+    assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}
+    assert rows[2]["val_score"] == pytest.approx(record["spaces"][2]["chosen"]["val_score"])
+
+
+def test_runs_without_a_tuning_record_have_no_tuning_table(tmp_path):
+    from lmfloss.report.runs import ReportRun
+    from lmfloss.report.tuning import tuning_tables
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "sweep.json").write_text(json.dumps({"study": "s", "trial": 0, "params": {}, "tags": {}}))
+    assert tuning_tables([ReportRun(run_dir=tmp_path / "r", config={}, status="finished")]) == []

@@ -43,6 +43,7 @@ from lmfloss.report.tables import (
     main_table,
     per_class_table,
 )
+from lmfloss.report.tuning import TUNING_COLUMNS, tuning_rows, tuning_tables
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,10 @@ def build_report(
     if external is not None:  # internal and external test side by side (lmfloss evaluate --name)
         tables.append(external)
         result.files.append(_write_csv(out / "external.csv", EXTERNAL_COLUMNS, external_rows(runs)))
+    tuning = tuning_tables(runs)  # how each compared configuration was chosen (a per_space tuning sweep)
+    if tuning:
+        tables += tuning
+        result.files.append(_write_csv(out / "tuning.csv", TUNING_COLUMNS, tuning_rows(runs)))
     compare_tables = _compare_tables(grid) if compare_paper else []
     result.tables = tables + compare_tables
     for table in result.tables:

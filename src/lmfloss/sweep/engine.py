@@ -206,6 +206,7 @@ class Objective:
                 trial.set_user_attr(f"test_{key}", float(test[key]))
         write_sweep_info({
             "study": self.study_name, "trial": trial.number, "params": params, "tags": tags,
+            **({"tuning": self.spec.tuning} if self.spec.tuning else {}),
             **{k: v for k, v in tags.items() if k not in ("study", "trial", "params", "tags")},
         }, run_dir)
         logger.info("trial %d: %s val %s %.4f%s", trial.number, name, "mAP" if metric == "map" else "macro-F1", value,

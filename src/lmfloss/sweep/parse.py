@@ -164,9 +164,13 @@ def parse_sweep(data: Mapping[str, Any], *, base_dir: Path | None = None,
     html = data.get("html", False)
     if not isinstance(html, bool):
         raise ValueError(f"{where}: html must be true or false, got {html!r}")
+    tuning = data.get("tuning")
+    if tuning is not None and not isinstance(tuning, Mapping):
+        raise ValueError(f"{where}: tuning must be a mapping (what lmfloss wrote into confirm.yaml), got {tuning!r}")
     spec = SweepSpec(name=str(name), sampler=sampler, base=base, subspaces=subspaces,
                      trials=trials, seed=seed, overrides=_parse_overrides(data.get("overrides"), where),
-                     nproc_per_node=nproc, source=source, html=html, budget=budget)
+                     nproc_per_node=nproc, source=source, html=html, budget=budget,
+                     tuning=None if tuning is None else dict(tuning))
     check_points(spec)
     return spec
 

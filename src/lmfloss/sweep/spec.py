@@ -45,7 +45,7 @@ from lmfloss.data.adapters import resolve_config
 
 SAMPLERS = ("grid", "random", "tpe")
 TOP_LEVEL_KEYS = ("name", "description", "sampler", "trials", "seed", "base", "space", "overrides",
-                  "launcher", "html", "budget")
+                  "launcher", "html", "budget", "tuning")
 # Keys that say where and how fast a run happens, not what it measures (the "runtime" role
 # of lmfloss.config): they may differ between the machines of one study.
 MACHINE_KEYS = keys_with_role("runtime")
@@ -113,6 +113,9 @@ class SweepSpec:
     only: dict[str, list[Scalar]] = field(default_factory=dict)
     html: bool = False  # after the sweep, write OUT/report/ with report.html (not part of the fingerprint)
     budget: str = "total"  # per_space: `trials` trials in each entry of a list of spaces (lmfloss.sweep.tuning)
+    # how a confirmation sweep's configurations were chosen (lmfloss.sweep.tuning.confirm_sweep):
+    # recorded in each run's sweep.json for the report; not part of the fingerprint
+    tuning: dict[str, Any] | None = None
 
     @property
     def total_trials(self) -> int:

@@ -118,7 +118,27 @@ def confirm_sweep(spec: SweepSpec, rows: Sequence[Mapping[str, Any]],
     return {"name": f"{spec.name}-confirm",
             "description": f"each loss's configuration chosen by {spec.name} ({spec.trials} trials per loss on "
                            f"validation), trained with seeds {list(seeds)}",
-            "sampler": "grid", "base": base, "space": space}
+            "sampler": "grid", "base": base, "space": space, "tuning": tuning_record(spec, rows)}
+
+
+def tuning_record(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How the confirmed configurations were chosen, as plain data: the tuning sweep, its budget,
+    and per space the searched ranges, the trials run and the chosen trial with its validation
+    score. ``confirm.yaml`` carries it, each confirmation run's ``sweep.json`` records it, and
+    ``lmfloss report`` shows it beside the comparison."""
+    best = best_per_space(spec, rows)
+    spaces = []
+    for i, sub in enumerate(spec.subspaces):
+        complete, failed = _counts(rows, i)
+        chosen = best.get(i)
+        spaces.append({
+            "label": space_label(spec, i), "searched": {k: describe_value(v) for k, v in sub.items()},
+            "complete": complete, "failed": failed,
+            "chosen": None if chosen is None else {
+                "trial": chosen["trial"], "params": dict(chosen["params"]),
+                "val_metric": chosen.get("val_metric"), "val_score": chosen["val_objective"]}})
+    return {"study": spec.name, "sampler": spec.sampler, "sampler_seed": spec.seed,
+            "trials_per_space": spec.trials, "seed": spec.base.get("seed"), "spaces": spaces}
 
 
 def write_tuning(spec: SweepSpec, rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:

@@ -1,0 +1,83 @@
+"""How a compared configuration was chosen: the tuning budget of a confirmation sweep.
+
+A loss comparison is fair only when every loss got the same care. ``lmfloss sweep`` with
+``budget: per_space`` tunes each loss in its own space with the same number of trials and writes
+``confirm.yaml``, whose ``tuning`` record (:func:`lmfloss.sweep.tuning.tuning_record`) every
+confirmation run keeps in its ``sweep.json``. This table states that budget, each loss's space
+and what validation chose, beside the comparison it led to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from lmfloss import rundir
+from lmfloss.report.formats import num
+from lmfloss.report.names import loss_name
+from lmfloss.report.render import Table
+from lmfloss.report.runs import ReportRun
+
+TUNING_COLUMNS = ("study", "space", "searched", "trials_complete", "trials_failed", "chosen_trial", "chosen",
+                  "val_metric", "val_score", "trials_per_space", "sampler", "tuning_seed", "confirm_seeds")
+
+
+def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[int]]]:
+    """Study name -> (its tuning record, the seeds its confirmation runs used here)."""
+    found: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for run in runs:
+        record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
+        if not isinstance(record, dict) or not isinstance(record.get("spaces"), list):
+            continue
+        _, seeds = found.setdefault(str(record.get("study")), (record, []))
+        if isinstance(run.seed, int) and run.seed not in seeds:
+            seeds.append(run.seed)
+    return found
+
+
+def _chosen(space: dict[str, Any]) -> str:
+    chosen = space.get("chosen")
+    if not chosen:
+        return "nothing (no complete trial)"
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in chosen["params"].items() if k != "loss")
+
+
+def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
+    """One row per (tuning study, space) for ``tuning.csv``."""
+    rows = []
+    for study, (record, seeds) in tuning_records(runs).items():
+        for space in record["spaces"]:
+            chosen = space.get("chosen") or {}
+            rows.append({
+                "study": study, "space": space.get("label"),
+                "searched": "; ".join(f"{k}: {v}" for k, v in (space.get("searched") or {}).items()),
+                "trials_complete": space.get("complete"), "trials_failed": space.get("failed"),
+                "chosen_trial": chosen.get("trial"), "chosen": _chosen(space) if chosen else "",
+                "val_metric": chosen.get("val_metric"), "val_score": chosen.get("val_score"),
+                "trials_per_space": record.get("trials_per_space"), "sampler": record.get("sampler"),
+                "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, sorted(seeds))),
+            })
+    return rows
+
+
+def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
+    """One table per tuning study the runs' configurations came from (none for untuned runs)."""
+    tables = []
+    for study, (record, seeds) in tuning_records(runs).items():
+        table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
+                      f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
+                      f"loss, seed {record.get('seed')}, each loss in its own space, chosen on validation",
+                      ["Loss", "Searched", "Trials", "Chosen", "Validation score"])
+        for space in record["spaces"]:
+            chosen = space.get("chosen") or {}
+            searched = "; ".join(f"{k}: {v}" for k, v in (space.get("searched") or {}).items() if k != "loss")
+            trials = f"{space.get('complete')}" + (f" (+{space['failed']} failed)" if space.get("failed") else "")
+            score = chosen.get("val_score")
+            table.rows.append([loss_name(str(space.get("label"))), searched or "—", trials, _chosen(space),
+                               "—" if score is None else f"{num(100 * score)} ({chosen.get('val_metric')})"])
+        table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
+                           f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
+                           "the differences with Holm's correction.")
+        tables.append(table)
+    return tables
