@@ -1,12 +1,12 @@
-"""The ODIR-5K recipe against the plain reference, seed by seed (issue 28).
+"""A multi-label recipe against the plain reference, seed by seed (issue 28).
 
 Reads the plain reference's JSON files (benchmarks/plain_reference.py) and the plain-BCE runs of
-the recipe (configs/multilabel-odir.yaml: selection run and its refit on train + validation;
-other losses in the folder are left out), all on the same 353 test patients, and prints the
-Markdown table of benchmarks/results/odir-recipe.md.
+the recipe (configs/multilabel-odir.yaml or multilabel-synthetic.yaml: selection run and its
+refit on train + validation; other losses in the folder are left out), all on the same test
+split, and prints the Markdown table of benchmarks/results/odir-recipe.md (synthetic-recipe.md).
 
-    python benchmarks/odir_recipe_results.py --reference benchmarks/results/plain-reference-odir \
-        --runs sweeps/ml-odir-recipe/runs
+    python benchmarks/recipe_results.py --reference benchmarks/results/plain-reference-odir \
+        --runs sweeps/ml-odir/runs
 """
 
 from __future__ import annotations
