@@ -119,6 +119,7 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     assert "3 random trials per loss" in table.title and "chosen on validation" in table.title
     lmf = record["spaces"][0]["chosen"]
     assert table.rows[0][0] == "LMF" and f"alpha={lmf['params']['loss_params.alpha']:.3g}" in table.rows[0][3]
+    assert "loss_params." not in table.rows[0][3] and table.rows[0][4].endswith("(macro-F1)")
     assert "seeds 1, 2" in table.notes[0]
     rows = tuning_rows(runs)
     assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}

@@ -35,11 +35,24 @@ def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any],
     return found
 
 
+# what a validation objective is called for a reader (the sweep objective's metric names)
+METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP", "auc": "AUC", "auc_macro": "macro AUC", "accuracy": "accuracy"}
+
+
+def _key(key: str) -> str:
+    return key.removeprefix("loss_params.")
+
+
+def _range(text: str) -> str:
+    """``float in [0.0001, 0.003] (log)`` -> ``[0.0001, 0.003] log``: narrow enough for a page."""
+    return text.replace("float in ", "").replace("int in ", "int ").replace(" (log)", " log")
+
+
 def _chosen(space: dict[str, Any]) -> str:
     chosen = space.get("chosen")
     if not chosen:
         return "nothing (no complete trial)"
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+    return ", ".join(f"{_key(k)}={v:.3g}" if isinstance(v, float) else f"{_key(k)}={v}"
                      for k, v in chosen["params"].items() if k != "loss")
 
 
@@ -71,11 +84,13 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
                       ["Loss", "Searched", "Trials", "Chosen", "Validation score"])
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
-            searched = "; ".join(f"{k}: {v}" for k, v in (space.get("searched") or {}).items() if k != "loss")
+            searched = "; ".join(f"{_key(k)} {_range(str(v))}" for k, v in (space.get("searched") or {}).items()
+                                 if k != "loss")
             trials = f"{space.get('complete')}" + (f" (+{space['failed']} failed)" if space.get("failed") else "")
-            score = chosen.get("val_score")
+            score, metric = chosen.get("val_score"), str(chosen.get("val_metric"))
             table.rows.append([loss_name(str(space.get("label"))), searched or "—", trials, _chosen(space),
-                               "—" if score is None else f"{num(100 * score)} ({chosen.get('val_metric')})"])
+                               "—" if score is None else
+                               f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})"])
         table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
                            f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
                            "the differences with Holm's correction.")
