@@ -245,3 +245,21 @@ def test_training_counts_come_from_the_loss_librarys_class_counts():
     splits = splits_for(config)
     train = dataset_for(config, "train", splits)
     assert class_counts(train.labels, len(splits.class_names)) == splits.class_counts("train")
+
+
+def test_hflip_augmentation_flips_only_horizontally(synthetic):
+    """hflip (torchvision's RandomHorizontalFlip): the image or its mirror, never upside down --
+    per item and per batch (the engine's deferred path)."""
+    from lmfloss.data.transforms import build_transform
+
+    torch.manual_seed(0)
+    plain = make_dataset(synthetic, "train", image_size=32)[5][0]
+    flipped = make_dataset(synthetic, "train", image_size=32, augment="hflip")
+    seen = {flipped[5][0].numpy().tobytes() for _ in range(40)}
+    assert seen == {plain.numpy().tobytes(), plain.flip(-1).numpy().tobytes()}
+
+    batch = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4).repeat(20, 1, 1, 1)
+    out = build_transform(augment="hflip", defer_float=True).augment_batch(batch)
+    mirrored = [torch.equal(o, b.flip(-1)) for o, b in zip(out, batch)]
+    assert all(m or torch.equal(o, b) for m, o, b in zip(mirrored, out, batch))
+    assert 0 < sum(mirrored) < len(batch)

@@ -282,9 +282,10 @@ def test_multilabel_presets_train_with_the_recipe(name):
     20 epochs with x0.1 after 10 and 15, batch 64, Adam 1e-3 without weight decay, flips."""
     spec = load_sweep(CONFIGS / name)
     recipe = {"epochs": 20, "lr_milestones": [10, 15], "batch_size": 64, "lr": 1e-3, "weight_decay": 0.0,
-              "augment": "flip", "select_metric": "map"}
+              "select_metric": "map"}
     base, _ = spec.resolve({})
     assert {k: getattr(base, k) for k in recipe} == recipe
+    assert base.augment == ("hflip" if name == "multilabel-synthetic.yaml" else "flip")
     bce = [spec.resolve(p)[0] for p in spec.grid_points() if p.get("loss", base.loss) == "bce"]
     assert bce and any(c.loss_params == {"pos_weight": None} for c in bce)
     assert base.refit is (name != "ablation-odir.yaml")  # the ablation's reference is the selection run

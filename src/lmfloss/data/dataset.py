@@ -252,7 +252,7 @@ def make_dataset(
         split: ``"train" | "val" | "test"``.
         image_size: output side ``S`` (the paper: 224).
         normalize: ``"none"`` (the paper), ``"imagenet"`` or ``"half"``.
-        augment: ``"none"`` (the paper), ``"flip"`` or ``"randaugment"``.
+        augment: ``"none"`` (the paper), ``"flip"``, ``"hflip"`` or ``"randaugment"``.
         cache_dir: cache folder (default: :func:`lmfloss.data.cache.default_cache_dir`).
         progress: show a progress bar while building the cache.
         cache_workers: processes decoding images while the cache is built (0 or 1: this

@@ -42,7 +42,9 @@ class ImageTransform:
         normalize: ``"none"`` (the paper), ``"imagenet"`` (``(x - mean) / std`` with
             torchvision's ImageNet statistics) or ``"half"`` (mean = std = 0.5, MedMNIST v2).
         augment: ``"none"`` (the paper), ``"flip"`` (random horizontal and vertical flips,
-            each with probability 0.5) or ``"randaugment"`` (torchvision's RandAugment,
+            each with probability 0.5), ``"hflip"`` (horizontal flips only, probability 0.5:
+            torchvision's ``RandomHorizontalFlip``, for images whose up and down differ) or
+            ``"randaugment"`` (torchvision's RandAugment,
             Cubuk et al. 2020, applied to the uint8 image).
         defer_float: return uint8 items and leave scaling/normalisation to :meth:`finish`.
     """
@@ -63,10 +65,10 @@ class ImageTransform:
         return self.finish(self._augment_one(image))
 
     def _augment_one(self, image: torch.Tensor) -> torch.Tensor:
-        if self.augment == "flip":
+        if self.augment in ("flip", "hflip"):
             if torch.rand(()) < 0.5:
                 image = image.flip(-1)
-            if torch.rand(()) < 0.5:
+            if self.augment == "flip" and torch.rand(()) < 0.5:
                 image = image.flip(-2)
         elif self._randaugment is not None:
             image = self._randaugment(image)
@@ -74,7 +76,8 @@ class ImageTransform:
 
     def augment_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Augment a uint8 batch ``[B, 3, S, S]`` where it lies (the GPU, after the copy):
-        per image, independent horizontal and vertical flips (``flip``) or a RandAugment
+        per image, independent horizontal and vertical flips (``flip``), a horizontal flip
+        (``hflip``) or a RandAugment
         draw (``randaugment``). Random numbers come from the batch's device generator."""
         if self.augment == "none" or images.ndim != 4 or images.shape[0] == 0:
             return images
@@ -83,6 +86,9 @@ class ImageTransform:
             draws = torch.rand(2, images.shape[0], device=images.device) < 0.5
             images = torch.where(draws[0].view(-1, 1, 1, 1), images.flip(-1), images)
             images = torch.where(draws[1].view(-1, 1, 1, 1), images.flip(-2), images)
+        elif self.augment == "hflip":
+            draws = torch.rand(images.shape[0], device=images.device) < 0.5
+            images = torch.where(draws.view(-1, 1, 1, 1), images.flip(-1), images)
         else:
             images = torch.stack([self._randaugment(image) for image in images])
         return images.contiguous(memory_format=torch.channels_last) if channels_last else images

@@ -175,10 +175,13 @@ def evaluate_run(run: Run, split: str = "test", batch_size: int | None = None,
         }
     if tta is not None:
         report["tta"] = tta
-        report["trained_with_flips"] = run.config.augment in ("flip", "randaugment")
+        report["trained_with_flips"] = run.config.augment in ("flip", "hflip", "randaugment")
         if not report["trained_with_flips"]:
             logger.warning("test-time flips on a run trained without flip augmentation (augment=%r); "
                            "recorded in the report", run.config.augment)
+        elif tta == "flip4" and run.config.augment == "hflip":
+            logger.warning("test-time vertical flips (flip4) on a run trained with horizontal flips only "
+                           "(augment='hflip'); --tta flip averages the views it was trained on")
     target = scored(results[split], run.config)
     return {"split": split, "checkpoint_epoch": run.epoch, "report": report,
             "ids": target.ids, "labels": target.labels, "probs": target.probs()}
