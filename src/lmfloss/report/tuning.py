@@ -80,7 +80,7 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
     for study, (record, seeds) in tuning_records(runs).items():
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
-                      f"loss, seed {record.get('seed')}, each loss in its own space, chosen on validation",
+                      f"loss (training seed {record.get('seed')}), each loss in its own space, chosen on validation",
                       ["Loss", "Searched", "Trials", "Chosen", "Validation score"])
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
