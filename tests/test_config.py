@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lmfloss.config import TrainConfig, diff_configs, keys_with_role
 
 
@@ -33,3 +35,23 @@ def test_exponent_numbers_read_as_numbers_in_files_set_and_sweeps(tmp_path):
     assert yaml_scalar("5e-4") == 0.0005 and yaml_scalar("5e") == "5e"
     config = build_config(path, {"lr": None})
     assert (config.weight_decay, config.lr) == (0.0005, 0.001)
+
+
+def test_a_config_from_a_pipe_or_device_reads(tmp_path):
+    """bash's --config <(echo ...) is a pipe and /dev/null a device: both read as files."""
+    import os
+    import threading
+
+    from lmfloss.config import load_config_file
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("epochs: 2\n"))
+    writer.start()
+    assert load_config_file(fifo) == {"epochs": 2}
+    writer.join(timeout=10)
+    assert load_config_file("/dev/null") == {}
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        load_config_file(tmp_path)

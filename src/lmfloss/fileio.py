@@ -217,12 +217,13 @@ def dict_rows_text(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: 
 
 
 def require_file(path: str | Path, what: str, expected: str) -> Path:
-    """``path`` as a Path if it is a file; else ``FileNotFoundError``/``IsADirectoryError``
+    """``path`` as a Path if it can be read as a file (a regular file, or a pipe or device such
+    as bash's ``<(...)`` or ``/dev/null``); else ``FileNotFoundError``/``IsADirectoryError``
     naming ``what`` (e.g. "config file") and the ``expected`` kind of file."""
     path = Path(path)
-    if not path.is_file():
-        if path.is_dir():
-            raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected {expected}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected {expected}")
+    if not path.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     return path
 
