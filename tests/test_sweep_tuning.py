@@ -121,6 +121,10 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     assert table.rows[0][0] == "LMF" and f"alpha={lmf['params']['loss_params.alpha']:.3g}" in table.rows[0][3]
     assert "loss_params." not in table.rows[0][3] and table.rows[0][4].endswith("(macro-F1)")
     assert "seeds 1, 2" in table.notes[0]
+    from lmfloss.report.html import table_block
+
+    block = table_block(table)  # on the page, the long columns wrap instead of scrolling sideways
+    assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False]
     rows = tuning_rows(runs)
     assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}
     assert rows[2]["val_score"] == pytest.approx(record["spaces"][2]["chosen"]["val_score"])

@@ -200,7 +200,8 @@ def table_block(table: Table, first: Sequence[str] = (), wide: Sequence[str] = (
         filled = [text or above[j] if j < labels else text for j, text in enumerate(row)]
         above = filled[:labels] + above[len(filled[:labels]):]
         rows.append([{"text": filled[j], "best": (i, j) in table.best and bool(filled[j]),
-                      "sign": _sign(table.columns[j], filled[j]), "wrap": table.columns[j] in wide}
+                      "sign": _sign(table.columns[j], filled[j]),
+                      "wrap": table.columns[j] in wide or table.columns[j] in table.wrap}
                      for j in order if j < len(filled)])
     return {"kind": "table", "id": "table-" + _slug(table.name), "title": table.title,
             "columns": [table.columns[j] for j in order], "rows": rows,

@@ -41,6 +41,7 @@ class Table:
         rows: Display cells, ``len(columns)`` per row.
         best: ``(row, column)`` indices shown in bold.
         notes: Lines printed under the table.
+        wrap: Columns whose long text may wrap on the page (the HTML report).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     best: set[tuple[int, int]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    wrap: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown with a bold caption and notes below."""
