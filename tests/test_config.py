@@ -55,3 +55,15 @@ def test_a_config_from_a_pipe_or_device_reads(tmp_path):
         load_config_file(tmp_path / "missing.yaml")
     with pytest.raises(IsADirectoryError, match="is a folder"):
         load_config_file(tmp_path)
+
+
+def test_a_data_csv_that_is_a_pipe_is_refused_in_one_line(tmp_path):
+    """A dataset CSV is read more than once (identity, split), so a pipe would hang: refused."""
+    import os
+
+    from lmfloss.fileio import read_csv_rows
+
+    fifo = tmp_path / "rows"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a pipe or device, not a file"):
+        read_csv_rows(fifo, ["path"])

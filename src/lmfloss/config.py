@@ -419,7 +419,7 @@ def parse_name_list(text: str | Sequence[str] | None) -> list[str] | None:
 # ---- files -------------------------------------------------------------------------
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ``ValueError`` naming it."""
-    path = require_file(path, "config file", "a YAML file")
+    path = require_file(path, "config file", "a YAML file", stream_ok=True)  # read once
     try:
         data = load_yaml(read_text(path, "config file"))
     except yaml.YAMLError as exc:

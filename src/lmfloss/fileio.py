@@ -216,15 +216,19 @@ def dict_rows_text(columns: Sequence[str], rows: Sequence[dict[str, Any]], fmt: 
     return csv_text(columns, [["" if row.get(c) is None else fmt(row[c]) for c in columns] for row in rows])
 
 
-def require_file(path: str | Path, what: str, expected: str) -> Path:
-    """``path`` as a Path if it can be read as a file (a regular file, or a pipe or device such
-    as bash's ``<(...)`` or ``/dev/null``); else ``FileNotFoundError``/``IsADirectoryError``
-    naming ``what`` (e.g. "config file") and the ``expected`` kind of file."""
+def require_file(path: str | Path, what: str, expected: str, stream_ok: bool = False) -> Path:
+    """``path`` as a Path if it is a regular file -- or, with ``stream_ok`` (a file read once,
+    such as a config), a pipe or device like bash's ``<(...)`` or ``/dev/null``; else
+    ``FileNotFoundError``/``IsADirectoryError``/``ValueError`` naming ``what`` (e.g. "config
+    file") and the ``expected`` kind of file."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{what} {str(path)!r} is a folder; expected {expected}")
     if not path.exists():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    if not path.is_file() and not stream_ok:  # read more than once (identity, split): a pipe would hang
+        raise ValueError(f"{what} {str(path)!r} is a pipe or device, not a file; expected {expected} "
+                         "(save it to a file first)")
     return path
 
 

@@ -34,7 +34,7 @@ from lmfloss.data.records import (
 )
 from lmfloss.data.targets import targets_of
 from lmfloss.errors import DataError
-from lmfloss.fileio import read_csv_rows
+from lmfloss.fileio import read_csv_rows, require_file
 from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
@@ -537,8 +537,7 @@ def index_csv(root: Path | None, csv_path: Path | None, task: str = "multiclass"
     """
     if csv_path is None:
         raise ValueError("dataset 'csv' needs --csv FILE with columns path,label[,split]")
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV file {str(csv_path)!r} does not exist")
+    require_file(csv_path, "CSV file", "a CSV file with columns path,label[,split]")  # a folder, a pipe: one line
     base = require_root(root, "csv", "a folder the CSV's paths are relative to") if root is not None else csv_path.parent
     targets = targets_of(task)
     columns, rows = read_csv_rows(csv_path, targets.csv_columns(label_columns), what="CSV file")
