@@ -131,7 +131,8 @@ class TrainConfig:
                           help="none (the authors' code) | imagenet (torchvision's mean/std) | half "
                                "(mean 0.5, std 0.5: MedMNIST v2)")
     augment: str = _key("none", role="experiment", choices=AUGMENT_CHOICES,
-                        help="none (the paper) | flip (horizontal and vertical) | hflip (horizontal only: for images whose up and down differ, such as chest X-rays) | randaugment")
+                        help="none (the paper) | flip (horizontal and vertical) | hflip (horizontal only: "
+                             "for images whose up and down differ, such as chest X-rays) | randaugment")
     intensity: str = _key("dtype", role="experiment", choices=INTENSITY_CHOICES,
                           help="how image files become 8-bit: dtype (by the pixel type's range: 8-bit images "
                                "unchanged, 16-bit x*255/65535, floats as [0, 1]) | minmax (each image's own "
