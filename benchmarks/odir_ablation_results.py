@@ -8,8 +8,8 @@ row's difference is paired by seed against the recipe's selection run, with a 95
 over the seeds (a seed pairs the initialisation and the batch order, not the data split, which is
 the same for every run).
 
-    python benchmarks/odir_ablation_results.py --recipe sweeps/ml-odir-recipe/runs \
-        --ablation sweeps/ablation-odir/runs
+    python benchmarks/odir_ablation_results.py --recipe sweeps/ml-odir/runs \
+        --ablation sweeps/ablation-odir/runs [--preset sweeps/ml-odir-fast/runs]
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, required=True, help="runs of configs/multilabel-odir.yaml (its plain-BCE runs are read)")
     parser.add_argument("--ablation", type=Path, required=True, help="the ablation sweep's runs folder")
+    parser.add_argument("--preset", type=Path, help="runs of the old preset (configs/multilabel-odir-fast.yaml): "
+                                                    "its BCE runs are the last row")
     args = parser.parse_args()
     recipe = [data for data in _reports(args.recipe) if _plain_bce(data)]  # the preset's other losses aside
     if not recipe:
@@ -88,6 +90,16 @@ def main() -> None:
         diff = "—" if name.startswith("recipe") else _paired(test, reference)
         print(f"| {name} | {', '.join(map(str, seeds))} | {epochs} | "
               f"{_cell([by_seed[s]['val']['map'] for s in seeds])} | **{_cell(list(test.values()))}** | {diff} |")
+    preset = {int(d["config"]["seed"]): d for d in (_reports(args.preset) if args.preset else [])
+              if d["config"]["loss"] == "bce"}
+    if preset:
+        seeds = sorted(preset)
+        test = {s: preset[s]["test"]["map"] for s in seeds}
+        print(f"| **every factor: the old preset** (8 epochs, ×0.1 after 6, batch 32, weight decay 5e-4, "
+              f"`pos_weight` from the counts) | {', '.join(map(str, seeds))} | "
+              f"{', '.join(str(preset[s]['best_epoch']) for s in seeds)} | "
+              f"{_cell([preset[s]['val']['map'] for s in seeds])} | **{_cell(list(test.values()))}** | "
+              f"{_paired(test, reference)} |")
     if refit:
         print(f"| training fraction: refit on train + validation (85 %) | {', '.join(map(str, sorted(refit)))} | "
               f"as chosen | — | **{_cell(list(refit.values()))}** | {_paired(refit, reference)} |")
