@@ -19,6 +19,7 @@ import json
 import statistics
 from pathlib import Path
 
+from recipe_results import plain_bce  # this folder's script: run as python benchmarks/...
 from scipy import stats
 
 IGNORED = {"seed", "refit", "root", "cache_dir", "workers", "device"}
@@ -32,10 +33,6 @@ def _flat(config: dict) -> dict:
 
 def _reports(runs: Path) -> list[dict]:
     return [json.loads(report.read_text()) for report in sorted(runs.glob("*/report.json"))]
-
-
-def _plain_bce(data: dict) -> bool:
-    return data["config"]["loss"] == "bce" and (data["config"].get("loss_params") or {}).get("pos_weight") is None
 
 
 def _factor(config: dict, reference: dict) -> str:
@@ -66,7 +63,7 @@ def main() -> None:
     parser.add_argument("--preset", type=Path, help="runs of the old preset (configs/multilabel-odir-fast.yaml): "
                                                     "its BCE runs are the last row")
     args = parser.parse_args()
-    recipe = [data for data in _reports(args.recipe) if _plain_bce(data)]  # the preset's other losses aside
+    recipe = [data for data in _reports(args.recipe) if plain_bce(data)]  # the preset's other losses aside
     if not recipe:
         raise SystemExit(f"no finished run (report.json) under {args.recipe}")
     reference_config = _flat(recipe[0]["config"])

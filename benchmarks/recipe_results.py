@@ -17,6 +17,12 @@ import statistics
 from pathlib import Path
 
 
+def plain_bce(report: dict) -> bool:
+    """A run of the recipe's loss: BCE without ``pos_weight`` (a preset's other losses aside)."""
+    config = report["config"]
+    return config["loss"] == "bce" and (config.get("loss_params") or {}).get("pos_weight") is None
+
+
 def _mean(values: list[float]) -> str:
     if not values:
         return "—"
@@ -36,9 +42,8 @@ def main() -> None:
         report = run / "report.json"
         if report.is_file():
             data = json.loads(report.read_text())
-            config = data["config"]
-            if config["loss"] == "bce" and (config.get("loss_params") or {}).get("pos_weight") is None:
-                recipe[int(config["seed"])] = data
+            if plain_bce(data):
+                recipe[int(data["config"]["seed"])] = data
     print("| seed | plain reference: epoch, val mAP, **test mAP** | recipe selection run (70 %): epoch, val mAP, "
           "test mAP | recipe refit (85 %): epochs, **test mAP** [95 % CI] |")
     print("|---:|---|---|---|")
