@@ -142,8 +142,8 @@ def build_report(
         tables.append(external)
         result.files.append(_write_csv(out / "external.csv", EXTERNAL_COLUMNS, external_rows(runs)))
     tuning = tuning_tables(runs)  # how each compared configuration was chosen (a per_space tuning sweep)
-    if tuning:
-        tables += tuning
+    if tuning:  # first: a reader of the tables should know the losses were tuned alike before reading them
+        tables[:0] = tuning
         result.files.append(_write_csv(out / "tuning.csv", TUNING_COLUMNS, tuning_rows(runs)))
     compare_tables = _compare_tables(grid) if compare_paper else []
     result.tables = tables + compare_tables
