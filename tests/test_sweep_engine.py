@@ -233,6 +233,68 @@ def test_failing_trial_is_recorded_and_not_retried_forever(tmp_path):
     assert "loss went NaN" in (tmp_path / "out" / "trials.csv").read_text()
 
 
+def test_a_trial_failed_as_stale_while_its_worker_was_paused_is_not_lost(tmp_path, caplog):
+    # A worker (or its machine) is paused past the grace period: another worker fails its
+    # trial as stale and queues a copy. When the paused worker wakes and finishes, Optuna
+    # refuses to tell the trial ("Cannot tell a FAIL trial"); the worker must carry on, and
+    # the copy must reuse the finished run rather than train it again.
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"], "seed": [1]}})
+    out = tmp_path / "out"
+    url = f"sqlite:///{out / 'study.db'}"
+    calls = []
+
+    def runner(config, run_dir):
+        calls.append(run_dir.name)
+        if len(calls) == 1:  # what fail_stale_trials does from another worker
+            storage = make_storage(url, heartbeat=1, grace=2)
+            study = optuna.load_study(study_name=spec.name, storage=storage)
+            (running,) = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+            storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+            storage.failed_trial_callback(study, storage.get_trial(running._trial_id))
+        return fast_runner(config, run_dir)
+
+    with caplog.at_level("WARNING", logger="lmfloss.sweep.engine"):
+        run_worker(spec, out, storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
+    assert sorted(calls) == ["loss=ce_seed=1", "loss=lmf_seed=1"]  # none trained twice
+    trials = study_trials(url, spec.name)
+    completed_once(trials, spec)
+    (reaped,) = [t for t in trials if t.state == TrialState.FAIL]
+    (copy,) = [t for t in trials if t.system_attrs.get("failed_trial") == reaped.number]
+    assert copy.state == TrialState.COMPLETE and copy.user_attrs["reused"] is True
+    assert reaped.user_attrs["run_name"] == calls[0] == copy.user_attrs["run_name"]
+    assert f"trial {reaped.number} ({calls[0]}) finished after another worker had failed it" in caplog.text
+
+
+def test_a_trial_waits_for_a_live_run_of_its_point_and_reuses_it(tmp_path, caplog):
+    # The copy of a trial failed as stale finds its run directory locked by the paused worker,
+    # now training again: it waits for the lock, then reuses the run (no error, no retraining).
+    import threading
+
+    from lmfloss.rundir import RunLock
+
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce"], "seed": [1]}})
+    out = tmp_path / "out"
+    run_dir = out / "runs" / "loss=ce_seed=1"
+    run_dir.mkdir(parents=True)
+    lock = RunLock(run_dir).acquire()
+
+    def finish() -> None:
+        time.sleep(1.0)
+        (run_dir / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.321}, "test": {}}))
+        lock.release()
+
+    other = threading.Thread(target=finish)
+    other.start()
+    calls = []
+    with caplog.at_level("INFO", logger="lmfloss.sweep.engine"):
+        run_worker(spec, out, runner=lambda c, d: calls.append(d) or fast_runner(c, d), heartbeat=1)
+    other.join()
+    assert calls == []
+    (trial,) = study_trials(f"sqlite:///{out / 'study.db'}", spec.name)
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.321 and trial.user_attrs["reused"] is True
+    assert f"waiting for loss=ce_seed=1, in use by lmfloss pid {os.getpid()}" in caplog.text
+
+
 def test_finished_run_of_another_config_is_not_reused(tmp_path):
     spec = parse_sweep({**GRID, "space": {"loss": ["ce"]}})
     run_dir = tmp_path / "out" / "runs" / "loss=ce"

@@ -459,6 +459,35 @@ def write_sweep_info(info: dict[str, Any], run_dir: str | Path) -> None:
 
 
 # ---- life cycle ----------------------------------------------------------------------
+class RunDirBusy(LmflossError):
+    """Another live process holds a run directory's lock (:class:`RunLock`); ``holder`` says
+    which ("lmfloss pid 123 on host h since ...")."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def wait_until_free(run_dir: str | Path, *, poll: float = 2.0,
+                    on_wait: Callable[[str], None] | None = None) -> str | None:
+    """Block while another process holds ``run_dir``'s :class:`RunLock`; return the holder
+    waited for (``None``: the directory was free at once). ``on_wait(holder)`` is called
+    before each sleep of ``poll`` seconds. A directory without a lock file returns at once
+    (nothing is created). The lock is only tested, not kept: the caller takes it itself."""
+    if not (Path(run_dir) / LOCK_FILE).is_file():
+        return None
+    holder = None
+    while True:
+        try:
+            RunLock(run_dir).acquire().release()
+            return holder
+        except RunDirBusy as exc:
+            holder = exc.holder
+            if on_wait is not None:
+                on_wait(holder)
+        time.sleep(poll)
+
+
 class RunLock:
     """An exclusive lock on a run directory, held while a run trains into it.
 
@@ -469,7 +498,7 @@ class RunLock:
     files of one name).
 
     Raises:
-        LmflossError: another process holds the lock (the message names it).
+        RunDirBusy: another process holds the lock (the message names it).
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -483,9 +512,9 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise LmflossError(
+            raise RunDirBusy(
                 f"run directory {str(self.path.parent)!r} is in use by {holder}; wait for it to "
-                "finish, or choose another --out"
+                "finish, or choose another --out", holder=holder,
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"lmfloss pid {os.getpid()} on host {socket.gethostname()} since "

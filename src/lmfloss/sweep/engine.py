@@ -46,7 +46,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lmfloss.config import TrainConfig, diff_configs, format_diff
 from lmfloss.errors import Interrupted, LmflossError
-from lmfloss.rundir import CONFIG, read_config_dict, read_report, write_sweep_info
+from lmfloss.rundir import CONFIG, read_config_dict, read_report, wait_until_free, write_sweep_info
 from lmfloss.sweep.runners import TrialRunner, default_runner
 from lmfloss.sweep.spec import Range, Scalar, SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import (
@@ -158,6 +158,7 @@ class Objective:
         self.sampler = sampler
         self.max_retry = max_retry
         self.study_name = study_name
+        self.reaped: tuple[int, str] | None = None  # (trial, run) another worker failed under us
         self._rng = random.Random()  # spreads concurrent workers over different points
         if spec.sampler == "grid":
             self._points = {point_key(p): p for p in spec.grid_points()}
@@ -174,6 +175,7 @@ class Objective:
         try:
             config, tags = self.spec.resolve(params)  # a sampled value TrainConfig rejects fails here
             trial.set_user_attr("tags", tags)
+            self._wait_for_run_dir(trial.number, run_dir)
             report = read_report(run_dir)
             reused = report is not None
             if reused:
@@ -193,9 +195,21 @@ class Objective:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             logger.warning("trial %d (%s) failed: %s: %s", trial.number, name, type(exc).__name__, exc)
             raise
+        try:
+            return self._record(trial, params, tags, run_dir, report, reused, started)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial as stale (no heartbeat for `grace` seconds: this
+            # process or its machine was paused) and queued a copy; the finished run stays in
+            # run_dir, and the copy reuses it. run_worker carries on with the next trial.
+            self.reaped = (trial.number, name)
+            raise
+
+    def _record(self, trial: Trial, params: dict[str, Scalar], tags: dict[str, Any], run_dir: Path,
+                report: Mapping[str, Any], reused: bool, started: float) -> float:
         metric = objective_metric(report)
         value = float(report["val"][metric])
         test = report.get("test") or {}
+        name = run_dir.name
         trial.set_user_attr("reused", reused)
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
         f1 = report["val"].get("f1_macro")
@@ -212,6 +226,19 @@ class Objective:
         logger.info("trial %d: %s val %s %.4f%s", trial.number, name, "mAP" if metric == "map" else "macro-F1", value,
                     " (reused finished run)" if reused else "")
         return value
+
+    def _wait_for_run_dir(self, number: int, run_dir: Path) -> None:
+        """Wait while another live process trains into ``run_dir`` -- the worker of a trial
+        that was failed as stale while only paused, whose copy this trial may be -- so that
+        this trial reuses that run instead of failing on its lock."""
+        last = [-float("inf")]
+
+        def say(holder: str) -> None:
+            if time.monotonic() - last[0] >= WAIT_LOG_EVERY:
+                logger.info("trial %d: waiting for %s, in use by %s", number, run_dir.name, holder)
+                last[0] = time.monotonic()
+
+        wait_until_free(run_dir, on_wait=say)
 
     # grid: claim a free point, stepping aside when another trial holds it
     def _grid_params(self, trial: Trial) -> dict[str, Scalar]:
@@ -456,11 +483,21 @@ def run_worker(
             time.sleep(poll)
             continue
         callbacks = [lambda _s, t: on_trial(t)] if on_trial else None
+        objective.reaped = None
         try:
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks,
                            gc_after_trial=False, show_progress_bar=False)
         except _StopTrial as stop:
             raise SweepInterrupted(stop.message, stop.signal_number) from None
+        except Exception:
+            if objective.reaped is None:
+                raise
+            # Optuna cannot tell a trial that another worker already failed ("Cannot tell a
+            # FAIL trial"): the work is not lost, so this worker goes on.
+            number, name = objective.reaped
+            logger.warning("trial %d (%s) finished after another worker had failed it as stale (no "
+                           "heartbeat for %s s: was this process paused?); its copy reuses the "
+                           "finished run", number, name, storage_obj.grace_period or 2 * heartbeat)
         ran += 1
     logger.info("worker %d finished after %d trial(s)", worker_index, ran)
     return ran
