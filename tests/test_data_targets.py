@@ -41,7 +41,7 @@ def test_each_kind_of_targets_has_one_object_with_the_whole_interface():
 
 def test_a_task_of_targets_the_data_layer_does_not_read_is_refused():
     ordinal = dataclasses.replace(MULTICLASS, name="ordinal_test", target="ordinal")
-    with pytest.raises(ValueError, match="task 'ordinal_test' has 'ordinal' targets; the data layer reads"):
+    with pytest.raises(ValueError, match="task 'ordinal_test': target 'ordinal' has no reader in the data layer; known targets"):
         targets_of(ordinal)
 
 

@@ -194,6 +194,18 @@ def test_table6_selects_on_validation_not_test(tmp_path: Path):
         "(loss_params.beta=0.5)." in main.notes
 
 
+def test_table6_says_a_tuned_configuration_was_chosen_from_its_trials(tmp_path: Path):
+    root = tmp_path / "runs"
+    plain = make_run(root / "plain", loss="lmf", loss_params={"alpha": 1.0, "beta": 1.0})
+    assert hparam_table(build_grid(find_runs([root])), compare_paper=False).rows[0][2] == "1.0 (only one tried)"
+    # a confirmation run of a tuning sweep: one configuration here, chosen from 8 trials
+    record = {"study": "tune-x", "trials_per_space": 8, "sampler": "random", "seed": 1,
+              "spaces": [{"label": "lmf", "complete": 8, "failed": 0, "searched": {}, "chosen": None}]}
+    (plain / "sweep.json").write_text(json.dumps({"study": "x", "trial": 0, "params": {}, "tuning": record}))
+    assert hparam_table(build_grid(find_runs([root])), compare_paper=False).rows[0][2] == \
+        "1.0 (chosen from 8 tuning trials)"
+
+
 def test_hparam_settings_and_fig4(tmp_path: Path):
     assert infer_settings(0.7, 0.7) == ["setting-1"]
     assert infer_settings(1.0, 1.5) == ["setting-2"]

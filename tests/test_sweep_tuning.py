@@ -95,7 +95,7 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     """confirm.yaml carries the tuning record; each confirmation run keeps it in sweep.json;
     the report's tuning table and tuning.csv state the budget, each space and what was chosen."""
     from lmfloss.report.runs import ReportRun
-    from lmfloss.report.tuning import tuning_rows, tuning_tables
+    from lmfloss.report.tuning import tuned_trials, tuning_rows, tuning_tables
 
     spec = parse_sweep(TUNE)
     out = tmp_path / "tune"
@@ -125,6 +125,8 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
 
     block = table_block(table)  # on the page, the long columns wrap instead of scrolling sideways
     assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False]
+    # Table 6 says LMF's alpha/beta were chosen from the tuning trials, not "only one tried"
+    assert tuned_trials(runs, "lmf") == 3 and tuned_trials(runs, "asl") is None
     rows = tuning_rows(runs)
     assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}
     assert rows[2]["val_score"] == pytest.approx(record["spaces"][2]["chosen"]["val_score"])

@@ -19,7 +19,7 @@ import numpy as np
 from lmfloss.data.classindex import CLASS_INDEX
 from lmfloss.data.multilabel import MULTI_HOT
 from lmfloss.data.records import CsvLabels, DatasetIndex, Record
-from lmfloss.task import TASKS, Task, get_task
+from lmfloss.task import TASKS, Task, get_task, of_target
 
 __all__ = ["TARGETS", "Targets", "or_words", "targets_of", "tasks_where"]
 
@@ -106,12 +106,7 @@ def targets_of(task: Task | str | Any | None) -> Targets:
     Raises:
         ValueError: an unknown task, or a task whose targets the data layer does not read.
     """
-    resolved = get_task(task)
-    try:
-        return TARGETS[resolved.target]
-    except KeyError:
-        raise ValueError(f"task {resolved.name!r} has {resolved.target!r} targets; the data layer reads "
-                         f"{sorted(TARGETS)}") from None
+    return of_target(TARGETS, get_task(task), "reader in the data layer")
 
 
 def tasks_where(predicate: Callable[[Task], bool]) -> list[Task]:

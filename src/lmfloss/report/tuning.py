@@ -35,6 +35,17 @@ def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any],
     return found
 
 
+def tuned_trials(runs: Sequence[ReportRun], loss: str) -> int | None:
+    """How many complete tuning trials chose ``loss``'s configuration of these runs (``None``:
+    the runs carry no tuning record for it) -- a confirmation run has one configuration, but
+    it was not the only one tried."""
+    for record, _ in tuning_records(runs).values():
+        for space in record["spaces"]:
+            if space.get("label") == loss and isinstance(space.get("complete"), int):
+                return space["complete"]
+    return None
+
+
 # what a validation objective is called for a reader (the sweep objective's metric names)
 METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP", "auc": "AUC", "auc_macro": "macro AUC", "accuracy": "accuracy"}
 
