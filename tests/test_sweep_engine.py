@@ -33,6 +33,7 @@ from lmfloss.sweep import (
     run_worker,
     summarize,
 )
+from sweep_helpers import fail_as_stale
 
 POSTGRES_URL = os.environ.get("LMFLOSS_TEST_POSTGRES_URL")
 GRID = {
@@ -245,12 +246,8 @@ def test_a_trial_failed_as_stale_while_its_worker_was_paused_is_not_lost(tmp_pat
 
     def runner(config, run_dir):
         calls.append(run_dir.name)
-        if len(calls) == 1:  # what fail_stale_trials does from another worker
-            storage = make_storage(url, heartbeat=1, grace=2)
-            study = optuna.load_study(study_name=spec.name, storage=storage)
-            (running,) = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
-            storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
-            storage.failed_trial_callback(study, storage.get_trial(running._trial_id))
+        if len(calls) == 1:
+            fail_as_stale(url, spec.name)
         return fast_runner(config, run_dir)
 
     with caplog.at_level("WARNING", logger="lmfloss.sweep.engine"):
@@ -383,6 +380,45 @@ def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
     # The next invocation runs both points, the interrupted one included.
     assert run_worker(spec, tmp_path / "out", runner=fast_runner, heartbeat=1) == 2
     completed_once(study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name), spec)
+
+
+def test_an_interrupted_random_trial_is_continued_not_redrawn(tmp_path):
+    # A random trial stopped by Ctrl-C keeps its half-trained run; the next invocation must
+    # continue that run (the same values) instead of drawing new ones and leaving it behind.
+    from lmfloss.errors import TrainingInterrupted
+    from lmfloss.sweep.engine import SweepInterrupted
+
+    spec = parse_sweep({**GRID, "sampler": "random", "trials": 2, "space": {"lr": {"low": 1e-4, "high": 1e-2}}})
+
+    def interrupted(config, run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        raise TrainingInterrupted("stopped after epoch 3; last.pt kept", 2)
+
+    with pytest.raises(SweepInterrupted):
+        run_worker(spec, tmp_path / "out", runner=interrupted, heartbeat=1)
+    stopped, queued = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    assert stopped.state == TrialState.FAIL and queued.state == TrialState.WAITING
+    calls = []
+    run_worker(spec, tmp_path / "out", runner=lambda c, d: calls.append(d.name) or fast_runner(c, d), heartbeat=1)
+    trials = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    assert calls[0] == stopped.user_attrs["run_name"] and len(calls) == 2
+    (copy,) = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert copy.state == TrialState.COMPLETE and copy.params == stopped.params
+
+
+def test_random_workers_in_separate_processes_draw_different_values_and_one_worker_repeats(tmp_path):
+    # Two `lmfloss sweep --workers 1` on one host are both worker 0: seeding by worker made
+    # them draw the same sequence, so the second trained the first's configurations again.
+    from lmfloss.sweep.storage import make_sampler
+
+    spec = parse_sweep({**GRID, "sampler": "random", "trials": 4, "space": {"lr": {"low": 1e-4, "high": 1e-2}}})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = optuna.create_study(study_name="s", storage=url, sampler=make_sampler(spec, 0))
+    second = optuna.load_study(study_name="s", storage=url, sampler=make_sampler(spec, 0))
+    drawn = [study.ask().suggest_float("lr", 1e-4, 1e-2) for study in (first, second, first, second)]
+    assert len(set(drawn)) == 4
+    again = optuna.create_study(sampler=make_sampler(spec, 0))  # a re-run of the sweep draws the same
+    assert [again.ask().suggest_float("lr", 1e-4, 1e-2) for _ in range(4)] == drawn
 
 
 @pytest.mark.parametrize("message", [

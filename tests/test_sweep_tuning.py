@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -78,6 +79,32 @@ def test_every_space_gets_the_same_trials_and_the_best_of_each_is_confirmed(tmp_
     assert len(points) == 3 * 5 and {p["seed"] for p in points} == {1, 2, 3, 4, 5}
     chosen_lmf = {p["loss_params.alpha"] for p in points if p["loss"] == "lmf"}
     assert chosen_lmf == {best_lmf["params"]["loss_params.alpha"]}
+
+
+def test_the_copy_of_a_killed_trial_keeps_its_space_and_reuses_its_run(tmp_path):
+    # The heartbeat's retry copy carries the killed trial's values; it used to be given the
+    # space with the fewest trials, so a focal trial's copy trained CE and the run was lost.
+    from sweep_helpers import fail_as_stale
+
+    spec = parse_sweep({**TUNE, "trials": 2})
+    out = tmp_path / "out"
+    url = f"sqlite:///{out / 'study.db'}"
+    calls = []
+
+    def runner(config, run_dir):
+        calls.append(run_dir.name)
+        if len(calls) == 2:  # the first focal trial
+            fail_as_stale(url, spec.name)
+        return scored_runner(config, run_dir)
+
+    run_worker(spec, out, storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
+    trials = optuna.load_study(study_name=spec.name, storage=url).get_trials()
+    (killed,) = [t for t in trials if t.state.name == "FAIL"]
+    (copy,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert killed.user_attrs["space"] == copy.user_attrs["space"] == 1 and copy.params == killed.params
+    assert copy.user_attrs["reused"] is True and len(calls) == len(set(calls))  # nothing trained twice
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["space"] for t in complete) == [0, 0, 1, 1, 2, 2]  # the same budget
 
 
 def test_tuning_summary_says_when_a_space_chose_nothing():

@@ -188,6 +188,8 @@ class Objective:
                 # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
                 # (it counts as killed, not failed), and this worker stops.
                 trial.set_user_attr("interrupted", str(exc))
+                if self.spec.sampler != "grid":  # a grid point is free again; a drawn one is queued
+                    _queue_copy(trial)
                 raise _StopTrial(
                     f"stopped during trial {trial.number} ({name}); its run keeps the finished epochs; "
                     + RERUN_ADVICE, exc.signal_number,
@@ -274,7 +276,9 @@ class Objective:
     # random / TPE: sample, then make sure no other trial is training the same folder
     def _search_params(self, trial: Trial) -> dict[str, Scalar]:
         if self.spec.budget == PER_SPACE:  # the space with the fewest trials, its keys named per space
-            space = next_space(self.spec, trial.study.get_trials(deepcopy=False))
+            space = trial.user_attrs.get("space")  # a copy of a killed trial keeps its space and values
+            if not (isinstance(space, int) and 0 <= space < len(self.spec.subspaces)):
+                space = next_space(self.spec, trial.study.get_trials(deepcopy=False))
             trial.set_user_attr("space", space)
             params = scalar_params(self.spec, space, lambda name, value: _suggest(trial, name, value))
             trial.set_user_attr("point", params)
@@ -289,6 +293,16 @@ class Objective:
             trial.set_user_attr("duplicate_of", min(busy))
             raise optuna.TrialPruned(f"the same parameters are being trained by trial {min(busy)}")
         return params
+
+
+def _queue_copy(trial: Trial) -> None:
+    """Queue a copy of an interrupted random/TPE trial -- its values, space and run -- as the
+    heartbeat's retry does for a killed one, so that the next run continues its run (from
+    ``last.pt``) instead of drawing new values and leaving the half-trained run behind."""
+    trial.study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs=trial.user_attrs, system_attrs={"failed_trial": trial.number},
+    ))
 
 
 def _suggest(trial: Trial, name: str, value: Any) -> Scalar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import random
 import socket
 import time
@@ -215,14 +216,32 @@ class GridPointSampler(optuna.samplers.BaseSampler):
             raise LmflossError(f"trial {trial.number} has no grid value for {param_name!r}") from None
 
 
+class TrialSeededRandomSampler(optuna.samplers.RandomSampler):
+    """Random search whose every draw depends only on the sweep's seed, the trial number and
+    the parameter: workers in other processes or on other hosts never repeat each other's
+    configurations (trial numbers are unique in a study), and a sweep on one worker draws the
+    same configurations each time it is run."""
+
+    def __init__(self, seed: int | None) -> None:
+        super().__init__(seed=seed)
+        self._base = seed
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        seed = zlib.crc32(f"{self._base}/{trial.number}/{param_name}".encode())
+        return optuna.samplers.RandomSampler(seed=seed).sample_independent(study, trial, param_name,
+                                                                           param_distribution)
+
+
 def make_sampler(spec: SweepSpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """Grid: :class:`GridPointSampler`; random/TPE: Optuna's, seeded per worker so that
-    workers do not all draw the same sequence (seed from the file, host and worker index)."""
+    """Grid: :class:`GridPointSampler`; random: :class:`TrialSeededRandomSampler`; TPE:
+    Optuna's, seeded per worker process (the file's seed, host, process and worker index) so
+    that workers do not all draw the same start-up trials."""
     if spec.sampler == "grid":
         return GridPointSampler()
-    seed = zlib.crc32(f"{spec.seed}/{socket.gethostname()}/{worker_index}".encode())
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return TrialSeededRandomSampler(seed=spec.seed)
+    seed = zlib.crc32(f"{spec.seed}/{socket.gethostname()}/{os.getpid()}/{worker_index}".encode())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
