@@ -152,6 +152,7 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
 
     block = table_block(table)  # on the page, the long columns wrap instead of scrolling sideways
     assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False]
+    assert block["wrap"] == [False, True, False, True, False]  # the header sits over its left-aligned text
     # Table 6 says LMF's alpha/beta were chosen from the tuning trials, not "only one tried"
     assert tuned_trials(runs, "lmf") == 3 and tuned_trials(runs, "asl") is None
     rows = tuning_rows(runs)

@@ -131,6 +131,7 @@ td:first-child, th:first-child { position: sticky; left: 0; z-index: 1; box-sizi
                                  min-width: 7.5rem; max-width: 7.5rem; white-space: normal; }
 td:nth-child(2), th:nth-child(2) { position: sticky; left: 7.5rem; z-index: 1; }
 td.wrap { white-space: normal; min-width: 9rem; max-width: 16rem; text-align: left; }
+th.wrap { text-align: left; }
 td.best { background: #eef7ee; }
 .notes p { font-size: .8rem; color: #555; margin: .2rem 0; }
 figure { margin: 1.2rem 0; }
@@ -205,6 +206,7 @@ def table_block(table: Table, first: Sequence[str] = (), wide: Sequence[str] = (
                      for j in order if j < len(filled)])
     return {"kind": "table", "id": "table-" + _slug(table.name), "title": table.title,
             "columns": [table.columns[j] for j in order], "rows": rows,
+            "wrap": [table.columns[j] in wide or table.columns[j] in table.wrap for j in order],
             "notes": [note.replace("`", "") for note in table.notes]}
 
 
