@@ -213,7 +213,7 @@ def test_finished_runs_are_reused_and_not_run_twice(tmp_path):
     assert json_file["params"] == {"loss": "ce", "seed": 1} and json_file["study"] == spec.name
 
 
-def test_failing_trial_is_recorded_and_not_retried_forever(tmp_path):
+def test_failing_trial_is_recorded_and_not_retried_forever(tmp_path, capfd, caplog):
     spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"]}})
 
     calls = []
@@ -226,6 +226,8 @@ def test_failing_trial_is_recorded_and_not_retried_forever(tmp_path):
 
     run_worker(spec, tmp_path / "out", runner=runner, heartbeat=1)
     assert sorted(calls) == ["ce", "lmf"]
+    err = capfd.readouterr().err + caplog.text  # a trial that raised keeps its traceback: it may be a bug
+    assert "Traceback" in err and "RuntimeError: loss went NaN" in err
     result = summarize(spec, tmp_path / "out", f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
     assert result.failed_points == ["loss=lmf"]
     assert result.counts == {"COMPLETE": 1, "FAIL": 1}
@@ -260,6 +262,7 @@ def test_a_trial_failed_as_stale_while_its_worker_was_paused_is_not_lost(tmp_pat
     assert copy.state == TrialState.COMPLETE and copy.user_attrs["reused"] is True
     assert reaped.user_attrs["run_name"] == calls[0] == copy.user_attrs["run_name"]
     assert f"trial {reaped.number} ({calls[0]}) finished after another worker had failed it" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 def test_a_trial_waits_for_a_live_run_of_its_point_and_reuses_it(tmp_path, caplog):
@@ -362,7 +365,7 @@ def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
         assert str(tmp_path / "runs" / run_name(point)) in out
 
 
-def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
+def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path, capfd, caplog):
     from lmfloss.errors import TrainingInterrupted
     from lmfloss.sweep.engine import SweepInterrupted
 
@@ -374,6 +377,8 @@ def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path):
     with pytest.raises(SweepInterrupted, match="run the same `lmfloss sweep` command again") as info:
         run_worker(spec, tmp_path / "out", runner=interrupted, heartbeat=1)
     assert info.value.signal_number == 15
+    # a Ctrl-C is one line, not Optuna's traceback (on stderr or through logging)
+    assert "Traceback" not in capfd.readouterr().err + caplog.text
     trials = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
     assert len(trials) == 1 and trials[0].state == TrialState.FAIL
     assert "error" not in trials[0].user_attrs and "last.pt kept" in trials[0].user_attrs["interrupted"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import socket
 import time
 import warnings
@@ -135,6 +136,22 @@ class _StopTrial(KeyboardInterrupt):
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.message, self.signal_number = message, signal_number
+
+
+class _QuietTrialEnd(logging.Filter):
+    """Drops Optuna's lines about a trial this worker stopped (Ctrl-C/SIGTERM) or another
+    worker failed as stale: lmfloss says each in one line, where Optuna printed the whole
+    traceback (~25 lines for a Ctrl-C). A trial whose training raised keeps Optuna's
+    traceback: that may be a bug to report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (_StopTrial, optuna.exceptions.UpdateFinishedTrialError)):
+            return False
+        return not re.fullmatch(r"Trial \d+ failed with value None\.", record.getMessage())
+
+
+_QUIET_TRIAL_END = _QuietTrialEnd()
 
 
 # ---- the objective ---------------------------------------------------------------------
@@ -482,6 +499,7 @@ def run_worker(
     heartbeat_ages = HeartbeatAges(storage_obj, study_name)
     wait_log = WaitLog(worker_index, heartbeat, storage_obj.grace_period or 2 * heartbeat)
     ran = 0
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TRIAL_END)  # once: filters are a set
     logger.info("worker %d joined study %r in %s", worker_index, study_name, redact(url))
     while max_trials is None or ran < max_trials:
         with warnings.catch_warnings():
