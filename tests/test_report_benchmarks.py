@@ -7,6 +7,7 @@ report does not choose (worse on validation) stays out, a second stem is its own
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -129,3 +130,31 @@ def test_scripts_print_their_tables(runs, monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", [name, *folders])
         _script(name).main()
         assert line in capsys.readouterr().out
+
+
+def test_tuned_results_prints_the_reports_numbers(tmp_path, monkeypatch, capsys):
+    from lmfloss.report import build_report
+
+    root = tmp_path / "runs"
+    record = {"study": "tune-x", "trials_per_space": 8, "sampler": "random", "seed": 1,
+              "spaces": [{"label": loss, "complete": 8, "failed": 0, "searched": {"lr": "float in [0.0001, 0.003]"},
+                          "chosen": {"trial": k, "params": {"loss": loss, "lr": 0.001}, "val_metric": "f1_macro",
+                                     "val_score": 0.5 + k / 10}}
+                         for k, loss in enumerate(("ce", "lmf"))]}
+    for loss, err, val in (("ce", 0.35, 0.60), ("lmf", 0.15, 0.55)):
+        for seed in (1, 2, 3):
+            run = make_run(root, loss=loss, seed=seed, preds=noisy_preds(LABELS, err, seed + 7 * len(loss)),
+                           val_f1=val + seed / 100)
+            (run / "sweep.json").write_text(json.dumps({"study": "c", "trial": seed, "params": {}, "tuning": record}))
+    build_report([root], tmp_path / "report", n_boot=20, figures=False)
+    monkeypatch.setattr(sys, "argv", ["tuned_results", "--report", str(tmp_path / "report")])
+    _script("tuned_results").main()
+    out = capsys.readouterr().out
+    lmf = [100 * json.loads((r / "report.json").read_text())["test"]["f1_macro"]
+           for r in sorted(root.glob("*lmf*"))]
+    lmf_row = next(line for line in out.splitlines() if line.startswith("| LMF |"))
+    assert f"**{np.mean(lmf):.2f} ± {np.std(lmf, ddof=1):.2f}** (3)" in lmf_row
+    assert "lr=0.001 (8)" in lmf_row and "| 60.00 |" in lmf_row  # chosen in tuning, its validation score
+    ce_row = next(line for line in out.splitlines() if line.startswith("| CE (best on val) |"))
+    paired = next(r for r in csv.DictReader((tmp_path / "report" / "paired_tests.csv").open()) if r["baseline"] == "ce")
+    assert f"{float(paired['delta_f1_seeds']):+.2f} [" in ce_row and f"| {float(paired['p_seeds_holm']):.3f} |" in ce_row
