@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from lmfloss.cli import main
@@ -363,6 +364,74 @@ def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
     assert f"{len(spec.grid_points())} grid point(s)" in out
     for point in spec.grid_points():
         assert str(tmp_path / "runs" / run_name(point)) in out
+
+
+def test_retry_failed_trains_failed_points_again_once(tmp_path, capsys):
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"]}})
+    out = tmp_path / "out"
+    calls = []
+
+    def broken(config, run_dir):
+        calls.append(config.loss)
+        if config.loss == "lmf":
+            raise OSError(28, "No space left on device")
+        return fast_runner(config, run_dir)
+
+    assert run_sweep(spec, out, runner=broken, heartbeat=1).failed_points == ["loss=lmf"]
+    assert run_sweep(spec, out, runner=broken, heartbeat=1).failed_points == ["loss=lmf"]  # left alone
+    assert sorted(calls) == ["ce", "lmf"]
+    # still failing: tried once more, failed again, no loop
+    assert run_sweep(spec, out, runner=broken, heartbeat=1, retry_failed=True).failed_points == ["loss=lmf"]
+    assert sorted(calls) == ["ce", "lmf", "lmf"]
+    # the cause mended: the point is trained, the sweep has no failed point left
+    result = run_sweep(spec, out, runner=fast_runner, heartbeat=1, retry_failed=True)
+    assert result.failed_points == [] and result.counts["COMPLETE"] == 2
+    with pytest.raises(ValueError, match="a random search has none"):
+        run_sweep(parse_sweep({**GRID, "sampler": "random", "trials": 1, "space": {"lr": {"low": 1e-4, "high": 1e-2}}}),
+                  tmp_path / "random", runner=fast_runner, heartbeat=1, retry_failed=True)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_status_says_where_a_study_stands_and_writes_nothing(tmp_path, capsys):
+    from lmfloss.sweep.storage import make_sampler, open_study
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({**GRID, "space": {"loss": ["ce", "lmf"], "seed": [1, 2]}}))
+    out = tmp_path / "out"
+    argv = ["sweep", "--config", str(config), "--out", str(out), "--status"]
+    assert main(argv) == 2 and "the sweep has not run yet" in capsys.readouterr().err
+    assert not out.exists()  # nothing created
+    spec = load_sweep(config)
+
+    calls = []
+
+    def one_fails(config, run_dir):  # the second trial raises
+        calls.append({"loss": config.loss, "seed": config.seed})
+        if len(calls) == 2:
+            raise RuntimeError("loss went NaN")
+        return fast_runner(config, run_dir)
+
+    run_worker(spec, out, runner=one_fails, heartbeat=1, max_trials=3)
+    # a trial some worker is training now: three of its ten epochs done
+    study = open_study(spec, make_storage(f"sqlite:///{out / 'study.db'}"), spec.name, sampler=make_sampler(spec))
+    claimed = {t.user_attrs.get("claim") for t in study.get_trials()}
+    (todo,) = [p for p in spec.grid_points() if point_key(p) not in claimed]
+    trial = study.ask()
+    run_dir = out / "runs" / run_name(todo)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("loss: lmf\nepochs: 10\n")
+    (run_dir / "metrics.csv").write_text("epoch,train_loss\n1,0.9\n2,0.8\n3,0.7\n")
+    for key, value in {"claim": point_key(todo), "run_name": run_dir.name,
+                       "run_dir": str(run_dir), "worker": "host:123"}.items():
+        trial.set_user_attr(key, value)
+    files = sorted(p.name for p in out.rglob("*"))
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "2 of 4 grid points complete, 1 running, 1 failed, 0 to do" in text
+    assert f"best val macro-F1 {max(expected_val(calls[0]), expected_val(calls[2])):.4f} (trial" in text
+    assert f"failed: {run_name(calls[1])} (trial 1): RuntimeError: loss went NaN" in text
+    assert f"trial {trial.number} {run_dir.name}: epoch 3/10, no heartbeat yet, worker host:123" in text
+    assert sorted(p.name for p in out.rglob("*")) == files  # wrote nothing
 
 
 def test_interrupted_trial_stops_the_worker_and_is_run_again_later(tmp_path, capfd, caplog):

@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="times a killed trial is re-queued (default 3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials (grid points and run names) and exit")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="train again the grid points whose training raised an error (left alone otherwise), "
+                        "once the cause is mended; a finished run of the point is reused")
+    parser.add_argument("--status", action="store_true",
+                        help="say where the study stands (trials done per space or grid points, best so far, "
+                        "each running trial's epoch and heartbeat) and exit; trains and writes nothing")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     parser.set_defaults(func=_run_sweep)
 
@@ -96,6 +102,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(spec, out_dir)
         return 0
+    if args.status:
+        from lmfloss.sweep.status import study_status
+        from lmfloss.sweep.storage import default_storage
+
+        grace = args.grace if args.grace is not None else 2 * args.heartbeat
+        print("\n".join(study_status(spec, args.storage or default_storage(out_dir), study_name, grace=grace,
+                                      max_retry=args.max_retry)))
+        return 0
 
     devices = parse_devices(args.devices)
     worker_devices(devices or ["cpu"], args.trials_per_device)  # validates --trials-per-device
@@ -105,7 +119,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(spec, out_dir, storage=args.storage, study_name=study_name,
                            workers=args.workers, heartbeat=args.heartbeat, grace=args.grace,
-                           max_retry=args.max_retry, devices=devices, trials_per_device=args.trials_per_device)
+                           max_retry=args.max_retry, devices=devices, trials_per_device=args.trials_per_device,
+                           retry_failed=args.retry_failed)
     except KeyboardInterrupt:  # outside a trial (e.g. while waiting for other workers)
         raise SweepInterrupted(f"interrupted; {RERUN_ADVICE}", 2) from None
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
@@ -116,7 +131,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     if spec.html:
         _print_html_report(out_dir)
     if result.failed_points:
-        print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)}")
+        print(f"failed grid points ({len(result.failed_points)}): {', '.join(result.failed_points)} "
+              "(trials.csv says why; --retry-failed trains them again once the cause is mended)")
         return 1
     return 0
 

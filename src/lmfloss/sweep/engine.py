@@ -104,6 +104,28 @@ def point_status(spec: SweepSpec, trials: Sequence[FrozenTrial], max_retry: int,
     return status
 
 
+FORGIVEN = "forgiven_errors"  # the study's user attribute: failed trials --retry-failed set aside
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials less the failed ones ``--retry-failed`` set aside (so their grid
+    points are free again): what every decision of the sweep reads."""
+    forgiven = set(study.user_attrs.get(FORGIVEN) or ())
+    return [t for t in study.get_trials(deepcopy=False) if t.number not in forgiven]
+
+
+def forgive_errors(study: optuna.Study) -> list[int]:
+    """``--retry-failed``: set aside every trial whose training raised so far, so that its
+    grid point is trained again (a transient cause: a full disk, a busy GPU, a lock); a new
+    error fails the point again. Returns the trials set aside now."""
+    before = set(study.user_attrs.get(FORGIVEN) or ())
+    errors = {t.number for t in study.get_trials(deepcopy=False)
+              if t.state == TrialState.FAIL and "error" in t.user_attrs} - before
+    if errors:
+        study.set_user_attr(FORGIVEN, sorted(before | errors))
+    return sorted(errors)
+
+
 def next_action(spec: SweepSpec, trials: Sequence[FrozenTrial], max_retry: int) -> str:
     """What a worker should do now: ``run`` a trial, ``wait`` for others, or stop (``done``)."""
     waiting = sum(t.state == TrialState.WAITING for t in trials)
@@ -268,7 +290,7 @@ class Objective:
                 key = point_key(fixed)
                 point: Mapping[str, Scalar] = fixed
             else:
-                trials = trial.study.get_trials(deepcopy=False)
+                trials = counted_trials(trial.study)
                 status = point_status(self.spec, trials, self.max_retry, exclude=trial.number)
                 free = [k for k, s in status.items() if s == "free" and k not in tried]
                 if not free:
@@ -505,7 +527,7 @@ def run_worker(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
+        trials = counted_trials(study)
         action = next_action(spec, trials, max_retry)
         if action == "done":
             break

@@ -25,7 +25,14 @@ from optuna.trial import TrialState
 from lmfloss.errors import Interrupted
 from lmfloss.fileio import atomic_write_text, dict_rows_text
 from lmfloss.sweep.devices import worker_devices
-from lmfloss.sweep.engine import TEST_METRICS, next_action, point_status, run_worker
+from lmfloss.sweep.engine import (
+    TEST_METRICS,
+    counted_trials,
+    forgive_errors,
+    next_action,
+    point_status,
+    run_worker,
+)
 from lmfloss.sweep.runners import TrialRunner
 from lmfloss.sweep.spec import SweepSpec, point_key, run_name
 from lmfloss.sweep.storage import default_storage, make_sampler, make_storage, open_study, redact
@@ -124,7 +131,7 @@ def summarize(spec: SweepSpec, out_dir: Path, storage: str, study_name: str,
     best = max(complete, key=lambda r: r["val_objective"]) if complete else None
     failed: list[str] = []
     if spec.sampler == "grid":
-        status = point_status(spec, study.get_trials(deepcopy=False), max_retry)
+        status = point_status(spec, counted_trials(study), max_retry)
         names = {point_key(p): run_name(p) for p in spec.grid_points()}
         failed = [names[k] for k, s in status.items() if s == "failed"]
     result = SweepResult(study_name=study_name, storage=redact(storage), out_dir=out_dir, rows=rows,
@@ -210,6 +217,7 @@ def run_sweep(
     max_retry: int = 3,
     devices: list[str] | None = None,
     trials_per_device: int = 1,
+    retry_failed: bool = False,
 ) -> SweepResult:
     """Run ``workers`` local workers on the study until it is done, then summarise it.
 
@@ -227,6 +235,8 @@ def run_sweep(
             ``len(devices) * trials_per_device`` workers are spawned, each seeing one GPU
             (``CUDA_VISIBLE_DEVICES``), and ``workers`` is ignored.
         trials_per_device: concurrent trials per GPU.
+        retry_failed: train again the grid points whose training raised
+            (:func:`lmfloss.sweep.engine.forgive_errors`); they are left alone otherwise.
 
     Raises:
         ValueError: ``workers < 1`` or ``trials_per_device < 1``.
@@ -246,7 +256,14 @@ def run_sweep(
                        study_name, sampler=make_sampler(spec))
     kwargs: dict[str, Any] = dict(spec=spec, out_dir=out_dir, storage=url, study_name=study_name,
                                   runner=runner, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
-    done = next_action(spec, study.get_trials(deepcopy=False), max_retry) == "done"
+    if retry_failed:
+        if spec.sampler != "grid":
+            raise ValueError(f"--retry-failed trains failed grid points again; a {spec.sampler} search has none "
+                             "(it draws new trials in place of failed ones)")
+        forgiven = forgive_errors(study)
+        logger.info("retrying %d failed trial(s)' grid points: %s", len(forgiven),
+                    ", ".join(map(str, forgiven)) or "none failed")
+    done = next_action(spec, counted_trials(study), max_retry) == "done"
     if done or (workers == 1 and placement is None):
         run_worker(**kwargs)
         return summarize(spec, out_dir, url, study_name, max_retry=max_retry)
