@@ -266,6 +266,36 @@ def test_a_trial_failed_as_stale_while_its_worker_was_paused_is_not_lost(tmp_pat
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.parametrize("then", ["interrupted", "raised"])
+def test_a_trial_failed_as_stale_then_stopped_or_raising_is_said_as_such(tmp_path, then):
+    # failed as stale by another worker, then Ctrl-C'd (or its training raised): the worker
+    # stops with the one-line SweepInterrupted (or goes on), not Optuna's "Cannot tell a FAIL trial"
+    from lmfloss.errors import TrainingInterrupted
+    from lmfloss.sweep.engine import SweepInterrupted
+
+    spec = parse_sweep({**GRID, "space": {"loss": ["ce"], "seed": [1]}})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    calls = []
+
+    def runner(config, run_dir):
+        calls.append(run_dir.name)
+        if len(calls) == 1:
+            fail_as_stale(url, spec.name)
+            if then == "interrupted":
+                raise TrainingInterrupted("stopped after epoch 3; last.pt kept", 2)
+            raise RuntimeError("loss went NaN")
+        return fast_runner(config, run_dir)
+
+    if then == "interrupted":
+        with pytest.raises(SweepInterrupted, match="stopped during trial 0"):
+            run_worker(spec, tmp_path / "out", storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
+        assert run_worker(spec, tmp_path / "out", storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2) == 1
+    else:
+        run_worker(spec, tmp_path / "out", storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
+    assert len(calls) == 2  # the copy queued by the heartbeat's retry trained the point
+    completed_once(study_trials(url, spec.name), spec)
+
+
 def test_a_trial_waits_for_a_live_run_of_its_point_and_reuses_it(tmp_path, caplog):
     # The copy of a trial failed as stale finds its run directory locked by the paused worker,
     # now training again: it waits for the lock, then reuses the run (no error, no retraining).

@@ -27,6 +27,7 @@ mAP, ``report["val"]["map"]``), never test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -198,6 +199,7 @@ class Objective:
         self.max_retry = max_retry
         self.study_name = study_name
         self.reaped: tuple[int, str] | None = None  # (trial, run) another worker failed under us
+        self.stop: _StopTrial | None = None  # Ctrl-C/SIGTERM stopped the current trial
         self._rng = random.Random()  # spreads concurrent workers over different points
         if spec.sampler == "grid":
             self._points = {point_key(p): p for p in spec.grid_points()}
@@ -226,14 +228,20 @@ class Objective:
             if _is_interruption(exc):
                 # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
                 # (it counts as killed, not failed), and this worker stops.
-                trial.set_user_attr("interrupted", str(exc))
-                if self.spec.sampler != "grid":  # a grid point is free again; a drawn one is queued
-                    _queue_copy(trial)
-                raise _StopTrial(
+                # (failed as stale meanwhile: the heartbeat's retry has queued the copy already)
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    trial.set_user_attr("interrupted", str(exc))
+                    if self.spec.sampler != "grid":  # a grid point is free again; a drawn one is queued
+                        _queue_copy(trial)
+                self.stop = _StopTrial(
                     f"stopped during trial {trial.number} ({name}); its run keeps the finished epochs; "
                     + RERUN_ADVICE, exc.signal_number,
-                ) from exc
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                )
+                raise self.stop from exc
+            try:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self.reaped = (trial.number, name)  # failed as stale meanwhile: its copy meets the error again
             logger.warning("trial %d (%s) failed: %s: %s", trial.number, name, type(exc).__name__, exc)
             raise
         try:
@@ -537,13 +545,15 @@ def run_worker(
             time.sleep(poll)
             continue
         callbacks = [lambda _s, t: on_trial(t)] if on_trial else None
-        objective.reaped = None
+        objective.reaped = objective.stop = None
         try:
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks,
                            gc_after_trial=False, show_progress_bar=False)
         except _StopTrial as stop:
             raise SweepInterrupted(stop.message, stop.signal_number) from None
         except Exception:
+            if objective.stop is not None:  # stopped, and Optuna could not tell a trial failed as stale
+                raise SweepInterrupted(objective.stop.message, objective.stop.signal_number) from None
             if objective.reaped is None:
                 raise
             # Optuna cannot tell a trial that another worker already failed ("Cannot tell a
