@@ -461,6 +461,7 @@ def test_status_says_where_a_study_stands_and_writes_nothing(tmp_path, capsys):
     assert f"best val macro-F1 {max(expected_val(calls[0]), expected_val(calls[2])):.4f} (trial" in text
     assert f"failed: {run_name(calls[1])} (trial 1): RuntimeError: loss went NaN" in text
     assert f"trial {trial.number} {run_dir.name}: epoch 3/10, no heartbeat yet, worker host:123" in text
+    assert "about " in text and "left: 1 trial(s) at the median trained trial's 0.0 min, 1 worker(s) running" in text
     assert sorted(p.name for p in out.rglob("*")) == files  # wrote nothing
 
 
