@@ -76,6 +76,7 @@ def test_every_space_gets_the_same_trials_and_the_best_of_each_is_confirmed(tmp_
     assert f"{best_lmf['val_objective']:.4f}" in text
     confirm = load_sweep(out / "confirm.yaml")
     points = confirm.grid_points()
+    # TUNE trains at the default seed (23): the first five seeds are fresh
     assert len(points) == 3 * 5 and {p["seed"] for p in points} == {1, 2, 3, 4, 5}
     chosen_lmf = {p["loss_params.alpha"] for p in points if p["loss"] == "lmf"}
     assert chosen_lmf == {best_lmf["params"]["loss_params.alpha"]}
@@ -105,6 +106,19 @@ def test_the_copy_of_a_killed_trial_keeps_its_space_and_reuses_its_run(tmp_path)
     assert copy.user_attrs["reused"] is True and len(calls) == len(set(calls))  # nothing trained twice
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert sorted(t.user_attrs["space"] for t in complete) == [0, 0, 1, 1, 2, 2]  # the same budget
+
+
+def test_confirmation_seeds_leave_out_the_tuning_seed():
+    # the chosen run won on validation partly by its seed's luck; retraining it with that seed
+    # (identical on a CPU) would carry the luck into the comparison
+    from lmfloss.sweep.tuning import confirm_seeds
+
+    assert confirm_seeds(parse_sweep({**TUNE, "base": {**TUNE["base"], "seed": 1}})) == [2, 3, 4, 5, 6]
+    assert confirm_seeds(parse_sweep({**TUNE, "base": {**TUNE["base"], "seed": 3}})) == [1, 2, 4, 5, 6]
+    assert confirm_seeds(parse_sweep(TUNE)) == [1, 2, 3, 4, 5]  # tuned at the default seed, 23
+    for name in ("tune-odir.yaml", "tune-retinamnist.yaml"):  # the shipped tuning files tune at seed 1
+        spec = load_sweep(Path(__file__).resolve().parents[1] / "configs" / name)
+        assert spec.base["seed"] == 1 and confirm_seeds(spec) == [2, 3, 4, 5, 6]
 
 
 def test_tuning_summary_says_when_a_space_chose_nothing():
