@@ -136,7 +136,7 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     """confirm.yaml carries the tuning record; each confirmation run keeps it in sweep.json;
     the report's tuning table and tuning.csv state the budget, each space and what was chosen."""
     from lmfloss.report.runs import ReportRun
-    from lmfloss.report.tuning import tuned_trials, tuning_rows, tuning_tables
+    from lmfloss.report.tuning import configurations_tried, tuned_trials, tuning_rows, tuning_tables
 
     spec = parse_sweep(TUNE)
     out = tmp_path / "tune"
@@ -169,6 +169,8 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     assert block["wrap"] == [False, True, False, True, False]  # the header sits over its left-aligned text
     # Table 6 says LMF's alpha/beta were chosen from the tuning trials, not "only one tried"
     assert tuned_trials(runs, "lmf") == 3 and tuned_trials(runs, "asl") is None
+    # the summary's "configurations (LMF/baseline)": the tuning trials, not the one configuration confirmed
+    assert configurations_tried(runs, "lmf", 1) == 3 and configurations_tried(runs, "asl", 0) == 1
     rows = tuning_rows(runs)
     assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}
     assert rows[2]["val_score"] == pytest.approx(record["spaces"][2]["chosen"]["val_score"])

@@ -36,6 +36,7 @@ from lmfloss.report.names import dataset_name, loss_colors, loss_gid, loss_name,
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T, PairedTest, mean_std, paired_result, seed_t_test
+from lmfloss.report.tuning import configurations_tried
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
                 seed_p(c_map), DASH if c_map.test is None else fmt_p(c_map.test.p_value),
                 DASH if c_auc is None or c_auc.seed_test.mean is None else signed_pct(c_auc.seed_test.mean),
                 DASH if c_auc is None else seed_p(c_auc), f"{lmf.n}/{best.n}",
-                f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}",
+                "/".join(str(configurations_tried(x.runs, x.loss, x.n_configs)) for x in (lmf, best)),
             ])
     if not table.rows:
         return None

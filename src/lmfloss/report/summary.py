@@ -39,6 +39,7 @@ from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 from lmfloss.report.stats import MIN_SEEDS_T
 from lmfloss.report.tables import train_counts
+from lmfloss.report.tuning import configurations_tried
 
 SUMMARY_COLUMNS = (
     "dataset", "model", "baseline", "best_on_val", "selected_on", "n_seeds", "lmf_f1", "baseline_f1",
@@ -143,8 +144,9 @@ def summary_table(grid: Grid, comparisons: Sequence[Comparison]) -> Table | None
                 continue
             spread = "/".join(DASH if len(x.values("f1_macro")) < 2
                               else num(np.std(x.values('f1_macro'), ddof=1), ".2f", 100) for x in (lmf, best))
-            budget = f"{max(lmf.n_configs, 1)}/{max(best.n_configs, 1)}"
-            if lmf.n_configs > best.n_configs:
+            tried = [configurations_tried(x.runs, x.loss, x.n_configs) for x in (lmf, best)]
+            budget = f"{tried[0]}/{tried[1]}"
+            if tried[0] > tried[1]:
                 budget += " (LMF tuned more on val)"
             table.rows.append([
                 dataset_name(d), model_name(m), pct(_mean(lmf.values("f1_macro"))),

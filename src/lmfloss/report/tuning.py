@@ -46,6 +46,14 @@ def tuned_trials(runs: Sequence[ReportRun], loss: str) -> int | None:
     return None
 
 
+def configurations_tried(runs: Sequence[ReportRun], loss: str, n_configs: int) -> int:
+    """How many configurations ``loss`` had tried on validation before these runs: its tuning
+    trials when the runs come from a tuning study's confirmation, else the configurations
+    present (``n_configs``, at least 1)."""
+    tuned = tuned_trials(runs, loss)
+    return max(n_configs, 1) if tuned is None else tuned
+
+
 # what a validation objective is called for a reader (the sweep objective's metric names)
 METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP", "auc": "AUC", "auc_macro": "macro AUC", "accuracy": "accuracy"}
 
