@@ -261,8 +261,10 @@ def run_sweep(
             raise ValueError(f"--retry-failed trains failed grid points again; a {spec.sampler} search has none "
                              "(it draws new trials in place of failed ones)")
         forgiven = forgive_errors(study)
-        logger.info("training again the grid points of failed trial(s) %s", ", ".join(map(str, forgiven))
-                    if forgiven else "--retry-failed: no grid point has failed")
+        if forgiven:
+            logger.info("training again the grid points of failed trial(s) %s", ", ".join(map(str, forgiven)))
+        else:
+            logger.info("--retry-failed: no grid point has failed")
     done = next_action(spec, counted_trials(study), max_retry) == "done"
     if done or (workers == 1 and placement is None):
         run_worker(**kwargs)
