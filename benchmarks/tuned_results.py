@@ -64,7 +64,7 @@ def main() -> None:
     untuned = test_scores(args.untuned)[1] if args.untuned else {}
     best = next((b for b, r in summary.items() if r["best_on_val"] == "True"), None)
 
-    print(f"| loss | chosen in tuning (trials) | tuning val {label} | test {label}, mean ± SD "
+    print(f"| loss | chosen in tuning (trials) | tuning val {label}: chosen (median, worst) | test {label}, mean ± SD "
           f"(seeds) | per seed | LMF − loss [95 % t-CI] | p (seeds) | Holm p |"
           + (f" untuned test {label} |" if untuned else ""))
     print("|---|---|---:|---:|---|---:|---:|---:|" + ("---:|" if untuned else ""))
@@ -73,6 +73,9 @@ def main() -> None:
         tune = tuning.get(loss, {})
         chosen = f"{tune.get('chosen') or '—'} ({tune.get('trials_complete', '?')})" if tune else "—"
         val_score = f"{100 * float(tune['val_score']):.2f}" if tune.get("val_score") else "—"
+        others = [100 * float(v) for v in (tune.get("val_scores") or "").split()]
+        if others:
+            val_score += f" ({statistics.median(others):.2f}, {min(others):.2f})"
         seeds = ", ".join(f"{scores[s]:.1f}" for s in sorted(scores))
         pair = paired.get(loss)
         diff = (f"{float(pair['delta_f1_seeds']):+.2f} [{float(pair['ci95_t_lo']):+.2f}, {float(pair['ci95_t_hi']):+.2f}]"

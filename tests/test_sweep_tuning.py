@@ -165,8 +165,11 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     from lmfloss.report.html import table_block
 
     block = table_block(table)  # on the page, the long columns wrap instead of scrolling sideways
-    assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False]
-    assert block["wrap"] == [False, True, False, True, False]  # the header sits over its left-aligned text
+    assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False, False]
+    assert block["wrap"] == [False, True, False, True, False, False]  # the header sits over its left-aligned text
+    scores = record["spaces"][0]["val_scores"]  # every LMF trial's validation score, best first
+    assert len(scores) == 3 and scores[0] == pytest.approx(lmf["val_score"]) and scores == sorted(scores, reverse=True)
+    assert table.rows[0][5] == f"{100 * scores[1]:.2f} / {100 * scores[2]:.2f}"
     # Table 6 says LMF's alpha/beta were chosen from the tuning trials, not "only one tried"
     assert tuned_trials(runs, "lmf") == 3 and tuned_trials(runs, "asl") is None
     # the summary's "configurations (LMF/baseline)": the tuning trials, not the one configuration confirmed

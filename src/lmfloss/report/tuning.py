@@ -9,6 +9,7 @@ and what validation chose, beside the comparison it led to."""
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 
 TUNING_COLUMNS = ("study", "space", "searched", "trials_complete", "trials_failed", "chosen_trial", "chosen",
-                  "val_metric", "val_score", "trials_per_space", "sampler", "tuning_seed", "confirm_seeds")
+                  "val_metric", "val_score", "val_scores", "trials_per_space", "sampler", "tuning_seed", "confirm_seeds")
 
 
 def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[int]]]:
@@ -87,6 +88,7 @@ def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
                 "trials_complete": space.get("complete"), "trials_failed": space.get("failed"),
                 "chosen_trial": chosen.get("trial"), "chosen": _chosen(space) if chosen else "",
                 "val_metric": chosen.get("val_metric"), "val_score": chosen.get("val_score"),
+                "val_scores": " ".join(f"{v:.6f}" for v in space.get("val_scores") or []),
                 "trials_per_space": record.get("trials_per_space"), "sampler": record.get("sampler"),
                 "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, sorted(seeds))),
             })
@@ -100,18 +102,24 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
                       f"loss (training seed {record.get('seed')}), each loss in its own space, chosen on validation",
-                      ["Loss", "Searched", "Trials", "Chosen", "Validation score"], wrap=["Searched", "Chosen"])
+                      ["Loss", "Searched", "Trials", "Chosen", "Validation score", "median / worst trial"],
+                      wrap=["Searched", "Chosen"])
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
             searched = "; ".join(f"{_key(k)} {_range(str(v))}" for k, v in (space.get("searched") or {}).items()
                                  if k != "loss")
             trials = f"{space.get('complete')}" + (f" (+{space['failed']} failed)" if space.get("failed") else "")
             score, metric = chosen.get("val_score"), str(chosen.get("val_metric"))
+            scores = [s for s in space.get("val_scores") or [] if isinstance(s, (int, float))]
             table.rows.append([loss_name(str(space.get("label"))), searched or "—", trials, _chosen(space),
                                "—" if score is None else
-                               f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})"])
+                               f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})",
+                               f"{num(100 * statistics.median(scores))} / {num(100 * min(scores))}" if scores
+                               else "—"])
         table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
                            f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
                            "the differences with Holm's correction.")
+        table.notes.append("Median / worst trial: the validation score of the loss's median and worst tuning "
+                           "trial, beside its chosen one: how much its tuning mattered.")
         tables.append(table)
     return tables

@@ -147,6 +147,10 @@ def tuning_record(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> dict[st
         spaces.append({
             "label": space_label(spec, i), "searched": {k: describe_value(v) for k, v in sub.items()},
             "complete": complete, "failed": failed,
+            # every complete trial's validation score, best first: how much the choice mattered
+            "val_scores": sorted((float(r["val_objective"]) for r in rows if r.get("space") == i
+                                  and r.get("state") == "COMPLETE" and r.get("val_objective") is not None),
+                                 reverse=True),
             "chosen": None if chosen is None else {
                 "trial": chosen["trial"], "params": dict(chosen["params"]),
                 "val_metric": chosen.get("val_metric"), "val_score": chosen["val_objective"]}})
