@@ -74,6 +74,8 @@ def test_every_space_gets_the_same_trials_and_the_best_of_each_is_confirmed(tmp_
     assert "**3 trials per space**" in text and "## focal" in text and "float in [0.25, 2] " in text.replace("|", " ")
     best_lmf = max(lmf, key=lambda r: r["val_objective"])
     assert f"{best_lmf['val_objective']:.4f}" in text
+    lmf_scores = sorted(r["val_objective"] for r in lmf)
+    assert f"Its trials' median {lmf_scores[1]:.4f}, worst {lmf_scores[0]:.4f}." in text
     confirm = load_sweep(out / "confirm.yaml")
     points = confirm.grid_points()
     # TUNE trains at the default seed (23): the first five seeds are fresh

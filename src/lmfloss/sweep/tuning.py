@@ -17,6 +17,7 @@ The optuna parameters of space ``i`` are named ``s<i>:<key>``, so two spaces may
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,11 @@ def tuning_markdown(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> str:
             lines += ["No complete trial: nothing chosen.", ""]
             continue
         params = ", ".join(f"`{k}={v}`" for k, v in chosen["params"].items())
+        scores = [float(r["val_objective"]) for r in rows if r.get("space") == i and r.get("state") == "COMPLETE"
+                  and r.get("val_objective") is not None]
         lines += [f"Chosen (trial {chosen['trial']}, validation {chosen.get('val_metric') or 'score'} "
-                  f"{chosen['val_objective']:.4f}): {params}.", ""]
+                  f"{chosen['val_objective']:.4f}): {params}. Its trials' median {statistics.median(scores):.4f}, "
+                  f"worst {min(scores):.4f}.", ""]
     return "\n".join(lines)
 
 
