@@ -396,6 +396,33 @@ def test_cli_dry_run_lists_the_grid(tmp_path, capsys):
         assert str(tmp_path / "runs" / run_name(point)) in out
 
 
+@pytest.mark.parametrize("sampler", ["grid", "random"])
+def test_a_full_disk_stops_the_sweep_instead_of_failing_every_trial(tmp_path, sampler):
+    # Seen in a tuning study: with the disk full, each trial failed at its first checkpoint and
+    # was recorded as an error, 13 in a row; a grid point would have stayed failed for good.
+    from lmfloss.errors import DiskFull
+
+    space = {"loss": ["ce", "lmf"]} if sampler == "grid" else {"lr": {"low": 1e-4, "high": 1e-2}}
+    spec = parse_sweep({**GRID, "sampler": sampler, "space": space, **({"trials": 2} if sampler != "grid" else {})})
+    calls = []
+
+    def full(config, run_dir):
+        calls.append(run_dir.name)
+        raise OSError(28, "No space left on device", str(run_dir / "last.pt"))
+
+    with pytest.raises(DiskFull, match=r"no space left .*last\.pt.*run the same `lmfloss sweep` command again"):
+        run_worker(spec, tmp_path / "out", runner=full, heartbeat=1)
+    assert len(calls) == 1  # stopped at the first
+    (stopped, *queued) = study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.name)
+    assert stopped.state == TrialState.FAIL and "error" not in stopped.user_attrs
+    # space freed: the same command trains everything, the stopped trial's run included
+    assert run_worker(spec, tmp_path / "out", runner=lambda c, d: calls.append(d.name) or fast_runner(c, d),
+                      heartbeat=1) == 2
+    assert calls[1] == calls[0] or sampler == "grid"  # a random trial continues with the same values
+    assert sum(t.state == TrialState.COMPLETE for t in study_trials(f"sqlite:///{tmp_path / 'out' / 'study.db'}",
+                                                                     spec.name)) == 2
+
+
 def test_retry_failed_trains_failed_points_again_once(tmp_path, capsys):
     spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"]}})
     out = tmp_path / "out"
@@ -404,7 +431,7 @@ def test_retry_failed_trains_failed_points_again_once(tmp_path, capsys):
     def broken(config, run_dir):
         calls.append(config.loss)
         if config.loss == "lmf":
-            raise OSError(28, "No space left on device")
+            raise RuntimeError("CUDA out of memory (another process holds the GPU)")
         return fast_runner(config, run_dir)
 
     assert run_sweep(spec, out, runner=broken, heartbeat=1).failed_points == ["loss=lmf"]

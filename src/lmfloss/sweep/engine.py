@@ -47,7 +47,8 @@ from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from lmfloss.config import TrainConfig, diff_configs, format_diff
-from lmfloss.errors import Interrupted, LmflossError
+from lmfloss.errors import DiskFull, Interrupted, LmflossError
+from lmfloss.fileio import disk_full
 from lmfloss.rundir import CONFIG, read_config_dict, read_report, wait_until_free, write_sweep_info
 from lmfloss.sweep.runners import TrialRunner, default_runner
 from lmfloss.sweep.spec import Range, Scalar, SweepSpec, point_key, run_name
@@ -200,6 +201,7 @@ class Objective:
         self.study_name = study_name
         self.reaped: tuple[int, str] | None = None  # (trial, run) another worker failed under us
         self.stop: _StopTrial | None = None  # Ctrl-C/SIGTERM stopped the current trial
+        self.stop_error: DiskFull | None = None  # a full disk stopped it
         self._rng = random.Random()  # spreads concurrent workers over different points
         if spec.sampler == "grid":
             self._points = {point_key(p): p for p in spec.grid_points()}
@@ -225,6 +227,17 @@ class Objective:
                 logger.info("trial %d: training %s", trial.number, name)
                 report = dict(self.runner(config, run_dir))
         except Exception as exc:
+            full = disk_full(exc, then=RERUN_ADVICE)
+            if full is not None:
+                # A full disk is the machine's, not the trial's: recorded as an error it would fail
+                # every following trial (and a grid point for good). The trial is left for a re-run
+                # like a stopped one, and the worker stops with the one line of the full disk.
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    trial.set_user_attr("interrupted", f"DiskFull: {full}")
+                    if self.spec.sampler != "grid":
+                        _queue_copy(trial)
+                self.stop_error = full
+                raise _StopTrial(str(full), 0) from exc
             if _is_interruption(exc):
                 # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
                 # (it counts as killed, not failed), and this worker stops.
@@ -545,13 +558,17 @@ def run_worker(
             time.sleep(poll)
             continue
         callbacks = [lambda _s, t: on_trial(t)] if on_trial else None
-        objective.reaped = objective.stop = None
+        objective.reaped = objective.stop = objective.stop_error = None
         try:
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks,
                            gc_after_trial=False, show_progress_bar=False)
         except _StopTrial as stop:
+            if objective.stop_error is not None:
+                raise objective.stop_error from None
             raise SweepInterrupted(stop.message, stop.signal_number) from None
         except Exception:
+            if objective.stop_error is not None:
+                raise objective.stop_error from None
             if objective.stop is not None:  # stopped, and Optuna could not tell a trial failed as stale
                 raise SweepInterrupted(objective.stop.message, objective.stop.signal_number) from None
             if objective.reaped is None:
