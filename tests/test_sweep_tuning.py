@@ -127,7 +127,11 @@ def test_tuning_summary_says_when_a_space_chose_nothing():
     spec = parse_sweep(TUNE)
     rows = [{"trial": 0, "state": "COMPLETE", "space": 0, "val_objective": 0.7, "val_metric": "f1_macro",
              "params": {"loss": "lmf", "loss_params.alpha": 1.0, "lr": 1e-3}},
-            {"trial": 1, "state": "FAIL", "space": 1, "val_objective": None, "params": {}}]
+            {"trial": 1, "state": "FAIL", "space": 1, "val_objective": None, "params": {}, "error": "RuntimeError: NaN"},
+            # not failures of the space's configurations: a stopped trial, one an old lmfloss failed on a full disk
+            {"trial": 2, "state": "FAIL", "space": 1, "val_objective": None, "params": {}, "error": None},
+            {"trial": 3, "state": "FAIL", "space": 1, "val_objective": None, "params": {},
+             "error": "DiskFull: no space left on the device writing 'last.pt'"}]
     text = tuning_markdown(spec, rows)
     assert "Trials: 0 complete, 1 failed." in text and "No complete trial: nothing chosen." in text
     assert yaml.safe_load(yaml.safe_dump(confirm_sweep(spec, rows)))["space"] == [

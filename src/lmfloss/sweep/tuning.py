@@ -82,8 +82,13 @@ def best_per_space(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> dict[i
 
 
 def _counts(rows: Sequence[Mapping[str, Any]], space: int) -> tuple[int, int]:
+    """A space's complete trials and the trials its configurations failed: a trial whose
+    training raised. Not failed: one stopped or killed (it is run again) or one stopped by a full
+    disk (the machine's fault; lmfloss before 0.4 recorded it as an error)."""
     mine = [r for r in rows if r.get("space") == space]
-    return sum(r.get("state") == "COMPLETE" for r in mine), sum(r.get("state") == "FAIL" for r in mine)
+    failed = [r for r in mine if r.get("state") == "FAIL" and r.get("error")
+              and not str(r["error"]).startswith("DiskFull:")]
+    return sum(r.get("state") == "COMPLETE" for r in mine), len(failed)
 
 
 def tuning_markdown(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> str:
