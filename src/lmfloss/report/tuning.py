@@ -102,7 +102,7 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
                       f"loss (training seed {record.get('seed')}), each loss in its own space, chosen on validation",
-                      ["Loss", "Searched", "Trials", "Chosen", "Validation score", "median / worst trial"],
+                      ["Loss", "Searched", "Trials", "Chosen", "Validation score", "Median / worst trial"],
                       wrap=["Searched", "Chosen"])
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
