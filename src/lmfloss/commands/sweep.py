@@ -106,9 +106,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
         from lmfloss.sweep.status import study_status
         from lmfloss.sweep.storage import default_storage
 
-        grace = args.grace if args.grace is not None else 2 * args.heartbeat
-        print("\n".join(study_status(spec, args.storage or default_storage(out_dir), study_name, grace=grace,
-                                      max_retry=args.max_retry)))
+        print("\n".join(study_status(spec, args.storage or default_storage(out_dir), study_name,
+                                      heartbeat=args.heartbeat, grace=args.grace, max_retry=args.max_retry)))
         return 0
 
     devices = parse_devices(args.devices)

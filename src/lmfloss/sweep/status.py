@@ -60,7 +60,8 @@ def _running_line(trial: FrozenTrial, ages: Mapping[int, float], grace: int) -> 
             f"{beat}, worker {attrs.get('worker', '?')}")
 
 
-def study_status(spec: SweepSpec, url: str, study_name: str, *, grace: int = 120, max_retry: int = 3) -> list[str]:
+def study_status(spec: SweepSpec, url: str, study_name: str, *, heartbeat: int = 60, grace: int | None = None,
+                 max_retry: int = 3) -> list[str]:
     """The lines of ``--status``.
 
     Raises:
@@ -69,11 +70,12 @@ def study_status(spec: SweepSpec, url: str, study_name: str, *, grace: int = 120
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise LmflossError(f"no study database at {url.removeprefix('sqlite:///')!r}: the sweep has not run yet "
                            "(or --out/--storage names another folder)")
-    storage = make_storage(url, heartbeat=max(1, grace // 2), grace=grace, max_retry=max_retry)
+    storage = make_storage(url, heartbeat=heartbeat, grace=grace, max_retry=max_retry)
+    grace = storage.grace_period or 2 * heartbeat
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        names = optuna.get_all_study_names(storage)
         raise LmflossError(f"no study {study_name!r} in {redact(url)} (it holds: {', '.join(names) or 'none'})") \
             from None
     trials = counted_trials(study)
