@@ -536,6 +536,7 @@ def test_an_interrupted_random_trial_is_continued_not_redrawn(tmp_path):
     assert calls[0] == stopped.user_attrs["run_name"] and len(calls) == 2
     (copy,) = [t for t in trials if t.system_attrs.get("failed_trial") == stopped.number]
     assert copy.state == TrialState.COMPLETE and copy.params == stopped.params
+    assert "interrupted" not in copy.user_attrs  # the copy was not stopped
 
 
 def test_random_workers_in_separate_processes_draw_different_values_and_one_worker_repeats(tmp_path):

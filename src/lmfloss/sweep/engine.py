@@ -361,7 +361,8 @@ def _queue_copy(trial: Trial) -> None:
     ``last.pt``) instead of drawing new values and leaving the half-trained run behind."""
     trial.study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=trial.user_attrs, system_attrs={"failed_trial": trial.number},
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k != "interrupted"},
+        system_attrs={"failed_trial": trial.number},
     ))
 
 
