@@ -11,7 +11,8 @@
 Modules: :mod:`~lmfloss.sweep.spec` (the sweep file's model: grid, overrides, naming),
 :mod:`~lmfloss.sweep.parse` (reading and validating it), :mod:`~lmfloss.sweep.storage`
 (database, heartbeat, samplers), :mod:`~lmfloss.sweep.engine` (claims, the worker loop), :mod:`~lmfloss.sweep.runners` (training one
-trial in-process or under torchrun), :mod:`~lmfloss.sweep.launch` (local workers, summary).
+trial in-process or under torchrun), :mod:`~lmfloss.sweep.launch` (local workers, summary),
+:mod:`~lmfloss.sweep.tuning` (the same budget per loss, confirmation), :mod:`~lmfloss.sweep.status` (``--status``).
 """
 
 from lmfloss.rundir import read_report
