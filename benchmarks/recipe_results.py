@@ -33,12 +33,13 @@ def _mean(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="folder of the plain reference's seed<N>.json")
-    parser.add_argument("--runs", type=Path, required=True, help="the recipe sweep's runs folder")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True,
+                        help="the recipe sweep's runs folder(s) (seeds run in separate sweeps: give each)")
     args = parser.parse_args()
     reference = {int(p.stem.removeprefix("seed")): json.loads(p.read_text())
                  for p in sorted(args.reference.glob("seed*.json"))}
     recipe = {}
-    for run in sorted(args.runs.iterdir()):
+    for run in sorted(r for folder in args.runs for r in folder.iterdir()):
         report = run / "report.json"
         if report.is_file():
             data = json.loads(report.read_text())
