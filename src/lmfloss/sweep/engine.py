@@ -232,11 +232,13 @@ class Objective:
                 # A full disk is the machine's, not the trial's: recorded as an error it would fail
                 # every following trial (and a grid point for good). The trial is left for a re-run
                 # like a stopped one, and the worker stops with the one line of the full disk.
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.stop_error = full
+                # best effort: the study's database may be on the full disk too (or the trial was
+                # failed as stale meanwhile); the worker stops with the disk's line either way
+                with contextlib.suppress(Exception):
                     trial.set_user_attr("interrupted", f"DiskFull: {full}")
                     if self.spec.sampler != "grid":
                         _queue_copy(trial)
-                self.stop_error = full
                 raise _StopTrial(str(full), 0) from exc
             if _is_interruption(exc):
                 # Ctrl-C / SIGTERM: the run keeps last.pt; the trial is left for a re-run
