@@ -34,7 +34,7 @@ from lmfloss.sweep import (
     run_worker,
     summarize,
 )
-from sweep_helpers import fail_as_stale
+from sweep_helpers import stale_on_call
 
 POSTGRES_URL = os.environ.get("LMFLOSS_TEST_POSTGRES_URL")
 GRID = {
@@ -245,14 +245,7 @@ def test_a_trial_failed_as_stale_while_its_worker_was_paused_is_not_lost(tmp_pat
     spec = parse_sweep({**GRID, "space": {"loss": ["ce", "lmf"], "seed": [1]}})
     out = tmp_path / "out"
     url = f"sqlite:///{out / 'study.db'}"
-    calls = []
-
-    def runner(config, run_dir):
-        calls.append(run_dir.name)
-        if len(calls) == 1:
-            fail_as_stale(url, spec.name)
-        return fast_runner(config, run_dir)
-
+    runner, calls = stale_on_call(url, spec.name, fast_runner)
     with caplog.at_level("WARNING", logger="lmfloss.sweep.engine"):
         run_worker(spec, out, storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
     assert sorted(calls) == ["loss=ce_seed=1", "loss=lmf_seed=1"]  # none trained twice
@@ -275,16 +268,8 @@ def test_a_trial_failed_as_stale_then_stopped_or_raising_is_said_as_such(tmp_pat
 
     spec = parse_sweep({**GRID, "space": {"loss": ["ce"], "seed": [1]}})
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    calls = []
-
-    def runner(config, run_dir):
-        calls.append(run_dir.name)
-        if len(calls) == 1:
-            fail_as_stale(url, spec.name)
-            if then == "interrupted":
-                raise TrainingInterrupted("stopped after epoch 3; last.pt kept", 2)
-            raise RuntimeError("loss went NaN")
-        return fast_runner(config, run_dir)
+    runner, calls = stale_on_call(url, spec.name, fast_runner, then=TrainingInterrupted(
+        "stopped after epoch 3; last.pt kept", 2) if then == "interrupted" else RuntimeError("loss went NaN"))
 
     if then == "interrupted":
         with pytest.raises(SweepInterrupted, match="stopped during trial 0"):

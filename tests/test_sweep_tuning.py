@@ -87,18 +87,12 @@ def test_every_space_gets_the_same_trials_and_the_best_of_each_is_confirmed(tmp_
 def test_the_copy_of_a_killed_trial_keeps_its_space_and_reuses_its_run(tmp_path):
     # The heartbeat's retry copy carries the killed trial's values; it used to be given the
     # space with the fewest trials, so a focal trial's copy trained CE and the run was lost.
-    from sweep_helpers import fail_as_stale
+    from sweep_helpers import stale_on_call
 
     spec = parse_sweep({**TUNE, "trials": 2})
     out = tmp_path / "out"
     url = f"sqlite:///{out / 'study.db'}"
-    calls = []
-
-    def runner(config, run_dir):
-        calls.append(run_dir.name)
-        if len(calls) == 2:  # the first focal trial
-            fail_as_stale(url, spec.name)
-        return scored_runner(config, run_dir)
+    runner, calls = stale_on_call(url, spec.name, scored_runner, call=2)  # the first focal trial
 
     run_worker(spec, out, storage=url, runner=runner, heartbeat=1, grace=2, poll=0.2)
     trials = optuna.load_study(study_name=spec.name, storage=url).get_trials()
