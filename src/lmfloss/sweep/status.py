@@ -80,6 +80,7 @@ def study_status(spec: SweepSpec, url: str, study_name: str, *, heartbeat: int =
             from None
     trials = counted_trials(study)
     rows = trial_rows(study)
+    best = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["val_objective"], default=None)
     states = Counter(t.state.name for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     ages = HeartbeatAges(storage, study_name)([t.number for t in running])
@@ -89,7 +90,6 @@ def study_status(spec: SweepSpec, url: str, study_name: str, *, heartbeat: int =
         status = Counter(points.values())
         lines.append(f"  {status['complete']} of {len(points)} grid points complete, {status['running']} running, "
                      f"{status['failed']} failed, {status['free'] + status['waiting']} to do")
-        best = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["val_objective"], default=None)
         lines.append(f"  {_best(best)}")
         for key in (k for k, s in points.items() if s == "failed"):
             last = max((t for t in trials if t.user_attrs.get("claim") == key and t.state == TrialState.FAIL),
@@ -113,7 +113,6 @@ def study_status(spec: SweepSpec, url: str, study_name: str, *, heartbeat: int =
     else:
         lines.append(f"  {states['COMPLETE']} of {spec.total_trials} {spec.sampler} trials complete, "
                      f"{states['RUNNING']} running, {states['WAITING']} queued, {_failed(trials)}")
-        best = max((r for r in rows if r["state"] == "COMPLETE"), key=lambda r: r["val_objective"], default=None)
         lines.append(f"  {_best(best)}")
     left = _left(spec, trials, points if spec.sampler == "grid" else None)
     eta = _eta(trials, left, max(1, len(running)))
