@@ -200,10 +200,12 @@ def test_table6_says_a_tuned_configuration_was_chosen_from_its_trials(tmp_path: 
     assert hparam_table(build_grid(find_runs([root])), compare_paper=False).rows[0][2] == "1.0 (only one tried)"
     # a confirmation run of a tuning sweep: one configuration here, chosen from 8 trials
     record = {"study": "tune-x", "trials_per_space": 8, "sampler": "random", "seed": 1,
-              "spaces": [{"label": "lmf", "complete": 8, "failed": 0, "searched": {}, "chosen": None}]}
+              "spaces": [{"label": "lmf", "complete": 8, "failed": 0, "chosen": None,
+                          "searched": {"loss_params.alpha": "float in [0.25, 2]"}}]}
     (plain / "sweep.json").write_text(json.dumps({"study": "x", "trial": 0, "params": {}, "tuning": record}))
-    assert hparam_table(build_grid(find_runs([root])), compare_paper=False).rows[0][2] == \
-        "1.0 (chosen from 8 tuning trials)"
+    table = hparam_table(build_grid(find_runs([root])), compare_paper=False)
+    assert table.rows[0][2] == "1.0 (chosen from 8 tuning trials)"
+    assert table.rows[1][2] == "1.0 (fixed in tuning)"  # beta was not searched
 
 
 def test_hparam_settings_and_fig4(tmp_path: Path):

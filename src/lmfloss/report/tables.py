@@ -36,7 +36,7 @@ from lmfloss.report.paper import (
 from lmfloss.report.render import Table
 from lmfloss.report.runs import aligned_preds
 from lmfloss.report.stats import cell_interval
-from lmfloss.report.tuning import tuned_trials
+from lmfloss.report.tuning import tuned_note
 
 logger = logging.getLogger(__name__)
 
@@ -323,8 +323,7 @@ def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
                     value = getattr(cell.runs[0], attr)
                     text = "default" if value is None else _hparam(value)
                     if cell.n_configs == 1:
-                        tuned = tuned_trials(cell.runs, "lmf")
-                        text += " (only one tried)" if tuned is None else f" (chosen from {tuned} tuning trials)"
+                        text += f" ({tuned_note(cell.runs, 'lmf', f'loss_params.{attr}') or 'only one tried'})"
                 if compare_paper:
                     published = paper_best_hparams(dataset, model)
                     if published is not None:

@@ -47,6 +47,19 @@ def tuned_trials(runs: Sequence[ReportRun], loss: str) -> int | None:
     return None
 
 
+def tuned_note(runs: Sequence[ReportRun], loss: str, key: str) -> str | None:
+    """How tuning set ``loss``'s parameter ``key`` (``loss_params.alpha``) in these runs:
+    ``chosen from N tuning trials`` when its space searched it, ``fixed in tuning`` when the
+    space left it at its value, ``None`` when the runs carry no tuning record for ``loss``."""
+    for record, _ in tuning_records(runs).values():
+        for space in record["spaces"]:
+            if space.get("label") == loss and isinstance(space.get("complete"), int):
+                if key in (space.get("searched") or {}):
+                    return f"chosen from {space['complete']} tuning trials"
+                return "fixed in tuning"
+    return None
+
+
 def configurations_tried(runs: Sequence[ReportRun], loss: str, n_configs: int) -> int:
     """How many configurations ``loss`` had tried on validation before these runs: its tuning
     trials when the runs come from a tuning study's confirmation, else the configurations
