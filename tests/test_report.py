@@ -208,6 +208,15 @@ def test_table6_says_a_tuned_configuration_was_chosen_from_its_trials(tmp_path: 
     assert table.rows[1][2] == "1.0 (fixed in tuning)"  # beta was not searched
 
 
+def test_table6_prints_a_sampled_value_to_three_significant_digits(tmp_path: Path):
+    # a random sampler draws alpha = 0.8234567; the table shows what a reader can use
+    root = tmp_path / "runs"
+    make_run(root, loss="lmf", loss_params={"alpha": 0.8234567, "beta": 1.7654321})
+    table = hparam_table(build_grid(find_runs([root])), compare_paper=False)
+    assert table.rows[0][2].split()[0] == "0.823"
+    assert table.rows[1][2].split()[0] == "1.77"
+
+
 def test_hparam_settings_and_fig4(tmp_path: Path):
     assert infer_settings(0.7, 0.7) == ["setting-1"]
     assert infer_settings(1.0, 1.5) == ["setting-2"]

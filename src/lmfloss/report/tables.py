@@ -291,8 +291,9 @@ def per_class_table(grid: Grid, model: str, compare_paper: bool = False) -> Tabl
 
 
 def _hparam(value: float) -> str:
-    """``1`` -> ``1.0``, ``0.65`` -> ``0.65`` (the paper prints one decimal at least)."""
-    text = f"{value:g}"
+    """``1`` -> ``1.0``, ``0.65`` -> ``0.65`` (the paper prints one decimal at least); a value a
+    sampler drew, ``0.8234567``, to three significant digits: ``0.823``."""
+    text = f"{value:.3g}"
     return text if "." in text or "e" in text else f"{text}.0"
 
 
