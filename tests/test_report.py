@@ -16,6 +16,7 @@ from lmfloss.errors import LmflossError
 from lmfloss.report import build_report, find_runs, infer_settings, read_predictions
 from lmfloss.report.aggregate import build_grid
 from lmfloss.report.figures import fig1_data, fig4_data
+from lmfloss.report.names import DatasetKey, dataset_name, model_name
 from lmfloss.report.render import latex_escape
 from lmfloss.report.tables import hparam_table, main_table, per_class_table
 from report_helpers import CLASSES, LABELS, make_run, noisy_preds
@@ -342,7 +343,13 @@ def test_other_models_and_datasets_keep_their_names(tmp_path: Path):
     make_run(root, dataset="retinamnist", model="resnet18", loss="focal")  # alpha="margins"
     result = build_report([root], tmp_path / "out", n_boot=20, figures=False)
     table = next(t for t in result.tables if t.name == "table_main_resnet18")
-    assert table.title == "Test performance of each loss on resnet18 (percent)"
+    assert table.title == "Test performance of each loss on ResNet-18 (percent)"
+    assert table.rows[0][0] == "RetinaMNIST"
+    # MedMNIST's published spelling, its sizes said; a name it does not know stays as it is
+    keys = ("breastmnist_64", DatasetKey("chestmnist", "multilabel"), "breastmnist_65", "mydata")
+    assert [dataset_name(d) for d in keys] == \
+        ["BreastMNIST (64 px)", "ChestMNIST (multi-label)", "breastmnist_65", "mydata"]
+    assert [model_name(m) for m in ("resnet18", "convnext_tiny")] == ["ResNet-18", "convnext_tiny"]
     assert [row[1] for row in table.rows] == ["Focal", "CB"]
     focal = next(r for r in _read_csv(tmp_path / "out" / "results.csv") if r["loss"] == "focal")
     assert focal["alpha"] == "" and focal["setting"] == ""
@@ -377,4 +384,4 @@ def test_report_lists_a_run_with_a_cp1252_config_as_unreadable(tmp_path, capsys)
     listed = [line for line in after[: after.index("## Tables")] if line.startswith("- ")]
     assert len(listed) == 1, listed  # the unfinished run is not unreadable
     assert f"`{runs / 'bad'}`" in listed[0] and "not UTF-8" in listed[0]
-    assert "synthetic / resnet18 / CCE: unfinished (1 run(s)" in text
+    assert "synthetic / ResNet-18 / CCE: unfinished (1 run(s)" in text

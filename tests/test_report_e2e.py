@@ -46,4 +46,4 @@ def test_report_on_two_real_runs(tmp_path: Path, capsys):
     assert float(paired[0]["delta_f1_seeds"]) == pytest.approx(delta, abs=1e-9)
     assert 0.0 < float(paired[0]["p_images"]) <= 1.0 and paired[0]["p_seeds_t"] == ""  # one seed
     md = (out / "report.md").read_text()
-    assert "| breastmnist | CCE |" in md and (out / "figures" / "fig1_macro_f1.png").is_file()
+    assert "| BreastMNIST | CCE |" in md and (out / "figures" / "fig1_macro_f1.png").is_file()

@@ -61,7 +61,7 @@ def test_one_dataset_s_two_tasks_are_two_datasets_that_know_their_task(mixed):
     assert [grid.task(d) for d in grid.datasets] == [MULTICLASS, MULTILABEL, MULTILABEL]
     assert all(isinstance(d, DatasetKey) and d.name in ("odir5k", "chestmnist") for d in grid.datasets)
     assert [dataset_name(d) for d in grid.datasets] == ["ODIR-5K", "ODIR-5K (multi-label)",
-                                                        "chestmnist (multi-label)"]
+                                                        "ChestMNIST (multi-label)"]
     cell = grid.cell("odir5k:multilabel", "resnet18", "lmf")  # the key's text reaches the same cell
     assert cell.task is MULTILABEL and cell.n == 3
 

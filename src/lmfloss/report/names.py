@@ -2,7 +2,9 @@
 report's key of a dataset (:class:`DatasetKey`: the data's name and its runs' task).
 
 Anything not listed is shown under its own name, so runs of other datasets, models
-or losses (``retinamnist``, ``resnet18``, ``cb``...) still get rows and columns.
+or losses (``mydata``, ``convnext_tiny``...) still get rows and columns. MedMNIST's sets and
+the small ResNets take their published spelling (``RetinaMNIST``, ``ResNet-18``) and sort
+after the paper's, alphabetically.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ MODEL_NAMES = {
     "resnet50": "ResNet-50",
     "densenet121": "DenseNet-121",
 }
+# Spelling only (the paper's order above is unchanged): MedMNIST v2's names of its 2D sets,
+# ``retinamnist_64`` (MedMNIST+ sizes) -> ``RetinaMNIST (64 px)``; torchvision's small ResNets.
+MEDMNIST_NAMES = {
+    flag.lower(): flag
+    for flag in ("PathMNIST", "ChestMNIST", "DermaMNIST", "OCTMNIST", "PneumoniaMNIST", "RetinaMNIST",
+                 "BreastMNIST", "BloodMNIST", "TissueMNIST", "OrganAMNIST", "OrganCMNIST", "OrganSMNIST")
+}
+OTHER_MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34"}
 LOSS_NAMES = {
     "ce": "CCE", "bwcce": "BWCCE", "focal": "Focal", "ldam": "LDAM", "lmf": "LMF",
     "wce": "WCE", "cb": "CB", "logit-adjusted": "Logit-adjusted", "ldam-drw": "LDAM-DRW", "lmf-drw": "LMF-DRW",
@@ -82,17 +92,24 @@ def is_baseline(loss: str) -> bool:
 def dataset_name(key: str) -> str:
     """``ham10000`` -> ``HAM-10K``; unknown names unchanged; ``name@fingerprint`` (runs of one
     name on different data) -> ``name (data fingerprint)``; a task other than the default
-    says so: ``chestmnist (multi-label)``."""
+    says so: ``ChestMNIST (multi-label)``."""
     key = dataset_key(key)
     base, _, fingerprint = key.name.partition("@")
-    shown = DATASET_NAMES.get(base, base)
+    shown = DATASET_NAMES.get(base) or _medmnist_name(base)
     shown = f"{shown} (data {fingerprint})" if fingerprint else shown
     return shown if key.task is get_task(None) else f"{shown} ({key.task.display})"
 
 
+def _medmnist_name(base: str) -> str:
+    flag, _, size = base.partition("_")
+    if flag not in MEDMNIST_NAMES or size not in ("", "28", "64", "128", "224"):
+        return base
+    return MEDMNIST_NAMES[flag] + (f" ({size} px)" if size else "")
+
+
 def model_name(name: str) -> str:
-    """``efficientnet_v2_s`` -> ``EfficientNetV2``; unknown names unchanged."""
-    return MODEL_NAMES.get(name, name)
+    """``efficientnet_v2_s`` -> ``EfficientNetV2``, ``resnet18`` -> ``ResNet-18``; unknown names unchanged."""
+    return MODEL_NAMES.get(name) or OTHER_MODEL_NAMES.get(name, name)
 
 
 def loss_name(name: str) -> str:
