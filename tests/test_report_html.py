@@ -462,3 +462,13 @@ def test_the_contents_stay_in_view_and_reach_every_dataset_and_model(browser, st
     top = page.evaluate("() => document.querySelector('#cell-ham10000-resnet50').getBoundingClientRect().top")
     assert 0 <= top < 40
     page.close()
+
+
+def test_the_summary_table_fits_a_1280_px_screen_without_scrolling_sideways(browser, study):
+    # the first table a reader meets: a column hidden past the right edge is a column unread
+    out, _ = study
+    page, _ = open_page(browser, out / "report.html")
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('section')[0].querySelectorAll('.table-wrap'))
+        .map((w) => [w.scrollWidth, w.clientWidth])""")
+    assert widths and all(scroll <= client + 1 for scroll, client in widths), widths
+    page.close()

@@ -98,13 +98,13 @@ SORT_SCRIPT = r"""(function () {
 CSS = """\
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1b1b1b;
        line-height: 1.45; }
-.page { max-width: 1200px; padding: 0 1.5rem 3rem; min-width: 0; }
+.page { max-width: 1200px; padding: 0 1.25rem 3rem; min-width: 0; }
 nav#contents { position: sticky; top: 0; z-index: 3; background: #f7f8fa; border-bottom: 1px solid #ddd;
                padding: .4rem 1rem; font-size: .85rem; max-height: 35vh; overflow-y: auto; }
 nav#contents ul { display: flex; flex-wrap: wrap; gap: .1rem 1rem; padding: 0; margin: .2rem 0; list-style: none; }
 .nav-title { font-weight: 600; margin: .3rem 0 0; }
 @media (min-width: 1000px) {
-  body { display: grid; grid-template-columns: 14rem minmax(0, 1fr); }
+  body { display: grid; grid-template-columns: 12rem minmax(0, 1fr); }
   nav#contents { height: 100vh; max-height: none; box-sizing: border-box; border-bottom: 0;
                  border-right: 1px solid #ddd; padding: 1rem; }
   nav#contents ul { display: block; }
@@ -119,18 +119,18 @@ p.answer { font-size: 1.02rem; margin: .5rem 0; padding: .35rem .7rem; border-le
 .better, td.pos { color: #0a6e31; } .worse, td.neg { color: #b3261e; }
 code { background: #f3f3f3; padding: 0 .2em; border-radius: 3px; }
 .table-wrap { overflow-x: auto; margin: 1rem 0 .3rem; }
-table { border-collapse: separate; border-spacing: 0; font-size: .85rem; font-variant-numeric: tabular-nums; }
+table { border-collapse: separate; border-spacing: 0; font-size: .8rem; font-variant-numeric: tabular-nums; }
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
-th, td { border: 1px solid #d9d9d9; border-width: 0 1px 1px 0; padding: .25rem .5rem; text-align: right;
+th, td { border: 1px solid #d9d9d9; border-width: 0 1px 1px 0; padding: .25rem .4rem; text-align: right;
          white-space: nowrap; background: #fff; }
 tr > :first-child { border-left-width: 1px; } thead th { border-top-width: 1px; }
-th { background: #f4f6f8; cursor: pointer; }
+th { background: #f4f6f8; cursor: pointer; white-space: normal; vertical-align: bottom; }
 th[data-order="asc"]::after { content: " \\25B2"; } th[data-order="desc"]::after { content: " \\25BC"; }
 td:first-child, td:nth-child(2), th:first-child, th:nth-child(2) { text-align: left; }
-td:first-child, th:first-child { position: sticky; left: 0; z-index: 1; box-sizing: border-box; width: 7.5rem;
-                                 min-width: 7.5rem; max-width: 7.5rem; white-space: normal; }
-td:nth-child(2), th:nth-child(2) { position: sticky; left: 7.5rem; z-index: 1; }
-td.wrap { white-space: normal; min-width: 9rem; max-width: 16rem; text-align: left; }
+td:first-child, th:first-child { position: sticky; left: 0; z-index: 1; box-sizing: border-box; width: 6.5rem;
+                                 min-width: 6.5rem; max-width: 6.5rem; white-space: normal; }
+td:nth-child(2), th:nth-child(2) { position: sticky; left: 6.5rem; z-index: 1; }
+td.wrap { white-space: normal; min-width: 3.5rem; max-width: 16rem; text-align: left; }
 th.wrap { text-align: left; }
 td.best { background: #eef7ee; }
 .notes p { font-size: .8rem; color: #555; margin: .2rem 0; }
@@ -398,7 +398,8 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
         blocks = [_answer_block(a) for a in found]
         # The per-class summary's minority-class F1 moves into view; the multi-label one keeps its order.
         blocks += [table_block(t, first=SUMMARY_FIRST if t.name == "summary" else (),
-                               wide=("minority-class F1", "configurations (LMF/baseline)", "best baseline (val)"))
+                               wide=("minority-class F1", "configurations (LMF/baseline)", "best baseline (val)",
+                                     "p (seeds)"))
                    for t in summary]
         sections.append({"id": "summary", "title": "Summary: LMF against the best baseline", "blocks": blocks})
     every_run = table_block(runs_table(result.runs), wide=("loss parameters", "status", "folder"))
