@@ -399,7 +399,7 @@ def build_sections(result: ReportResult, roots: Sequence[str | Path], figure_fil
         # The per-class summary's minority-class F1 moves into view; the multi-label one keeps its order.
         blocks += [table_block(t, first=SUMMARY_FIRST if t.name == "summary" else (),
                                wide=("minority-class F1", "configurations (LMF/baseline)", "best baseline (val)",
-                                     "p (seeds)"))
+                                     "p (seeds)", "p AUC (seeds)"))
                    for t in summary]
         sections.append({"id": "summary", "title": "Summary: LMF against the best baseline", "blocks": blocks})
     every_run = table_block(runs_table(result.runs), wide=("loss parameters", "status", "folder"))
