@@ -477,3 +477,16 @@ def test_the_summary_tables_fit_a_1280_px_screen_without_scrolling_sideways(brow
             .map((w) => [w.scrollWidth, w.clientWidth])""")
         assert widths and all(scroll <= client + 1 for scroll, client in widths), (page_path, widths)
         page.close()
+
+
+def test_on_a_narrow_screen_a_contents_link_lands_its_heading_below_the_contents(browser, study):
+    out, _ = study
+    page = browser.new_page(viewport={"width": 800, "height": 900})
+    page.goto((out / "report.html").resolve().as_uri())
+    page.wait_for_load_state("load")
+    page.locator("nav#contents a[href='#tables']").click()
+    page.wait_for_timeout(100)
+    heading, nav = page.evaluate("""() => [document.querySelector('#tables h2').getBoundingClientRect().top,
+                                          document.querySelector('nav#contents').getBoundingClientRect().bottom]""")
+    assert nav <= heading < nav + 60, (heading, nav)  # in view, not hidden under the sticky contents
+    page.close()

@@ -92,6 +92,14 @@ SORT_SCRIPT = r"""(function () {
       rows.forEach(function (row) { body.appendChild(row); });
     });
   });
+  // On a narrow screen the contents stick to the top of the page: a link lands its heading
+  // below them, not under them (beside the page, as a sidebar, they need no room).
+  var nav = document.querySelector("nav#contents");
+  function pad() {
+    var box = nav.getBoundingClientRect();
+    document.documentElement.style.scrollPaddingTop = box.width < innerWidth / 2 ? "" : Math.ceil(box.height) + "px";
+  }
+  if (nav) { pad(); addEventListener("resize", pad); }
 })();
 """
 
