@@ -385,3 +385,23 @@ def test_report_lists_a_run_with_a_cp1252_config_as_unreadable(tmp_path, capsys)
     assert len(listed) == 1, listed  # the unfinished run is not unreadable
     assert f"`{runs / 'bad'}`" in listed[0] and "not UTF-8" in listed[0]
     assert "synthetic / ResNet-18 / CCE: unfinished (1 run(s)" in text
+
+
+def test_a_configuration_that_never_finished_is_not_counted_as_one_chosen_among(tmp_path: Path):
+    # a tuning study's folder: two trials finished, one stopped on a full disk (config.yaml only)
+    root = tmp_path / "runs"
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 2.0}, val_f1=0.6)
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 0.5}, val_f1=0.7)
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 1.5}, finished=False)
+    grid = build_grid(find_runs([root]))
+    cell = grid.cell(grid.datasets[0], grid.models[0], "lmf")
+    assert (cell.n_configs, cell.n_unfinished_configs) == (2, 1)
+    main = main_table(grid, grid.models[0], n_boot=20)
+    assert "HAM-10K / LMF: 2 configurations finished (1 more did not: not chosen among); shown is the best " \
+        "by validation macro-F1 (loss_params.beta=0.5)." in main.notes
+    # one finished: it is shown, and the note still says what did not finish
+    (next(root.glob("*beta2.0*")) / "report.json").unlink()
+    grid = build_grid(find_runs([root]))
+    main = main_table(grid, grid.models[0], n_boot=20)
+    assert "HAM-10K / LMF: 1 configuration finished (2 more did not: not chosen among); shown is that one " \
+        "(loss_params.beta=0.5)." in main.notes, main.notes

@@ -124,9 +124,10 @@ def _make_cell(dataset: str, model: str, loss: str, runs: list[ReportRun]) -> Ce
     configs: dict[str, list[ReportRun]] = defaultdict(list)
     for run in runs:
         configs[run.experiment_key].append(run)
-    cell.n_configs = len(configs)
     finished = {k: [r for r in v if r.finished] for k, v in configs.items()}
     candidates = [k for k, v in finished.items() if v]
+    cell.n_configs = len(candidates) or len(configs)
+    cell.n_unfinished_configs = len(configs) - len(candidates) if candidates else 0
     if not candidates:
         cell.status = UNFINISHED
         cell.unfinished = sorted(runs, key=_seed_key)

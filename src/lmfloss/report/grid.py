@@ -49,7 +49,10 @@ class Cell:
         status: ``ok`` (at least one finished run), ``missing`` or ``unfinished``.
         runs: Finished runs of the reported configuration, sorted by seed.
         unfinished: Unfinished runs of that configuration (not averaged).
-        n_configs: Distinct configurations found (1 unless a study was run).
+        n_configs: Distinct configurations the reported one was chosen among: those with a
+            finished run (1 unless a study was run; every one found where none finished).
+        n_unfinished_configs: Configurations found with no finished run (a tuning trial
+            stopped or still training): not chosen among.
         varied: Config keys whose values differ between those configurations, with the
             reported configuration's value (``loss_params.beta``, ``epochs``...).
     """
@@ -61,6 +64,7 @@ class Cell:
     runs: list[ReportRun] = field(default_factory=list)
     unfinished: list[ReportRun] = field(default_factory=list)
     n_configs: int = 0
+    n_unfinished_configs: int = 0
     varied: dict[str, object] = field(default_factory=dict)
 
     @property

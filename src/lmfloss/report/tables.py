@@ -161,11 +161,15 @@ def _config_notes(grid: Grid, model: str) -> list[str]:
     for dataset in grid.datasets:
         for loss in grid.losses_of(dataset):
             cell = grid.cell(dataset, model, loss)
-            if cell.status == OK and cell.n_configs > 1:
+            if cell.status == OK and (cell.n_configs > 1 or cell.n_unfinished_configs):
                 chosen = ", ".join(f"{k}={v}" for k, v in cell.varied.items())
+                ran = "ran" if not cell.n_unfinished_configs else \
+                    f"finished ({cell.n_unfinished_configs} more did not: not chosen among)"
+                shown = f"the best by validation {grid.task(dataset).headline_display}" if cell.n_configs > 1 \
+                    else "that one"
                 notes.append(
-                    f"{dataset_name(dataset)} / {loss_name(loss)}: {cell.n_configs} configurations "
-                    f"ran; shown is the best by validation {grid.task(dataset).headline_display} ({chosen})."
+                    f"{dataset_name(dataset)} / {loss_name(loss)}: {cell.n_configs} configuration"
+                    f"{'s' if cell.n_configs > 1 else ''} {ran}; shown is {shown} ({chosen})."
                 )
     return notes
 
