@@ -405,3 +405,21 @@ def test_a_configuration_that_never_finished_is_not_counted_as_one_chosen_among(
     main = main_table(grid, grid.models[0], n_boot=20)
     assert "HAM-10K / LMF: 1 configuration finished (2 more did not: not chosen among); shown is that one " \
         "(loss_params.beta=0.5)." in main.notes, main.notes
+
+
+def test_the_external_table_says_what_drop_overlap_left_out(tmp_path: Path):
+    from lmfloss.report.external import external_rows, external_table
+
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        run = make_run(root, loss="lmf", seed=seed)
+        left_out = {"dropped_images": 7, "dropped_groups": 3, "shared_images": {"train": 5, "val": 1, "test": 0},
+                    "examples": ["ISIC_0024306"], "same_id_other_image": 0} if seed == 1 else None
+        (run / "eval-site-b.json").write_text(json.dumps(
+            {"external": "site-b", "dataset": "csv", "n": 50, "f1_macro": 0.4, "f1_macro_ci95": [0.3, 0.5],
+             "overlap_left_out": left_out}))
+    runs = find_runs([root])
+    assert [row["left_out_overlap"] for row in external_rows(runs)] == [7, 0]
+    notes = external_table(runs).notes
+    assert "site-b: 7 image(s) left out for 1 of its 2 run(s): images the run had seen and the rest of their " \
+        "patients or lesions (evaluate --drop-overlap)." in notes

@@ -119,6 +119,33 @@ def test_label_mismatch_is_refused_in_one_line(odir_run, tmp_path, capsys):
     assert "--name" in one_error_line(capsys, "evaluate")
 
 
+def test_images_the_run_saw_are_refused_or_left_out_with_their_patients(odir_run, tmp_path, capsys):
+    # HAM10000 lies inside ISIC-2019: an "external" set can hold the run's own images. Here the
+    # external set plus 5 of the run's own patients (its train, validation or test split).
+    out, external, folder = odir_run
+    with (external / "full_df.csv").open(encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    with (folder / "internal" / "full_df.csv").open(encoding="utf-8") as handle:
+        own = list(csv.DictReader(handle))
+    patients = list(dict.fromkeys(r["ID"] for r in own))[:5]
+    mixed = _odir_subset(tmp_path / "mixed", rows + [r for r in own if r["ID"] in patients], header)
+    assert main(["evaluate", "--run", str(out), "--dataset", "odir5k", "--root", str(mixed), "--name", "mixed"]) == 2
+    line = one_error_line(capsys, "evaluate")
+    n_own = sum(r["ID"] in patients for r in own)
+    assert f"{n_own} of the external set's {len(rows) + n_own} images are the run's own" in line
+    assert "--drop-overlap" in line and not (out / "eval-mixed.json").exists()
+    # Left out, the rest is scored exactly as the external set alone.
+    assert main(["evaluate", "--run", str(out), "--dataset", "odir5k", "--root", str(mixed), "--name", "mixed",
+                 "--drop-overlap"]) == 0
+    assert main(["evaluate", "--run", str(out), "--dataset", "odir5k", "--root", str(external), "--name", "clean"]) == 0
+    left, clean = (json.loads((out / f"eval-{n}.json").read_text()) for n in ("mixed", "clean"))
+    assert left["n"] == clean["n"] == 80 and left["map"] == pytest.approx(clean["map"], abs=1e-12)
+    assert left["overlap_left_out"]["dropped_images"] == n_own and left["overlap_left_out"]["dropped_groups"] == 5
+    assert sum(left["overlap_left_out"]["shared_images"].values()) == n_own
+    assert clean["overlap_left_out"] is None
+
+
 def test_predict_csv_with_a_patient_column_scores_patients_as_the_run(odir_run, tmp_path, capsys):
     out, external, _ = odir_run
     rows = list(csv.DictReader((external / "full_df.csv").open()))[:30]

@@ -85,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "shown beside the internal test by lmfloss report")
     ev.add_argument("--label-map", default=None, metavar="EXTERNAL=RUN,...",
                     help="the external set's class or label names that differ from the run's")
+    ev.add_argument("--drop-overlap", action="store_true",
+                    help="external validation: leave out the external images that are the run's own (same id and "
+                    "image; HAM10000 is inside ISIC-2019) and the other images of their patients or lesions, "
+                    "instead of refusing")
     ev.add_argument("--tta", choices=("flip", "flip4"), default=None,
                     help="test-time augmentation: average the softmax over horizontal flips (flip) or "
                     "horizontal, vertical and both (flip4)")
@@ -252,7 +256,7 @@ _FORMATS = {"index": (_multiclass_line, _format_multiclass), "multi-hot": (_mult
 def _run_evaluate(args: argparse.Namespace) -> int:
     from lmfloss.train import evaluate_run, load_run  # torch-free: as in _run_train
 
-    if args.dataset or args.csv or args.root or args.name or args.label_map:
+    if args.dataset or args.csv or args.root or args.name or args.label_map or args.drop_overlap:
         return _run_external(args)
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
     result = evaluate_run(run, args.split, calibrate=args.calibrate, tta=args.tta)
@@ -322,12 +326,12 @@ def _run_external(args: argparse.Namespace) -> int:
     overrides = {"dataset": args.dataset or "csv", "root": args.root, "csv": args.csv}
     label_map = parse_label_map(args.label_map)
     run = load_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    result = evaluate_external(run, overrides, label_map=label_map, tta=args.tta)
+    result = evaluate_external(run, overrides, label_map=label_map, tta=args.tta, drop_overlap=args.drop_overlap)
     out = Path(args.out) if args.out else rundir.external_eval_path(args.run, args.name)
     report = result["report"]
     payload = {"external": args.name, "dataset": result["dataset"], "root": args.root, "csv": args.csv,
                "label_map": label_map, "checkpoint": args.checkpoint, "epoch": run.epoch, "class_names": run.class_names,
-               "thresholds_from": "the run's validation split", **report}
+               "thresholds_from": "the run's validation split", "overlap_left_out": result["overlap"], **report}
     rundir.write_eval(payload, out)
     internal = (rundir.read_report(args.run) or {}).get("test") or {}
     key, name = run.task.headline, run.task.headline_display

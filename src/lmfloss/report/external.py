@@ -14,7 +14,7 @@ from lmfloss.report.runs import ReportRun
 
 EXTERNAL_COLUMNS = ("dataset", "model", "loss", "seed", "run_dir", "external", "external_dataset", "n_external",
                     "metric", "internal_test", "external_test", "difference", "external_ci95_low",
-                    "external_ci95_high")
+                    "external_ci95_high", "left_out_overlap")
 
 
 def external_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
@@ -28,12 +28,15 @@ def external_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
         for name, payload in sorted(rundir.read_external_evals(run.run_dir).items()):
             internal, external = run.test(metric), payload.get(metric)
             ci = payload.get(f"{metric}_ci95") or [None, None]
+            overlap = payload.get("overlap_left_out")
             rows.append({
                 "dataset": str(run.dataset), "model": run.model, "loss": run.loss, "seed": run.seed,
                 "run_dir": str(run.run_dir), "external": name, "external_dataset": payload.get("dataset"),
                 "n_external": payload.get("n"), "metric": metric, "internal_test": internal, "external_test": external,
                 "difference": None if internal is None or external is None else external - internal,
                 "external_ci95_low": ci[0], "external_ci95_high": ci[1],
+                # images of the set the run had seen, left out by `evaluate --drop-overlap` (0: none shared)
+                "left_out_overlap": overlap.get("dropped_images", 0) if isinstance(overlap, dict) else 0,
             })
     return rows
 
@@ -56,6 +59,16 @@ def external_table(runs: Sequence[ReportRun]) -> Table | None:
             f"{row['external']} ({row['external_dataset']})", str(row["n_external"]), run.task.headline_display,
             pct(row["internal_test"]), pct(row["external_test"]), signed_pct(row["difference"]),
             "—" if None in ci else f"[{pct(ci[0])}, {pct(ci[1])}]"])
+    left_out: dict[str, list[int]] = {}
+    for row in rows:
+        left_out.setdefault(str(row["external"]), []).append(int(row["left_out_overlap"]))  # type: ignore[call-overload]
+    for name, counts in left_out.items():
+        some = [c for c in counts if c]
+        if some:
+            many = f"{min(some)}-{max(some)}" if min(some) != max(some) else str(max(some))
+            table.notes.append(f"{name}: {many} image(s) left out for {len(some)} of its {len(counts)} "
+                               "run(s): images the run had seen and the rest of their patients or lesions "
+                               "(evaluate --drop-overlap).")
     table.notes.append("Difference = external - internal. Thresholds and scoring level are the run's own "
                        "(chosen on its validation split); nothing is re-chosen on an external set.")
     return table

@@ -25,6 +25,7 @@ from lmfloss.config import TrainConfig, option_keys
 from lmfloss.data import dataset_for, get_adapter, splits_for
 from lmfloss.data.dataset import prepare_image
 from lmfloss.data.load import whole_dataset
+from lmfloss.data.overlap import shared_images, without_shared
 from lmfloss.data.transforms import build_transform
 from lmfloss.errors import DataError
 from lmfloss.models import build_model
@@ -228,15 +229,15 @@ def external_splits(run: Run, overrides: dict[str, Any], label_map: dict[str, st
     lacking = [n for n in run.class_names if n not in names]
     extra = [n for n in names if n not in run.class_names]
     if unknown_sources or lacking or extra or len(set(names)) != len(names):
-        what = run.task.item
+        what = {"class": "classes"}.get(run.task.item, f"{run.task.item}s")
         raise ValueError(
-            f"the external set's {what}s do not match the run's: "
+            f"the external set's {what} do not match the run's: "
             + "; ".join(part for part in (
                 f"the run knows {lacking} and the external set has none" if lacking else "",
                 f"the external set has {extra} the run does not know" if extra else "",
-                f"--label-map names {unknown_sources}, not {what}s of the external set" if unknown_sources else "",
+                f"--label-map names {unknown_sources}, not {what} of the external set" if unknown_sources else "",
                 "two external names map to one" if len(set(names)) != len(names) else "") if part)
-            + f". Nothing is scored as absent: map the names with --label-map EXTERNAL=RUN,... (run's {what}s: "
+            + f". Nothing is scored as absent: map the names with --label-map EXTERNAL=RUN,... (run's {what}: "
             f"{run.class_names}; external: {whole.class_names})")
     return whole, config, [run.class_names.index(n) for n in names]
 
@@ -254,7 +255,8 @@ def _in_run_order(result: SplitResult, order: list[int]) -> SplitResult:
 
 
 def evaluate_external(run: Run, overrides: dict[str, Any], *, label_map: dict[str, str] | None = None,
-                      batch_size: int | None = None, tta: str | None = None) -> dict[str, Any]:
+                      batch_size: int | None = None, tta: str | None = None,
+                      drop_overlap: bool = False) -> dict[str, Any]:
     """Score a finished run on a whole labelled dataset it never saw (external validation).
 
     The run's own preprocessing, its scoring level (patients when the run scores patients)
@@ -262,18 +264,26 @@ def evaluate_external(run: Run, overrides: dict[str, Any], *, label_map: dict[st
     a multi-label task's per-label thresholds) -- never re-chosen on the external set. The
     report has the form of ``report.json``'s test section, bootstrap intervals included.
 
+    An external image that is one of the run's own (train, validation or test: the same id and
+    image, :func:`lmfloss.data.overlap.shared_images`) is refused, or with ``drop_overlap``
+    left out with every other image of its patient or lesion.
+
     Args:
         run: from :func:`load_run`.
         overrides: the external set's config keys (``dataset`` and ``root`` or ``csv``, ...).
         label_map: an external class or label name -> the run's name of it.
+        drop_overlap: score the external images the run never saw instead of refusing.
 
     Returns:
-        ``{"report", "ids", "labels", "probs", "dataset", "n_images"}``.
+        ``{"report", "ids", "labels", "probs", "dataset", "n_images", "overlap"}``; ``overlap``
+        says what was left out (``None`` when the sets share no image).
 
     Raises:
-        ValueError: names that do not match (:func:`external_splits`), an empty external set.
+        ValueError: names that do not match (:func:`external_splits`), images the run saw
+            (without ``drop_overlap``), an empty external set.
     """
     whole, config, order = external_splits(run, overrides, label_map or {})
+    whole, overlap = _without_the_runs_images(run, whole, drop_overlap)
     dataset = dataset_for(config, "test", whole)
     if len(dataset) == 0:
         raise ValueError(f"the external set {config.dataset!r} has no images")
@@ -293,7 +303,29 @@ def evaluate_external(run: Run, overrides: dict[str, Any], *, label_map: dict[st
     report = reports(results, run.config, run.class_names, train_counts)["test"]
     target = scored(external, run.config)
     return {"report": report, "ids": target.ids, "labels": target.labels, "probs": target.probs(),
-            "dataset": config.dataset, "n_images": len(dataset)}
+            "dataset": config.dataset, "n_images": len(dataset), "overlap": overlap}
+
+
+def _without_the_runs_images(run: Run, whole: Any, drop: bool) -> tuple[Any, dict[str, Any] | None]:
+    """``whole`` checked for the run's own images: refused, or (``drop``) left without them."""
+    found = shared_images(run.splits, whole)
+    if found.same_id_other_image:
+        logger.warning("%d external image(s) have the id of one of the run's images but other pixels (e.g. %s): "
+                       "scored as external; if they are resized or re-encoded copies of them, remove them from the "
+                       "external set",
+                       len(found.same_id_other_image), ", ".join(found.same_id_other_image[:3]))
+    if not found:
+        return whole, None
+    n_external = len(whole.records("test"))
+    if not drop:
+        raise ValueError(f"{found.describe(n_external)}: scoring them is not external validation. Pass "
+                         "--drop-overlap to score the others (every image of their patients or lesions left "
+                         "out too), or remove them from the external set")
+    rest, n_dropped, n_groups = without_shared(whole, found.ids)
+    logger.warning("left out %d of the external set's %d images: %d the run's own, the rest of their %d "
+                   "patients/lesions", n_dropped, n_external, len(found.ids), n_groups)
+    return rest, {"dropped_images": n_dropped, "shared_images": found.counts(), "dropped_groups": n_groups,
+                  "examples": sorted(found.ids)[:5], "same_id_other_image": len(found.same_id_other_image)}
 
 
 @torch.inference_mode()
