@@ -1,5 +1,5 @@
 """Tables of a tuned loss comparison (issue 28): every loss tuned with the same budget, each
-chosen configuration trained with seeds 1-5, LMF against each baseline with Holm.
+chosen configuration trained with 5 fresh seeds (2-6), LMF against each baseline with Holm.
 
 Reads the files ``lmfloss report`` writes for the confirmation runs (``results.csv``,
 ``summary.csv``, ``paired_tests.csv``, ``tuning.csv``) -- the numbers are the report's, not
