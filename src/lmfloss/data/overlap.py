@@ -116,7 +116,11 @@ def shared_images(run_splits: Splits, external: Splits, split: str = "test") -> 
             continue
         name, own = hit
         (shared[name] if _same_image(run_splits, own, external, record) else other_image).append(record.id)
-    return Overlap({k: v for k, v in shared.items() if v}, other_image)
+    found = Overlap({k: v for k, v in shared.items() if v}, other_image)
+    if found or other_image:
+        logger.info("%d external image(s) are named like one of the run's: %d the same image, %d other pixels",
+                    len(found.ids) + len(other_image), len(found.ids), len(other_image))
+    return found
 
 
 def without_shared(external: Splits, ids: Iterable[str]) -> tuple[Splits, int, int]:
