@@ -36,28 +36,33 @@ def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any],
     return found
 
 
+def _tuned_space(runs: Sequence[ReportRun], loss: str) -> dict[str, Any] | None:
+    """The tuning record's space of ``loss`` that these runs' configuration was chosen in (``None``:
+    the runs carry no tuning record for it)."""
+    for record, _ in tuning_records(runs).values():
+        for space in record["spaces"]:
+            if space.get("label") == loss and isinstance(space.get("complete"), int):
+                return space
+    return None
+
+
 def tuned_trials(runs: Sequence[ReportRun], loss: str) -> int | None:
     """How many complete tuning trials chose ``loss``'s configuration of these runs (``None``:
     the runs carry no tuning record for it) -- a confirmation run has one configuration, but
     it was not the only one tried."""
-    for record, _ in tuning_records(runs).values():
-        for space in record["spaces"]:
-            if space.get("label") == loss and isinstance(space.get("complete"), int):
-                return space["complete"]
-    return None
+    space = _tuned_space(runs, loss)
+    return None if space is None else space["complete"]
 
 
 def tuned_note(runs: Sequence[ReportRun], loss: str, key: str) -> str | None:
     """How tuning set ``loss``'s parameter ``key`` (``loss_params.alpha``) in these runs:
     ``chosen from N tuning trials`` when its space searched it, ``fixed in tuning`` when the
     space left it at its value, ``None`` when the runs carry no tuning record for ``loss``."""
-    for record, _ in tuning_records(runs).values():
-        for space in record["spaces"]:
-            if space.get("label") == loss and isinstance(space.get("complete"), int):
-                if key in (space.get("searched") or {}):
-                    return f"chosen from {space['complete']} tuning trials"
-                return "fixed in tuning"
-    return None
+    space = _tuned_space(runs, loss)
+    if space is None:
+        return None
+    return f"chosen from {space['complete']} tuning trials" if key in (space.get("searched") or {}) \
+        else "fixed in tuning"
 
 
 def configurations_tried(runs: Sequence[ReportRun], loss: str, n_configs: int) -> int:
