@@ -477,6 +477,12 @@ def test_the_summary_tables_fit_a_1280_px_screen_without_scrolling_sideways(brow
             .map((w) => [w.scrollWidth, w.clientWidth])""")
         assert widths and all(scroll <= client + 1 for scroll, client in widths), (page_path, widths)
         page.close()
+    # and the paired tests, whose per-seed differences fill one cell
+    page, _ = open_page(browser, study[0] / "report.html")
+    scroll, client = page.evaluate("""() => { const w = document.querySelector('#table-paired-tests').closest('.table-wrap');
+                                             return [w.scrollWidth, w.clientWidth]; }""")
+    assert scroll <= client + 1, (scroll, client)
+    page.close()
 
 
 def test_on_a_narrow_screen_a_contents_link_lands_its_heading_below_the_contents(browser, study):

@@ -241,6 +241,7 @@ def comparison_table(comparisons: Sequence[Comparison]) -> Table:
         name="paired_tests", title="LMF minus each baseline in test macro-F1 (percentage points)",
         columns=["Dataset", "Model", "Baseline", "seeds", "ΔF1 per seed", "ΔF1 (seeds)", "95% CI (t)",
                  "p (seeds)", "ΔF1 (images)", "95% CI (images)", "p (images)"],
+        wrap=["ΔF1 per seed", "p (seeds)"],  # five seeds' differences in one cell: the page wraps them
     )
     for c in (c for c in comparisons if c.metric == "f1_macro"):
         t, b = c.seed_test, c.test
