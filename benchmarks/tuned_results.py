@@ -78,8 +78,9 @@ def main() -> None:
             val_score += f" ({statistics.median(others):.2f}, {min(others):.2f})"
         seeds = ", ".join(f"{scores[s]:.1f}" for s in sorted(scores))
         pair = paired.get(loss)
-        diff = (f"{float(pair['delta_f1_seeds']):+.2f} [{float(pair['ci95_t_lo']):+.2f}, {float(pair['ci95_t_hi']):+.2f}]"
-                if pair else "—")
+        # paired_tests.csv holds fractions; the table is in points like every other column
+        diff = (f"{100 * float(pair['delta_f1_seeds']):+.2f} [{100 * float(pair['ci95_t_lo']):+.2f}, "
+                f"{100 * float(pair['ci95_t_hi']):+.2f}]" if pair else "—")
         name = NAMES.get(loss, loss) + (" (best on val)" if loss == best else "")
         row = [name, chosen, val_score, f"**{mean_sd(list(scores.values()))}** ({len(scores)})", seeds, diff,
                f"{float(pair['p_seeds_t']):.3f}" if pair else "—", f"{float(pair['p_seeds_holm']):.3f}" if pair else "—"]
