@@ -139,7 +139,21 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any], task: Task) 
     rows += [("seed", config.get("seed")), ("split seed", config.get("split_seed"))]
     # the dataset's own options (CheXpert's uncertainty policy...): what the labels meant in training
     rows += [(f"data option {key}", config[key]) for key in option_keys() if config.get(key) is not None]
+    rows.append(("trained by", _software(report.get("software"))))
     return _table(("setting", "value"), rows)
+
+
+def _software(record: Mapping[str, Any] | None) -> str:
+    """``lmfloss 0.1.0 (commit c64862a), torch 2.14.1, on cpu (AMD EPYC ...), 1 thread``."""
+    if not record:
+        return NOT_RECORDED  # runs of lmfloss before 0.4 did not record it
+    commit = record.get("git_commit")
+    source = (f"commit {commit[:12]}" + (" with uncommitted changes" if record.get("git_dirty") else "")
+              if commit else "installed package")
+    threads = record.get("torch_threads")
+    return (f"lmfloss {record.get('lmfloss')} ({source}), torch {record.get('torch')}, Python {record.get('python')}, "
+            f"on {record.get('device')} ({record.get('device_name')})"
+            + (f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else ""))
 
 
 def _label_test_metrics(report: Mapping[str, Any], config: Mapping[str, Any], label_names: Sequence[str],

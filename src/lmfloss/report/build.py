@@ -53,6 +53,7 @@ RESULT_COLUMNS = (
     "f1_macro_ci95_lo", "f1_macro_ci95_hi", "balanced_accuracy", "f1_weighted",
     "auc_macro_ovr", "auc_macro_ovo", "ece", "brier", "nll", "val_f1_macro", "best_epoch", "epochs_done",
     "data_fingerprint", "run_dir", "task", "map", "auc_macro", "auc_micro", "odir_score", "val_map",
+    "lmfloss_version", "lmfloss_commit",
 )
 
 
@@ -79,8 +80,17 @@ def result_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
             # The ODIR-2019 score: of a run reported per label, none elsewhere.
             "odir_score": (((run.report or {}).get("test") or {}).get("odir_score") or {}).get("final"),
             "val_map": run.val("map"),
+            # what trained the run (runs before lmfloss recorded it: empty)
+            **_software_columns((run.report or {}).get("software") or {}),
         })
     return rows
+
+
+def _software_columns(record: dict[str, object]) -> dict[str, object]:
+    commit = record.get("git_commit")
+    if commit and record.get("git_dirty"):
+        commit = f"{commit}+dirty"  # trained from uncommitted edits of src/
+    return {"lmfloss_version": record.get("lmfloss"), "lmfloss_commit": commit}
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, object]]) -> Path:

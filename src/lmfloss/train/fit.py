@@ -76,6 +76,7 @@ from lmfloss.train.engine import (
     train_one_epoch,
 )
 from lmfloss.train.loaders import load_data, make_loader
+from lmfloss.train.provenance import software
 from lmfloss.train.scoring import SplitResult, final_report, scored, selection_scores, split_result
 
 logger = logging.getLogger(__name__)
@@ -482,6 +483,7 @@ def _finish(t: _Training, run: _Run) -> RunResult:
     report["data"] = run.data
     report["split_leakage"] = run.data.get("leakage")
     report["skipped_images"] = [str(p) for p in run.skipped]
+    report["software"] = software(run.device)
     if run.config.refit:
         report["refit"] = _refit(run, t, results)
     if run.ctx.is_main:
