@@ -92,6 +92,19 @@ def main() -> None:
           f"{NAMES.get(best, best)}; validation means: "
           + ", ".join(f"{NAMES.get(k, k)} {statistics.mean(v):.2f}" for k, v in sorted(val.items())) + ".")
     print(f"Holm's correction runs over the {len(paired)} LMF-vs-baseline comparisons of this report.")
+    print(commits_line(args.report))
+
+
+def commits_line(report: Path) -> str:
+    """Which lmfloss commits trained the runs (``results.csv``'s ``lmfloss_commit``, recorded
+    since lmfloss 0.4; a run trained from uncommitted edits ends in ``+dirty``)."""
+    rows = [r for r in read_csv(report / "results.csv") if r["status"] == "finished"]
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.get("lmfloss_commit") or "not recorded"] += 1
+    return "Trained by lmfloss at: " + ", ".join(
+        f"{commit if commit == 'not recorded' else commit[:7] + commit[40:]} ({n} runs)"
+        for commit, n in sorted(counts.items(), key=lambda kv: -kv[1])) + "."
 
 
 if __name__ == "__main__":

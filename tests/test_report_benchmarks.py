@@ -158,4 +158,5 @@ def test_tuned_results_prints_the_reports_numbers(tmp_path, monkeypatch, capsys)
     ce_row = next(line for line in out.splitlines() if line.startswith("| CE (best on val) |"))
     paired = next(r for r in csv.DictReader((tmp_path / "report" / "paired_tests.csv").open()) if r["baseline"] == "ce")
     # in points, like the table's other columns (paired_tests.csv holds fractions)
+    assert "Trained by lmfloss at: not recorded (6 runs)." in out  # make_run writes no software record
     assert f"| {100 * float(paired['delta_f1_seeds']):+.2f} [{100 * float(paired['ci95_t_lo']):+.2f}, " in ce_row and f"| {float(paired['p_seeds_holm']):.3f} |" in ce_row
