@@ -20,6 +20,7 @@ from lmfloss.config import TrainConfig
 from lmfloss.data.dataset import prepare_image
 from lmfloss.data.transforms import NORMALIZATIONS
 from lmfloss.export import ONNX_MODULES, DeployedModel, export_run, sidecar_info
+from lmfloss.extras import install_hint
 from tiers import fixture_marks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -280,7 +281,7 @@ def test_missing_onnx_extra_names_the_install(trained, tmp_path, capsys, monkeyp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # find_spec answers None: not installed
     line = _error(capsys, ["export", "--run", str(trained), "--format", "onnx", "--out", str(tmp_path / "m.onnx")],
                   tmp_path)
-    assert "onnxruntime" in line and "pip install 'lmfloss[export]'" in line
+    assert "onnxruntime" in line and install_hint("export") in line
 
 
 def test_an_export_that_fails_its_check_writes_nothing(trained, tmp_path, monkeypatch):
@@ -298,7 +299,7 @@ def test_the_package_imports_without_onnx():
             "lmfloss.export.require_onnx()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     # The imports and the parser worked; only require_onnx failed, naming the install.
-    assert done.returncode != 0 and "pip install 'lmfloss[export]'" in done.stderr.splitlines()[-1]
+    assert done.returncode != 0 and install_hint("export") in done.stderr.splitlines()[-1]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

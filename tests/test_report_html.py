@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from lmfloss.cli import main
+from lmfloss.extras import install_hint
 from lmfloss.report import build_report
 from report_helpers import LABELS, make_multilabel_run, make_run, noisy_preds
 from tiers import fixture_marks
@@ -236,7 +237,7 @@ def test_without_jinja2_report_and_sweep_say_what_to_install_before_any_work(tmp
     monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 -> ImportError
     make_run(tmp_path / "runs", seed=1)
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--html"]) == 2
-    assert "pip install 'lmfloss[html]'" in one_error_line(capsys, "report")
+    assert install_hint("html") in one_error_line(capsys, "report")
     assert not (tmp_path / "r").exists()
     sweep = tmp_path / "s.yaml"
     sweep.write_text(yaml.safe_dump({"name": "s", "sampler": "grid", "html": True,

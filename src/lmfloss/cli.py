@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from lmfloss import __version__
 from lmfloss.errors import USER_ERRORS, DiskFull, Interrupted, LmflossError
+from lmfloss.extras import install_hint
 from lmfloss.fileio import disk_full
 
 # Order is the order shown by ``lmfloss --help``.
@@ -64,8 +65,7 @@ def check_extra(command: str) -> None:
         return
     module, extra = COMMAND_EXTRAS[command]
     if importlib.util.find_spec(module) is None:
-        raise LmflossError(f"lmfloss {command} needs the optional package {module!r}: "
-                           f"pip install 'lmfloss[{extra}]'")
+        raise LmflossError(f"lmfloss {command} needs the optional package {module!r}: {install_hint(extra)}")
 
 
 def _configure_logging(quiet: bool) -> None:

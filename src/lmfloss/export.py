@@ -72,6 +72,7 @@ from lmfloss.data import get_adapter
 from lmfloss.data.recipe import INTENSITY_EFFECT_ON_8_BIT, INTENSITY_TEXT, preprocessing_recipe
 from lmfloss.data.transforms import NORMALIZATIONS
 from lmfloss.errors import LmflossError
+from lmfloss.extras import install_hint
 from lmfloss.fileio import atomic_write, atomic_write_text
 from lmfloss.modelcard import model_card_text
 from lmfloss.task import MULTICLASS, Task, get_task, of_target
@@ -81,7 +82,6 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the ``export`` extra
-INSTALL_HINT = "pip install 'lmfloss[export]'"
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 ONNX_OPSET = 18
 TORCHSCRIPT_EXTRA_FILE = "lmfloss.json"
@@ -204,7 +204,7 @@ def require_onnx() -> None:
     """Raise a one-line error saying what to install when the ``export`` extra is missing."""
     missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
     if missing:
-        raise LmflossError(f"ONNX export needs {', '.join(missing)} (not installed): {INSTALL_HINT}")
+        raise LmflossError(f"ONNX export needs {', '.join(missing)} (not installed): {install_hint('export')}")
 
 
 def deployable(run: Any, resize_in_graph: bool = False) -> DeployedModel:

@@ -27,6 +27,7 @@ import numpy as np
 from lmfloss.data.records import DatasetIndex
 from lmfloss.data.targets import targets_of
 from lmfloss.errors import DataError
+from lmfloss.extras import install_hint
 from lmfloss.task import get_task
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def download(flag: str, size: int, root: Path) -> Path:
         from medmnist import INFO  # optional extra: pip install lmfloss[medmnist]
     except ImportError:
         raise DataError(
-            f"--download needs the optional 'medmnist' package (pip install 'lmfloss[medmnist]'); "
+            f"--download needs the optional 'medmnist' package ({install_hint('medmnist')}); "
             f"or {manual}"
         ) from None
     info = INFO.get(flag, {})
@@ -246,7 +247,7 @@ def index_medmnist(name: str, root: str | Path | None, download_missing: bool = 
         if not download_missing:
             raise FileNotFoundError(
                 f"MedMNIST file {file_name(flag, size)!r} not found in {str(root)!r} or {str(root / flag)!r}; "
-                f"put it there (from {HOMEPAGE}) or pass --download (needs pip install 'lmfloss[medmnist]')"
+                f"put it there (from {HOMEPAGE}) or pass --download (needs {install_hint('medmnist')})"
             )
         path = download(flag, size, root)
     class_names = _class_names(flag)

@@ -38,6 +38,7 @@ import numpy as np
 
 from lmfloss import __version__
 from lmfloss.errors import LmflossError
+from lmfloss.extras import install_hint
 from lmfloss.fileio import atomic_write_text
 from lmfloss.report import multilabel
 from lmfloss.report.cam import find_cam_summaries
@@ -55,7 +56,6 @@ HTML_NAME = "report.html"
 # matplotlib's SVG as the page needs it, whatever the user's matplotlibrc says: text as text,
 # stable ids, raster parts inline (never a file beside it).
 SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "lmfloss", "svg.image_inline": True}
-INSTALL_HINT = "pip install 'lmfloss[html]'"
 
 SORT_SCRIPT = r"""(function () {
   "use strict";
@@ -172,7 +172,7 @@ def require_jinja2() -> Any:
     try:
         import jinja2  # optional extra: lmfloss[html]
     except ImportError:
-        raise LmflossError(f"report.html needs jinja2 (not installed): {INSTALL_HINT}") from None
+        raise LmflossError(f"report.html needs jinja2 (not installed): {install_hint('html')}") from None
     return jinja2
 
 

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from lmfloss.errors import DiskFull, LmflossError
+from lmfloss.extras import install_hint
 from lmfloss.fileio import disk_full
 from lmfloss.sweep.spec import Scalar, SweepSpec
 
@@ -60,7 +61,7 @@ def with_driver(url: str) -> str:
             return f"postgresql+{driver}://{rest}"
     raise LmflossError(
         f"storage {redact(url)!r} needs a PostgreSQL driver and none is installed: "
-        "pip install 'lmfloss[postgres]' (psycopg2-binary), or psycopg for postgresql+psycopg://"
+        f"{install_hint('postgres')} (psycopg2-binary), or psycopg for postgresql+psycopg://"
     )
 
 
@@ -145,7 +146,7 @@ def make_storage(url: str, *, heartbeat: int = 60, grace: int | None = None,
         raise AssertionError("unreachable")  # pragma: no cover
     except ImportError as exc:
         raise LmflossError(f"storage {redact(url)!r} needs a database driver that is not installed "
-                           f"({exc.name or exc}); for PostgreSQL: pip install 'lmfloss[postgres]'") from None
+                           f"({exc.name or exc}); for PostgreSQL: {install_hint('postgres')}") from None
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError / NoSuchModuleError
         full = _database_full(exc, url)
         if full is not None:

@@ -49,6 +49,7 @@ from lmfloss.config import (
 from lmfloss.data import dataset_for
 from lmfloss.data.splits import Splits
 from lmfloss.errors import DataError, Interrupted, LmflossError, TrainingInterrupted
+from lmfloss.extras import install_hint
 from lmfloss.fileio import atomic_write_all, disk_full
 from lmfloss.modelcard import write_model_card
 from lmfloss.models import build_model
@@ -590,7 +591,7 @@ def _require_tensorboard():
         from torch.utils.tensorboard import SummaryWriter  # optional extra: lmfloss[tensorboard]
     except ImportError:
         raise ValueError(
-            "--tensorboard needs the tensorboard package: pip install 'lmfloss[tensorboard]'"
+            f"--tensorboard needs the tensorboard package: {install_hint('tensorboard')}"
         ) from None
     return SummaryWriter
 

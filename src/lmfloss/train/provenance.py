@@ -25,9 +25,7 @@ import torch
 import torchvision
 
 from lmfloss import __version__
-
-# the checkout root of an editable install: src/lmfloss/train/provenance.py -> parents[3]
-_CHECKOUT = Path(__file__).resolve().parents[3]
+from lmfloss.extras import source_checkout
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -38,11 +36,11 @@ def _git(*args: str, cwd: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def source_commit(checkout: Path = _CHECKOUT) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the lmfloss checkout at ``checkout``; ``(None, None)`` where the
-    package does not run from one (a wheel in site-packages) or git is missing."""
-    pyproject = checkout / "pyproject.toml"
-    if not (checkout / "src" / "lmfloss").is_dir() or not pyproject.is_file():
+def source_commit(checkout: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the lmfloss checkout this package runs from (or at ``checkout``);
+    ``(None, None)`` where there is none (a wheel in site-packages) or git is missing."""
+    checkout = source_checkout(checkout)
+    if checkout is None:
         return None, None
     # the top level must be this checkout itself: a wheel installed into a virtual environment
     # inside the user's own repository must not report the user's commit as lmfloss's
