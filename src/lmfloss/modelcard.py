@@ -144,7 +144,7 @@ def _protocol(config: Mapping[str, Any], report: Mapping[str, Any], task: Task) 
 
 
 def _software(record: Mapping[str, Any] | None) -> str:
-    """``lmfloss 0.1.0 (commit c64862a), torch 2.14.1, on cpu (AMD EPYC ...), 1 thread``."""
+    """``lmfloss 0.4.0.dev0 (commit c64862a0b1c2), torch 2.14.1, Python 3.11.9, on cpu (AMD EPYC ...), 1 torch thread``."""
     if not record:
         return NOT_RECORDED  # runs of lmfloss before 0.4 did not record it
     commit = record.get("git_commit")

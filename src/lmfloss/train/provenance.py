@@ -4,7 +4,7 @@ A results file must name the commit its numbers came from; before this record a 
 configuration and data fingerprint but not the lmfloss that trained it, so a study that ran
 across commits had to be dated from worktree logs. ``software(device)`` returns::
 
-    {"lmfloss": "0.1.0", "git_commit": "c64862a...", "git_dirty": False,
+    {"lmfloss": "0.4.0.dev0", "git_commit": "c64862a...", "git_dirty": False,
      "python": "3.11.9", "torch": "2.14.1+cpu", "torchvision": "0.29.1+cpu",
      "device": "cpu", "device_name": "AMD EPYC ...", "torch_threads": 1}
 
