@@ -153,8 +153,11 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     runs = []
     for info in sorted((tmp_path / "confirm" / "runs").glob("*/sweep.json")):
         assert json.loads(info.read_text())["tuning"] == record  # every confirmation run keeps it
-        seed = json.loads(info.read_text())["params"]["seed"]
-        runs.append(ReportRun(run_dir=info.parent, config={"seed": seed}, status="finished"))
+        params = json.loads(info.read_text())["params"]
+        # each confirmation run's validation score: what the chosen configuration scores with other seeds
+        val = 0.5 + params["seed"] / 100 + (0.1 if params["loss"] == "lmf" else 0)
+        runs.append(ReportRun(run_dir=info.parent, config={"seed": params["seed"], "loss": params["loss"]},
+                              status="finished", report={"val": {"f1_macro": val}}))
     assert len(runs) == 3 * 2
     (table,) = tuning_tables(runs)
     assert "3 random trials per loss" in table.title and "chosen on validation" in table.title
@@ -165,11 +168,14 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     from lmfloss.report.html import table_block
 
     block = table_block(table)  # on the page, the long columns wrap instead of scrolling sideways
-    assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False, False]
-    assert block["wrap"] == [False, True, False, True, False, False]  # the header sits over its left-aligned text
+    assert [cell["wrap"] for cell in block["rows"][0]] == [False, True, False, True, False, False, False]
+    assert block["wrap"] == [False, True, False, True, False, False, False]  # the header sits over its left-aligned text
     scores = record["spaces"][0]["val_scores"]  # every LMF trial's validation score, best first
     assert len(scores) == 3 and scores[0] == pytest.approx(lmf["val_score"]) and scores == sorted(scores, reverse=True)
     assert table.rows[0][5] == f"{100 * scores[1]:.2f} / {100 * scores[2]:.2f}"
+    # the chosen configuration's validation score with the confirmation seeds (1, 2): 61, 62 for LMF
+    assert table.rows[0][6] == "61.50 ± 0.71 (2 seeds)" and table.rows[1][6] == "51.50 ± 0.71 (2 seeds)"
+    assert "luck that choice picked up" in table.notes[2]
     # Table 6 says LMF's alpha/beta were chosen from the tuning trials, not "only one tried"
     assert tuned_trials(runs, "lmf") == 3 and tuned_trials(runs, "asl") is None
     # the summary's "configurations (LMF/baseline)": the tuning trials, not the one configuration confirmed
@@ -177,6 +183,7 @@ def test_the_report_states_the_budget_spaces_and_choices_of_a_confirmation_sweep
     rows = tuning_rows(runs)
     assert [r["space"] for r in rows] == ["lmf", "focal", "ce"] and {r["confirm_seeds"] for r in rows} == {"1 2"}
     assert rows[2]["val_score"] == pytest.approx(record["spaces"][2]["chosen"]["val_score"])
+    assert rows[0]["confirm_val_scores"] == "0.610000 0.620000" and rows[2]["confirm_val_scores"] == "0.510000 0.520000"
 
 
 def test_runs_without_a_tuning_record_have_no_tuning_table(tmp_path):

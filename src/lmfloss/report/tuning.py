@@ -20,7 +20,8 @@ from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 
 TUNING_COLUMNS = ("study", "space", "searched", "trials_complete", "trials_failed", "chosen_trial", "chosen",
-                  "val_metric", "val_score", "val_scores", "trials_per_space", "sampler", "tuning_seed", "confirm_seeds")
+                  "val_metric", "val_score", "val_scores", "trials_per_space", "sampler", "tuning_seed", "confirm_seeds",
+                  "confirm_val_scores")
 
 
 def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[int]]]:
@@ -34,6 +35,22 @@ def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any],
         if isinstance(run.seed, int) and run.seed not in seeds:
             seeds.append(run.seed)
     return found
+
+
+def confirmation_val_scores(runs: Sequence[ReportRun], study: str, loss: str, metric: str) -> list[float]:
+    """The validation ``metric`` of ``study``'s confirmation runs of ``loss``, by seed: the
+    chosen configuration's validation score again, with seeds that did not choose it. The gap
+    to the tuning trial's score is the luck the choice picked up (the winner's curse of a
+    best-of-N on one seed)."""
+    scores = []
+    for run in sorted(runs, key=lambda r: (r.seed if isinstance(r.seed, int) else 0)):
+        record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
+        if run.loss != loss or not isinstance(record, dict) or str(record.get("study")) != study:
+            continue
+        value = run.val(metric)
+        if isinstance(value, (int, float)):
+            scores.append(float(value))
+    return scores
 
 
 def _tuned_space(runs: Sequence[ReportRun], loss: str) -> dict[str, Any] | None:
@@ -109,8 +126,19 @@ def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
                 "val_scores": " ".join(f"{v:.6f}" for v in space.get("val_scores") or []),
                 "trials_per_space": record.get("trials_per_space"), "sampler": record.get("sampler"),
                 "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, sorted(seeds))),
+                "confirm_val_scores": " ".join(
+                    f"{v:.6f}" for v in confirmation_val_scores(runs, study, str(space.get("label")),
+                                                                str(chosen.get("val_metric")))),
             })
     return rows
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{num(100 * values[0])} (1 seed)"
+    return f"{num(100 * statistics.mean(values))} ± {num(100 * statistics.stdev(values))} ({len(values)} seeds)"
 
 
 def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
@@ -120,7 +148,8 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
                       f"loss (training seed {record.get('seed')}), each loss in its own space, chosen on validation",
-                      ["Loss", "Searched", "Trials", "Chosen", "Validation score", "Median / worst trial"],
+                      ["Loss", "Searched", "Trials", "Chosen", "Validation score", "Median / worst trial",
+                       "Validation, confirmation seeds"],
                       wrap=["Searched", "Chosen"])
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
@@ -133,11 +162,16 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
                                "—" if score is None else
                                f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})",
                                f"{num(100 * statistics.median(scores))} / {num(100 * min(scores))}" if scores
-                               else "—"])
+                               else "—",
+                               _mean_sd(confirmation_val_scores(runs, study, str(space.get("label")), metric))])
         table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
                            f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
                            "the differences with Holm's correction.")
         table.notes.append("Median / worst trial: the validation score of the loss's median and worst tuning "
                            "trial, beside its chosen one: how much its tuning mattered.")
+        table.notes.append("Validation, confirmation seeds: the chosen configuration's validation score again, mean "
+                           "± SD over the confirmation runs (seeds that did not choose it). Its drop from the "
+                           "chosen trial's score is the luck that choice picked up; a loss that drops most was "
+                           "chosen most by noise.")
         tables.append(table)
     return tables
