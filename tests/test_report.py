@@ -209,6 +209,15 @@ def test_table6_says_a_tuned_configuration_was_chosen_from_its_trials(tmp_path: 
     assert table.rows[1][2] == "1.0 (fixed in tuning)"  # beta was not searched
 
 
+def test_table6_says_when_the_only_configuration_was_the_only_one_to_finish(tmp_path: Path):
+    root = tmp_path / "runs"
+    make_run(root, loss="lmf", loss_params={"alpha": 1.0, "beta": 1.0})
+    make_run(root, loss="lmf", loss_params={"alpha": 0.5, "beta": 2.0}, finished=False)  # a trial still training
+    make_run(root, loss="lmf", loss_params={"alpha": 2.0, "beta": 0.5}, finished=False)
+    table = hparam_table(build_grid(find_runs([root])), compare_paper=False)
+    assert [table.rows[0][2], table.rows[1][2]] == ["1.0 (only one of 3 finished)", "1.0 (only one of 3 finished)"]
+
+
 def test_table6_prints_a_sampled_value_to_three_significant_digits(tmp_path: Path):
     # a random sampler draws alpha = 0.8234567; the table shows what a reader can use
     root = tmp_path / "runs"

@@ -328,7 +328,11 @@ def hparam_table(grid: Grid, compare_paper: bool = False) -> Table | None:
                     value = getattr(cell.runs[0], attr)
                     text = "default" if value is None else _hparam(value)
                     if cell.n_configs == 1:
-                        text += f" ({tuned_note(cell.runs, 'lmf', f'loss_params.{attr}') or 'only one tried'})"
+                        # one finished configuration: tuned elsewhere, the only one tried, or the only
+                        # one of several to finish (the others were not chosen among)
+                        alone = (f"only one of {1 + cell.n_unfinished_configs} finished"
+                                 if cell.n_unfinished_configs else "only one tried")
+                        text += f" ({tuned_note(cell.runs, 'lmf', f'loss_params.{attr}') or alone})"
                 if compare_paper:
                     published = paper_best_hparams(dataset, model)
                     if published is not None:
