@@ -202,3 +202,20 @@ def test_a_multilabel_run_of_lmfloss_0_3_still_reads(tmp_path):
     rows = list(csv.DictReader((tmp_path / "report" / "results.csv").open()))
     assert len(rows) == 1 and float(rows[0]["map"]) == pytest.approx(report["test"]["map"], abs=1e-4)
     assert result is not None
+
+
+def test_a_multilabel_cell_still_training_says_so_in_every_table(tmp_path):
+    # a tuning study read while trials train: the per-label tables said "missing" where the
+    # performance table said "unfinished"
+    from lmfloss.report.multilabel import main_table, per_label_table
+
+    root = tmp_path / "runs"
+    make_multilabel_run(root, loss="bce", seed=1)
+    make_multilabel_run(root, loss="asl", seed=1, finished=False)
+    grid = build_grid(find_runs([root]))
+    main = main_table(grid, "resnet18", n_boot=10)
+    asl = next(row for row in main.rows if row[1] == "ASL")
+    assert set(asl[2:8]) == {"unfinished (1 run)"}  # the six metric columns
+    per_label = per_label_table(grid, "resnet18", "auc_per_label")
+    column = per_label.columns.index("ASL")
+    assert {row[column] for row in per_label.rows} == {"unfinished (1 run)"}

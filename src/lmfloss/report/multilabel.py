@@ -21,7 +21,16 @@ import numpy as np
 from lmfloss import multilabel_metrics
 from lmfloss.metrics import bootstrap_indices
 from lmfloss.report.figures import pyplot, save_figure_files
-from lmfloss.report.formats import DASH, fmt_p, interval_pct, pct, seed_p, signed_pct, spread_text
+from lmfloss.report.formats import (
+    DASH,
+    fmt_p,
+    interval_pct,
+    pct,
+    seed_p,
+    signed_pct,
+    spread_text,
+    status_text,
+)
 from lmfloss.report.grid import (
     OK,
     Cell,
@@ -181,7 +190,7 @@ def main_table(grid: Grid, model: str, comparisons: Sequence[Comparison] = (), n
             row = [dataset_name(dataset) if k == 0 else "", loss_name(loss)]
             for j, metric in enumerate(TABLE_METRICS, start=2):
                 if cell.status != OK:
-                    row.append("missing" if not cell.unfinished else f"unfinished ({len(cell.unfinished)})")
+                    row.append(status_text(cell, grid.expected_n) or "missing")
                     continue
                 vals = values(cell, metric)
                 row.append(_mean_text(vals, grid.expected_n))
@@ -234,7 +243,8 @@ def per_label_table(grid: Grid, model: str, key: str = "auc_per_label") -> Table
             for loss in losses:
                 cell = grid.cell(dataset, model, loss)
                 vals = label_values(cell, key, label) if cell.status == OK else []
-                row.append(_mean_text(vals, grid.expected_n) if cell.status == OK else "missing")
+                row.append(_mean_text(vals, grid.expected_n) if cell.status == OK
+                           else status_text(cell, grid.expected_n) or "missing")  # as the other tables say it
                 if vals:
                     scores[(i, len(row) - 1)] = float(np.mean(vals))
             table.rows.append(row)
