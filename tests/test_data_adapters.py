@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import sys
 import types
 from pathlib import Path
@@ -15,6 +16,7 @@ from PIL import Image
 from lmfloss.data import Splits, get_adapter, list_adapters, load_splits
 from lmfloss.data import files as adapters_files
 from lmfloss.errors import DataError
+from lmfloss.extras import install_hint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLES = SHARED / "samples"
@@ -244,7 +246,7 @@ def test_medmnist_missing_file_says_where_to_put_it(tmp_path):
 
 def test_medmnist_download_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "medmnist", None)  # import medmnist -> ImportError
-    with pytest.raises(DataError, match=r"pip install 'lmfloss\[medmnist\]'.*pneumoniamnist.npz"):
+    with pytest.raises(DataError, match=re.escape(install_hint("medmnist")) + ".*pneumoniamnist.npz"):
         load_splits("pneumoniamnist", root=tmp_path, download=True)
 
 
