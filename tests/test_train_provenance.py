@@ -76,6 +76,7 @@ def test_a_package_inside_someone_elses_repository_has_no_commit(tmp_path):
 def test_software_names_versions_and_device():
     record = software("cpu")
     assert record["lmfloss"] == __version__ and record["torch"] == torch.__version__
+    assert record["source"] == ("git checkout" if record["git_commit"] else "source tree")  # the tests run from src
     assert record["device"] == "cpu" and record["device_name"] == device_name("cpu") and record["device_name"]
     assert record["torch_threads"] == torch.get_num_threads()
     assert json.loads(json.dumps(record)) == record  # it goes into report.json as it is
@@ -85,7 +86,8 @@ def test_card_and_results_csv_show_what_trained_the_run(tmp_path):
     runs = tmp_path / "runs"
     commit = "0123456789abcdef0123456789abcdef01234567"
     records = {"clean": {"git_commit": commit, "git_dirty": False}, "dirty": {"git_commit": commit, "git_dirty": True},
-               "wheel": {"git_commit": None, "git_dirty": None}, "old": None}
+               "wheel": {"source": "installed package", "git_commit": None, "git_dirty": None},
+               "archive": {"source": "source tree", "git_commit": None, "git_dirty": None}, "old": None}
     for seed, (name, extra) in enumerate(records.items(), start=1):
         run = make_run(runs, seed=seed, name=name)
         report = json.loads((run / "report.json").read_text())
@@ -106,7 +108,7 @@ def test_card_and_results_csv_show_what_trained_the_run(tmp_path):
     assert trained_by("clean") == (f"| trained by | lmfloss 9.9 (commit {commit[:12]}), torch 2.14.1, Python 3.11.9, "
                                    "on cpu (Some CPU), 1 torch thread |")
     assert f"commit {commit[:12]} with uncommitted changes" in trained_by("dirty")
-    assert "(installed package)" in trained_by("wheel")
+    assert "(installed package)" in trained_by("wheel") and "(source tree)" in trained_by("archive")
     assert trained_by("old") == f"| trained by | {NOT_RECORDED} |"
 
 
@@ -117,3 +119,12 @@ def test_a_trained_run_records_its_software(imagefolder_run):
     assert record["torch"] == torch.__version__ and record["device"] == "cpu"
     assert (record["git_commit"], record["git_dirty"]) == source_commit()
     assert "| trained by | lmfloss " in (imagefolder_run / MODEL_CARD).read_text()
+
+
+def test_software_says_where_the_code_came_from(tmp_path, monkeypatch):
+    from lmfloss import extras
+
+    monkeypatch.setattr(extras, "_CHECKOUT", _checkout(tmp_path / "unpacked-archive"))  # no .git
+    assert (software("cpu")["source"], software("cpu")["git_commit"]) == ("source tree", None)
+    monkeypatch.setattr(extras, "_CHECKOUT", tmp_path / "venv" / "lib" / "python3.11" / "site-packages")
+    assert (software("cpu")["source"], software("cpu")["git_commit"]) == ("installed package", None)

@@ -149,7 +149,7 @@ def _software(record: Mapping[str, Any] | None) -> str:
         return NOT_RECORDED  # runs of lmfloss before 0.4 did not record it
     commit = record.get("git_commit")
     source = (f"commit {commit[:12]}" + (" with uncommitted changes" if record.get("git_dirty") else "")
-              if commit else "installed package")
+              if commit else str(record.get("source") or "installed package"))
     threads = record.get("torch_threads")
     return (f"lmfloss {record.get('lmfloss')} ({source}), torch {record.get('torch')}, Python {record.get('python')}, "
             f"on {record.get('device')} ({record.get('device_name')})"

@@ -4,13 +4,14 @@ A results file must name the commit its numbers came from; before this record a 
 configuration and data fingerprint but not the lmfloss that trained it, so a study that ran
 across commits had to be dated from worktree logs. ``software(device)`` returns::
 
-    {"lmfloss": "0.4.0.dev0", "git_commit": "c64862a...", "git_dirty": False,
+    {"lmfloss": "0.4.0.dev0", "source": "git checkout", "git_commit": "c64862a...", "git_dirty": False,
      "python": "3.11.9", "torch": "2.14.1+cpu", "torchvision": "0.29.1+cpu",
      "device": "cpu", "device_name": "AMD EPYC ...", "torch_threads": 1}
 
-``git_commit`` is the commit of the lmfloss source checkout the package was imported from
-(an editable install or ``PYTHONPATH=src``) and ``None`` for an installed wheel -- never the
-commit of some other repository the user happens to work in. ``git_dirty`` says whether
+``source`` says where the code came from: ``git checkout`` (an editable install or
+``PYTHONPATH=src`` in a clone), ``source tree`` (the same without git history, e.g. an unpacked
+archive) or ``installed package`` (a wheel). ``git_commit`` is the checkout's commit, ``None``
+otherwise -- never the commit of some other repository the user happens to work in. ``git_dirty`` says whether
 ``src/`` differed from that commit (uncommitted edits), ``None`` where git could not tell.
 """
 
@@ -71,7 +72,8 @@ def device_name(device: torch.device | str) -> str:
 def software(device: torch.device | str) -> dict[str, Any]:
     """The record described in the module docstring, for a run trained on ``device``."""
     commit, dirty = source_commit()
-    return {"lmfloss": __version__, "git_commit": commit, "git_dirty": dirty,
+    source = "git checkout" if commit else "source tree" if source_checkout() else "installed package"
+    return {"lmfloss": __version__, "source": source, "git_commit": commit, "git_dirty": dirty,
             "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "device": str(torch.device(device)), "device_name": device_name(device),
             "torch_threads": torch.get_num_threads()}
