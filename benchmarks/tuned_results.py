@@ -2,8 +2,11 @@
 chosen configuration trained with 5 fresh seeds (2-6), LMF against each baseline with Holm.
 
 Reads the files ``lmfloss report`` writes for the confirmation runs (``results.csv``,
-``summary.csv``, ``paired_tests.csv``, ``tuning.csv``) -- the numbers are the report's, not
-recomputed -- and prints the Markdown tables of benchmarks/results/tuned-*.md. With
+``summary.csv``, ``paired_tests.csv``, ``tuning.csv``; for a multi-label report
+``summary_multilabel.csv`` and ``paired_tests_multilabel.csv``) -- the numbers are the report's,
+not recomputed -- and prints the Markdown tables of benchmarks/results/tuned-*.md: the headline
+comparison (macro-F1 or mAP) and the threshold-free one (macro AUC; for a multi-class report a
+paired t-test computed here, outside the report's Holm family). With
 ``--untuned``, a report of the same losses without tuning (e.g. benchmarks/results/
 medmnist-cpu.md's runs) is set beside it, loss by loss.
 
@@ -18,6 +21,8 @@ import csv
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from scipy import stats
 
 NAMES = {"ce": "CE", "wce": "WCE", "focal": "focal", "ldam": "LDAM", "lmf": "LMF", "bce": "BCE", "asl": "ASL"}
 
@@ -59,10 +64,8 @@ def main() -> None:
     label = "mAP" if metric == "map" else "macro-F1"
     tuning = {r["space"]: r for r in read_csv(args.report / "tuning.csv")} if (args.report / "tuning.csv").is_file() \
         else {}
-    paired = {r["baseline"]: r for r in read_csv(args.report / "paired_tests.csv") if r["reference"] == "lmf"}
-    summary = {r["baseline"]: r for r in read_csv(args.report / "summary.csv")}
+    paired, best, family = comparisons(args.report, metric)
     untuned = test_scores(args.untuned)[1] if args.untuned else {}
-    best = next((b for b, r in summary.items() if r["best_on_val"] == "True"), None)
 
     print(f"| loss | chosen in tuning (trials) | tuning val {label}: chosen (median, worst) | test {label}, mean ± SD "
           f"(seeds) | per seed | LMF − loss [95 % t-CI] | p (seeds) | Holm p |"
@@ -78,8 +81,8 @@ def main() -> None:
             val_score += f" ({statistics.median(others):.2f}, {min(others):.2f})"
         seeds = ", ".join(f"{scores[s]:.1f}" for s in sorted(scores))
         pair = paired.get(loss)
-        # paired_tests.csv holds fractions; the table is in points like every other column
-        diff = (f"{100 * float(pair['delta_f1_seeds']):+.2f} [{100 * float(pair['ci95_t_lo']):+.2f}, "
+        # the paired-tests files hold fractions; the table is in points like every other column
+        diff = (f"{100 * float(pair['delta']):+.2f} [{100 * float(pair['ci95_t_lo']):+.2f}, "
                 f"{100 * float(pair['ci95_t_hi']):+.2f}]" if pair else "—")
         name = NAMES.get(loss, loss) + (" (best on val)" if loss == best else "")
         row = [name, chosen, val_score, f"**{mean_sd(list(scores.values()))}** ({len(scores)})", seeds, diff,
@@ -91,8 +94,66 @@ def main() -> None:
     print(f"Best baseline on validation (mean over seeds of the confirmation runs' validation {label}): "
           f"{NAMES.get(best, best)}; validation means: "
           + ", ".join(f"{NAMES.get(k, k)} {statistics.mean(v):.2f}" for k, v in sorted(val.items())) + ".")
-    print(f"Holm's correction runs over the {len(paired)} LMF-vs-baseline comparisons of this report.")
+    print(f"Holm's correction runs over the {family} LMF-vs-baseline comparisons of this report"
+          + (" (mAP and macro AUC)." if metric == "map" else "."))
     print(commits_line(args.report))
+    print()
+    print(auc_table(args.report, metric, test))
+
+
+def comparisons(report: Path, metric: str) -> tuple[dict[str, dict[str, str]], str | None, int]:
+    """LMF against each baseline on the headline (``delta``, ``ci95_t_lo/hi``, ``p_seeds_t``,
+    ``p_seeds_holm`` as fractions), the baseline best on validation, and the size of the report's
+    Holm family. A multi-label report keeps them in ``paired_tests_multilabel.csv`` and
+    ``summary_multilabel.csv``, one row per metric (mAP and macro AUC in one family)."""
+    if metric == "map":
+        rows = read_csv(report / "paired_tests_multilabel.csv")
+        paired = {r["baseline"]: {**r, "delta": r["delta_seeds"]} for r in rows
+                  if r["reference"] == "lmf" and r["metric"] == "map"}
+        summary = [r for r in read_csv(report / "summary_multilabel.csv") if r["metric"] == "map"]
+    else:
+        rows = read_csv(report / "paired_tests.csv")
+        paired = {r["baseline"]: {**r, "delta": r["delta_f1_seeds"]} for r in rows if r["reference"] == "lmf"}
+        summary = read_csv(report / "summary.csv")
+    best = next((r["baseline"] for r in summary if r["best_on_val"] == "True"), None)
+    return paired, best, sum(1 for r in rows if r.get("p_seeds_holm"))
+
+
+def auc_table(report: Path, metric: str, test: dict[str, dict[int, float]]) -> str:
+    """The threshold-free view: each loss's test macro AUC and LMF's paired difference. For a
+    multi-label report the report's own tests (in its Holm family); for a multi-class one a
+    paired t-test over seeds computed here, outside the family (exploratory, uncorrected)."""
+    column = "auc_macro" if metric == "map" else "auc_macro_ovr"
+    auc: dict[str, dict[int, float]] = defaultdict(dict)
+    for row in read_csv(report / "results.csv"):
+        if row["status"] == "finished" and row.get(column):
+            auc[row["loss"]][int(row["seed"])] = 100 * float(row[column])
+    if "lmf" not in auc:
+        return "No LMF runs with a test AUC."
+    tested = {r["baseline"]: r for r in read_csv(report / "paired_tests_multilabel.csv")
+              if r["reference"] == "lmf" and r["metric"] == "auc_macro"} if metric == "map" else {}
+    lines = ["| loss | test macro AUC, mean ± SD | LMF − loss (seeds) | p (seeds) |" + (" Holm p |" if tested else ""),
+             "|---|---:|---:|---:|" + ("---:|" if tested else "")]
+    for loss in sorted(auc, key=lambda k: (k != "lmf", k)):
+        cells = [NAMES.get(loss, loss), mean_sd(list(auc[loss].values()))]
+        if loss == "lmf":
+            cells += ["—", "—"] + (["—"] if tested else [])
+        elif tested:
+            pair = tested.get(loss) or {}
+            cells += [f"{100 * float(pair['delta_seeds']):+.2f}" if pair else "—",
+                      f"{float(pair['p_seeds_t']):.3f}" if pair.get("p_seeds_t") else "—",
+                      f"{float(pair['p_seeds_holm']):.3f}" if pair.get("p_seeds_holm") else "—"]
+        else:
+            seeds = sorted(set(auc["lmf"]) & set(auc[loss]))
+            deltas = [auc["lmf"][k] - auc[loss][k] for k in seeds]
+            p = stats.ttest_1samp(deltas, 0.0).pvalue if len(deltas) >= 3 else None
+            cells += [f"{statistics.mean(deltas):+.2f}" if deltas else "—", "—" if p is None else f"{p:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Macro AUC " + ("over labels; the report's paired tests (in its Holm family)." if tested else
+                                 "one-vs-rest; paired t-test over seeds computed here, outside the report's Holm "
+                                 "family: exploratory, uncorrected."))
+    return "\n".join(lines)
 
 
 def commits_line(report: Path) -> str:

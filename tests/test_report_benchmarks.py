@@ -20,7 +20,7 @@ import yaml
 
 from lmfloss.report import find_runs
 from lmfloss.report.aggregate import build_grid, experiments
-from report_helpers import LABELS, make_run, noisy_preds
+from report_helpers import LABELS, make_multilabel_run, make_run, noisy_preds
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -146,6 +146,9 @@ def test_tuned_results_prints_the_reports_numbers(tmp_path, monkeypatch, capsys)
             run = make_run(root, loss=loss, seed=seed, preds=noisy_preds(LABELS, err, seed + 7 * len(loss)),
                            val_f1=val + seed / 100)
             (run / "sweep.json").write_text(json.dumps({"study": "c", "trial": seed, "params": {}, "tuning": record}))
+            report = json.loads((run / "report.json").read_text())
+            report["test"]["auc_macro_ovr"] = 0.6 + (0.1 + seed / 50 if loss == "lmf" else 0) + seed * seed / 100
+            (run / "report.json").write_text(json.dumps(report))
     build_report([root], tmp_path / "report", n_boot=20, figures=False)
     monkeypatch.setattr(sys, "argv", ["tuned_results", "--report", str(tmp_path / "report")])
     _script("tuned_results").main()
@@ -159,4 +162,42 @@ def test_tuned_results_prints_the_reports_numbers(tmp_path, monkeypatch, capsys)
     paired = next(r for r in csv.DictReader((tmp_path / "report" / "paired_tests.csv").open()) if r["baseline"] == "ce")
     # in points, like the table's other columns (paired_tests.csv holds fractions)
     assert "Trained by lmfloss at: not recorded (6 runs)." in out  # make_run writes no software record
+    # the threshold-free view, outside the Holm family: LMF - CE in macro AUC (one-vs-rest), paired by seed
+    from scipy import stats
+
+    auc = {(r["loss"], r["seed"]): 100 * float(r["auc_macro_ovr"])
+           for r in csv.DictReader((tmp_path / "report" / "results.csv").open())}
+    deltas = [auc[("lmf", s)] - auc[("ce", s)] for s in ("1", "2", "3")]
+    auc_row = next(line for line in out.splitlines() if line.startswith("| CE |"))
+    assert auc_row.endswith(f"| {np.mean(deltas):+.2f} | {stats.ttest_1samp(deltas, 0).pvalue:.3f} |")
+    assert "outside the report's Holm family: exploratory, uncorrected" in out
     assert f"| {100 * float(paired['delta_f1_seeds']):+.2f} [{100 * float(paired['ci95_t_lo']):+.2f}, " in ce_row and f"| {float(paired['p_seeds_holm']):.3f} |" in ce_row
+
+
+def test_tuned_results_reads_a_multilabel_report(tmp_path, monkeypatch, capsys):
+    # ODIR-5K's comparison: the report keeps mAP and macro AUC tests in paired_tests_multilabel.csv
+    # (one family); paired_tests.csv and summary.csv have no multi-label rows
+    from lmfloss.report import build_report
+
+    root = tmp_path / "runs"
+    for loss, skill in (("bce", 1.0), ("lmf", 1.2), ("asl", 0.9)):
+        for seed in (2, 3, 4):
+            make_multilabel_run(root, dataset="odir5k", loss=loss, seed=seed, skill=skill)
+    build_report([root], tmp_path / "report", n_boot=20, figures=False)
+    monkeypatch.setattr(sys, "argv", ["tuned_results", "--report", str(tmp_path / "report")])
+    _script("tuned_results").main()
+    out = capsys.readouterr().out
+    tests = {(r["metric"], r["baseline"]): r
+             for r in csv.DictReader((tmp_path / "report" / "paired_tests_multilabel.csv").open())}
+    best = next(r["baseline"] for r in csv.DictReader((tmp_path / "report" / "summary_multilabel.csv").open())
+                if r["metric"] == "map" and r["best_on_val"] == "True")
+    for loss, name in (("bce", "BCE"), ("asl", "ASL")):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {name} ") and "±" in line and "[" in line)
+        pair = tests[("map", loss)]
+        assert f"| {100 * float(pair['delta_seeds']):+.2f} [{100 * float(pair['ci95_t_lo']):+.2f}, " in row
+        assert row.endswith(f"| {float(pair['p_seeds_holm']):.3f} |") and ("(best on val)" in row) == (loss == best)
+        auc = next(line for line in out.splitlines() if line.startswith(f"| {name} |") and "[" not in line)
+        assert auc.endswith(f"| {100 * float(tests[('auc_macro', loss)]['delta_seeds']):+.2f} | "
+                            f"{float(tests[('auc_macro', loss)]['p_seeds_t']):.3f} | "
+                            f"{float(tests[('auc_macro', loss)]['p_seeds_holm']):.3f} |")
+    assert "over the 4 LMF-vs-baseline comparisons of this report (mAP and macro AUC)" in out
