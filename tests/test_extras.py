@@ -43,6 +43,8 @@ def test_checkout_gets_its_own_python_and_an_editable_install(tmp_path, monkeypa
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # from another folder: paths that still work there
     assert install_hint("cam") == f"{venv_python} -m pip install -e '{repo}[cam]'"
+    monkeypatch.setattr(sys, "executable", "")  # an embedded interpreter does not know its path
+    assert install_hint("cam") == f"python -m pip install -e '{repo}[cam]'"
 
 
 def test_a_command_whose_extra_is_missing_says_how_to_install_it(monkeypatch, capsys):

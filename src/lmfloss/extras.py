@@ -51,4 +51,5 @@ def install_hint(extra: str) -> str:
         return f"pip install 'lmfloss[{extra}]'"
     # sys.executable as given, not resolved: a virtual environment's python is a symlink to
     # the system's, and pip must run from the environment
-    return f"{_shown(Path(sys.executable))} -m pip install -e '{_shown(checkout)}[{extra}]'"
+    python = _shown(Path(sys.executable)) if sys.executable else "python"  # empty in an embedded interpreter
+    return f"{python} -m pip install -e '{_shown(checkout)}[{extra}]'"
