@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import lmfloss
 from lmfloss.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # every test trains
@@ -137,6 +138,8 @@ def test_evaluate_recomputes_the_test_report(ml_run, capsys):
     assert again["map"] == pytest.approx(saved["map"], abs=1e-6)
     assert again["thresholds"] == pytest.approx(saved["thresholds"])
     assert "mAP" not in capsys.readouterr().err
+    # what evaluated it, beside report.json's record of what trained it
+    assert again["software"]["device"] == "cpu" and again["software"]["lmfloss"] == lmfloss.__version__
 
 
 def test_exported_model_ends_in_a_sigmoid_and_equals_predict(ml_run, tmp_path):

@@ -68,6 +68,7 @@ def test_external_evaluation_equals_sklearn_per_patient(odir_run, capsys):
     assert "internal test" in printed and "external" in printed
     payload = json.loads((out / "eval-odir-other.json").read_text())
     assert payload["external"] == "odir-other" and payload["score_by"] == "patient"
+    assert payload["software"]["torch"] == torch.__version__  # what evaluated it
     assert rundir.read_external_evals(out)["odir-other"] == payload
     # The same images through predict, combined per patient as the run scores: max per label.
     images = sorted(p for p in (external / "preprocessed_images").iterdir()

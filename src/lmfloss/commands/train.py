@@ -255,6 +255,7 @@ _FORMATS = {"index": (_multiclass_line, _format_multiclass), "multi-hot": (_mult
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from lmfloss.train import evaluate_run, load_run  # torch-free: as in _run_train
+    from lmfloss.train.provenance import software
 
     if args.dataset or args.csv or args.root or args.name or args.label_map or args.drop_overlap:
         return _run_external(args)
@@ -263,7 +264,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else rundir.eval_path(args.run, args.split, args.checkpoint, tta=args.tta,
                                                            calibrated=args.calibrate)
     payload = {"split": args.split, "checkpoint": args.checkpoint, "epoch": result["checkpoint_epoch"],
-               "class_names": run.class_names, **result["report"]}
+               "class_names": run.class_names, **result["report"], "software": software(run.device)}
     rundir.write_eval(payload, out)
     print(f"{args.run} ({args.checkpoint}.pt, epoch {result['checkpoint_epoch']}), {args.split} split, "
           f"{result['report']['n']} images:")
@@ -314,6 +315,7 @@ def _expand_images(arguments: list[str]) -> list[str]:
 def _run_external(args: argparse.Namespace) -> int:
     """``lmfloss evaluate --dataset D (--root R | --csv F) --name NAME``: external validation."""
     # torch-free: as in _run_train
+    from lmfloss.train.provenance import software
     from lmfloss.train.run import EXTERNAL_NAME, evaluate_external, load_run, parse_label_map
 
     if not args.name or not EXTERNAL_NAME.fullmatch(args.name):
@@ -331,7 +333,8 @@ def _run_external(args: argparse.Namespace) -> int:
     report = result["report"]
     payload = {"external": args.name, "dataset": result["dataset"], "root": args.root, "csv": args.csv,
                "label_map": label_map, "checkpoint": args.checkpoint, "epoch": run.epoch, "class_names": run.class_names,
-               "thresholds_from": "the run's validation split", "overlap_left_out": result["overlap"], **report}
+               "thresholds_from": "the run's validation split", "overlap_left_out": result["overlap"], **report,
+               "software": software(run.device)}  # what evaluated it (report.json says what trained it)
     rundir.write_eval(payload, out)
     internal = (rundir.read_report(args.run) or {}).get("test") or {}
     key, name = run.task.headline, run.task.headline_display
