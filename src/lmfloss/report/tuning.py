@@ -24,6 +24,16 @@ TUNING_COLUMNS = ("study", "space", "searched", "trials_complete", "trials_faile
                   "confirm_val_scores")
 
 
+def _study_runs(runs: Sequence[ReportRun]) -> dict[str, list[ReportRun]]:
+    """Study name -> its confirmation runs among ``runs`` (one read of each ``sweep.json``)."""
+    found: dict[str, list[ReportRun]] = {}
+    for run in runs:
+        record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
+        if isinstance(record, dict) and isinstance(record.get("spaces"), list):
+            found.setdefault(str(record.get("study")), []).append(run)
+    return found
+
+
 def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[int]]]:
     """Study name -> (its tuning record, the seeds its confirmation runs used here)."""
     found: dict[str, tuple[dict[str, Any], list[int]]] = {}
@@ -37,15 +47,14 @@ def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any],
     return found
 
 
-def confirmation_val_scores(runs: Sequence[ReportRun], study: str, loss: str, metric: str) -> list[float]:
-    """The validation ``metric`` of ``study``'s confirmation runs of ``loss``, by seed: the
+def confirmation_val_scores(study_runs: Sequence[ReportRun], loss: str, metric: str) -> list[float]:
+    """The validation ``metric`` of a study's confirmation runs (``study_runs``) of ``loss``, by seed: the
     chosen configuration's validation score again, with seeds that did not choose it. The gap
     to the tuning trial's score is the luck the choice picked up (the winner's curse of a
     best-of-N on one seed)."""
     scores = []
-    for run in sorted(runs, key=lambda r: (r.seed if isinstance(r.seed, int) else 0)):
-        record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
-        if run.loss != loss or not isinstance(record, dict) or str(record.get("study")) != study:
+    for run in sorted(study_runs, key=lambda r: (r.seed if isinstance(r.seed, int) else 0)):
+        if run.loss != loss:
             continue
         value = run.val(metric)
         if isinstance(value, (int, float)):
@@ -114,6 +123,7 @@ def _chosen(space: dict[str, Any]) -> str:
 def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
     """One row per (tuning study, space) for ``tuning.csv``."""
     rows = []
+    by_study = _study_runs(runs)  # read once, not once per space
     for study, (record, seeds) in tuning_records(runs).items():
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
@@ -127,7 +137,7 @@ def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
                 "trials_per_space": record.get("trials_per_space"), "sampler": record.get("sampler"),
                 "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, sorted(seeds))),
                 "confirm_val_scores": " ".join(
-                    f"{v:.6f}" for v in confirmation_val_scores(runs, study, str(space.get("label")),
+                    f"{v:.6f}" for v in confirmation_val_scores(by_study.get(study, []), str(space.get("label")),
                                                                 str(chosen.get("val_metric")))),
             })
     return rows
@@ -144,6 +154,7 @@ def _mean_sd(values: Sequence[float]) -> str:
 def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
     """One table per tuning study the runs' configurations came from (none for untuned runs)."""
     tables = []
+    by_study = _study_runs(runs)  # read once, not once per space
     for study, (record, seeds) in tuning_records(runs).items():
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
@@ -163,7 +174,8 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
                                f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})",
                                f"{num(100 * statistics.median(scores))} / {num(100 * min(scores))}" if scores
                                else "—",
-                               _mean_sd(confirmation_val_scores(runs, study, str(space.get("label")), metric))])
+                               _mean_sd(confirmation_val_scores(by_study.get(study, []), str(space.get("label")),
+                                                                metric))])
         table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
                            f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
                            "the differences with Holm's correction.")
