@@ -37,6 +37,8 @@ LOSS_NAMES = {
     "wce": "WCE", "cb": "CB", "logit-adjusted": "Logit-adjusted", "ldam-drw": "LDAM-DRW", "lmf-drw": "LMF-DRW",
     "bce": "BCE", "asl": "ASL",
 }
+# validation and test scores as tables and ``sweep --status`` name them
+METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP", "auc": "AUC", "auc_macro": "macro AUC", "accuracy": "accuracy"}
 
 # The paper's order: datasets as in Tables 2-4, models as Tables 2, 3, 4, losses as rows.
 _DATASET_ORDER = list(DATASET_NAMES)
@@ -110,6 +112,11 @@ def _medmnist_name(base: str) -> str:
 def model_name(name: str) -> str:
     """``efficientnet_v2_s`` -> ``EfficientNetV2``, ``resnet18`` -> ``ResNet-18``; unknown names unchanged."""
     return MODEL_NAMES.get(name) or OTHER_MODEL_NAMES.get(name, name)
+
+
+def metric_name(key: str) -> str:
+    """``map`` -> ``mAP``; a metric not listed keeps its key."""
+    return METRIC_NAMES.get(key, key)
 
 
 def loss_name(name: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from lmfloss import rundir
 from lmfloss.report.formats import num
-from lmfloss.report.names import loss_name
+from lmfloss.report.names import loss_name, metric_name
 from lmfloss.report.render import Table
 from lmfloss.report.runs import ReportRun
 
@@ -99,10 +99,6 @@ def configurations_tried(runs: Sequence[ReportRun], loss: str, n_configs: int) -
     return max(n_configs, 1) if tuned is None else tuned
 
 
-# what a validation objective is called for a reader (the sweep objective's metric names)
-METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP", "auc": "AUC", "auc_macro": "macro AUC", "accuracy": "accuracy"}
-
-
 def _key(key: str) -> str:
     return key.removeprefix("loss_params.")
 
@@ -171,7 +167,7 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
             scores = [s for s in space.get("val_scores") or [] if isinstance(s, (int, float))]
             table.rows.append([loss_name(str(space.get("label"))), searched or "—", trials, _chosen(space),
                                "—" if score is None else
-                               f"{num(100 * score)} ({METRIC_NAMES.get(metric, metric)})",
+                               f"{num(100 * score)} ({metric_name(metric)})",
                                f"{num(100 * statistics.median(scores))} / {num(100 * min(scores))}" if scores
                                else "—",
                                _mean_sd(confirmation_val_scores(by_study.get(study, []), str(space.get("label")),

@@ -20,14 +20,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lmfloss.errors import LmflossError
+from lmfloss.report.names import metric_name
 from lmfloss.rundir import read_config_dict, read_metrics
 from lmfloss.sweep.engine import HeartbeatAges, counted_trials, point_status
 from lmfloss.sweep.launch import trial_rows
 from lmfloss.sweep.spec import SweepSpec
 from lmfloss.sweep.storage import make_storage, redact
 from lmfloss.sweep.tuning import PER_SPACE, best_per_space, space_label
-
-METRIC_NAMES = {"f1_macro": "macro-F1", "map": "mAP"}
 
 
 def _epochs(run_dir: str | None) -> str:
@@ -46,7 +45,7 @@ def _epochs(run_dir: str | None) -> str:
 def _best(row: Mapping[str, Any] | None) -> str:
     if row is None:
         return "—"
-    metric = METRIC_NAMES.get(str(row.get("val_metric")), str(row.get("val_metric")))
+    metric = metric_name(str(row.get("val_metric")))
     return f"best val {metric} {row['val_objective']:.4f} (trial {row['trial']})"
 
 
