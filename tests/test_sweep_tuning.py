@@ -128,6 +128,10 @@ def test_tuning_summary_says_when_a_space_chose_nothing():
              "error": "DiskFull: no space left on the device writing 'last.pt'"}]
     text = tuning_markdown(spec, rows)
     assert "Trials: 0 complete, 1 failed." in text and "No complete trial: nothing chosen." in text
+    # the base's loss and lr are replaced in every trial and weight decay in one space: not "shared"
+    shared = text.split("Base settings shared by every trial: ", 1)[1].split("\n", 1)[0]
+    assert "`epochs: 1`" in shared and "`dataset: synthetic`" in shared
+    assert not any(f"`{key}:" in shared for key in ("loss", "lr", "weight_decay", "loss_params"))
     assert yaml.safe_load(yaml.safe_dump(confirm_sweep(spec, rows)))["space"] == [
         {"loss": ["lmf"], "loss_params.alpha": [1.0], "lr": [0.001], "seed": [1, 2, 3, 4, 5]}]
 
