@@ -92,7 +92,7 @@ def main() -> None:
         print("| " + " | ".join(row) + " |")
     print()
     print(f"Best baseline on validation (mean over seeds of the confirmation runs' validation {label}): "
-          f"{NAMES.get(best, best)}; validation means: "
+          f"{NAMES.get(best, best) if best else 'none yet (no paired test)'}; validation means: "
           + ", ".join(f"{NAMES.get(k, k)} {statistics.mean(v):.2f}" for k, v in sorted(val.items())) + ".")
     print(f"Holm's correction runs over the {family} LMF-vs-baseline comparisons of this report"
           + (" (mAP and macro AUC)." if metric == "map" else "."))
@@ -130,15 +130,16 @@ def auc_table(report: Path, metric: str, test: dict[str, dict[int, float]]) -> s
             auc[row["loss"]][int(row["seed"])] = 100 * float(row[column])
     if "lmf" not in auc:
         return "No LMF runs with a test AUC."
+    multilabel = metric == "map"  # the report's own tests, even where none could run yet (no common seed)
     tested = {r["baseline"]: r for r in read_csv(report / "paired_tests_multilabel.csv")
-              if r["reference"] == "lmf" and r["metric"] == "auc_macro"} if metric == "map" else {}
-    lines = ["| loss | test macro AUC, mean ± SD | LMF − loss (seeds) | p (seeds) |" + (" Holm p |" if tested else ""),
-             "|---|---:|---:|---:|" + ("---:|" if tested else "")]
+              if r["reference"] == "lmf" and r["metric"] == "auc_macro"} if multilabel else {}
+    lines = ["| loss | test macro AUC, mean ± SD | LMF − loss (seeds) | p (seeds) |" + (" Holm p |" if multilabel else ""),
+             "|---|---:|---:|---:|" + ("---:|" if multilabel else "")]
     for loss in sorted(auc, key=lambda k: (k != "lmf", k)):
         cells = [NAMES.get(loss, loss), mean_sd(list(auc[loss].values()))]
         if loss == "lmf":
-            cells += ["—", "—"] + (["—"] if tested else [])
-        elif tested:
+            cells += ["—", "—"] + (["—"] if multilabel else [])
+        elif multilabel:
             pair = tested.get(loss) or {}
             cells += [f"{100 * float(pair['delta_seeds']):+.2f}" if pair else "—",
                       f"{float(pair['p_seeds_t']):.3f}" if pair.get("p_seeds_t") else "—",
@@ -150,7 +151,7 @@ def auc_table(report: Path, metric: str, test: dict[str, dict[int, float]]) -> s
             cells += [f"{statistics.mean(deltas):+.2f}" if deltas else "—", "—" if p is None else f"{p:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Macro AUC " + ("over labels; the report's paired tests (in its Holm family)." if tested else
+    lines.append("Macro AUC " + ("over labels; the report's paired tests (in its Holm family)." if multilabel else
                                  "one-vs-rest; paired t-test over seeds computed here, outside the report's Holm "
                                  "family: exploratory, uncorrected."))
     return "\n".join(lines)

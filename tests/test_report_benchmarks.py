@@ -201,3 +201,20 @@ def test_tuned_results_reads_a_multilabel_report(tmp_path, monkeypatch, capsys):
                             f"{float(tests[('auc_macro', loss)]['p_seeds_t']):.3f} | "
                             f"{float(tests[('auc_macro', loss)]['p_seeds_holm']):.3f} |")
     assert "over the 4 LMF-vs-baseline comparisons of this report (mAP and macro AUC)" in out
+
+
+def test_tuned_results_on_a_multilabel_report_before_any_pair_finished(tmp_path, monkeypatch, capsys):
+    # mid-confirmation: LMF and BCE have each finished one run, with different seeds, so the report
+    # holds no paired test yet; the AUC table must not fall back to the multi-class t-test
+    from lmfloss.report import build_report
+
+    root = tmp_path / "runs"
+    make_multilabel_run(root, dataset="odir5k", loss="lmf", seed=2, skill=1.2)
+    make_multilabel_run(root, dataset="odir5k", loss="bce", seed=4, skill=1.0)
+    build_report([root], tmp_path / "report", n_boot=20, figures=False)
+    monkeypatch.setattr(sys, "argv", ["tuned_results", "--report", str(tmp_path / "report")])
+    _script("tuned_results").main()
+    out = capsys.readouterr().out
+    assert "validation mAP): none yet (no paired test); validation means: BCE" in out
+    assert "the report's paired tests (in its Holm family)" in out and "exploratory" not in out
+    assert next(line for line in out.splitlines() if line.startswith("| BCE |")).endswith("| — | — | — |")
