@@ -128,10 +128,13 @@ def test_tuning_summary_says_when_a_space_chose_nothing():
              "error": "DiskFull: no space left on the device writing 'last.pt'"}]
     text = tuning_markdown(spec, rows)
     assert "Trials: 0 complete, 1 failed." in text and "No complete trial: nothing chosen." in text
-    # the base's loss and lr are replaced in every trial and weight decay in one space: not "shared"
+    # the base's loss, lr and weight decay are replaced in some or all spaces: not "shared by every trial"
     shared = text.split("Base settings shared by every trial: ", 1)[1].split("\n", 1)[0]
     assert "`epochs: 1`" in shared and "`dataset: synthetic`" in shared
-    assert not any(f"`{key}:" in shared for key in ("loss", "lr", "weight_decay", "loss_params"))
+    assert not any(f"`{key}:" in shared.split(" In the spaces")[0] for key in ("loss", "lr", "weight_decay", "loss_params"))
+    # ce's space leaves lr at the base, the others weight decay; every space sets its loss
+    assert "In the spaces that do not search `weight_decay`: `weight_decay: " in shared
+    assert "In the spaces that do not search `lr`: `lr: " in shared and "search `loss`" not in shared
     assert yaml.safe_load(yaml.safe_dump(confirm_sweep(spec, rows)))["space"] == [
         {"loss": ["lmf"], "loss_params.alpha": [1.0], "lr": [0.001], "seed": [1, 2, 3, 4, 5]}]
 

@@ -94,14 +94,17 @@ def _counts(rows: Sequence[Mapping[str, Any]], space: int) -> tuple[int, int]:
 def tuning_markdown(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> str:
     """``tuning.md``: the budget, each space and the configuration chosen on validation."""
     best = best_per_space(spec, rows)
-    # a base value some space searches (``loss``, ``lr``...) is not what its trials ran with
-    searched = {key.split(".", 1)[0] for sub in spec.subspaces for key in sub}
+    # a base value some space searches (``loss``, ``lr``...) is not what that space's trials ran with
+    searched = [{key.split(".", 1)[0] for key in sub} for sub in spec.subspaces]
+    anywhere = set().union(*searched)
+    partly = [k for k in sorted(anywhere - set.intersection(*searched)) if k in spec.base and k != "loss_params"]
     lines = [f"# Tuning of {spec.name}: the same budget for every loss", "",
              f"{spec.sampler} sampler (seed {spec.seed}), **{spec.trials} trials per space**, "
              f"{len(spec.subspaces)} spaces; each configuration chosen on **validation** by the run's headline "
              "metric (never on test). Base settings shared by every trial: "
              + ", ".join(f"`{k}: {v}`" for k, v in sorted(spec.base.items())
-                         if k != "loss_params" and k not in searched) + ".", ""]
+                         if k != "loss_params" and k not in anywhere) + "."
+             + ("".join(f" In the spaces that do not search `{k}`: `{k}: {spec.base[k]}`." for k in partly)), ""]
     for i, sub in enumerate(spec.subspaces):
         complete, failed = _counts(rows, i)
         lines += [f"## {space_label(spec, i)}", "", f"Trials: {complete} complete" + (f", {failed} failed" if failed
