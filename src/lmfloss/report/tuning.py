@@ -24,27 +24,20 @@ TUNING_COLUMNS = ("study", "space", "searched", "trials_complete", "trials_faile
                   "confirm_val_scores")
 
 
-def _study_runs(runs: Sequence[ReportRun]) -> dict[str, list[ReportRun]]:
-    """Study name -> its confirmation runs among ``runs`` (one read of each ``sweep.json``)."""
-    found: dict[str, list[ReportRun]] = {}
+def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[ReportRun]]]:
+    """Study name -> (its tuning record, its confirmation runs among ``runs``); one read of each
+    run's ``sweep.json``."""
+    found: dict[str, tuple[dict[str, Any], list[ReportRun]]] = {}
     for run in runs:
         record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
         if isinstance(record, dict) and isinstance(record.get("spaces"), list):
-            found.setdefault(str(record.get("study")), []).append(run)
+            found.setdefault(str(record.get("study")), (record, []))[1].append(run)
     return found
 
 
-def tuning_records(runs: Sequence[ReportRun]) -> dict[str, tuple[dict[str, Any], list[int]]]:
-    """Study name -> (its tuning record, the seeds its confirmation runs used here)."""
-    found: dict[str, tuple[dict[str, Any], list[int]]] = {}
-    for run in runs:
-        record = (rundir.read_sweep_info(run.run_dir) or {}).get("tuning")
-        if not isinstance(record, dict) or not isinstance(record.get("spaces"), list):
-            continue
-        _, seeds = found.setdefault(str(record.get("study")), (record, []))
-        if isinstance(run.seed, int) and run.seed not in seeds:
-            seeds.append(run.seed)
-    return found
+def _seeds(study_runs: Sequence[ReportRun]) -> list[int]:
+    """The seeds a study's confirmation runs used, sorted."""
+    return sorted({run.seed for run in study_runs if isinstance(run.seed, int)})
 
 
 def confirmation_val_scores(study_runs: Sequence[ReportRun], loss: str, metric: str) -> list[float]:
@@ -119,8 +112,7 @@ def _chosen(space: dict[str, Any]) -> str:
 def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
     """One row per (tuning study, space) for ``tuning.csv``."""
     rows = []
-    by_study = _study_runs(runs)  # read once, not once per space
-    for study, (record, seeds) in tuning_records(runs).items():
+    for study, (record, study_runs) in tuning_records(runs).items():
         for space in record["spaces"]:
             chosen = space.get("chosen") or {}
             rows.append({
@@ -131,9 +123,9 @@ def tuning_rows(runs: Sequence[ReportRun]) -> list[dict[str, object]]:
                 "val_metric": chosen.get("val_metric"), "val_score": chosen.get("val_score"),
                 "val_scores": " ".join(f"{v:.6f}" for v in space.get("val_scores") or []),
                 "trials_per_space": record.get("trials_per_space"), "sampler": record.get("sampler"),
-                "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, sorted(seeds))),
+                "tuning_seed": record.get("seed"), "confirm_seeds": " ".join(map(str, _seeds(study_runs))),
                 "confirm_val_scores": " ".join(
-                    f"{v:.6f}" for v in confirmation_val_scores(by_study.get(study, []), str(space.get("label")),
+                    f"{v:.6f}" for v in confirmation_val_scores(study_runs, str(space.get("label")),
                                                                 str(chosen.get("val_metric")))),
             })
     return rows
@@ -150,8 +142,7 @@ def _mean_sd(values: Sequence[float]) -> str:
 def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
     """One table per tuning study the runs' configurations came from (none for untuned runs)."""
     tables = []
-    by_study = _study_runs(runs)  # read once, not once per space
-    for study, (record, seeds) in tuning_records(runs).items():
+    for study, (record, study_runs) in tuning_records(runs).items():
         table = Table("tuning_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", study),
                       f"Tuning budget ({study}): {record.get('trials_per_space')} {record.get('sampler')} trials per "
                       f"loss (training seed {record.get('seed')}), each loss in its own space, chosen on validation",
@@ -170,10 +161,10 @@ def tuning_tables(runs: Sequence[ReportRun]) -> list[Table]:
                                f"{num(100 * score)} ({metric_name(metric)})",
                                f"{num(100 * statistics.median(scores))} / {num(100 * min(scores))}" if scores
                                else "—",
-                               _mean_sd(confirmation_val_scores(by_study.get(study, []), str(space.get("label")),
+                               _mean_sd(confirmation_val_scores(study_runs, str(space.get("label")),
                                                                 metric))])
         table.notes.append(f"Every loss had the same budget; nothing was chosen on test. The comparison trains each "
-                           f"chosen configuration with seeds {', '.join(map(str, sorted(seeds)))} and tests "
+                           f"chosen configuration with seeds {', '.join(map(str, _seeds(study_runs)))} and tests "
                            "the differences with Holm's correction.")
         table.notes.append("Median / worst trial: the validation score of the loss's median and worst tuning "
                            "trial, beside its chosen one: how much its tuning mattered.")
