@@ -7,6 +7,7 @@ when ``LMFLOSS_TEST_POSTGRES_URL`` is set, e.g. by ``.ci/start-postgres.sh``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -293,18 +294,33 @@ def test_a_trial_waits_for_a_live_run_of_its_point_and_reuses_it(tmp_path, caplo
     run_dir = out / "runs" / "loss=ce_seed=1"
     run_dir.mkdir(parents=True)
     lock = RunLock(run_dir).acquire()
+    waiting = threading.Event()
+
+    class SeesWaiting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for" in record.getMessage():
+                waiting.set()
 
     def finish() -> None:
-        time.sleep(1.0)
+        # the other process finishes only once the worker waits for it (a fixed sleep raced a
+        # slow worker start: the run was finished before the worker looked, and nothing waited)
+        waiting.wait(timeout=60)
         (run_dir / "report.json").write_text(json.dumps({"val": {"f1_macro": 0.321}, "test": {}}))
         lock.release()
 
+    engine_logger = logging.getLogger("lmfloss.sweep.engine")
+    handler = SeesWaiting()
+    engine_logger.addHandler(handler)
     other = threading.Thread(target=finish)
     other.start()
     calls = []
-    with caplog.at_level("INFO", logger="lmfloss.sweep.engine"):
-        run_worker(spec, out, runner=lambda c, d: calls.append(d) or fast_runner(c, d), heartbeat=1)
-    other.join()
+    try:
+        with caplog.at_level("INFO", logger="lmfloss.sweep.engine"):
+            run_worker(spec, out, runner=lambda c, d: calls.append(d) or fast_runner(c, d), heartbeat=1)
+    finally:
+        waiting.set()
+        other.join()
+        engine_logger.removeHandler(handler)
     assert calls == []
     (trial,) = study_trials(f"sqlite:///{out / 'study.db'}", spec.name)
     assert trial.state == TrialState.COMPLETE and trial.value == 0.321 and trial.user_attrs["reused"] is True
